@@ -1,0 +1,170 @@
+//! The event queue: every native thread reports by pushing here, and the consumer (Python's
+//! dispatcher, a C program's loop) pulls with one blocking wait. Nothing native ever calls
+//! user code, so no native thread can be blocked by a slow or re-entrant consumer.
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Event type numbers (`SoraEventView.type`), part of the C ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum EventType {
+    SetOffer = 1,
+    WsClose = 2,
+    Disconnect = 3,
+    SignalingMessage = 4,
+    Notify = 5,
+    Push = 6,
+    Message = 7,
+    Rpc = 8,
+    Switched = 9,
+    Track = 10,
+    DataChannel = 11,
+    Log = 12,
+    Connected = 13,
+    TrackEnded = 14,
+    PeerLocalDescription = 100,
+    PeerLocalCandidate = 101,
+    PeerState = 102,
+    PeerGatheringState = 103,
+    PeerDcOpen = 104,
+    PeerDcMessage = 105,
+    PeerDcClosed = 106,
+    PeerTrack = 107,
+    PeerDataChannel = 108,
+}
+
+/// One event, owned by the queue until handed out.
+#[derive(Debug)]
+pub struct Event {
+    pub kind: EventType,
+    pub source: u64,
+    pub a: i64,
+    pub b: i64,
+    pub text: Option<CString>,
+    pub text2: Option<CString>,
+    pub data: Option<Vec<u8>>,
+    /// Droppable events (media frames) may be discarded when the queue is full.
+    pub droppable: bool,
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
+}
+
+impl Event {
+    pub fn new(kind: EventType, source: u64) -> Self {
+        Event { kind, source, a: 0, b: 0, text: None, text2: None, data: None, droppable: false }
+    }
+    pub fn a(mut self, v: i64) -> Self {
+        self.a = v;
+        self
+    }
+    pub fn b(mut self, v: i64) -> Self {
+        self.b = v;
+        self
+    }
+    pub fn text(mut self, s: &str) -> Self {
+        self.text = Some(cstring(s));
+        self
+    }
+    pub fn text2(mut self, s: &str) -> Self {
+        self.text2 = Some(cstring(s));
+        self
+    }
+    pub fn data(mut self, d: Vec<u8>) -> Self {
+        self.data = Some(d);
+        self
+    }
+}
+
+struct State {
+    events: VecDeque<Event>,
+    closed: bool,
+}
+
+pub struct EventQueue {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+    dropped: AtomicU64,
+}
+
+pub enum Wait {
+    Event(Event),
+    Timeout,
+    Closed,
+}
+
+impl EventQueue {
+    /// `capacity` bounds droppable events only (0 = unbounded); control events are never lost.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(EventQueue {
+            state: Mutex::new(State { events: VecDeque::new(), closed: false }),
+            ready: Condvar::new(),
+            capacity,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn push(&self, ev: Event) {
+        let mut st = self.state.lock();
+        if st.closed {
+            return;
+        }
+        if ev.droppable && self.capacity > 0 {
+            let queued = st.events.iter().filter(|e| e.droppable && e.source == ev.source).count();
+            if queued >= self.capacity {
+                if let Some(pos) = st.events.iter().position(|e| e.droppable && e.source == ev.source) {
+                    st.events.remove(pos);
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        st.events.push_back(ev);
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` (None = forever) for the next event.
+    pub fn wait(&self, timeout: Option<Duration>) -> Wait {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.state.lock();
+        loop {
+            if let Some(ev) = st.events.pop_front() {
+                return Wait::Event(ev);
+            }
+            if st.closed {
+                return Wait::Closed;
+            }
+            match deadline {
+                None => self.ready.wait(&mut st),
+                Some(d) => {
+                    if self.ready.wait_until(&mut st, d).timed_out() && st.events.is_empty() {
+                        return if st.closed { Wait::Closed } else { Wait::Timeout };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wakes every waiter; queued events are still handed out, then waits report Closed.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Process-unique ids for handles (events name their source with it).
+pub fn next_handle_id() -> u64 {
+    NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,145 @@
+//! Low-level peers (`sora_peer_*`): a libdatachannel peer connection with events on a queue.
+use super::{arg_bytes, arg_ref, arg_str, guard, opt_str, out_ptr, out_string};
+use super::events::SoraEventQueue;
+use crate::error::Error;
+use crate::peer::PeerHandle;
+use std::ffi::c_char;
+
+/// A WebRTC peer connection (opaque).
+pub struct SoraPeer {
+    inner: PeerHandle,
+}
+
+/// Creates a peer whose events go to `queue`. `config_json` (may be NULL):
+/// {"bind_address","ice_servers":[...],"port_range":[a,b],"mtu","relay_only",
+///  "disable_auto_negotiation" (default true)}. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_new(queue: *const SoraEventQueue, config_json: *const c_char, out: *mut *mut SoraPeer) -> i32 {
+    guard(|| {
+        let q = arg_ref(queue, "queue")?;
+        let cfg = opt_str(config_json, "config_json")?.unwrap_or("");
+        out_ptr(SoraPeer { inner: PeerHandle::new(q.inner.clone(), cfg)? }, out)
+    })
+}
+
+/// The handle id that this peer's events carry in `source`.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_id(p: *const SoraPeer) -> u64 {
+    p.as_ref().map_or(0, |p| p.inner.id)
+}
+
+/// Adds a media section given as SDP text (must contain a=mid); an existing mid is replaced.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_add_track(p: *const SoraPeer, media_sdp: *const c_char, out_track: *mut i32) -> i32 {
+    guard(|| {
+        let tr = arg_ref(p, "peer")?.inner.peer.add_track(arg_str(media_sdp, "media_sdp")?)?;
+        if let Some(o) = out_track.as_mut() {
+            *o = tr;
+        }
+        Ok(0)
+    })
+}
+
+/// Removes a track: the next offer marks its section rejected (port 0).
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_remove_track(p: *const SoraPeer, track: i32) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?.inner.peer.delete_track(track)?;
+        Ok(0)
+    })
+}
+
+/// Creates a data channel. `options_json` (may be NULL): {"ordered","max_packet_life_time",
+/// "max_retransmits","protocol","negotiated","stream"}.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_create_data_channel(
+    p: *const SoraPeer,
+    label: *const c_char,
+    options_json: *const c_char,
+    out_dc: *mut i32,
+) -> i32 {
+    guard(|| {
+        let p = arg_ref(p, "peer")?;
+        let dc = p.inner.create_data_channel(arg_str(label, "label")?, opt_str(options_json, "options_json")?)?;
+        if let Some(o) = out_dc.as_mut() {
+            *o = dc;
+        }
+        Ok(0)
+    })
+}
+
+/// Sets the local description: `type` "offer", "answer" or NULL (implied by state).
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_set_local_description(p: *const SoraPeer, type_: *const c_char) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?.inner.peer.set_local_description(opt_str(type_, "type")?)?;
+        Ok(0)
+    })
+}
+
+/// The current local description with the candidates gathered so far.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_local_description(p: *const SoraPeer, out_sdp: *mut *mut c_char) -> i32 {
+    guard(|| out_string(arg_ref(p, "peer")?.inner.peer.local_description()?, out_sdp))
+}
+
+/// Applies a remote description (`type` "offer" or "answer").
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_set_remote_description(p: *const SoraPeer, sdp: *const c_char, type_: *const c_char) -> i32 {
+    guard(|| {
+        let t = arg_str(type_, "type")?;
+        if t != "offer" && t != "answer" {
+            return Err(Error::invalid("type must be \"offer\" or \"answer\""));
+        }
+        arg_ref(p, "peer")?.inner.peer.set_remote_description(arg_str(sdp, "sdp")?, t)?;
+        Ok(0)
+    })
+}
+
+/// Adds a trickled remote candidate (`mid` may be NULL).
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_add_remote_candidate(p: *const SoraPeer, candidate: *const c_char, mid: *const c_char) -> i32 {
+    guard(|| {
+        let p = arg_ref(p, "peer")?;
+        p.inner.peer.add_remote_candidate(arg_str(candidate, "candidate")?, opt_str(mid, "mid")?)?;
+        Ok(0)
+    })
+}
+
+/// Sends on a data channel; `binary` 0 sends a text message (must be UTF-8 without NUL).
+/// SORA_ERR_CLOSED when not open, SORA_ERR_TOO_LARGE above the maximum message size.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_dc_send(p: *const SoraPeer, dc: i32, data: *const u8, len: usize, binary: i32) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?.inner.dc_send(dc, arg_bytes(data, len)?, binary != 0)?;
+        Ok(0)
+    })
+}
+
+/// Closes one data channel (SORA_EVENT_PEER_DC_CLOSED follows).
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_dc_close(p: *const SoraPeer, dc: i32) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        crate::rtc::dc_close(dc);
+        Ok(0)
+    })
+}
+
+/// Closes the peer connection (state events follow); the handle stays valid.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_close(p: *const SoraPeer) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?.inner.peer.close();
+        Ok(0)
+    })
+}
+
+/// Frees the peer; no event for it is produced afterwards. Blocks while libdatachannel
+/// finishes its callbacks, so never call it from a thread that must not wait. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_destroy(p: *mut SoraPeer) {
+    if !p.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(p))));
+    }
+}

@@ -1,0 +1,10 @@
+//! sora_shim: Sora signaling and WebRTC (libdatachannel) behind a flat C ABI.
+//! See docs/c-abi.md for the contract and docs/design.md for why it is shaped this way.
+pub mod connection;
+pub mod error;
+pub mod events;
+pub mod ffi;
+pub mod log;
+pub mod peer;
+pub mod rtc;
+pub mod signaling;

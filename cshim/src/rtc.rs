@@ -1,0 +1,374 @@
+//! Thin safe wrapper over libdatachannel's C API (datachannel-sys).
+//!
+//! libdatachannel calls us back on its own threads, sometimes while holding its internal
+//! locks. The trampolines below therefore only look up the observer and hand it a plain
+//! `RtcEvent`; observers must not call back into libdatachannel synchronously (they enqueue).
+//! Callbacks find their observer through a token in a registry (never a raw pointer), so a
+//! callback racing with teardown finds nothing instead of freed memory.
+use crate::error::{Error, Result};
+use datachannel_sys as sys;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+
+#[derive(Debug, Clone)]
+pub enum RtcEvent {
+    LocalDescription { sdp: String, kind: String },
+    LocalCandidate { candidate: String, mid: String },
+    State(i32),
+    Gathering(i32),
+    /// A data channel announced by the remote side (DCEP); it is open.
+    RemoteDataChannel { dc: i32, label: String },
+    /// A remote m-section that has no local track yet.
+    Track { track: i32, mid: String },
+    DcOpen { dc: i32, label: String },
+    DcClosed { dc: i32 },
+    DcMessage { dc: i32, data: Vec<u8>, binary: bool },
+    DcError { dc: i32, message: String },
+}
+
+pub trait RtcObserver: Send + Sync {
+    fn on_rtc_event(&self, event: RtcEvent);
+}
+
+type Registry = HashMap<u64, Arc<dyn RtcObserver>>;
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+fn observer(ptr: *mut c_void) -> Option<Arc<dyn RtcObserver>> {
+    let token = ptr as usize as u64;
+    REGISTRY.lock().as_ref().and_then(|r| r.get(&token).cloned())
+}
+
+fn emit(ptr: *mut c_void, ev: RtcEvent) {
+    if let Some(o) = observer(ptr) {
+        // A panicking observer must not unwind into C++.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| o.on_rtc_event(ev)));
+    }
+}
+
+unsafe fn string(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+fn cstr(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::invalid("string contains a NUL byte"))
+}
+
+fn check(code: c_int, what: &str) -> Result<c_int> {
+    if code >= 0 {
+        return Ok(code);
+    }
+    let reason = match code {
+        sys::RTC_ERR_INVALID => "invalid argument",
+        sys::RTC_ERR_FAILURE => "runtime failure",
+        sys::RTC_ERR_NOT_AVAIL => "element not available",
+        sys::RTC_ERR_TOO_SMALL => "buffer too small",
+        _ => "error",
+    };
+    Err(Error::internal(format!("{what} failed: {reason} ({code})")))
+}
+
+/// Reads a string out of a libdatachannel "fill this buffer" getter.
+fn read_string(f: impl Fn(*mut c_char, c_int) -> c_int, what: &str) -> Result<String> {
+    let needed = check(f(std::ptr::null_mut(), 0), what)?;
+    let mut buf = vec![0u8; needed.max(1) as usize];
+    check(f(buf.as_mut_ptr() as *mut c_char, buf.len() as c_int), what)?;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+// ---- trampolines (run on libdatachannel threads) ----
+
+unsafe extern "C" fn on_description(_pc: c_int, sdp: *const c_char, kind: *const c_char, ptr: *mut c_void) {
+    emit(ptr, RtcEvent::LocalDescription { sdp: string(sdp), kind: string(kind) });
+}
+unsafe extern "C" fn on_candidate(_pc: c_int, cand: *const c_char, mid: *const c_char, ptr: *mut c_void) {
+    emit(ptr, RtcEvent::LocalCandidate { candidate: string(cand), mid: string(mid) });
+}
+unsafe extern "C" fn on_state(_pc: c_int, state: sys::rtcState, ptr: *mut c_void) {
+    emit(ptr, RtcEvent::State(state as i32));
+}
+unsafe extern "C" fn on_gathering(_pc: c_int, state: sys::rtcGatheringState, ptr: *mut c_void) {
+    emit(ptr, RtcEvent::Gathering(state as i32));
+}
+unsafe extern "C" fn on_data_channel(_pc: c_int, dc: c_int, ptr: *mut c_void) {
+    // Setting callbacks on the new channel from here is what libdatachannel expects; messages
+    // that arrived before are buffered until the message callback is set.
+    sys::rtcSetUserPointer(dc, ptr);
+    set_dc_callbacks(dc);
+    let label = read_string(|b, n| sys::rtcGetDataChannelLabel(dc, b, n), "label").unwrap_or_default();
+    emit(ptr, RtcEvent::RemoteDataChannel { dc, label });
+}
+unsafe extern "C" fn on_track(_pc: c_int, tr: c_int, ptr: *mut c_void) {
+    sys::rtcSetUserPointer(tr, ptr);
+    let mid = read_string(|b, n| sys::rtcGetTrackMid(tr, b, n), "mid").unwrap_or_default();
+    emit(ptr, RtcEvent::Track { track: tr, mid });
+}
+unsafe extern "C" fn on_dc_open(dc: c_int, ptr: *mut c_void) {
+    let label = read_string(|b, n| sys::rtcGetDataChannelLabel(dc, b, n), "label").unwrap_or_default();
+    emit(ptr, RtcEvent::DcOpen { dc, label });
+}
+unsafe extern "C" fn on_dc_closed(dc: c_int, ptr: *mut c_void) {
+    emit(ptr, RtcEvent::DcClosed { dc });
+}
+unsafe extern "C" fn on_dc_error(dc: c_int, err: *const c_char, ptr: *mut c_void) {
+    emit(ptr, RtcEvent::DcError { dc, message: string(err) });
+}
+unsafe extern "C" fn on_dc_message(dc: c_int, msg: *const c_char, size: c_int, ptr: *mut c_void) {
+    // size < 0 marks a text message (NUL-terminated).
+    let (data, binary) = if size < 0 {
+        (CStr::from_ptr(msg).to_bytes().to_vec(), false)
+    } else {
+        (std::slice::from_raw_parts(msg as *const u8, size as usize).to_vec(), true)
+    };
+    emit(ptr, RtcEvent::DcMessage { dc, data, binary });
+}
+
+unsafe fn set_dc_callbacks(dc: c_int) {
+    sys::rtcSetOpenCallback(dc, Some(on_dc_open));
+    sys::rtcSetClosedCallback(dc, Some(on_dc_closed));
+    sys::rtcSetErrorCallback(dc, Some(on_dc_error));
+    sys::rtcSetMessageCallback(dc, Some(on_dc_message));
+}
+
+// ---- logging bridge ----
+
+unsafe extern "C" fn on_log(level: sys::rtcLogLevel, message: *const c_char) {
+    let lvl = match level {
+        sys::rtcLogLevel_RTC_LOG_FATAL | sys::rtcLogLevel_RTC_LOG_ERROR => log::Level::Error,
+        sys::rtcLogLevel_RTC_LOG_WARNING => log::Level::Warn,
+        sys::rtcLogLevel_RTC_LOG_INFO => log::Level::Info,
+        sys::rtcLogLevel_RTC_LOG_DEBUG => log::Level::Debug,
+        _ => log::Level::Trace,
+    };
+    log::log!(target: "libdatachannel", lvl, "{}", string(message));
+}
+
+/// Maps our log level onto libdatachannel's and (re)installs its logger.
+pub fn set_native_log_level(level: log::LevelFilter) {
+    let l = match level {
+        log::LevelFilter::Off => sys::rtcLogLevel_RTC_LOG_NONE,
+        log::LevelFilter::Error => sys::rtcLogLevel_RTC_LOG_ERROR,
+        log::LevelFilter::Warn => sys::rtcLogLevel_RTC_LOG_WARNING,
+        log::LevelFilter::Info => sys::rtcLogLevel_RTC_LOG_INFO,
+        log::LevelFilter::Debug => sys::rtcLogLevel_RTC_LOG_DEBUG,
+        log::LevelFilter::Trace => sys::rtcLogLevel_RTC_LOG_VERBOSE,
+    };
+    unsafe { sys::rtcInitLogger(l, Some(on_log)) };
+}
+
+fn init_once() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        crate::log::ensure_init();
+        unsafe { sys::rtcPreload() };
+    });
+}
+
+// ---- peer connection ----
+
+#[derive(Debug, Clone, Default)]
+pub struct PeerConfig {
+    pub ice_servers: Vec<String>,
+    pub bind_address: Option<String>,
+    pub port_range: Option<(u16, u16)>,
+    pub mtu: Option<i32>,
+    pub relay_only: bool,
+    /// We always drive negotiation ourselves (Sora's offerer/answerer model).
+    pub disable_auto_negotiation: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DataChannelOptions {
+    pub ordered: Option<bool>,
+    pub max_packet_life_time: Option<u32>,
+    pub max_retransmits: Option<u32>,
+    pub protocol: Option<String>,
+    pub negotiated: bool,
+    pub stream: Option<u16>,
+}
+
+pub struct Peer {
+    pc: c_int,
+    token: u64,
+}
+
+impl Peer {
+    pub fn new(config: &PeerConfig, observer: Arc<dyn RtcObserver>) -> Result<Peer> {
+        init_once();
+        let servers: Vec<CString> = config.ice_servers.iter().map(|s| cstr(s)).collect::<Result<_>>()?;
+        let mut server_ptrs: Vec<*const c_char> = servers.iter().map(|s| s.as_ptr()).collect();
+        let bind = config.bind_address.as_deref().map(cstr).transpose()?;
+        let mut cfg: sys::rtcConfiguration = unsafe { std::mem::zeroed() };
+        cfg.iceServers = server_ptrs.as_mut_ptr();
+        cfg.iceServersCount = server_ptrs.len() as c_int;
+        cfg.bindAddress = bind.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
+        cfg.iceTransportPolicy = if config.relay_only {
+            sys::rtcTransportPolicy_RTC_TRANSPORT_POLICY_RELAY
+        } else {
+            sys::rtcTransportPolicy_RTC_TRANSPORT_POLICY_ALL
+        };
+        cfg.disableAutoNegotiation = config.disable_auto_negotiation;
+        if let Some((a, b)) = config.port_range {
+            cfg.portRangeBegin = a;
+            cfg.portRangeEnd = b;
+        }
+        cfg.mtu = config.mtu.unwrap_or(0);
+        let pc = check(unsafe { sys::rtcCreatePeerConnection(&cfg) }, "rtcCreatePeerConnection")?;
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        REGISTRY.lock().get_or_insert_with(HashMap::new).insert(token, observer);
+        let ptr = token as usize as *mut c_void;
+        unsafe {
+            sys::rtcSetUserPointer(pc, ptr);
+            sys::rtcSetLocalDescriptionCallback(pc, Some(on_description));
+            sys::rtcSetLocalCandidateCallback(pc, Some(on_candidate));
+            sys::rtcSetStateChangeCallback(pc, Some(on_state));
+            sys::rtcSetGatheringStateChangeCallback(pc, Some(on_gathering));
+            sys::rtcSetDataChannelCallback(pc, Some(on_data_channel));
+            sys::rtcSetTrackCallback(pc, Some(on_track));
+        }
+        Ok(Peer { pc, token })
+    }
+
+    fn ptr(&self) -> *mut c_void {
+        self.token as usize as *mut c_void
+    }
+
+    pub fn set_remote_description(&self, sdp: &str, kind: &str) -> Result<()> {
+        let (s, k) = (cstr(sdp)?, cstr(kind)?);
+        check(unsafe { sys::rtcSetRemoteDescription(self.pc, s.as_ptr(), k.as_ptr()) }, "setRemoteDescription")?;
+        Ok(())
+    }
+
+    pub fn set_local_description(&self, kind: Option<&str>) -> Result<()> {
+        let k = kind.map(cstr).transpose()?;
+        let p = k.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
+        check(unsafe { sys::rtcSetLocalDescription(self.pc, p) }, "setLocalDescription")?;
+        Ok(())
+    }
+
+    pub fn local_description(&self) -> Result<String> {
+        read_string(|b, n| unsafe { sys::rtcGetLocalDescription(self.pc, b, n) }, "getLocalDescription")
+    }
+
+    pub fn add_remote_candidate(&self, candidate: &str, mid: Option<&str>) -> Result<()> {
+        let c = cstr(candidate)?;
+        let m = mid.map(cstr).transpose()?;
+        let mp = m.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
+        check(unsafe { sys::rtcAddRemoteCandidate(self.pc, c.as_ptr(), mp) }, "addRemoteCandidate")?;
+        Ok(())
+    }
+
+    /// Adds (or, for an existing mid, replaces) a media section given as SDP text.
+    pub fn add_track(&self, media_sdp: &str) -> Result<i32> {
+        let s = cstr(media_sdp)?;
+        let tr = check(unsafe { sys::rtcAddTrack(self.pc, s.as_ptr()) }, "addTrack")?;
+        unsafe { sys::rtcSetUserPointer(tr, self.ptr()) };
+        Ok(tr)
+    }
+
+    pub fn delete_track(&self, track: i32) -> Result<()> {
+        check(unsafe { sys::rtcDeleteTrack(track) }, "deleteTrack")?;
+        Ok(())
+    }
+
+    pub fn create_data_channel(&self, label: &str, opts: &DataChannelOptions) -> Result<i32> {
+        let l = cstr(label)?;
+        let proto = opts.protocol.as_deref().map(cstr).transpose()?;
+        let mut init: sys::rtcDataChannelInit = unsafe { std::mem::zeroed() };
+        init.reliability.unordered = opts.ordered == Some(false);
+        if let Some(t) = opts.max_packet_life_time {
+            init.reliability.unreliable = true;
+            init.reliability.maxPacketLifeTime = t;
+        } else if let Some(r) = opts.max_retransmits {
+            init.reliability.unreliable = true;
+            init.reliability.maxRetransmits = r;
+        }
+        init.protocol = proto.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
+        init.negotiated = opts.negotiated;
+        if let Some(s) = opts.stream {
+            init.manualStream = true;
+            init.stream = s;
+        }
+        let dc = check(unsafe { sys::rtcCreateDataChannelEx(self.pc, l.as_ptr(), &init) }, "createDataChannel")?;
+        unsafe {
+            sys::rtcSetUserPointer(dc, self.ptr());
+            set_dc_callbacks(dc);
+        }
+        Ok(dc)
+    }
+
+    pub fn close(&self) {
+        unsafe { sys::rtcClosePeerConnection(self.pc) };
+    }
+
+    pub fn id(&self) -> i32 {
+        self.pc
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Unregister first: callbacks racing with deletion then find no observer.
+        if let Some(r) = REGISTRY.lock().as_mut() {
+            r.remove(&self.token);
+        }
+        unsafe { sys::rtcDeletePeerConnection(self.pc) };
+    }
+}
+
+/// Data channel / track helpers that need only the channel id.
+pub fn dc_send(dc: i32, data: &[u8], binary: bool) -> Result<()> {
+    if !unsafe { sys::rtcIsOpen(dc) } {
+        return Err(Error::new(crate::error::Kind::Closed, "data channel is not open"));
+    }
+    if binary {
+        check(unsafe { sys::rtcSendMessage(dc, data.as_ptr() as *const c_char, data.len() as c_int) }, "send")?;
+    } else {
+        let s = CString::new(data.to_vec()).map_err(|_| Error::invalid("text message contains a NUL byte"))?;
+        check(unsafe { sys::rtcSendMessage(dc, s.as_ptr(), -1) }, "send")?;
+    }
+    Ok(())
+}
+
+pub fn dc_max_message_size(dc: i32) -> usize {
+    let n = unsafe { sys::rtcMaxMessageSize(dc) };
+    if n > 0 { n as usize } else { 65536 }
+}
+
+pub fn dc_is_open(dc: i32) -> bool {
+    unsafe { sys::rtcIsOpen(dc) }
+}
+
+pub fn dc_close(dc: i32) {
+    unsafe { sys::rtcClose(dc) };
+}
+
+pub fn dc_label(dc: i32) -> String {
+    read_string(|b, n| unsafe { sys::rtcGetDataChannelLabel(dc, b, n) }, "label").unwrap_or_default()
+}
+
+pub fn track_description(tr: i32) -> Result<String> {
+    read_string(|b, n| unsafe { sys::rtcGetTrackDescription(tr, b, n) }, "getTrackDescription")
+}
+
+/// The selected ICE candidate pair (local, remote) of a peer connection, if any.
+pub fn selected_pair(pc: i32) -> Option<(String, String)> {
+    let mut local = vec![0u8; 256];
+    let mut remote = vec![0u8; 256];
+    let r = unsafe {
+        sys::rtcGetSelectedCandidatePair(pc, local.as_mut_ptr() as *mut c_char, 256, remote.as_mut_ptr() as *mut c_char, 256)
+    };
+    if r < 0 {
+        return None;
+    }
+    let s = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+    Some((s(&local), s(&remote)))
+}

@@ -1,0 +1,245 @@
+//! Connection configuration (the keyword arguments of `Sora.create_connection`, as JSON) and
+//! the `connect` message built from it.
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub signaling_urls: Vec<String>,
+    pub role: String,
+    pub channel_id: String,
+    pub client_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub metadata: Option<Value>,
+    pub signaling_notify_metadata: Option<Value>,
+    pub audio: Option<bool>,
+    pub video: Option<bool>,
+    pub audio_codec_type: Option<String>,
+    pub video_codec_type: Option<String>,
+    pub video_bit_rate: Option<u32>,
+    pub audio_bit_rate: Option<u32>,
+    pub video_vp9_params: Option<Value>,
+    pub video_av1_params: Option<Value>,
+    pub video_h264_params: Option<Value>,
+    pub audio_opus_params: Option<Value>,
+    pub simulcast: Option<bool>,
+    pub spotlight: Option<bool>,
+    pub spotlight_number: Option<u32>,
+    pub simulcast_rid: Option<String>,
+    pub spotlight_focus_rid: Option<String>,
+    pub spotlight_unfocus_rid: Option<String>,
+    pub forwarding_filter: Option<Value>,
+    pub forwarding_filters: Option<Value>,
+    pub data_channels: Option<Vec<Value>>,
+    pub data_channel_signaling: Option<bool>,
+    pub ignore_disconnect_websocket: Option<bool>,
+    pub data_channel_signaling_timeout: Option<f64>,
+    pub disconnect_wait_timeout: Option<f64>,
+    pub websocket_close_timeout: Option<f64>,
+    pub websocket_connection_timeout: Option<f64>,
+    pub audio_streaming_language_code: Option<String>,
+    pub insecure: Option<bool>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub ca_cert: Option<String>,
+    pub proxy_url: Option<String>,
+    pub proxy_username: Option<String>,
+    pub proxy_password: Option<String>,
+    pub proxy_agent: Option<String>,
+    pub degradation_preference: Option<i32>,
+    pub user_agent: Option<String>,
+    // sora_ffi additions
+    pub sora_client: Option<String>,
+    pub environment: Option<String>,
+    pub bind_address: Option<String>,
+    pub disable_signaling_url_randomization: Option<bool>,
+    pub connection_timeout: Option<f64>,
+}
+
+fn secs(v: Option<f64>, default: f64, name: &str) -> Result<Duration> {
+    let s = v.unwrap_or(default);
+    if !(s.is_finite() && s > 0.0) {
+        return Err(Error::invalid(format!("{name} must be a positive number of seconds")));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+impl ConnectionConfig {
+    pub fn from_json(text: &str) -> Result<Self> {
+        let cfg: ConnectionConfig =
+            serde_json::from_str(text).map_err(|e| Error::invalid(format!("invalid connection config: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.signaling_urls.is_empty() {
+            return Err(Error::invalid("signaling_urls must not be empty"));
+        }
+        if !matches!(self.role.as_str(), "sendrecv" | "sendonly" | "recvonly") {
+            return Err(Error::invalid(format!("role must be sendrecv, sendonly or recvonly, not {:?}", self.role)));
+        }
+        if self.channel_id.is_empty() || self.channel_id.len() > 255 {
+            return Err(Error::invalid("channel_id must be 1 to 255 bytes"));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(Error::invalid("client_cert and client_key must be given together"));
+        }
+        if let Some(dcs) = &self.data_channels {
+            for dc in dcs {
+                let label = dc.get("label").and_then(Value::as_str).unwrap_or("");
+                if !label.starts_with('#') {
+                    return Err(Error::invalid(format!("data channel label {label:?} must start with '#'")));
+                }
+            }
+        }
+        self.timeouts()?;
+        Ok(())
+    }
+
+    pub fn timeouts(&self) -> Result<Timeouts> {
+        Ok(Timeouts {
+            websocket_connection: secs(self.websocket_connection_timeout, 30.0, "websocket_connection_timeout")?,
+            websocket_close: secs(self.websocket_close_timeout, 3.0, "websocket_close_timeout")?,
+            disconnect_wait: secs(self.disconnect_wait_timeout, 5.0, "disconnect_wait_timeout")?,
+            data_channel_signaling: secs(self.data_channel_signaling_timeout, 180.0, "data_channel_signaling_timeout")?,
+            connection: secs(self.connection_timeout, 30.0, "connection_timeout")?,
+        })
+    }
+
+    /// The `connect` message (sora-protocol.md §2.1).
+    pub fn connect_message(&self, redirect: bool) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), json!("connect"));
+        m.insert("role".into(), json!(self.role));
+        m.insert("channel_id".into(), json!(self.channel_id));
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        };
+        put("client_id", self.client_id.clone().map(Value::from));
+        put("bundle_id", self.bundle_id.clone().map(Value::from));
+        put("metadata", self.metadata.clone());
+        put("signaling_notify_metadata", self.signaling_notify_metadata.clone());
+        put("audio", Some(self.audio_value()));
+        put("video", Some(self.video_value()));
+        if self.simulcast == Some(true) {
+            put("simulcast", Some(json!(true)));
+            put("simulcast_rid", self.simulcast_rid.clone().map(Value::from));
+        } else if self.simulcast == Some(false) {
+            put("simulcast", Some(json!(false)));
+        }
+        if let Some(s) = self.spotlight {
+            put("spotlight", Some(json!(s)));
+            if s {
+                put("spotlight_number", self.spotlight_number.map(Value::from));
+                put("spotlight_focus_rid", self.spotlight_focus_rid.clone().map(Value::from));
+                put("spotlight_unfocus_rid", self.spotlight_unfocus_rid.clone().map(Value::from));
+            }
+        }
+        put("forwarding_filter", self.forwarding_filter.clone());
+        put("forwarding_filters", self.forwarding_filters.clone());
+        put("data_channel_signaling", self.data_channel_signaling.map(Value::from));
+        put("ignore_disconnect_websocket", self.ignore_disconnect_websocket.map(Value::from));
+        put("data_channels", self.data_channels.clone().map(Value::from));
+        put("audio_streaming_language_code", self.audio_streaming_language_code.clone().map(Value::from));
+        if redirect {
+            put("redirect", Some(json!(true)));
+        }
+        put(
+            "sora_client",
+            Some(json!(self.sora_client.clone().unwrap_or_else(|| format!("sora_ffi {}", env!("CARGO_PKG_VERSION"))))),
+        );
+        put("environment", Some(json!(self.environment.clone().unwrap_or_else(default_environment))));
+        Value::Object(m)
+    }
+
+    fn audio_value(&self) -> Value {
+        if self.audio == Some(false) {
+            return json!(false);
+        }
+        let mut o = Map::new();
+        if let Some(c) = &self.audio_codec_type {
+            o.insert("codec_type".into(), json!(c));
+        }
+        if let Some(b) = self.audio_bit_rate {
+            o.insert("bit_rate".into(), json!(b));
+        }
+        if let Some(p) = &self.audio_opus_params {
+            o.insert("opus_params".into(), p.clone());
+        }
+        if o.is_empty() { json!(true) } else { Value::Object(o) }
+    }
+
+    fn video_value(&self) -> Value {
+        if self.video == Some(false) {
+            return json!(false);
+        }
+        let mut o = Map::new();
+        if let Some(c) = &self.video_codec_type {
+            o.insert("codec_type".into(), json!(c));
+        }
+        if let Some(b) = self.video_bit_rate {
+            o.insert("bit_rate".into(), json!(b));
+        }
+        for (key, v) in [
+            ("vp9_params", &self.video_vp9_params),
+            ("av1_params", &self.video_av1_params),
+            ("h264_params", &self.video_h264_params),
+        ] {
+            if let Some(v) = v {
+                o.insert(key.into(), v.clone());
+            }
+        }
+        if o.is_empty() { json!(true) } else { Value::Object(o) }
+    }
+}
+
+pub fn default_environment() -> String {
+    format!(
+        "[{}] {} (libdatachannel {})",
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        std::str::from_utf8(&datachannel_sys::RTC_VERSION[..datachannel_sys::RTC_VERSION.len() - 1]).unwrap_or("?")
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub websocket_connection: Duration,
+    pub websocket_close: Duration,
+    pub disconnect_wait: Duration,
+    pub data_channel_signaling: Duration,
+    pub connection: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_message_carries_parameters() {
+        let cfg = ConnectionConfig::from_json(
+            r##"{"signaling_urls":["ws://h/signaling"],"role":"sendonly","channel_id":"c",
+                "video_codec_type":"VP9","video_bit_rate":500,"audio":false,
+                "data_channel_signaling":true,"data_channels":[{"label":"#a","direction":"sendrecv"}]}"##,
+        )
+        .unwrap();
+        let m = cfg.connect_message(true);
+        assert_eq!(m["video"], json!({"codec_type":"VP9","bit_rate":500}));
+        assert_eq!(m["audio"], json!(false));
+        assert_eq!(m["redirect"], json!(true));
+        assert_eq!(m["data_channels"][0]["label"], json!("#a"));
+        assert!(m["sora_client"].as_str().unwrap().starts_with("sora_ffi"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_roles() {
+        assert!(ConnectionConfig::from_json(r#"{"signaling_urls":["ws://h"],"role":"x","channel_id":"c"}"#).is_err());
+        assert!(ConnectionConfig::from_json(r#"{"signaling_urls":["ws://h"],"role":"sendonly","channel_id":"c","bogus":1}"#).is_err());
+    }
+}

@@ -1,0 +1,788 @@
+//! One Sora signaling session (sora-protocol.md): WebSocket and DataChannel signaling, the
+//! answerer side of Sora's offer/re-offer, notify/push/ping, redirect, and every way a session
+//! ends. Everything that happens arrives as one `Input` on one channel and is handled in order
+//! on one task, so there are no locks around the protocol state.
+use super::config::{ConnectionConfig, Timeouts};
+use super::sdp;
+use super::transport::{self, OpenError, TransportOptions, Ws};
+use super::zlib;
+use crate::connection::{code, ChannelEntry, Shared, TrackEntry};
+use crate::error::Result;
+use crate::events::{next_handle_id, EventType};
+use crate::rtc::{self, Peer, PeerConfig, RtcEvent, RtcObserver};
+use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+use tokio_tungstenite::tungstenite::Message;
+
+/// SoraSignalingType / SoraSignalingDirection.
+const VIA_WS: i64 = 0;
+const VIA_DC: i64 = 1;
+const SENT: i64 = 0;
+const RECEIVED: i64 = 1;
+/// Largest decompressed DataChannel message we accept.
+const MAX_INFLATED: usize = 16 * 1024 * 1024;
+
+pub enum Input {
+    Disconnect,
+    Rtc(RtcEvent),
+    Ws(u64, WsInput),
+}
+
+pub enum WsInput {
+    Text(String),
+    Binary(Vec<u8>),
+    Closed(u16, String),
+    Error(String),
+}
+
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sora-signaling")
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+pub fn spawn(shared: Arc<Shared>, cfg: ConnectionConfig) -> Result<mpsc::UnboundedSender<Input>> {
+    let timeouts = cfg.timeouts()?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let session = Session::new(shared, cfg, timeouts, tx.clone());
+    runtime().spawn(session.run(rx));
+    Ok(tx)
+}
+
+/// Forwards libdatachannel callbacks into the session's input channel (never blocks).
+struct Forward(mpsc::UnboundedSender<Input>);
+impl RtcObserver for Forward {
+    fn on_rtc_event(&self, event: RtcEvent) {
+        let _ = self.0.send(Input::Rtc(event));
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Disconnecting {
+    /// Waiting for the server to close the WebSocket.
+    WsClose,
+    /// DataChannel-only: waiting for the server to close every DataChannel.
+    DcClose,
+}
+
+struct End(i64, String);
+
+struct Session {
+    shared: Arc<Shared>,
+    cfg: ConnectionConfig,
+    t: Timeouts,
+    tx: mpsc::UnboundedSender<Input>,
+    transport: TransportOptions,
+    ws_gen: u64,
+    ws: Option<SplitSink<Ws, Message>>,
+    peer: Option<Peer>,
+    offer_received: bool,
+    pc_connected: bool,
+    self_notified: bool,
+    connected: bool,
+    connection_id: String,
+    dc_signaling: bool,
+    ignore_ws: bool,
+    switched: bool,
+    /// label -> compress, from offer.data_channels
+    dc_compress: HashMap<String, bool>,
+    dc_labels: HashMap<i32, String>,
+    remote_mids: HashMap<String, u64>,
+    disconnecting: Option<Disconnecting>,
+    connect_deadline: Instant,
+    switch_deadline: Option<Instant>,
+    disconnect_deadline: Option<Instant>,
+    end: Option<End>,
+}
+
+impl Session {
+    fn new(shared: Arc<Shared>, cfg: ConnectionConfig, t: Timeouts, tx: mpsc::UnboundedSender<Input>) -> Self {
+        let transport = TransportOptions {
+            insecure: cfg.insecure.unwrap_or(false),
+            ca_cert: cfg.ca_cert.clone(),
+            client_cert: cfg.client_cert.clone(),
+            client_key: cfg.client_key.clone(),
+            proxy: cfg.proxy_url.clone().map(|url| transport::Proxy {
+                url,
+                username: cfg.proxy_username.clone(),
+                password: cfg.proxy_password.clone(),
+                agent: cfg.proxy_agent.clone(),
+            }),
+            user_agent: cfg.user_agent.clone(),
+        };
+        Session {
+            shared,
+            cfg,
+            t,
+            tx,
+            transport,
+            ws_gen: 0,
+            ws: None,
+            peer: None,
+            offer_received: false,
+            pc_connected: false,
+            self_notified: false,
+            connected: false,
+            connection_id: String::new(),
+            dc_signaling: false,
+            ignore_ws: false,
+            switched: false,
+            dc_compress: HashMap::new(),
+            dc_labels: HashMap::new(),
+            remote_mids: HashMap::new(),
+            disconnecting: None,
+            connect_deadline: Instant::now() + t.connection,
+            switch_deadline: None,
+            disconnect_deadline: None,
+            end: None,
+        }
+    }
+
+    fn finish(&mut self, code: i64, message: impl Into<String>) {
+        if self.end.is_none() {
+            self.end = Some(End(code, message.into()));
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        // Phase 1: open the WebSocket (racing the URLs); disconnect() may interrupt it.
+        let keep_order = self.cfg.disable_signaling_url_randomization.unwrap_or(false);
+        let urls = self.cfg.signaling_urls.clone();
+        let opened = tokio::select! {
+            r = transport::race(&urls, &self.transport, self.t.websocket_connection, keep_order) => Some(r),
+            _ = wait_disconnect(&mut rx) => None,
+        };
+        match opened {
+            None => self.finish(code::CLOSE_SUCCEEDED, "disconnect() called while connecting"),
+            Some(Err(OpenError::InvalidUrl(m))) => self.finish(code::INVALID_PARAMETER, m),
+            Some(Err(OpenError::Failed(m))) => {
+                self.finish(code::WEBSOCKET_HANDSHAKE_FAILED, format!("Failed to connect WebSocket: {m}"))
+            }
+            Some(Ok((ws, url))) => {
+                self.set_info("contact_url", json!(url));
+                self.set_info("connected_url", json!(url));
+                self.attach_ws(ws);
+                self.send_connect(false).await;
+            }
+        }
+        // Phase 2: the session.
+        while self.end.is_none() {
+            let deadline = self.next_deadline();
+            let input = tokio::select! {
+                i = rx.recv() => i,
+                _ = tokio::time::sleep_until(deadline) => { self.on_deadline(); continue; }
+            };
+            match input {
+                Some(i) => self.handle(i).await,
+                None => self.finish(code::CLOSE_SUCCEEDED, "connection handle destroyed"),
+            }
+        }
+        self.teardown(&mut rx).await;
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        [
+            (!self.connected).then_some(self.connect_deadline),
+            self.switch_deadline,
+            self.disconnect_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(far)
+    }
+
+    fn on_deadline(&mut self) {
+        let now = Instant::now();
+        if self.disconnect_deadline.is_some_and(|d| d <= now) {
+            self.finish(code::CLOSE_FAILED, "Timed out waiting for the server to close the session (disconnect_wait_timeout)");
+        } else if self.switch_deadline.is_some_and(|d| d <= now) {
+            self.finish(code::INTERNAL_ERROR, "DataChannel signaling was not switched in time (data_channel_signaling_timeout)");
+        } else if !self.connected && self.connect_deadline <= now {
+            self.finish(code::INTERNAL_ERROR, "Connection timeout");
+        }
+    }
+
+    async fn handle(&mut self, input: Input) {
+        match input {
+            Input::Disconnect => self.on_disconnect_requested().await,
+            Input::Rtc(ev) => self.on_rtc(ev).await,
+            Input::Ws(gen, _) if gen != self.ws_gen || self.ws.is_none() => {}
+            Input::Ws(_, WsInput::Text(t)) => self.on_signaling_text(&t, VIA_WS).await,
+            Input::Ws(_, WsInput::Binary(_)) => {
+                self.finish(code::INTERNAL_ERROR, "received a binary WebSocket frame; Sora signaling is text only")
+            }
+            Input::Ws(_, WsInput::Closed(c, reason)) => self.on_ws_closed(c, reason),
+            Input::Ws(_, WsInput::Error(e)) => self.on_ws_error(e),
+        }
+    }
+
+    // ---- WebSocket plumbing ----
+
+    fn attach_ws(&mut self, ws: Ws) {
+        self.ws_gen += 1;
+        let gen = self.ws_gen;
+        let (sink, mut stream) = ws.split();
+        self.ws = Some(sink);
+        let tx = self.tx.clone();
+        runtime().spawn(async move {
+            while let Some(m) = stream.next().await {
+                let input = match m {
+                    Ok(Message::Text(t)) => WsInput::Text(t.to_string()),
+                    Ok(Message::Binary(b)) => WsInput::Binary(b.to_vec()),
+                    Ok(Message::Close(frame)) => {
+                        let (c, r) = frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+                        let _ = tx.send(Input::Ws(gen, WsInput::Closed(c, r)));
+                        return;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => WsInput::Error(e.to_string()),
+                };
+                let stop = matches!(input, WsInput::Error(_));
+                if tx.send(Input::Ws(gen, input)).is_err() || stop {
+                    return;
+                }
+            }
+            let _ = tx.send(Input::Ws(gen, WsInput::Error("connection closed without a close frame".into())));
+        });
+    }
+
+    async fn ws_send(&mut self, v: &Value) -> bool {
+        let Some(ws) = self.ws.as_mut() else { return false };
+        ws.send(Message::text(v.to_string())).await.is_ok()
+    }
+
+    /// Closes our WebSocket ourselves (close frame, no wait) and reports SELF-CLOSED.
+    async fn ws_close_self(&mut self) {
+        if let Some(mut ws) = self.ws.take() {
+            let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+            let _ = tokio::time::timeout(self.t.websocket_close, ws.send(Message::Close(Some(frame)))).await;
+            self.shared.emit(self.shared.event(EventType::WsClose).a(1000).text("SELF-CLOSED"));
+        }
+    }
+
+    fn on_ws_closed(&mut self, c: u16, reason: String) {
+        self.ws = None;
+        self.shared.emit(self.shared.event(EventType::WsClose).a(c as i64).text(&reason));
+        if self.disconnecting.is_some() {
+            let how = if self.switched { "DC signaling is enabled" } else { "DC signaling is not enabled" };
+            self.finish(code::CLOSE_SUCCEEDED, format!("Succeeded to close WebSocket ({how})"));
+        } else if self.switched && self.ignore_ws {
+            // The WebSocket is no longer needed once switched with ignore_disconnect_websocket.
+        } else if c == 1000 {
+            self.finish(code::CLOSE_SUCCEEDED, format!("Succeeded to close WebSocket from server: wsreason={reason}"));
+        } else {
+            self.finish(code::WEBSOCKET_ONCLOSE, format!("WebSocket closed by server: wscode={c} wsreason={reason}"));
+        }
+    }
+
+    fn on_ws_error(&mut self, e: String) {
+        self.ws = None;
+        if self.switched && self.ignore_ws {
+            return;
+        }
+        if self.disconnecting.is_some() {
+            self.finish(code::CLOSE_FAILED, format!("WebSocket failed while disconnecting: {e}"));
+        } else {
+            self.finish(code::WEBSOCKET_ONERROR, format!("WebSocket error: {e}"));
+        }
+    }
+
+    fn report(&self, via: i64, dir: i64, text: &str) {
+        self.shared.emit(self.shared.event(EventType::SignalingMessage).a(via).b(dir).text(text));
+    }
+
+    async fn send_connect(&mut self, redirect: bool) {
+        let msg = self.cfg.connect_message(redirect);
+        self.report(VIA_WS, SENT, &msg.to_string());
+        if !self.ws_send(&msg).await {
+            self.finish(code::WEBSOCKET_ONERROR, "failed to send connect");
+        }
+    }
+
+    /// Sends a signaling message on the `signaling` DataChannel after the switch, else on WS.
+    async fn send_signaling(&mut self, v: Value) {
+        let text = v.to_string();
+        if self.switched {
+            if let Some(dc) = self.dc_by_label("signaling") {
+                let compress = self.dc_compress.get("signaling").copied().unwrap_or(false);
+                let payload = if compress { zlib::compress(text.as_bytes()) } else { text.clone().into_bytes() };
+                if rtc::dc_send(dc, &payload, true).is_ok() {
+                    self.report(VIA_DC, SENT, &text);
+                    return;
+                }
+            }
+        }
+        self.report(VIA_WS, SENT, &text);
+        if !self.ws_send(&v).await {
+            log::warn!("could not send {} message: no signaling transport", v["type"]);
+        }
+    }
+
+    fn dc_by_label(&self, label: &str) -> Option<i32> {
+        self.dc_labels.iter().find(|(_, l)| l.as_str() == label).map(|(dc, _)| *dc)
+    }
+
+    // ---- incoming signaling ----
+
+    async fn on_signaling_text(&mut self, text: &str, via: i64) {
+        let v: Value = match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                let snippet: String = text.chars().take(80).collect();
+                self.finish(code::INTERNAL_ERROR, format!("malformed signaling message: {snippet:?}"));
+                return;
+            }
+        };
+        let Some(kind) = v.get("type").and_then(Value::as_str).map(str::to_owned) else {
+            self.finish(code::INTERNAL_ERROR, "signaling message without a type");
+            return;
+        };
+        match kind.as_str() {
+            "offer" | "redirect" | "re-offer" | "update" | "close" => self.report(via, RECEIVED, text),
+            _ => {}
+        }
+        match kind.as_str() {
+            "offer" => self.on_offer(&v, text).await,
+            "re-offer" | "update" => self.on_re_offer(&v, &kind).await,
+            "redirect" => self.on_redirect(&v).await,
+            "notify" => self.on_notify(&v, text),
+            "push" => self.shared.emit(self.shared.event(EventType::Push).text(text)),
+            "ping" => self.on_ping(&v).await,
+            "switched" => self.on_switched(&v, text).await,
+            "close" => {
+                let c = v.get("code").and_then(Value::as_i64).unwrap_or(1000);
+                let reason = v.get("reason").and_then(Value::as_str).unwrap_or("");
+                self.finish(code::CLOSE_SUCCEEDED, format!("Session closed by server: code={c} reason={reason}"));
+            }
+            "req-stats" => {
+                let reply = json!({"type": "stats", "reports": stats(&self.shared)});
+                if let Some(dc) = self.dc_by_label("stats") {
+                    let compress = self.dc_compress.get("stats").copied().unwrap_or(false);
+                    let t = reply.to_string();
+                    let payload = if compress { zlib::compress(t.as_bytes()) } else { t.into_bytes() };
+                    let _ = rtc::dc_send(dc, &payload, true);
+                }
+            }
+            other => log::debug!("ignoring signaling message of type {other:?}"),
+        }
+    }
+
+    async fn on_redirect(&mut self, v: &Value) {
+        if self.offer_received {
+            log::warn!("ignoring redirect after the offer");
+            return;
+        }
+        let Some(location) = v.get("location").and_then(Value::as_str).map(str::to_owned) else {
+            self.finish(code::INVALID_PARAMETER, "redirect without a location");
+            return;
+        };
+        if let Err(e) = transport::parse_ws_url(&location) {
+            self.finish(code::INVALID_PARAMETER, format!("invalid redirect location: {e}"));
+            return;
+        }
+        // The server closes the old socket; we simply stop listening to it.
+        self.ws = None;
+        self.ws_gen += 1;
+        match tokio::time::timeout(self.t.websocket_connection, transport::open(&location, &self.transport)).await {
+            Err(_) => self.finish(code::INTERNAL_ERROR, "Connection timeout in redirection"),
+            Ok(Err(OpenError::InvalidUrl(m))) => self.finish(code::INVALID_PARAMETER, m),
+            Ok(Err(OpenError::Failed(m))) => {
+                self.finish(code::WEBSOCKET_HANDSHAKE_FAILED, format!("Failed to connect to the redirect location: {m}"))
+            }
+            Ok(Ok(ws)) => {
+                self.set_info("connected_url", json!(location));
+                self.attach_ws(ws);
+                self.send_connect(true).await;
+            }
+        }
+    }
+
+    fn set_info(&self, key: &str, v: Value) {
+        self.shared.state.lock().info.insert(key.into(), v);
+    }
+
+    async fn on_offer(&mut self, v: &Value, text: &str) {
+        if self.offer_received {
+            log::warn!("ignoring a second offer on the same session");
+            return;
+        }
+        self.offer_received = true;
+        self.shared.emit(self.shared.event(EventType::SetOffer).text(text));
+        let (Some(sdp_text), Some(conn_id)) = (
+            v.get("sdp").and_then(Value::as_str),
+            v.get("connection_id").and_then(Value::as_str),
+        ) else {
+            self.finish(code::INTERNAL_ERROR, "offer without sdp or connection_id");
+            return;
+        };
+        self.connection_id = conn_id.to_string();
+        for key in ["connection_id", "session_id", "client_id", "bundle_id"] {
+            if let Some(s) = v.get(key).filter(|x| x.is_string()) {
+                self.set_info(key, s.clone());
+            }
+        }
+        self.dc_signaling = v.get("data_channel_signaling").and_then(Value::as_bool).unwrap_or(false);
+        self.ignore_ws = v.get("ignore_disconnect_websocket").and_then(Value::as_bool).unwrap_or(false);
+        for dc in v.get("data_channels").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(label) = dc.get("label").and_then(Value::as_str) {
+                let compress = dc.get("compress").and_then(Value::as_bool).unwrap_or(false);
+                self.dc_compress.insert(label.to_string(), compress);
+            }
+        }
+        let config = PeerConfig {
+            ice_servers: ice_servers(v.pointer("/config/iceServers")),
+            relay_only: v.pointer("/config/iceTransportPolicy").and_then(Value::as_str) == Some("relay"),
+            bind_address: self.cfg.bind_address.clone(),
+            disable_auto_negotiation: true,
+            ..Default::default()
+        };
+        let peer = match Peer::new(&config, Arc::new(Forward(self.tx.clone()))) {
+            Ok(p) => p,
+            Err(e) => return self.finish(code::INTERNAL_ERROR, format!("failed to create the peer connection: {e}")),
+        };
+        self.shared.state.lock().pc = Some(peer.id());
+        self.peer = Some(peer);
+        if let Some(answer) = self.apply_offer(sdp_text).await {
+            let msg = json!({"type": "answer", "sdp": answer});
+            self.report(VIA_WS, SENT, &msg.to_string());
+            if !self.ws_send(&msg).await {
+                return self.finish(code::WEBSOCKET_ONERROR, "failed to send answer");
+            }
+            if self.dc_signaling {
+                self.switch_deadline = Some(Instant::now() + self.t.data_channel_signaling);
+            }
+        }
+    }
+
+    async fn on_re_offer(&mut self, v: &Value, kind: &str) {
+        let Some(sdp_text) = v.get("sdp").and_then(Value::as_str) else {
+            return self.finish(code::INTERNAL_ERROR, format!("{kind} without sdp"));
+        };
+        if self.peer.is_none() {
+            return self.finish(code::INTERNAL_ERROR, format!("{kind} before offer"));
+        }
+        if let Some(answer) = self.apply_offer(sdp_text).await {
+            let reply = if kind == "update" { "update" } else { "re-answer" };
+            self.send_signaling(json!({"type": reply, "sdp": answer})).await;
+        }
+    }
+
+    /// setRemoteDescription(offer) + answer. On failure ends the session with ICE_FAILED
+    /// after telling the server (as the official SDK does).
+    async fn apply_offer(&mut self, offer: &str) -> Option<String> {
+        let peer = self.peer.as_ref()?;
+        // Take the DTLS server role (answer a=setup:passive, which RFC 5763 allows for an
+        // actpass offer). The offerer then starts DTLS only after its own ICE check
+        // succeeded, when our DTLS transport already exists; the other way round the first
+        // ClientHello regularly arrives too early, is dropped, and costs a 1 s retransmit.
+        let munged = offer.replace("a=setup:actpass", "a=setup:active");
+        let result = peer
+            .set_remote_description(&munged, "offer")
+            .and_then(|_| peer.set_local_description(Some("answer")))
+            .and_then(|_| peer.local_description());
+        match result {
+            Ok(answer) => {
+                self.update_tracks(offer);
+                Some(answer)
+            }
+            Err(e) => {
+                self.send_signaling(json!({"type": "disconnect", "reason": "INTERNAL-ERROR"})).await;
+                self.finish(code::ICE_FAILED, format!("Failed to apply the offer: {e}"));
+                None
+            }
+        }
+    }
+
+    fn update_tracks(&mut self, offer: &str) {
+        let live = sdp::remote_tracks(offer);
+        let live_mids: HashSet<&str> = live.iter().map(|m| m.mid.as_str()).collect();
+        let ended: Vec<(String, u64)> = self
+            .remote_mids
+            .iter()
+            .filter(|(mid, _)| !live_mids.contains(mid.as_str()))
+            .map(|(m, id)| (m.clone(), *id))
+            .collect();
+        for (mid, id) in ended {
+            self.remote_mids.remove(&mid);
+            if let Some(t) = self.shared.state.lock().tracks.get_mut(&id) {
+                t.ended = true;
+            }
+            self.shared.emit(self.shared.event(EventType::TrackEnded).a(id as i64));
+        }
+        for m in live {
+            let (stream_id, track_id) = m.msid.clone().unwrap_or_default();
+            if self.remote_mids.contains_key(&m.mid) || stream_id == self.connection_id {
+                continue;
+            }
+            let id = next_handle_id();
+            self.remote_mids.insert(m.mid.clone(), id);
+            let entry = TrackEntry {
+                kind: m.kind.clone(),
+                mid: m.mid.clone(),
+                stream_id: stream_id.clone(),
+                track_id: track_id.clone(),
+                enabled: true,
+                ended: false,
+            };
+            self.shared.state.lock().tracks.insert(id, entry);
+            let detail = json!({"id": track_id, "stream_id": stream_id, "mid": m.mid, "kind": m.kind});
+            self.shared.emit(
+                self.shared.event(EventType::Track).a(id as i64).text(&m.kind).text2(&detail.to_string()),
+            );
+        }
+    }
+
+    fn on_notify(&mut self, v: &Value, text: &str) {
+        self.shared.emit(self.shared.event(EventType::Notify).text(text));
+        if v.get("event_type").and_then(Value::as_str) == Some("connection.created")
+            && v.get("connection_id").and_then(Value::as_str) == Some(self.connection_id.as_str())
+        {
+            self.self_notified = true;
+            self.check_connected();
+        }
+    }
+
+    fn check_connected(&mut self) {
+        if !self.connected && self.offer_received && self.pc_connected && self.self_notified {
+            self.connected = true;
+            self.shared.set_connected();
+            self.shared.emit(self.shared.event(EventType::Connected).text(&self.connection_id));
+        }
+    }
+
+    async fn on_ping(&mut self, v: &Value) {
+        let reply = if v.get("stats").and_then(Value::as_bool) == Some(true) {
+            json!({"type": "pong", "stats": stats(&self.shared)})
+        } else {
+            json!({"type": "pong"})
+        };
+        self.ws_send(&reply).await;
+    }
+
+    async fn on_switched(&mut self, v: &Value, text: &str) {
+        self.switched = true;
+        self.switch_deadline = None;
+        self.shared.state.lock().switched = true;
+        if let Some(i) = v.get("ignore_disconnect_websocket").and_then(Value::as_bool) {
+            self.ignore_ws = i;
+        }
+        self.shared.emit(self.shared.event(EventType::Switched).text(text));
+        if self.ignore_ws {
+            self.ws_close_self().await;
+        }
+    }
+
+    // ---- libdatachannel events ----
+
+    async fn on_rtc(&mut self, ev: RtcEvent) {
+        match ev {
+            RtcEvent::LocalCandidate { candidate, mid } => {
+                let cand = candidate.strip_prefix("a=").unwrap_or(&candidate).to_string();
+                if self.ws.is_some() {
+                    let msg = json!({"type": "candidate", "candidate": cand, "sdpMid": mid});
+                    self.report(VIA_WS, SENT, &msg.to_string());
+                    self.ws_send(&msg).await;
+                }
+            }
+            RtcEvent::State(s) => match s {
+                2 => {
+                    self.pc_connected = true;
+                    self.check_connected();
+                }
+                4 => self.finish(code::PEER_CONNECTION_STATE_FAILED, "PeerConnectionState::failed"),
+                5 if self.disconnecting.is_none() && self.ws.is_none() => {
+                    self.finish(code::CLOSE_SUCCEEDED, "Succeeded to close DataChannel from server (peer connection closed)")
+                }
+                _ => {}
+            },
+            RtcEvent::RemoteDataChannel { dc, label } | RtcEvent::DcOpen { dc, label } => self.on_dc_open(dc, label),
+            RtcEvent::DcMessage { dc, data, .. } => self.on_dc_message(dc, data).await,
+            RtcEvent::DcClosed { dc } => self.on_dc_closed(dc),
+            RtcEvent::DcError { dc, message } => log::warn!("data channel {dc} error: {message}"),
+            RtcEvent::LocalDescription { .. } | RtcEvent::Gathering(_) | RtcEvent::Track { .. } => {}
+        }
+    }
+
+    fn on_dc_open(&mut self, dc: i32, label: String) {
+        if self.dc_labels.insert(dc, label.clone()).is_some() {
+            return; // already known (remote-created channels also report open)
+        }
+        let compress = self.dc_compress.get(&label).copied().unwrap_or(false);
+        self.shared
+            .state
+            .lock()
+            .channels
+            .insert(label.clone(), ChannelEntry { dc, compress, open: true, ..Default::default() });
+        // Like the official SDK, every opened channel is announced, system labels included.
+        self.shared.emit(self.shared.event(EventType::DataChannel).text(&label));
+    }
+
+    async fn on_dc_message(&mut self, dc: i32, data: Vec<u8>) {
+        let Some(label) = self.dc_labels.get(&dc).cloned() else { return };
+        let data = if self.dc_compress.get(&label).copied().unwrap_or(false) {
+            match zlib::decompress(&data, MAX_INFLATED) {
+                Ok(d) => d,
+                Err(e) => {
+                    log::warn!("dropping a message on {label:?}: {e}");
+                    return;
+                }
+            }
+        } else {
+            data
+        };
+        if label.starts_with('#') {
+            if let Some(ch) = self.shared.state.lock().channels.get_mut(&label) {
+                ch.messages_received += 1;
+                ch.bytes_received += data.len() as u64;
+            }
+            self.shared.emit(self.shared.event(EventType::Message).text(&label).data(data));
+            return;
+        }
+        match label.as_str() {
+            "rpc" => self.shared.emit(self.shared.event(EventType::Rpc).data(data)),
+            "signaling" | "notify" | "push" | "stats" => {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                self.on_signaling_text(&text, VIA_DC).await;
+            }
+            other => log::debug!("message on unknown data channel {other:?}"),
+        }
+    }
+
+    fn on_dc_closed(&mut self, dc: i32) {
+        let Some(label) = self.dc_labels.remove(&dc) else { return };
+        if let Some(ch) = self.shared.state.lock().channels.get_mut(&label) {
+            ch.open = false;
+        }
+        if self.disconnecting == Some(Disconnecting::DcClose) && self.dc_labels.is_empty() {
+            self.finish(code::CLOSE_SUCCEEDED, "Succeeded to close DataChannel");
+        } else if self.disconnecting.is_none() && self.switched && self.ws.is_none() && label == "signaling" {
+            self.finish(code::CLOSE_SUCCEEDED, "Succeeded to close DataChannel from server");
+        }
+    }
+
+    // ---- ending ----
+
+    async fn on_disconnect_requested(&mut self) {
+        if self.disconnecting.is_some() {
+            return;
+        }
+        if !self.offer_received || self.peer.is_none() {
+            self.finish(code::CLOSE_SUCCEEDED, "disconnect() called before the session was established");
+            return;
+        }
+        let msg = json!({"type": "disconnect", "reason": "NO-ERROR"});
+        self.send_signaling(msg).await;
+        self.disconnecting = Some(if self.ws.is_some() { Disconnecting::WsClose } else { Disconnecting::DcClose });
+        self.disconnect_deadline = Some(Instant::now() + self.t.disconnect_wait);
+    }
+
+    async fn teardown(&mut self, rx: &mut mpsc::UnboundedReceiver<Input>) {
+        if self.ws.is_some() {
+            // Close politely and wait up to websocket_close_timeout for the server's reply.
+            self.ws_close_self().await;
+            let gen = self.ws_gen;
+            let wait = async {
+                while let Some(i) = rx.recv().await {
+                    if let Input::Ws(g, WsInput::Closed(..) | WsInput::Error(_)) = i {
+                        if g == gen {
+                            return;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(self.t.websocket_close, wait).await;
+        }
+        if let Some(peer) = self.peer.take() {
+            // Deleting a peer joins libdatachannel work: keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || drop(peer)).await;
+        }
+        let End(c, m) = self.end.take().unwrap_or(End(code::INTERNAL_ERROR, "session ended".into()));
+        self.shared.finish(c, &m);
+    }
+}
+
+async fn wait_disconnect(rx: &mut mpsc::UnboundedReceiver<Input>) {
+    loop {
+        match rx.recv().await {
+            Some(Input::Disconnect) | None => return,
+            Some(_) => {}
+        }
+    }
+}
+
+/// `config.iceServers` → libdatachannel server strings (`turn:user:pass@host:port?transport=udp`).
+fn ice_servers(v: Option<&Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for server in v.and_then(Value::as_array).into_iter().flatten() {
+        let urls: Vec<&str> = match server.get("urls") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let user = server.get("username").and_then(Value::as_str);
+        let cred = server.get("credential").and_then(Value::as_str);
+        for u in urls {
+            match (u.split_once(':'), user, cred) {
+                (Some((scheme, rest)), Some(user), Some(cred)) if scheme.starts_with("turn") => {
+                    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                    out.push(format!("{scheme}:{}:{}@{rest}", enc(user), enc(cred)));
+                }
+                _ => out.push(u.to_string()),
+            }
+        }
+    }
+    out
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}
+
+/// W3C webrtc-stats shaped report of what the shim knows.
+pub fn stats(shared: &Shared) -> Value {
+    let st = shared.state.lock();
+    let ts = now_ms();
+    let opened = st.channels.values().filter(|c| c.open).count();
+    let mut reports = vec![json!({
+        "id": "P", "type": "peer-connection", "timestamp": ts,
+        "dataChannelsOpened": st.channels.len(), "dataChannelsClosed": st.channels.len() - opened,
+    })];
+    let mut labels: Vec<_> = st.channels.iter().collect();
+    labels.sort_by_key(|(l, _)| l.as_str());
+    for (label, ch) in labels {
+        reports.push(json!({
+            "id": format!("D{}", ch.dc), "type": "data-channel", "timestamp": ts,
+            "label": label, "dataChannelIdentifier": ch.dc,
+            "state": if ch.open { "open" } else { "closed" },
+            "messagesSent": ch.messages_sent, "bytesSent": ch.bytes_sent,
+            "messagesReceived": ch.messages_received, "bytesReceived": ch.bytes_received,
+        }));
+    }
+    if let Some(pc) = st.pc {
+        if let Some((local, remote)) = rtc::selected_pair(pc) {
+            reports.push(json!({"id": "T", "type": "transport", "timestamp": ts, "selectedCandidatePairId": "CP"}));
+            reports.push(json!({
+                "id": "CP", "type": "candidate-pair", "timestamp": ts, "state": "succeeded", "nominated": true,
+                "localCandidateId": "CL", "remoteCandidateId": "CR", "transportId": "T",
+            }));
+            reports.push(json!({"id": "CL", "type": "local-candidate", "timestamp": ts, "candidate": local}));
+            reports.push(json!({"id": "CR", "type": "remote-candidate", "timestamp": ts, "candidate": remote}));
+        }
+    }
+    Value::Array(reports)
+}

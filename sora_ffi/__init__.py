@@ -1,0 +1,61 @@
+"""sora_ffi: a Python SDK for the WebRTC SFU Sora, API-compatible with Shiguredo's `sora_sdk`.
+
+    import sora_ffi as sora_sdk   # existing sora_sdk code runs unchanged
+
+Built on a Rust shim with a flat C ABI (libsora_shim) through cffi, so one wheel serves every
+CPython 3.x and PyPy. Differences that only make things safer: every callback of a `Sora`'s
+connections runs on one dispatcher thread of that `Sora` (never on a native thread), native
+logs reach Python's `logging` (logger "sora_ffi"), and the additions `SoraConnection.
+wait_connected()`, `SoraConnection.connection_id`, `with connection:` and `sora_ffi.aio`.
+"""
+from __future__ import annotations
+
+from ._connection import SoraConnection
+from ._enums import (
+    SoraDegradationPreference,
+    SoraLoggingSeverity,
+    SoraSignalingDirection,
+    SoraSignalingErrorCode,
+    SoraSignalingType,
+    SoraTrackState,
+    SoraTransformableAudioFrameType,
+    SoraTransformableFrameDirection,
+    SoraVideoCodecImplementation,
+    SoraVideoCodecType,
+)
+from ._log import enable_libwebrtc_log, rtc_log
+from ._native import ShimError
+from ._sora import Sora
+from ._track import SoraMediaTrack, SoraTrackInterface
+from . import aio  # noqa: E402 - `sora_ffi.aio` works after a plain `import sora_ffi`
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Sora",
+    "SoraConnection",
+    "SoraTrackInterface",
+    "SoraMediaTrack",
+    "SoraSignalingErrorCode",
+    "SoraSignalingType",
+    "SoraSignalingDirection",
+    "SoraDegradationPreference",
+    "SoraTrackState",
+    "SoraLoggingSeverity",
+    "SoraVideoCodecType",
+    "SoraVideoCodecImplementation",
+    "SoraTransformableFrameDirection",
+    "SoraTransformableAudioFrameType",
+    "enable_libwebrtc_log",
+    "rtc_log",
+    "ShimError",
+    "shim_version",
+    "aio",
+]
+
+
+def shim_version() -> str:
+    """The version of the loaded native shim (sora_ffi addition)."""
+    from ._native import ffi, lib
+
+    return ffi.string(lib.sora_version()).decode()

@@ -1,0 +1,285 @@
+"""`SoraConnection`: one Sora session over a native `SoraConnection*` handle.
+
+Callbacks run on the owning Sora's dispatcher thread (never on native threads), one at a
+time; a callback may call any method, `disconnect()` included. An exception in a callback is
+logged on the `sora_ffi` logger and does not stop later events.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar, overload
+
+from ._dispatch import EventType
+from ._enums import (SoraSignalingDirection, SoraSignalingErrorCode, SoraSignalingType,
+                     enum_or_int)
+from ._native import Event, check, ffi, last_error, lib, take_string
+from ._track import SoraMediaTrack
+
+if TYPE_CHECKING:
+    from ._dispatch import Dispatcher
+
+__all__ = ["SoraConnection"]
+
+logger = logging.getLogger("sora_ffi")
+
+SORA_ERR_INVALID_ARGUMENT = -1
+SORA_ERR_NOT_FOUND = -3
+SORA_ERR_CLOSED = -4
+SORA_ERR_TOO_LARGE = -5
+SORA_ERR_TIMEOUT = -7
+_MAX_WAIT_MS = 2**31 - 1
+_EXIT_WAIT_S = 10.0  # > the shim's default disconnect_wait_timeout + websocket_close_timeout
+
+F = TypeVar("F", bound=Callable[..., Any])
+Observer = Callable[[str, tuple], None]
+
+
+class _Callback(Generic[F]):
+    """A settable, readable callback property (None = not set), as in the official SDK."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attr = "_cb_" + name
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> "_Callback[F]": ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> Optional[F]: ...
+
+    def __get__(self, obj: Optional[object], owner: type) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj, self._attr, None)
+
+    def __set__(self, obj: object, value: Optional[F]) -> None:
+        if value is not None and not callable(value):
+            raise TypeError(f"{self._name} must be callable or None, not {type(value).__name__}")
+        setattr(obj, self._attr, value)
+
+
+def _destroy(ptr: Any, source: int, unregister: Callable[[int], None]) -> None:
+    # Runs when the SoraConnection is collected (or at exit): nothing can use the handle now.
+    unregister(source)
+    lib.sora_connection_destroy(ptr)
+
+
+class SoraConnection:
+    """A connection to Sora, created by `Sora.create_connection` (not directly)."""
+
+    on_set_offer: _Callback[Callable[[str], None]] = _Callback()
+    on_ws_close: _Callback[Callable[[int, str], None]] = _Callback()
+    on_disconnect: _Callback[Callable[[SoraSignalingErrorCode, str], None]] = _Callback()
+    on_signaling_message: _Callback[Callable[[SoraSignalingType, SoraSignalingDirection, str], None]] = _Callback()
+    on_notify: _Callback[Callable[[str], None]] = _Callback()
+    on_push: _Callback[Callable[[str], None]] = _Callback()
+    on_message: _Callback[Callable[[str, bytes], None]] = _Callback()
+    on_rpc: _Callback[Callable[[bytes], None]] = _Callback()
+    on_switched: _Callback[Callable[[str], None]] = _Callback()
+    on_track: _Callback[Callable[[SoraMediaTrack], None]] = _Callback()
+    on_data_channel: _Callback[Callable[[str], None]] = _Callback()
+
+    def __init__(self, dispatcher: "Dispatcher", config_json: str) -> None:
+        out = ffi.new("SoraConnection **")
+        status = lib.sora_connection_new(dispatcher.queue.ptr, config_json.encode("utf-8"), out)
+        if status == SORA_ERR_INVALID_ARGUMENT:
+            raise ValueError(last_error())
+        check(status)
+        self._ptr = out[0]
+        self._source = int(lib.sora_connection_id(self._ptr))
+        # Holding the dispatcher keeps its queue and thread alive as long as we live.
+        self._dispatcher = dispatcher
+        self._finalizer = weakref.finalize(self, _destroy, self._ptr, self._source, dispatcher.unregister)
+        self._lock = threading.Lock()
+        self._connect_called = False
+        self._connected = threading.Event()
+        self._ended = threading.Event()
+        self._disconnect_result: Optional[tuple[int, str]] = None
+        self._tracks: dict[int, SoraMediaTrack] = {}
+        self._observers: list[Observer] = []
+        dispatcher.register(self._source, self)
+
+    # -- official API -------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Starts connecting and returns at once; progress arrives through the callbacks
+        (use `wait_connected()` to block until the session is established)."""
+        with self._lock:
+            self._connect_called = True
+        check(lib.sora_connection_connect(self._ptr))
+
+    def disconnect(self) -> None:
+        """Starts ending the session and returns at once; `on_disconnect` reports the end.
+        Safe before `connect()`, after errors, repeatedly, and from callbacks."""
+        check(lib.sora_connection_disconnect(self._ptr))
+
+    def send_data_channel(self, label: str, data: bytes) -> bool:
+        """Sends `data` on the messaging channel `label`. Returns False when that channel is
+        not open; raises ValueError when `data` exceeds the channel's message size limit."""
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, not {type(label).__name__}")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        buf = ffi.from_buffer("uint8_t[]", data)
+        status = lib.sora_connection_send_data_channel(self._ptr, label.encode("utf-8"), buf, len(buf))
+        if status == SORA_ERR_CLOSED:
+            return False
+        if status == SORA_ERR_TOO_LARGE:
+            raise ValueError(last_error())
+        check(status)
+        return True
+
+    def get_stats(self) -> str:
+        """W3C webrtc-stats shaped JSON (a list of stats objects)."""
+        out = ffi.new("char **")
+        check(lib.sora_connection_get_stats(self._ptr, out))
+        return take_string(out[0])
+
+    # -- sora_ffi additions -------------------------------------------------------------
+
+    def wait_connected(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until the session is established (offer applied, peer connected, and the
+        server's `connection.created` for this connection received). Returns False on
+        timeout or when the session ended first. sora_ffi addition."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must not be negative")
+        while True:
+            ms = _MAX_WAIT_MS if timeout is None else min(int(timeout * 1000), _MAX_WAIT_MS)
+            status = lib.sora_connection_wait_connected(self._ptr, ms)
+            if status == 0:
+                return True
+            if status == SORA_ERR_TIMEOUT and timeout is None:
+                continue
+            if status in (SORA_ERR_TIMEOUT, SORA_ERR_CLOSED):
+                return False
+            check(status)
+            return False  # pragma: no cover - check() raised
+
+    @property
+    def connection_id(self) -> Optional[str]:
+        """This connection's id assigned by Sora (None until the offer arrived). sora_ffi addition."""
+        return self._info().get("connection_id") or None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the session is established and not yet ended. sora_ffi addition."""
+        info = self._info()
+        return bool(info.get("connected")) and not self._ended.is_set()
+
+    def __enter__(self) -> "SoraConnection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        """Disconnects; when connected, waits (briefly) until `on_disconnect` has run."""
+        self.disconnect()
+        with self._lock:
+            started = self._connect_called
+        if started and not self._dispatcher.on_dispatch_thread():
+            self._ended.wait(_EXIT_WAIT_S)
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended.is_set() else ("connected" if self._connected.is_set() else "new")
+        return f"<SoraConnection {self._source} {state}>"
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _info(self) -> dict[str, Any]:
+        out = ffi.new("char **")
+        check(lib.sora_connection_info(self._ptr, out))
+        info = json.loads(take_string(out[0]) or "{}")
+        return info if isinstance(info, dict) else {}
+
+    def _set_track_enabled(self, native_id: int, enabled: bool) -> bool:
+        status = lib.sora_connection_set_track_enabled(self._ptr, native_id, 1 if enabled else 0)
+        if status == SORA_ERR_NOT_FOUND:
+            return False
+        check(status)
+        return True
+
+    def _add_observer(self, observer: Observer) -> None:
+        """Internal listeners (the asyncio layer): called as observer(kind, args) on the
+        dispatcher thread before the user's callback."""
+        self._observers.append(observer)
+
+    def _remove_observer(self, observer: Observer) -> None:
+        try:
+            self._observers.remove(observer)
+        except ValueError:
+            pass
+
+    def _emit(self, kind: str, callback: Optional[Callable[..., Any]], *args: Any) -> None:
+        for observer in list(self._observers):
+            _call(observer, kind, args)
+        if callback is not None:
+            _call(callback, *args)
+
+    def _handle_event(self, ev: Event) -> None:
+        handler = _HANDLERS.get(ev.type)
+        if handler is not None:
+            handler(self, ev)
+
+    def _on_track(self, ev: Event) -> None:
+        try:
+            info = json.loads(ev.text2 or "{}")
+        except ValueError:
+            info = {}
+        track = SoraMediaTrack(self, int(ev.a), ev.text or str(info.get("kind", "")),
+                               str(info.get("id", "")), str(info.get("stream_id", "")))
+        self._tracks[int(ev.a)] = track
+        self._emit("track", self.on_track, track)
+
+    def _on_track_ended(self, ev: Event) -> None:
+        track = self._tracks.pop(int(ev.a), None)
+        if track is not None:
+            track._end()
+
+    def _on_connected(self, ev: Event) -> None:
+        self._connected.set()
+        self._emit("connected", None, ev.text or "")
+
+    def _on_disconnect(self, ev: Event) -> None:
+        code = enum_or_int(SoraSignalingErrorCode, ev.a)
+        message = ev.text or ""
+        self._disconnect_result = (code, message)
+        for track in self._tracks.values():
+            track._end()
+        self._tracks.clear()
+        # The last event of a session: nothing more will come for this source.
+        self._dispatcher.unregister(self._source)
+        try:
+            self._emit("disconnect", self.on_disconnect, code, message)
+        finally:
+            self._ended.set()
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException:  # a callback must never break the dispatcher
+        logger.exception("sora_ffi: exception in callback %r", fn)
+
+
+def _simple(kind: str, attr: str, convert: Callable[[Event], tuple]) -> Callable[[SoraConnection, Event], None]:
+    def handle(conn: SoraConnection, ev: Event) -> None:
+        conn._emit(kind, getattr(conn, attr), *convert(ev))
+    return handle
+
+
+_HANDLERS: dict[int, Callable[[SoraConnection, Event], None]] = {
+    EventType.SET_OFFER: _simple("set_offer", "on_set_offer", lambda e: (e.text or "",)),
+    EventType.WS_CLOSE: _simple("ws_close", "on_ws_close", lambda e: (int(e.a), e.text or "")),
+    EventType.SIGNALING_MESSAGE: _simple("signaling_message", "on_signaling_message", lambda e: (
+        enum_or_int(SoraSignalingType, e.a), enum_or_int(SoraSignalingDirection, e.b), e.text or "")),
+    EventType.NOTIFY: _simple("notify", "on_notify", lambda e: (e.text or "",)),
+    EventType.PUSH: _simple("push", "on_push", lambda e: (e.text or "",)),
+    EventType.MESSAGE: _simple("message", "on_message", lambda e: (e.text or "", e.data or b"")),
+    EventType.RPC: _simple("rpc", "on_rpc", lambda e: (e.data or b"",)),
+    EventType.SWITCHED: _simple("switched", "on_switched", lambda e: (e.text or "",)),
+    EventType.DATA_CHANNEL: _simple("data_channel", "on_data_channel", lambda e: (e.text or "",)),
+    EventType.TRACK: SoraConnection._on_track,
+    EventType.TRACK_ENDED: SoraConnection._on_track_ended,
+    EventType.CONNECTED: SoraConnection._on_connected,
+    EventType.DISCONNECT: SoraConnection._on_disconnect,
+}

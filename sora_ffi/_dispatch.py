@@ -1,0 +1,158 @@
+"""One event queue per `Sora` and the daemon thread that delivers its events.
+
+Native threads only push events; this thread pulls them (the wait releases the GIL) and
+calls into Python. So user callbacks always run here, one at a time, and may call anything,
+`disconnect()` included. Targets (connections) are held weakly: the dispatcher never keeps a
+connection alive, and events for a collected one are dropped.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import weakref
+from typing import Any, Optional, Protocol
+
+from ._native import Event, EventQueue
+
+__all__ = ["EventType", "Dispatcher"]
+
+logger = logging.getLogger("sora_ffi")
+
+# How long stopping waits for the thread to finish the callback it is in.
+_STOP_JOIN_S = 2.0
+
+
+class EventType(enum.IntEnum):
+    """`SoraEventView.type` values (docs/c-abi.md; the same numbers as the header's SORA_EVENT_*)."""
+
+    SET_OFFER = 1
+    WS_CLOSE = 2
+    DISCONNECT = 3
+    SIGNALING_MESSAGE = 4
+    NOTIFY = 5
+    PUSH = 6
+    MESSAGE = 7
+    RPC = 8
+    SWITCHED = 9
+    TRACK = 10
+    DATA_CHANNEL = 11
+    LOG = 12
+    CONNECTED = 13
+    TRACK_ENDED = 14
+    PEER_LOCAL_DESCRIPTION = 100
+    PEER_LOCAL_CANDIDATE = 101
+    PEER_STATE = 102
+    PEER_GATHERING_STATE = 103
+    PEER_DC_OPEN = 104
+    PEER_DC_MESSAGE = 105
+    PEER_DC_CLOSED = 106
+    PEER_TRACK = 107
+    PEER_DATA_CHANNEL = 108
+
+
+class EventTarget(Protocol):
+    def _handle_event(self, event: Event) -> None: ...
+
+
+class _Loop:
+    """The queue, the routing table and the thread. Kept apart from `Dispatcher` so that the
+    thread does not keep the Dispatcher alive (its finalizer stops the loop)."""
+
+    def __init__(self, name: str) -> None:
+        self.queue = EventQueue()
+        self.name = name
+        self.lock = threading.Lock()
+        self.targets: dict[int, weakref.ref] = {}
+        self.thread: Optional[threading.Thread] = None
+        self.stopped = False
+
+    def register(self, source: int, target: EventTarget) -> None:
+        with self.lock:
+            if self.stopped:
+                raise RuntimeError("this Sora's event dispatcher has been stopped")
+            self.targets[source] = weakref.ref(target)
+            if self.thread is None:  # started lazily: a Sora without connections costs no thread
+                self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+                self.thread.start()
+
+    def unregister(self, source: int) -> None:
+        with self.lock:
+            self.targets.pop(source, None)
+
+    def run(self) -> None:
+        queue = self.queue
+        while True:
+            try:
+                event = queue.wait(-1)
+            except EOFError:
+                return
+            except Exception:  # pragma: no cover - the shim failing to hand out an event
+                logger.exception("sora_ffi: waiting for events failed; the dispatcher stops")
+                return
+            if event is None:
+                continue
+            with self.lock:
+                ref = self.targets.get(event.source)
+            target = ref() if ref is not None else None
+            if target is None:
+                continue  # its owner was collected: nobody is listening any more
+            try:
+                target._handle_event(event)
+            except BaseException:  # a callback must never end the dispatcher
+                logger.exception("sora_ffi: exception in an event callback (%s)", _event_name(event.type))
+            # Drop our references before blocking again: the loop must not keep them alive.
+            target = event = None  # type: ignore[assignment]
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            thread = self.thread
+        try:
+            self.queue.close()
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=_STOP_JOIN_S)
+            self.queue.destroy()  # deferred by EventQueue while the thread is inside a wait
+        except Exception:  # pragma: no cover - stopping is quiet, also at interpreter exit
+            pass
+
+
+def _event_name(value: int) -> str:
+    try:
+        return EventType(value).name
+    except ValueError:
+        return str(value)
+
+
+class Dispatcher:
+    """Owns one EventQueue and its delivery thread (started at the first registration).
+
+    It stops when it is garbage-collected (its owners: the Sora object and its connections)
+    or at interpreter exit, quietly."""
+
+    def __init__(self, name: str = "sora_ffi-dispatch") -> None:
+        self._loop = _Loop(name)
+        self._finalizer = weakref.finalize(self, self._loop.stop)
+
+    @property
+    def queue(self) -> EventQueue:
+        return self._loop.queue
+
+    def register(self, source: int, target: EventTarget) -> None:
+        """Routes events whose `source` is `source` to `target._handle_event` (held weakly)."""
+        self._loop.register(source, target)
+
+    def unregister(self, source: int) -> None:
+        self._loop.unregister(source)
+
+    def on_dispatch_thread(self) -> bool:
+        """True when called from inside a callback of this dispatcher."""
+        return self._loop.thread is threading.current_thread()
+
+    def stop(self) -> None:
+        """Closes the queue and ends the thread (waits briefly for a running callback)."""
+        self._finalizer()
+
+    @property
+    def alive(self) -> bool:
+        return self._finalizer.alive

@@ -1,0 +1,125 @@
+"""Command line: ``python -m sora_ffi.devserver [options]``.
+
+When the server is ready, the first line on stdout is one JSON object (flushed) with at
+least ``signaling_url`` and ``api_url``. SIGINT/SIGTERM stop it cleanly (exit status 0).
+Logs go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import Optional
+
+from .server import AsyncDevServer, DevServerConfig
+
+
+def _port_range(text: str) -> tuple:
+    try:
+        lo, hi = (int(x) for x in text.split("-", 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected LOW-HIGH, e.g. 40000-40100") from None
+    if not 1 <= lo <= hi <= 65535:
+        raise argparse.ArgumentTypeError("invalid port range")
+    return lo, hi
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sora_ffi.devserver",
+        description="Sora-compatible development server (signaling, DataChannel signaling, "
+                    "messaging, HTTP API).")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="signaling port (0 = a free port)")
+    p.add_argument("--api-port", type=int, default=0, help="HTTP API port (0 = a free port)")
+    p.add_argument("--no-api", action="store_true", help="do not start the HTTP API")
+    p.add_argument("--tls-cert", help="PEM certificate (chain): serve wss:// and https://")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--client-ca", help="PEM CA bundle: require and verify client "
+                                       "certificates on the signaling port (mTLS)")
+    p.add_argument("--redirect-to", metavar="URL",
+                   help="redirect mode: answer every connect without redirect:true with "
+                        "{type: redirect, location: URL}")
+    p.add_argument("--jwt-secret", help="require an HS256 JWT in metadata.access_token")
+    p.add_argument("--auth-webhook", metavar="URL", help="POST auth requests to this URL")
+    p.add_argument("--data-channel-signaling", action="store_true",
+                   help="default data_channel_signaling for clients that omit it")
+    p.add_argument("--ignore-disconnect-websocket", action="store_true",
+                   help="default ignore_disconnect_websocket for clients that omit it")
+    p.add_argument("--ping-interval", type=float, default=5.0,
+                   help="seconds between pings (0 = no pings); no pong within two "
+                        "intervals closes the session (4408 PONG-TIMEOUT)")
+    p.add_argument("--bind-address", default="127.0.0.1",
+                   help="address the WebRTC peers bind to (default 127.0.0.1)")
+    p.add_argument("--port-range", type=_port_range, metavar="LOW-HIGH",
+                   help="UDP port range for the WebRTC peers")
+    p.add_argument("--establish-timeout", type=float, default=30.0,
+                   help="seconds a client has from the offer to being connected")
+    p.add_argument("--log-level", default="WARNING",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    p.add_argument("-v", "--verbose", action="store_true", help="same as --log-level INFO")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> DevServerConfig:
+    return DevServerConfig(
+        host=args.host,
+        port=args.port,
+        api_port=args.api_port,
+        api=not args.no_api,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        redirect_to=args.redirect_to,
+        jwt_secret=args.jwt_secret,
+        auth_webhook=args.auth_webhook,
+        data_channel_signaling=args.data_channel_signaling,
+        ignore_disconnect_websocket=args.ignore_disconnect_websocket,
+        ping_interval=args.ping_interval or None,
+        bind_address=args.bind_address,
+        port_range=args.port_range,
+        establish_timeout=args.establish_timeout,
+    )
+
+
+async def _serve(config: DevServerConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    server = AsyncDevServer(config)
+    await server.start()
+    try:
+        sys.stdout.write(json.dumps(server.info()) + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = "INFO" if args.verbose and args.log_level == "WARNING" else args.log_level
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        asyncio.run(_serve(config))
+    except OSError as e:
+        print(f"devserver: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""The dev server's HTTP API, modelled on Sora's (``POST /`` + ``x-sora-target``).
+
+A deliberately small HTTP/1.1 server on asyncio streams (keep-alive, Content-Length or
+chunked bodies, 1 MiB limit): no dependency beyond the standard library.
+
+Replies are JSON. Errors: 400 (bad JSON, missing/invalid fields, unknown target), 404
+(unknown channel or connection), 405 (not POST), 413 (body too large), each with
+``{"error_type": ..., "message": ...}``.
+
+Targets: see :data:`TARGETS`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import AsyncDevServer
+
+log = logging.getLogger("sora_ffi.devserver")
+
+MAX_BODY = 1 << 20
+MAX_HEADER_LINE = 8192
+MAX_HEADERS = 100
+ROLES = ("sendrecv", "sendonly", "recvonly")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+    def body(self) -> dict:
+        return {"error_type": self.error_type, "message": self.message}
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BAD-REQUEST", message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "NOT-FOUND", message)
+
+
+# ------------------------------------------------------------------ request parsing
+def parse_body(body: bytes) -> dict:
+    """The JSON object of a request body (an empty body is ``{}``)."""
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise bad_request("request body must be a JSON object")
+    return value
+
+
+def require_str(params: dict, key: str) -> str:
+    val = params.get(key)
+    if val is None:
+        raise bad_request(f"missing field {key!r}")
+    if not isinstance(val, str) or not val:
+        raise bad_request(f"field {key!r} must be a non-empty string")
+    return val
+
+
+def require_present(params: dict, key: str) -> Any:
+    if key not in params:
+        raise bad_request(f"missing field {key!r}")
+    return params[key]
+
+
+# ------------------------------------------------------------------ target handlers
+def _channel(core: "AsyncDevServer", params: dict):
+    channel_id = require_str(params, "channel_id")
+    ch = core.channels.get(channel_id)
+    if ch is None or not ch.sessions:
+        raise not_found(f"channel {channel_id!r} not found")
+    return ch
+
+
+def _connection(core: "AsyncDevServer", params: dict):
+    ch = _channel(core, params)
+    connection_id = require_str(params, "connection_id")
+    s = ch.sessions.get(connection_id)
+    if s is None:
+        raise not_found(f"connection {connection_id!r} not found")
+    return s
+
+
+def _live(sessions) -> list:
+    return [s for s in sessions if s.state in ("offering", "connecting", "established")]
+
+
+async def disconnect_connection(core, params):
+    s = _connection(core, params)
+    core.spawn(s.end(1000, "DISCONNECTED-API"))
+    return {}
+
+
+async def disconnect_channel(core, params):
+    ch = _channel(core, params)
+    for s in list(ch.sessions.values()):
+        core.spawn(s.end(1000, "DISCONNECTED-API"))
+    return {}
+
+
+async def disconnect_client(core, params):
+    ch = _channel(core, params)
+    client_id = require_str(params, "client_id")
+    targets = [s for s in ch.sessions.values() if s.client_id == client_id]
+    if not targets:
+        raise not_found(f"client {client_id!r} not found")
+    for s in targets:
+        core.spawn(s.end(1000, "DISCONNECTED-API"))
+    return {}
+
+
+async def push_channel(core, params):
+    ch = _channel(core, params)
+    data = require_present(params, "data")
+    for s in _live(ch.sessions.values()):
+        s.send_push(data)
+    return {}
+
+
+async def push_connection(core, params):
+    s = _connection(core, params)
+    data = require_present(params, "data")
+    s.send_push(data)
+    return {}
+
+
+async def push_client(core, params):
+    ch = _channel(core, params)
+    client_id = require_str(params, "client_id")
+    data = require_present(params, "data")
+    targets = [s for s in _live(ch.sessions.values()) if s.client_id == client_id]
+    if not targets:
+        raise not_found(f"client {client_id!r} not found")
+    for s in targets:
+        s.send_push(data)
+    return {}
+
+
+async def push_channel_by_role(core, params):
+    ch = _channel(core, params)
+    role = require_str(params, "role")
+    if role not in ROLES:
+        raise bad_request(f"invalid role {role!r}")
+    data = require_present(params, "data")
+    for s in _live(ch.sessions.values()):
+        if s.role == role:
+            s.send_push(data)
+    return {}
+
+
+async def list_channel_connections(core, params):
+    ch = _channel(core, params)
+    return [s.api_info() for s in ch.sessions.values() if s.is_established]
+
+
+async def list_connections(core, params):
+    return [s.api_info() for s in core.channels.all_sessions() if s.is_established]
+
+
+async def get_stats_connection(core, params):
+    s = _connection(core, params)
+    return s.stats()
+
+
+async def request_key_frame(core, params):
+    s = _connection(core, params)
+    s.keyframe_requested = True  # wired to PLI by the media plane
+    return {}
+
+
+TARGETS: dict = {
+    "Sora_20151104.DisconnectConnection": disconnect_connection,
+    "Sora_20151104.DisconnectChannel": disconnect_channel,
+    "Sora_20151104.DisconnectClient": disconnect_client,
+    "Sora_20160711.PushChannel": push_channel,
+    "Sora_20160711.PushConnection": push_connection,
+    "Sora_20160711.PushClient": push_client,
+    "Sora_20201120.PushChannelByRole": push_channel_by_role,
+    "Sora_20201013.ListChannelConnections": list_channel_connections,
+    "Sora_20201013.ListConnections": list_connections,
+    "Sora_20170529.GetStatsConnection": get_stats_connection,
+    "Sora_20241218.RequestKeyFrame": request_key_frame,
+}
+
+
+async def dispatch(core: "AsyncDevServer", method: str, headers: dict, body: bytes) -> tuple:
+    """Returns ``(status, json_value)`` for one request."""
+    try:
+        if method != "POST":
+            raise ApiError(405, "METHOD-NOT-ALLOWED", "use POST")
+        target = headers.get("x-sora-target")
+        if not target:
+            raise bad_request("missing x-sora-target header")
+        handler: Optional[Callable] = TARGETS.get(target)
+        if handler is None:
+            raise bad_request(f"unknown x-sora-target {target!r}")
+        params = parse_body(body)
+        return 200, await handler(core, params)
+    except ApiError as e:
+        return e.status, e.body()
+
+
+# --------------------------------------------------------------------- HTTP/1.1
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.LimitOverrunError:
+        raise _HttpError(431, "header line too long") from None
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            raise EOFError from None
+        raise _HttpError(400, "truncated request") from None
+    if len(line) > MAX_HEADER_LINE:
+        raise _HttpError(431, "header line too long")
+    return line
+
+
+async def read_request(reader: asyncio.StreamReader):
+    """``(method, target, version, headers, body)`` or None at a clean EOF."""
+    try:
+        line = await _readline(reader)
+    except EOFError:
+        return None
+    while line in (b"\r\n", b"\n"):  # tolerate leading empty lines
+        try:
+            line = await _readline(reader)
+        except EOFError:
+            return None
+    parts = line.decode("latin-1").strip().split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _HttpError(400, "bad request line")
+    method, target, version = parts
+    headers: dict = {}
+    for _ in range(MAX_HEADERS + 1):
+        try:
+            h = await _readline(reader)
+        except EOFError:
+            raise _HttpError(400, "truncated headers") from None
+        if h in (b"\r\n", b"\n"):
+            break
+        name, sep, value = h.decode("latin-1").partition(":")
+        if not sep:
+            raise _HttpError(400, "bad header line")
+        headers[name.strip().lower()] = value.strip()
+    else:
+        raise _HttpError(431, "too many headers")
+    body = b""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks = []
+        total = 0
+        while True:
+            size_line = await _readline(reader)
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise _HttpError(400, "bad chunk size") from None
+            if size == 0:
+                while (await _readline(reader)) not in (b"\r\n", b"\n"):
+                    pass
+                break
+            total += size
+            if total > MAX_BODY:
+                raise _HttpError(413, "body too large")
+            chunks.append(await reader.readexactly(size))
+            await _readline(reader)
+        body = b"".join(chunks)
+    elif "content-length" in headers:
+        try:
+            n = int(headers["content-length"])
+        except ValueError:
+            raise _HttpError(400, "bad content-length") from None
+        if n < 0:
+            raise _HttpError(400, "bad content-length")
+        if n > MAX_BODY:
+            raise _HttpError(413, "body too large")
+        body = await reader.readexactly(n)
+    return method, target, version, headers, body
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            413: "Payload Too Large", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error"}
+
+
+def _response(status: int, value: Any, keep_alive: bool) -> bytes:
+    payload = json.dumps(value, ensure_ascii=False).encode()
+    head = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        "Server: sora_ffi-devserver",
+        "Connection: " + ("keep-alive" if keep_alive else "close"),
+    ]
+    if status == 405:
+        head.append("Allow: POST")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+
+
+async def serve_connection(core: "AsyncDevServer", reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            try:
+                req = await asyncio.wait_for(read_request(reader), 60)
+            except _HttpError as e:
+                writer.write(_response(e.status, {"error_type": "BAD-REQUEST",
+                                                   "message": str(e)}, False))
+                await writer.drain()
+                return
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return
+            if req is None:
+                return
+            method, _target, version, headers, body = req
+            conn_hdr = headers.get("connection", "").lower()
+            keep = (version == "HTTP/1.1" and conn_hdr != "close") or conn_hdr == "keep-alive"
+            try:
+                status, value = await dispatch(core, method, headers, body)
+            except Exception:
+                log.exception("API request failed")
+                status, value = 500, {"error_type": "INTERNAL-ERROR", "message": "internal error"}
+            log.debug("API %s %s -> %d", method, headers.get("x-sora-target"), status)
+            writer.write(_response(status, value, keep))
+            await writer.drain()
+            if not keep:
+                return
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        try:
+            writer.close()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------- client
+def api_request(url: str, target: str, body: Any = None, *, timeout: float = 10.0,
+                ssl_context: Optional[ssl.SSLContext] = None) -> tuple:
+    """Blocking helper for tests: POST ``body`` to ``url`` → ``(status, json_value)``."""
+    data = json.dumps({} if body is None else body).encode()
+    req = urllib.request.Request(url, data=data, method="POST", headers={
+        "Content-Type": "application/json", "x-sora-target": target})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ssl_context) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        payload = e.read()
+        try:
+            return e.code, json.loads(payload)
+        except ValueError:
+            return e.code, payload.decode(errors="replace")

@@ -1,0 +1,307 @@
+"""Parsing and validating the ``connect`` message (sora-protocol.md §2.1).
+
+Pure Python; a bad ``connect`` raises :class:`ProtocolError` carrying the WebSocket close
+code (4400) and a human-readable reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .sdp import OpusParams, VideoCodec
+
+ROLES = ("sendrecv", "sendonly", "recvonly")
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly")
+SYSTEM_LABELS = ("signaling", "notify", "push", "stats")
+RPC_LABEL = "rpc"
+MAX_ID_BYTES = 255
+
+CLOSE_BAD_REQUEST = 4400
+
+
+class ProtocolError(Exception):
+    """A client error; the session closes its WebSocket with ``code`` and ``reason``."""
+
+    def __init__(self, reason: str, code: int = CLOSE_BAD_REQUEST):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass
+class DataChannelSpec:
+    """One DataChannel the server opens for a connection."""
+
+    label: str
+    direction: str = "sendrecv"
+    compress: bool = False
+    header: Optional[list] = None
+    ordered: Optional[bool] = None
+    max_packet_life_time: Optional[int] = None
+    max_retransmits: Optional[int] = None
+    protocol: Optional[str] = None
+
+    @property
+    def is_messaging(self) -> bool:
+        return self.label.startswith("#")
+
+    @property
+    def sender_header(self) -> bool:
+        """True when delivered messages get the 26-byte sender connection_id in front."""
+        return bool(self.header) and any(
+            isinstance(h, dict) and h.get("type") == "sender_connection_id" for h in self.header
+        )
+
+    @property
+    def can_send(self) -> bool:
+        return self.direction in ("sendrecv", "sendonly")
+
+    @property
+    def can_receive(self) -> bool:
+        return self.direction in ("sendrecv", "recvonly")
+
+    def offer_entry(self) -> dict:
+        """The entry in ``offer.data_channels`` (``compress`` always present, §2.3)."""
+        out: dict[str, Any] = {
+            "label": self.label,
+            "direction": self.direction,
+            "compress": self.compress,
+        }
+        if self.header is not None:
+            out["header"] = self.header
+        for key in ("ordered", "max_packet_life_time", "max_retransmits", "protocol"):
+            val = getattr(self, key)
+            if val is not None:
+                out[key] = val
+        return out
+
+    def dc_options(self) -> dict:
+        """Options for ``sora_peer_create_data_channel``."""
+        out: dict[str, Any] = {}
+        for key in ("ordered", "max_packet_life_time", "max_retransmits", "protocol"):
+            val = getattr(self, key)
+            if val is not None:
+                out[key] = val
+        return out
+
+
+@dataclass
+class ConnectParams:
+    """The effective parameters of one connection (after auth overrides)."""
+
+    role: str
+    channel_id: str
+    client_id: Optional[str] = None
+    bundle_id: Optional[str] = None
+    metadata: Any = None
+    signaling_notify_metadata: Any = None
+    audio: bool = True
+    opus: OpusParams = field(default_factory=OpusParams)
+    audio_bit_rate: Optional[int] = None
+    video: bool = True
+    video_codec: VideoCodec = field(default_factory=VideoCodec)
+    video_bit_rate: Optional[int] = None
+    simulcast: bool = False
+    simulcast_rid: Optional[str] = None
+    simulcast_encodings: Optional[list] = None
+    spotlight: bool = False
+    spotlight_number: Optional[int] = None
+    data_channel_signaling: bool = False
+    ignore_disconnect_websocket: bool = False
+    data_channels: list = field(default_factory=list)  # DataChannelSpec, requested ones
+    rpc_methods: Optional[list] = None
+    redirect: bool = False
+    sora_client: Optional[str] = None
+    environment: Optional[str] = None
+    libwebrtc: Optional[str] = None
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def sends(self) -> bool:
+        return self.role in ("sendrecv", "sendonly")
+
+    @property
+    def receives(self) -> bool:
+        return self.role in ("sendrecv", "recvonly")
+
+    def server_data_channels(self) -> list:
+        """Every DataChannel the server opens: system labels first, then messaging labels."""
+        if not self.data_channel_signaling:
+            return []
+        given = {d.label: d for d in self.data_channels}
+        out = []
+        for label in SYSTEM_LABELS:
+            spec = given.get(label) or DataChannelSpec(label=label)
+            out.append(dataclasses.replace(spec, direction="sendrecv"))
+        if self.rpc_methods:
+            spec = given.get(RPC_LABEL) or DataChannelSpec(label=RPC_LABEL)
+            out.append(dataclasses.replace(spec, direction="sendrecv"))
+        out += [d for d in self.data_channels if d.is_messaging]
+        return out
+
+
+def _opt_bool(msg: dict, key: str, default: bool) -> bool:
+    val = msg.get(key)
+    if val is None:
+        return default
+    if not isinstance(val, bool):
+        raise ProtocolError(f"INVALID-PARAMETER: {key} must be a boolean")
+    return val
+
+
+def _opt_id(msg: dict, key: str) -> Optional[str]:
+    val = msg.get(key)
+    if val is None:
+        return None
+    if not isinstance(val, str):
+        raise ProtocolError(f"INVALID-PARAMETER: {key} must be a string")
+    if len(val.encode()) > MAX_ID_BYTES:
+        raise ProtocolError(f"INVALID-PARAMETER: {key} is longer than {MAX_ID_BYTES} bytes")
+    return val
+
+
+def _opt_int(obj: dict, key: str, lo: int = 0, hi: int = 1 << 31) -> Optional[int]:
+    val = obj.get(key)
+    if val is None:
+        return None
+    if not isinstance(val, int) or isinstance(val, bool) or not lo <= val <= hi:
+        raise ProtocolError(f"INVALID-PARAMETER: {key} must be an integer in [{lo}, {hi}]")
+    return val
+
+
+def parse_data_channels(value: object) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ProtocolError("INVALID-PARAMETER: data_channels must be an array")
+    out = []
+    seen = set()
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise ProtocolError("INVALID-PARAMETER: data_channels entries must be objects")
+        label = entry.get("label")
+        if not isinstance(label, str) or not label or len(label.encode()) > MAX_ID_BYTES:
+            raise ProtocolError("INVALID-PARAMETER: data_channels label must be a non-empty string")
+        if not label.startswith("#") and label not in SYSTEM_LABELS + (RPC_LABEL,):
+            raise ProtocolError(f"INVALID-PARAMETER: data_channels label {label!r} not allowed")
+        if label in seen:
+            raise ProtocolError(f"INVALID-PARAMETER: duplicate data_channels label {label!r}")
+        seen.add(label)
+        direction = entry.get("direction", "sendrecv")
+        if direction not in DIRECTIONS:
+            raise ProtocolError(f"INVALID-PARAMETER: invalid direction for {label!r}")
+        compress = entry.get("compress", False)
+        if not isinstance(compress, bool):
+            raise ProtocolError(f"INVALID-PARAMETER: compress of {label!r} must be a boolean")
+        header = entry.get("header")
+        if header is not None and not (
+            isinstance(header, list) and all(isinstance(h, dict) for h in header)
+        ):
+            raise ProtocolError(f"INVALID-PARAMETER: header of {label!r} must be an array")
+        ordered = entry.get("ordered")
+        if ordered is not None and not isinstance(ordered, bool):
+            raise ProtocolError(f"INVALID-PARAMETER: ordered of {label!r} must be a boolean")
+        mplt = _opt_int(entry, "max_packet_life_time", 0, 65535)
+        mr = _opt_int(entry, "max_retransmits", 0, 65535)
+        if mplt is not None and mr is not None:
+            raise ProtocolError(
+                f"INVALID-PARAMETER: {label!r} sets both max_packet_life_time and max_retransmits"
+            )
+        protocol = entry.get("protocol")
+        if protocol is not None and not isinstance(protocol, str):
+            raise ProtocolError(f"INVALID-PARAMETER: protocol of {label!r} must be a string")
+        out.append(DataChannelSpec(
+            label=label, direction=direction, compress=compress, header=header,
+            ordered=ordered, max_packet_life_time=mplt, max_retransmits=mr, protocol=protocol,
+        ))
+    return out
+
+
+def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
+                  default_ignore_disconnect_websocket: bool = False) -> ConnectParams:
+    """Validates ``msg`` (an already-decoded JSON value) as a ``connect`` message."""
+    if not isinstance(msg, dict):
+        raise ProtocolError("INVALID-MESSAGE: a JSON object is required")
+    if msg.get("type") != "connect":
+        raise ProtocolError("INVALID-MESSAGE: the first message must be type connect")
+    role = msg.get("role")
+    if role is None:
+        raise ProtocolError("INVALID-PARAMETER: role is required")
+    if role not in ROLES:
+        raise ProtocolError(f"INVALID-PARAMETER: invalid role {role!r}")
+    channel_id = msg.get("channel_id")
+    if channel_id is None:
+        raise ProtocolError("INVALID-PARAMETER: channel_id is required")
+    if not isinstance(channel_id, str) or not channel_id:
+        raise ProtocolError("INVALID-PARAMETER: channel_id must be a non-empty string")
+    if len(channel_id.encode()) > MAX_ID_BYTES:
+        raise ProtocolError(f"INVALID-PARAMETER: channel_id is longer than {MAX_ID_BYTES} bytes")
+
+    p = ConnectParams(role=role, channel_id=channel_id, raw=msg)
+    p.client_id = _opt_id(msg, "client_id")
+    p.bundle_id = _opt_id(msg, "bundle_id")
+    p.metadata = msg.get("metadata")
+    p.signaling_notify_metadata = msg.get("signaling_notify_metadata")
+
+    audio = msg.get("audio", True)
+    if audio is None:
+        audio = True
+    if not isinstance(audio, (bool, dict)):
+        raise ProtocolError("INVALID-PARAMETER: audio must be a boolean or an object")
+    p.audio = audio is not False
+    try:
+        p.opus = OpusParams.from_connect(audio)
+    except ValueError as e:
+        raise ProtocolError(f"INVALID-PARAMETER: {e}") from None
+    if isinstance(audio, dict):
+        p.audio_bit_rate = _opt_int(audio, "bit_rate", 1, 1_000_000)
+
+    video = msg.get("video", True)
+    if video is None:
+        video = True
+    if not isinstance(video, (bool, dict)):
+        raise ProtocolError("INVALID-PARAMETER: video must be a boolean or an object")
+    p.video = video is not False
+    try:
+        p.video_codec = VideoCodec.from_connect(video)
+    except ValueError as e:
+        raise ProtocolError(f"INVALID-PARAMETER: {e}") from None
+    if isinstance(video, dict):
+        p.video_bit_rate = _opt_int(video, "bit_rate", 1, 1_000_000)
+
+    sim = msg.get("simulcast")
+    if isinstance(sim, dict):  # legacy {"rid": ...} form
+        p.simulcast = True
+    elif sim is not None:
+        if not isinstance(sim, bool):
+            raise ProtocolError("INVALID-PARAMETER: simulcast must be a boolean")
+        p.simulcast = sim
+    rid = msg.get("simulcast_rid")
+    if rid is not None and rid not in ("r0", "r1", "r2"):
+        raise ProtocolError("INVALID-PARAMETER: simulcast_rid must be r0, r1 or r2")
+    p.simulcast_rid = rid
+    enc = msg.get("simulcast_encodings")
+    if enc is not None and not isinstance(enc, list):
+        raise ProtocolError("INVALID-PARAMETER: simulcast_encodings must be an array")
+    p.simulcast_encodings = enc
+    spot = msg.get("spotlight")
+    p.spotlight = bool(spot) if isinstance(spot, (bool, int)) else False
+    p.spotlight_number = _opt_int(msg, "spotlight_number", 0, 1000)
+
+    p.data_channel_signaling = _opt_bool(
+        msg, "data_channel_signaling", default_data_channel_signaling)
+    p.ignore_disconnect_websocket = _opt_bool(
+        msg, "ignore_disconnect_websocket", default_ignore_disconnect_websocket)
+    if not p.data_channel_signaling:
+        p.ignore_disconnect_websocket = False
+    p.data_channels = parse_data_channels(msg.get("data_channels"))
+    rpc = msg.get("rpc_methods")
+    if rpc is not None and not (isinstance(rpc, list) and all(isinstance(m, str) for m in rpc)):
+        raise ProtocolError("INVALID-PARAMETER: rpc_methods must be an array of strings")
+    p.rpc_methods = rpc
+    p.redirect = msg.get("redirect") is True
+    for key in ("sora_client", "environment", "libwebrtc"):
+        val = msg.get(key)
+        setattr(p, key, val if isinstance(val, str) else None)
+    return p

@@ -1,0 +1,273 @@
+"""m-section text for ``sora_peer_add_track``.
+
+The dev server is always the offerer. For every m-line it hands the shim (libdatachannel
+underneath) one complete media section; the shim adds ICE/DTLS attributes, candidates and
+the BUNDLE group itself. Rules (sora-protocol.md §5, §9.7):
+
+* the client's own upstream: first audio then first video m-section, ``a=recvonly`` from
+  the server, no ``a=ssrc`` (the client's answer names its SSRCs), simulcast ``rid`` lines
+  when asked for;
+* every remote sender: one audio and one video section, ``a=sendonly`` with
+  ``a=msid:<sender connection_id> <track id>`` and ``a=ssrc`` ``cname``/``msid`` lines (the
+  stream id the client sees *is* the sender's connection_id);
+* header extension ids are the same in every section (one BUNDLE shares one id space).
+
+Everything here is pure string building, testable without the native shim.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+EOL = "\r\n"
+
+VIDEO_CODECS = ("VP9", "VP8", "AV1", "H264", "H265")
+AUDIO_CODECS = ("OPUS",)
+
+#: codec name -> (payload type, rtpmap encoding name)
+VIDEO_PAYLOAD_TYPES = {
+    "VP8": (96, "VP8"),
+    "VP9": (98, "VP9"),
+    "H264": (102, "H264"),
+    "H265": (104, "H265"),
+    "AV1": (45, "AV1"),
+}
+OPUS_PT = 111
+
+VIDEO_RTCP_FB = ("nack", "nack pli", "ccm fir")
+
+# One id space for the whole bundle.
+EXT_AUDIO_LEVEL = (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+EXT_MID = (4, "urn:ietf:params:rtp-hdrext:sdes:mid")
+EXT_RID = (10, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id")
+EXT_RRID = (11, "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id")
+
+SIMULCAST_RIDS = ("r0", "r1", "r2")
+
+
+@dataclass
+class VideoCodec:
+    """One video codec choice with its fmtp parameters."""
+
+    name: str = "VP9"
+    vp9_profile_id: int = 0
+    av1_profile: int = 0
+    h264_profile_level_id: str = "42e01f"
+
+    @property
+    def payload_type(self) -> int:
+        return VIDEO_PAYLOAD_TYPES[self.name][0]
+
+    def fmtp(self) -> Optional[str]:
+        if self.name == "VP9":
+            return f"profile-id={self.vp9_profile_id}"
+        if self.name == "AV1":
+            return f"level-idx=5;profile={self.av1_profile};tier=0"
+        if self.name == "H264":
+            return (
+                "level-asymmetry-allowed=1;packetization-mode=1;"
+                f"profile-level-id={self.h264_profile_level_id}"
+            )
+        if self.name == "H265":
+            return "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+        return None
+
+    @classmethod
+    def from_connect(cls, video: object, default: str = "VP9") -> "VideoCodec":
+        """From a connect ``video`` value (bool or object). Raises ValueError when invalid."""
+        codec = cls(name=default)
+        if not isinstance(video, dict):
+            return codec
+        ct = video.get("codec_type")
+        if ct is not None:
+            if not isinstance(ct, str) or ct.upper() not in VIDEO_CODECS:
+                raise ValueError(f"unsupported video codec_type {ct!r}")
+            codec.name = ct.upper()
+        vp9 = video.get("vp9_params")
+        if isinstance(vp9, dict) and vp9.get("profile_id") is not None:
+            pid = vp9["profile_id"]
+            if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= 3:
+                raise ValueError("invalid vp9_params.profile_id")
+            codec.vp9_profile_id = pid
+        av1 = video.get("av1_params")
+        if isinstance(av1, dict) and av1.get("profile") is not None:
+            prof = av1["profile"]
+            if not isinstance(prof, int) or isinstance(prof, bool) or not 0 <= prof <= 2:
+                raise ValueError("invalid av1_params.profile")
+            codec.av1_profile = prof
+        h264 = video.get("h264_params")
+        if isinstance(h264, dict) and h264.get("profile_level_id") is not None:
+            plid = h264["profile_level_id"]
+            if not isinstance(plid, str) or not re.fullmatch(r"[0-9a-fA-F]{6}", plid):
+                raise ValueError("invalid h264_params.profile_level_id")
+            codec.h264_profile_level_id = plid.lower()
+        return codec
+
+
+@dataclass
+class OpusParams:
+    stereo: bool = False
+    useinbandfec: bool = True
+    usedtx: bool = False
+    minptime: int = 10
+    maxplaybackrate: Optional[int] = None
+    ptime: Optional[int] = None
+
+    def fmtp(self) -> str:
+        parts = [f"minptime={self.minptime}", f"useinbandfec={int(self.useinbandfec)}"]
+        if self.stereo:
+            parts += ["stereo=1", "sprop-stereo=1"]
+        if self.usedtx:
+            parts.append("usedtx=1")
+        if self.maxplaybackrate:
+            parts.append(f"maxplaybackrate={self.maxplaybackrate}")
+        if self.ptime:
+            parts.append(f"ptime={self.ptime}")
+        return ";".join(parts)
+
+    @classmethod
+    def from_connect(cls, audio: object) -> "OpusParams":
+        p = cls()
+        if not isinstance(audio, dict):
+            return p
+        ct = audio.get("codec_type")
+        if ct is not None and (not isinstance(ct, str) or ct.upper() not in AUDIO_CODECS):
+            raise ValueError(f"unsupported audio codec_type {ct!r}")
+        op = audio.get("opus_params")
+        if isinstance(op, dict):
+            if op.get("stereo") or op.get("sprop_stereo") or op.get("channels") == 2:
+                p.stereo = True
+            if op.get("useinbandfec") is not None:
+                p.useinbandfec = bool(op["useinbandfec"])
+            if op.get("usedtx") is not None:
+                p.usedtx = bool(op["usedtx"])
+            for key in ("minptime", "maxplaybackrate", "ptime"):
+                val = op.get(key)
+                if isinstance(val, int) and not isinstance(val, bool) and val > 0:
+                    setattr(p, key, val)
+        return p
+
+
+def _lines(*lines: Optional[str]) -> str:
+    return "".join(line + EOL for line in lines if line)
+
+
+def _extmaps(exts: Iterable[tuple]) -> list:
+    return [f"a=extmap:{i} {uri}" for i, uri in exts]
+
+
+def audio_section(
+    mid: str,
+    direction: str,
+    opus: Optional[OpusParams] = None,
+    *,
+    msid: Optional[tuple] = None,
+    ssrc: Optional[int] = None,
+    cname: Optional[str] = None,
+) -> str:
+    """An Opus m-section. ``msid`` = (stream id, track id) and ``ssrc`` for send-only ones."""
+    opus = opus or OpusParams()
+    lines = [
+        f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}",
+        "c=IN IP4 0.0.0.0",
+        f"a=mid:{mid}",
+        f"a={direction}",
+        *_extmaps([EXT_AUDIO_LEVEL, EXT_MID]),
+        f"a=msid:{msid[0]} {msid[1]}" if msid else None,
+        "a=rtcp-mux",
+        f"a=rtpmap:{OPUS_PT} opus/48000/2",
+        f"a=fmtp:{OPUS_PT} {opus.fmtp()}",
+    ]
+    lines += _ssrc_lines(ssrc, cname, msid)
+    return _lines(*lines)
+
+
+def video_section(
+    mid: str,
+    direction: str,
+    codec: Optional[VideoCodec] = None,
+    *,
+    msid: Optional[tuple] = None,
+    ssrc: Optional[int] = None,
+    cname: Optional[str] = None,
+    simulcast: bool = False,
+    bit_rate_kbps: Optional[int] = None,
+) -> str:
+    """A video m-section for one codec; ``simulcast`` adds ``rid … recv`` lines (upstream)."""
+    codec = codec or VideoCodec()
+    pt = codec.payload_type
+    exts = [EXT_MID]
+    if simulcast:
+        exts += [EXT_RID, EXT_RRID]
+    fmtp = codec.fmtp()
+    lines = [
+        f"m=video 9 UDP/TLS/RTP/SAVPF {pt}",
+        "c=IN IP4 0.0.0.0",
+        f"b=AS:{int(bit_rate_kbps)}" if bit_rate_kbps else None,
+        f"a=mid:{mid}",
+        f"a={direction}",
+        *_extmaps(exts),
+        f"a=msid:{msid[0]} {msid[1]}" if msid else None,
+        "a=rtcp-mux",
+        f"a=rtpmap:{pt} {VIDEO_PAYLOAD_TYPES[codec.name][1]}/90000",
+        f"a=fmtp:{pt} {fmtp}" if fmtp else None,
+        *[f"a=rtcp-fb:{pt} {fb}" for fb in VIDEO_RTCP_FB],
+    ]
+    if simulcast:
+        lines += [f"a=rid:{rid} recv" for rid in SIMULCAST_RIDS]
+        lines.append("a=simulcast:recv " + ";".join(SIMULCAST_RIDS))
+    lines += _ssrc_lines(ssrc, cname, msid)
+    return _lines(*lines)
+
+
+def _ssrc_lines(ssrc: Optional[int], cname: Optional[str], msid: Optional[tuple]) -> list:
+    if ssrc is None:
+        return []
+    out = [f"a=ssrc:{ssrc} cname:{cname or 'sora'}"]
+    if msid:
+        out.append(f"a=ssrc:{ssrc} msid:{msid[0]} {msid[1]}")
+    return out
+
+
+def simulcast_encodings(bit_rate_kbps: Optional[int], overrides: Optional[list] = None) -> list:
+    """``offer.encodings`` for a simulcast upstream (r0 lowest … r2 highest, §6)."""
+    total = (bit_rate_kbps or 1500) * 1000
+    enc = [
+        {"rid": "r0", "active": True, "scaleResolutionDownBy": 4.0,
+         "maxBitrate": max(total // 10, 50_000)},
+        {"rid": "r1", "active": True, "scaleResolutionDownBy": 2.0,
+         "maxBitrate": max(total * 3 // 10, 100_000)},
+        {"rid": "r2", "active": True, "scaleResolutionDownBy": 1.0, "maxBitrate": total},
+    ]
+    if overrides:
+        by_rid = {e["rid"]: e for e in enc}
+        for o in overrides:
+            if isinstance(o, dict) and o.get("rid") in by_rid:
+                by_rid[o["rid"]].update(o)
+    return enc
+
+
+_MID_RE = re.compile(r"^a=mid:(\S+)\s*$", re.M)
+_MLINE_RE = re.compile(r"^m=(\S+) (\d+) ", re.M)
+
+
+def sections(sdp: str) -> list:
+    """[(kind, port, mid)] for each m-section of ``sdp`` (helper for checks and tests)."""
+    out = []
+    parts = re.split(r"\r?\n(?=m=)", sdp)
+    for part in parts[1:] if not sdp.startswith("m=") else parts:
+        m = _MLINE_RE.search(part)
+        mid = _MID_RE.search(part)
+        if m:
+            out.append((m.group(1), int(m.group(2)), mid.group(1) if mid else None))
+    return out
+
+
+def max_numeric_mid(sdp: str) -> int:
+    """Largest integer mid in ``sdp`` (-1 when none)."""
+    best = -1
+    for _, _, mid in sections(sdp):
+        if mid is not None and mid.isdigit():
+            best = max(best, int(mid))
+    return best
