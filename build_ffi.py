@@ -34,12 +34,24 @@ def strip_comments(text: str) -> str:
     return _COMMENTS.sub(lambda m: "\n" * m.group(0).count("\n"), text)
 
 
+def _enclosed(v: str) -> bool:
+    """Whether the whole of `v` is one parenthesised group: "(-1)" yes, "(int)(-1)" no."""
+    if not (v.startswith("(") and v.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(v):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and i < len(v) - 1:
+            return False
+    return True
+
+
 def integer_value(expr: str) -> str | None:
     """The plain integer literal of a cbindgen constant such as `-1`, `(-1)`, `UINT64_C(5)`,
     `(int32_t)-1` or `16u`; None when it is anything else."""
     v = expr.strip()
     for _ in range(4):
-        while v.startswith("(") and v.endswith(")"):
+        while _enclosed(v):
             v = v[1:-1].strip()
         m = _INT_MACRO.match(v)
         if m:

@@ -15,13 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py as _build_py
 
 try:  # setuptools >= 70.1 carries bdist_wheel itself
     from setuptools.command.bdist_wheel import bdist_wheel as _bdist_wheel
-except ImportError:  # pragma: no cover - older setuptools with the wheel package
-    from wheel.bdist_wheel import bdist_wheel as _bdist_wheel
+except ImportError:  # older setuptools: the wheel package (pyproject.toml requires it)
+    try:
+        from wheel.bdist_wheel import bdist_wheel as _bdist_wheel
+    except ImportError:  # no wheel support at all: only non-wheel commands work
+        _bdist_wheel = None
 
 ROOT = Path(__file__).resolve().parent
 PACKAGE_DIR = ROOT / "sora_ffi"
@@ -89,19 +92,27 @@ class build_py(_build_py):
         super().run()
 
 
-class bdist_wheel(_bdist_wheel):
-    """A platform wheel (it ships a native library) that is not tied to a Python ABI."""
+class BinaryDistribution(Distribution):
+    """Marks the package as platform-specific (it ships a native library), so that it installs
+    into platlib and the wheel is not "pure" (Root-Is-Purelib: false)."""
 
-    def finalize_options(self) -> None:
-        super().finalize_options()
-        self.root_is_pure = False
-
-    def get_tag(self) -> tuple[str, str, str]:
-        _, _, platform = super().get_tag()
-        return "py3", "none", platform
+    def has_ext_modules(self) -> bool:
+        return True
 
 
-CMDCLASS = {"build_py": build_py, "bdist_wheel": bdist_wheel}
+CMDCLASS: dict[str, type] = {"build_py": build_py}
+
+if _bdist_wheel is not None:
+
+    class bdist_wheel(_bdist_wheel):
+        """A platform wheel that is not tied to a Python version or ABI: the shim is loaded
+        with ffi.dlopen, so nothing in it is built against Python."""
+
+        def get_tag(self) -> tuple[str, str, str]:
+            _, _, platform = super().get_tag()
+            return "py3", "none", platform
+
+    CMDCLASS["bdist_wheel"] = bdist_wheel
 
 if __name__ == "__main__":  # pip's backend runs this file as __main__; tests import it
-    setup(cmdclass=CMDCLASS)
+    setup(cmdclass=CMDCLASS, distclass=BinaryDistribution)

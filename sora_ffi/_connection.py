@@ -91,12 +91,16 @@ class SoraConnection:
         self._source = int(lib.sora_connection_id(self._ptr))
         # Holding the dispatcher keeps its queue and thread alive as long as we live.
         self._dispatcher = dispatcher
-        self._finalizer = weakref.finalize(self, _destroy, self._ptr, self._source, dispatcher.unregister)
+        self._finalizer = weakref.finalize(self, _destroy, self._ptr, self._source,
+                                           dispatcher.unregister_callback)
+        # At interpreter exit the dispatcher frees live connections itself, once its thread
+        # is out of any callback (see _dispatch._Loop.stop), so no callback sees a freed handle.
+        self._finalizer.atexit = False
         self._lock = threading.Lock()
         self._connect_called = False
         self._connected = threading.Event()
-        self._ended = threading.Event()
-        self._disconnect_result: Optional[tuple[int, str]] = None
+        self._finished = False  # SORA_EVENT_DISCONNECT arrived
+        self._ended = threading.Event()  # ... and on_disconnect has returned
         self._tracks: dict[int, SoraMediaTrack] = {}
         self._observers: list[Observer] = []
         dispatcher.register(self._source, self)
@@ -113,7 +117,9 @@ class SoraConnection:
     def disconnect(self) -> None:
         """Starts ending the session and returns at once; `on_disconnect` reports the end.
         Safe before `connect()`, after errors, repeatedly, and from callbacks."""
-        check(lib.sora_connection_disconnect(self._ptr))
+        ptr = self._ptr
+        if ptr != ffi.NULL:
+            check(lib.sora_connection_disconnect(ptr))
 
     def send_data_channel(self, label: str, data: bytes) -> bool:
         """Sends `data` on the messaging channel `label`. Returns False when that channel is
@@ -166,7 +172,7 @@ class SoraConnection:
     def connected(self) -> bool:
         """Whether the session is established and not yet ended. sora_ffi addition."""
         info = self._info()
-        return bool(info.get("connected")) and not self._ended.is_set()
+        return bool(info.get("connected")) and not self._finished
 
     def __enter__(self) -> "SoraConnection":
         return self
@@ -180,10 +186,15 @@ class SoraConnection:
             self._ended.wait(_EXIT_WAIT_S)
 
     def __repr__(self) -> str:
-        state = "ended" if self._ended.is_set() else ("connected" if self._connected.is_set() else "new")
+        state = "ended" if self._finished else ("connected" if self._connected.is_set() else "new")
         return f"<SoraConnection {self._source} {state}>"
 
     # -- internals ----------------------------------------------------------------------
+
+    def _release(self) -> None:
+        """Frees the native handle now; later calls fail cleanly (NULL handle)."""
+        self._ptr = ffi.NULL
+        self._finalizer()
 
     def _info(self) -> dict[str, Any]:
         out = ffi.new("char **")
@@ -242,7 +253,7 @@ class SoraConnection:
     def _on_disconnect(self, ev: Event) -> None:
         code = enum_or_int(SoraSignalingErrorCode, ev.a)
         message = ev.text or ""
-        self._disconnect_result = (code, message)
+        self._finished = True
         for track in self._tracks.values():
             track._end()
         self._tracks.clear()

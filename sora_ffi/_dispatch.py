@@ -11,7 +11,7 @@ import enum
 import logging
 import threading
 import weakref
-from typing import Any, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from ._native import Event, EventQueue
 
@@ -53,6 +53,9 @@ class EventType(enum.IntEnum):
 
 class EventTarget(Protocol):
     def _handle_event(self, event: Event) -> None: ...
+
+    def _release(self) -> None:
+        """Frees the native handle now (the dispatcher is stopping for good)."""
 
 
 class _Loop:
@@ -102,7 +105,7 @@ class _Loop:
             except BaseException:  # a callback must never end the dispatcher
                 logger.exception("sora_ffi: exception in an event callback (%s)", _event_name(event.type))
             # Drop our references before blocking again: the loop must not keep them alive.
-            target = event = None  # type: ignore[assignment]
+            del target, event
 
     def stop(self) -> None:
         with self.lock:
@@ -110,11 +113,27 @@ class _Loop:
             thread = self.thread
         try:
             self.queue.close()
+            idle = True
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=_STOP_JOIN_S)
+                idle = not thread.is_alive()
+            if idle:
+                self._release_targets()
             self.queue.destroy()  # deferred by EventQueue while the thread is inside a wait
         except Exception:  # pragma: no cover - stopping is quiet, also at interpreter exit
             pass
+
+    def _release_targets(self) -> None:
+        # Only reached with live targets at interpreter exit (otherwise the targets, which
+        # hold the Dispatcher, are gone already). Freeing them here, after the thread has
+        # finished its last callback, means no callback can use a freed handle.
+        with self.lock:
+            refs = list(self.targets.values())
+            self.targets.clear()
+        for ref in refs:
+            target = ref()
+            if target is not None:
+                target._release()
 
 
 def _event_name(value: int) -> str:
@@ -144,6 +163,12 @@ class Dispatcher:
 
     def unregister(self, source: int) -> None:
         self._loop.unregister(source)
+
+    @property
+    def unregister_callback(self) -> Callable[[int], None]:
+        """`unregister` without a reference to the Dispatcher (for finalizers: holding the
+        Dispatcher there would keep it alive one collection longer)."""
+        return self._loop.unregister
 
     def on_dispatch_thread(self) -> bool:
         """True when called from inside a callback of this dispatcher."""

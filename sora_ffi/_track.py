@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ._enums import SoraTrackState
 
@@ -74,7 +74,3 @@ class SoraMediaTrack(SoraTrackInterface):
             return False
         self._enabled = bool(enable)
         return True
-
-    def set_frame_transformer(self, transformer: Any, /) -> None:
-        """Encoded transforms arrive with the media layer; not supported yet."""
-        raise NotImplementedError("sora_ffi does not support frame transformers yet")

@@ -6,6 +6,7 @@ Wrong types raise TypeError, wrong values ValueError, always naming the paramete
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit
 
@@ -229,35 +230,32 @@ def _check_not_yet(name: str, value: Any) -> None:
 
 # name -> checker(value) returning the JSON value; one entry per optional parameter.
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
-    "client_id": lambda v: _check_id("client_id", v),
-    "bundle_id": lambda v: _check_id("bundle_id", v),
-    "metadata": lambda v: _check_json("metadata", v),
-    "signaling_notify_metadata": lambda v: _check_json("signaling_notify_metadata", v),
-    "audio_codec_type": lambda v: _check_choice("audio_codec_type", v, AUDIO_CODECS),
-    "video_codec_type": lambda v: _check_choice("video_codec_type", v, VIDEO_CODECS),
-    "video_bit_rate": lambda v: _check_int_range("video_bit_rate", v, *VIDEO_BIT_RATE, unit=" kbps"),
-    "audio_bit_rate": lambda v: _check_int_range("audio_bit_rate", v, *AUDIO_BIT_RATE, unit=" kbps"),
-    "spotlight_number": lambda v: _check_int_range("spotlight_number", v, *SPOTLIGHT_NUMBER),
-    "simulcast_rid": lambda v: _check_choice("simulcast_rid", v, SIMULCAST_RIDS),
-    "spotlight_focus_rid": lambda v: _check_choice("spotlight_focus_rid", v, SPOTLIGHT_RIDS),
-    "spotlight_unfocus_rid": lambda v: _check_choice("spotlight_unfocus_rid", v, SPOTLIGHT_RIDS),
-    "forwarding_filter": lambda v: _check_dict("forwarding_filter", v),
+    "client_id": partial(_check_id, "client_id"),
+    "bundle_id": partial(_check_id, "bundle_id"),
+    "metadata": partial(_check_json, "metadata"),
+    "signaling_notify_metadata": partial(_check_json, "signaling_notify_metadata"),
+    "audio_codec_type": partial(_check_choice, "audio_codec_type", choices=AUDIO_CODECS),
+    "video_codec_type": partial(_check_choice, "video_codec_type", choices=VIDEO_CODECS),
+    "video_bit_rate": partial(_check_int_range, "video_bit_rate", low=VIDEO_BIT_RATE[0],
+                              high=VIDEO_BIT_RATE[1], unit=" kbps"),
+    "audio_bit_rate": partial(_check_int_range, "audio_bit_rate", low=AUDIO_BIT_RATE[0],
+                              high=AUDIO_BIT_RATE[1], unit=" kbps"),
+    "spotlight_number": partial(_check_int_range, "spotlight_number", low=SPOTLIGHT_NUMBER[0],
+                                high=SPOTLIGHT_NUMBER[1]),
+    "simulcast_rid": partial(_check_choice, "simulcast_rid", choices=SIMULCAST_RIDS),
+    "spotlight_focus_rid": partial(_check_choice, "spotlight_focus_rid", choices=SPOTLIGHT_RIDS),
+    "spotlight_unfocus_rid": partial(_check_choice, "spotlight_unfocus_rid", choices=SPOTLIGHT_RIDS),
+    "forwarding_filter": partial(_check_dict, "forwarding_filter"),
     "forwarding_filters": _check_forwarding_filters,
     "data_channels": _check_data_channels,
-    "proxy_url": lambda v: _check_url("proxy_url", v, ("http", "https")),
+    "proxy_url": partial(_check_url, "proxy_url", schemes=("http", "https")),
     "degradation_preference": _check_degradation_preference,
+    **{name: partial(_check_bool, name) for name in BOOLS},
+    **{name: partial(_check_dict, name) for name in PARAM_DICTS},
+    **{name: partial(_check_str, name) for name in PLAIN_STRINGS},
+    **{name: partial(_check_int_range, name, low=1, unit=" seconds") for name in TIMEOUTS},
+    **{name: partial(_check_pem, name) for name in CERTS},
 }
-for _name in BOOLS:
-    _CHECKERS[_name] = lambda v, n=_name: _check_bool(n, v)
-for _name in PARAM_DICTS:
-    _CHECKERS[_name] = lambda v, n=_name: _check_dict(n, v)
-for _name in PLAIN_STRINGS:
-    _CHECKERS[_name] = lambda v, n=_name: _check_str(n, v)
-for _name in TIMEOUTS:
-    _CHECKERS[_name] = lambda v, n=_name: _check_int_range(n, v, 1, unit=" seconds")
-for _name in CERTS:
-    _CHECKERS[_name] = lambda v, n=_name: _check_pem(n, v)
-del _name
 
 
 def connection_config(signaling_urls: Any, role: Any, channel_id: Any, options: Mapping[str, Any]) -> dict[str, Any]:

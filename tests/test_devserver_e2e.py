@@ -164,6 +164,8 @@ def test_two_clients_notify_reoffer_and_leave(server, channel_id, clients, dc_si
         labels = [d["label"] for d in offer["data_channels"]]
         assert labels == ["signaling", "notify", "push", "stats"]
         assert all("compress" in d for d in offer["data_channels"])
+        # switched (WebSocket) and the notify (DataChannel) race, as with Sora
+        assert wait_until(lambda: a.switched is not None)
         assert a.switched == {"type": "switched", "ignore_disconnect_websocket": False}
 
     b = clients(server.signaling_url, channel_id, "recvonly",

@@ -139,6 +139,7 @@ class Session:
         self._ping_task: Optional[asyncio.Task] = None
         self._ping_outstanding_since: Optional[float] = None
         self._disconnected_timer = None
+        self._reanswer_timer = None
         self.closed = asyncio.Event()
         self.end_code: Optional[int] = None
         self.end_reason: Optional[str] = None
@@ -187,6 +188,9 @@ class Session:
         if self._disconnected_timer is not None:
             self._disconnected_timer.cancel()
             self._disconnected_timer = None
+        if self._reanswer_timer is not None:
+            self._reanswer_timer.cancel()
+            self._reanswer_timer = None
         if self._ping_task is not None:
             self._ping_task.cancel()
             self._ping_task = None
@@ -487,7 +491,21 @@ class Session:
             return
         self.negotiating = True
         self.counters.offers += 1
+        self._arm_reanswer_timer()
         self.send_signaling({"type": "re-offer", "sdp": offer_sdp})
+
+    def _arm_reanswer_timer(self) -> None:
+        if self._reanswer_timer is not None:
+            self._reanswer_timer.cancel()
+        self._reanswer_timer = asyncio.get_running_loop().call_later(
+            self.core.config.establish_timeout, self._reanswer_timeout)
+
+    def _reanswer_timeout(self) -> None:
+        self._reanswer_timer = None
+        if self.negotiating and self.state in (CONNECTING, ESTABLISHED):
+            log.info("%s: no re-answer within %.0f s", self.connection_id,
+                     self.core.config.establish_timeout)
+            self._spawn(self.end(CLOSE_TIMEOUT, "RE-ANSWER-TIMEOUT"))
 
     # --------------------------------------------------------- incoming signaling
     def _on_signaling_message(self, msg: dict, via: str) -> None:
@@ -524,6 +542,9 @@ class Session:
             return
         self.counters.answers += 1
         self.negotiating = False
+        if self._reanswer_timer is not None:
+            self._reanswer_timer.cancel()
+            self._reanswer_timer = None
         first = not self.remote_set
         self.remote_set = True
         if first:

@@ -127,20 +127,13 @@ impl ConnectionConfig {
         put("signaling_notify_metadata", self.signaling_notify_metadata.clone());
         put("audio", Some(self.audio_value()));
         put("video", Some(self.video_value()));
-        if self.simulcast == Some(true) {
-            put("simulcast", Some(json!(true)));
-            put("simulcast_rid", self.simulcast_rid.clone().map(Value::from));
-        } else if self.simulcast == Some(false) {
-            put("simulcast", Some(json!(false)));
-        }
-        if let Some(s) = self.spotlight {
-            put("spotlight", Some(json!(s)));
-            if s {
-                put("spotlight_number", self.spotlight_number.map(Value::from));
-                put("spotlight_focus_rid", self.spotlight_focus_rid.clone().map(Value::from));
-                put("spotlight_unfocus_rid", self.spotlight_unfocus_rid.clone().map(Value::from));
-            }
-        }
+        // Every option the caller gave is sent as given (Sora decides what applies to the role).
+        put("simulcast", self.simulcast.map(Value::from));
+        put("simulcast_rid", self.simulcast_rid.clone().map(Value::from));
+        put("spotlight", self.spotlight.map(Value::from));
+        put("spotlight_number", self.spotlight_number.map(Value::from));
+        put("spotlight_focus_rid", self.spotlight_focus_rid.clone().map(Value::from));
+        put("spotlight_unfocus_rid", self.spotlight_unfocus_rid.clone().map(Value::from));
         put("forwarding_filter", self.forwarding_filter.clone());
         put("forwarding_filters", self.forwarding_filters.clone());
         put("data_channel_signaling", self.data_channel_signaling.map(Value::from));

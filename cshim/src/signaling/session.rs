@@ -88,7 +88,12 @@ struct Session {
     transport: TransportOptions,
     ws_gen: u64,
     ws: Option<SplitSink<Ws, Message>>,
+    /// The task reading the current WebSocket; aborted when the session ends so a server
+    /// that never completes the close handshake cannot keep the socket alive.
+    ws_reader: Option<tokio::task::JoinHandle<()>>,
     peer: Option<Peer>,
+    /// Candidates the server trickled before its offer was applied.
+    early_candidates: Vec<(String, Option<String>)>,
     offer_received: bool,
     pc_connected: bool,
     self_notified: bool,
@@ -131,7 +136,9 @@ impl Session {
             transport,
             ws_gen: 0,
             ws: None,
+            ws_reader: None,
             peer: None,
+            early_candidates: Vec::new(),
             offer_received: false,
             pc_connected: false,
             self_notified: false,
@@ -239,7 +246,10 @@ impl Session {
         let (sink, mut stream) = ws.split();
         self.ws = Some(sink);
         let tx = self.tx.clone();
-        runtime().spawn(async move {
+        if let Some(old) = self.ws_reader.take() {
+            old.abort();
+        }
+        self.ws_reader = Some(runtime().spawn(async move {
             while let Some(m) = stream.next().await {
                 let input = match m {
                     Ok(Message::Text(t)) => WsInput::Text(t.to_string()),
@@ -258,7 +268,7 @@ impl Session {
                 }
             }
             let _ = tx.send(Input::Ws(gen, WsInput::Error("connection closed without a close frame".into())));
-        });
+        }));
     }
 
     async fn ws_send(&mut self, v: &Value) -> bool {
@@ -353,7 +363,7 @@ impl Session {
             return;
         };
         match kind.as_str() {
-            "offer" | "redirect" | "re-offer" | "update" | "close" => self.report(via, RECEIVED, text),
+            "offer" | "redirect" | "re-offer" | "update" | "close" | "candidate" => self.report(via, RECEIVED, text),
             _ => {}
         }
         match kind.as_str() {
@@ -363,6 +373,7 @@ impl Session {
             "notify" => self.on_notify(&v, text),
             "push" => self.shared.emit(self.shared.event(EventType::Push).text(text)),
             "ping" => self.on_ping(&v).await,
+            "candidate" => self.on_remote_candidate(&v),
             "switched" => self.on_switched(&v, text).await,
             "close" => {
                 let c = v.get("code").and_then(Value::as_i64).unwrap_or(1000);
@@ -497,6 +508,11 @@ impl Session {
             .and_then(|_| peer.local_description());
         match result {
             Ok(answer) => {
+                for (cand, mid) in std::mem::take(&mut self.early_candidates) {
+                    if let Err(e) = peer.add_remote_candidate(&cand, mid.as_deref()) {
+                        log::warn!("ignoring remote candidate {cand:?}: {e}");
+                    }
+                }
                 self.update_tracks(offer);
                 Some(answer)
             }
@@ -562,6 +578,20 @@ impl Session {
             self.connected = true;
             self.shared.set_connected();
             self.shared.emit(self.shared.event(EventType::Connected).text(&self.connection_id));
+        }
+    }
+
+    /// Sora puts its candidates in the offer, but a server may trickle them too.
+    fn on_remote_candidate(&mut self, v: &Value) {
+        let Some(cand) = v.get("candidate").and_then(Value::as_str) else { return };
+        let mid = v.get("sdpMid").and_then(Value::as_str).map(str::to_owned);
+        match &self.peer {
+            Some(peer) => {
+                if let Err(e) = peer.add_remote_candidate(cand, mid.as_deref()) {
+                    log::warn!("ignoring remote candidate {cand:?}: {e}");
+                }
+            }
+            None => self.early_candidates.push((cand.to_string(), mid)),
         }
     }
 
@@ -706,6 +736,9 @@ impl Session {
                 }
             };
             let _ = tokio::time::timeout(self.t.websocket_close, wait).await;
+        }
+        if let Some(reader) = self.ws_reader.take() {
+            reader.abort();
         }
         if let Some(peer) = self.peer.take() {
             // Deleting a peer joins libdatachannel work: keep it off the async workers.

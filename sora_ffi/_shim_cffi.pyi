@@ -1,0 +1,4 @@
+# Generated at build time by build_ffi.py (cffi out-of-line ABI module).
+from typing import Any
+
+ffi: Any
