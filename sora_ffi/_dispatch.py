@@ -2,8 +2,12 @@
 
 Native threads only push events; this thread pulls them (the wait releases the GIL) and
 calls into Python. So user callbacks always run here, one at a time, and may call anything,
-`disconnect()` included. Targets (connections) are held weakly: the dispatcher never keeps a
-connection alive, and events for a collected one are dropped.
+`disconnect()` included. Targets (connections and sinks) are held weakly: the dispatcher never
+keeps one alive, and events for a collected one are dropped.
+
+Media frames are droppable events: the queue keeps at most `MEDIA_EVENTS_PER_SINK` of them
+per sink, so a slow callback loses the oldest frames (counted, `EventQueue.dropped`) instead
+of growing memory. Control events are never dropped.
 """
 from __future__ import annotations
 
@@ -15,12 +19,15 @@ from typing import Callable, Optional, Protocol
 
 from ._native import Event, EventQueue
 
-__all__ = ["EventType", "Dispatcher"]
+__all__ = ["EventType", "Dispatcher", "MEDIA_EVENTS_PER_SINK"]
 
 logger = logging.getLogger("sora_ffi")
 
 # How long stopping waits for the thread to finish the callback it is in.
 _STOP_JOIN_S = 2.0
+# Queued media frames per sink before the oldest is dropped: 8 video frames are ~270 ms at
+# 30 fps; 8 audio stream frames are 80 ms.
+MEDIA_EVENTS_PER_SINK = 8
 
 
 class EventType(enum.IntEnum):
@@ -40,6 +47,10 @@ class EventType(enum.IntEnum):
     LOG = 12
     CONNECTED = 13
     TRACK_ENDED = 14
+    VIDEO_FRAME = 15
+    AUDIO_FRAME = 16
+    AUDIO_DATA = 17
+    AUDIO_FORMAT = 18
     PEER_LOCAL_DESCRIPTION = 100
     PEER_LOCAL_CANDIDATE = 101
     PEER_STATE = 102
@@ -63,7 +74,7 @@ class _Loop:
     thread does not keep the Dispatcher alive (its finalizer stops the loop)."""
 
     def __init__(self, name: str) -> None:
-        self.queue = EventQueue()
+        self.queue = EventQueue(MEDIA_EVENTS_PER_SINK)
         self.name = name
         self.lock = threading.Lock()
         self.targets: dict[int, weakref.ref] = {}
@@ -158,7 +169,8 @@ class Dispatcher:
         return self._loop.queue
 
     def register(self, source: int, target: EventTarget) -> None:
-        """Routes events whose `source` is `source` to `target._handle_event` (held weakly)."""
+        """Routes events whose `source` is `source` to `target._handle_event` (held weakly):
+        a connection or a sink."""
         self._loop.register(source, target)
 
     def unregister(self, source: int) -> None:

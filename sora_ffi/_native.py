@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 try:
     from ._shim_cffi import ffi
@@ -20,7 +20,8 @@ except ImportError as e:  # pragma: no cover - only in an unbuilt source tree
         "or run `python build_ffi.py` after building cshim/"
     ) from e
 
-__all__ = ["ffi", "lib", "ShimError", "check", "take_string", "Event", "EventQueue", "library_path"]
+__all__ = ["ffi", "lib", "ShimError", "check", "take_string", "Event", "EventQueue", "Buffer",
+           "library_path"]
 
 
 def _library_name() -> str:
@@ -97,13 +98,81 @@ def _opt_text(p: Any) -> Optional[str]:
     return None if p == ffi.NULL else ffi.string(p).decode("utf-8", "replace")
 
 
-class Event:
-    """A plain Python copy of one SoraEventView (the native event is already freed)."""
+class Buffer:
+    """Bytes the shim handed over (a `SoraBuffer`), owned by Python and viewed in place.
 
-    __slots__ = ("type", "source", "a", "b", "text", "text2", "data")
+    `ptr` is an `ffi.gc` pointer to the bytes whose destructor frees them. Everything that
+    views the memory must go through `memory()` (`ffi.buffer(ptr, size)` keeps `ptr`, so a
+    numpy array made with `np.frombuffer(buf.memory(), ...)` keeps the bytes alive by its
+    `.base`): the bytes are freed when the last view is gone, never copied.
+    """
+
+    __slots__ = ("ptr", "size")
+
+    def __init__(self, data: Any, size: int, release: Callable[[], None]) -> None:
+        """`data`: the address of `size` bytes (a cdata pointer or an int); `release()` is
+        called once, when nothing views them any more."""
+        if isinstance(data, int):
+            data = ffi.cast("uint8_t *", data)
+        self.size = int(size)
+        # The lambda must not hold `self`: the pointer outlives this object when viewed.
+        self.ptr: Any = ffi.gc(ffi.cast("uint8_t *", data), lambda _p: release(), size=self.size)
+
+    @classmethod
+    def adopt(cls, handle: Any) -> "Buffer":
+        """Takes ownership of a `SoraBuffer *` (freed with sora_buffer_free, also on failure)."""
+        try:
+            data = ffi.new("const uint8_t **")
+            size = ffi.new("size_t *")
+            check(lib.sora_buffer_view(handle, data, size))
+        except BaseException:
+            lib.sora_buffer_free(handle)
+            raise
+        return cls(data[0], int(size[0]), lambda h=handle: lib.sora_buffer_free(h))
+
+    @classmethod
+    def take(cls, ev: Any) -> Optional["Buffer"]:
+        """Moves the data out of a `SoraEvent *` (None when it carries none)."""
+        out = ffi.new("SoraBuffer **")
+        status = lib.sora_event_take_buffer(ev, out)
+        if status == -3:  # SORA_ERR_NOT_FOUND: no data
+            return None
+        check(status)
+        return cls.adopt(out[0])
+
+    @property
+    def address(self) -> int:
+        """The address of the first byte (for tests and diagnostics)."""
+        return int(ffi.cast("uintptr_t", self.ptr))
+
+    def memory(self) -> Any:
+        """A writable buffer-protocol view of the bytes that keeps them alive."""
+        return ffi.buffer(self.ptr, self.size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"<Buffer {self.size} bytes at {self.address:#x}>"
+
+
+# Events whose data is a media frame: it is moved out (sora_event_take_buffer) instead of
+# copied, and reaches Python as `Event.buffer`.
+MEDIA_EVENT_TYPES = frozenset((lib.SORA_EVENT_VIDEO_FRAME, lib.SORA_EVENT_AUDIO_FRAME,
+                               lib.SORA_EVENT_AUDIO_DATA))
+
+
+class Event:
+    """A plain Python copy of one SoraEventView (the native event is already freed).
+
+    Media events (`MEDIA_EVENT_TYPES`) carry their data as `buffer` (moved, not copied) and
+    have `data` None; other events carry a copy in `data`."""
+
+    __slots__ = ("type", "source", "a", "b", "text", "text2", "data", "buffer")
 
     def __init__(self, type: int, source: int, a: int = 0, b: int = 0, text: Optional[str] = None,
-                 text2: Optional[str] = None, data: Optional[bytes] = None) -> None:
+                 text2: Optional[str] = None, data: Optional[bytes] = None,
+                 buffer: Optional[Buffer] = None) -> None:
         self.type = type
         self.source = source
         self.a = a
@@ -111,14 +180,30 @@ class Event:
         self.text = text
         self.text2 = text2
         self.data = data
+        self.buffer = buffer
 
     @classmethod
     def _from_view(cls, v: Any) -> "Event":
         data = None if v.data == ffi.NULL else ffi.buffer(v.data, v.data_len)[:]
         return cls(v.type, v.source, v.a, v.b, _opt_text(v.text), _opt_text(v.text2), data)
 
+    @classmethod
+    def _take(cls, ev: Any) -> "Event":
+        """Reads a `SoraEvent *` (the caller frees it afterwards)."""
+        view = ffi.new("SoraEventView *")
+        view.size = _VIEW_SIZE
+        check(lib.sora_event_view(ev, view))
+        if view.type not in MEDIA_EVENT_TYPES or view.data == ffi.NULL:
+            return cls._from_view(view)
+        # Read everything but the data first: taking the buffer invalidates view.data.
+        event = cls(view.type, view.source, view.a, view.b, _opt_text(view.text), _opt_text(view.text2))
+        event.buffer = Buffer.take(ev)
+        return event
+
     def __repr__(self) -> str:
         data = None if self.data is None else f"<{len(self.data)} bytes>"
+        if self.buffer is not None:
+            data = f"<buffer {self.buffer.size} bytes>"
         return (f"Event(type={self.type}, source={self.source}, a={self.a}, b={self.b}, "
                 f"text={self.text!r}, text2={self.text2!r}, data={data})")
 
@@ -163,10 +248,7 @@ class EventQueue:
             check(rc)
             ev = out[0]
             try:
-                view = ffi.new("SoraEventView *")
-                view.size = _VIEW_SIZE
-                check(lib.sora_event_view(ev, view))
-                return Event._from_view(view)
+                return Event._take(ev)
             finally:
                 lib.sora_event_free(ev)
         finally:

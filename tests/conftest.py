@@ -17,6 +17,7 @@ connection is up when the ``notify`` ``connection.created`` carrying the connect
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import itertools
 import json
@@ -35,6 +36,46 @@ except ImportError:  # pragma: no cover - depends on the environment
     HAVE_SORA_SDK = False
 
 SDK_NAMES = ("sora_ffi", "sora_sdk")
+
+# ----------------------------------------------------------- official SDK lifetime
+# sora_sdk 2025.4.0 cannot be torn down reliably (observed here, all without sora_ffi):
+#  * destroying a SoraConnection can deadlock: its destructor joins a thread that waits in
+#    sora::DataChannel::Thunk::~Thunk() while the caller holds the GIL;
+#  * a SoraMediaTrack outliving its connection segfaults when collected;
+#  * connections still alive at interpreter exit segfault the process;
+#  * every Sora() starts 8 threads that stay while it lives.
+# So the suite uses ONE sora_sdk.Sora for the whole session (its connections' threads end
+# at disconnect), never destroys any sora_sdk object (they are parked in a graveyard), and
+# ends the pytest process with os._exit(status) once everything is reported (see
+# pytest_unconfigure below). sora_ffi's own interpreter-exit behaviour is tested in
+# subprocesses (test_faults.py, test_leaks.py), where this does not apply.
+_OFFICIAL_SORA = None
+_OFFICIAL_GRAVEYARD: list = []
+_OFFICIAL_LOCK = threading.Lock()
+_EXIT_STATUS = [0]
+
+
+def official_sora():
+    global _OFFICIAL_SORA
+    with _OFFICIAL_LOCK:
+        if _OFFICIAL_SORA is None:
+            import sora_sdk
+            _OFFICIAL_SORA = sora_sdk.Sora()
+        return _OFFICIAL_SORA
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS[0] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if _OFFICIAL_SORA is not None or _OFFICIAL_GRAVEYARD:
+        import os
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[0])
 WAIT = 10.0  # generous upper bound for anything that normally takes milliseconds
 
 
@@ -118,12 +159,15 @@ class Client:
             urls = [urls]
         kwargs.setdefault("audio", False)
         kwargs.setdefault("video", False)
-        self.sora = sora if sora is not None else sdk.Sora()
+        if sora is None:
+            sora = official_sora() if self.sdk_name == "sora_sdk" else sdk.Sora()
+        self.sora = sora
         self.conn = self.sora.create_connection(
             signaling_urls=list(urls), role=role, channel_id=channel_id, **kwargs)
         self.role = role
         self.channel_id = channel_id
         self.connect_called = False
+        self.dc_signaling = bool(kwargs.get("data_channel_signaling"))
         self.cond = threading.Condition()
         self.events: list = []  # (name, args) in arrival order
         self.offer: Optional[dict] = None
@@ -200,11 +244,18 @@ class Client:
 
     # ----------------------------------------------------------------- actions
     def connect(self, wait: bool = True, timeout: float = WAIT) -> "Client":
+        """connect(); with ``wait``: until connected and, with DataChannel signaling,
+        switched (the two arrive on different transports, in either order)."""
         self.connect_called = True
         self.conn.connect()
         if wait:
             self.wait_connected(timeout)
+            if self.dc_signaling:
+                self.wait_switched(timeout)
         return self
+
+    def wait_switched(self, timeout: float = WAIT) -> dict:
+        return self.wait_for(lambda: self.switched and self.switched[0], timeout, "switched")
 
     def wait_connected(self, timeout: float = WAIT) -> None:
         if not self.connected.wait(timeout):
@@ -260,6 +311,25 @@ class Client:
         with self.cond:
             return [n for n, _ in self.events]
 
+    def release(self) -> None:
+        """Drops the connection and its Sora here, on the calling thread.
+
+        The recording lambdas make reference cycles (connection → callback → Client →
+        connection). Left to the cyclic GC, the official SDK's objects would be destroyed on
+        whatever thread happens to trigger a collection (a dev server or native thread),
+        which crashes sora_sdk; so the fixtures release them explicitly on the test thread.
+
+        sora_sdk objects are never destroyed at all (see :func:`official_sora`): they go to
+        a graveyard that lives until the process ends with ``os._exit``."""
+        with self.cond:
+            if self.sdk_name == "sora_sdk":
+                _OFFICIAL_GRAVEYARD.append((self.sora, self.conn, list(self.tracks),
+                                            list(self.events)))
+            self.events.clear()
+            self.tracks.clear()
+        self.conn = None
+        self.sora = None
+
     def __repr__(self):
         return f"<Client {self.sdk_name} {self.role} {self.connection_id}>"
 
@@ -280,4 +350,238 @@ def clients():
     for c in made:
         if c.connect_called:
             c.disconnected.wait(8)
+    for c in made:
+        c.release()
     made.clear()
+    gc.collect()
+
+
+# ------------------------------------------------------------------ expected texts
+# What the official SDK (sora_sdk 2025.4.0, i.e. sora-cpp-sdk) reports, observed against the
+# dev server; sora_ffi must report the same (drop-in replacement). Server-initiated endings
+# carry transport details after the prefix (": ec=... wscode=... wsreason=..."), so only the
+# prefix and the reason are compared there.
+CLIENT_DISCONNECT_MESSAGE = {
+    "ws": "Succeeded to close WebSocket (DC signaling is not enabled)",
+    "hybrid": "Succeeded to close Websocket (DC signaling is enabled)",  # sic: "Websocket"
+    "dconly": "Succeeded to close DataChannel",
+}
+SERVER_DISCONNECT_PREFIX = {
+    "ws": "Succeeded to close WebSocket from server",
+    "hybrid": "Succeeded to close WebSocket and DataChannel from server",
+    "dconly": "Succeeded to close DataChannel",
+}
+MODES = ("ws", "hybrid", "dconly")
+
+
+def mode_kwargs(mode: str) -> dict:
+    """create_connection keyword arguments for a signaling mode."""
+    if mode == "ws":
+        return {}
+    if mode == "hybrid":
+        return {"data_channel_signaling": True, "ignore_disconnect_websocket": False}
+    if mode == "dconly":
+        return {"data_channel_signaling": True, "ignore_disconnect_websocket": True}
+    raise ValueError(mode)
+
+
+def server_session(server: DevServer, connection_id: str):
+    """The dev server's Session object for a connection (to inspect or poke it)."""
+    def find(core):
+        for s in core.sessions:
+            if s.connection_id == connection_id:
+                return s
+        return None
+    return server.call(find)
+
+
+def server_call(server: DevServer, fn: Callable[[], Any]):
+    """Runs ``fn()`` on the dev server's event loop (for Session methods)."""
+    return server.call(lambda _core: fn())
+
+
+def closed_port_url(scheme: str = "ws") -> str:
+    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"{scheme}://127.0.0.1:{port}/signaling"
+
+
+# ------------------------------------------------------------------ fake servers
+class _LoopThread:
+    """An asyncio loop in a daemon thread running ``self._main()`` until stopped."""
+
+    def _start(self, timeout: float = 10.0):
+        import asyncio
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: Optional[BaseException] = None
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+
+            async def main():
+                self._stop_ev = asyncio.Event()
+                try:
+                    await self._setup()
+                except BaseException as e:  # pragma: no cover - setup failure
+                    self._error = e
+                    self._ready.set()
+                    return
+                self._ready.set()
+                await self._stop_ev.wait()
+                await self._teardown()
+
+            try:
+                self.loop.run_until_complete(main())
+                pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    self.loop.run_until_complete(
+                        asyncio.gather(*pending, return_exceptions=True))
+            finally:
+                self.loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True, name=type(self).__name__)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"{type(self).__name__} did not start")
+        if self._error is not None:
+            raise self._error
+
+    def _stop(self):
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._stop_ev.set)
+            self._thread.join(10)
+
+    def call_soon(self, fn, *args):
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def __enter__(self):
+        self._start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop()
+
+
+class FakeWsServer(_LoopThread):
+    """A plain ``websockets`` server on 127.0.0.1 that runs ``await handler(fake, ws)`` for
+    each connection. Records request headers and every text/binary frame it received."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.headers: list = []
+        self.received: list = []
+        self.errors: list = []
+        self.connections = 0
+
+    async def _setup(self):
+        from websockets.asyncio.server import serve
+
+        async def handle(ws):
+            self.connections += 1
+            self.headers.append({k.lower(): v for k, v in ws.request.headers.raw_items()})
+            try:
+                await self.handler(self, ws)
+            except Exception as e:  # ConnectionClosed etc.: recorded, never raised
+                self.errors.append(e)
+
+        self.server = await serve(handle, "127.0.0.1", 0, ping_interval=None, max_size=None)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/signaling"
+
+    async def _teardown(self):
+        self.server.close()
+        try:
+            import asyncio
+            await asyncio.wait_for(self.server.wait_closed(), 5)
+        except Exception:
+            pass
+
+    async def recv_json(self, ws) -> dict:
+        raw = await ws.recv()
+        self.received.append(raw)
+        return json.loads(raw)
+
+
+class WsMitm(_LoopThread):
+    """A WebSocket relay between clients and ``upstream`` (a DevServer URL).
+
+    ``hook(direction, message)`` (direction ``"c2s"`` or ``"s2c"``) may return a list of
+    frames to forward instead of ``message`` (``[]`` drops it); None forwards it unchanged.
+    ``abort()`` resets every client TCP connection without a close frame."""
+
+    def __init__(self, upstream: str, hook=None):
+        self.upstream = upstream
+        self.hook = hook
+        self.pairs: list = []
+        self.log: list = []  # (direction, message)
+
+    async def _setup(self):
+        import asyncio
+        from websockets.asyncio.client import connect
+        from websockets.asyncio.server import serve
+        from websockets.exceptions import ConnectionClosed
+
+        async def handle(ws):
+            async with connect(self.upstream, ping_interval=None, max_size=None) as up:
+                self.pairs.append((ws, up))
+
+                async def pump(src, dst, direction):
+                    try:
+                        async for m in src:
+                            self.log.append((direction, m))
+                            out = self.hook(direction, m) if self.hook else None
+                            for x in ([m] if out is None else out):
+                                await dst.send(x)
+                    except ConnectionClosed:
+                        pass
+                    # mirror a clean close
+                    if src.close_code is not None:
+                        try:
+                            await dst.close(src.close_code, src.close_reason or "")
+                        except Exception:
+                            pass
+
+                tasks = [asyncio.ensure_future(pump(ws, up, "c2s")),
+                         asyncio.ensure_future(pump(up, ws, "s2c"))]
+                await asyncio.wait(tasks, return_when=asyncio.ALL_COMPLETED)
+
+        self.server = await serve(handle, "127.0.0.1", 0, ping_interval=None, max_size=None)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/signaling"
+
+    async def _teardown(self):
+        self.server.close()
+        try:
+            import asyncio
+            await asyncio.wait_for(self.server.wait_closed(), 5)
+        except Exception:
+            pass
+
+    def abort(self):
+        """Resets the client side TCP connections (no close frame) and the upstream ones."""
+        def do():
+            for ws, up in self.pairs:
+                ws.transport.abort()
+                up.transport.abort()
+        self.call_soon(do)
+
+
+@pytest.fixture
+def fake_ws_server():
+    """``fake_ws_server(handler)`` → a started :class:`FakeWsServer`, stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+        yield lambda handler: stack.enter_context(FakeWsServer(handler))
+
+
+@pytest.fixture
+def ws_mitm():
+    """``ws_mitm(upstream_url, hook=None)`` → a started :class:`WsMitm`."""
+    with contextlib.ExitStack() as stack:
+        yield lambda upstream, hook=None: stack.enter_context(WsMitm(upstream, hook))

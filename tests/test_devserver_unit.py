@@ -377,6 +377,10 @@ class _FakeCore:
     def spawn(self, coro):
         self.tasks.append(asyncio.ensure_future(coro))
 
+    def end_sessions(self, sessions, code, reason):
+        for s in list(sessions):
+            self.spawn(s.end(code, reason))
+
 
 def _run_api(core, target, body, method="POST", raw=None):
     async def go():

@@ -91,6 +91,17 @@
 #define SORA_EVENT_TRACK_ENDED 14
 
 /*
+ Media events (droppable: bounded per sink by the queue's capacity).
+ */
+#define SORA_EVENT_VIDEO_FRAME 15
+
+#define SORA_EVENT_AUDIO_FRAME 16
+
+#define SORA_EVENT_AUDIO_DATA 17
+
+#define SORA_EVENT_AUDIO_FORMAT 18
+
+/*
  Low-level peer events.
  */
 #define SORA_EVENT_PEER_LOCAL_DESCRIPTION 100
@@ -112,6 +123,16 @@
 #define SORA_EVENT_PEER_DATA_CHANNEL 108
 
 /*
+ An audio source (opaque): interleaved int16 samples in, Opus out.
+ */
+typedef struct SoraAudioSource SoraAudioSource;
+
+/*
+ A byte buffer moved out of an event or a read (opaque); the caller views it in place.
+ */
+typedef struct SoraBuffer SoraBuffer;
+
+/*
  A Sora client connection (opaque).
  */
 typedef struct SoraConnection SoraConnection;
@@ -130,6 +151,22 @@ typedef struct SoraEventQueue SoraEventQueue;
  A WebRTC peer connection (opaque).
  */
 typedef struct SoraPeer SoraPeer;
+
+/*
+ A sink attached to a remote track (opaque): video frames, an audio buffer, or 10 ms
+ audio frames.
+ */
+typedef struct SoraSink SoraSink;
+
+/*
+ Voice activity detection (opaque).
+ */
+typedef struct SoraVad SoraVad;
+
+/*
+ A video source (opaque): BGR frames in, VP8/VP9 out.
+ */
+typedef struct SoraVideoSource SoraVideoSource;
 
 /*
  A borrowed view of an event. Set `size` to sizeof(SoraEventView) before the call.
@@ -288,6 +325,168 @@ int32_t sora_event_view(const SoraEvent *ev, SoraEventView *out);
 void sora_event_free(SoraEvent *ev);
 
 /*
+ Creates an audio source taking `channels` × `sample_rate` input; it is converted to
+ 48 kHz (and at most 2 channels) for Opus. Thread-safe.
+ */
+int32_t sora_audio_source_new(int32_t channels, int32_t sample_rate, SoraAudioSource **out);
+
+/*
+ The id to put in a connection config's "audio_source".
+ */
+uint64_t sora_audio_source_id(const SoraAudioSource *s);
+
+/*
+ Queues `frames` frames of interleaved samples. `has_timestamp` 0: continue from the
+ previous push; else `timestamp` is the capture time (epoch seconds) of the first sample.
+ Waits while a connection using the source has more than 500 ms queued (real-time
+ pacing of bursts). Thread-safe.
+ */
+int32_t sora_audio_source_push(const SoraAudioSource *s,
+                               const int16_t *data,
+                               size_t frames,
+                               double timestamp,
+                               int32_t has_timestamp);
+
+/*
+ Disabled sources send silence (audio) or black frames (video), as libwebrtc does.
+ */
+int32_t sora_audio_source_set_enabled(const SoraAudioSource *s, int32_t enabled);
+
+/*
+ Frees the source; connections using it stop sending audio. NULL is ignored.
+ */
+void sora_audio_source_destroy(SoraAudioSource *s);
+
+/*
+ Creates a video source. Thread-safe.
+ */
+int32_t sora_video_source_new(SoraVideoSource **out);
+
+/*
+ The id to put in a connection config's "video_source".
+ */
+uint64_t sora_video_source_id(const SoraVideoSource *s);
+
+/*
+ Hands over one BGR frame (`len` bytes, rows `stride` apart). It is converted to I420
+ before returning (the caller's buffer is free again); the newest frame wins if the
+ encoder is busy. `timestamp_us`: capture time in epoch µs, or INT64_MIN for now.
+ */
+int32_t sora_video_source_push_bgr(const SoraVideoSource *s,
+                                   const uint8_t *bgr,
+                                   size_t len,
+                                   int32_t width,
+                                   int32_t height,
+                                   int32_t stride,
+                                   int64_t timestamp_us);
+
+/*
+ See sora_audio_source_set_enabled.
+ */
+int32_t sora_video_source_set_enabled(const SoraVideoSource *s, int32_t enabled);
+
+/*
+ Frees the source; connections using it stop sending video. NULL is ignored.
+ */
+void sora_video_source_destroy(SoraVideoSource *s);
+
+/*
+ Attaches a video sink to remote track `track_id`: each decoded frame arrives on `queue`
+ as SORA_EVENT_VIDEO_FRAME (a = width, b = height, data = BGR, source = sink id); take
+ the pixels with sora_event_take_buffer. Oldest frames are dropped beyond the queue's
+ capacity.
+ */
+int32_t sora_video_sink_new(const SoraEventQueue *queue,
+                            const SoraConnection *c,
+                            uint64_t track_id,
+                            SoraSink **out);
+
+/*
+ Attaches an audio sink buffering converted audio (`output_rate` -1 / `output_channels`
+ 0: as received); read it with sora_audio_sink_read.
+ */
+int32_t sora_audio_sink_new(const SoraConnection *c,
+                            uint64_t track_id,
+                            int32_t output_rate,
+                            int32_t output_channels,
+                            SoraSink **out);
+
+/*
+ Also deliver the audio sink's data (SORA_EVENT_AUDIO_DATA) and format changes
+ (SORA_EVENT_AUDIO_FORMAT) as events on `queue`; NULL stops that.
+ */
+int32_t sora_audio_sink_set_events(const SoraSink *s, const SoraEventQueue *queue);
+
+/*
+ Waits up to `timeout_ms` for `frames` frames (0: whatever is buffered, at least one)
+ and moves them into `*out` (interleaved int16). Returns 1 with data, 0 on timeout.
+ */
+int32_t sora_audio_sink_read(const SoraSink *s,
+                             size_t frames,
+                             int32_t timeout_ms,
+                             SoraBuffer **out,
+                             int32_t *out_rate,
+                             int32_t *out_channels);
+
+/*
+ Attaches an audio stream sink: every 10 ms of converted audio arrives on `queue` as
+ SORA_EVENT_AUDIO_FRAME (a = rate | channels << 32, b = absolute capture time in epoch ms
+ or INT64_MIN, data = interleaved int16).
+ */
+int32_t sora_audio_stream_sink_new(const SoraEventQueue *queue,
+                                   const SoraConnection *c,
+                                   uint64_t track_id,
+                                   int32_t output_rate,
+                                   int32_t output_channels,
+                                   SoraSink **out);
+
+/*
+ The id this sink's events carry in `source`.
+ */
+uint64_t sora_sink_id(const SoraSink *s);
+
+/*
+ Detaches and frees a sink. NULL is ignored.
+ */
+void sora_sink_destroy(SoraSink *s);
+
+/*
+ Moves the event's data into a buffer the caller owns (zero-copy hand-over of frames).
+ SORA_ERR_NOT_FOUND when the event carries no data (or it was taken already).
+ */
+int32_t sora_event_take_buffer(SoraEvent *ev, SoraBuffer **out);
+
+/*
+ Where the buffer's bytes are (valid until sora_buffer_free).
+ */
+int32_t sora_buffer_view(const SoraBuffer *b, const uint8_t **data, size_t *len);
+
+/*
+ Frees a buffer. NULL is ignored.
+ */
+void sora_buffer_free(SoraBuffer *b);
+
+/*
+ Creates a voice activity detector (RNNoise).
+ */
+int32_t sora_vad_new(SoraVad **out);
+
+/*
+ Voice probability [0, 1] of `frames` frames of interleaved samples.
+ */
+int32_t sora_vad_analyze(SoraVad *v,
+                         const int16_t *data,
+                         size_t frames,
+                         int32_t channels,
+                         int32_t sample_rate,
+                         float *out);
+
+/*
+ Frees a VAD. NULL is ignored.
+ */
+void sora_vad_destroy(SoraVad *v);
+
+/*
  Creates a peer whose events go to `queue`. `config_json` (may be NULL):
  {"bind_address","ice_servers":[...],"port_range":[a,b],"mtu","relay_only",
   "disable_auto_negotiation" (default true)}. Thread-safe.
@@ -357,6 +556,23 @@ int32_t sora_peer_dc_close(const SoraPeer *p, int32_t dc);
  Closes the peer connection (state events follow); the handle stays valid.
  */
 int32_t sora_peer_close(const SoraPeer *p);
+
+/*
+ Forwards media natively from track `src_track` (a receiving track of `src`) to
+ `dst_track` (a sending track of `dst`): RTP goes down unchanged, RTCP feedback goes back
+ up. `enable` 0 stops it. Packets never reach the caller.
+ */
+int32_t sora_peer_forward_track(const SoraPeer *src,
+                                int32_t src_track,
+                                const SoraPeer *dst,
+                                int32_t dst_track,
+                                int32_t enable);
+
+/*
+ Sends a keyframe request (PLI) to the sender on the receiving track `track`. Returns 1
+ when sent, 0 when no media has arrived on it yet (its SSRC is unknown).
+ */
+int32_t sora_peer_request_keyframe(const SoraPeer *p, int32_t track);
 
 /*
  Frees the peer; no event for it is produced afterwards. Blocks while libdatachannel

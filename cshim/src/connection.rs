@@ -48,7 +48,7 @@ pub struct TrackEntry {
     pub ended: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct State {
     pub started: bool,
     pub connected: bool,
@@ -58,6 +58,10 @@ pub struct State {
     pub channels: HashMap<String, ChannelEntry>,
     pub tracks: HashMap<u64, TrackEntry>,
     pub pc: Option<i32>,
+    /// Receive pipelines of remote tracks, by track id (SORA_EVENT_TRACK `a`).
+    pub receivers: HashMap<u64, Arc<crate::media::recv::Receiver>>,
+    /// Send pipelines' shared state (for stats and set_enabled).
+    pub senders: Vec<Arc<crate::media::send::SendShared>>,
 }
 
 pub struct Shared {
@@ -196,7 +200,24 @@ impl Connection {
         let mut st = self.shared.state.lock();
         let t = st.tracks.get_mut(&track).ok_or_else(|| Error::new(Kind::NotFound, "no such track"))?;
         t.enabled = enabled;
+        if let Some(r) = st.receivers.get(&track) {
+            r.shared.enabled.store(enabled, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// Attaches a sink to a remote track's receive pipeline.
+    pub fn attach_sink(&self, track: u64, sink: Arc<dyn crate::media::sink::MediaSink>) -> Result<Arc<crate::media::recv::Receiver>> {
+        let st = self.shared.state.lock();
+        if !st.tracks.contains_key(&track) {
+            return Err(Error::new(Kind::NotFound, "no such track on this connection"));
+        }
+        let r = st
+            .receivers
+            .get(&track)
+            .ok_or_else(|| Error::new(Kind::InvalidState, "this track's codec cannot be received (no decoder)"))?;
+        r.add_sink(sink);
+        Ok(r.clone())
     }
 }
 

@@ -59,6 +59,16 @@ impl RtcObserver for ToQueue {
 pub struct PeerHandle {
     pub id: u64,
     pub peer: Peer,
+    /// Tracks added through this handle, so their forwarding routes die with it.
+    tracks: parking_lot::Mutex<Vec<i32>>,
+}
+
+impl Drop for PeerHandle {
+    fn drop(&mut self) {
+        for t in self.tracks.lock().drain(..) {
+            crate::forward::forget(t);
+        }
+    }
 }
 
 impl PeerHandle {
@@ -78,7 +88,22 @@ impl PeerHandle {
         };
         let id = next_handle_id();
         let peer = Peer::new(&config, Arc::new(ToQueue { id, queue }))?;
-        Ok(PeerHandle { id, peer })
+        Ok(PeerHandle { id, peer, tracks: parking_lot::Mutex::new(Vec::new()) })
+    }
+
+    pub fn add_track(&self, media_sdp: &str) -> Result<i32> {
+        let t = self.peer.add_track(media_sdp)?;
+        let mut tracks = self.tracks.lock();
+        if !tracks.contains(&t) {
+            tracks.push(t);
+        }
+        Ok(t)
+    }
+
+    pub fn remove_track(&self, track: i32) -> Result<()> {
+        crate::forward::forget(track);
+        self.tracks.lock().retain(|&t| t != track);
+        self.peer.delete_track(track)
     }
 
     pub fn create_data_channel(&self, label: &str, options_json: Option<&str>) -> Result<i32> {

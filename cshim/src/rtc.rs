@@ -372,3 +372,56 @@ pub fn selected_pair(pc: i32) -> Option<(String, String)> {
     let s = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
     Some((s(&local), s(&remote)))
 }
+
+// ---- raw media on tracks ----
+//
+// Tracks carry no libdatachannel media handler: the message callback hands us every
+// decrypted RTP and RTCP packet, and we send complete packets. Packet handlers are looked up
+// by track id on libdatachannel's thread and must not block (they queue or forward).
+
+pub trait PacketHandler: Send + Sync {
+    fn on_packet(&self, track: i32, packet: &[u8]);
+}
+
+static PACKET_HANDLERS: parking_lot::RwLock<Option<HashMap<i32, Arc<dyn PacketHandler>>>> =
+    parking_lot::RwLock::new(None);
+
+unsafe extern "C" fn on_track_message(track: c_int, msg: *const c_char, size: c_int, _ptr: *mut c_void) {
+    if size <= 0 || msg.is_null() {
+        return;
+    }
+    let handler = PACKET_HANDLERS.read().as_ref().and_then(|m| m.get(&track).cloned());
+    if let Some(h) = handler {
+        let packet = std::slice::from_raw_parts(msg as *const u8, size as usize);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_packet(track, packet)));
+    }
+}
+
+/// Routes every packet arriving on `track` to `handler` (replacing any previous one).
+pub fn set_packet_handler(track: i32, handler: Arc<dyn PacketHandler>) {
+    PACKET_HANDLERS.write().get_or_insert_with(HashMap::new).insert(track, handler);
+    unsafe { sys::rtcSetMessageCallback(track, Some(on_track_message)) };
+}
+
+pub fn clear_packet_handler(track: i32) {
+    if let Some(m) = PACKET_HANDLERS.write().as_mut() {
+        m.remove(&track);
+    }
+}
+
+/// Sends one complete RTP or RTCP packet on a track.
+pub fn track_send(track: i32, packet: &[u8]) -> Result<()> {
+    check(
+        unsafe { sys::rtcSendMessage(track, packet.as_ptr() as *const c_char, packet.len() as c_int) },
+        "track send",
+    )?;
+    Ok(())
+}
+
+pub fn track_is_open(track: i32) -> bool {
+    unsafe { sys::rtcIsOpen(track) }
+}
+
+pub fn track_mid(track: i32) -> String {
+    read_string(|b, n| unsafe { sys::rtcGetTrackMid(track, b, n) }, "mid").unwrap_or_default()
+}

@@ -108,8 +108,7 @@ async def disconnect_connection(core, params):
 
 async def disconnect_channel(core, params):
     ch = _channel(core, params)
-    for s in list(ch.sessions.values()):
-        core.spawn(s.end(1000, "DISCONNECTED-API"))
+    core.end_sessions(ch.sessions.values(), 1000, "DISCONNECTED-API")
     return {}
 
 
@@ -119,8 +118,7 @@ async def disconnect_client(core, params):
     targets = [s for s in ch.sessions.values() if s.client_id == client_id]
     if not targets:
         raise not_found(f"client {client_id!r} not found")
-    for s in targets:
-        core.spawn(s.end(1000, "DISCONNECTED-API"))
+    core.end_sessions(targets, 1000, "DISCONNECTED-API")
     return {}
 
 

@@ -123,10 +123,34 @@ class Peer:
                 lib.sora_peer_destroy(ptr)
 
 
+_pinned = None
+
+
+def _pin_shim() -> None:
+    """Keeps the shim mapped until the process ends.
+
+    libdatachannel's usrsctp timer threads outlive every peer; if the interpreter's teardown
+    dlcloses the shim (cffi does when its library object is freed), those threads jump into
+    unmapped code and the process dies with SIGSEGV at exit. A second handle that is never
+    closed prevents the unmap. (Belongs in sora_ffi._native; harmless when done twice.)
+    """
+    global _pinned
+    if _pinned is None:
+        try:
+            import ctypes
+
+            from .._native import library_path
+
+            _pinned = ctypes.CDLL(library_path())
+        except Exception:  # pragma: no cover - best effort
+            _pinned = False
+
+
 class PeerLoop:
     """One thread that waits on the shared event queue and feeds the asyncio loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
+        _pin_shim()
         self._loop = loop
         self.queue = EventQueue(0)
         self._routes: dict = {}

@@ -17,7 +17,7 @@ Everything here is pure string building, testable without the native shim.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 EOL = "\r\n"

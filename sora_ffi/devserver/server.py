@@ -22,7 +22,7 @@ import http
 import logging
 import ssl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from websockets.asyncio.server import serve
@@ -98,6 +98,7 @@ class AsyncDevServer:
         self.api_port: Optional[int] = None
         self._started = False
         self._stopped = False
+        self.stopping = False
 
     # ------------------------------------------------------------------ info
     @property
@@ -135,6 +136,14 @@ class AsyncDevServer:
         c = ch.counts()
         return {k: v for k, v in c.items() if not k.endswith(("upstream_connections",
                                                                 "downstream_connections"))}
+
+    def end_sessions(self, sessions, code: int, reason: str) -> None:
+        """Ends several sessions together (no re-offers among them while they go)."""
+        sessions = list(sessions)
+        for s in sessions:
+            s.leaving = True
+        for s in sessions:
+            self.spawn(s.end(code, reason))
 
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -204,6 +213,7 @@ class AsyncDevServer:
         if self._stopped:
             return
         self._stopped = True
+        self.stopping = True  # no more re-offers: everyone is leaving
         if self._api_server is not None:
             self._api_server.close()
         if self._ws_server is not None:

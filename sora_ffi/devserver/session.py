@@ -22,6 +22,7 @@ Rules kept here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -61,6 +62,7 @@ NEW, OFFERING, CONNECTING, ESTABLISHED, ENDING, CLOSED = (
 WS_QUEUE_LIMIT = 10000
 NEGOTIATED_DC_STREAM = 1023
 MAX_PENDING_CANDIDATES = 256
+DC_CLOSE_GRACE = 2.0  # seconds the client gets to finish closing its DataChannels
 
 
 @dataclass
@@ -124,14 +126,14 @@ class Session:
         self.negotiating = False
         self.renegotiate_pending = False
         self._pending_candidates: list = []
-        self.upstream: dict = {}
+        self.upstream: dict = {}  # kind -> mid of the client's own upstream section
+        self.upstream_tracks: dict = {}  # kind -> shim track id of that section
         self.down_tracks: dict = {}
         self._next_mid = 0
         self.dcs: dict = {}  # dc id -> DataChannelState
         self.dc_by_label: dict = {}
         self.messaging: dict = {}  # label -> DataChannelSpec (messaging labels opened)
         self.switched = False
-        self._dcs_closed = asyncio.Event()
         self.out_ssrc = {"audio": random.randrange(1, 1 << 32), "video": random.randrange(1, 1 << 32)}
         self.track_ids = {"audio": str(uuid.uuid4()), "video": str(uuid.uuid4())}
         self._tasks: set = set()
@@ -140,6 +142,9 @@ class Session:
         self._ping_outstanding_since: Optional[float] = None
         self._disconnected_timer = None
         self._reanswer_timer = None
+        self._answer_seen = asyncio.Event()
+        self._pc_gone = asyncio.Event()
+        self.leaving = False  # set when a batch ending is coming: no more re-offers
         self.closed = asyncio.Event()
         self.end_code: Optional[int] = None
         self.end_reason: Optional[str] = None
@@ -295,8 +300,18 @@ class Session:
         await self._start_offer()
         async for raw in self.ws:
             if self.state in (ENDING, CLOSED):
+                self._note_late_answer(raw)
                 continue
             self._on_signaling_message(self._decode_ws(raw), via="websocket")
+
+    def _note_late_answer(self, raw: Any) -> None:
+        """While ending: notice the (re-)answer that end() may be waiting for."""
+        try:
+            msg = json.loads(raw)
+        except (ValueError, TypeError):
+            return
+        if isinstance(msg, dict) and msg.get("type") in ("answer", "re-answer", "update"):
+            self._answer_seen.set()
 
     def _decode_ws(self, raw: Any) -> dict:
         if isinstance(raw, (bytes, bytearray)):
@@ -364,11 +379,12 @@ class Session:
 
         if p.sends and p.audio:
             mid = self._new_mid()
-            self.peer.add_track(sdp.audio_section(mid, "recvonly", p.opus))
+            self.upstream_tracks["audio"] = self.peer.add_track(
+                sdp.audio_section(mid, "recvonly", p.opus))
             self.upstream["audio"] = mid
         if p.sends and p.video:
             mid = self._new_mid()
-            self.peer.add_track(sdp.video_section(
+            self.upstream_tracks["video"] = self.peer.add_track(sdp.video_section(
                 mid, "recvonly", p.video_codec, simulcast=p.simulcast,
                 bit_rate_kbps=p.video_bit_rate))
             self.upstream["video"] = mid
@@ -411,7 +427,7 @@ class Session:
             "client_id": self.client_id,
             "bundle_id": self.bundle_id,
             "config": {"iceServers": [], "iceTransportPolicy": "all"},
-            "simulcast": p.simulcast and p.sends and p.video,
+            "simulcast": p.simulcast,
             "simulcast_multicodec": False,
             "spotlight": p.spotlight,
             "multistream": True,
@@ -430,7 +446,7 @@ class Session:
             msg["video_codec_type"] = p.video_codec.name
             if p.video_bit_rate:
                 msg["video_bit_rate"] = p.video_bit_rate
-        if msg["simulcast"]:
+        if p.simulcast and p.sends and p.video:
             msg["encodings"] = sdp.simulcast_encodings(p.video_bit_rate, p.simulcast_encodings)
         if p.spotlight_number is not None:
             msg["spotlight_number"] = p.spotlight_number
@@ -474,7 +490,8 @@ class Session:
 
     def request_renegotiation(self) -> None:
         """Brings the client's m-sections in line with the channel (re-offer if needed)."""
-        if self.state not in (OFFERING, CONNECTING, ESTABLISHED) or self.peer is None:
+        if (self.state not in (OFFERING, CONNECTING, ESTABLISHED) or self.peer is None
+                or self.leaving or self.core.stopping):
             return
         if self.negotiating:
             self.renegotiate_pending = True
@@ -490,6 +507,7 @@ class Session:
             self._spawn(self.end(CLOSE_INTERNAL, "INTERNAL-ERROR"))
             return
         self.negotiating = True
+        self._answer_seen.clear()
         self.counters.offers += 1
         self._arm_reanswer_timer()
         self.send_signaling({"type": "re-offer", "sdp": offer_sdp})
@@ -542,6 +560,7 @@ class Session:
             return
         self.counters.answers += 1
         self.negotiating = False
+        self._answer_seen.set()
         if self._reanswer_timer is not None:
             self._reanswer_timer.cancel()
             self._reanswer_timer = None
@@ -633,6 +652,8 @@ class Session:
         from .peerloop import PC_CLOSED, PC_CONNECTED, PC_DISCONNECTED, PC_FAILED
 
         self.pc_state = state
+        if state in (PC_DISCONNECTED, PC_FAILED, PC_CLOSED):
+            self._pc_gone.set()
         if self.state in (ENDING, CLOSED):
             return
         if state == PC_CONNECTED:
@@ -687,7 +708,13 @@ class Session:
     # ------------------------------------------------------------ DataChannels
     def _on_dc_message(self, dc_id: int, binary: bool, data: bytes) -> None:
         st = self.dcs.get(dc_id)
-        if st is None or self.state in (ENDING, CLOSED):
+        if st is None or self.state == CLOSED:
+            return
+        if self.state == ENDING:
+            if st.spec.label == "signaling":
+                with contextlib.suppress(zlib.error):
+                    data = zlib.decompress(data) if st.spec.compress else data
+                self._note_late_answer(data)
             return
         st.messages_received += 1
         st.bytes_received += len(data)
@@ -730,8 +757,7 @@ class Session:
         if st is None:
             return
         st.closed = True
-        if all(s.closed or not s.opened for s in self.dcs.values()):
-            self._dcs_closed.set()
+        log.debug("%s: DataChannel %s closed", self.connection_id, st.spec.label)
         if self.state in (ENDING, CLOSED):
             return
         log.info("%s: DataChannel %s closed by the client", self.connection_id, st.spec.label)
@@ -906,6 +932,14 @@ class Session:
             self.core.channels.leave(self, was_established)
         log.info("%s: ending (%s %s, by %s)", self.connection_id, code, reason, initiator)
 
+        if self.negotiating and self.remote_set and initiator != "lost":
+            # A re-offer is outstanding. Let the client answer it before its transports go:
+            # sora_sdk (C++) writes its re-answer to the WebSocket even while that is being
+            # closed, and crashes there.
+            try:
+                await asyncio.wait_for(self._answer_seen.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
         open_dcs = [st for st in self.dcs.values() if st.opened and not st.closed]
         if initiator in ("server", "peer"):
             if (self.switched and self.params.ignore_disconnect_websocket or
@@ -925,10 +959,14 @@ class Session:
             self._ws_close(CLOSE_GOING_AWAY, reason)
 
         if open_dcs and initiator != "lost":
+            # libdatachannel reports a DataChannel closed as soon as we close it, but the
+            # stream resets (and a `close` message queued before them) still have to reach
+            # the client. A client closes its peer connection once all its DataChannels
+            # are closed; wait for that (bounded) before closing ours.
             try:
-                await asyncio.wait_for(self._dcs_closed.wait(), 3)
+                await asyncio.wait_for(self._pc_gone.wait(), DC_CLOSE_GRACE)
             except asyncio.TimeoutError:
-                log.debug("%s: DataChannels did not close in time", self.connection_id)
+                log.debug("%s: client kept its peer connection open", self.connection_id)
         if self.ws_open or (self._writer is not None and not self._writer.done()):
             try:
                 await asyncio.wait_for(self._ws_closed.wait(), 6)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// A Sora client connection (opaque).
 pub struct SoraConnection {
-    inner: Connection,
+    pub(crate) inner: Connection,
 }
 
 /// Creates a connection whose events go to `queue`. `config_json` holds the keyword

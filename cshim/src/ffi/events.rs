@@ -21,6 +21,11 @@ pub const SORA_EVENT_DATA_CHANNEL: i32 = 11;
 pub const SORA_EVENT_LOG: i32 = 12;
 pub const SORA_EVENT_CONNECTED: i32 = 13;
 pub const SORA_EVENT_TRACK_ENDED: i32 = 14;
+/// Media events (droppable: bounded per sink by the queue's capacity).
+pub const SORA_EVENT_VIDEO_FRAME: i32 = 15;
+pub const SORA_EVENT_AUDIO_FRAME: i32 = 16;
+pub const SORA_EVENT_AUDIO_DATA: i32 = 17;
+pub const SORA_EVENT_AUDIO_FORMAT: i32 = 18;
 /// Low-level peer events.
 pub const SORA_EVENT_PEER_LOCAL_DESCRIPTION: i32 = 100;
 pub const SORA_EVENT_PEER_LOCAL_CANDIDATE: i32 = 101;
@@ -39,7 +44,7 @@ pub struct SoraEventQueue {
 
 /// One event (opaque); read it with `sora_event_view`, free it with `sora_event_free`.
 pub struct SoraEvent {
-    inner: Event,
+    pub(crate) inner: Event,
 }
 
 /// A borrowed view of an event. Set `size` to sizeof(SoraEventView) before the call.

@@ -3,6 +3,7 @@
 pub mod common;
 pub mod connection;
 pub mod events;
+pub mod media;
 pub mod peer;
 
 use crate::error::{set_last_error, Error, Result};

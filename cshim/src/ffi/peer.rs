@@ -32,7 +32,7 @@ pub unsafe extern "C" fn sora_peer_id(p: *const SoraPeer) -> u64 {
 #[no_mangle]
 pub unsafe extern "C" fn sora_peer_add_track(p: *const SoraPeer, media_sdp: *const c_char, out_track: *mut i32) -> i32 {
     guard(|| {
-        let tr = arg_ref(p, "peer")?.inner.peer.add_track(arg_str(media_sdp, "media_sdp")?)?;
+        let tr = arg_ref(p, "peer")?.inner.add_track(arg_str(media_sdp, "media_sdp")?)?;
         if let Some(o) = out_track.as_mut() {
             *o = tr;
         }
@@ -44,7 +44,7 @@ pub unsafe extern "C" fn sora_peer_add_track(p: *const SoraPeer, media_sdp: *con
 #[no_mangle]
 pub unsafe extern "C" fn sora_peer_remove_track(p: *const SoraPeer, track: i32) -> i32 {
     guard(|| {
-        arg_ref(p, "peer")?.inner.peer.delete_track(track)?;
+        arg_ref(p, "peer")?.inner.remove_track(track)?;
         Ok(0)
     })
 }
@@ -132,6 +132,35 @@ pub unsafe extern "C" fn sora_peer_close(p: *const SoraPeer) -> i32 {
     guard(|| {
         arg_ref(p, "peer")?.inner.peer.close();
         Ok(0)
+    })
+}
+
+/// Forwards media natively from track `src_track` (a receiving track of `src`) to
+/// `dst_track` (a sending track of `dst`): RTP goes down unchanged, RTCP feedback goes back
+/// up. `enable` 0 stops it. Packets never reach the caller.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_forward_track(
+    src: *const SoraPeer,
+    src_track: i32,
+    dst: *const SoraPeer,
+    dst_track: i32,
+    enable: i32,
+) -> i32 {
+    guard(|| {
+        arg_ref(src, "src")?;
+        arg_ref(dst, "dst")?;
+        crate::forward::forward(src_track, dst_track, enable != 0)?;
+        Ok(0)
+    })
+}
+
+/// Sends a keyframe request (PLI) to the sender on the receiving track `track`. Returns 1
+/// when sent, 0 when no media has arrived on it yet (its SSRC is unknown).
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_request_keyframe(p: *const SoraPeer, track: i32) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        Ok(crate::forward::request_keyframe(track)? as i32)
     })
 }
 

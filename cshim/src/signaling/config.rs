@@ -57,6 +57,9 @@ pub struct ConnectionConfig {
     pub bind_address: Option<String>,
     pub disable_signaling_url_randomization: Option<bool>,
     pub connection_timeout: Option<f64>,
+    /// Handle ids of `sora_audio_source_new` / `sora_video_source_new` sources.
+    pub audio_source: Option<u64>,
+    pub video_source: Option<u64>,
 }
 
 fn secs(v: Option<f64>, default: f64, name: &str) -> Result<Duration> {

@@ -9,6 +9,28 @@ pub struct MediaSection {
     pub direction: String,
     /// (stream id, track id) from `a=msid:`.
     pub msid: Option<(String, String)>,
+    /// Payload formats in offer order.
+    pub formats: Vec<Format>,
+    /// SSRCs announced with `a=ssrc:` (first = media SSRC).
+    pub ssrcs: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Format {
+    pub pt: u8,
+    /// Encoding name as written (e.g. "VP8", "opus").
+    pub name: String,
+    pub clock_rate: u32,
+    pub channels: Option<u32>,
+    pub fmtp: Option<String>,
+    pub rtcp_fb: Vec<String>,
+}
+
+impl MediaSection {
+    /// The first format whose encoding name matches `name` (case-insensitively).
+    pub fn format(&self, name: &str) -> Option<&Format> {
+        self.formats.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    }
 }
 
 pub fn media_sections(sdp: &str) -> Vec<MediaSection> {
@@ -18,7 +40,15 @@ pub fn media_sections(sdp: &str) -> Vec<MediaSection> {
             let mut parts = rest.split_whitespace();
             let kind = parts.next().unwrap_or("").to_string();
             let port = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            out.push(MediaSection { kind, port, mid: String::new(), direction: "sendrecv".into(), msid: None });
+            out.push(MediaSection {
+                kind,
+                port,
+                mid: String::new(),
+                direction: "sendrecv".into(),
+                msid: None,
+                formats: Vec::new(),
+                ssrcs: Vec::new(),
+            });
             continue;
         }
         let Some(section) = out.last_mut() else { continue };
@@ -31,7 +61,30 @@ pub fn media_sections(sdp: &str) -> Vec<MediaSection> {
             section.msid = Some((stream, track));
         } else if matches!(line, "a=sendonly" | "a=recvonly" | "a=sendrecv" | "a=inactive") {
             section.direction = line[2..].to_string();
-        } else if section.msid.is_none() {
+        } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            if let Some(f) = parse_rtpmap(rest) {
+                section.formats.push(f);
+            }
+        } else if let Some(rest) = line.strip_prefix("a=fmtp:") {
+            if let Some((pt, params)) = split_pt(rest) {
+                if let Some(f) = section.formats.iter_mut().find(|f| f.pt == pt) {
+                    f.fmtp = Some(params.to_string());
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("a=rtcp-fb:") {
+            if let Some((pt, fb)) = split_pt(rest) {
+                if let Some(f) = section.formats.iter_mut().find(|f| f.pt == pt) {
+                    f.rtcp_fb.push(fb.to_string());
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
+            if let Some(ssrc) = rest.split_whitespace().next().and_then(|x| x.parse().ok()) {
+                if !section.ssrcs.contains(&ssrc) {
+                    section.ssrcs.push(ssrc);
+                }
+            }
+        }
+        if section.msid.is_none() {
             // Plan-B style "a=ssrc:N msid:stream track" also names the stream.
             if let Some(pos) = line.find(" msid:").filter(|_| line.starts_with("a=ssrc:")) {
                 let mut it = line[pos + 6..].split_whitespace();
@@ -42,6 +95,58 @@ pub fn media_sections(sdp: &str) -> Vec<MediaSection> {
         }
     }
     out
+}
+
+fn split_pt(rest: &str) -> Option<(u8, &str)> {
+    let (pt, tail) = rest.split_once(' ')?;
+    Some((pt.parse().ok()?, tail.trim()))
+}
+
+fn parse_rtpmap(rest: &str) -> Option<Format> {
+    let (pt, enc) = split_pt(rest)?;
+    let mut parts = enc.split('/');
+    let name = parts.next()?.to_string();
+    let clock_rate = parts.next()?.parse().ok()?;
+    let channels = parts.next().and_then(|c| c.parse().ok());
+    Some(Format { pt, name, clock_rate, channels, fmtp: None, rtcp_fb: Vec::new() })
+}
+
+/// What we send on an upstream m-section the offer assigned to us.
+pub struct Upstream<'a> {
+    pub mid: &'a str,
+    pub kind: &'a str,
+    pub format: &'a Format,
+    /// fmtp we want instead of the offer's (e.g. Opus stereo/bitrate), if any.
+    pub fmtp: Option<String>,
+    pub ssrc: u32,
+    pub cname: &'a str,
+    pub stream_id: &'a str,
+    pub track_id: &'a str,
+}
+
+/// The full m-section text of our sending side for `rtcAddTrack` (replaces the
+/// reciprocated section of the same mid in the answer).
+pub fn upstream_section(u: &Upstream) -> String {
+    let f = u.format;
+    let mut s = format!("m={} 9 UDP/TLS/RTP/SAVPF {}\r\n", u.kind, f.pt);
+    s += "c=IN IP4 0.0.0.0\r\n";
+    s += &format!("a=mid:{}\r\n", u.mid);
+    s += "a=sendonly\r\n";
+    s += &format!("a=msid:{} {}\r\n", u.stream_id, u.track_id);
+    s += "a=rtcp-mux\r\n";
+    match f.channels {
+        Some(ch) => s += &format!("a=rtpmap:{} {}/{}/{}\r\n", f.pt, f.name, f.clock_rate, ch),
+        None => s += &format!("a=rtpmap:{} {}/{}\r\n", f.pt, f.name, f.clock_rate),
+    }
+    if let Some(fmtp) = u.fmtp.as_ref().or(f.fmtp.as_ref()) {
+        s += &format!("a=fmtp:{} {}\r\n", f.pt, fmtp);
+    }
+    for fb in &f.rtcp_fb {
+        s += &format!("a=rtcp-fb:{} {}\r\n", f.pt, fb);
+    }
+    s += &format!("a=ssrc:{} cname:{}\r\n", u.ssrc, u.cname);
+    s += &format!("a=ssrc:{} msid:{} {}\r\n", u.ssrc, u.stream_id, u.track_id);
+    s
 }
 
 /// Remote media the offerer sends to us: live audio/video sections it sends on.
@@ -66,5 +171,23 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].mid, "2");
         assert_eq!(t[0].msid, Some(("CONN".into(), "track1".into())));
+    }
+
+    #[test]
+    fn reads_formats_and_builds_upstream() {
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96 98\r\na=mid:1\r\na=recvonly\r\n\
+                   a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n\
+                   a=rtpmap:98 VP9/90000\r\na=fmtp:98 profile-id=0\r\na=ssrc:42 cname:x\r\n";
+        let m = &media_sections(sdp)[0];
+        assert_eq!(m.formats.len(), 2);
+        assert_eq!(m.ssrcs, vec![42]);
+        let vp9 = m.format("vp9").unwrap();
+        assert_eq!((vp9.pt, vp9.fmtp.as_deref()), (98, Some("profile-id=0")));
+        let text = upstream_section(&Upstream {
+            mid: "1", kind: "video", format: m.format("VP8").unwrap(), fmtp: None,
+            ssrc: 7, cname: "c", stream_id: "S", track_id: "T",
+        });
+        assert!(text.contains("a=sendonly\r\n") && text.contains("a=rtcp-fb:96 nack pli\r\n"));
+        assert!(text.contains("a=ssrc:7 cname:c\r\n") && text.starts_with("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
     }
 }

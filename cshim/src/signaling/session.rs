@@ -9,6 +9,7 @@ use super::zlib;
 use crate::connection::{code, ChannelEntry, Shared, TrackEntry};
 use crate::error::Result;
 use crate::events::{next_handle_id, EventType};
+use crate::media;
 use crate::rtc::{self, Peer, PeerConfig, RtcEvent, RtcObserver};
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
@@ -63,10 +64,18 @@ pub fn spawn(shared: Arc<Shared>, cfg: ConnectionConfig) -> Result<mpsc::Unbound
 }
 
 /// Forwards libdatachannel callbacks into the session's input channel (never blocks).
-struct Forward(mpsc::UnboundedSender<Input>);
+/// Remote tracks are also recorded by mid at once: libdatachannel announces them inside
+/// setRemoteDescription, and the session needs their ids right after that call.
+struct Forward {
+    tx: mpsc::UnboundedSender<Input>,
+    tracks_by_mid: Arc<parking_lot::Mutex<HashMap<String, i32>>>,
+}
 impl RtcObserver for Forward {
     fn on_rtc_event(&self, event: RtcEvent) {
-        let _ = self.0.send(Input::Rtc(event));
+        if let RtcEvent::Track { track, mid } = &event {
+            self.tracks_by_mid.lock().insert(mid.clone(), *track);
+        }
+        let _ = self.tx.send(Input::Rtc(event));
     }
 }
 
@@ -106,6 +115,9 @@ struct Session {
     dc_compress: HashMap<String, bool>,
     dc_labels: HashMap<i32, String>,
     remote_mids: HashMap<String, u64>,
+    tracks_by_mid: Arc<parking_lot::Mutex<HashMap<String, i32>>>,
+    senders: Vec<media::send::Sender>,
+    cname: String,
     disconnecting: Option<Disconnecting>,
     connect_deadline: Instant,
     switch_deadline: Option<Instant>,
@@ -150,6 +162,9 @@ impl Session {
             dc_compress: HashMap::new(),
             dc_labels: HashMap::new(),
             remote_mids: HashMap::new(),
+            tracks_by_mid: Arc::new(parking_lot::Mutex::new(HashMap::new())),
+            senders: Vec::new(),
+            cname: format!("sora-ffi-{:08x}", rand::random::<u32>()),
             disconnecting: None,
             connect_deadline: Instant::now() + t.connection,
             switch_deadline: None,
@@ -176,7 +191,7 @@ impl Session {
             None => self.finish(code::CLOSE_SUCCEEDED, "disconnect() called while connecting"),
             Some(Err(OpenError::InvalidUrl(m))) => self.finish(code::INVALID_PARAMETER, m),
             Some(Err(OpenError::Failed(m))) => {
-                self.finish(code::WEBSOCKET_HANDSHAKE_FAILED, format!("Failed to connect WebSocket: {m}"))
+                self.finish(code::WEBSOCKET_HANDSHAKE_FAILED, format!("Failed Websocket handshake: {m}"))
             }
             Some(Ok((ws, url))) => {
                 self.set_info("contact_url", json!(url));
@@ -289,12 +304,18 @@ impl Session {
         self.ws = None;
         self.shared.emit(self.shared.event(EventType::WsClose).a(c as i64).text(&reason));
         if self.disconnecting.is_some() {
-            let how = if self.switched { "DC signaling is enabled" } else { "DC signaling is not enabled" };
-            self.finish(code::CLOSE_SUCCEEDED, format!("Succeeded to close WebSocket ({how})"));
+            // The official SDK's exact texts (its capitalisation differs between the two).
+            let text = if self.switched {
+                "Succeeded to close Websocket (DC signaling is enabled)"
+            } else {
+                "Succeeded to close WebSocket (DC signaling is not enabled)"
+            };
+            self.finish(code::CLOSE_SUCCEEDED, text);
         } else if self.switched && self.ignore_ws {
             // The WebSocket is no longer needed once switched with ignore_disconnect_websocket.
         } else if c == 1000 {
-            self.finish(code::CLOSE_SUCCEEDED, format!("Succeeded to close WebSocket from server: wsreason={reason}"));
+            let what = if self.switched { "WebSocket and DataChannel" } else { "WebSocket" };
+            self.finish(code::CLOSE_SUCCEEDED, format!("Succeeded to close {what} from server: wscode={c} wsreason={reason}"));
         } else {
             self.finish(code::WEBSOCKET_ONCLOSE, format!("WebSocket closed by server: wscode={c} wsreason={reason}"));
         }
@@ -376,9 +397,8 @@ impl Session {
             "candidate" => self.on_remote_candidate(&v),
             "switched" => self.on_switched(&v, text).await,
             "close" => {
-                let c = v.get("code").and_then(Value::as_i64).unwrap_or(1000);
                 let reason = v.get("reason").and_then(Value::as_str).unwrap_or("");
-                self.finish(code::CLOSE_SUCCEEDED, format!("Session closed by server: code={c} reason={reason}"));
+                self.finish(code::CLOSE_SUCCEEDED, format!("Succeeded to close DataChannel: reason={reason}"));
             }
             "req-stats" => {
                 let reply = json!({"type": "stats", "reports": stats(&self.shared)});
@@ -406,8 +426,8 @@ impl Session {
             self.finish(code::INVALID_PARAMETER, format!("invalid redirect location: {e}"));
             return;
         }
-        // The server closes the old socket; we simply stop listening to it.
-        self.ws = None;
+        // Leave the old node ourselves (reported as SELF-CLOSED, as the official SDK does).
+        self.ws_close_self().await;
         self.ws_gen += 1;
         match tokio::time::timeout(self.t.websocket_connection, transport::open(&location, &self.transport)).await {
             Err(_) => self.finish(code::INTERNAL_ERROR, "Connection timeout in redirection"),
@@ -462,13 +482,14 @@ impl Session {
             disable_auto_negotiation: true,
             ..Default::default()
         };
-        let peer = match Peer::new(&config, Arc::new(Forward(self.tx.clone()))) {
+        let observer = Forward { tx: self.tx.clone(), tracks_by_mid: self.tracks_by_mid.clone() };
+        let peer = match Peer::new(&config, Arc::new(observer)) {
             Ok(p) => p,
             Err(e) => return self.finish(code::INTERNAL_ERROR, format!("failed to create the peer connection: {e}")),
         };
         self.shared.state.lock().pc = Some(peer.id());
         self.peer = Some(peer);
-        if let Some(answer) = self.apply_offer(sdp_text).await {
+        if let Some(answer) = self.apply_offer(sdp_text, Some(v)).await {
             let msg = json!({"type": "answer", "sdp": answer});
             self.report(VIA_WS, SENT, &msg.to_string());
             if !self.ws_send(&msg).await {
@@ -487,7 +508,7 @@ impl Session {
         if self.peer.is_none() {
             return self.finish(code::INTERNAL_ERROR, format!("{kind} before offer"));
         }
-        if let Some(answer) = self.apply_offer(sdp_text).await {
+        if let Some(answer) = self.apply_offer(sdp_text, None).await {
             let reply = if kind == "update" { "update" } else { "re-answer" };
             self.send_signaling(json!({"type": reply, "sdp": answer})).await;
         }
@@ -495,19 +516,27 @@ impl Session {
 
     /// setRemoteDescription(offer) + answer. On failure ends the session with ICE_FAILED
     /// after telling the server (as the official SDK does).
-    async fn apply_offer(&mut self, offer: &str) -> Option<String> {
+    async fn apply_offer(&mut self, offer: &str, initial: Option<&Value>) -> Option<String> {
         let peer = self.peer.as_ref()?;
         // Take the DTLS server role (answer a=setup:passive, which RFC 5763 allows for an
         // actpass offer). The offerer then starts DTLS only after its own ICE check
         // succeeded, when our DTLS transport already exists; the other way round the first
         // ClientHello regularly arrives too early, is dropped, and costs a 1 s retransmit.
         let munged = offer.replace("a=setup:actpass", "a=setup:active");
+        let mut upstream = Vec::new();
         let result = peer
             .set_remote_description(&munged, "offer")
-            .and_then(|_| peer.set_local_description(Some("answer")))
-            .and_then(|_| peer.local_description());
+            .and_then(|_| match initial {
+                // Our sending sections must exist before the answer is made.
+                Some(msg) => self.add_upstream_tracks(msg, offer).map(|u| upstream = u),
+                None => Ok(()),
+            })
+            .and_then(|_| self.peer.as_ref().expect("peer").set_local_description(Some("answer")))
+            .and_then(|_| self.peer.as_ref().expect("peer").local_description());
         match result {
             Ok(answer) => {
+                self.start_senders(upstream);
+                let peer = self.peer.as_ref()?;
                 for (cand, mid) in std::mem::take(&mut self.early_candidates) {
                     if let Err(e) = peer.add_remote_candidate(&cand, mid.as_deref()) {
                         log::warn!("ignoring remote candidate {cand:?}: {e}");
@@ -524,6 +553,111 @@ impl Session {
         }
     }
 
+    /// Adds our sending m-sections (the mids the offer assigned to us in `mid`) for the
+    /// configured sources; returns what to start once the answer is set.
+    fn add_upstream_tracks(&self, msg: &Value, offer: &str) -> Result<Vec<PendingSender>> {
+        let sections = sdp::media_sections(offer);
+        let mut pending = Vec::new();
+        let peer = self.peer.as_ref().expect("peer");
+        let stream_id = self.connection_id.clone();
+        let find = |kind: &str| {
+            let mid = msg.pointer(&format!("/mid/{kind}")).and_then(Value::as_str)?;
+            sections.iter().find(|m| m.mid == mid && m.kind == kind && m.port != 0)
+        };
+        if let Some(src) = self.cfg.video_source.and_then(media::source::video_source) {
+            if let Some(section) = find("video") {
+                let wanted = msg
+                    .get("video_codec_type")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| self.cfg.video_codec_type.clone());
+                let format = match wanted.as_deref() {
+                    Some(name) => section.format(name),
+                    None => section.formats.iter().find(|f| matches!(f.name.to_ascii_uppercase().as_str(), "VP8" | "VP9")),
+                };
+                let Some(format) = format else {
+                    return Err(crate::error::Error::invalid(format!(
+                        "no sendable video codec in the offer (asked for {wanted:?}; this build encodes VP8 and VP9)"
+                    )));
+                };
+                let codec = match format.name.to_ascii_uppercase().as_str() {
+                    "VP8" => media::codec::VideoCodec::Vp8,
+                    "VP9" => media::codec::VideoCodec::Vp9,
+                    other => return Err(crate::error::Error::invalid(format!("{other} encoding is not available in this build"))),
+                };
+                let ssrc: u32 = rand::random::<u32>() | 1;
+                let text = sdp::upstream_section(&sdp::Upstream {
+                    mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
+                    cname: &self.cname, stream_id: &stream_id, track_id: "video",
+                });
+                let track = peer.add_track(&text)?;
+                let vp9_profile = format
+                    .fmtp
+                    .as_deref()
+                    .and_then(|f| f.split(';').find_map(|kv| kv.trim().strip_prefix("profile-id=")))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let bitrate_kbps = msg
+                    .get("video_bit_rate")
+                    .and_then(Value::as_u64)
+                    .map(|b| b as u32)
+                    .or(self.cfg.video_bit_rate)
+                    .unwrap_or(DEFAULT_VIDEO_KBPS);
+                pending.push(PendingSender::Video(track, src.subscribe(), media::send::VideoSendConfig {
+                    codec, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile,
+                }));
+            }
+        }
+        if let Some(src) = self.cfg.audio_source.and_then(media::source::audio_source) {
+            if let Some(section) = find("audio") {
+                let format = section
+                    .format("opus")
+                    .ok_or_else(|| crate::error::Error::invalid("the offer has no Opus for our audio"))?;
+                let params = opus_params(self.cfg.audio_opus_params.as_ref());
+                let bitrate_bps = self.cfg.audio_bit_rate.map(|k| k * 1000);
+                let mut fmtp = vec!["minptime=10".to_string(), format!("useinbandfec={}", params.useinbandfec as u8)];
+                if params.stereo {
+                    fmtp.push("stereo=1;sprop-stereo=1".into());
+                }
+                if params.usedtx {
+                    fmtp.push("usedtx=1".into());
+                }
+                if let Some(b) = bitrate_bps {
+                    fmtp.push(format!("maxaveragebitrate={b}"));
+                }
+                if let Some(r) = params.maxplaybackrate {
+                    fmtp.push(format!("maxplaybackrate={r}"));
+                }
+                let ssrc: u32 = rand::random::<u32>() | 1;
+                let text = sdp::upstream_section(&sdp::Upstream {
+                    mid: &section.mid, kind: "audio", format, fmtp: Some(fmtp.join(";")), ssrc,
+                    cname: &self.cname, stream_id: &stream_id, track_id: "audio",
+                });
+                let track = peer.add_track(&text)?;
+                pending.push(PendingSender::Audio(track, src.subscribe(), media::send::AudioSendConfig {
+                    payload_type: format.pt, ssrc, bitrate_bps, params, cname: self.cname.clone(),
+                }));
+            }
+        }
+        Ok(pending)
+    }
+
+    fn start_senders(&mut self, pending: Vec<PendingSender>) {
+        for p in pending {
+            let sender = match p {
+                PendingSender::Video(track, slot, cfg) => Ok(media::send::start_video(track, slot, cfg)),
+                PendingSender::Audio(track, feed, cfg) => media::send::start_audio(track, feed, cfg),
+            };
+            match sender {
+                Ok(s) => {
+                    self.shared.state.lock().senders.push(s.shared.clone());
+                    self.senders.push(s);
+                }
+                Err(e) => log::error!("cannot start sending: {e}"),
+            }
+        }
+    }
+
     fn update_tracks(&mut self, offer: &str) {
         let live = sdp::remote_tracks(offer);
         let live_mids: HashSet<&str> = live.iter().map(|m| m.mid.as_str()).collect();
@@ -535,8 +669,15 @@ impl Session {
             .collect();
         for (mid, id) in ended {
             self.remote_mids.remove(&mid);
-            if let Some(t) = self.shared.state.lock().tracks.get_mut(&id) {
-                t.ended = true;
+            let receiver = {
+                let mut st = self.shared.state.lock();
+                if let Some(t) = st.tracks.get_mut(&id) {
+                    t.ended = true;
+                }
+                st.receivers.remove(&id)
+            };
+            if let Some(r) = receiver {
+                r.stop();
             }
             self.shared.emit(self.shared.event(EventType::TrackEnded).a(id as i64));
         }
@@ -556,11 +697,32 @@ impl Session {
                 ended: false,
             };
             self.shared.state.lock().tracks.insert(id, entry);
+            self.start_receiver(id, &m);
             let detail = json!({"id": track_id, "stream_id": stream_id, "mid": m.mid, "kind": m.kind});
             self.shared.emit(
                 self.shared.event(EventType::Track).a(id as i64).text(&m.kind).text2(&detail.to_string()),
             );
         }
+    }
+
+    fn start_receiver(&self, id: u64, m: &sdp::MediaSection) {
+        let Some(&track) = self.tracks_by_mid.lock().get(&m.mid) else {
+            log::warn!("no libdatachannel track for remote mid {}", m.mid);
+            return;
+        };
+        let codec = m.formats.iter().find_map(|f| match f.name.to_ascii_uppercase().as_str() {
+            "VP8" => Some(media::rtp::RtpCodec::Vp8),
+            "VP9" => Some(media::rtp::RtpCodec::Vp9),
+            "OPUS" => Some(media::rtp::RtpCodec::Opus),
+            _ => None,
+        });
+        let Some(codec) = codec else {
+            log::warn!("remote track {} uses no codec this build decodes", m.mid);
+            return;
+        };
+        let stereo = m.format("opus").and_then(|f| f.fmtp.as_deref()).is_some_and(|f| f.contains("stereo=1"));
+        let r = media::recv::Receiver::start(track, codec, stereo);
+        self.shared.state.lock().receivers.insert(id, Arc::new(r));
     }
 
     fn on_notify(&mut self, v: &Value, text: &str) {
@@ -740,6 +902,14 @@ impl Session {
         if let Some(reader) = self.ws_reader.take() {
             reader.abort();
         }
+        // Media threads first: they send on tracks of the peer we are about to delete.
+        let senders = std::mem::take(&mut self.senders);
+        let receivers: Vec<_> = self.shared.state.lock().receivers.drain().map(|(_, r)| r).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            senders.into_iter().for_each(media::send::Sender::stop);
+            receivers.iter().for_each(|r| r.stop());
+        })
+        .await;
         if let Some(peer) = self.peer.take() {
             // Deleting a peer joins libdatachannel work: keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || drop(peer)).await;
@@ -747,6 +917,36 @@ impl Session {
         let End(c, m) = self.end.take().unwrap_or(End(code::INTERNAL_ERROR, "session ended".into()));
         self.shared.finish(c, &m);
     }
+}
+
+const DEFAULT_VIDEO_KBPS: u32 = 1000;
+
+enum PendingSender {
+    Video(i32, Arc<media::source::FrameSlot>, media::send::VideoSendConfig),
+    Audio(i32, Arc<media::source::AudioFeed>, media::send::AudioSendConfig),
+}
+
+/// `audio_opus_params` → encoder parameters (unknown keys are Sora's business, not ours).
+fn opus_params(v: Option<&Value>) -> media::codec::OpusParams {
+    let mut p = media::codec::OpusParams::default();
+    let Some(v) = v else { return p };
+    let flag = |k: &str| v.get(k).and_then(|x| x.as_bool().or_else(|| x.as_u64().map(|n| n != 0)));
+    if let Some(b) = flag("stereo") {
+        p.stereo = b;
+    }
+    if let Some(b) = flag("usedtx") {
+        p.usedtx = b;
+    }
+    if let Some(b) = flag("useinbandfec") {
+        p.useinbandfec = b;
+    }
+    if let Some(t) = v.get("ptime").and_then(Value::as_u64) {
+        p.ptime_ms = t as u32;
+    }
+    if let Some(r) = v.get("maxplaybackrate").and_then(Value::as_u64) {
+        p.maxplaybackrate = Some(r as u32);
+    }
+    p
 }
 
 async fn wait_disconnect(rx: &mut mpsc::UnboundedReceiver<Input>) {
@@ -804,6 +1004,33 @@ pub fn stats(shared: &Shared) -> Value {
             "state": if ch.open { "open" } else { "closed" },
             "messagesSent": ch.messages_sent, "bytesSent": ch.bytes_sent,
             "messagesReceived": ch.messages_received, "bytesReceived": ch.bytes_received,
+        }));
+    }
+    for s in &st.senders {
+        let o = s.stats.lock();
+        reports.push(json!({
+            "id": format!("OT{}", o.ssrc), "type": "outbound-rtp", "timestamp": ts, "kind": s.kind,
+            "ssrc": o.ssrc, "packetsSent": o.packets_sent, "bytesSent": o.bytes_sent,
+            "headerBytesSent": o.header_bytes_sent, "retransmittedPacketsSent": o.retransmitted_packets_sent,
+            "nackCount": o.nack_count, "pliCount": o.pli_count, "firCount": o.fir_count,
+            "framesEncoded": o.frames_encoded, "keyFramesEncoded": o.key_frames_encoded,
+            "frameWidth": o.frame_width, "frameHeight": o.frame_height,
+            "totalEncodeTime": o.total_encode_time, "targetBitrate": o.target_bitrate,
+            "totalPacketSendDelay": o.total_packet_send_delay,
+        }));
+    }
+    let mut recv: Vec<_> = st.receivers.iter().collect();
+    recv.sort_by_key(|(id, _)| **id);
+    for (id, r) in recv {
+        let i = r.shared.stats.lock();
+        let track = st.tracks.get(id);
+        reports.push(json!({
+            "id": format!("IT{}", i.ssrc), "type": "inbound-rtp", "timestamp": ts, "kind": r.shared.kind,
+            "ssrc": i.ssrc, "trackIdentifier": track.map(|t| t.track_id.clone()), "mid": track.map(|t| t.mid.clone()),
+            "packetsReceived": i.packets_received, "bytesReceived": i.bytes_received, "packetsLost": i.packets_lost,
+            "jitter": i.jitter, "packetsDiscarded": i.packets_discarded, "nackCount": i.nack_count,
+            "pliCount": i.pli_count, "framesReceived": i.frames_received, "framesDropped": i.frames_dropped,
+            "framesDecoded": i.frames_decoded, "keyFramesDecoded": i.key_frames_decoded,
         }));
     }
     if let Some(pc) = st.pc {

@@ -1,0 +1,342 @@
+//! Media handles: sources (what the application sends), sinks (what it receives), the
+//! buffers that carry frames out zero-copy, and the VAD.
+use super::connection::SoraConnection;
+use super::events::{SoraEvent, SoraEventQueue};
+use super::{arg_ref, guard, out_ptr};
+use crate::error::{Error, Kind, Result};
+use crate::media::codec::Vad;
+use crate::media::recv::Receiver;
+use crate::media::sink::{AudioSink, AudioStreamSink, MediaSink, VideoSink};
+use crate::media::source::{AudioSource, VideoSource};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An audio source (opaque): interleaved int16 samples in, Opus out.
+pub struct SoraAudioSource {
+    inner: Arc<AudioSource>,
+}
+
+/// A video source (opaque): BGR frames in, VP8/VP9 out.
+pub struct SoraVideoSource {
+    inner: Arc<VideoSource>,
+}
+
+/// A sink attached to a remote track (opaque): video frames, an audio buffer, or 10 ms
+/// audio frames.
+pub struct SoraSink {
+    id: u64,
+    receiver: Arc<Receiver>,
+    audio: Option<Arc<AudioSink>>,
+}
+
+/// A byte buffer moved out of an event or a read (opaque); the caller views it in place.
+pub struct SoraBuffer {
+    data: Vec<u8>,
+}
+
+/// Voice activity detection (opaque).
+pub struct SoraVad {
+    inner: Vad,
+}
+
+unsafe fn samples<'a>(p: *const i16, n: usize) -> Result<&'a [i16]> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Error::invalid("samples must not be NULL"));
+    }
+    Ok(std::slice::from_raw_parts(p, n))
+}
+
+/// Creates an audio source taking `channels` × `sample_rate` input; it is converted to
+/// 48 kHz (and at most 2 channels) for Opus. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_new(channels: i32, sample_rate: i32, out: *mut *mut SoraAudioSource) -> i32 {
+    guard(|| {
+        if channels <= 0 || sample_rate <= 0 {
+            return Err(Error::invalid("channels and sample_rate must be positive"));
+        }
+        out_ptr(SoraAudioSource { inner: AudioSource::new(channels as u32, sample_rate as u32)? }, out)
+    })
+}
+
+/// The id to put in a connection config's "audio_source".
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_id(s: *const SoraAudioSource) -> u64 {
+    s.as_ref().map_or(0, |s| s.inner.id)
+}
+
+/// Queues `frames` frames of interleaved samples. `has_timestamp` 0: continue from the
+/// previous push; else `timestamp` is the capture time (epoch seconds) of the first sample.
+/// Waits while a connection using the source has more than 500 ms queued (real-time
+/// pacing of bursts). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_push(
+    s: *const SoraAudioSource,
+    data: *const i16,
+    frames: usize,
+    timestamp: f64,
+    has_timestamp: i32,
+) -> i32 {
+    guard(|| {
+        let s = arg_ref(s, "source")?;
+        let pcm = samples(data, frames.checked_mul(s.inner.channels as usize).ok_or_else(|| Error::invalid("too many frames"))?)?;
+        s.inner.push(pcm, (has_timestamp != 0).then_some(timestamp))?;
+        Ok(0)
+    })
+}
+
+/// Disabled sources send silence (audio) or black frames (video), as libwebrtc does.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_set_enabled(s: *const SoraAudioSource, enabled: i32) -> i32 {
+    guard(|| {
+        arg_ref(s, "source")?.inner.set_enabled(enabled != 0);
+        Ok(0)
+    })
+}
+
+/// Frees the source; connections using it stop sending audio. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_destroy(s: *mut SoraAudioSource) {
+    if !s.is_null() {
+        drop(Box::from_raw(s));
+    }
+}
+
+/// Creates a video source. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_video_source_new(out: *mut *mut SoraVideoSource) -> i32 {
+    guard(|| out_ptr(SoraVideoSource { inner: VideoSource::new() }, out))
+}
+
+/// The id to put in a connection config's "video_source".
+#[no_mangle]
+pub unsafe extern "C" fn sora_video_source_id(s: *const SoraVideoSource) -> u64 {
+    s.as_ref().map_or(0, |s| s.inner.id)
+}
+
+/// Hands over one BGR frame (`len` bytes, rows `stride` apart). It is converted to I420
+/// before returning (the caller's buffer is free again); the newest frame wins if the
+/// encoder is busy. `timestamp_us`: capture time in epoch µs, or INT64_MIN for now.
+#[no_mangle]
+pub unsafe extern "C" fn sora_video_source_push_bgr(
+    s: *const SoraVideoSource,
+    bgr: *const u8,
+    len: usize,
+    width: i32,
+    height: i32,
+    stride: i32,
+    timestamp_us: i64,
+) -> i32 {
+    guard(|| {
+        let s = arg_ref(s, "source")?;
+        if width <= 0 || height <= 0 || stride <= 0 {
+            return Err(Error::invalid("width, height and stride must be positive"));
+        }
+        let data = super::arg_bytes(bgr, len)?;
+        let ts = (timestamp_us != i64::MIN).then_some(timestamp_us);
+        s.inner.push_bgr(data, width as u32, height as u32, stride as usize, ts)?;
+        Ok(0)
+    })
+}
+
+/// See sora_audio_source_set_enabled.
+#[no_mangle]
+pub unsafe extern "C" fn sora_video_source_set_enabled(s: *const SoraVideoSource, enabled: i32) -> i32 {
+    guard(|| {
+        arg_ref(s, "source")?.inner.set_enabled(enabled != 0);
+        Ok(0)
+    })
+}
+
+/// Frees the source; connections using it stop sending video. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_video_source_destroy(s: *mut SoraVideoSource) {
+    if !s.is_null() {
+        drop(Box::from_raw(s));
+    }
+}
+
+fn attach(c: &SoraConnection, track: u64, sink: Arc<dyn MediaSink>, audio: Option<Arc<AudioSink>>, out: *mut *mut SoraSink) -> Result<i32> {
+    let id = sink.id();
+    let receiver = c.inner.attach_sink(track, sink)?;
+    out_ptr(SoraSink { id, receiver, audio }, out)
+}
+
+/// Attaches a video sink to remote track `track_id`: each decoded frame arrives on `queue`
+/// as SORA_EVENT_VIDEO_FRAME (a = width, b = height, data = BGR, source = sink id); take
+/// the pixels with sora_event_take_buffer. Oldest frames are dropped beyond the queue's
+/// capacity.
+#[no_mangle]
+pub unsafe extern "C" fn sora_video_sink_new(queue: *const SoraEventQueue, c: *const SoraConnection, track_id: u64, out: *mut *mut SoraSink) -> i32 {
+    guard(|| {
+        let q = arg_ref(queue, "queue")?;
+        attach(arg_ref(c, "connection")?, track_id, VideoSink::new(q.inner.clone()), None, out)
+    })
+}
+
+/// Attaches an audio sink buffering converted audio (`output_rate` -1 / `output_channels`
+/// 0: as received); read it with sora_audio_sink_read.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_sink_new(c: *const SoraConnection, track_id: u64, output_rate: i32, output_channels: i32, out: *mut *mut SoraSink) -> i32 {
+    guard(|| {
+        if output_channels < 0 || output_channels > 8 || output_rate == 0 || output_rate < -1 {
+            return Err(Error::invalid("output_rate must be -1 or positive, output_channels 0..=8"));
+        }
+        let sink = AudioSink::new(output_rate, output_channels);
+        attach(arg_ref(c, "connection")?, track_id, sink.clone(), Some(sink), out)
+    })
+}
+
+/// Also deliver the audio sink's data (SORA_EVENT_AUDIO_DATA) and format changes
+/// (SORA_EVENT_AUDIO_FORMAT) as events on `queue`; NULL stops that.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_sink_set_events(s: *const SoraSink, queue: *const SoraEventQueue) -> i32 {
+    guard(|| {
+        let s = arg_ref(s, "sink")?;
+        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        a.set_event_queue(queue.as_ref().map(|q| q.inner.clone()));
+        Ok(0)
+    })
+}
+
+/// Waits up to `timeout_ms` for `frames` frames (0: whatever is buffered, at least one)
+/// and moves them into `*out` (interleaved int16). Returns 1 with data, 0 on timeout.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_sink_read(
+    s: *const SoraSink,
+    frames: usize,
+    timeout_ms: i32,
+    out: *mut *mut SoraBuffer,
+    out_rate: *mut i32,
+    out_channels: *mut i32,
+) -> i32 {
+    guard(|| {
+        let s = arg_ref(s, "sink")?;
+        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        match a.read(frames, Duration::from_millis(timeout_ms.max(0) as u64)) {
+            None => Ok(0),
+            Some((pcm, rate, ch)) => {
+                let bytes: Vec<u8> = pcm.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                if let Some(r) = out_rate.as_mut() {
+                    *r = rate as i32;
+                }
+                if let Some(c) = out_channels.as_mut() {
+                    *c = ch as i32;
+                }
+                out_ptr(SoraBuffer { data: bytes }, out)?;
+                Ok(1)
+            }
+        }
+    })
+}
+
+/// Attaches an audio stream sink: every 10 ms of converted audio arrives on `queue` as
+/// SORA_EVENT_AUDIO_FRAME (a = rate | channels << 32, b = absolute capture time in epoch ms
+/// or INT64_MIN, data = interleaved int16).
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_stream_sink_new(
+    queue: *const SoraEventQueue,
+    c: *const SoraConnection,
+    track_id: u64,
+    output_rate: i32,
+    output_channels: i32,
+    out: *mut *mut SoraSink,
+) -> i32 {
+    guard(|| {
+        if output_channels < 0 || output_channels > 8 || output_rate == 0 || output_rate < -1 {
+            return Err(Error::invalid("output_rate must be -1 or positive, output_channels 0..=8"));
+        }
+        let q = arg_ref(queue, "queue")?;
+        let sink = AudioStreamSink::new(q.inner.clone(), output_rate, output_channels);
+        attach(arg_ref(c, "connection")?, track_id, sink, None, out)
+    })
+}
+
+/// The id this sink's events carry in `source`.
+#[no_mangle]
+pub unsafe extern "C" fn sora_sink_id(s: *const SoraSink) -> u64 {
+    s.as_ref().map_or(0, |s| s.id)
+}
+
+/// Detaches and frees a sink. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_sink_destroy(s: *mut SoraSink) {
+    if !s.is_null() {
+        let s = Box::from_raw(s);
+        s.receiver.remove_sink(s.id);
+        if let Some(a) = &s.audio {
+            a.close();
+        }
+    }
+}
+
+/// Moves the event's data into a buffer the caller owns (zero-copy hand-over of frames).
+/// SORA_ERR_NOT_FOUND when the event carries no data (or it was taken already).
+#[no_mangle]
+pub unsafe extern "C" fn sora_event_take_buffer(ev: *mut SoraEvent, out: *mut *mut SoraBuffer) -> i32 {
+    guard(|| {
+        let ev = ev.as_mut().ok_or_else(|| Error::invalid("event must not be NULL"))?;
+        let data = ev.inner.data.take().ok_or_else(|| Error::new(Kind::NotFound, "the event has no data"))?;
+        out_ptr(SoraBuffer { data }, out)
+    })
+}
+
+/// Where the buffer's bytes are (valid until sora_buffer_free).
+#[no_mangle]
+pub unsafe extern "C" fn sora_buffer_view(b: *const SoraBuffer, data: *mut *const u8, len: *mut usize) -> i32 {
+    guard(|| {
+        let b = arg_ref(b, "buffer")?;
+        if data.is_null() || len.is_null() {
+            return Err(Error::invalid("out pointers must not be NULL"));
+        }
+        *data = b.data.as_ptr();
+        *len = b.data.len();
+        Ok(0)
+    })
+}
+
+/// Frees a buffer. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_buffer_free(b: *mut SoraBuffer) {
+    if !b.is_null() {
+        drop(Box::from_raw(b));
+    }
+}
+
+/// Creates a voice activity detector (RNNoise).
+#[no_mangle]
+pub unsafe extern "C" fn sora_vad_new(out: *mut *mut SoraVad) -> i32 {
+    guard(|| out_ptr(SoraVad { inner: Vad::new() }, out))
+}
+
+/// Voice probability [0, 1] of `frames` frames of interleaved samples.
+#[no_mangle]
+pub unsafe extern "C" fn sora_vad_analyze(
+    v: *mut SoraVad,
+    data: *const i16,
+    frames: usize,
+    channels: i32,
+    sample_rate: i32,
+    out: *mut f32,
+) -> i32 {
+    guard(|| {
+        let v = v.as_mut().ok_or_else(|| Error::invalid("vad must not be NULL"))?;
+        if channels <= 0 || sample_rate <= 0 {
+            return Err(Error::invalid("channels and sample_rate must be positive"));
+        }
+        let pcm = samples(data, frames * channels as usize)?;
+        let p = v.inner.analyze(pcm, sample_rate as u32, channels as u32)?;
+        *out.as_mut().ok_or_else(|| Error::invalid("out must not be NULL"))? = p;
+        Ok(0)
+    })
+}
+
+/// Frees a VAD. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_vad_destroy(v: *mut SoraVad) {
+    if !v.is_null() {
+        drop(Box::from_raw(v));
+    }
+}

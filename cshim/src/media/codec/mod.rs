@@ -1,0 +1,23 @@
+//! Audio/video codecs, colour conversion, resampling and VAD: plain, single-threaded
+//! building blocks for the media pipelines (libvpx and libopus may run worker threads of
+//! their own inside one call).
+//!
+//! * [`frame`]: tight I420 frames, PSNR.
+//! * [`convert`]: BGR <-> I420, BT.601 limited range (SIMD `yuv` crate).
+//! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
+//! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
+//! * [`resample`]: streaming rate and channel conversion (rubato).
+//! * [`vad`]: voice probability (RNNoise via nnnoiseless).
+pub mod convert;
+pub mod frame;
+pub mod opus;
+pub mod resample;
+pub mod vad;
+pub mod vpx;
+
+pub use convert::{bgr_to_i420, bgr_to_i420_into, i420_to_bgr};
+pub use frame::{psnr_y, I420Frame};
+pub use opus::{OpusDecoder, OpusEncoder, OpusParams};
+pub use resample::Resampler;
+pub use vad::Vad;
+pub use vpx::{EncodedFrame, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};

@@ -1,0 +1,9 @@
+//! Media: codecs (`codec`) and the RTP/RTCP stack (`rtp`) are plain, thread-free building
+//! blocks; `send` and `recv` are the per-track pipelines (threads) that drive them between
+//! `source`s (what the application pushes) and `sink`s (what it receives).
+pub mod codec;
+pub mod recv;
+pub mod rtp;
+pub mod send;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,338 @@
+//! Send pipelines: a source's frames → encoder → RTP packetizer → pacer → the track, with
+//! RTCP handled on the way back (PLI/FIR → keyframe, NACK → retransmission from history,
+//! RR → stats) and sender reports every second for the receiver's A/V sync.
+use super::codec::{OpusEncoder, OpusParams, VideoCodec, VideoEncoder, VideoEncoderConfig};
+use super::rtp::packetize::rtp_sequence_number;
+use super::rtp::rtcp::{build_sdes_cname, build_sr};
+use super::rtp::{parse_compound, NtpClock, OutboundRtpStats, PacketHistory, Pacer, RtcpEvent, RtpClock, RtpCodec, RtpPacketizer};
+use super::source::{AudioFeed, FrameSlot, SEND_RATE};
+use crate::rtc::{self, PacketHandler};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const MTU: usize = 1200;
+const SR_INTERVAL: Duration = Duration::from_secs(1);
+
+enum Input {
+    Packets(Vec<Vec<u8>>, Instant),
+    Rtcp(Vec<u8>),
+    Stop,
+}
+
+/// What the pipeline threads and the owner share.
+pub struct SendShared {
+    pub ssrc: u32,
+    pub kind: &'static str,
+    pub stats: Mutex<OutboundRtpStats>,
+    keyframe_requested: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Routes RTCP arriving on the sending track into the send loop.
+struct RtcpIn(Mutex<mpsc::Sender<Input>>);
+impl PacketHandler for RtcpIn {
+    fn on_packet(&self, _track: i32, packet: &[u8]) {
+        if super::rtp::is_rtcp(packet) {
+            let _ = self.0.lock().send(Input::Rtcp(packet.to_vec()));
+        }
+    }
+}
+
+pub struct Sender {
+    pub track: i32,
+    pub shared: Arc<SendShared>,
+    tx: mpsc::Sender<Input>,
+    threads: Vec<JoinHandle<()>>,
+    slot: Option<Arc<FrameSlot>>,
+    feed: Option<Arc<AudioFeed>>,
+}
+
+impl Sender {
+    pub fn stop(mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.tx.send(Input::Stop);
+        if let Some(s) = &self.slot {
+            s.close();
+        }
+        if let Some(f) = &self.feed {
+            f.close();
+        }
+        rtc::clear_packet_handler(self.track);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer_bps: Option<u64>) -> (mpsc::Sender<Input>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Input>();
+    rtc::set_packet_handler(track, Arc::new(RtcpIn(Mutex::new(tx.clone()))));
+    let handle = std::thread::Builder::new()
+        .name(format!("sora-send-{}", shared.kind))
+        .spawn(move || send_loop(track, shared, rx, clock, cname, pacer_bps))
+        .expect("spawn send loop");
+    (tx, handle)
+}
+
+fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clock: RtpClock, cname: String, pacer_bps: Option<u64>) {
+    let ntp = NtpClock::new();
+    let mut history = PacketHistory::new(1024, Duration::from_secs(1));
+    let mut pacer = pacer_bps.map(Pacer::new);
+    let mut next_sr = Instant::now() + Duration::from_millis(200);
+    let mut sent_any = false;
+    let send = |p: &[u8], retransmission: bool, delay: Duration, shared: &SendShared| {
+        if rtc::track_send(track, p).is_ok() {
+            let payload = p.len().saturating_sub(super::rtp::RTP_HEADER_LEN);
+            shared.stats.lock().on_packet_sent(p.len(), payload, retransmission, delay);
+        }
+    };
+    loop {
+        let now = Instant::now();
+        let mut wake = next_sr;
+        if let Some(w) = pacer.as_ref().and_then(|p| p.next_wakeup()) {
+            wake = wake.min(w);
+        }
+        match rx.recv_timeout(wake.saturating_duration_since(now)) {
+            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Input::Packets(packets, queued_at)) => {
+                for p in &packets {
+                    if let Some(seq) = rtp_sequence_number(p) {
+                        history.store(seq, p.clone(), now);
+                    }
+                }
+                sent_any = true;
+                match pacer.as_mut() {
+                    Some(pc) => pc.enqueue(packets),
+                    None => packets.iter().for_each(|p| send(p, false, now - queued_at, &shared)),
+                }
+            }
+            Ok(Input::Rtcp(packet)) => {
+                for ev in parse_compound(&packet) {
+                    let rtt = match &ev {
+                        RtcpEvent::Rr { reports, .. } | RtcpEvent::Sr { reports, .. } => reports
+                            .iter()
+                            .find(|b| b.ssrc == shared.ssrc)
+                            .and_then(|b| b.rtt(ntp.ntp(Instant::now()))),
+                        _ => None,
+                    };
+                    shared.stats.lock().on_rtcp(&ev, rtt);
+                    match ev {
+                        RtcpEvent::Pli { media_ssrc, .. } | RtcpEvent::Fir { media_ssrc, .. } if media_ssrc == shared.ssrc => {
+                            shared.keyframe_requested.store(true, Ordering::Release);
+                        }
+                        RtcpEvent::Nack { media_ssrc, seqs, .. } if media_ssrc == shared.ssrc => {
+                            let resend: Vec<Vec<u8>> = seqs
+                                .iter()
+                                .filter_map(|&s| history.get_for_retransmit(s, Instant::now(), Duration::from_millis(10)))
+                                .collect();
+                            match pacer.as_mut() {
+                                Some(pc) => pc.enqueue_front(resend),
+                                None => resend.iter().for_each(|p| send(p, true, Duration::ZERO, &shared)),
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        if let Some(pc) = pacer.as_mut() {
+            for p in pc.poll(now) {
+                send(&p, false, Duration::ZERO, &shared);
+            }
+        }
+        if now >= next_sr {
+            next_sr = now + SR_INTERVAL;
+            if sent_any {
+                let (ntp_ts, rtp_ts) = clock.sr_timestamps(&ntp, now);
+                let (packets, octets) = {
+                    let st = shared.stats.lock();
+                    (st.packets_sent as u32, st.bytes_sent as u32)
+                };
+                let mut sr = build_sr(shared.ssrc, ntp_ts, rtp_ts, packets, octets, &[]);
+                sr.extend(build_sdes_cname(shared.ssrc, &cname));
+                let _ = rtc::track_send(track, &sr);
+            }
+        }
+    }
+}
+
+pub struct VideoSendConfig {
+    pub codec: VideoCodec,
+    pub payload_type: u8,
+    pub ssrc: u32,
+    pub bitrate_kbps: u32,
+    pub cname: String,
+    pub vp9_profile: u8,
+}
+
+/// Starts sending `slot`'s frames on `track`.
+pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Sender {
+    let shared = Arc::new(SendShared {
+        ssrc: cfg.ssrc,
+        kind: "video",
+        stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, 90_000)),
+        keyframe_requested: AtomicBool::new(true),
+        stop: AtomicBool::new(false),
+    });
+    let clock = RtpClock::new(90_000);
+    // Pace at 2.5x the target like libwebrtc, so keyframes leave within a frame interval.
+    let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(cfg.bitrate_kbps as u64 * 1000));
+    let enc_tx = tx.clone();
+    let enc_shared = shared.clone();
+    let enc_slot = slot.clone();
+    let encode_thread = std::thread::Builder::new()
+        .name("sora-encode-video".into())
+        .spawn(move || encode_loop(enc_slot, enc_shared, enc_tx, clock, cfg))
+        .expect("spawn encoder");
+    Sender { track, shared, tx, threads: vec![encode_thread, send_thread], slot: Some(slot), feed: None }
+}
+
+fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<Input>, clock: RtpClock, cfg: VideoSendConfig) {
+    let codec = match cfg.codec {
+        VideoCodec::Vp8 => RtpCodec::Vp8,
+        VideoCodec::Vp9 => RtpCodec::Vp9,
+    };
+    let mut packetizer = RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
+    let mut encoder: Option<VideoEncoder> = None;
+    let mut black: Option<super::codec::I420Frame> = None;
+    let start = Instant::now();
+    let mut first_capture: Option<i64> = None;
+    let mut last_ts: Option<u32> = None;
+    while !shared.stop.load(Ordering::Acquire) {
+        let Some((frame, capture_us)) = slot.take(Duration::from_millis(100)) else {
+            if slot.is_closed() {
+                break;
+            }
+            continue;
+        };
+        let taken = Instant::now();
+        // Capture times (epoch µs) drive the RTP clock so that A/V sync holds; they are
+        // anchored on the first frame and kept strictly increasing.
+        let first = *first_capture.get_or_insert(capture_us);
+        let at = start + Duration::from_micros((capture_us - first).max(0) as u64);
+        let mut ts = clock.rtp_timestamp(at);
+        if let Some(prev) = last_ts {
+            if (ts.wrapping_sub(prev) as i32) <= 0 {
+                ts = prev.wrapping_add(1);
+            }
+        }
+        last_ts = Some(ts);
+        let input: &super::codec::I420Frame = if slot.enabled.load(Ordering::Relaxed) {
+            &frame
+        } else {
+            let b = black.get_or_insert_with(|| super::codec::I420Frame::new(frame.width, frame.height).expect("frame"));
+            if b.width != frame.width || b.height != frame.height {
+                *b = super::codec::I420Frame::new(frame.width, frame.height).expect("frame");
+            }
+            b.u.fill(128);
+            b.v.fill(128);
+            b
+        };
+        let enc = match encoder.as_mut() {
+            Some(e) => e,
+            None => match VideoEncoder::new(VideoEncoderConfig {
+                codec: cfg.codec,
+                width: frame.width,
+                height: frame.height,
+                bitrate_kbps: cfg.bitrate_kbps,
+                framerate: 30,
+                vp9_profile: cfg.vp9_profile,
+            }) {
+                Ok(e) => encoder.insert(e),
+                Err(e) => {
+                    log::error!("video encoder: {e}");
+                    break;
+                }
+            },
+        };
+        let force = shared.keyframe_requested.swap(false, Ordering::AcqRel);
+        match enc.encode(input, ts, force) {
+            Ok(frames) => {
+                let elapsed = taken.elapsed().as_secs_f64();
+                for f in frames {
+                    let packets = packetizer.packetize(&f.data, ts);
+                    {
+                        let mut st = shared.stats.lock();
+                        st.frames_encoded += 1;
+                        st.frames_sent += 1;
+                        st.key_frames_encoded += f.keyframe as u64;
+                        st.frame_width = f.width;
+                        st.frame_height = f.height;
+                        st.total_encode_time += elapsed;
+                        st.target_bitrate = cfg.bitrate_kbps as f64 * 1000.0;
+                    }
+                    if tx.send(Input::Packets(packets, taken)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => log::warn!("video encode failed: {e}"),
+        }
+    }
+}
+
+pub struct AudioSendConfig {
+    pub payload_type: u8,
+    pub ssrc: u32,
+    pub bitrate_bps: Option<u32>,
+    pub params: OpusParams,
+    pub cname: String,
+}
+
+/// Starts sending `feed`'s audio on `track`, paced in real time (one packet per ptime).
+pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> crate::error::Result<Sender> {
+    let shared = Arc::new(SendShared {
+        ssrc: cfg.ssrc,
+        kind: "audio",
+        stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, SEND_RATE)),
+        keyframe_requested: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
+    let clock = RtpClock::new(SEND_RATE);
+    let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), None);
+    let (a_tx, a_shared, a_feed) = (tx.clone(), shared.clone(), feed.clone());
+    let audio_thread = std::thread::Builder::new()
+        .name("sora-encode-audio".into())
+        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, cfg))
+        .expect("spawn audio");
+    Ok(Sender { track, shared, tx, threads: vec![audio_thread, send_thread], slot: None, feed: Some(feed) })
+}
+
+fn audio_loop(feed: Arc<AudioFeed>, shared: Arc<SendShared>, tx: mpsc::Sender<Input>, mut encoder: OpusEncoder, clock: RtpClock, cfg: AudioSendConfig) {
+    let mut packetizer = RtpPacketizer::new(RtpCodec::Opus, cfg.ssrc, cfg.payload_type, SEND_RATE, MTU);
+    let frame = encoder.frame_samples();
+    let ptime = Duration::from_secs_f64(frame as f64 / SEND_RATE as f64);
+    let mut next = Instant::now();
+    while !shared.stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else if now - next > Duration::from_millis(200) {
+            next = now; // we were descheduled: do not burst to catch up
+        }
+        // The RTP timestamp follows the send clock: audio that is late is simply a gap.
+        let ts = clock.rtp_timestamp(next);
+        next += ptime;
+        let Some((mut pcm, _capture)) = feed.take(frame) else { continue };
+        if !feed.enabled.load(Ordering::Relaxed) {
+            pcm.fill(0);
+        }
+        match encoder.encode(&pcm) {
+            Ok(payload) => {
+                let packets = packetizer.packetize(&payload, ts);
+                shared.stats.lock().frames_sent += 1;
+                if tx.send(Input::Packets(packets, Instant::now())).is_err() {
+                    return;
+                }
+            }
+            Err(e) => log::warn!("opus encode failed: {e}"),
+        }
+    }
+}

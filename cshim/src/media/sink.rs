@@ -1,0 +1,220 @@
+//! Where decoded media goes: video sinks (BGR frames as droppable events, zero-copy to
+//! Python), audio sinks (a buffer read with a timeout) and audio stream sinks (10 ms frames
+//! as events). All converting (I420→BGR, resampling, channel mixing) happens here, natively.
+use super::codec::{i420_to_bgr, I420Frame, Resampler};
+use crate::error::Result;
+use crate::events::{next_handle_id, Event, EventQueue, EventType};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Receives decoded media from a track's receive pipeline (on its thread: must not block).
+pub trait MediaSink: Send + Sync {
+    fn id(&self) -> u64;
+    fn on_video(&self, _frame: &I420Frame) {}
+    fn on_audio(&self, _pcm: &[i16], _rate: u32, _channels: u32, _capture_ms: Option<i64>) {}
+}
+
+pub struct VideoSink {
+    pub id: u64,
+    queue: Arc<EventQueue>,
+}
+
+impl VideoSink {
+    pub fn new(queue: Arc<EventQueue>) -> Arc<VideoSink> {
+        Arc::new(VideoSink { id: next_handle_id(), queue })
+    }
+}
+
+impl MediaSink for VideoSink {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn on_video(&self, frame: &I420Frame) {
+        let mut bgr = vec![0u8; frame.width as usize * frame.height as usize * 3];
+        if i420_to_bgr(frame, &mut bgr).is_err() {
+            return;
+        }
+        let mut ev = Event::new(EventType::VideoFrame, self.id).a(frame.width as i64).b(frame.height as i64).data(bgr);
+        ev.droppable = true; // a slow consumer loses the oldest frames, never stalls the network
+        self.queue.push(ev);
+    }
+}
+
+/// Lazily built converter to the requested rate/channels (-1/0 = as received).
+struct Converter {
+    want_rate: Option<u32>,
+    want_channels: Option<u32>,
+    current: Option<(u32, u32, Resampler)>,
+}
+
+impl Converter {
+    fn new(rate: i32, channels: i32) -> Converter {
+        Converter {
+            want_rate: (rate > 0).then_some(rate as u32),
+            want_channels: (channels > 0).then_some(channels as u32),
+            current: None,
+        }
+    }
+    /// Returns (samples, out_rate, out_channels).
+    fn convert(&mut self, pcm: &[i16], rate: u32, channels: u32) -> Result<(Vec<i16>, u32, u32)> {
+        let out_rate = self.want_rate.unwrap_or(rate);
+        let out_ch = self.want_channels.unwrap_or(channels);
+        if !matches!(&self.current, Some((r, c, _)) if *r == rate && *c == channels) {
+            self.current = Some((rate, channels, Resampler::new(rate, channels, out_rate, out_ch)?));
+        }
+        let (_, _, rs) = self.current.as_mut().expect("converter");
+        Ok((rs.process(pcm), out_rate, out_ch))
+    }
+}
+
+/// `SoraAudioSink`: converted audio accumulates; `read` takes it with a timeout.
+pub struct AudioSink {
+    pub id: u64,
+    state: Mutex<AudioSinkState>,
+    ready: Condvar,
+    /// With the deprecated callbacks set, data and format changes are also events.
+    events: Mutex<Option<Arc<EventQueue>>>,
+}
+
+struct AudioSinkState {
+    converter: Converter,
+    buffer: VecDeque<i16>,
+    rate: u32,
+    channels: u32,
+    closed: bool,
+}
+
+/// Keep at most this much unread audio (older is dropped).
+const MAX_BUFFERED: Duration = Duration::from_secs(10);
+
+impl AudioSink {
+    pub fn new(output_rate: i32, output_channels: i32) -> Arc<AudioSink> {
+        Arc::new(AudioSink {
+            id: next_handle_id(),
+            state: Mutex::new(AudioSinkState {
+                converter: Converter::new(output_rate, output_channels),
+                buffer: VecDeque::new(),
+                rate: 0,
+                channels: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            events: Mutex::new(None),
+        })
+    }
+
+    pub fn set_event_queue(&self, q: Option<Arc<EventQueue>>) {
+        *self.events.lock() = q;
+    }
+
+    /// The format of buffered audio (0, 0 before any arrived).
+    pub fn format(&self) -> (u32, u32) {
+        let st = self.state.lock();
+        (st.rate, st.channels)
+    }
+
+    /// Waits up to `timeout` until `frames` frames (0: any) are buffered, then takes them
+    /// (frames=0: everything buffered). None when not enough arrived in time.
+    pub fn read(&self, frames: usize, timeout: Duration) -> Option<(Vec<i16>, u32, u32)> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        loop {
+            let ch = st.channels.max(1) as usize;
+            let have = st.buffer.len() / ch;
+            if (frames == 0 && have > 0) || (frames > 0 && have >= frames) {
+                let n = if frames == 0 { have } else { frames } * ch;
+                let out: Vec<i16> = st.buffer.drain(..n).collect();
+                return Some((out, st.rate, st.channels));
+            }
+            if st.closed || self.ready.wait_until(&mut st, deadline).timed_out() {
+                return None;
+            }
+        }
+    }
+
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+impl MediaSink for AudioSink {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn on_audio(&self, pcm: &[i16], rate: u32, channels: u32, _capture_ms: Option<i64>) {
+        let mut st = self.state.lock();
+        let Ok((out, r, c)) = st.converter.convert(pcm, rate, channels) else { return };
+        let format_changed = (st.rate, st.channels) != (r, c);
+        if format_changed {
+            st.buffer.clear();
+            st.rate = r;
+            st.channels = c;
+        }
+        st.buffer.extend(out.iter().copied());
+        let max = (r as f64 * c as f64 * MAX_BUFFERED.as_secs_f64()) as usize;
+        if st.buffer.len() > max {
+            let excess = st.buffer.len() - max;
+            st.buffer.drain(..excess);
+        }
+        drop(st);
+        self.ready.notify_all();
+        if let Some(q) = self.events.lock().as_ref() {
+            if format_changed {
+                q.push(Event::new(EventType::AudioFormat, self.id).a(r as i64).b(c as i64));
+            }
+            let bytes: Vec<u8> = out.iter().flat_map(|s| s.to_ne_bytes()).collect();
+            q.push(Event::new(EventType::AudioData, self.id).a(r as i64).b(c as i64).data(bytes));
+        }
+    }
+}
+
+/// `SoraAudioStreamSink`: one event per 10 ms of converted audio.
+pub struct AudioStreamSink {
+    pub id: u64,
+    queue: Arc<EventQueue>,
+    state: Mutex<(Converter, Vec<i16>)>,
+}
+
+/// Packs an audio frame's format into `SoraEventView.a`: rate | channels << 32.
+pub fn pack_format(rate: u32, channels: u32) -> i64 {
+    (rate as i64) | ((channels as i64) << 32)
+}
+
+/// `SoraEventView.b` of an audio frame when its capture time is unknown.
+pub const NO_CAPTURE_TIME: i64 = i64::MIN;
+
+impl AudioStreamSink {
+    pub fn new(queue: Arc<EventQueue>, output_rate: i32, output_channels: i32) -> Arc<AudioStreamSink> {
+        Arc::new(AudioStreamSink {
+            id: next_handle_id(),
+            queue,
+            state: Mutex::new((Converter::new(output_rate, output_channels), Vec::new())),
+        })
+    }
+}
+
+impl MediaSink for AudioStreamSink {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn on_audio(&self, pcm: &[i16], rate: u32, channels: u32, capture_ms: Option<i64>) {
+        let mut st = self.state.lock();
+        let (conv, pending) = &mut *st;
+        let Ok((out, r, c)) = conv.convert(pcm, rate, channels) else { return };
+        pending.extend_from_slice(&out);
+        let chunk = (r / 100) as usize * c as usize;
+        let mut offset_ms = 0i64;
+        while chunk > 0 && pending.len() >= chunk {
+            let frame: Vec<i16> = pending.drain(..chunk).collect();
+            let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_ne_bytes()).collect();
+            let ts = capture_ms.map_or(NO_CAPTURE_TIME, |t| t + offset_ms);
+            offset_ms += 10;
+            let mut ev = Event::new(EventType::AudioFrame, self.id).a(pack_format(r, c)).b(ts).data(bytes);
+            ev.droppable = true;
+            self.queue.push(ev);
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Audio and video sources: what the application pushes (`SoraAudioSource.on_data`,
+//! `SoraVideoSource.on_captured`) fans out to the senders of every connection using them.
+//! Sources are created on their own (as in the official API) and found by id when a
+//! connection is configured with them.
+use crate::error::{Error, Result};
+use crate::events::next_handle_id;
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// Audio is sent at this rate (Opus' RTP clock).
+pub const SEND_RATE: u32 = 48_000;
+/// `push` waits while a sender has more than this queued: producers that hand over
+/// whole utterances at once are paced to real time without changing the call signature.
+pub const MAX_QUEUED: Duration = Duration::from_millis(500);
+
+/// Samples queued for one sender, already at 48 kHz and the sender's channel count.
+pub struct AudioFeed {
+    pub channels: u32,
+    /// Shared with the source: a disabled source sends silence.
+    pub enabled: Arc<AtomicBool>,
+    state: Mutex<AudioFeedState>,
+    drained: Condvar,
+}
+
+struct AudioFeedState {
+    samples: VecDeque<i16>,
+    /// Capture time (epoch seconds) of the first queued sample, when known.
+    first_capture: Option<f64>,
+    closed: bool,
+}
+
+impl AudioFeed {
+    fn queued(&self, st: &AudioFeedState) -> Duration {
+        Duration::from_secs_f64(st.samples.len() as f64 / (self.channels as f64 * SEND_RATE as f64))
+    }
+
+    /// Takes exactly `frames` frames (interleaved) if available, with their capture time.
+    pub fn take(&self, frames: usize) -> Option<(Vec<i16>, Option<f64>)> {
+        let mut st = self.state.lock();
+        let n = frames * self.channels as usize;
+        if st.samples.len() < n {
+            return None;
+        }
+        let out: Vec<i16> = st.samples.drain(..n).collect();
+        let capture = st.first_capture;
+        st.first_capture = capture.map(|t| t + frames as f64 / SEND_RATE as f64);
+        drop(st);
+        self.drained.notify_all();
+        Some((out, capture))
+    }
+
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.drained.notify_all();
+    }
+}
+
+pub struct AudioSource {
+    pub id: u64,
+    enabled: Arc<AtomicBool>,
+    pub channels: u32,
+    pub sample_rate: u32,
+    send_channels: u32,
+    inner: Mutex<AudioSourceState>,
+    pub dropped_frames: AtomicU64,
+}
+
+struct AudioSourceState {
+    resampler: crate::media::codec::Resampler,
+    next_timestamp: Option<f64>,
+    feeds: Vec<Weak<AudioFeed>>,
+}
+
+impl AudioSource {
+    pub fn new(channels: u32, sample_rate: u32) -> Result<Arc<AudioSource>> {
+        if !(1..=8).contains(&channels) {
+            return Err(Error::invalid(format!("channels must be 1..=8, not {channels}")));
+        }
+        if !(8_000..=192_000).contains(&sample_rate) {
+            return Err(Error::invalid(format!("sample_rate must be 8000..=192000 Hz, not {sample_rate}")));
+        }
+        // Opus carries at most two channels; more are mixed down before sending.
+        let send_channels = channels.min(2);
+        let resampler = crate::media::codec::Resampler::new(sample_rate, channels, SEND_RATE, send_channels)?;
+        let src = Arc::new(AudioSource {
+            id: next_handle_id(),
+            enabled: Arc::new(AtomicBool::new(true)),
+            channels,
+            sample_rate,
+            send_channels,
+            inner: Mutex::new(AudioSourceState { resampler, next_timestamp: None, feeds: Vec::new() }),
+            dropped_frames: AtomicU64::new(0),
+        });
+        registry().lock().audio.insert(src.id, Arc::downgrade(&src));
+        Ok(src)
+    }
+
+    /// A new feed for a sender; it receives everything pushed from now on.
+    pub fn subscribe(&self) -> Arc<AudioFeed> {
+        let feed = Arc::new(AudioFeed {
+            channels: self.send_channels,
+            enabled: self.enabled.clone(),
+            state: Mutex::new(AudioFeedState { samples: VecDeque::new(), first_capture: None, closed: false }),
+            drained: Condvar::new(),
+        });
+        self.inner.lock().feeds.push(Arc::downgrade(&feed));
+        feed
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Queues interleaved samples (`frames` × channels). `timestamp` is the capture time of
+    /// the first sample in epoch seconds; None continues from the previous push.
+    pub fn push(&self, pcm: &[i16], timestamp: Option<f64>) -> Result<()> {
+        if pcm.len() % self.channels as usize != 0 {
+            return Err(Error::invalid("sample count is not a multiple of the channel count"));
+        }
+        let frames = pcm.len() / self.channels as usize;
+        let (converted, capture, feeds) = {
+            let mut st = self.inner.lock();
+            let capture = timestamp.or(st.next_timestamp).unwrap_or_else(now_epoch);
+            st.next_timestamp = Some(capture + frames as f64 / self.sample_rate as f64);
+            st.feeds.retain(|f| f.strong_count() > 0);
+            let feeds: Vec<Arc<AudioFeed>> = st.feeds.iter().filter_map(Weak::upgrade).collect();
+            (st.resampler.process(pcm), capture, feeds)
+        };
+        for feed in feeds {
+            let mut fs = feed.state.lock();
+            // Backpressure: wait (bounded by how long the queue takes to play out) while
+            // the sender is behind; a sender that stops draining is detected by the timeout.
+            let deadline = Instant::now() + feed.queued(&fs) + Duration::from_secs(1);
+            while !fs.closed && feed.queued(&fs) > MAX_QUEUED {
+                if feed.drained.wait_until(&mut fs, deadline).timed_out() {
+                    break;
+                }
+            }
+            if fs.closed {
+                continue;
+            }
+            if fs.samples.is_empty() {
+                fs.first_capture = Some(capture);
+            }
+            fs.samples.extend(converted.iter().copied());
+            // A sender that is not draining (not connected yet) keeps only the newest audio.
+            let max = (feed.channels as f64 * SEND_RATE as f64 * 2.0 * MAX_QUEUED.as_secs_f64()) as usize;
+            if fs.samples.len() > max {
+                let excess = fs.samples.len() - max;
+                fs.samples.drain(..excess);
+                if let Some(t) = fs.first_capture.as_mut() {
+                    *t += (excess / feed.channels as usize) as f64 / SEND_RATE as f64;
+                }
+                self.dropped_frames.fetch_add((excess / feed.channels as usize) as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AudioSource {
+    fn drop(&mut self) {
+        registry().lock().audio.remove(&self.id);
+    }
+}
+
+/// The newest frame for one video sender (older unsent frames are replaced and counted).
+pub struct FrameSlot {
+    /// Shared with the source: a disabled source sends black frames.
+    pub enabled: Arc<AtomicBool>,
+    state: Mutex<SlotState>,
+    ready: Condvar,
+    pub dropped: AtomicU64,
+}
+
+struct SlotState {
+    frame: Option<(Arc<crate::media::codec::I420Frame>, i64)>,
+    closed: bool,
+}
+
+impl FrameSlot {
+    fn new(enabled: Arc<AtomicBool>) -> Arc<FrameSlot> {
+        Arc::new(FrameSlot { enabled, state: Mutex::new(SlotState { frame: None, closed: false }), ready: Condvar::new(), dropped: AtomicU64::new(0) })
+    }
+
+    fn put(&self, frame: Arc<crate::media::codec::I420Frame>, capture_us: i64) {
+        let mut st = self.state.lock();
+        if st.frame.replace((frame, capture_us)).is_some() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` for the next frame; None on timeout or when closed.
+    pub fn take(&self, timeout: Duration) -> Option<(Arc<crate::media::codec::I420Frame>, i64)> {
+        let mut st = self.state.lock();
+        if st.frame.is_none() && !st.closed {
+            self.ready.wait_for(&mut st, timeout);
+        }
+        st.frame.take()
+    }
+
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+}
+
+pub struct VideoSource {
+    pub id: u64,
+    enabled: Arc<AtomicBool>,
+    slots: Mutex<Vec<Weak<FrameSlot>>>,
+}
+
+impl VideoSource {
+    pub fn new() -> Arc<VideoSource> {
+        let src = Arc::new(VideoSource { id: next_handle_id(), enabled: Arc::new(AtomicBool::new(true)), slots: Mutex::new(Vec::new()) });
+        registry().lock().video.insert(src.id, Arc::downgrade(&src));
+        src
+    }
+
+    pub fn subscribe(&self) -> Arc<FrameSlot> {
+        let slot = FrameSlot::new(self.enabled.clone());
+        self.slots.lock().push(Arc::downgrade(&slot));
+        slot
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Converts a BGR image to I420 once and hands it to every sender. `capture_us` is the
+    /// capture time in epoch microseconds (None = now). Without senders nothing is converted.
+    pub fn push_bgr(&self, bgr: &[u8], width: u32, height: u32, stride: usize, capture_us: Option<i64>) -> Result<()> {
+        if width == 0 || height == 0 || width > 8192 || height > 8192 {
+            return Err(Error::invalid(format!("invalid frame size {width}x{height}")));
+        }
+        if stride < width as usize * 3 || bgr.len() < stride * (height as usize - 1) + width as usize * 3 {
+            return Err(Error::invalid("BGR buffer is smaller than height × stride"));
+        }
+        let slots: Vec<Arc<FrameSlot>> = {
+            let mut s = self.slots.lock();
+            s.retain(|w| w.upgrade().is_some_and(|x| !x.is_closed()));
+            s.iter().filter_map(Weak::upgrade).collect()
+        };
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let frame = Arc::new(crate::media::codec::bgr_to_i420(bgr, width, height, stride)?);
+        let t = capture_us.unwrap_or_else(|| (now_epoch() * 1e6) as i64);
+        for slot in slots {
+            slot.put(frame.clone(), t);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VideoSource {
+    fn drop(&mut self) {
+        registry().lock().video.remove(&self.id);
+        for s in self.slots.lock().iter().filter_map(Weak::upgrade) {
+            s.close();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    audio: HashMap<u64, Weak<AudioSource>>,
+    video: HashMap<u64, Weak<VideoSource>>,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static R: std::sync::OnceLock<Mutex<Registry>> = std::sync::OnceLock::new();
+    R.get_or_init(|| Mutex::new(Registry::default()))
+}
+
+pub fn audio_source(id: u64) -> Option<Arc<AudioSource>> {
+    registry().lock().audio.get(&id).and_then(Weak::upgrade)
+}
+
+pub fn video_source(id: u64) -> Option<Arc<VideoSource>> {
+    registry().lock().video.get(&id).and_then(Weak::upgrade)
+}
+
+pub fn now_epoch() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}

@@ -1,0 +1,73 @@
+"""Client-initiated disconnect in WS-only, hybrid and DataChannel-only sessions: the
+``disconnect`` message and where it goes, the close code/reason, the on_disconnect code and
+message exactly as the official SDK reports them (scenario 4)."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import CLIENT_DISCONNECT_MESSAGE, MODES, mode_kwargs, server_session, wait_until
+
+WS, DC = 0, 1
+SENT, RECEIVED = 0, 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_client_disconnect(sdk, server, channel_id, clients, mode):
+    kw = mode_kwargs(mode)
+    other = clients(sdk, server, channel_id, "recvonly", **kw).connect()
+    c = clients(sdk, server, channel_id, "sendrecv", **kw).connect()
+    if mode == "dconly":
+        c.wait_for(lambda: c.ws_closes, what="WebSocket closed after switched")
+        assert c.ws_closes == [(1000, "SELF-CLOSED")]
+    sess = server_session(server, c.connection_id)
+    assert sess is not None
+
+    code, message = c.disconnect()
+    assert code == int(sdk.SoraSignalingErrorCode.CLOSE_SUCCEEDED)
+    assert message == CLIENT_DISCONNECT_MESSAGE[mode]
+    # the disconnect message: on the WebSocket, or on DC signaling once switched
+    sent = [(t, d, m) for t, d, m in c.signaling if m.get("type") == "disconnect"]
+    assert len(sent) == 1
+    t, d, m = sent[0]
+    assert (t, d) == ((WS if mode == "ws" else DC), SENT)
+    assert m.get("reason", "NO-ERROR") == "NO-ERROR"
+    if mode == "dconly":
+        assert c.ws_closes == [(1000, "SELF-CLOSED")]  # nothing more after the switch
+    else:
+        assert c.ws_closes == [(1000, "TYPE-DISCONNECT")]
+    # on_disconnect is the last callback, exactly once
+    names = c.event_names()
+    assert names[-1] == "disconnect" and names.count("disconnect") == 1
+    # server side: ended by the client with TYPE-DISCONNECT, the others are told
+    assert wait_until(lambda: sess.state == "closed", 5), sess.state
+    assert (sess.end_code, sess.end_reason) == (1000, "TYPE-DISCONNECT")
+    gone = other.wait_notify("connection.destroyed", connection_id=c.connection_id)
+    assert gone["channel_connections"] == 1
+    assert other.disconnects == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_disconnect_cross_sdk_same_codes(sdk, sdk2, server, channel_id, clients, mode):
+    """Both SDKs in one channel report the same codes, ws closes and messages."""
+    kw = mode_kwargs(mode)
+    a = clients(sdk, server, channel_id, **kw).connect()
+    b = clients(sdk2, server, channel_id, **kw).connect()
+    if mode == "dconly":
+        for x in (a, b):
+            x.wait_for(lambda x=x: x.ws_closes, what="WebSocket closed after switched")
+    ra = a.disconnect()
+    rb = b.disconnect()
+    assert ra == rb == (0, CLIENT_DISCONNECT_MESSAGE[mode])
+    assert a.ws_closes == b.ws_closes
+
+
+def test_disconnect_during_connect(sdk, server, channel_id, clients):
+    """disconnect() right after connect() (before the offer is handled) still ends with
+    exactly one on_disconnect, CLOSE_SUCCEEDED, and leaves nothing on the server."""
+    c = clients(sdk, server, channel_id)
+    c.connect(wait=False)
+    c.conn.disconnect()
+    code, _ = c.wait_disconnected()
+    assert code == int(sdk.SoraSignalingErrorCode.CLOSE_SUCCEEDED)
+    assert wait_until(lambda: server.connections(channel_id) == [], 5)
+    assert c.event_names().count("disconnect") == 1
