@@ -4,9 +4,15 @@
 
 Built on a Rust shim with a flat C ABI (libsora_shim) through cffi, so one wheel serves every
 CPython 3.x and PyPy. Differences that only make things safer: every callback of a `Sora`'s
-connections runs on one dispatcher thread of that `Sora` (never on a native thread), native
-logs reach Python's `logging` (logger "sora_ffi"), and the additions `SoraConnection.
-wait_connected()`, `SoraConnection.connection_id`, `with connection:` and `sora_ffi.aio`.
+connections and of the sinks on their tracks (`on_frame`, `on_data`, `on_format`) runs on
+one dispatcher thread of that `Sora` (never on a native thread), native logs reach Python's
+`logging` (logger "sora_ffi"), and the additions `SoraConnection.wait_connected()`,
+`SoraConnection.connection_id`, `with connection:` and `sora_ffi.aio`.
+
+Media: received frames are numpy views over native buffers (no copy); sinks keep only the
+newest few frames when a callback is slower than the stream (older ones are dropped, never
+queued without bound); `SoraAudioSource.on_data` paces bursts in real time (it waits while
+more than 500 ms are queued). This build encodes VP8 and VP9.
 """
 from __future__ import annotations
 
@@ -23,10 +29,14 @@ from ._enums import (
     SoraVideoCodecImplementation,
     SoraVideoCodecType,
 )
+from ._frame import SoraAudioFrame, SoraVideoFrame
 from ._log import enable_libwebrtc_log, rtc_log
 from ._native import ShimError
+from ._sink import SoraAudioSink, SoraAudioStreamSink, SoraVideoSink
 from ._sora import Sora
+from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraMediaTrack, SoraTrackInterface
+from ._vad import SoraVAD
 from . import aio  # noqa: E402 - `sora_ffi.aio` works after a plain `import sora_ffi`
 
 __version__ = "0.1.0"
@@ -36,6 +46,14 @@ __all__ = [
     "SoraConnection",
     "SoraTrackInterface",
     "SoraMediaTrack",
+    "SoraAudioSource",
+    "SoraVideoSource",
+    "SoraAudioSink",
+    "SoraAudioStreamSink",
+    "SoraAudioFrame",
+    "SoraVideoSink",
+    "SoraVideoFrame",
+    "SoraVAD",
     "SoraSignalingErrorCode",
     "SoraSignalingType",
     "SoraSignalingDirection",

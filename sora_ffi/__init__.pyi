@@ -13,12 +13,20 @@ from ._enums import SoraTransformableAudioFrameType as SoraTransformableAudioFra
 from ._enums import SoraTransformableFrameDirection as SoraTransformableFrameDirection
 from ._enums import SoraVideoCodecImplementation as SoraVideoCodecImplementation
 from ._enums import SoraVideoCodecType as SoraVideoCodecType
+from ._frame import SoraAudioFrame as SoraAudioFrame
+from ._frame import SoraVideoFrame as SoraVideoFrame
 from ._log import enable_libwebrtc_log as enable_libwebrtc_log
 from ._log import rtc_log as rtc_log
 from ._native import ShimError as ShimError
+from ._sink import SoraAudioSink as SoraAudioSink
+from ._sink import SoraAudioStreamSink as SoraAudioStreamSink
+from ._sink import SoraVideoSink as SoraVideoSink
 from ._sora import Sora as Sora
+from ._source import SoraAudioSource as SoraAudioSource
+from ._source import SoraVideoSource as SoraVideoSource
 from ._track import SoraMediaTrack as SoraMediaTrack
 from ._track import SoraTrackInterface as SoraTrackInterface
+from ._vad import SoraVAD as SoraVAD
 
 __version__: str
 __all__: list[str]

@@ -81,7 +81,7 @@ class SoraConnection:
     on_track: _Callback[Callable[[SoraMediaTrack], None]] = _Callback()
     on_data_channel: _Callback[Callable[[str], None]] = _Callback()
 
-    def __init__(self, dispatcher: "Dispatcher", config_json: str) -> None:
+    def __init__(self, dispatcher: "Dispatcher", config_json: str, sources: tuple = ()) -> None:
         out = ffi.new("SoraConnection **")
         status = lib.sora_connection_new(dispatcher.queue.ptr, config_json.encode("utf-8"), out)
         if status == SORA_ERR_INVALID_ARGUMENT:
@@ -102,6 +102,9 @@ class SoraConnection:
         self._finished = False  # SORA_EVENT_DISCONNECT arrived
         self._ended = threading.Event()  # ... and on_disconnect has returned
         self._tracks: dict[int, SoraMediaTrack] = {}
+        # The audio/video source objects named in the config: the shim holds sources only
+        # weakly (by id), so they must live at least as long as this connection.
+        self._sources = tuple(sources)
         self._observers: list[Observer] = []
         dispatcher.register(self._source, self)
 

@@ -44,7 +44,10 @@ def _open_library() -> Any:
     path = library_path()
     if not os.path.exists(path):
         raise ImportError(f"the sora shim library was not found at {path!r} (set SORA_SHIM_LIB or reinstall sora_ffi)")
-    return ffi.dlopen(path)
+    # RTLD_NODELETE: libdatachannel's SCTP timer threads outlive every peer; if interpreter
+    # teardown frees the cffi library object, a dlclose would unmap code those threads are
+    # about to run and the process would crash at exit.
+    return ffi.dlopen(path, ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
 
 
 lib = _open_library()

@@ -1,4 +1,5 @@
-"""`Sora`: the factory for connections, and the owner of their event dispatcher."""
+"""`Sora`: the factory for connections and media sources, and the owner of the event
+dispatcher of its connections and their sinks."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from ._connection import SoraConnection
 from ._dispatch import Dispatcher
 from ._enums import SoraDegradationPreference
 from ._log import start_log_pump
+from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraTrackInterface
 from ._validate import connection_config
 
@@ -16,8 +18,9 @@ __all__ = ["Sora"]
 
 
 class Sora:
-    """Creates connections. Each Sora has one event queue and one dispatcher thread (started
-    with its first connection) on which all its connections' callbacks run."""
+    """Creates connections and media sources. Each Sora has one event queue and one
+    dispatcher thread (started with its first connection) on which all callbacks of its
+    connections and of the sinks on their tracks run, one at a time."""
 
     def __init__(self, openh264: Optional[str] = None, video_codec_preference: Any = None) -> None:
         if openh264 is not None:
@@ -92,4 +95,17 @@ class Sora:
         for name in ("self", "signaling_urls", "role", "channel_id"):
             del options[name]
         config = connection_config(signaling_urls, role, channel_id, options)
-        return SoraConnection(self._dispatcher, json.dumps(config, allow_nan=False))
+        # The config names the sources by native id; the connection holds the Python objects
+        # (and so the native sources) for as long as it lives.
+        sources = tuple(s for s in (audio_source, video_source) if s is not None)
+        return SoraConnection(self._dispatcher, json.dumps(config, allow_nan=False), sources=sources)
+
+    def create_audio_source(self, channels: int, sample_rate: int) -> SoraAudioSource:
+        """A source of `channels` x `sample_rate` Hz int16 audio for `create_connection(
+        audio_source=...)`; what it is given is converted for sending (Opus, 48 kHz).
+        channels 1..8, sample_rate 8000..192000."""
+        return SoraAudioSource(channels, sample_rate)
+
+    def create_video_source(self) -> SoraVideoSource:
+        """A source of BGR frames for `create_connection(video_source=...)` (sent as VP8 or VP9)."""
+        return SoraVideoSource()

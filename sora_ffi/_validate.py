@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from ._enums import SoraDegradationPreference
+from ._source import SoraAudioSource, SoraVideoSource
 
 __all__ = ["connection_config", "MAX_ID_BYTES"]
 
@@ -36,8 +37,10 @@ PARAM_DICTS = ("video_vp9_params", "video_av1_params", "video_h264_params", "aud
 PLAIN_STRINGS = ("audio_streaming_language_code", "proxy_username", "proxy_password",
                  "proxy_agent", "user_agent")
 CERTS = ("client_cert", "client_key", "ca_cert")
-# Media objects arrive with the media layer; until then only None is accepted.
-NOT_YET = ("audio_source", "video_source", "audio_frame_transformer", "video_frame_transformer")
+# Encoded transforms are not available yet: only None is accepted.
+NOT_YET = ("audio_frame_transformer", "video_frame_transformer")
+# What a video_source can be encoded as in this build.
+ENCODABLE_VIDEO_CODECS = ("VP8", "VP9")
 DATA_CHANNEL_KEYS = ("label", "direction", "ordered", "max_packet_life_time", "max_retransmits",
                      "protocol", "compress", "header")
 HEADER_TYPES = ("sender_connection_id",)
@@ -223,9 +226,17 @@ def _check_degradation_preference(value: Any) -> int:
 
 def _check_not_yet(name: str, value: Any) -> None:
     raise TypeError(
-        f"{name} must be None: sora_ffi does not support media objects yet "
+        f"{name} must be None: sora_ffi does not support encoded frame transformers yet "
         f"(got {_type_name(value)})"
     )
+
+
+def _check_source(name: str, value: Any, cls: type) -> int:
+    """A source made by this package's Sora -> its native id (the shim looks it up)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__name__} (from Sora.create_"
+                        f"{'audio' if cls is SoraAudioSource else 'video'}_source), not {_type_name(value)}")
+    return int(value._native_id)
 
 
 # name -> checker(value) returning the JSON value; one entry per optional parameter.
@@ -250,6 +261,8 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "data_channels": _check_data_channels,
     "proxy_url": partial(_check_url, "proxy_url", schemes=("http", "https")),
     "degradation_preference": _check_degradation_preference,
+    "audio_source": partial(_check_source, "audio_source", cls=SoraAudioSource),
+    "video_source": partial(_check_source, "video_source", cls=SoraVideoSource),
     **{name: partial(_check_bool, name) for name in BOOLS},
     **{name: partial(_check_dict, name) for name in PARAM_DICTS},
     **{name: partial(_check_str, name) for name in PLAIN_STRINGS},
@@ -289,3 +302,7 @@ def _check_combinations(config: Mapping[str, Any]) -> None:
     for name in ("proxy_username", "proxy_password", "proxy_agent"):
         if name in config and "proxy_url" not in config:
             raise ValueError(f"{name} needs proxy_url")
+    codec = config.get("video_codec_type")
+    if "video_source" in config and codec is not None and codec not in ENCODABLE_VIDEO_CODECS:
+        raise ValueError(f"video_codec_type {codec!r} cannot be sent from a video_source: this build "
+                         f"encodes {' and '.join(ENCODABLE_VIDEO_CODECS)}")

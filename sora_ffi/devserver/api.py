@@ -177,7 +177,10 @@ async def get_stats_connection(core, params):
 
 async def request_key_frame(core, params):
     s = _connection(core, params)
-    s.keyframe_requested = True  # wired to PLI by the media plane
+    s.keyframe_requested = True
+    track = s.upstream_tracks.get("video")
+    if track is not None and s.peer is not None and not s.peer.closed:
+        s.peer.request_keyframe(track)  # PLI to the sender
     return {}
 
 

@@ -110,6 +110,20 @@ class Peer:
     def dc_close(self, dc: int) -> None:
         self._call(lambda p: check(lib.sora_peer_dc_close(p, dc)))
 
+    def forward_track(self, src_track: int, dst: "Peer", dst_track: int, enable: bool = True) -> None:
+        """Forwards this peer's receiving track natively to ``dst``'s sending track (RTP
+        down, RTCP feedback back up); media never reaches Python."""
+        def call(p):
+            with dst._lock:
+                if dst._ptr is None:
+                    raise PeerClosed()
+                check(lib.sora_peer_forward_track(p, src_track, dst._ptr, dst_track, 1 if enable else 0))
+        self._call(call)
+
+    def request_keyframe(self, track: int) -> bool:
+        """Sends a PLI to the client sending on ``track``; False before any media arrived."""
+        return bool(self._call(lambda p: check(lib.sora_peer_request_keyframe(p, track))))
+
     def close_and_destroy(self) -> None:
         """Closes and frees the peer; idempotent; may block briefly (call off the loop)."""
         self._closing = True
@@ -123,34 +137,10 @@ class Peer:
                 lib.sora_peer_destroy(ptr)
 
 
-_pinned = None
-
-
-def _pin_shim() -> None:
-    """Keeps the shim mapped until the process ends.
-
-    libdatachannel's usrsctp timer threads outlive every peer; if the interpreter's teardown
-    dlcloses the shim (cffi does when its library object is freed), those threads jump into
-    unmapped code and the process dies with SIGSEGV at exit. A second handle that is never
-    closed prevents the unmap. (Belongs in sora_ffi._native; harmless when done twice.)
-    """
-    global _pinned
-    if _pinned is None:
-        try:
-            import ctypes
-
-            from .._native import library_path
-
-            _pinned = ctypes.CDLL(library_path())
-        except Exception:  # pragma: no cover - best effort
-            _pinned = False
-
-
 class PeerLoop:
     """One thread that waits on the shared event queue and feeds the asyncio loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        _pin_shim()
         self._loop = loop
         self.queue = EventQueue(0)
         self._routes: dict = {}

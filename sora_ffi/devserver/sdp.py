@@ -271,3 +271,14 @@ def max_numeric_mid(sdp: str) -> int:
         if mid is not None and mid.isdigit():
             best = max(best, int(mid))
     return best
+
+
+def section_ssrc(sdp: str, mid: str) -> Optional[int]:
+    """The first ``a=ssrc`` of the m-section ``mid`` (the media SSRC its sender uses)."""
+    parts = re.split(r"\r?\n(?=m=)", sdp)
+    for part in parts:
+        found = _MID_RE.search(part)
+        if found and found.group(1) == mid:
+            m = re.search(r"^a=ssrc:(\d+) ", part, re.M)
+            return int(m.group(1)) if m else None
+    return None

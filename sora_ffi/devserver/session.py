@@ -485,6 +485,9 @@ class Session:
                                          ssrc=s.out_ssrc[kind], cname=s.connection_id)
             tid = self.peer.add_track(text)
             self.down_tracks[key] = DownTrack(tid, mid, s.connection_id, kind)
+            src_track = s.upstream_tracks.get(kind)
+            if src_track is not None and s.peer is not None and not s.peer.closed:
+                s.peer.forward_track(src_track, self.peer, tid)
             changed = True
         return changed
 
@@ -559,6 +562,11 @@ class Session:
             self._spawn(self.end(CLOSE_BAD_REQUEST, "INVALID-ANSWER"))
             return
         self.counters.answers += 1
+        # Media is forwarded with the sender's own SSRCs: others' offers must announce them.
+        for kind, mid in self.upstream.items():
+            ssrc = sdp.section_ssrc(sdp_text, mid)
+            if ssrc:
+                self.out_ssrc[kind] = ssrc
         self.negotiating = False
         self._answer_seen.set()
         if self._reanswer_timer is not None:
