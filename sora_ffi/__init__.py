@@ -39,6 +39,12 @@ from ._track import SoraMediaTrack, SoraTrackInterface
 from ._vad import SoraVAD
 from . import aio  # noqa: E402 - `sora_ffi.aio` works after a plain `import sora_ffi`
 
+# The official SDK's extension names for the sink classes (its public classes are thin
+# wrappers keeping the track; ours keep it themselves).
+SoraAudioSinkImpl = SoraAudioSink
+SoraAudioStreamSinkImpl = SoraAudioStreamSink
+SoraVideoSinkImpl = SoraVideoSink
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -54,6 +60,9 @@ __all__ = [
     "SoraVideoSink",
     "SoraVideoFrame",
     "SoraVAD",
+    "SoraAudioSinkImpl",
+    "SoraAudioStreamSinkImpl",
+    "SoraVideoSinkImpl",
     "SoraSignalingErrorCode",
     "SoraSignalingType",
     "SoraSignalingDirection",

@@ -28,6 +28,10 @@ from ._track import SoraMediaTrack as SoraMediaTrack
 from ._track import SoraTrackInterface as SoraTrackInterface
 from ._vad import SoraVAD as SoraVAD
 
+SoraAudioSinkImpl = SoraAudioSink
+SoraAudioStreamSinkImpl = SoraAudioStreamSink
+SoraVideoSinkImpl = SoraVideoSink
+
 __version__: str
 __all__: list[str]
 

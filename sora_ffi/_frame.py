@@ -20,6 +20,7 @@ class SoraVideoFrame:
     """One decoded video frame (argument of `SoraVideoSink.on_frame`)."""
 
     __slots__ = ("_array",)
+    _array: np.ndarray
 
     def __init__(self) -> None:
         raise TypeError("SoraVideoFrame objects are made by SoraVideoSink, not directly")
@@ -61,6 +62,9 @@ class SoraAudioFrame:
     a frame from your own samples (for `SoraVAD.analyze`, for example)."""
 
     __slots__ = ("_array", "_sample_rate_hz", "_timestamp_ms")
+    _array: np.ndarray
+    _sample_rate_hz: int
+    _timestamp_ms: Optional[int]
 
     def __init__(self) -> None:
         raise TypeError("SoraAudioFrame objects are made by SoraAudioStreamSink or by unpickling")

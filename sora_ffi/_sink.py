@@ -151,7 +151,8 @@ class _Sink:
 
     def __repr__(self) -> str:
         state = "attached" if self._attached else "detached"
-        return f"<{type(self).__name__} track={self._track.id!r} {state}>"
+        track = getattr(self, "_track", None)
+        return f"<{type(self).__name__} track={track.id if track else None!r} {state}>"
 
 
 class SoraVideoSink(_Sink):

@@ -90,7 +90,12 @@ class Sora:
         user_agent: Optional[str] = None,
     ) -> SoraConnection:
         """Validates every argument (TypeError / ValueError) and creates a connection; nothing
-        touches the network before `connect()`. Timeouts are in seconds, bit rates in kbps."""
+        touches the network before `connect()`. Timeouts are in seconds, bit rates in kbps.
+
+        `audio_source` / `video_source` are what `create_audio_source` / `create_video_source`
+        return (the connection keeps them alive); a source may feed several connections.
+        With a `video_source`, `video_codec_type` must be VP8 or VP9 (what this build
+        encodes)."""
         options = dict(locals())  # exactly the parameters: this is the first statement
         for name in ("self", "signaling_urls", "role", "channel_id"):
             del options[name]

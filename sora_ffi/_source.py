@@ -28,6 +28,7 @@ INT32_MAX = 2**31 - 1
 AUDIO_CHANNELS = (1, 8)
 AUDIO_SAMPLE_RATE = (8_000, 192_000)  # Hz
 MAX_VIDEO_SIDE = 8192  # pixels
+_PUSH_CHUNK_MS = 100  # audio is handed to the shim in pieces of at most this length
 
 
 def _type_name(value: Any) -> str:
@@ -69,8 +70,9 @@ class _Source(SoraTrackInterface):
         self._native_id = native_id
         self._enabled_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, destroy, ptr)
-        # Sources are plain handles without threads: freeing them at exit is safe, and
-        # connections still sending from them simply stop.
+        # Not at interpreter exit: a daemon thread may still be inside a push then (which
+        # can wait for backpressure without the GIL), and the process frees everything anyway.
+        self._finalizer.atexit = False
 
     def _set_native_enabled(self, set_enabled: Any, enable: Any) -> bool:
         if not isinstance(enable, bool):
@@ -92,9 +94,11 @@ class SoraAudioSource(_Source):
 
     Unlike the official SDK, bursts are fine: while a connection using this source has more
     than 500 ms queued, `on_data` waits (without the GIL) until it has played out, so a
-    text-to-speech bot may hand over a whole utterance at once and it is sent in real time.
-    Without a connection, or before it is established, nothing waits (only the newest
-    second of audio is kept per connection).
+    text-to-speech bot may hand over a whole utterance at once and it is sent in real time
+    (do not push from a callback then: it would hold up the dispatcher thread). Without a
+    connection nothing waits and the audio is discarded.
+
+    `set_enabled(False)` sends silence instead (the track stays); `kind` is "audio".
     """
 
     def __init__(self, channels: int, sample_rate: int) -> None:
@@ -148,7 +152,7 @@ class SoraAudioSource(_Source):
             if frames < 0:
                 raise ValueError(f"samples_per_channel must not be negative, not {frames}")
             address = int(first)
-            if address < 0:
+            if not 0 <= address < 2 ** (8 * ffi.sizeof("void *")):
                 raise ValueError("data must be a memory address (a non-negative int)")
             if address == 0 and frames > 0:
                 raise ValueError("data must not be a NULL address")
@@ -158,8 +162,19 @@ class SoraAudioSource(_Source):
                             f"an int address and samples_per_channel, not {_type_name(first)}")
         has_timestamp = timestamp is not None
         ts = _seconds_arg("timestamp", timestamp) if has_timestamp else 0.0
-        # `ptr` (for arrays an ffi.from_buffer view) keeps the samples valid during the call.
-        _pushed(lib.sora_audio_source_push(self._ptr, ptr, frames, ts, 1 if has_timestamp else 0))
+        # `ptr` (for arrays an ffi.from_buffer view) keeps the samples valid during the calls.
+        # Long bursts go over in chunks: the shim paces each push (it waits while more than
+        # 500 ms are queued) but keeps only the newest second of one oversized push.
+        step = max(self._sample_rate * _PUSH_CHUNK_MS // 1000, 1)
+        done = 0
+        while True:
+            n = min(step, frames - done)
+            chunk = ptr if done == 0 else ptr + done * self._channels
+            _pushed(lib.sora_audio_source_push(self._ptr, chunk, n, ts, 1 if has_timestamp else 0))
+            has_timestamp = False  # later chunks continue from the previous one
+            done += n
+            if done >= frames:
+                return
 
     def _array_samples(self, a: np.ndarray) -> tuple[int, Any]:
         if a.dtype != np.int16:
@@ -184,8 +199,10 @@ class SoraVideoSource(_Source):
 
     `on_captured` takes BGR uint8 frames shaped (height, width, 3); they are converted to
     I420 natively before the call returns. Frame sizes may change at any time. When the
-    encoder is busy the newest frame wins (older unsent ones are dropped, counted in stats).
-    This build encodes VP8 and VP9.
+    encoder is busy the newest frame wins (older unsent ones are dropped). Without a
+    connection nothing is converted. This build encodes VP8 and VP9.
+
+    `set_enabled(False)` sends black frames instead (the track stays); `kind` is "video".
     """
 
     def __init__(self) -> None:
@@ -245,8 +262,8 @@ class SoraVideoSource(_Source):
 
 # -- argument parsing for the official overloads -------------------------------------------
 
-def _first_argument(args: tuple, kwargs: dict[str, Any], names: tuple[str, ...],
-                    method: str) -> tuple[Any, tuple, dict[str, Any]]:
+def _first_argument(args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, ...],
+                    method: str) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """The first argument (positional or by one of `names`), the other positionals, and the
     remaining keywords."""
     kwargs = dict(kwargs)
@@ -260,7 +277,7 @@ def _first_argument(args: tuple, kwargs: dict[str, Any], names: tuple[str, ...],
     return kwargs.pop(given[0]), (), kwargs
 
 
-def _take_required(rest: tuple, kwargs: dict[str, Any], name: str, method: str) -> Any:
+def _take_required(rest: tuple[Any, ...], kwargs: dict[str, Any], name: str, method: str) -> Any:
     if rest:
         if name in kwargs:
             raise TypeError(f"{method}() got multiple values for argument {name!r}")
@@ -270,7 +287,7 @@ def _take_required(rest: tuple, kwargs: dict[str, Any], name: str, method: str) 
     return kwargs.pop(name)
 
 
-def _take_optional(rest: tuple, kwargs: dict[str, Any], name: str, method: str, max_args: int) -> Optional[Any]:
+def _take_optional(rest: tuple[Any, ...], kwargs: dict[str, Any], name: str, method: str, max_args: int) -> Optional[Any]:
     """The last (optional) argument: nothing may follow it."""
     value = None
     if rest:
@@ -286,7 +303,7 @@ def _take_optional(rest: tuple, kwargs: dict[str, Any], name: str, method: str, 
     return value
 
 
-def _video_timestamp(rest: tuple, kwargs: dict[str, Any]) -> int:
+def _video_timestamp(rest: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     """INT64_MIN (now), or the capture time in epoch µs."""
     if len(rest) > 1:
         raise TypeError("on_captured() takes at most 2 positional arguments")

@@ -26,6 +26,7 @@ class SoraVAD:
         self._ptr: Any = out[0]
         self._lock = threading.Lock()  # the native detector is not reentrant
         self._finalizer = weakref.finalize(self, lib.sora_vad_destroy, self._ptr)
+        self._finalizer.atexit = False  # a daemon thread may be inside analyze() at exit
 
     def analyze(self, frame: SoraAudioFrame) -> float:
         """The voice probability of `frame`, in [0, 1]."""

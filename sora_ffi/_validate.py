@@ -236,7 +236,8 @@ def _check_source(name: str, value: Any, cls: type) -> int:
     if not isinstance(value, cls):
         raise TypeError(f"{name} must be a {cls.__name__} (from Sora.create_"
                         f"{'audio' if cls is SoraAudioSource else 'video'}_source), not {_type_name(value)}")
-    return int(value._native_id)
+    source: Any = value
+    return int(source._native_id)
 
 
 # name -> checker(value) returning the JSON value; one entry per optional parameter.

@@ -76,6 +76,8 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS[0])
+
+
 WAIT = 10.0  # generous upper bound for anything that normally takes milliseconds
 
 

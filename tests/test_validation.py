@@ -21,8 +21,9 @@ class RecordingConnection:
 
     created: list[dict] = []
 
-    def __init__(self, dispatcher, config_json: str) -> None:
+    def __init__(self, dispatcher, config_json: str, sources: tuple = ()) -> None:
         RecordingConnection.created.append(json.loads(config_json))
+        self._sources = sources
 
 
 @pytest.fixture
@@ -190,8 +191,10 @@ def test_error_messages_name_the_parameter(sora, recorder):
         sora.create_connection(**BASE, video_bit_rate=0)
     with pytest.raises(TypeError, match=r"data_channels\[0\]\['ordered'\]"):
         sora.create_connection(**BASE, data_channels=dc(ordered="no"))
-    with pytest.raises(TypeError, match="media objects"):
+    with pytest.raises(TypeError, match="audio_source"):
         sora.create_connection(**BASE, audio_source=object())
+    with pytest.raises(TypeError, match="video_frame_transformer"):
+        sora.create_connection(**BASE, video_frame_transformer=object())
 
 
 def test_unknown_keyword_is_a_type_error(sora, recorder):
@@ -281,9 +284,43 @@ def test_metadata_may_be_any_json(sora, recorder):
     assert recorder.created[0]["metadata"] == ["a", 1, None]
 
 
+# -- audio_source / video_source ------------------------------------------------------------
+
+def test_sources_of_the_wrong_kind_are_type_errors(sora, recorder):
+    audio, video = sora.create_audio_source(1, 48000), sora.create_video_source()
+    with pytest.raises(TypeError, match="audio_source"):
+        sora.create_connection(**BASE, audio_source=video)
+    with pytest.raises(TypeError, match="video_source"):
+        sora.create_connection(**BASE, video_source=audio)
+    with pytest.raises(TypeError, match="video_source"):
+        sora.create_connection(**BASE, video_source="camera")
+    assert recorder.created == []
+
+
+def test_sources_are_passed_by_native_id_and_kept_by_the_connection(sora, recorder):
+    audio, video = sora.create_audio_source(2, 44100), sora.create_video_source()
+    conn = sora.create_connection(**BASE, audio_source=audio, video_source=video)
+    cfg = recorder.created[0]
+    assert cfg["audio_source"] == audio._native_id and cfg["video_source"] == video._native_id
+    assert type(cfg["audio_source"]) is int and cfg["audio_source"] != cfg["video_source"]
+    assert conn._sources == (audio, video)
+
+
+@pytest.mark.parametrize("codec", ["AV1", "H264", "H265"])
+def test_video_source_needs_a_codec_this_build_encodes(sora, recorder, codec):
+    video = sora.create_video_source()
+    with pytest.raises(ValueError, match="VP8 and VP9"):
+        sora.create_connection(**BASE, video_source=video, video_codec_type=codec)
+    sora.create_connection(**BASE, video_codec_type=codec)  # receiving only: fine
+    for ok in ("VP8", "VP9"):
+        sora.create_connection(**BASE, video_source=video, video_codec_type=ok)
+    assert len(recorder.created) == 3
+
+
 def test_the_shim_accepts_every_key_python_sends(sora):
     # The shim rejects unknown keys: this keeps the two sides' parameter lists in step.
-    conn = sora.create_connection(**BASE, **FULL)
+    conn = sora.create_connection(**BASE, **FULL, audio_source=sora.create_audio_source(1, 16000),
+                                  video_source=sora.create_video_source())
     assert isinstance(conn, sora_ffi.SoraConnection)
     conn.disconnect()  # safe before connect()
 

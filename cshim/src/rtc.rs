@@ -216,6 +216,9 @@ impl Peer {
             sys::rtcTransportPolicy_RTC_TRANSPORT_POLICY_ALL
         };
         cfg.disableAutoNegotiation = config.disable_auto_negotiation;
+        // Sora adds media sections later (re-offers): without this, a session that starts
+        // with only m=application gets a transport without SRTP and never carries media.
+        cfg.forceMediaTransport = true;
         if let Some((a, b)) = config.port_range {
             cfg.portRangeBegin = a;
             cfg.portRangeEnd = b;

@@ -166,7 +166,9 @@ impl MediaSink for AudioSink {
                 q.push(Event::new(EventType::AudioFormat, self.id).a(r as i64).b(c as i64));
             }
             let bytes: Vec<u8> = out.iter().flat_map(|s| s.to_ne_bytes()).collect();
-            q.push(Event::new(EventType::AudioData, self.id).a(r as i64).b(c as i64).data(bytes));
+            let mut ev = Event::new(EventType::AudioData, self.id).a(r as i64).b(c as i64).data(bytes);
+            ev.droppable = true;
+            q.push(ev);
         }
     }
 }

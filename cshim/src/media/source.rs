@@ -27,12 +27,19 @@ pub struct AudioFeed {
 
 struct AudioFeedState {
     samples: VecDeque<i16>,
+    /// When the sender last took audio: a feed nobody drains (not connected yet, or
+    /// stalled) must neither block producers nor grow.
+    last_take: Option<Instant>,
     /// Capture time (epoch seconds) of the first queued sample, when known.
     first_capture: Option<f64>,
     closed: bool,
 }
 
 impl AudioFeed {
+    fn draining(st: &AudioFeedState) -> bool {
+        st.last_take.is_some_and(|t| t.elapsed() < Duration::from_millis(300))
+    }
+
     fn queued(&self, st: &AudioFeedState) -> Duration {
         Duration::from_secs_f64(st.samples.len() as f64 / (self.channels as f64 * SEND_RATE as f64))
     }
@@ -40,6 +47,8 @@ impl AudioFeed {
     /// Takes exactly `frames` frames (interleaved) if available, with their capture time.
     pub fn take(&self, frames: usize) -> Option<(Vec<i16>, Option<f64>)> {
         let mut st = self.state.lock();
+        // Polled every ptime by a live sender, with or without data: that is "draining".
+        st.last_take = Some(Instant::now());
         let n = frames * self.channels as usize;
         if st.samples.len() < n {
             return None;
@@ -103,7 +112,7 @@ impl AudioSource {
         let feed = Arc::new(AudioFeed {
             channels: self.send_channels,
             enabled: self.enabled.clone(),
-            state: Mutex::new(AudioFeedState { samples: VecDeque::new(), first_capture: None, closed: false }),
+            state: Mutex::new(AudioFeedState { samples: VecDeque::new(), last_take: None, first_capture: None, closed: false }),
             drained: Condvar::new(),
         });
         self.inner.lock().feeds.push(Arc::downgrade(&feed));
@@ -131,13 +140,11 @@ impl AudioSource {
         };
         for feed in feeds {
             let mut fs = feed.state.lock();
-            // Backpressure: wait (bounded by how long the queue takes to play out) while
-            // the sender is behind; a sender that stops draining is detected by the timeout.
-            let deadline = Instant::now() + feed.queued(&fs) + Duration::from_secs(1);
-            while !fs.closed && feed.queued(&fs) > MAX_QUEUED {
-                if feed.drained.wait_until(&mut fs, deadline).timed_out() {
-                    break;
-                }
+            // Backpressure: while the sender drains in real time, wait until less than
+            // MAX_QUEUED is queued, then take the whole chunk (a long utterance in one call
+            // is accepted and paced). A feed nobody drains keeps only the newest audio.
+            while !fs.closed && AudioFeed::draining(&fs) && feed.queued(&fs) > MAX_QUEUED {
+                feed.drained.wait_for(&mut fs, Duration::from_millis(100));
             }
             if fs.closed {
                 continue;
@@ -146,15 +153,16 @@ impl AudioSource {
                 fs.first_capture = Some(capture);
             }
             fs.samples.extend(converted.iter().copied());
-            // A sender that is not draining (not connected yet) keeps only the newest audio.
-            let max = (feed.channels as f64 * SEND_RATE as f64 * 2.0 * MAX_QUEUED.as_secs_f64()) as usize;
-            if fs.samples.len() > max {
-                let excess = fs.samples.len() - max;
-                fs.samples.drain(..excess);
-                if let Some(t) = fs.first_capture.as_mut() {
-                    *t += (excess / feed.channels as usize) as f64 / SEND_RATE as f64;
+            if !AudioFeed::draining(&fs) {
+                let max = (feed.channels as f64 * SEND_RATE as f64 * MAX_QUEUED.as_secs_f64()) as usize;
+                if fs.samples.len() > max {
+                    let excess = fs.samples.len() - max;
+                    fs.samples.drain(..excess);
+                    if let Some(t) = fs.first_capture.as_mut() {
+                        *t += (excess / feed.channels as usize) as f64 / SEND_RATE as f64;
+                    }
+                    self.dropped_frames.fetch_add((excess / feed.channels as usize) as u64, Ordering::Relaxed);
                 }
-                self.dropped_frames.fetch_add((excess / feed.channels as usize) as u64, Ordering::Relaxed);
             }
         }
         Ok(())

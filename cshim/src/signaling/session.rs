@@ -796,7 +796,10 @@ impl Session {
                     self.pc_connected = true;
                     self.check_connected();
                 }
-                4 => self.finish(code::PEER_CONNECTION_STATE_FAILED, "PeerConnectionState::failed"),
+                // While disconnecting the server tears the peer down: that is the expected end.
+                4 if self.disconnecting.is_none() => {
+                    self.finish(code::PEER_CONNECTION_STATE_FAILED, "PeerConnectionState::failed")
+                }
                 5 if self.disconnecting.is_none() && self.ws.is_none() => {
                     self.finish(code::CLOSE_SUCCEEDED, "Succeeded to close DataChannel from server (peer connection closed)")
                 }

@@ -273,9 +273,19 @@ impl RtpReceiver {
         }
     }
 
+    /// When the frame at the head of the buffer is given up. Measured from the newest packet
+    /// of that frame (same timestamp): a large keyframe paced over more than the wait limit
+    /// is still arriving and must not expire, while a frame whose packets stopped does.
     fn deadline(&self) -> Option<Instant> {
-        let oldest = self.buffer.values().map(|p| p.arrival).min()?;
-        let since = self.cursor_since.map_or(oldest, |c| c.max(oldest));
+        let (_, head) = self.buffer.iter().next()?;
+        let newest = self
+            .buffer
+            .values()
+            .filter(|p| p.ts == head.ts)
+            .map(|p| p.arrival)
+            .max()
+            .unwrap_or(head.arrival);
+        let since = self.cursor_since.map_or(newest, |c| c.max(newest));
         Some(since + self.wait_limit())
     }
 

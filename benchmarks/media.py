@@ -1,0 +1,201 @@
+"""Media cost and latency, sora_ffi vs the official sora_sdk, through one dev server.
+
+Each measured client runs in its own process (so process CPU time is its own) against a dev
+server in another process:
+
+* send: a sendonly client pushing 1280x720 BGR frames at 30 fps, VP8 at 2.5 Mbps, to a
+  sora_ffi receiver. Reported: process CPU seconds per media second.
+* recv: a recvonly client receiving the same stream from a sora_ffi sender, delivering BGR
+  frames to a Python callback. Reported: CPU per media second, frame rate, glass-to-glass
+  latency (send time written into each frame by sora_ffi.testpattern -> the receiver's
+  callback), and the cost of getting the pixels as a numpy array (frame.data()).
+
+    python benchmarks/media.py [--seconds 10] [--codec VP8] [--bitrate 2500]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+W, H, FPS = 1280, 720, 30
+
+
+def connect(sdk, sora, url, channel, role, **kw):
+    conn = sora.create_connection(signaling_urls=[url], role=role, channel_id=channel, **kw)
+    own, connected = [], threading.Event()
+    conn.on_set_offer = lambda text: own.append(json.loads(text)["connection_id"])
+
+    def on_notify(text):
+        m = json.loads(text)
+        if m.get("event_type") == "connection.created" and own and m.get("connection_id") == own[0]:
+            connected.set()
+
+    conn.on_notify = on_notify
+    conn.connect()
+    if not connected.wait(15):
+        raise SystemExit(f"{sdk.__name__}: not connected")
+    return conn
+
+
+def run_sender(sdk, url, channel, seconds, codec, bitrate):
+    from sora_ffi import testpattern
+
+    sora = sdk.Sora()
+    source = sora.create_video_source()
+    conn = connect(sdk, sora, url, channel, "sendonly", audio=False, video_codec_type=codec,
+                   video_bit_rate=bitrate, video_source=source)
+    scenes = [testpattern.scene(i, W, H) for i in range(testpattern.PERIOD)]  # drawing is not measured
+    time.sleep(1.0)  # let the receiver attach
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    frames = int(seconds * FPS)
+    for i in range(frames):
+        due = t0 + i / FPS
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        img = testpattern.stamp(scenes[i % testpattern.PERIOD].copy(), i, int(time.time() * 1000))
+        source.on_captured(img)
+    cpu = time.process_time() - cpu0
+    media = frames / FPS
+    time.sleep(1.0)
+    conn.disconnect()
+    return {"cpu_per_media_s": cpu / media, "frames_sent": frames}
+
+
+def run_receiver(sdk, url, channel, seconds):
+    from sora_ffi import testpattern
+
+    sora = sdk.Sora()
+    lock = threading.Lock()
+    got = []  # (index, latency_ms, data_cost_s)
+    sinks = []
+    first = threading.Event()
+
+    def on_frame(frame):
+        t = time.perf_counter()
+        img = frame.data()
+        cost = time.perf_counter() - t
+        code = testpattern.read_code(img)
+        now_ms = int(time.time() * 1000)
+        if code is not None:
+            idx, sent_ms = code
+            with lock:
+                got.append((idx, (now_ms - sent_ms) & 0xFFFFFFFF, cost))
+            first.set()
+
+    def on_track(track):
+        if track.kind == "video":
+            sink = sdk.SoraVideoSink(track)
+            sink.on_frame = on_frame
+            sinks.append(sink)
+
+    conn = sora.create_connection(signaling_urls=[url], role="recvonly", channel_id=channel, audio=False)
+    conn.on_track = on_track
+    conn.connect()
+    if not first.wait(20):
+        raise SystemExit(f"{sdk.__name__}: no video frames received")
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    with lock:
+        n0 = len(got)
+    time.sleep(seconds)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    with lock:
+        window = got[n0:]
+    conn.disconnect()
+    lat = sorted(x[1] for x in window)
+    idx = [x[0] for x in window]
+    in_order = sum(1 for a, b in zip(idx, idx[1:]) if b > a) / max(1, len(idx) - 1)
+    media = wall  # the stream is 30 fps real time
+    return {
+        "cpu_per_media_s": cpu / media,
+        "fps": len(window) / wall,
+        "latency_ms_median": statistics.median(lat) if lat else None,
+        "latency_ms_p95": lat[int(0.95 * (len(lat) - 1))] if lat else None,
+        "in_order": in_order,
+        "data_cost_us_median": statistics.median(x[2] for x in window) * 1e6 if window else None,
+    }
+
+
+def child(args):
+    sdk = importlib.import_module(args.sdk)
+    if args.role == "send":
+        r = run_sender(sdk, args.url, args.channel, args.seconds, args.codec, args.bitrate)
+    else:
+        r = run_receiver(sdk, args.url, args.channel, args.seconds)
+    print(json.dumps(r), flush=True)
+
+
+def spawn(role, sdk, url, channel, args):
+    cmd = [sys.executable, __file__, "--child", role, "--sdk", sdk, "--url", url, "--channel", channel,
+           "--seconds", str(args.seconds), "--codec", args.codec, "--bitrate", str(args.bitrate)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def result(p):
+    out, _ = p.communicate(timeout=120)
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    if p.returncode != 0 or not lines:
+        raise SystemExit(f"child failed ({p.returncode}): {out}")
+    return json.loads(lines[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--codec", default="VP8")
+    ap.add_argument("--bitrate", type=int, default=2500)
+    ap.add_argument("--child", choices=["send", "recv"])
+    ap.add_argument("--sdk", default="sora_ffi")
+    ap.add_argument("--url")
+    ap.add_argument("--channel")
+    args = ap.parse_args()
+    if args.child:
+        args.role = args.child
+        return child(args)
+    server = subprocess.Popen([sys.executable, "-m", "sora_ffi.devserver", "--port", "0", "--ping-interval", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = json.loads(server.stdout.readline())["signaling_url"]
+        rows = {}
+        for n, sdk in enumerate(("sora_ffi", "sora_sdk")):
+            # sending cost of `sdk`, received by sora_ffi
+            ch = f"send-{n}"
+            r = spawn("recv", "sora_ffi", url, ch, args)
+            s = spawn("send", sdk, url, ch, args)
+            rows[("send", sdk)] = result(s)
+            result(r)
+            # receiving cost of `sdk`, sent by sora_ffi
+            ch = f"recv-{n}"
+            r = spawn("recv", sdk, url, ch, args)
+            s = spawn("send", "sora_ffi", url, ch, args)
+            rows[("recv", sdk)] = result(r)
+            result(s)
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"{W}x{H} {FPS} fps {args.codec} {args.bitrate} kbps, {args.seconds:.0f} s per run, loopback")
+    print(json.dumps({f"{k[0]}/{k[1]}": v for k, v in rows.items()}, indent=1))
+    sf, so = rows[("send", "sora_ffi")], rows[("send", "sora_sdk")]
+    rf, ro = rows[("recv", "sora_ffi")], rows[("recv", "sora_sdk")]
+    print(f"send CPU s/media s: sora_ffi {sf['cpu_per_media_s']:.3f}  sora_sdk {so['cpu_per_media_s']:.3f}  "
+          f"ratio {sf['cpu_per_media_s'] / so['cpu_per_media_s']:.2f}")
+    print(f"recv CPU s/media s: sora_ffi {rf['cpu_per_media_s']:.3f}  sora_sdk {ro['cpu_per_media_s']:.3f}  "
+          f"ratio {rf['cpu_per_media_s'] / ro['cpu_per_media_s']:.2f}")
+    print(f"glass-to-glass ms (median/p95): sora_ffi {rf['latency_ms_median']}/{rf['latency_ms_p95']}  "
+          f"sora_sdk {ro['latency_ms_median']}/{ro['latency_ms_p95']}")
+    print(f"frame.data() µs (median): sora_ffi {rf['data_cost_us_median']:.1f}  sora_sdk {ro['data_cost_us_median']:.1f}")
+    print(f"received fps: sora_ffi {rf['fps']:.1f}  sora_sdk {ro['fps']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

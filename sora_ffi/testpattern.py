@@ -1,0 +1,77 @@
+"""Machine-readable test video: frames that carry their own index and send time.
+
+Used by the media tests and ``benchmarks/media.py`` (and handy for checking any video
+pipeline): :func:`make_frame` draws a moving scene plus a bar code of 48 black/white blocks
+(16-bit frame index, 32-bit send time in ms); :func:`read_code` recovers both from a
+decoded frame, surviving lossy compression because each block is a flat 32×32 square.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+BLOCK = 32
+PERIOD = 30  # the scene repeats every PERIOD frames, so senders can draw it once
+BITS = 48  # 16 index bits, then 32 time bits
+_ROW = 16  # blocks per row of the code (512 px: fits 640-wide frames)
+
+
+def _code_bits(index: int, time_ms: int) -> list[int]:
+    value = (index & 0xFFFF) | ((time_ms & 0xFFFFFFFF) << 16)
+    return [(value >> i) & 1 for i in range(BITS)]
+
+
+def scene(index: int, width: int, height: int) -> np.ndarray:
+    """The deterministic picture of frame ``index`` (BGR), without the code."""
+    index %= PERIOD
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.empty((height, width, 3), np.uint8)
+    img[..., 0] = ((x + 3 * index) % 256).astype(np.uint8)
+    img[..., 1] = ((y + 2 * index) % 256).astype(np.uint8)
+    img[..., 2] = (((x // 4 + y // 4) + index) % 256).astype(np.uint8)
+    # a moving box so that motion estimation has something real to do
+    bx = (index * 8) % max(1, width - 160)
+    img[height // 2: height // 2 + 120, bx: bx + 160] = (40, 200, 240)
+    return img
+
+
+def stamp(img: np.ndarray, index: int, time_ms: int) -> np.ndarray:
+    """Draws the code into the top-left corner of ``img`` (in place) and returns it."""
+    for i, bit in enumerate(_code_bits(index, time_ms)):
+        r, c = divmod(i, _ROW)
+        img[r * BLOCK:(r + 1) * BLOCK, c * BLOCK:(c + 1) * BLOCK] = 255 if bit else 0
+    return img
+
+
+def make_frame(index: int, time_ms: int, width: int = 1280, height: int = 720) -> np.ndarray:
+    return stamp(scene(index, width, height), index, time_ms)
+
+
+def read_code(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[tuple[int, int]]:
+    """(index, time_ms) from a decoded frame, or None when the code is unreadable.
+    ``sent_width``: the width the frame was sent at, when the sender may have scaled it."""
+    h, w = img.shape[:2]
+    block = BLOCK * w / sent_width if sent_width else float(BLOCK)
+    rows = (BITS + _ROW - 1) // _ROW
+    if block < 8 or h < rows * block or w < _ROW * block:
+        return None
+    gray = img[: int(rows * block), : int(_ROW * block)].mean(axis=2)
+    value = 0
+    q = block / 4
+    for i in range(BITS):
+        r, c = divmod(i, _ROW)
+        cell = gray[int(r * block + q):int((r + 1) * block - q), int(c * block + q):int((c + 1) * block - q)].mean()
+        if 64 < cell < 192:
+            return None  # neither black nor white: not our code
+        value |= int(cell >= 128) << i
+    return value & 0xFFFF, value >> 16
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two images of equal shape (the code area excluded)."""
+    rows = (BITS + _ROW - 1) // _ROW * BLOCK
+    x = a[rows:].astype(np.float64)
+    y = b[rows:].astype(np.float64)
+    mse = np.mean((x - y) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
