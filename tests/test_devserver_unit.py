@@ -338,6 +338,8 @@ class _FakeSession:
         self.pushed = []
         self.ended = None
         self.keyframe_requested = False
+        self.upstream_tracks = {}  # no media sections: RequestKeyFrame has no track to PLI
+        self.peer = None
 
     def send_push(self, data):
         self.pushed.append(data)
