@@ -28,6 +28,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 W, H, FPS = 1280, 720, 30
+# Objects kept until the child exits with os._exit: sora_sdk 2025.4.0 segfaults destroying
+# sinks/tracks of a live connection (see tests/conftest.py), so nothing is destroyed.
+_KEEP: list = []
 
 
 def connect(sdk, sora, url, channel, role, **kw):
@@ -79,29 +82,38 @@ def run_receiver(sdk, url, channel, seconds):
     lock = threading.Lock()
     got = []  # (index, latency_ms, data_cost_s)
     sinks = []
+    sizes: set = set()
     first = threading.Event()
 
     def on_frame(frame):
         t = time.perf_counter()
         img = frame.data()
         cost = time.perf_counter() - t
-        code = testpattern.read_code(img)
+        code = testpattern.read_code(img, W)  # the official sender may scale the picture down
         now_ms = int(time.time() * 1000)
         if code is not None:
             idx, sent_ms = code
             with lock:
                 got.append((idx, (now_ms - sent_ms) & 0xFFFFFFFF, cost))
+                sizes.add(f"{img.shape[1]}x{img.shape[0]}")
             first.set()
 
-    def on_track(track):
-        if track.kind == "video":
-            sink = sdk.SoraVideoSink(track)
-            sink.on_frame = on_frame
-            sinks.append(sink)
+    tracks = []
+    track_seen = threading.Event()
 
-    conn = sora.create_connection(signaling_urls=[url], role="recvonly", channel_id=channel, audio=False)
+    def on_track(track):  # sinks are made on this thread: sora_sdk crashes making them in callbacks
+        if track.kind == "video":
+            tracks.append(track)
+            track_seen.set()
+
+    conn = sora.create_connection(signaling_urls=[url], role="recvonly", channel_id=channel, audio=True, video=True)
     conn.on_track = on_track
     conn.connect()
+    if not track_seen.wait(20):
+        raise SystemExit(f"{sdk.__name__}: no video track")
+    sink = sdk.SoraVideoSink(tracks[0])
+    sink.on_frame = on_frame
+    sinks.append(sink)
     if not first.wait(20):
         raise SystemExit(f"{sdk.__name__}: no video frames received")
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -111,7 +123,8 @@ def run_receiver(sdk, url, channel, seconds):
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     with lock:
         window = got[n0:]
-    conn.disconnect()
+    # no disconnect: the child exits right after reporting, and the server sees the WebSocket go
+    _KEEP.extend([sora, conn, tracks, sinks])
     lat = sorted(x[1] for x in window)
     idx = [x[0] for x in window]
     in_order = sum(1 for a, b in zip(idx, idx[1:]) if b > a) / max(1, len(idx) - 1)
@@ -123,6 +136,7 @@ def run_receiver(sdk, url, channel, seconds):
         "latency_ms_p95": lat[int(0.95 * (len(lat) - 1))] if lat else None,
         "in_order": in_order,
         "data_cost_us_median": statistics.median(x[2] for x in window) * 1e6 if window else None,
+        "sizes": sorted(sizes),
     }
 
 
@@ -133,6 +147,9 @@ def child(args):
     else:
         r = run_receiver(sdk, args.url, args.channel, args.seconds)
     print(json.dumps(r), flush=True)
+    # sora_sdk 2025.4.0 may crash tearing down live objects at interpreter exit
+    # (see tests/conftest.py); the result is out, so leave without teardown.
+    os._exit(0)
 
 
 def spawn(role, sdk, url, channel, args):
@@ -145,7 +162,7 @@ def result(p):
     out, _ = p.communicate(timeout=120)
     lines = [l for l in out.splitlines() if l.startswith("{")]
     if p.returncode != 0 or not lines:
-        raise SystemExit(f"child failed ({p.returncode}): {out}")
+        raise SystemExit(f"child {p.args[3:6]} failed ({p.returncode}): {out}")
     return json.loads(lines[-1])
 
 
@@ -162,10 +179,12 @@ def main():
     if args.child:
         args.role = args.child
         return child(args)
-    server = subprocess.Popen([sys.executable, "-m", "sora_ffi.devserver", "--port", "0", "--ping-interval", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "sora_ffi.devserver", "--port", "0", "--ping-interval", "0", "-v"],
+                              stdout=subprocess.PIPE, stderr=open(os.environ.get("SORA_BENCH_SERVER_LOG", os.devnull), "w"), text=True)
     try:
         url = json.loads(server.stdout.readline())["signaling_url"]
+        # keep draining its stdout, or a full pipe would stall the server
+        threading.Thread(target=server.stdout.read, daemon=True).start()
         rows = {}
         for n, sdk in enumerate(("sora_ffi", "sora_sdk")):
             # sending cost of `sdk`, received by sora_ffi
@@ -173,7 +192,7 @@ def main():
             r = spawn("recv", "sora_ffi", url, ch, args)
             s = spawn("send", sdk, url, ch, args)
             rows[("send", sdk)] = result(s)
-            result(r)
+            rows[("send", sdk)]["rx_sizes"] = result(r)["sizes"]
             # receiving cost of `sdk`, sent by sora_ffi
             ch = f"recv-{n}"
             r = spawn("recv", sdk, url, ch, args)
@@ -195,6 +214,8 @@ def main():
           f"sora_sdk {ro['latency_ms_median']}/{ro['latency_ms_p95']}")
     print(f"frame.data() µs (median): sora_ffi {rf['data_cost_us_median']:.1f}  sora_sdk {ro['data_cost_us_median']:.1f}")
     print(f"received fps: sora_ffi {rf['fps']:.1f}  sora_sdk {ro['fps']:.1f}")
+    print(f"sizes sent by sora_ffi / sora_sdk (as received): {rows[('send', 'sora_ffi')]['rx_sizes']} / "
+          f"{rows[('send', 'sora_sdk')]['rx_sizes']}")
 
 
 if __name__ == "__main__":
