@@ -158,6 +158,14 @@ pub unsafe extern "C" fn sora_video_source_destroy(s: *mut SoraVideoSource) {
     }
 }
 
+/// Sink output format: rate -1 / channels 0 mean "as received".
+fn check_output_format(rate: i32, channels: i32) -> Result<()> {
+    if !(0..=8).contains(&channels) || rate == 0 || rate < -1 {
+        return Err(Error::invalid("output_rate must be -1 or positive, output_channels 0..=8"));
+    }
+    Ok(())
+}
+
 fn attach(c: &SoraConnection, track: u64, sink: Arc<dyn MediaSink>, audio: Option<Arc<AudioSink>>, out: *mut *mut SoraSink) -> Result<i32> {
     let id = sink.id();
     let receiver = c.inner.attach_sink(track, sink)?;
@@ -181,9 +189,7 @@ pub unsafe extern "C" fn sora_video_sink_new(queue: *const SoraEventQueue, c: *c
 #[no_mangle]
 pub unsafe extern "C" fn sora_audio_sink_new(c: *const SoraConnection, track_id: u64, output_rate: i32, output_channels: i32, out: *mut *mut SoraSink) -> i32 {
     guard(|| {
-        if output_channels < 0 || output_channels > 8 || output_rate == 0 || output_rate < -1 {
-            return Err(Error::invalid("output_rate must be -1 or positive, output_channels 0..=8"));
-        }
+        check_output_format(output_rate, output_channels)?;
         let sink = AudioSink::new(output_rate, output_channels);
         attach(arg_ref(c, "connection")?, track_id, sink.clone(), Some(sink), out)
     })
@@ -245,9 +251,7 @@ pub unsafe extern "C" fn sora_audio_stream_sink_new(
     out: *mut *mut SoraSink,
 ) -> i32 {
     guard(|| {
-        if output_channels < 0 || output_channels > 8 || output_rate == 0 || output_rate < -1 {
-            return Err(Error::invalid("output_rate must be -1 or positive, output_channels 0..=8"));
-        }
+        check_output_format(output_rate, output_channels)?;
         let q = arg_ref(queue, "queue")?;
         let sink = AudioStreamSink::new(q.inner.clone(), output_rate, output_channels);
         attach(arg_ref(c, "connection")?, track_id, sink, None, out)
