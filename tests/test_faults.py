@@ -134,6 +134,7 @@ def test_connection_reset_mid_session(sdk, server, channel_id, clients, ws_mitm,
     code, message = c.wait_disconnected(5)
     assert code == WEBSOCKET_ONERROR, message
     assert c.event_names().count("disconnect") == 1
+    assert c.ws_closes == [(0, "")]  # no close frame: code 0, no reason (as sora_sdk reports)
 
 
 def test_connection_reset_dc_only_session_survives(ffi, server, channel_id, clients, ws_mitm):

@@ -94,6 +94,7 @@ impl Shared {
                 return;
             }
             st.finished = true;
+            st.connected = false;
             st.pc = None;
             for ch in st.channels.values_mut() {
                 ch.open = false;

@@ -113,6 +113,7 @@ class Session:
         self.established_time: Optional[float] = None
         self.counters = _Counters()
         self.keyframe_requested = False
+        self._ws_lost = False  # set by the writer when a send found the WebSocket closed
         self.client_stats: Any = None
         self.ws_open = True
         self.ws_close_code: Optional[int] = None
@@ -233,6 +234,7 @@ class Session:
                 try:
                     await self.ws.send(item)
                 except ConnectionClosed:
+                    self._ws_lost = True  # the client went away: run() must end the session
                     return
         finally:
             self.ws_open = False
@@ -254,7 +256,7 @@ class Session:
             log.exception("%s: session failed", self.connection_id)
             await self.end(CLOSE_INTERNAL, "INTERNAL-ERROR")
         finally:
-            lost = self.ws_open
+            lost = self.ws_open or self._ws_lost
             self.ws_open = False
             self._ws_out.put_nowait(None)
             if lost and self.state not in (ENDING, CLOSED):

@@ -355,6 +355,8 @@ impl Session {
         if self.switched && self.ignore_ws {
             return;
         }
+        // No close frame: reported as code 0 with no reason, as the official SDK does.
+        self.shared.emit(self.shared.event(EventType::WsClose).a(0).text(""));
         if self.disconnecting.is_some() {
             self.finish(code::CLOSE_FAILED, format!("WebSocket failed while disconnecting: {e}"));
         } else {
