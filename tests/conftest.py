@@ -64,6 +64,11 @@ def official_sora():
         return _OFFICIAL_SORA
 
 
+def new_sora(sdk):
+    """A Sora of ``sdk``: sora_ffi gets a fresh one, sora_sdk the shared one (see above)."""
+    return official_sora() if sdk.__name__ == "sora_sdk" else sdk.Sora()
+
+
 def pytest_sessionfinish(session, exitstatus):
     _EXIT_STATUS[0] = int(exitstatus)
 
@@ -162,7 +167,7 @@ class Client:
         kwargs.setdefault("audio", False)
         kwargs.setdefault("video", False)
         if sora is None:
-            sora = official_sora() if self.sdk_name == "sora_sdk" else sdk.Sora()
+            sora = new_sora(sdk)
         self.sora = sora
         self.conn = self.sora.create_connection(
             signaling_urls=list(urls), role=role, channel_id=channel_id, **kwargs)
@@ -471,27 +476,11 @@ class _LoopThread:
         self._stop()
 
 
-class FakeWsServer(_LoopThread):
-    """A plain ``websockets`` server on 127.0.0.1 that runs ``await handler(fake, ws)`` for
-    each connection. Records request headers and every text/binary frame it received."""
+class _WsServerThread(_LoopThread):
+    """A ``websockets`` server on a free 127.0.0.1 port (``url``), closed at teardown."""
 
-    def __init__(self, handler):
-        self.handler = handler
-        self.headers: list = []
-        self.received: list = []
-        self.errors: list = []
-        self.connections = 0
-
-    async def _setup(self):
+    async def _listen(self, handle):
         from websockets.asyncio.server import serve
-
-        async def handle(ws):
-            self.connections += 1
-            self.headers.append({k.lower(): v for k, v in ws.request.headers.raw_items()})
-            try:
-                await self.handler(self, ws)
-            except Exception as e:  # ConnectionClosed etc.: recorded, never raised
-                self.errors.append(e)
 
         self.server = await serve(handle, "127.0.0.1", 0, ping_interval=None, max_size=None)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -505,13 +494,36 @@ class FakeWsServer(_LoopThread):
         except Exception:
             pass
 
+
+class FakeWsServer(_WsServerThread):
+    """A plain ``websockets`` server on 127.0.0.1 that runs ``await handler(fake, ws)`` for
+    each connection. Records request headers and every text/binary frame it received."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.headers: list = []
+        self.received: list = []
+        self.errors: list = []
+        self.connections = 0
+
+    async def _setup(self):
+        async def handle(ws):
+            self.connections += 1
+            self.headers.append({k.lower(): v for k, v in ws.request.headers.raw_items()})
+            try:
+                await self.handler(self, ws)
+            except Exception as e:  # ConnectionClosed etc.: recorded, never raised
+                self.errors.append(e)
+
+        await self._listen(handle)
+
     async def recv_json(self, ws) -> dict:
         raw = await ws.recv()
         self.received.append(raw)
         return json.loads(raw)
 
 
-class WsMitm(_LoopThread):
+class WsMitm(_WsServerThread):
     """A WebSocket relay between clients and ``upstream`` (a DevServer URL).
 
     ``hook(direction, message)`` (direction ``"c2s"`` or ``"s2c"``) may return a list of
@@ -527,7 +539,6 @@ class WsMitm(_LoopThread):
     async def _setup(self):
         import asyncio
         from websockets.asyncio.client import connect
-        from websockets.asyncio.server import serve
         from websockets.exceptions import ConnectionClosed
 
         async def handle(ws):
@@ -554,17 +565,7 @@ class WsMitm(_LoopThread):
                          asyncio.ensure_future(pump(up, ws, "s2c"))]
                 await asyncio.wait(tasks, return_when=asyncio.ALL_COMPLETED)
 
-        self.server = await serve(handle, "127.0.0.1", 0, ping_interval=None, max_size=None)
-        self.port = self.server.sockets[0].getsockname()[1]
-        self.url = f"ws://127.0.0.1:{self.port}/signaling"
-
-    async def _teardown(self):
-        self.server.close()
-        try:
-            import asyncio
-            await asyncio.wait_for(self.server.wait_closed(), 5)
-        except Exception:
-            pass
+        await self._listen(handle)
 
     def abort(self):
         """Resets the client side TCP connections (no close frame) and the upstream ones."""

@@ -14,12 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import _OFFICIAL_GRAVEYARD, official_sora
+from conftest import _OFFICIAL_GRAVEYARD, new_sora
 from sora_ffi import testpattern
-
-
-def _sora(sdk):
-    return official_sora() if sdk.__name__ == "sora_sdk" else sdk.Sora()
 
 
 class VideoReceiver:
@@ -117,10 +113,10 @@ def test_video_quality_720p(ffi, server, channel_id, clients, codec):
 @pytest.mark.parametrize("direction", ["ffi-to-official", "official-to-ffi"])
 def test_media_interop(ffi, official, server, channel_id, clients, codec, direction):
     send_sdk, recv_sdk = (ffi, official) if direction == "ffi-to-official" else (official, ffi)
-    receiver = clients(recv_sdk, server, channel_id, "recvonly", sora=_sora(recv_sdk),
+    receiver = clients(recv_sdk, server, channel_id, "recvonly", sora=new_sora(recv_sdk),
                        video=True, audio=True)
     receiver.connect()
-    sora = _sora(send_sdk)
+    sora = new_sora(send_sdk)
     vsrc = sora.create_video_source()
     asrc = sora.create_audio_source(1, 48000)
     if send_sdk.__name__ == "sora_sdk":

@@ -346,20 +346,8 @@ pub fn dc_max_message_size(dc: i32) -> usize {
     if n > 0 { n as usize } else { 65536 }
 }
 
-pub fn dc_is_open(dc: i32) -> bool {
-    unsafe { sys::rtcIsOpen(dc) }
-}
-
 pub fn dc_close(dc: i32) {
     unsafe { sys::rtcClose(dc) };
-}
-
-pub fn dc_label(dc: i32) -> String {
-    read_string(|b, n| unsafe { sys::rtcGetDataChannelLabel(dc, b, n) }, "label").unwrap_or_default()
-}
-
-pub fn track_description(tr: i32) -> Result<String> {
-    read_string(|b, n| unsafe { sys::rtcGetTrackDescription(tr, b, n) }, "getTrackDescription")
 }
 
 /// The selected ICE candidate pair (local, remote) of a peer connection, if any.
@@ -419,12 +407,4 @@ pub fn track_send(track: i32, packet: &[u8]) -> Result<()> {
         "track send",
     )?;
     Ok(())
-}
-
-pub fn track_is_open(track: i32) -> bool {
-    unsafe { sys::rtcIsOpen(track) }
-}
-
-pub fn track_mid(track: i32) -> String {
-    read_string(|b, n| unsafe { sys::rtcGetTrackMid(track, b, n) }, "mid").unwrap_or_default()
 }

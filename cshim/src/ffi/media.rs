@@ -224,7 +224,7 @@ pub unsafe extern "C" fn sora_audio_sink_read(
         match a.read(frames, Duration::from_millis(timeout_ms.max(0) as u64)) {
             None => Ok(0),
             Some((pcm, rate, ch)) => {
-                let bytes: Vec<u8> = pcm.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                let bytes = crate::media::sink::pcm_bytes(&pcm);
                 if let Some(r) = out_rate.as_mut() {
                     *r = rate as i32;
                 }

@@ -9,6 +9,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Interleaved samples as the native-endian bytes events and buffers carry.
+pub fn pcm_bytes(pcm: &[i16]) -> Vec<u8> {
+    pcm.iter().flat_map(|s| s.to_ne_bytes()).collect()
+}
+
 /// Receives decoded media from a track's receive pipeline (on its thread: must not block).
 pub trait MediaSink: Send + Sync {
     fn id(&self) -> u64;
@@ -165,7 +170,7 @@ impl MediaSink for AudioSink {
             if format_changed {
                 q.push(Event::new(EventType::AudioFormat, self.id).a(r as i64).b(c as i64));
             }
-            let bytes: Vec<u8> = out.iter().flat_map(|s| s.to_ne_bytes()).collect();
+            let bytes = pcm_bytes(&out);
             let mut ev = Event::new(EventType::AudioData, self.id).a(r as i64).b(c as i64).data(bytes);
             ev.droppable = true;
             q.push(ev);
@@ -211,7 +216,7 @@ impl MediaSink for AudioStreamSink {
         let mut offset_ms = 0i64;
         while chunk > 0 && pending.len() >= chunk {
             let frame: Vec<i16> = pending.drain(..chunk).collect();
-            let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_ne_bytes()).collect();
+            let bytes = pcm_bytes(&frame);
             let ts = capture_ms.map_or(NO_CAPTURE_TIME, |t| t + offset_ms);
             offset_ms += 10;
             let mut ev = Event::new(EventType::AudioFrame, self.id).a(pack_format(r, c)).b(ts).data(bytes);

@@ -108,8 +108,8 @@ struct Session {
     deferred_at: Option<Instant>,
     /// Our own candidates, trickled at `deferred_at`.
     held_candidates: Vec<(String, String)>,
+    /// ICE start is deferred (see apply_offer) and has not happened yet.
     ice_deferred: bool,
-    candidates_released: bool,
     offer_received: bool,
     pc_connected: bool,
     self_notified: bool,
@@ -162,7 +162,6 @@ impl Session {
             deferred_at: None,
             held_candidates: Vec::new(),
             ice_deferred: false,
-            candidates_released: false,
             offer_received: false,
             pc_connected: false,
             self_notified: false,
@@ -245,18 +244,14 @@ impl Session {
         let now = Instant::now();
         if self.deferred_at.is_some_and(|d| d <= now) {
             self.deferred_at = None;
-            self.candidates_released = true;
+            self.ice_deferred = false;
             for (cand, mid) in std::mem::take(&mut self.held_candidates) {
                 let msg = json!({"type": "candidate", "candidate": cand, "sdpMid": mid});
                 self.report(VIA_WS, SENT, &msg.to_string());
                 self.ws_send(&msg).await;
             }
             if let Some(peer) = &self.peer {
-                for (cand, mid) in std::mem::take(&mut self.deferred_candidates) {
-                    if let Err(e) = peer.add_remote_candidate(&cand, mid.as_deref()) {
-                        log::warn!("ignoring offered candidate {cand:?}: {e}");
-                    }
-                }
+                add_candidates(peer, std::mem::take(&mut self.deferred_candidates));
             }
         }
         if self.disconnect_deadline.is_some_and(|d| d <= now) {
@@ -379,15 +374,9 @@ impl Session {
     /// Sends a signaling message on the `signaling` DataChannel after the switch, else on WS.
     async fn send_signaling(&mut self, v: Value) {
         let text = v.to_string();
-        if self.switched {
-            if let Some(dc) = self.dc_by_label("signaling") {
-                let compress = self.dc_compress.get("signaling").copied().unwrap_or(false);
-                let payload = if compress { zlib::compress(text.as_bytes()) } else { text.clone().into_bytes() };
-                if rtc::dc_send(dc, &payload, true).is_ok() {
-                    self.report(VIA_DC, SENT, &text);
-                    return;
-                }
-            }
+        if self.switched && self.dc_send_text("signaling", &text) {
+            self.report(VIA_DC, SENT, &text);
+            return;
         }
         self.report(VIA_WS, SENT, &text);
         if !self.ws_send(&v).await {
@@ -397,6 +386,18 @@ impl Session {
 
     fn dc_by_label(&self, label: &str) -> Option<i32> {
         self.dc_labels.iter().find(|(_, l)| l.as_str() == label).map(|(dc, _)| *dc)
+    }
+
+    /// Sends `text` on a system DataChannel (zlib when the offer says that label is
+    /// compressed). False when the channel is missing or the send failed.
+    fn dc_send_text(&self, label: &str, text: &str) -> bool {
+        let Some(dc) = self.dc_by_label(label) else { return false };
+        let payload = if self.dc_compress.get(label).copied().unwrap_or(false) {
+            zlib::compress(text.as_bytes())
+        } else {
+            text.as_bytes().to_vec()
+        };
+        rtc::dc_send(dc, &payload, true).is_ok()
     }
 
     // ---- incoming signaling ----
@@ -433,12 +434,7 @@ impl Session {
             }
             "req-stats" => {
                 let reply = json!({"type": "stats", "reports": stats(&self.shared)});
-                if let Some(dc) = self.dc_by_label("stats") {
-                    let compress = self.dc_compress.get("stats").copied().unwrap_or(false);
-                    let t = reply.to_string();
-                    let payload = if compress { zlib::compress(t.as_bytes()) } else { t.into_bytes() };
-                    let _ = rtc::dc_send(dc, &payload, true);
-                }
+                self.dc_send_text("stats", &reply.to_string());
             }
             other => log::debug!("ignoring signaling message of type {other:?}"),
         }
@@ -586,12 +582,7 @@ impl Session {
         match result {
             Ok(answer) => {
                 self.start_senders(upstream);
-                let peer = self.peer.as_ref()?;
-                for (cand, mid) in std::mem::take(&mut self.early_candidates) {
-                    if let Err(e) = peer.add_remote_candidate(&cand, mid.as_deref()) {
-                        log::warn!("ignoring remote candidate {cand:?}: {e}");
-                    }
-                }
+                add_candidates(self.peer.as_ref()?, std::mem::take(&mut self.early_candidates));
                 self.update_tracks(offer);
                 Some(answer)
             }
@@ -798,11 +789,7 @@ impl Session {
         let Some(cand) = v.get("candidate").and_then(Value::as_str) else { return };
         let mid = v.get("sdpMid").and_then(Value::as_str).map(str::to_owned);
         match &self.peer {
-            Some(peer) => {
-                if let Err(e) = peer.add_remote_candidate(cand, mid.as_deref()) {
-                    log::warn!("ignoring remote candidate {cand:?}: {e}");
-                }
-            }
+            Some(peer) => add_candidates(peer, [(cand.to_string(), mid)]),
             None => self.early_candidates.push((cand.to_string(), mid)),
         }
     }
@@ -835,7 +822,7 @@ impl Session {
         match ev {
             RtcEvent::LocalCandidate { candidate, mid } => {
                 let cand = candidate.strip_prefix("a=").unwrap_or(&candidate).to_string();
-                if self.ice_deferred && !self.candidates_released {
+                if self.ice_deferred {
                     self.held_candidates.push((cand, mid));
                 } else if self.ws.is_some() {
                     let msg = json!({"type": "candidate", "candidate": cand, "sdpMid": mid});
@@ -975,6 +962,15 @@ impl Session {
 }
 
 const DEFAULT_VIDEO_KBPS: u32 = 1000;
+
+/// Adds remote candidates; one the peer rejects is logged and skipped.
+fn add_candidates(peer: &Peer, candidates: impl IntoIterator<Item = (String, Option<String>)>) {
+    for (cand, mid) in candidates {
+        if let Err(e) = peer.add_remote_candidate(&cand, mid.as_deref()) {
+            log::warn!("ignoring remote candidate {cand:?}: {e}");
+        }
+    }
+}
 
 /// How long after our answer the offerer's candidates are added (see apply_offer).
 const CANDIDATE_DEFER: Duration = Duration::from_millis(15);
