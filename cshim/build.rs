@@ -1,11 +1,18 @@
 //! Generates the C header from the `ffi` module into OUT_DIR. The checked-in copy in
 //! `include/sora_shim.h` is compared against it by `tests/header.rs`; refresh it with
 //! `SORA_SHIM_UPDATE_HEADER=1 cargo build`.
-use std::{env, path::PathBuf};
+//!
+//! On Linux it also makes the link use the static libvpx (see `link_libvpx_statically`).
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("sora_shim.h");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let out = out_dir.join("sora_shim.h");
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=SORA_SHIM_UPDATE_HEADER");
@@ -19,4 +26,71 @@ fn main() {
     if env::var_os("SORA_SHIM_UPDATE_HEADER").is_some() {
         bindings.write_to_file(crate_dir.join("include/sora_shim.h"));
     }
+    link_libvpx_statically(&out_dir);
+}
+
+/// env-libvpx-sys finds libvpx with pkg-config and asks for `-lvpx`, which the linker
+/// resolves to `libvpx.so` (pkg-config-rs never links statically from /usr, and the crate's
+/// own `VPX_STATIC` needs `VPX_LIB_DIR`, an arch-specific path). So that the wheel does not
+/// need the system libvpx, this puts a directory holding only `libvpx.a` (a symlink) first
+/// in the library search path: `-lvpx` then finds the archive before the system `.so`.
+/// libvpx's own needs (`-lm`, `-lpthread`) are linked by Rust's std anyway.
+///
+/// Skipped when `SORA_SHIM_VPX_DYNAMIC` is set, when `VPX_LIB_DIR` is set (env-libvpx-sys
+/// then decides, with `VPX_STATIC`), off Linux, and (with a warning) when no `libvpx.a`
+/// exists: the shim then needs the system libvpx at run time.
+fn link_libvpx_statically(out_dir: &Path) {
+    println!("cargo:rerun-if-env-changed=SORA_SHIM_VPX_DYNAMIC");
+    println!("cargo:rerun-if-env-changed=VPX_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    if env::var_os("SORA_SHIM_VPX_DYNAMIC").is_some()
+        || env::var_os("VPX_LIB_DIR").is_some()
+        || env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+    {
+        return;
+    }
+    let Some(archive) = find_libvpx_a() else {
+        println!(
+            "cargo:warning=libvpx.a not found: the shim links the shared libvpx \
+             (install libvpx-dev, or set SORA_SHIM_VPX_DYNAMIC to silence this)"
+        );
+        return;
+    };
+    let archive = archive.canonicalize().unwrap_or(archive);
+    println!("cargo:rerun-if-changed={}", archive.display()); // relink when libvpx is upgraded
+    let dir = out_dir.join("static-vpx");
+    std::fs::create_dir_all(&dir).expect("create OUT_DIR/static-vpx");
+    let link = dir.join("libvpx.a");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&archive, &link).expect("symlink libvpx.a");
+    println!("cargo:rustc-link-search=native={}", dir.display());
+}
+
+/// `libvpx.a` in pkg-config's libdir (a custom prefix), else wherever the C compiler finds
+/// it (Debian's vpx.pc says /usr/lib; the archive is in /usr/lib/<multiarch>).
+fn find_libvpx_a() -> Option<PathBuf> {
+    let pkg_config = env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".into());
+    let from_pkg_config = run(Command::new(pkg_config).args(["--variable=libdir", "vpx"]))
+        .map(|libdir| PathBuf::from(libdir).join("libvpx.a"));
+    let from_cc = run(Command::new(c_compiler()).arg("-print-file-name=libvpx.a")).map(PathBuf::from);
+    // -print-file-name echoes the bare name when the file is not on its search path.
+    [from_pkg_config, from_cc].into_iter().flatten().find(|p| p.is_absolute() && p.is_file())
+}
+
+/// The target's C compiler, named as the `cc` crate does (CC_<target>, TARGET_CC, CC).
+fn c_compiler() -> String {
+    let target = env::var("TARGET").unwrap_or_default();
+    let names =
+        [format!("CC_{target}"), format!("CC_{}", target.replace('-', "_")), "TARGET_CC".into(), "CC".into()];
+    for name in &names {
+        println!("cargo:rerun-if-env-changed={name}");
+    }
+    names.iter().find_map(|name| env::var(name).ok()).unwrap_or_else(|| "cc".into())
+}
+
+fn run(command: &mut Command) -> Option<String> {
+    let output = command.output().ok().filter(|o| o.status.success())?;
+    let text = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }

@@ -1,9 +1,11 @@
 """The build: build_ffi.py's reduction of the C header loads in cffi, the generated binding is
-current, the library exports what the header declares, and the wheel is py3-none-<platform>."""
+current, the library exports what the header declares, the wheel is py3-none-<platform>, and the
+library needs no shared library beyond the base system ones (libvpx is linked statically)."""
 from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -211,3 +213,28 @@ def test_runs_on_this_python():
 
     assert sora_ffi.shim_version()
     assert sys.implementation.name in ("cpython", "pypy")
+
+
+# -- self-contained library ----------------------------------------------------------------
+
+check_libs = _load("check_libs", ROOT / "wheels" / "check_libs.py")
+
+
+def test_allow_list_of_shared_libraries():
+    libs = ["libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "libgcc_s.so.1",
+            "libstdc++.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "libvpx.so.7",
+            "libssl.so.3", "libvpx-5f1b2c3d.so.7.1.0"]
+    assert check_libs.disallowed(libs, shipped={"libvpx-5f1b2c3d.so.7.1.0"}) == ["libvpx.so.7", "libssl.so.3"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("readelf") is None,
+                    reason="reads ELF DT_NEEDED entries with readelf (binutils, Linux)")
+def test_library_needs_only_base_system_libraries():
+    # cshim/build.rs links libvpx statically (libopus is bundled, libdatachannel and OpenSSL
+    # are vendored): the wheel must run where none of them is installed.
+    from sora_ffi import _native
+
+    libs = check_libs.needed(Path(_native.library_path()))
+    assert "libc.so.6" in libs
+    assert [lib for lib in libs if "vpx" in lib] == [], f"{_native.library_path()} links libvpx dynamically"
+    assert check_libs.disallowed(libs) == []
