@@ -1,13 +1,25 @@
 //! Native SFU forwarding between peer tracks (the dev server's media plane): RTP from a
 //! source track goes out unchanged (SSRC kept) on every destination track; RTCP feedback
-//! (PLI, FIR, NACK, RR) from a destination goes back to its source, and the source's own
-//! RTCP (SR) goes to the destinations. Packets never leave native code.
+//! (PLI, FIR, RR) from a destination goes back to its source, and the source's own RTCP
+//! (SR) goes to the destinations. Packets never leave native code.
+//!
+//! NACKs are answered here from a per-source packet cache, and only the sequence numbers
+//! the cache lacks (lost before the SFU) go on to the sender. The sender cannot repair a
+//! loss between the SFU and a receiver: its retransmission reuses the sequence number,
+//! which the SFU's SRTP replay protection has already seen and drops.
 use crate::error::Result;
+use crate::media::rtp::nack::PacketHistory;
+use crate::media::rtp::rtcp::{build_nack, take_nacks};
 use crate::rtc::{self, PacketHandler};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Packets kept per source for NACKs: about 1 s of a 15 Mbps stream, and no older than 1 s.
+const CACHE_PACKETS: usize = 2048;
+const CACHE_AGE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Routes {
@@ -17,6 +29,8 @@ struct Routes {
     up: HashMap<i32, i32>,
     /// source track → last media SSRC seen (for keyframe requests)
     ssrc: HashMap<i32, Arc<AtomicU32>>,
+    /// source track → its recent RTP packets, to answer NACKs
+    cache: HashMap<i32, Arc<Mutex<PacketHistory>>>,
 }
 
 static ROUTES: RwLock<Option<Routes>> = RwLock::new(None);
@@ -39,6 +53,10 @@ impl PacketHandler for Forwarder {
                 if let Some(s) = r.ssrc.get(&track) {
                     s.store(u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]), Ordering::Relaxed);
                 }
+                if let Some(c) = r.cache.get(&track) {
+                    let seq = u16::from_be_bytes([packet[2], packet[3]]);
+                    c.lock().store(seq, packet.to_vec(), Instant::now());
+                }
             }
             for &d in dsts {
                 let _ = rtc::track_send(d, packet);
@@ -46,10 +64,39 @@ impl PacketHandler for Forwarder {
         }
         if is_rtcp(packet) {
             if let Some(&src) = r.up.get(&track) {
-                let _ = rtc::track_send(src, packet);
+                match take_nacks(packet) {
+                    None => {
+                        let _ = rtc::track_send(src, packet);
+                    }
+                    Some((nacks, mut upstream)) => {
+                        for (sender_ssrc, media_ssrc, seqs) in nacks {
+                            let missing = answer_nack(r.cache.get(&src), track, &seqs);
+                            upstream.extend(build_nack(sender_ssrc, media_ssrc, &missing));
+                        }
+                        if !upstream.is_empty() {
+                            let _ = rtc::track_send(src, &upstream);
+                        }
+                    }
+                }
             }
         }
     }
+}
+
+/// Resends the cached packets among `seqs` on `dst`; returns the sequence numbers not cached.
+fn answer_nack(cache: Option<&Arc<Mutex<PacketHistory>>>, dst: i32, seqs: &[u16]) -> Vec<u16> {
+    let Some(cache) = cache else { return seqs.to_vec() };
+    let now = Instant::now();
+    let mut cache = cache.lock();
+    // No minimum interval: receivers pace their own repeated NACKs, and one cache serves
+    // every receiver of the source.
+    seqs.iter()
+        .copied()
+        .filter(|&s| match cache.get_for_retransmit(s, now, Duration::ZERO) {
+            Some(p) => rtc::track_send(dst, &p).is_err(),
+            None => true,
+        })
+        .collect()
 }
 
 fn forwarder() -> Arc<Forwarder> {
@@ -67,6 +114,7 @@ pub fn forward(src: i32, dst: i32, enable: bool) -> Result<()> {
         list.push(dst);
         r.up.insert(dst, src);
         r.ssrc.entry(src).or_insert_with(|| Arc::new(AtomicU32::new(0)));
+        r.cache.entry(src).or_insert_with(|| Arc::new(Mutex::new(PacketHistory::new(CACHE_PACKETS, CACHE_AGE))));
     } else {
         r.up.remove(&dst);
     }
@@ -85,6 +133,7 @@ pub fn forget(track: i32) {
         r.down.remove(&track);
         r.up.remove(&track);
         r.ssrc.remove(&track);
+        r.cache.remove(&track);
         for l in r.down.values_mut() {
             l.retain(|&d| d != track);
         }

@@ -129,10 +129,8 @@ fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clo
                                 .iter()
                                 .filter_map(|&s| history.get_for_retransmit(s, Instant::now(), Duration::from_millis(10)))
                                 .collect();
-                            match pacer.as_mut() {
-                                Some(pc) => pc.enqueue_front(resend),
-                                None => resend.iter().for_each(|p| send(p, true, Duration::ZERO, &shared)),
-                            }
+                            // Retransmissions skip the pacer queue: they are few, and late.
+                            resend.iter().for_each(|p| send(p, true, Duration::ZERO, &shared));
                         }
                         _ => {}
                     }

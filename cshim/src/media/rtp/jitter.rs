@@ -163,6 +163,7 @@ impl RtpReceiver {
     }
 
     /// RTT estimate: sets the video wait limit (`max(2×RTT, 100 ms)`) and NACK spacing.
+    /// With NACK on, the generator's own measurements refine it afterwards.
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.rtt = rtt;
         if let Some(n) = self.nack.as_mut() {
@@ -176,8 +177,9 @@ impl RtpReceiver {
     }
 
     pub fn wait_limit(&self) -> Duration {
+        let rtt = self.nack.as_ref().map_or(self.rtt, NackGenerator::rtt);
         self.wait_override.unwrap_or(if self.codec.is_video() {
-            (self.rtt * 2).max(Duration::from_millis(100))
+            (rtt * 2).max(Duration::from_millis(100))
         } else {
             Duration::from_millis(60)
         })

@@ -3,6 +3,8 @@
 //!
 //! * [`NackGenerator`] (receiver): tracks sequence gaps, asks for each missing packet at
 //!   most `max_retries` times, spaced by the RTT estimate, and gives up after `max_age`.
+//!   A receive-only peer gets no RTT from RTCP (that needs its own SRs), so the estimate
+//!   is measured here: the time from a packet's first and only request to its arrival.
 //! * [`PacketHistory`] (sender): the last ~1 s / 1024 packets, for answering NACKs.
 
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ pub struct NackGenerator {
     highest: Option<i64>,
     missing: BTreeMap<i64, Missing>,
     rtt: Duration,
+    rtt_measured: bool,
     max_retries: u32,
     max_age: Duration,
     max_entries: usize,
@@ -56,6 +59,7 @@ impl NackGenerator {
             highest: None,
             missing: BTreeMap::new(),
             rtt: Duration::from_millis(100),
+            rtt_measured: false,
             max_retries: 10,
             max_age: Duration::from_secs(1),
             max_entries: 1000,
@@ -67,9 +71,12 @@ impl NackGenerator {
         }
     }
 
-    /// RTT estimate (from SR/RR); resend spacing. Default 100 ms.
+    /// RTT estimate; resend spacing. Default 100 ms until measured (see the module doc).
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.rtt = rtt;
+    }
+    pub fn rtt(&self) -> Duration {
+        self.rtt
     }
     pub fn set_max_retries(&mut self, n: u32) {
         self.max_retries = n.max(1);
@@ -117,8 +124,15 @@ impl NackGenerator {
             }
             self.highest = Some(ext);
             false
-        } else if self.missing.remove(&ext).is_some() {
+        } else if let Some(m) = self.missing.remove(&ext) {
             self.recovered += 1;
+            // Asked once: the arrival answers that request (Karn: never sample a retried
+            // packet, whose answer could be to any of its requests). Smoothed as TCP's SRTT.
+            if let (1, Some(sent)) = (m.retries, m.last_sent) {
+                let sample = now.saturating_duration_since(sent);
+                self.rtt = if self.rtt_measured { (self.rtt * 7 + sample) / 8 } else { sample };
+                self.rtt_measured = true;
+            }
             true
         } else {
             false
@@ -287,6 +301,25 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn rtt_is_measured_from_answered_requests() {
+        let t0 = Instant::now();
+        let mut g = NackGenerator::new();
+        g.on_packet(1, t0);
+        g.on_packet(4, t0); // 2 and 3 missing
+        assert_eq!(g.due(t0), vec![2, 3]);
+        g.on_packet(2, t0 + ms(8)); // answered after 8 ms: first sample taken as is
+        assert_eq!(g.rtt(), ms(8));
+        // 3 is asked again (resend spacing is now max(8, 10) ms), so its arrival is no sample
+        assert_eq!(g.due(t0 + ms(10)), vec![3]);
+        g.on_packet(3, t0 + ms(12));
+        assert_eq!(g.rtt(), ms(8));
+        g.on_packet(6, t0 + ms(20)); // 5 missing
+        assert_eq!(g.due(t0 + ms(20)), vec![5]);
+        g.on_packet(5, t0 + ms(36)); // 16 ms: smoothed 7/8 * 8 + 1/8 * 16 = 9 ms
+        assert_eq!(g.rtt(), ms(9));
     }
 
     #[test]

@@ -109,28 +109,60 @@ pub fn parse_compound(data: &[u8]) -> Vec<RtcpEvent> {
 /// Parses a compound RTCP packet into events, skipping malformed sub-packets. Returns the
 /// events and the number of malformed parts (a truncated or non-v2 tail counts as one).
 pub fn parse_compound_counted(data: &[u8]) -> (Vec<RtcpEvent>, usize) {
+    let (parts, mut malformed) = split_compound(data);
     let mut events = Vec::new();
-    let mut malformed = 0;
-    let mut off = 0;
-    while off < data.len() {
-        let rest = &data[off..];
-        if rest.len() < 4 || rest[0] >> 6 != 2 {
-            malformed += 1;
-            break;
-        }
-        let len = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
-        if len > rest.len() {
-            malformed += 1;
-            break;
-        }
-        let sub = &rest[..len];
-        off += len;
+    for sub in parts {
         match parse_one(sub) {
             Some(mut ev) => events.append(&mut ev),
             None => malformed += 1,
         }
     }
     (events, malformed)
+}
+
+/// The sub-packets of a compound RTCP packet by their length fields, and 1 when a
+/// truncated or non-v2 tail was left out (0 otherwise).
+fn split_compound(data: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut parts = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.len() < 4 || rest[0] >> 6 != 2 {
+            return (parts, 1);
+        }
+        let len = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+        if len > rest.len() {
+            return (parts, 1);
+        }
+        parts.push(&rest[..len]);
+        rest = &rest[len..];
+    }
+    (parts, 0)
+}
+
+/// A generic NACK taken out of a compound packet: (sender SSRC, media SSRC, sequence numbers).
+pub type Nack = (u32, u32, Vec<u16>);
+
+/// For an SFU that answers NACKs itself: the generic NACKs of a compound packet, and the
+/// other sub-packets unchanged and in order. None when there is no NACK (forward as is).
+pub fn take_nacks(data: &[u8]) -> Option<(Vec<Nack>, Vec<u8>)> {
+    let (parts, _) = split_compound(data);
+    let is_nack = |p: &[u8]| p[1] == 205 && p[0] & 0x1f == 1;
+    if !parts.iter().any(|p| is_nack(p)) {
+        return None;
+    }
+    let (mut nacks, mut rest) = (Vec::new(), Vec::new());
+    for p in parts {
+        if !is_nack(p) {
+            rest.extend_from_slice(p);
+            continue;
+        }
+        for ev in parse_one(p).unwrap_or_default() {
+            if let RtcpEvent::Nack { sender_ssrc, media_ssrc, seqs } = ev {
+                nacks.push((sender_ssrc, media_ssrc, seqs));
+            }
+        }
+    }
+    Some((nacks, rest))
 }
 
 fn parse_one(sub: &[u8]) -> Option<Vec<RtcpEvent>> {
@@ -464,6 +496,24 @@ mod tests {
         assert!(!is_rtcp(&[0x80, 0xe0, 0, 1])); // RTP PT 96 with marker = 224
         assert!(!is_rtcp(&[0x80, 200]));
         assert!(!is_rtcp(&[0x00, 200, 0, 1]));
+    }
+
+    #[test]
+    fn nacks_are_taken_out_of_a_compound_packet() {
+        let rr = build_rr(7, &[]);
+        let mut c = rr.clone();
+        c.extend(build_nack(7, 9, &[100, 101, 300]));
+        c.extend(build_pli(7, 9));
+        let (nacks, rest) = take_nacks(&c).unwrap();
+        assert_eq!(nacks, vec![(7, 9, vec![100, 101, 300])]);
+        let mut want = rr.clone();
+        want.extend(build_pli(7, 9));
+        assert_eq!(rest, want);
+        assert!(take_nacks(&rr).is_none());
+        // a truncated tail is dropped, the NACK before it still taken
+        let mut t = build_nack(7, 9, &[5]);
+        t.extend_from_slice(&[0x80, 201, 0, 9]);
+        assert_eq!(take_nacks(&t).unwrap(), (vec![(7, 9, vec![5])], vec![]));
     }
 
     #[test]

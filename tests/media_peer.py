@@ -1,0 +1,196 @@
+"""One media peer of the loss test, run as its own process (possibly inside a network
+namespace with `ip netns exec`): ``send`` pushes the test pattern plus a 440 Hz tone,
+``recv`` decodes them and measures. The last stdout line is a JSON report; ``recv`` prints
+``ready`` once connected so the test can start the sender.
+
+    python3 tests/media_peer.py recv --url ws://10.1.2.1:5000/signaling --channel c --frames 150
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+import sora_ffi
+from sora_ffi import testpattern
+
+TONE_HZ = 440
+RATE = 48000
+
+
+def _stats(conn) -> dict:
+    return {f"{s['type']}:{s.get('kind', '')}": s for s in json.loads(conn.get_stats())}
+
+
+def _connect(sora, args, role: str, **kwargs):
+    conn = sora.create_connection(signaling_urls=[args.url], role=role,
+                                  channel_id=args.channel, **kwargs)
+    tracks: list = []
+    conn.on_track = tracks.append
+    conn.connect()
+    # generous: under loss, a lost DTLS flight costs 1 s, 2 s, 4 s... (OpenSSL back-off)
+    if not conn.wait_connected(30):
+        sys.exit("connection failed")
+    return conn, tracks
+
+
+def send(args) -> dict:
+    sora = sora_ffi.Sora()
+    video = sora.create_video_source()
+    audio = sora.create_audio_source(1, RATE)
+    conn, _ = _connect(sora, args, "sendonly", video=True, audio=True, video_codec_type=args.codec,
+                       video_bit_rate=args.bitrate, video_source=video, audio_source=audio)
+    stop = threading.Event()
+
+    def tone():
+        n, t0 = 0, time.perf_counter()
+        while not stop.is_set():
+            t = (np.arange(480) + n) / RATE
+            audio.on_data((8000 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.int16).reshape(-1, 1))
+            n += 480
+            time.sleep(max(0.0, t0 + n / RATE - time.perf_counter()))
+
+    threading.Thread(target=tone, daemon=True).start()
+    scenes = [testpattern.scene(i, args.width, args.height) for i in range(testpattern.PERIOD)]
+    t0 = time.perf_counter()
+    # Frames after the measured ones: a loss in the last measured frame is only noticed (and
+    # repaired) when later packets arrive, as in any live stream.
+    for i in range(args.frames + int(args.linger * 30)):
+        time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
+        img = scenes[i % testpattern.PERIOD].copy()
+        video.on_captured(testpattern.stamp(img, i, int(time.time() * 1000)))
+    stop.set()
+    out = _stats(conn)
+    conn.disconnect()
+    return {"video": out.get("outbound-rtp:video", {}), "audio": out.get("outbound-rtp:audio", {})}
+
+
+class _Video:
+    def __init__(self, width: int):
+        self.width = width
+        self.lock = threading.Lock()
+        self.arrivals: list = []  # (monotonic time, index or None)
+        self.psnrs: list = []
+
+    def on_frame(self, frame) -> None:
+        img = frame.data()
+        code = testpattern.read_code(img, self.width)
+        index = None if code is None else code[0]
+        with self.lock:
+            self.arrivals.append((time.monotonic(), index))
+            if index is not None and index % 3 == 0 and img.shape[1] == self.width:
+                self.psnrs.append((index, testpattern.psnr(img, testpattern.scene(index, *img.shape[1::-1]))))
+
+
+def _unreadable_after(arrivals: list) -> list:
+    """For each unreadable picture, the index of the last readable one before it."""
+    out, last = [], None
+    for _, index in arrivals:
+        if index is None:
+            out.append(last)
+        else:
+            last = index
+    return out
+
+
+def _tone_presence(pcm: np.ndarray) -> float:
+    """Share of 20 ms windows in which the tone is present (energy at TONE_HZ dominates)."""
+    win = RATE // 50
+    n = len(pcm) // win
+    if n == 0:
+        return 0.0
+    w = pcm[: n * win].astype(np.float64).reshape(n, win)
+    t = np.arange(win) / RATE
+    ref = np.exp(-2j * np.pi * TONE_HZ * t)
+    amp = np.abs(w @ ref) * 2 / win  # the tone's amplitude in each window
+    return float(np.mean(amp > 2000))  # sent at 8000; Opus and concealment keep most of it
+
+
+def recv(args) -> dict:
+    sora = sora_ffi.Sora()
+    conn, tracks = _connect(sora, args, "recvonly", video=True, audio=True)
+    print("ready", flush=True)
+    deadline = time.monotonic() + 15
+    while len(tracks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    video = _Video(args.width)
+    vtrack = next(t for t in tracks if t.kind == "video")
+    atrack = next(t for t in tracks if t.kind == "audio")
+    vsink = sora_ffi.SoraVideoSink(vtrack)
+    vsink.on_frame = video.on_frame
+    asink = sora_ffi.SoraAudioSink(atrack, RATE, 1)
+    pcm: list = []
+    stats: dict = {}
+    deadline = time.monotonic() + args.frames / 30 + 15
+    while time.monotonic() < deadline:
+        ok, chunk = asink.read(960, 0.2)
+        if ok:
+            pcm.append(chunk[:, 0])
+        now = _stats(conn)
+        if "inbound-rtp:video" not in now:
+            break  # the sender has left
+        stats = now
+        with video.lock:
+            if any(i is not None and i >= args.frames - 1 for _, i in video.arrivals):
+                break
+    conn.disconnect()
+    with video.lock:
+        arrivals = list(video.arrivals)
+        psnrs = list(video.psnrs)
+    arrivals = [(t, i) for t, i in arrivals if i is None or i < args.frames]
+    indices = [i for _, i in arrivals if i is not None]
+    times = [t for t, i in arrivals if i is not None]
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    audio = np.concatenate(pcm) if pcm else np.zeros(0, np.int16)
+    # the tone starts with the sender, a little after our first reads: skip to its first sign
+    start = next((k for k in range(0, len(audio), RATE // 50)
+                  if _tone_presence(audio[k:k + RATE // 50]) > 0), len(audio))
+    return {
+        "frames_sent": args.frames,
+        "frames_decoded": len(arrivals),
+        "unreadable": len(arrivals) - len(indices),
+        "distinct": len(set(indices)),
+        "missing": sorted(set(range(args.frames)) - set(indices)),
+        "in_order": sum(1 for a, b in zip(indices, indices[1:]) if b > a) + bool(indices),
+        "fps": (len(indices) - 1) / span if span else 0.0,
+        "longest_gap_ms": max(gaps) * 1000 if gaps else None,
+        "psnr_median": float(np.median([p for _, p in psnrs])) if psnrs else None,
+        "psnr_min": min(p for _, p in psnrs) if psnrs else None,
+        # (index, PSNR) of pictures under 25 dB; (None, last readable index) of unreadable ones
+        "damaged": [(i, round(p, 1)) for i, p in psnrs if p < 25 and i < args.frames]
+        + [(None, after) for after in _unreadable_after(arrivals)],
+        "audio_seconds": len(audio[start:]) / RATE,
+        "tone_presence": _tone_presence(audio[start:]),
+        "video": stats.get("inbound-rtp:video", {}),
+        "audio": stats.get("inbound-rtp:audio", {}),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("role", choices=["send", "recv"])
+    p.add_argument("--url", required=True)
+    p.add_argument("--channel", required=True)
+    p.add_argument("--frames", type=int, default=150)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--bitrate", type=int, default=2500)
+    p.add_argument("--codec", default="VP8")
+    p.add_argument("--linger", type=float, default=1.0, help="seconds sent after --frames")
+    args = p.parse_args()
+    if os.environ.get("MEDIA_PEER_LOG"):  # e.g. MEDIA_PEER_LOG=1 for the shim's INFO log on stderr
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        sora_ffi.enable_libwebrtc_log(sora_ffi.SoraLoggingSeverity(int(os.environ["MEDIA_PEER_LOG"])))
+    report = send(args) if args.role == "send" else recv(args)
+    print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()
