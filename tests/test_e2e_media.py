@@ -199,3 +199,86 @@ def test_audio_chirp_roundtrip(ffi, server, channel_id, clients):
           f"delay in stream {delay_ms:.0f} ms, wall {time.time() - started:.1f} s")
     assert ncc > 0.9
     assert snr > 10
+
+
+def test_set_enabled_on_sources_and_received_tracks(ffi, server, channel_id, clients):
+    """Disabled sources send black frames and silence (the tracks stay); a disabled received
+    track delivers nothing to its sinks. Enabling again restores both."""
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True, audio=True)
+    receiver.connect()
+    sora = ffi.Sora()
+    vsrc = sora.create_video_source()
+    asrc = sora.create_audio_source(1, 48000)
+    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, audio=True,
+                     video_bit_rate=1000, video_source=vsrc, audio_source=asrc)
+    sender.connect()
+    tracks = receiver.wait_for(lambda: len(receiver.tracks) == 2 and list(receiver.tracks), what="tracks")
+    vtrack = next(t for t in tracks if t.kind == "video")
+    atrack = next(t for t in tracks if t.kind == "audio")
+    lock = threading.Lock()
+    seen: list = []  # (monotonic time, "code" | "black" | "other")
+
+    def on_frame(frame):
+        img = frame.data()
+        # (black reads as a code of zeros: test for it first)
+        kind = "black" if img.mean() < 20 else "code" if testpattern.read_code(img) else "other"
+        with lock:
+            seen.append((time.monotonic(), kind))
+
+    vsink = ffi.SoraVideoSink(vtrack)
+    vsink.on_frame = on_frame
+    asink = ffi.SoraAudioSink(atrack, 48000, 1)
+    stop = threading.Event()
+
+    def feed():
+        n, t0 = 0, time.perf_counter()
+        scenes = [testpattern.scene(i, 640, 360) for i in range(testpattern.PERIOD)]
+        while not stop.is_set():
+            t = (np.arange(480) + n * 480) / 48000
+            asrc.on_data((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(-1, 1))
+            if n % 3 == 0:  # video at 1/3 of the 100 Hz audio rate
+                vsrc.on_captured(testpattern.stamp(scenes[n // 3 % testpattern.PERIOD].copy(), n // 3, 0))
+            n += 1
+            time.sleep(max(0.0, t0 + n / 100 - time.perf_counter()))
+
+    def tone_level(seconds: float) -> float:
+        asink.read(0, 0.1)  # drop what is buffered from before
+        ok, pcm = asink.read(int(48000 * seconds), seconds + 1)
+        return float(np.abs(pcm).mean()) if ok else -1.0
+
+    def video_for(seconds: float) -> list:
+        time.sleep(0.3)  # settle: frames in flight, keyframe after a change
+        start = time.monotonic()
+        time.sleep(seconds)
+        with lock:
+            return [k for t, k in seen if start <= t < start + seconds]
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        on = video_for(0.5), tone_level(0.3)
+        assert vsrc.set_enabled(False) and asrc.set_enabled(False)
+        assert not vsrc.enabled and not asrc.enabled
+        off = video_for(0.5), tone_level(0.3)
+        assert vsrc.set_enabled(True) and asrc.set_enabled(True)
+        back = video_for(0.5), tone_level(0.3)
+        assert vtrack.set_enabled(False) and atrack.set_enabled(False)
+        assert not vtrack.enabled
+        muted = video_for(0.5), asink.read(4800, 0.5)
+        assert vtrack.set_enabled(True) and atrack.set_enabled(True)
+        unmuted = video_for(0.5), tone_level(0.3)
+    finally:
+        stop.set()
+        feeder.join()
+    print(f"\nenabled: {len(on[0])} frames, tone {on[1]:.0f}; source disabled: "
+          f"{off[0].count('black')}/{len(off[0])} black, level {off[1]:.0f}; re-enabled: "
+          f"{back[0].count('code')}/{len(back[0])} coded, tone {back[1]:.0f}; track disabled: "
+          f"{len(muted[0])} frames, audio read {muted[1][0]}; track re-enabled: "
+          f"{len(unmuted[0])} frames, tone {unmuted[1]:.0f}")
+    # Sending side: black frames keep flowing at the input rate, silence replaces the tone.
+    assert len(on[0]) >= 10 and set(on[0]) == {"code"} and on[1] > 3000
+    assert len(off[0]) >= 10 and set(off[0]) == {"black"} and 0 <= off[1] < 50
+    assert len(back[0]) >= 10 and set(back[0]) == {"code"} and back[1] > 3000
+    # Receiving side: nothing reaches the sinks while the track is disabled.
+    assert muted[0] == [] and muted[1][0] is False
+    assert len(unmuted[0]) >= 10 and set(unmuted[0]) == {"code"} and unmuted[1] > 3000

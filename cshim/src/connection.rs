@@ -202,7 +202,7 @@ impl Connection {
         let t = st.tracks.get_mut(&track).ok_or_else(|| Error::new(Kind::NotFound, "no such track"))?;
         t.enabled = enabled;
         if let Some(r) = st.receivers.get(&track) {
-            r.shared.enabled.store(enabled, std::sync::atomic::Ordering::Relaxed);
+            r.set_enabled(enabled);
         }
         Ok(())
     }

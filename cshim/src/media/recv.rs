@@ -69,6 +69,13 @@ impl Receiver {
         let _ = self.tx.lock().send(Input::SinksChanged);
     }
 
+    /// Delivery on or off; turning it on asks for a keyframe at once (like a new sink).
+    pub fn set_enabled(&self, on: bool) {
+        if !self.shared.enabled.swap(on, Ordering::Relaxed) && on {
+            let _ = self.tx.lock().send(Input::SinksChanged);
+        }
+    }
+
     pub fn remove_sink(&self, id: u64) {
         self.shared.sinks.lock().retain(|s| s.id() != id);
     }
