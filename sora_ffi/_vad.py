@@ -16,9 +16,11 @@ SORA_ERR_INVALID_ARGUMENT = -1
 
 
 class SoraVAD:
-    """Estimates the probability that audio is speech (RNNoise, natively). Frames of any
-    rate and channel count are converted (to 24 kHz mono) before the analysis; 0.95 is the
-    usual threshold. One instance keeps state across calls: use one per stream."""
+    """Estimates the probability that audio is speech, natively: the earshot neural VAD,
+    recalibrated so that 0.95 (the usual threshold) suits it, with pure tones, sweeps and
+    other unchanging tonal sounds rejected. Frames of any rate and channel count are
+    converted (to 16 kHz mono) before the analysis. One instance keeps state across calls:
+    use one per stream."""
 
     def __init__(self) -> None:
         out = ffi.new("SoraVad **")

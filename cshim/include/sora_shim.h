@@ -467,7 +467,7 @@ int32_t sora_buffer_view(const SoraBuffer *b, const uint8_t **data, size_t *len)
 void sora_buffer_free(SoraBuffer *b);
 
 /*
- Creates a voice activity detector (RNNoise).
+ Creates a voice activity detector (earshot network plus a tonal check; see docs).
  */
 int32_t sora_vad_new(SoraVad **out);
 

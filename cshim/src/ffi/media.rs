@@ -309,7 +309,7 @@ pub unsafe extern "C" fn sora_buffer_free(b: *mut SoraBuffer) {
     }
 }
 
-/// Creates a voice activity detector (RNNoise).
+/// Creates a voice activity detector (earshot network plus a tonal check; see docs).
 #[no_mangle]
 pub unsafe extern "C" fn sora_vad_new(out: *mut *mut SoraVad) -> i32 {
     guard(|| out_ptr(SoraVad { inner: Vad::new() }, out))

@@ -7,7 +7,7 @@
 //! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
 //! * [`resample`]: streaming rate and channel conversion (rubato).
-//! * [`vad`]: voice probability (RNNoise via nnnoiseless).
+//! * [`vad`]: voice probability (the earshot network plus a tonal check).
 pub mod convert;
 pub mod frame;
 pub mod opus;
