@@ -55,8 +55,11 @@ def run_sender(sdk, url, channel, seconds, codec, bitrate):
 
     sora = sdk.Sora()
     source = sora.create_video_source()
+    # Both encode every frame at full size: libwebrtc would otherwise scale 720p down at
+    # its start bitrate (sora_ffi never scales, as with MAINTAIN_RESOLUTION).
     conn = connect(sdk, sora, url, channel, "sendonly", audio=False, video_codec_type=codec,
-                   video_bit_rate=bitrate, video_source=source)
+                   video_bit_rate=bitrate, video_source=source,
+                   degradation_preference=sdk.SoraDegradationPreference.DISABLED)
     scenes = [testpattern.scene(i, W, H) for i in range(testpattern.PERIOD)]  # drawing is not measured
     time.sleep(1.0)  # let the receiver attach
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -192,7 +195,8 @@ def main():
             r = spawn("recv", "sora_ffi", url, ch, args)
             s = spawn("send", sdk, url, ch, args)
             rows[("send", sdk)] = result(s)
-            rows[("send", sdk)]["rx_sizes"] = result(r)["sizes"]
+            rx = result(r)
+            rows[("send", sdk)].update(rx_sizes=rx["sizes"], rx_fps=rx["fps"], rx_in_order=rx["in_order"])
             # receiving cost of `sdk`, sent by sora_ffi
             ch = f"recv-{n}"
             r = spawn("recv", sdk, url, ch, args)
@@ -216,6 +220,7 @@ def main():
     print(f"received fps: sora_ffi {rf['fps']:.1f}  sora_sdk {ro['fps']:.1f}")
     print(f"sizes sent by sora_ffi / sora_sdk (as received): {rows[('send', 'sora_ffi')]['rx_sizes']} / "
           f"{rows[('send', 'sora_sdk')]['rx_sizes']}")
+    print(f"fps received from sora_ffi / sora_sdk senders: {sf['rx_fps']:.1f} / {so['rx_fps']:.1f}")
 
 
 if __name__ == "__main__":

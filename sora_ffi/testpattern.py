@@ -56,15 +56,20 @@ def read_code(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[tup
     rows = (BITS + _ROW - 1) // _ROW
     if block < 8 or h < rows * block or w < _ROW * block:
         return None
-    gray = img[: int(rows * block), : int(_ROW * block)].mean(axis=2)
-    value = 0
-    q = block / 4
-    for i in range(BITS):
-        r, c = divmod(i, _ROW)
-        cell = gray[int(r * block + q):int((r + 1) * block - q), int(c * block + q):int((c + 1) * block - q)].mean()
-        if 64 < cell < 192:
-            return None  # neither black nor white: not our code
-        value |= int(cell >= 128) << i
+    if block == BLOCK:
+        # Unscaled (the usual case): all 48 cells at once. The code is grey, so one channel
+        # is enough; the inner half of each cell avoids the edges that compression blurs.
+        q = BLOCK // 4
+        grid = img[: rows * BLOCK, : _ROW * BLOCK, 1].reshape(rows, BLOCK, _ROW, BLOCK)
+        cells = grid[:, q:BLOCK - q, :, q:BLOCK - q].mean(axis=(1, 3), dtype=np.float32).ravel()
+    else:
+        gray = img[: int(rows * block), : int(_ROW * block)].mean(axis=2)
+        q = block / 4
+        cells = np.array([gray[int(r * block + q):int((r + 1) * block - q), int(c * block + q):int((c + 1) * block - q)].mean()
+                          for r, c in (divmod(i, _ROW) for i in range(BITS))])
+    if np.any((cells > 64) & (cells < 192)):
+        return None  # neither black nor white: not our code
+    value = sum(1 << i for i in range(BITS) if cells[i] >= 128)
     return value & 0xFFFF, value >> 16
 
 
