@@ -4,7 +4,7 @@
 //! When the backlog would take longer than `max_queue_time` to drain, the rate is raised to
 //! drain it in that time (latency over smoothness, as libwebrtc's queue time limit).
 //!
-//! Audio should bypass the pacer (or use [`Pacer::enqueue_front`]); retransmissions too.
+//! Audio and retransmissions bypass it (they are small and time-critical).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -92,15 +92,6 @@ impl Pacer {
         for p in packets {
             self.queued_bytes += p.len();
             self.queue.push_back(p);
-        }
-    }
-
-    /// Queues ahead of everything else (retransmissions, audio), keeping their order.
-    pub fn enqueue_front(&mut self, packets: impl IntoIterator<Item = Vec<u8>>) {
-        let ps: Vec<Vec<u8>> = packets.into_iter().collect();
-        for p in ps.into_iter().rev() {
-            self.queued_bytes += p.len();
-            self.queue.push_front(p);
         }
     }
 
@@ -204,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn backlog_beyond_queue_limit_raises_rate_and_front_queue_goes_first() {
+    fn backlog_beyond_queue_limit_raises_rate() {
         let mut p = Pacer::new(100_000);
         p.set_pacing_factor(1.0);
         p.set_max_queue_time(Duration::from_millis(500));
@@ -216,9 +207,5 @@ mod tests {
             n += p.poll(t0 + Duration::from_millis(ms)).len();
         }
         assert!(n >= 60, "drained only {n}");
-        p.enqueue_front(vec![vec![0xee; 10], vec![0xef; 10]]);
-        let out = p.poll(t0 + Duration::from_secs(10));
-        assert_eq!(out[0], vec![0xee; 10]);
-        assert_eq!(out[1], vec![0xef; 10]);
     }
 }
