@@ -77,12 +77,24 @@ def test_upstream_video_codecs():
         lines = _attrs(s)
         assert lines[0] == f"m=video 9 UDP/TLS/RTP/SAVPF {pt}"
         assert f"a=rtpmap:{pt} {name}/90000" in lines
-        for fb in ("nack", "nack pli", "ccm fir"):
+        for fb in ("goog-remb", "nack", "nack pli", "ccm fir"):
             assert f"a=rtcp-fb:{pt} {fb}" in lines
         if fmtp:
             assert f"a=fmtp:{pt} {fmtp}" in lines
         else:
             assert not any(line.startswith("a=fmtp") for line in lines)
+
+
+def test_upstream_bitrate_announced_by_remb():
+    assert sdp.upstream_bitrate(2500) == 2_500_000  # video.bit_rate is kbps
+    assert sdp.upstream_bitrate(None) == sdp.DEFAULT_UPSTREAM_BPS == 5_000_000
+    # simulcast: the active encodings of offer.encodings together
+    assert sdp.upstream_bitrate(1000, simulcast=True) == 100_000 + 300_000 + 1_000_000
+    assert sdp.upstream_bitrate(None, simulcast=True) == 150_000 + 450_000 + 1_500_000
+    assert sdp.upstream_bitrate(1000, True, [{"rid": "r2", "active": False}]) == 400_000
+    assert sdp.upstream_bitrate(1000, True, [{"rid": "r2", "maxBitrate": 3_000_000}]) == 3_400_000
+    everything_off = [{"rid": r, "active": False} for r in ("r0", "r1", "r2")]
+    assert sdp.upstream_bitrate(1000, True, everything_off) == 1_000_000
 
 
 def test_simulcast_upstream_and_encodings():

@@ -575,6 +575,15 @@ int32_t sora_peer_forward_track(const SoraPeer *src,
 int32_t sora_peer_request_keyframe(const SoraPeer *p, int32_t track);
 
 /*
+ Announces `bps` (bits per second) to the sender on the receiving track `track` by REMB
+ (RTCP PSFB "goog-remb", sender SSRC 1, the SSRC list naming the sender's media SSRC):
+ one at its first (next) RTP packet, then about once a second while RTP arrives. A
+ libwebrtc sender takes it as its bandwidth estimate. 0 stops it; a new value replaces
+ the old and goes out at the next packet. Works with or without forwarding on `track`.
+ */
+int32_t sora_peer_set_track_bitrate(const SoraPeer *p, int32_t track, uint64_t bps);
+
+/*
  Frees the peer; no event for it is produced afterwards. Blocks while libdatachannel
  finishes its callbacks, so never call it from a thread that must not wait. NULL is ignored.
  */

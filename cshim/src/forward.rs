@@ -7,19 +7,78 @@
 //! the cache lacks (lost before the SFU) go on to the sender. The sender cannot repair a
 //! loss between the SFU and a receiver: its retransmission reuses the sequence number,
 //! which the SFU's SRTP replay protection has already seen and drops.
+//!
+//! Bandwidth estimation is per hop, as in an SFU: receivers' REMBs are not relayed, and a
+//! source with a bitrate set ([`set_bitrate`]) gets the server's own REMB with that value,
+//! at its first RTP packet and then about once a second while RTP flows. libwebrtc
+//! senders take a REMB during their first 2 s (no loss reported yet) as their target at
+//! once; without one they stay near their 300 kbps start value and grow slowly.
 use crate::error::Result;
 use crate::media::rtp::nack::PacketHistory;
-use crate::media::rtp::rtcp::{build_nack, take_nacks};
+use crate::media::rtp::rtcp::{build_nack, build_remb, take_nacks};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Packets kept per source for NACKs: about 1 s of a 15 Mbps stream, and no older than 1 s.
 const CACHE_PACKETS: usize = 2048;
 const CACHE_AGE: Duration = Duration::from_secs(1);
+
+/// How often a source with a bitrate gets a REMB while its RTP flows.
+const REMB_INTERVAL_MS: u64 = 1000;
+/// The server's RTCP sender SSRC in its own feedback (PLI, REMB).
+const SERVER_SSRC: u32 = 1;
+
+/// The REMB announced to one source: its bitrate and when the next one is due.
+struct Remb {
+    /// bps; 0 = none
+    bps: AtomicU64,
+    /// [`millis`] when the next REMB is due; 0 = at the next RTP packet.
+    due_ms: AtomicU64,
+}
+
+impl Remb {
+    fn new(bps: u64) -> Self {
+        Remb { bps: AtomicU64::new(bps), due_ms: AtomicU64::new(0) }
+    }
+
+    /// Called for every RTP packet of the source: one REMB when due. Lock-free; allocates
+    /// only when a REMB goes out.
+    fn on_rtp(&self, track: i32, ssrc: u32, now: Instant) {
+        if let Some(bps) = self.take_due(now) {
+            let _ = rtc::track_send(track, &build_remb(SERVER_SSRC, bps, &[ssrc]));
+        }
+    }
+
+    /// The bitrate to announce now, if a REMB is due (and then the next one is due a
+    /// second later); None otherwise.
+    fn take_due(&self, now: Instant) -> Option<u64> {
+        let due = self.due_ms.load(Ordering::Relaxed);
+        let now_ms = millis(now);
+        if now_ms < due {
+            return None;
+        }
+        let bps = self.bps.load(Ordering::Relaxed);
+        if bps == 0 {
+            return None;
+        }
+        // One thread wins the slot; a concurrent packet sees the new due time.
+        self.due_ms
+            .compare_exchange(due, now_ms + REMB_INTERVAL_MS, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| bps)
+    }
+}
+
+/// Milliseconds since a process-wide epoch, at least 1 (0 means "due now" in [`Remb`]).
+fn millis(t: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    t.saturating_duration_since(epoch).as_millis() as u64 + 1
+}
 
 #[derive(Default)]
 struct Routes {
@@ -31,6 +90,8 @@ struct Routes {
     ssrc: HashMap<i32, Arc<AtomicU32>>,
     /// source track → its recent RTP packets, to answer NACKs
     cache: HashMap<i32, Arc<Mutex<PacketHistory>>>,
+    /// source track → the bitrate announced to its sender (REMB)
+    remb: HashMap<i32, Arc<Remb>>,
 }
 
 static ROUTES: RwLock<Option<Routes>> = RwLock::new(None);
@@ -48,21 +109,29 @@ impl PacketHandler for Forwarder {
         }
         let routes = ROUTES.read();
         let Some(r) = routes.as_ref() else { return };
+        let rtp = !is_rtcp(packet);
+        let mut now = None;
+        if rtp {
+            let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+            if let Some(s) = r.ssrc.get(&track) {
+                s.store(ssrc, Ordering::Relaxed);
+            }
+            if let Some(b) = r.remb.get(&track) {
+                b.on_rtp(track, ssrc, *now.get_or_insert_with(Instant::now));
+            }
+        }
         if let Some(dsts) = r.down.get(&track) {
-            if !is_rtcp(packet) {
-                if let Some(s) = r.ssrc.get(&track) {
-                    s.store(u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]), Ordering::Relaxed);
-                }
+            if rtp {
                 if let Some(c) = r.cache.get(&track) {
                     let seq = u16::from_be_bytes([packet[2], packet[3]]);
-                    c.lock().store(seq, packet.to_vec(), Instant::now());
+                    c.lock().store(seq, packet.to_vec(), *now.get_or_insert_with(Instant::now));
                 }
             }
             for &d in dsts {
                 let _ = rtc::track_send(d, packet);
             }
         }
-        if is_rtcp(packet) {
+        if !rtp {
             if let Some(&src) = r.up.get(&track) {
                 match take_nacks(packet) {
                     None => {
@@ -134,6 +203,7 @@ pub fn forget(track: i32) {
         r.up.remove(&track);
         r.ssrc.remove(&track);
         r.cache.remove(&track);
+        r.remb.remove(&track);
         for l in r.down.values_mut() {
             l.retain(|&d| d != track);
         }
@@ -141,6 +211,20 @@ pub fn forget(track: i32) {
     }
     drop(guard);
     rtc::clear_packet_handler(track);
+}
+
+/// Announces `bps` to the sender on the receiving track `src` by REMB: at its next RTP
+/// packet, then about once a second while RTP flows. 0 stops it.
+pub fn set_bitrate(src: i32, bps: u64) -> Result<()> {
+    let mut guard = ROUTES.write();
+    let r = guard.get_or_insert_with(Routes::default);
+    r.ssrc.entry(src).or_insert_with(|| Arc::new(AtomicU32::new(0)));
+    let b = r.remb.entry(src).or_insert_with(|| Arc::new(Remb::new(0)));
+    b.bps.store(bps, Ordering::Relaxed);
+    b.due_ms.store(0, Ordering::Relaxed); // a new value goes out at once
+    drop(guard);
+    rtc::set_packet_handler(src, forwarder());
+    Ok(())
 }
 
 /// Asks the sender on `src` for a keyframe (PLI). False when no media was seen yet.
@@ -153,6 +237,36 @@ pub fn request_keyframe(src: i32) -> Result<bool> {
     if ssrc == 0 {
         return Ok(false);
     }
-    rtc::track_send(src, &crate::media::rtp::rtcp::build_pli(1, ssrc))?;
+    rtc::track_send(src, &crate::media::rtp::rtcp::build_pli(SERVER_SSRC, ssrc))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remb_at_the_first_packet_then_once_a_second() {
+        millis(Instant::now()); // the epoch comes first
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let b = Remb::new(2_500_000);
+        assert_eq!(b.take_due(t0), Some(2_500_000));
+        assert_eq!(b.take_due(t0 + ms(10)), None);
+        assert_eq!(b.take_due(t0 + ms(990)), None);
+        assert_eq!(b.take_due(t0 + ms(1000)), Some(2_500_000));
+        assert_eq!(b.take_due(t0 + ms(1500)), None);
+        // a new value goes out at the next packet (as set_bitrate does it)
+        b.bps.store(1_000_000, Ordering::Relaxed);
+        b.due_ms.store(0, Ordering::Relaxed);
+        assert_eq!(b.take_due(t0 + ms(1600)), Some(1_000_000));
+        // 0: none at all
+        b.bps.store(0, Ordering::Relaxed);
+        b.due_ms.store(0, Ordering::Relaxed);
+        assert_eq!(b.take_due(t0 + ms(5000)), None);
+        // after a pause in RTP the next packet gets one at once
+        let b = Remb::new(1);
+        assert!(b.take_due(t0).is_some());
+        assert!(b.take_due(t0 + ms(60_000)).is_some());
+    }
 }

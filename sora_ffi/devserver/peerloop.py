@@ -124,6 +124,11 @@ class Peer:
         """Sends a PLI to the client sending on ``track``; False before any media arrived."""
         return bool(self._call(lambda p: check(lib.sora_peer_request_keyframe(p, track))))
 
+    def set_track_bitrate(self, track: int, bps: int) -> None:
+        """Announces ``bps`` by REMB to the client sending on ``track`` (at its first RTP
+        packet, then about once a second while RTP flows); 0 stops it."""
+        self._call(lambda p: check(lib.sora_peer_set_track_bitrate(p, track, max(0, int(bps)))))
+
     def close_and_destroy(self) -> None:
         """Closes and frees the peer; idempotent; may block briefly (call off the loop)."""
         self._closing = True

@@ -35,7 +35,13 @@ VIDEO_PAYLOAD_TYPES = {
 }
 OPUS_PT = 111
 
-VIDEO_RTCP_FB = ("nack", "nack pli", "ccm fir")
+#: ``goog-remb``: the server sends REMB to every upstream video sender (``upstream_bitrate``)
+VIDEO_RTCP_FB = ("goog-remb", "nack", "nack pli", "ccm fir")
+
+#: bps announced by REMB to a video sender whose connect gave no ``video.bit_rate``
+#: (Sora's signaling leaves the default to the server; 5 Mbps lets a 720p30 upstream run
+#: unconstrained while staying a plausible per-connection ceiling)
+DEFAULT_UPSTREAM_BPS = 5_000_000
 
 # One id space for the whole bundle.
 EXT_AUDIO_LEVEL = (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level")
@@ -246,6 +252,24 @@ def simulcast_encodings(bit_rate_kbps: Optional[int], overrides: Optional[list] 
             if isinstance(o, dict) and o.get("rid") in by_rid:
                 by_rid[o["rid"]].update(o)
     return enc
+
+
+def upstream_bitrate(bit_rate_kbps: Optional[int], simulcast: bool = False,
+                     overrides: Optional[list] = None) -> int:
+    """bps the server announces (REMB) to a client's upstream video: ``video.bit_rate``
+    (kbps) of its connect or auth result, else :data:`DEFAULT_UPSTREAM_BPS`; with simulcast
+    the sum of the active encodings' ``maxBitrate`` (``offer.encodings``)."""
+    if simulcast:
+        total = 0
+        for e in simulcast_encodings(bit_rate_kbps, overrides):
+            rate = e.get("maxBitrate")
+            if e.get("active", True) is not False and isinstance(rate, (int, float)) and rate > 0:
+                total += int(rate)
+        if total > 0:
+            return total
+    if bit_rate_kbps:
+        return int(bit_rate_kbps) * 1000
+    return DEFAULT_UPSTREAM_BPS
 
 
 _MID_RE = re.compile(r"^a=mid:(\S+)\s*$", re.M)

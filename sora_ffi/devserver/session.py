@@ -390,6 +390,10 @@ class Session:
                 mid, "recvonly", p.video_codec, simulcast=p.simulcast,
                 bit_rate_kbps=p.video_bit_rate))
             self.upstream["video"] = mid
+            # BWE feedback as a Sora server gives it: without it a libwebrtc sender stays
+            # near its 300 kbps start value.
+            self.peer.set_track_bitrate(self.upstream_tracks["video"], sdp.upstream_bitrate(
+                p.video_bit_rate, p.simulcast, p.simulcast_encodings))
         self._sync_downstream()
         if p.data_channel_signaling:
             for spec in p.server_data_channels():

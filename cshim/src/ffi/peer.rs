@@ -164,6 +164,20 @@ pub unsafe extern "C" fn sora_peer_request_keyframe(p: *const SoraPeer, track: i
     })
 }
 
+/// Announces `bps` (bits per second) to the sender on the receiving track `track` by REMB
+/// (RTCP PSFB "goog-remb", sender SSRC 1, the SSRC list naming the sender's media SSRC):
+/// one at its first (next) RTP packet, then about once a second while RTP arrives. A
+/// libwebrtc sender takes it as its bandwidth estimate. 0 stops it; a new value replaces
+/// the old and goes out at the next packet. Works with or without forwarding on `track`.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_set_track_bitrate(p: *const SoraPeer, track: i32, bps: u64) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        crate::forward::set_bitrate(track, bps)?;
+        Ok(0)
+    })
+}
+
 /// Frees the peer; no event for it is produced afterwards. Blocks while libdatachannel
 /// finishes its callbacks, so never call it from a thread that must not wait. NULL is ignored.
 #[no_mangle]

@@ -142,16 +142,26 @@ fn split_compound(data: &[u8]) -> (Vec<&[u8]>, usize) {
 /// A generic NACK taken out of a compound packet: (sender SSRC, media SSRC, sequence numbers).
 pub type Nack = (u32, u32, Vec<u16>);
 
+/// Whether one RTCP sub-packet is a REMB (PSFB, FMT 15, identifier "REMB").
+fn is_remb(p: &[u8]) -> bool {
+    p.len() >= 16 && p[1] == 206 && p[0] & 0x1f == 15 && &p[12..16] == b"REMB"
+}
+
 /// For an SFU that answers NACKs itself: the generic NACKs of a compound packet, and the
-/// other sub-packets unchanged and in order. None when there is no NACK (forward as is).
+/// other sub-packets unchanged and in order, less any REMB (a receiver's estimate covers
+/// only its own SFU→receiver leg; the SFU announces its own estimate to the sender). None
+/// when there is neither a NACK nor a REMB (forward as is).
 pub fn take_nacks(data: &[u8]) -> Option<(Vec<Nack>, Vec<u8>)> {
     let (parts, _) = split_compound(data);
     let is_nack = |p: &[u8]| p[1] == 205 && p[0] & 0x1f == 1;
-    if !parts.iter().any(|p| is_nack(p)) {
+    if !parts.iter().any(|p| is_nack(p) || is_remb(p)) {
         return None;
     }
     let (mut nacks, mut rest) = (Vec::new(), Vec::new());
     for p in parts {
+        if is_remb(p) {
+            continue;
+        }
         if !is_nack(p) {
             rest.extend_from_slice(p);
             continue;
@@ -293,7 +303,9 @@ pub fn nack_pairs(seqs: &[u16]) -> Vec<NackPair> {
     pairs
 }
 
-/// Receiver estimated maximum bitrate (draft-alvestrand-rmcat-remb).
+/// Receiver estimated maximum bitrate (draft-alvestrand-rmcat-remb): `bitrate_bps` for the
+/// streams `ssrcs` (at most 255). The wire format keeps an 18-bit mantissa and a 6-bit
+/// exponent, so values above 2^18 bps are rounded down to that precision.
 pub fn build_remb(sender_ssrc: u32, bitrate_bps: u64, ssrcs: &[u32]) -> Vec<u8> {
     marshal(&ReceiverEstimatedMaximumBitrate {
         sender_ssrc,
@@ -514,6 +526,36 @@ mod tests {
         let mut t = build_nack(7, 9, &[5]);
         t.extend_from_slice(&[0x80, 201, 0, 9]);
         assert_eq!(take_nacks(&t).unwrap(), (vec![(7, 9, vec![5])], vec![]));
+    }
+
+    #[test]
+    fn remb_round_trip() {
+        for bps in [300_000u64, 2_500_000, 5_000_000, 15_000_000] {
+            let p = build_remb(1, bps, &[0x1234_5678]);
+            assert!(is_rtcp(&p) && is_remb(&p));
+            assert_eq!((p[0] & 0x1f, p[1]), (15, 206));
+            assert_eq!(&p[8..12], &[0, 0, 0, 0]); // media source SSRC is 0 in a REMB
+            match parse_compound(&p).as_slice() {
+                [RtcpEvent::Remb { sender_ssrc: 1, bitrate, ssrcs }] => {
+                    // 18-bit mantissa: at most 2^-17 relative rounding.
+                    assert!(*bitrate <= bps && bps - *bitrate <= bps >> 17, "{bps} -> {bitrate}");
+                    assert_eq!(ssrcs, &vec![0x1234_5678]);
+                }
+                e => panic!("{e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rembs_from_receivers_are_dropped() {
+        let rr = build_rr(7, &[]);
+        let mut c = rr.clone();
+        c.extend(build_remb(7, 1_000_000, &[9]));
+        assert_eq!(take_nacks(&c), Some((vec![], rr.clone())));
+        c.extend(build_nack(7, 9, &[4]));
+        assert_eq!(take_nacks(&c), Some((vec![(7, 9, vec![4])], rr.clone())));
+        // other PSFB packets are left alone
+        assert!(take_nacks(&build_pli(7, 9)).is_none());
     }
 
     #[test]
