@@ -55,8 +55,8 @@ def run_sender(sdk, url, channel, seconds, codec, bitrate):
 
     sora = sdk.Sora()
     source = sora.create_video_source()
-    # Both encode every frame at full size: libwebrtc would otherwise scale 720p down at
-    # its start bitrate (sora_ffi never scales, as with MAINTAIN_RESOLUTION).
+    # Both encode every frame at full size: no CPU adaptation, and libwebrtc would otherwise
+    # scale 720p down at its 300 kbps start rate before any bandwidth estimate arrives.
     conn = connect(sdk, sora, url, channel, "sendonly", audio=False, video_codec_type=codec,
                    video_bit_rate=bitrate, video_source=source,
                    degradation_preference=sdk.SoraDegradationPreference.DISABLED)

@@ -42,7 +42,8 @@ class SoraSignalingType(enum.IntEnum):
 
 
 class SoraDegradationPreference(enum.IntEnum):
-    """What the video sender gives up first when bandwidth or CPU is short."""
+    """What the video sender gives up first when encoding cannot keep up (CPU overuse; see
+    `Sora.create_connection`). None there means MAINTAIN_FRAMERATE."""
 
     DISABLED = 0
     BALANCED = 3

@@ -95,7 +95,18 @@ class Sora:
         `audio_source` / `video_source` are what `create_audio_source` / `create_video_source`
         return (the connection keeps them alive); a source may feed several connections.
         With a `video_source`, `video_codec_type` must be VP8 or VP9 (what this build
-        encodes)."""
+        encodes).
+
+        `degradation_preference` says what the video sender gives up when encoding cannot
+        keep up with the source (CPU overuse, measured as encode time per frame against the
+        frame interval, as libwebrtc does): MAINTAIN_FRAMERATE lowers the resolution (3/4
+        per dimension a step, down to 320x180), MAINTAIN_RESOLUTION the frame rate (2/3 a
+        step, down to 10 fps), BALANCED the resolution down to 640x480, then both (15 fps,
+        then 10 fps at 320x240 and below), DISABLED nothing. Steps are taken back when the
+        load falls. None is MAINTAIN_FRAMERATE (what libwebrtc, and so the official SDK,
+        does for a camera track). `get_stats()` shows it on the video outbound-rtp:
+        `qualityLimitationReason` ("cpu" / "none"), `qualityLimitationResolutionChanges`,
+        `qualityLimitationDurations`, `frameWidth` / `frameHeight`, `framesPerSecond`."""
         options = dict(locals())  # exactly the parameters: this is the first statement
         for name in ("self", "signaling_urls", "role", "channel_id"):
             del options[name]

@@ -1,6 +1,7 @@
 //! Media: codecs (`codec`) and the RTP/RTCP stack (`rtp`) are plain, thread-free building
 //! blocks; `send` and `recv` are the per-track pipelines (threads) that drive them between
 //! `source`s (what the application pushes) and `sink`s (what it receives).
+pub mod adapt;
 pub mod codec;
 pub mod recv;
 pub mod rtp;

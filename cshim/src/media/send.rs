@@ -167,6 +167,8 @@ pub struct VideoSendConfig {
     pub bitrate_kbps: u32,
     pub cname: String,
     pub vp9_profile: u8,
+    /// What CPU adaptation gives up (`degradation_preference`).
+    pub degradation: super::adapt::DegradationPreference,
 }
 
 /// Starts sending `slot`'s frames on `track`.
@@ -192,16 +194,28 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
 }
 
 fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<Input>, clock: RtpClock, cfg: VideoSendConfig) {
+    use super::adapt::{Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
+    use super::codec::{I420Frame, Scaler};
     let codec = match cfg.codec {
         VideoCodec::Vp8 => RtpCodec::Vp8,
         VideoCodec::Vp9 => RtpCodec::Vp9,
     };
     let mut packetizer = RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
     let mut encoder: Option<VideoEncoder> = None;
-    let mut black: Option<super::codec::I420Frame> = None;
+    let mut black: Option<I420Frame> = None;
     let start = Instant::now();
     let mut first_capture: Option<i64> = None;
     let mut last_ts: Option<u32> = None;
+    // CPU adaptation (media::adapt): every frame's scaling + encoding time feeds the detector,
+    // whose signals move the restrictions (resolution step, frame-rate cap) applied here.
+    let adapting = cfg.degradation != DegradationPreference::Disabled;
+    let mut adapter = Adapter::new(cfg.degradation);
+    let mut detector = OveruseDetector::new(OveruseConfig::default());
+    let mut limiter = FrameRateLimiter::default();
+    let mut scaler = Scaler::new();
+    let mut replaced_seen = slot.dropped.load(Ordering::Relaxed);
+    let mut last_tick: Option<Instant> = None;
+    let (mut fps_since, mut fps_frames) = (Instant::now(), 0u32);
     while !shared.stop.load(Ordering::Acquire) {
         let Some((frame, capture_us)) = slot.take(Duration::from_millis(100)) else {
             if slot.is_closed() {
@@ -210,6 +224,20 @@ fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<I
             continue;
         };
         let taken = Instant::now();
+        // Offered = this frame plus those the slot replaced while we were busy.
+        let replaced = slot.dropped.load(Ordering::Relaxed);
+        detector.on_offered(taken, 1 + replaced.saturating_sub(replaced_seen));
+        replaced_seen = replaced;
+        let limited = adapter.restrictions().is_limited();
+        if let Some(prev) = last_tick.replace(taken) {
+            let mut st = shared.stats.lock();
+            let dt = (taken - prev).as_secs_f64();
+            if limited { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
+        }
+        let max_fps = adapter.restrictions().max_fps;
+        if !limiter.admit(capture_us, max_fps) {
+            continue;
+        }
         // Capture times (epoch µs) drive the RTP clock so that A/V sync holds; they are
         // anchored on the first frame and kept strictly increasing.
         let first = *first_capture.get_or_insert(capture_us);
@@ -221,23 +249,32 @@ fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<I
             }
         }
         last_ts = Some(ts);
-        let input: &super::codec::I420Frame = if slot.enabled.load(Ordering::Relaxed) {
-            &frame
-        } else {
-            let b = black.get_or_insert_with(|| super::codec::I420Frame::new(frame.width, frame.height).expect("frame"));
-            if b.width != frame.width || b.height != frame.height {
-                *b = super::codec::I420Frame::new(frame.width, frame.height).expect("frame");
+        let (w, h) = adapter.target_size(frame.width, frame.height);
+        let input: &I420Frame = if !slot.enabled.load(Ordering::Relaxed) {
+            let b = black.get_or_insert_with(|| I420Frame::new(w, h).expect("frame"));
+            if b.width != w || b.height != h {
+                *b = I420Frame::new(w, h).expect("frame");
             }
             b.u.fill(128);
             b.v.fill(128);
             b
+        } else if (w, h) != (frame.width, frame.height) {
+            match scaler.scale(&frame, w, h) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("video scaling to {w}x{h} failed: {e}");
+                    &frame
+                }
+            }
+        } else {
+            &frame
         };
         let enc = match encoder.as_mut() {
             Some(e) => e,
             None => match VideoEncoder::new(VideoEncoderConfig {
                 codec: cfg.codec,
-                width: frame.width,
-                height: frame.height,
+                width: input.width,
+                height: input.height,
                 bitrate_kbps: cfg.bitrate_kbps,
                 framerate: 30,
                 vp9_profile: cfg.vp9_profile,
@@ -252,7 +289,11 @@ fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<I
         let force = shared.keyframe_requested.swap(false, Ordering::AcqRel);
         match enc.encode(input, ts, force) {
             Ok(frames) => {
-                let elapsed = taken.elapsed().as_secs_f64();
+                let now = Instant::now();
+                let busy = now - taken;
+                detector.on_processed(now, busy);
+                fps_frames += frames.len() as u32;
+                let elapsed = busy.as_secs_f64();
                 for f in frames {
                     let packets = packetizer.packetize(&f.data, ts);
                     {
@@ -272,6 +313,45 @@ fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<I
             }
             Err(e) => log::warn!("video encode failed: {e}"),
         }
+        let now = Instant::now();
+        if now - fps_since >= Duration::from_secs(1) {
+            shared.stats.lock().frames_per_second = Some(fps_frames as f64 / (now - fps_since).as_secs_f64());
+            (fps_since, fps_frames) = (now, 0);
+        }
+        if !adapting {
+            continue;
+        }
+        let Some(signal) = detector.poll(now, max_fps) else { continue };
+        let Some(m) = detector.last() else { continue };
+        let before = (adapter.target_size(frame.width, frame.height), adapter.restrictions().max_fps);
+        let step = match signal {
+            Signal::Overuse => adapter.adapt_down(frame.width, frame.height, m.input_fps),
+            Signal::Underuse => adapter.adapt_up(frame.width, frame.height, m.input_fps),
+        };
+        let Some(step) = step else {
+            detector.on_ignored();
+            continue;
+        };
+        detector.on_adapted(now, signal == Signal::Underuse);
+        let after = (adapter.target_size(frame.width, frame.height), adapter.restrictions().max_fps);
+        log::info!(
+            "video CPU {} ({:.0} % of the frame interval, {:.1} ms/frame, {:.1} fps in, {:.1} encoded): {}x{} {} fps -> {}x{} {} fps ({:?})",
+            if signal == Signal::Overuse { "overuse" } else { "underuse" },
+            m.usage * 100.0,
+            m.frame_time * 1e3,
+            m.input_fps,
+            m.processed_fps,
+            before.0 .0,
+            before.0 .1,
+            before.1.map_or("all".into(), |f| format!("{f:.1}")),
+            after.0 .0,
+            after.0 .1,
+            after.1.map_or("all".into(), |f| format!("{f:.1}")),
+            cfg.degradation,
+        );
+        let mut st = shared.stats.lock();
+        st.quality_limitation_resolution_changes += (step == Step::Resolution) as u64;
+        st.cpu_limited = adapter.restrictions().is_limited();
     }
 }
 

@@ -99,6 +99,9 @@ impl ConnectionConfig {
                 }
             }
         }
+        if crate::media::adapt::DegradationPreference::from_api(self.degradation_preference).is_none() {
+            return Err(Error::invalid("degradation_preference must be 0 (DISABLED), 1 (MAINTAIN_FRAMERATE), 2 (MAINTAIN_RESOLUTION) or 3 (BALANCED)"));
+        }
         self.timeouts()?;
         Ok(())
     }
@@ -237,5 +240,20 @@ mod tests {
     fn rejects_unknown_keys_and_bad_roles() {
         assert!(ConnectionConfig::from_json(r#"{"signaling_urls":["ws://h"],"role":"x","channel_id":"c"}"#).is_err());
         assert!(ConnectionConfig::from_json(r#"{"signaling_urls":["ws://h"],"role":"sendonly","channel_id":"c","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn degradation_preference_is_one_of_the_four() {
+        let with = |v: &str| {
+            ConnectionConfig::from_json(&format!(
+                r#"{{"signaling_urls":["ws://h"],"role":"sendonly","channel_id":"c","degradation_preference":{v}}}"#
+            ))
+        };
+        for ok in ["0", "1", "2", "3", "null"] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in ["4", "-1"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 }

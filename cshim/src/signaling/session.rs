@@ -646,6 +646,8 @@ impl Session {
                     .unwrap_or(DEFAULT_VIDEO_KBPS);
                 pending.push(PendingSender::Video(track, src.subscribe(), media::send::VideoSendConfig {
                     codec, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile,
+                    degradation: media::adapt::DegradationPreference::from_api(self.cfg.degradation_preference)
+                        .unwrap_or(media::adapt::DegradationPreference::MaintainFramerate),
                 }));
             }
         }
@@ -1100,6 +1102,19 @@ pub fn stats(shared: &Shared) -> Value {
             "totalEncodeTime": o.total_encode_time, "targetBitrate": o.target_bitrate,
             "totalPacketSendDelay": o.total_packet_send_delay,
         }));
+        if s.kind == "video" {
+            // CPU adaptation (media::adapt), shaped as libwebrtc reports it.
+            let r = reports.last_mut().and_then(Value::as_object_mut).expect("just pushed");
+            r.insert("qualityLimitationReason".into(), json!(if o.cpu_limited { "cpu" } else { "none" }));
+            r.insert("qualityLimitationResolutionChanges".into(), json!(o.quality_limitation_resolution_changes));
+            r.insert(
+                "qualityLimitationDurations".into(),
+                json!({"other": 0.0, "cpu": o.cpu_limited_time, "bandwidth": 0.0, "none": o.unlimited_time}),
+            );
+            if let Some(fps) = o.frames_per_second {
+                r.insert("framesPerSecond".into(), json!(fps));
+            }
+        }
     }
     let mut recv: Vec<_> = st.receivers.iter().collect();
     recv.sort_by_key(|(id, _)| **id);

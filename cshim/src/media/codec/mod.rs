@@ -4,6 +4,7 @@
 //!
 //! * [`frame`]: tight I420 frames, PSNR.
 //! * [`convert`]: BGR <-> I420, BT.601 limited range (SIMD `yuv` crate).
+//! * [`scale`]: I420 downscaling for CPU adaptation (SIMD `fast_image_resize`).
 //! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
 //! * [`resample`]: streaming rate and channel conversion (rubato).
@@ -12,6 +13,7 @@ pub mod convert;
 pub mod frame;
 pub mod opus;
 pub mod resample;
+pub mod scale;
 pub mod vad;
 pub mod vpx;
 
@@ -19,5 +21,6 @@ pub use convert::{bgr_to_i420, bgr_to_i420_into, i420_to_bgr};
 pub use frame::{psnr_y, I420Frame};
 pub use opus::{OpusDecoder, OpusEncoder, OpusParams};
 pub use resample::Resampler;
+pub use scale::Scaler;
 pub use vad::Vad;
 pub use vpx::{EncodedFrame, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};

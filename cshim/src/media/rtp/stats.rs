@@ -86,6 +86,15 @@ pub struct OutboundRtpStats {
     pub frame_height: u32,
     pub total_encode_time: f64,
     pub target_bitrate: f64,
+    /// Frames encoded in the last measured second (W3C `framesPerSecond`).
+    pub frames_per_second: Option<f64>,
+    /// Video, CPU adaptation (`media::adapt`): whether resolution or frame rate is currently
+    /// reduced (`qualityLimitationReason` "cpu", else "none"), how often the resolution
+    /// changed for it, and the seconds spent limited / unlimited (`qualityLimitationDurations`).
+    pub cpu_limited: bool,
+    pub quality_limitation_resolution_changes: u64,
+    pub cpu_limited_time: f64,
+    pub unlimited_time: f64,
     /// Sum of the time packets waited in the pacer, seconds.
     pub total_packet_send_delay: f64,
     /// Latest REMB for this stream, bits per second.

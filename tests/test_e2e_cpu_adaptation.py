@@ -1,0 +1,122 @@
+"""degradation_preference end to end: a sender that cannot keep up adapts as asked.
+
+A 3840x2160 VP9 stream at 30 fps overuses any 2-core machine many times over (measured here:
+~100 ms of encoding per frame, i.e. ~300 % of the 33 ms frame interval, with the receiver
+decoding in the same process), so CPU adaptation (cshim/src/media/adapt.rs; thresholds and
+steps in docs/design.md) reacts within a few seconds: MAINTAIN_FRAMERATE scales the picture
+down, MAINTAIN_RESOLUTION caps the frame rate and keeps the size, DISABLED changes nothing.
+The detector and the step logic themselves are unit-tested in Rust with injected times.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+W, H, FPS = 3840, 2160, 30
+
+
+def scenes(n: int) -> list:
+    """Moving gradients and a box at 4K (the test pattern's scene, drawn with broadcasting:
+    testpattern.scene takes ~0.7 s per 4K frame)."""
+    x = np.arange(W, dtype=np.int32)[None, :]
+    y = np.arange(H, dtype=np.int32)[:, None]
+    out = []
+    for i in range(n):
+        img = np.empty((H, W, 3), np.uint8)
+        img[..., 0] = ((x + 3 * i) % 256).astype(np.uint8)
+        img[..., 1] = ((y + 2 * i) % 256).astype(np.uint8)
+        img[..., 2] = ((x // 4 + y // 4 + i) % 256).astype(np.uint8)
+        bx = i * 40 % (W - 320)
+        img[H // 2:H // 2 + 240, bx:bx + 320] = (40, 200, 240)
+        out.append(img)
+    return out
+
+
+def outbound(client) -> dict:
+    return next(s for s in json.loads(client.conn.get_stats())
+                if s["type"] == "outbound-rtp" and s["kind"] == "video")
+
+
+@pytest.mark.parametrize("pref", ["MAINTAIN_FRAMERATE", "MAINTAIN_RESOLUTION", "DISABLED"])
+def test_cpu_overuse_follows_degradation_preference(ffi, server, channel_id, clients, pref):
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True)
+    receiver.connect()
+    sora = ffi.Sora()
+    source = sora.create_video_source()
+    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True,
+                     video_codec_type="VP9", video_bit_rate=10000, video_source=source,
+                     degradation_preference=getattr(ffi.SoraDegradationPreference, pref))
+    sender.connect()
+    track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "video"), None),
+                              what="video track")
+    lock = threading.Lock()
+    received: list = []  # (height, width) of each decoded frame
+    sink = ffi.SoraVideoSink(track)
+
+    def on_frame(frame):
+        with lock:
+            received.append(frame.data().shape[:2])
+
+    sink.on_frame = on_frame
+    frames = scenes(6)
+
+    def done() -> bool:
+        if pref == "MAINTAIN_FRAMERATE":
+            with lock:
+                return any(s != (H, W) for s in received)
+        if pref == "MAINTAIN_RESOLUTION":
+            return outbound(sender)["qualityLimitationReason"] == "cpu"
+        return False  # DISABLED: run the whole time, nothing may happen
+
+    # Adaptation needs a settling window plus two overused 1 s windows after the first
+    # (slow, ~0.5-1 s) 4K keyframe: 3-5 s here. DISABLED runs 6 s, longer than that.
+    t0 = time.perf_counter()
+    limit = 6.0 if pref == "DISABLED" else 8.5
+    i = 0
+    finished = None
+    while time.perf_counter() - t0 < limit:
+        delay = t0 + i / FPS - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        source.on_captured(frames[i % len(frames)])
+        i += 1
+        if i % 10 == 0 and finished is None and done():
+            finished = time.perf_counter()
+        if finished is not None and time.perf_counter() - finished > 0.5:
+            break
+    elapsed = time.perf_counter() - t0
+    time.sleep(0.3)  # frames in flight
+    stats = outbound(sender)
+    with lock:
+        sizes = sorted(set(received), reverse=True)
+        count = len(received)
+    ms = 1000 * stats["totalEncodeTime"] / max(stats["framesEncoded"], 1)
+    print(f"\n{pref}: {i} frames pushed in {elapsed:.1f} s, {stats['framesEncoded']} encoded "
+          f"({ms:.0f} ms/frame), {count} received at {sizes}; sender now "
+          f"{stats['frameWidth']}x{stats['frameHeight']} at {stats.get('framesPerSecond', 0):.1f} fps, "
+          f"reason {stats['qualityLimitationReason']}, resolution changes "
+          f"{stats['qualityLimitationResolutionChanges']}, durations {stats['qualityLimitationDurations']}")
+    assert count > 0 and sizes[0] == (H, W)  # it starts at full size in every case
+    if pref == "MAINTAIN_FRAMERATE":
+        assert finished is not None, f"no smaller frame received in {limit} s"
+        assert stats["qualityLimitationReason"] == "cpu"
+        assert stats["qualityLimitationResolutionChanges"] >= 1
+        assert stats["frameWidth"] < W
+        # 3/4 per dimension each step: the aspect ratio stays.
+        assert all(abs(w / h - W / H) < 0.02 for h, w in sizes)
+    elif pref == "MAINTAIN_RESOLUTION":
+        assert finished is not None, f"no CPU limitation reported in {limit} s"
+        assert sizes == [(H, W)]
+        assert (stats["frameWidth"], stats["frameHeight"]) == (W, H)
+        assert stats["qualityLimitationResolutionChanges"] == 0
+        # The first step caps the rate at 2/3 of the source's 30 fps.
+        assert stats["framesPerSecond"] <= 22
+    else:
+        assert sizes == [(H, W)]
+        assert stats["qualityLimitationReason"] == "none"
+        assert stats["qualityLimitationResolutionChanges"] == 0
+        assert stats["qualityLimitationDurations"]["cpu"] == 0
