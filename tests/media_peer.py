@@ -1,7 +1,7 @@
 """One media peer of the loss test, run as its own process (possibly inside a network
 namespace with `ip netns exec`): ``send`` pushes the test pattern plus a 440 Hz tone,
-``recv`` decodes them and measures. The last stdout line is a JSON report; ``recv`` prints
-``ready`` once connected so the test can start the sender.
+``recv`` decodes them and measures. The last stdout line is a JSON report. Both print
+``ready`` once connected; ``send`` then waits for a line on stdin before it starts.
 
     python3 tests/media_peer.py recv --url ws://10.1.2.1:5000/signaling --channel c --frames 150
 """
@@ -34,8 +34,7 @@ def _connect(sora, args, role: str, **kwargs):
     tracks: list = []
     conn.on_track = tracks.append
     conn.connect()
-    # generous: under loss, a lost DTLS flight costs 1 s, 2 s, 4 s... (OpenSSL back-off)
-    if not conn.wait_connected(30):
+    if not conn.wait_connected(10):
         sys.exit("connection failed")
     return conn, tracks
 
@@ -46,6 +45,8 @@ def send(args) -> dict:
     audio = sora.create_audio_source(1, RATE)
     conn, _ = _connect(sora, args, "sendonly", video=True, audio=True, video_codec_type=args.codec,
                        video_bit_rate=args.bitrate, video_source=video, audio_source=audio)
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test says when to start (after switching the loss on)
     stop = threading.Event()
 
     def tone():
