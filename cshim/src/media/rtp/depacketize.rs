@@ -67,6 +67,19 @@ pub struct Vp8Descriptor {
     pub key_idx: Option<u8>,
 }
 
+/// The picture ID at `p[*i]`, as VP8 and VP9 descriptors both write it: 7 bits, or 15 when
+/// the first byte's M bit is set. Returns (id, whether 15-bit) and advances `i`.
+fn read_picture_id(p: &[u8], i: &mut usize) -> Option<(u16, bool)> {
+    let b = *p.get(*i)?;
+    *i += 1;
+    if b & 0x80 == 0 {
+        return Some((u16::from(b), false));
+    }
+    let lo = *p.get(*i)?;
+    *i += 1;
+    Some(((u16::from(b & 0x7f) << 8) | u16::from(lo), true))
+}
+
 impl Vp8Descriptor {
     /// Parses the descriptor; returns it and its length. Fails when no VP8 payload follows.
     pub fn parse(p: &[u8]) -> Option<(Self, usize)> {
@@ -82,16 +95,9 @@ impl Vp8Descriptor {
             let x = *p.get(i)?;
             i += 1;
             if x & 0x80 != 0 {
-                let b = *p.get(i)?;
-                i += 1;
-                if b & 0x80 != 0 {
-                    let lo = *p.get(i)?;
-                    i += 1;
-                    d.picture_id = Some((u16::from(b & 0x7f) << 8) | u16::from(lo));
-                    d.picture_id_15bit = true;
-                } else {
-                    d.picture_id = Some(u16::from(b));
-                }
+                let (id, long) = read_picture_id(p, &mut i)?;
+                d.picture_id = Some(id);
+                d.picture_id_15bit = long;
             }
             if x & 0x40 != 0 {
                 d.tl0_pic_idx = Some(*p.get(i)?);
@@ -165,16 +171,9 @@ impl Vp9Descriptor {
         let (has_i, has_l, has_v) = (b0 & 0x80 != 0, b0 & 0x20 != 0, b0 & 0x02 != 0);
         let mut i = 1;
         if has_i {
-            let b = *p.get(i)?;
-            i += 1;
-            if b & 0x80 != 0 {
-                let lo = *p.get(i)?;
-                i += 1;
-                d.picture_id = Some((u16::from(b & 0x7f) << 8) | u16::from(lo));
-                d.picture_id_15bit = true;
-            } else {
-                d.picture_id = Some(u16::from(b & 0x7f));
-            }
+            let (id, long) = read_picture_id(p, &mut i)?;
+            d.picture_id = Some(id);
+            d.picture_id_15bit = long;
         }
         if has_l {
             let b = *p.get(i)?;
