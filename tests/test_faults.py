@@ -162,34 +162,13 @@ async def _until_closed(ws):
         pass
 
 
-async def _malformed(fake, ws):
-    await fake.recv_json(ws)
-    await ws.send("{not json")
-    await _until_closed(ws)
-
-
-async def _no_type(fake, ws):
-    await fake.recv_json(ws)
-    await ws.send(json.dumps({"no": "type"}))
-    await _until_closed(ws)
-
-
-async def _not_object(fake, ws):
-    await fake.recv_json(ws)
-    await ws.send("[1, 2, 3]")
-    await _until_closed(ws)
-
-
-async def _binary(fake, ws):
-    await fake.recv_json(ws)
-    await ws.send(b"\x00\x01binary frame")
-    await _until_closed(ws)
-
-
-async def _offer_without_ids(fake, ws):
-    await fake.recv_json(ws)
-    await ws.send(json.dumps({"type": "offer", "sdp": "v=0\r\n"}))
-    await _until_closed(ws)
+def _sends(message):
+    """A fake server that answers `connect` with `message` and then waits to be closed."""
+    async def scenario(fake, ws):
+        await fake.recv_json(ws)
+        await ws.send(message)
+        await _until_closed(ws)
+    return scenario
 
 
 FAKE_OFFER = {"type": "offer", "connection_id": "A" * 26, "client_id": "c", "bundle_id": "b",
@@ -205,11 +184,11 @@ async def _invalid_sdp(fake, ws):
 
 
 @pytest.mark.parametrize("handler,code", [
-    (_malformed, INTERNAL_ERROR),
-    (_no_type, INTERNAL_ERROR),
-    (_not_object, INTERNAL_ERROR),
-    (_binary, INTERNAL_ERROR),
-    (_offer_without_ids, INTERNAL_ERROR),
+    (_sends("{not json"), INTERNAL_ERROR),
+    (_sends(json.dumps({"no": "type"})), INTERNAL_ERROR),
+    (_sends("[1, 2, 3]"), INTERNAL_ERROR),
+    (_sends(b"\x00\x01binary frame"), INTERNAL_ERROR),
+    (_sends(json.dumps({"type": "offer", "sdp": "v=0\r\n"})), INTERNAL_ERROR),
     (_invalid_sdp, ICE_FAILED),
 ], ids=["malformed_json", "no_type", "not_an_object", "binary_frame", "offer_without_ids",
         "invalid_sdp"])
