@@ -15,7 +15,7 @@
 //! once; without one they stay near their 300 kbps start value and grow slowly.
 use crate::error::Result;
 use crate::media::rtp::nack::PacketHistory;
-use crate::media::rtp::rtcp::{build_nack, build_remb, take_nacks};
+use crate::media::rtp::rtcp::{build_nack, build_remb, take_nacks_and_rembs};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -133,7 +133,7 @@ impl PacketHandler for Forwarder {
         }
         if !rtp {
             if let Some(&src) = r.up.get(&track) {
-                match take_nacks(packet) {
+                match take_nacks_and_rembs(packet) {
                     None => {
                         let _ = rtc::track_send(src, packet);
                     }

@@ -151,7 +151,7 @@ fn is_remb(p: &[u8]) -> bool {
 /// other sub-packets unchanged and in order, less any REMB (a receiver's estimate covers
 /// only its own SFU→receiver leg; the SFU announces its own estimate to the sender). None
 /// when there is neither a NACK nor a REMB (forward as is).
-pub fn take_nacks(data: &[u8]) -> Option<(Vec<Nack>, Vec<u8>)> {
+pub fn take_nacks_and_rembs(data: &[u8]) -> Option<(Vec<Nack>, Vec<u8>)> {
     let (parts, _) = split_compound(data);
     let is_nack = |p: &[u8]| p[1] == 205 && p[0] & 0x1f == 1;
     if !parts.iter().any(|p| is_nack(p) || is_remb(p)) {
@@ -516,16 +516,16 @@ mod tests {
         let mut c = rr.clone();
         c.extend(build_nack(7, 9, &[100, 101, 300]));
         c.extend(build_pli(7, 9));
-        let (nacks, rest) = take_nacks(&c).unwrap();
+        let (nacks, rest) = take_nacks_and_rembs(&c).unwrap();
         assert_eq!(nacks, vec![(7, 9, vec![100, 101, 300])]);
         let mut want = rr.clone();
         want.extend(build_pli(7, 9));
         assert_eq!(rest, want);
-        assert!(take_nacks(&rr).is_none());
+        assert!(take_nacks_and_rembs(&rr).is_none());
         // a truncated tail is dropped, the NACK before it still taken
         let mut t = build_nack(7, 9, &[5]);
         t.extend_from_slice(&[0x80, 201, 0, 9]);
-        assert_eq!(take_nacks(&t).unwrap(), (vec![(7, 9, vec![5])], vec![]));
+        assert_eq!(take_nacks_and_rembs(&t).unwrap(), (vec![(7, 9, vec![5])], vec![]));
     }
 
     #[test]
@@ -551,11 +551,11 @@ mod tests {
         let rr = build_rr(7, &[]);
         let mut c = rr.clone();
         c.extend(build_remb(7, 1_000_000, &[9]));
-        assert_eq!(take_nacks(&c), Some((vec![], rr.clone())));
+        assert_eq!(take_nacks_and_rembs(&c), Some((vec![], rr.clone())));
         c.extend(build_nack(7, 9, &[4]));
-        assert_eq!(take_nacks(&c), Some((vec![(7, 9, vec![4])], rr.clone())));
+        assert_eq!(take_nacks_and_rembs(&c), Some((vec![(7, 9, vec![4])], rr.clone())));
         // other PSFB packets are left alone
-        assert!(take_nacks(&build_pli(7, 9)).is_none());
+        assert!(take_nacks_and_rembs(&build_pli(7, 9)).is_none());
     }
 
     #[test]
