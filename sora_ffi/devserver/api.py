@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from . import strictjson
+
 if TYPE_CHECKING:  # pragma: no cover
     from .server import AsyncDevServer
 
@@ -55,9 +57,9 @@ def parse_body(body: bytes) -> dict:
     if not body.strip():
         return {}
     try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("request body is not valid JSON") from None
+        value = strictjson.loads(body)
+    except ValueError as e:
+        raise bad_request(f"request body is not valid JSON ({e})") from None
     if not isinstance(value, dict):
         raise bad_request("request body must be a JSON object")
     return value
@@ -305,7 +307,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
 
 
 def _response(status: int, value: Any, keep_alive: bool) -> bytes:
-    payload = json.dumps(value, ensure_ascii=False).encode()
+    payload = strictjson.dumps(value).encode()
     head = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
         "Content-Type: application/json",

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import urllib.error
 import urllib.request
 import uuid
 import warnings
 from typing import Any, Optional
+
+from . import strictjson
 
 #: JWT claims that are not overrides.
 REGISTERED_CLAIMS = {"channel_id", "exp", "nbf", "iat", "iss", "aud", "sub", "jti"}
@@ -94,6 +95,10 @@ def verify_jwt(token: object, secret: str, channel_id: str, *, now: Optional[flo
         raise AuthError(f"AUTH-ERROR: invalid access_token ({e})") from None
     if not isinstance(claims, dict):
         raise AuthError("AUTH-ERROR: invalid access_token payload")
+    try:
+        strictjson.validate(claims)  # claims are copied into offers and notifies
+    except ValueError as e:
+        raise AuthError(f"AUTH-ERROR: invalid access_token payload ({e})") from None
     if now is not None and claims.get("exp", 0) <= now:
         raise AuthError("AUTH-ERROR: access_token expired")
     if claims.get("channel_id") != channel_id:
@@ -208,7 +213,7 @@ def call_webhook(url: str, body: dict, *, timeout: float = 5.0) -> dict:
 
     Blocking (urllib): call it from a worker thread.
     """
-    data = json.dumps(body).encode()
+    data = strictjson.dumps(body).encode()
     req = urllib.request.Request(
         url, data=data, method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "sora_ffi-devserver"},
@@ -224,9 +229,9 @@ def call_webhook(url: str, body: dict, *, timeout: float = 5.0) -> dict:
     if status != 200:
         raise AuthError(f"AUTH-WEBHOOK-ERROR: status {status}")
     try:
-        reply = json.loads(payload)
-    except ValueError:
-        raise AuthError("AUTH-WEBHOOK-ERROR: response is not JSON") from None
+        reply = strictjson.loads(payload)
+    except ValueError as e:
+        raise AuthError(f"AUTH-WEBHOOK-ERROR: response is not standard JSON ({e})") from None
     if not isinstance(reply, dict) or not isinstance(reply.get("allowed"), bool):
         raise AuthError("AUTH-WEBHOOK-ERROR: response lacks a boolean 'allowed'")
     if not reply["allowed"]:

@@ -15,9 +15,10 @@ import zlib
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from .auth import now_iso
+from .inflate import inflate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
+    from .session import DataChannelState, Session
 
 log = logging.getLogger("sora_ffi.devserver")
 
@@ -114,8 +115,10 @@ class Channel:
                 o.send_notify(msg)
 
     # ----------------------------------------------------------------- messaging
-    def relay(self, sender: "Session", label: str, payload: bytes, binary: bool) -> int:
-        """Relays one message received on ``label`` from ``sender``; returns deliveries."""
+    def relay(self, sender: "Session", st: "DataChannelState", payload: bytes,
+              binary: bool) -> int:
+        """Relays one message received on ``st`` from ``sender``; returns deliveries."""
+        label = st.spec.label
         spec = sender.messaging.get(label)
         if spec is None or not spec.can_send:
             log.debug("%s: dropped message on %s (direction)", sender.connection_id, label)
@@ -123,10 +126,9 @@ class Channel:
         raw = payload
         if spec.compress:
             try:
-                raw = zlib.decompress(payload)
-            except zlib.error:
-                log.info("%s: dropped undecodable compressed message on %s",
-                         sender.connection_id, label)
+                raw = inflate(payload)
+            except ValueError as e:
+                sender.drop_dc_message(st, str(e))
                 return 0
             binary = True
         delivered = 0

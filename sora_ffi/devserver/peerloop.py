@@ -17,6 +17,7 @@ import logging
 import threading
 from typing import Callable, Optional
 
+from .._log import start_log_pump
 from .._native import EventQueue, ShimError, check, ffi, lib, take_string
 
 log = logging.getLogger("sora_ffi.devserver")
@@ -147,6 +148,7 @@ class PeerLoop:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
+        start_log_pump()  # the shim's warnings (the forwarder's, say) reach logging
         self.queue = EventQueue(0)
         self._routes: dict = {}
         self._stopped = False

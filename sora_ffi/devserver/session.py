@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from websockets.exceptions import ConnectionClosed
 
-from . import auth, ids, sdp
+from . import auth, ids, sdp, strictjson
+from .inflate import inflate
 from .params import (
     CLOSE_BAD_REQUEST,
     ConnectParams,
@@ -75,6 +76,7 @@ class DataChannelState:
     bytes_sent: int = 0
     messages_received: int = 0
     bytes_received: int = 0
+    messages_dropped: int = 0  # undecodable, or inflating past MAX_INFLATED
 
 
 @dataclass
@@ -209,7 +211,7 @@ class Session:
             log.warning("%s: WebSocket send queue overflow", self.connection_id)
             self._spawn(self.end(CLOSE_SLOW, "SLOW-CLIENT"))
             return False
-        self._ws_out.put_nowait(json.dumps(msg, ensure_ascii=False))
+        self._ws_out.put_nowait(strictjson.dumps(msg))
         return True
 
     def _ws_close(self, code: int, reason: str) -> None:
@@ -309,7 +311,7 @@ class Session:
     def _note_late_answer(self, raw: Any) -> None:
         """While ending: notice the (re-)answer that end() may be waiting for."""
         try:
-            msg = json.loads(raw)
+            msg = strictjson.loads(raw)
         except (ValueError, TypeError):
             return
         if isinstance(msg, dict) and msg.get("type") in ("answer", "re-answer", "update"):
@@ -319,9 +321,9 @@ class Session:
         if isinstance(raw, (bytes, bytearray)):
             raise ProtocolError("INVALID-MESSAGE: binary frames are not allowed")
         try:
-            msg = json.loads(raw)
-        except ValueError:
-            raise ProtocolError("INVALID-MESSAGE: malformed JSON") from None
+            msg = strictjson.loads(raw)
+        except ValueError as e:
+            raise ProtocolError(f"INVALID-MESSAGE: {e}") from None
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             raise ProtocolError("INVALID-MESSAGE: a JSON object with a string type is required")
         return msg
@@ -726,24 +728,25 @@ class Session:
             return
         if self.state == ENDING:
             if st.spec.label == "signaling":
-                with contextlib.suppress(zlib.error):
-                    data = zlib.decompress(data) if st.spec.compress else data
+                with contextlib.suppress(ValueError):
+                    data = inflate(data) if st.spec.compress else data
                 self._note_late_answer(data)
             return
         st.messages_received += 1
         st.bytes_received += len(data)
         label = st.spec.label
         if st.spec.is_messaging:
-            self.channel.relay(self, label, data, binary)
+            self.channel.relay(self, st, data, binary)
             return
         payload = data
         if st.spec.compress:
             try:
-                payload = zlib.decompress(data)
-            except zlib.error:
-                payload = data  # tolerate an uncompressed message
+                payload = inflate(data)
+            except ValueError as e:
+                self.drop_dc_message(st, str(e))
+                return
         try:
-            msg = json.loads(payload)
+            msg = strictjson.loads(payload)
         except ValueError:
             log.info("%s: malformed JSON on DataChannel %s ignored", self.connection_id, label)
             return
@@ -757,6 +760,13 @@ class Session:
                 self._ping_outstanding_since = None
         elif label == "rpc":
             self._on_rpc(msg)
+
+    def drop_dc_message(self, st: DataChannelState, why: str) -> None:
+        """A received message that cannot be used: counted (GetStatsConnection
+        ``messagesDropped``) and logged, never passed on."""
+        st.messages_dropped += 1
+        log.warning("%s: dropped a message on DataChannel %s: %s",
+                    self.connection_id, st.spec.label, why)
 
     def _on_rpc(self, msg: dict) -> None:
         if "id" not in msg or "method" not in msg:
@@ -792,7 +802,7 @@ class Session:
         try:
             self.peer.dc_send(st.dc_id, data, binary)
         except Exception as e:
-            log.debug("%s: send on %s failed: %s", self.connection_id, label, e)
+            log.warning("%s: send on DataChannel %s failed: %s", self.connection_id, label, e)
             return False
         st.messages_sent += 1
         st.bytes_sent += len(data)
@@ -802,7 +812,7 @@ class Session:
         st = self._dc_open(label)
         if st is None:
             return False
-        data = json.dumps(msg, ensure_ascii=False).encode()
+        data = strictjson.dumps(msg).encode()
         if st.spec.compress:
             return self.send_dc(label, zlib.compress(data), True)
         return self.send_dc(label, data, False)
@@ -913,6 +923,7 @@ class Session:
                 "bytesSent": st.bytes_sent,
                 "messagesReceived": st.messages_received,
                 "bytesReceived": st.bytes_received,
+                "messagesDropped": st.messages_dropped,
             })
         for kind, mid in self.upstream.items():
             out.append({"id": f"IT{mid}", "type": "inbound-rtp", "timestamp": ts,
