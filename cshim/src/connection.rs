@@ -36,6 +36,7 @@ pub struct ChannelEntry {
     pub bytes_sent: u64,
     pub messages_received: u64,
     pub bytes_received: u64,
+    pub messages_dropped: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -149,23 +150,40 @@ impl Connection {
     }
 
     pub fn send_data_channel(&self, label: &str, data: &[u8]) -> Result<()> {
-        let mut st = self.shared.state.lock();
-        let entry = st
-            .channels
-            .get_mut(label)
-            .filter(|c| c.open)
-            .ok_or_else(|| Error::new(Kind::Closed, format!("data channel {label:?} is not open")))?;
-        let payload = if entry.compress { zlib::compress(data) } else { data.to_vec() };
-        let max = crate::rtc::dc_max_message_size(entry.dc);
+        let (dc, compress) = {
+            let st = self.shared.state.lock();
+            let entry = st
+                .channels
+                .get(label)
+                .filter(|c| c.open)
+                .ok_or_else(|| Error::new(Kind::Closed, format!("data channel {label:?} is not open")))?;
+            (entry.dc, entry.compress)
+        };
+        if compress && data.len() > zlib::MAX_INFLATED {
+            // Small on the wire, but every receiver would drop it: refuse it here instead.
+            return Err(Error::new(
+                Kind::TooLarge,
+                format!(
+                    "message of {} bytes exceeds the {} bytes a compressed data channel accepts before compression",
+                    data.len(),
+                    zlib::MAX_INFLATED
+                ),
+            ));
+        }
+        // Compressed outside the lock: up to 16 MiB of deflate must not stall stats or events.
+        let payload = if compress { zlib::compress(data) } else { data.to_vec() };
+        let max = crate::rtc::dc_max_message_size(dc);
         if payload.len() > max {
             return Err(Error::new(
                 Kind::TooLarge,
                 format!("message of {} bytes exceeds the data channel's maximum of {max} bytes", payload.len()),
             ));
         }
-        crate::rtc::dc_send(entry.dc, &payload, true)?;
-        entry.messages_sent += 1;
-        entry.bytes_sent += data.len() as u64;
+        crate::rtc::dc_send(dc, &payload, true)?;
+        if let Some(entry) = self.shared.state.lock().channels.get_mut(label) {
+            entry.messages_sent += 1;
+            entry.bytes_sent += data.len() as u64;
+        }
         Ok(())
     }
 

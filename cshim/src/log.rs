@@ -61,8 +61,10 @@ pub fn ensure_init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let _ = log::set_logger(&LOGGER);
-        // Quiet by default (libjuice warns about every unusable interface); the host raises it.
-        log::set_max_level(log::LevelFilter::Error);
+        // The shim's own warnings and errors always reach the host. libdatachannel only
+        // forwards errors by default (libjuice warns about every unusable interface); the
+        // host asks for more with set_level.
+        log::set_max_level(SHIM_FLOOR);
         crate::rtc::set_native_log_level(log::LevelFilter::Error);
     });
 }
@@ -72,8 +74,13 @@ pub fn set_queue(q: Option<Arc<EventQueue>>) {
     *SINK.write() = q;
 }
 
+/// Level below which the shim's own records are never filtered out natively.
+const SHIM_FLOOR: log::LevelFilter = log::LevelFilter::Warn;
+
+/// Sets how much is forwarded: libdatachannel exactly `filter`, the shim `filter` but never
+/// less than its warnings and errors (they report dropped input and failures).
 pub fn set_level(filter: log::LevelFilter) {
     ensure_init();
-    log::set_max_level(filter);
+    log::set_max_level(filter.max(SHIM_FLOOR));
     crate::rtc::set_native_log_level(filter);
 }

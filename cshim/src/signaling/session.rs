@@ -27,8 +27,9 @@ const VIA_WS: i64 = 0;
 const VIA_DC: i64 = 1;
 const SENT: i64 = 0;
 const RECEIVED: i64 = 1;
-/// Largest decompressed DataChannel message we accept.
-const MAX_INFLATED: usize = 16 * 1024 * 1024;
+/// Most redirects followed for one connect (Sora itself redirects once: a `connect` with
+/// `redirect: true` is never redirected again); more ends the session.
+pub const MAX_REDIRECTS: u32 = 3;
 
 pub enum Input {
     Disconnect,
@@ -111,6 +112,8 @@ struct Session {
     /// ICE start is deferred (see apply_offer) and has not happened yet.
     ice_deferred: bool,
     offer_received: bool,
+    /// Redirects followed so far (at most MAX_REDIRECTS).
+    redirects: u32,
     pc_connected: bool,
     self_notified: bool,
     connected: bool,
@@ -163,6 +166,7 @@ impl Session {
             held_candidates: Vec::new(),
             ice_deferred: false,
             offer_received: false,
+            redirects: 0,
             pc_connected: false,
             self_notified: false,
             connected: false,
@@ -269,6 +273,9 @@ impl Session {
             Input::Rtc(ev) => self.on_rtc(ev).await,
             Input::Ws(gen, _) if gen != self.ws_gen || self.ws.is_none() => {}
             Input::Ws(_, WsInput::Text(t)) => self.on_signaling_text(&t, VIA_WS).await,
+            Input::Ws(_, WsInput::Binary(_)) if self.offer_received => {
+                log::warn!("ignoring a binary WebSocket frame from the server (Sora signaling is text only)")
+            }
             Input::Ws(_, WsInput::Binary(_)) => {
                 self.finish(code::INTERNAL_ERROR, "received a binary WebSocket frame; Sora signaling is text only")
             }
@@ -403,17 +410,22 @@ impl Session {
     // ---- incoming signaling ----
 
     async fn on_signaling_text(&mut self, text: &str, via: i64) {
-        let v: Value = match serde_json::from_str(text) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
+        let (v, kind) = match parse_message(text) {
+            Ok(parsed) => parsed,
+            Err(why) if self.offer_received => {
+                // A server that sent a good offer is working: one bad message (a notify
+                // carrying a client's bad metadata, say) must not end the session. Ignored
+                // and logged, as sora-js-sdk does (its handler throws and goes on).
                 let snippet: String = text.chars().take(80).collect();
-                self.finish(code::INTERNAL_ERROR, format!("malformed signaling message: {snippet:?}"));
+                log::warn!("ignoring a {why} from the server: {snippet:?}");
                 return;
             }
-        };
-        let Some(kind) = v.get("type").and_then(Value::as_str).map(str::to_owned) else {
-            self.finish(code::INTERNAL_ERROR, "signaling message without a type");
-            return;
+            Err(why) => {
+                // Before the offer there is nothing to go on with.
+                let snippet: String = text.chars().take(80).collect();
+                self.finish(code::INTERNAL_ERROR, format!("{why}: {snippet:?}"));
+                return;
+            }
         };
         match kind.as_str() {
             "offer" | "redirect" | "re-offer" | "update" | "close" | "candidate" => self.report(via, RECEIVED, text),
@@ -449,6 +461,14 @@ impl Session {
             self.finish(code::INVALID_PARAMETER, "redirect without a location");
             return;
         };
+        if self.redirects >= MAX_REDIRECTS {
+            self.finish(
+                code::INTERNAL_ERROR,
+                format!("Too many redirects: gave up after {MAX_REDIRECTS} (last location: {location})"),
+            );
+            return;
+        }
+        self.redirects += 1;
         if let Err(e) = transport::parse_ws_url(&location) {
             self.finish(code::INVALID_PARAMETER, format!("invalid redirect location: {e}"));
             return;
@@ -494,17 +514,13 @@ impl Session {
                 self.set_info(key, s.clone());
             }
         }
-        self.dc_signaling = v.get("data_channel_signaling").and_then(Value::as_bool).unwrap_or(false);
-        self.ignore_ws = v.get("ignore_disconnect_websocket").and_then(Value::as_bool).unwrap_or(false);
-        for dc in v.get("data_channels").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(label) = dc.get("label").and_then(Value::as_str) {
-                let compress = dc.get("compress").and_then(Value::as_bool).unwrap_or(false);
-                self.dc_compress.insert(label.to_string(), compress);
-            }
-        }
+        let fields = offer_fields(v);
+        self.dc_signaling = fields.dc_signaling;
+        self.ignore_ws = fields.ignore_ws;
+        self.dc_compress.extend(fields.dc_compress);
         let config = PeerConfig {
-            ice_servers: ice_servers(v.pointer("/config/iceServers")),
-            relay_only: v.pointer("/config/iceTransportPolicy").and_then(Value::as_str) == Some("relay"),
+            ice_servers: fields.ice_servers,
+            relay_only: fields.relay_only,
             bind_address: self.cfg.bind_address.clone(),
             disable_auto_negotiation: true,
             ..Default::default()
@@ -871,10 +887,13 @@ impl Session {
     async fn on_dc_message(&mut self, dc: i32, data: Vec<u8>) {
         let Some(label) = self.dc_labels.get(&dc).cloned() else { return };
         let data = if self.dc_compress.get(&label).copied().unwrap_or(false) {
-            match zlib::decompress(&data, MAX_INFLATED) {
+            match zlib::decompress(&data, zlib::MAX_INFLATED) {
                 Ok(d) => d,
                 Err(e) => {
-                    log::warn!("dropping a message on {label:?}: {e}");
+                    if let Some(ch) = self.shared.state.lock().channels.get_mut(&label) {
+                        ch.messages_dropped += 1;
+                    }
+                    log::warn!("dropping a message on data channel {label:?}: {e}");
                     return;
                 }
             }
@@ -978,7 +997,7 @@ fn add_candidates(peer: &Peer, candidates: impl IntoIterator<Item = (String, Opt
 const CANDIDATE_DEFER: Duration = Duration::from_millis(15);
 
 /// Splits the `a=candidate` lines (with their section's mid) off an SDP.
-fn take_candidates(sdp: &str) -> (String, Vec<(String, Option<String>)>) {
+pub(crate) fn take_candidates(sdp: &str) -> (String, Vec<(String, Option<String>)>) {
     let mut rest = String::with_capacity(sdp.len());
     let mut cands = Vec::new();
     let mut mid: Option<String> = None;
@@ -1066,6 +1085,47 @@ fn ice_servers(v: Option<&Value>) -> Vec<String> {
     out
 }
 
+/// What the session takes from an offer besides its SDP and ids.
+pub(crate) struct OfferFields {
+    pub dc_signaling: bool,
+    pub ignore_ws: bool,
+    /// label -> compress
+    pub dc_compress: HashMap<String, bool>,
+    pub ice_servers: Vec<String>,
+    pub relay_only: bool,
+}
+
+pub(crate) fn offer_fields(v: &Value) -> OfferFields {
+    let mut dc_compress = HashMap::new();
+    for dc in v.get("data_channels").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(label) = dc.get("label").and_then(Value::as_str) {
+            let compress = dc.get("compress").and_then(Value::as_bool).unwrap_or(false);
+            dc_compress.insert(label.to_string(), compress);
+        }
+    }
+    OfferFields {
+        dc_signaling: v.get("data_channel_signaling").and_then(Value::as_bool).unwrap_or(false),
+        ignore_ws: v.get("ignore_disconnect_websocket").and_then(Value::as_bool).unwrap_or(false),
+        dc_compress,
+        ice_servers: ice_servers(v.pointer("/config/iceServers")),
+        relay_only: v.pointer("/config/iceTransportPolicy").and_then(Value::as_str) == Some("relay"),
+    }
+}
+
+/// A signaling message's JSON object and its `type`, or why it is not one.
+pub(crate) fn parse_message(text: &str) -> std::result::Result<(Value, String), &'static str> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => match v.get("type").and_then(Value::as_str) {
+            Some(kind) => {
+                let kind = kind.to_owned();
+                Ok((v, kind))
+            }
+            None => Err("signaling message without a type"),
+        },
+        _ => Err("malformed signaling message"),
+    }
+}
+
 fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
@@ -1088,6 +1148,9 @@ pub fn stats(shared: &Shared) -> Value {
             "state": if ch.open { "open" } else { "closed" },
             "messagesSent": ch.messages_sent, "bytesSent": ch.bytes_sent,
             "messagesReceived": ch.messages_received, "bytesReceived": ch.bytes_received,
+            // sora_ffi's own field (not W3C): messages received but dropped (bad zlib, or
+            // inflating past zlib::MAX_INFLATED).
+            "messagesDropped": ch.messages_dropped,
         }));
     }
     for s in &st.senders {

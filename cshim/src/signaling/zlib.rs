@@ -1,6 +1,10 @@
 //! zlib (RFC 1950) framing for DataChannel labels whose `compress` is true.
 use std::io::{Read, Write};
 
+/// The largest DataChannel message (after inflation) that is sent or accepted on a
+/// compressed label: a sender gets an error above it, a receiver drops and counts it.
+pub const MAX_INFLATED: usize = 16 * 1024 * 1024;
+
 pub fn compress(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     let _ = e.write_all(data);
