@@ -5,6 +5,8 @@ pub mod error;
 pub mod events;
 pub mod ffi;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod log;
 pub mod media;
 pub mod peer;
