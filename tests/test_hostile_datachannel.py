@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import tracemalloc
 import zlib
@@ -129,3 +130,43 @@ def test_inflate_is_bounded_in_memory():
     for bad in (b"", b"\x78\x9c", zlib.compress(b"x" * 100)[:-3], b"garbage"):
         with pytest.raises(InflateError):
             inflate(bad)
+
+
+def test_native_warning_reaches_logging_without_any_call(tmp_path):
+    """Regression (issue 7 §5): in a fresh interpreter where nothing but
+    logging.basicConfig(WARNING) is set up (no enable_libwebrtc_log), the client's native
+    'dropping a message' warning reaches the `sora_ffi` logger."""
+    import subprocess
+    import sys
+    import textwrap
+    script = tmp_path / "warn.py"
+    script.write_text(textwrap.dedent("""
+        import logging, sys, time, zlib
+        sys.path.insert(0, %r)
+        logging.basicConfig(level=logging.WARNING, stream=sys.stdout,
+                            format="%%(levelname)s %%(name)s %%(message)s")
+        import sora_ffi
+        from conftest import server_call, server_session
+        from sora_ffi.devserver import DevServer
+        with DevServer() as server:
+            sora = sora_ffi.Sora()
+            conn = sora.create_connection(
+                signaling_urls=[server.signaling_url], role="recvonly", channel_id="w",
+                data_channel_signaling=True,
+                data_channels=[{"label": "#z", "direction": "sendrecv", "compress": True}])
+            opened = []
+            conn.on_data_channel = opened.append
+            conn.connect()
+            assert conn.wait_connected(10)
+            while "#z" not in opened:
+                time.sleep(0.01)
+            sess = server_session(server, conn.connection_id)
+            server_call(server, lambda: sess.send_dc("#z", b"junk", True))
+            time.sleep(0.5)
+            conn.disconnect()
+            time.sleep(0.2)
+    """) % os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'WARNING sora_ffi dropping a message on data channel "#z"' in out.stdout, out.stdout
