@@ -16,6 +16,13 @@ more than 500 ms are queued). This build encodes VP8 and VP9.
 """
 from __future__ import annotations
 
+from ._codec import (
+    CodecPreferenceError,
+    SoraVideoCodecCapability,
+    SoraVideoCodecPreference,
+    create_video_codec_preference_from_implementation,
+    get_video_codec_capability,
+)
 from ._connection import SoraConnection
 from ._enums import (
     SoraDegradationPreference,
@@ -37,7 +44,6 @@ from ._sora import Sora
 from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraMediaTrack, SoraTrackInterface
 from ._vad import SoraVAD
-from . import aio  # noqa: E402 - `sora_ffi.aio` works after a plain `import sora_ffi`
 
 # The official SDK's extension names for the sink classes (its public classes are thin
 # wrappers keeping the track; ours keep it themselves).
@@ -73,12 +79,26 @@ __all__ = [
     "SoraVideoCodecImplementation",
     "SoraTransformableFrameDirection",
     "SoraTransformableAudioFrameType",
+    "SoraVideoCodecCapability",
+    "SoraVideoCodecPreference",
+    "CodecPreferenceError",
+    "get_video_codec_capability",
+    "create_video_codec_preference_from_implementation",
     "enable_libwebrtc_log",
     "rtc_log",
     "ShimError",
     "shim_version",
     "aio",
 ]
+
+
+def __getattr__(name: str):
+    # `sora_ffi.aio` works after a plain `import sora_ffi`, without making every import pay
+    # for asyncio.
+    if name == "aio":
+        import importlib
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def shim_version() -> str:

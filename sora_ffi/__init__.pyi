@@ -2,6 +2,11 @@
 # annotated, in the implementation modules (one source of truth, checked with mypy); the
 # explicit `X as X` re-exports mark exactly what is public.
 from . import aio as aio
+from ._codec import CodecPreferenceError as CodecPreferenceError
+from ._codec import SoraVideoCodecCapability as SoraVideoCodecCapability
+from ._codec import SoraVideoCodecPreference as SoraVideoCodecPreference
+from ._codec import create_video_codec_preference_from_implementation as create_video_codec_preference_from_implementation
+from ._codec import get_video_codec_capability as get_video_codec_capability
 from ._connection import SoraConnection as SoraConnection
 from ._enums import SoraDegradationPreference as SoraDegradationPreference
 from ._enums import SoraLoggingSeverity as SoraLoggingSeverity

@@ -32,6 +32,9 @@ class SoraSignalingErrorCode(enum.IntEnum):
     WEBSOCKET_ONERROR = 6
     PEER_CONNECTION_STATE_FAILED = 7
     ICE_FAILED = 8
+    # sora_sdk 2026.x name; this build ends a DataChannel-only session the server closed with
+    # CLOSE_SUCCEEDED, as sora_sdk 2025.x does, and never reports it.
+    DATACHANNEL_CLOSED = 9
 
 
 class SoraSignalingType(enum.IntEnum):
@@ -89,6 +92,7 @@ class SoraVideoCodecImplementation(enum.IntEnum):
     INTEL_VPL = 2
     NVIDIA_VIDEO_CODEC_SDK = 3
     AMD_AMF = 4
+    RASPI_V4L2M2M = 5
 
 
 class SoraVideoCodecType(enum.IntEnum):

@@ -6,12 +6,14 @@ import json
 import os
 from typing import Any, Optional
 
+from ._codec import SoraVideoCodecPreference, _openh264_path, checked_preference
 from ._connection import SoraConnection
 from ._dispatch import Dispatcher
 from ._enums import SoraDegradationPreference
-from ._log import start_log_pump
+from ._log import logger, start_log_pump
 from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraTrackInterface
+from ._trials import parse_field_trials
 from ._validate import connection_config
 
 __all__ = ["Sora"]
@@ -22,20 +24,43 @@ class Sora:
     dispatcher thread (started with its first connection) on which all callbacks of its
     connections and of the sinks on their tracks run, one at a time."""
 
-    def __init__(self, openh264: Optional[str] = None, video_codec_preference: Any = None) -> None:
-        if openh264 is not None:
-            if not isinstance(openh264, (str, os.PathLike)):
-                raise TypeError(f"openh264 must be a str path, not {type(openh264).__name__}")
-            openh264 = os.fspath(openh264)
-            if not isinstance(openh264, str):
-                raise TypeError("openh264 must be a str path, not a bytes path")
-            if not os.path.isfile(openh264):
-                raise ValueError(f"openh264 must be the path of an existing file: {openh264!r}")
-        if video_codec_preference is not None:
-            raise TypeError("video_codec_preference must be None: sora_ffi does not support "
-                            "SoraVideoCodecPreference yet")
-        self._openh264: Optional[str] = openh264  # for the codec layer
-        self._video_codec_preference = video_codec_preference
+    def __init__(self, openh264: Optional[str] = None,
+                 video_codec_preference: Optional[SoraVideoCodecPreference] = None,
+                 force_i420_conversion: Optional[bool] = None,
+                 field_trials: Optional[str] = None, *,
+                 use_hardware_encoder: Optional[bool] = None) -> None:
+        """`openh264`: path of Cisco's OpenH264 library for the CISCO_OPENH264 engine (it
+        must exist; see `get_video_codec_capability`). `video_codec_preference`: which
+        engine encodes and decodes each codec; checked here against the engines of this
+        machine (`CodecPreferenceError`, a ValueError and RuntimeError, when one is
+        missing) and enforced by every connection. `force_i420_conversion`: hand frames to
+        encoders as I420 even where an engine takes a native format; every engine of this
+        build takes I420, so frames are always converted. `field_trials`: libwebrtc field
+        trials ("WebRTC-Name/Value/..."); parsed, and each trial this engine does not
+        implement is named in a warning (see `sora_ffi._trials`).
+        `use_hardware_encoder` (the 2023-2024 API, keyword only): True asks for a
+        hardware-first codec preference; this build has no hardware engine, so it warns and
+        uses the internal engines."""
+        if isinstance(openh264, bool):
+            raise TypeError("Sora()'s first argument is now openh264 (a library path); the "
+                            "2023-2024 use_hardware_encoder flag must be passed by keyword")
+        openh264 = _openh264_path(openh264)
+        if openh264 is not None and not os.path.isfile(openh264):
+            raise ValueError(f"openh264 must be the path of an existing file: {openh264!r}")
+        if force_i420_conversion is not None and not isinstance(force_i420_conversion, bool):
+            raise TypeError("force_i420_conversion must be a bool or None, "
+                            f"not {type(force_i420_conversion).__name__}")
+        if use_hardware_encoder is not None:
+            if not isinstance(use_hardware_encoder, bool):
+                raise TypeError("use_hardware_encoder must be a bool or None")
+            if use_hardware_encoder and video_codec_preference is None:
+                logger.warning("Sora(use_hardware_encoder=True): no hardware video engine is "
+                               "available in this build or on this machine; using the "
+                               "internal engines")
+        self._field_trials = parse_field_trials(field_trials)
+        self._openh264: Optional[str] = openh264
+        self._video_codecs = checked_preference(video_codec_preference, openh264)
+        self._force_i420_conversion = bool(force_i420_conversion)
         self._dispatcher = Dispatcher()
         start_log_pump()  # native warnings reach Python's logging from the first Sora on
 
@@ -61,11 +86,13 @@ class Sora:
         video_vp9_params: Optional[dict] = None,
         video_av1_params: Optional[dict] = None,
         video_h264_params: Optional[dict] = None,
+        video_h265_params: Optional[dict] = None,
         audio_opus_params: Optional[dict] = None,
         simulcast: Optional[bool] = None,
         spotlight: Optional[bool] = None,
         spotlight_number: Optional[int] = None,
         simulcast_rid: Optional[str] = None,
+        simulcast_request_rid: Optional[str] = None,
         spotlight_focus_rid: Optional[str] = None,
         spotlight_unfocus_rid: Optional[str] = None,
         forwarding_filter: Optional[dict] = None,
@@ -111,6 +138,11 @@ class Sora:
         for name in ("self", "signaling_urls", "role", "channel_id"):
             del options[name]
         config = connection_config(signaling_urls, role, channel_id, options)
+        if self._video_codecs is not None:
+            config["video_codec_preference"] = self._video_codecs
+            _check_sendable(config, self._video_codecs)
+        if self._openh264 is not None:
+            config["openh264"] = self._openh264
         # The config names the sources by native id; the connection holds the Python objects
         # (and so the native sources) for as long as it lives.
         sources = tuple(s for s in (audio_source, video_source) if s is not None)
@@ -125,3 +157,32 @@ class Sora:
     def create_video_source(self) -> SoraVideoSource:
         """A source of BGR frames for `create_connection(video_source=...)` (sent as VP8 or VP9)."""
         return SoraVideoSource()
+
+    def create_libcamera_source(self, width: int, height: int, fps: int,
+                                native_frame_output: bool,
+                                controls: Optional[list[tuple[str, str]]] = None) -> SoraTrackInterface:
+        """A camera source through libcamera: only the official SDK's Raspberry Pi OS build
+        has it; sora_ffi raises RuntimeError (feed frames with `create_video_source()`)."""
+        for name, value in (("width", width), ("height", height), ("fps", fps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
+        if not isinstance(native_frame_output, bool):
+            raise TypeError("native_frame_output must be a bool")
+        raise RuntimeError("create_libcamera_source: libcamera is not available (sora_ffi has "
+                           "no libcamera engine; capture frames yourself and feed "
+                           "Sora.create_video_source().on_captured())")
+
+
+def _check_sendable(config: dict, codecs: list) -> None:
+    """With a video source and a codec preference, the video_codec_type asked for (or, when
+    none is given, any codec) must have an encoder in the preference."""
+    if "video_source" not in config:
+        return
+    sendable = [c["type"] for c in codecs if c.get("encoder") is not None]
+    wanted = config.get("video_codec_type")
+    if wanted is not None and wanted not in sendable:
+        raise ValueError(f"video_codec_type {wanted!r} has no encoder in the "
+                         f"video_codec_preference (encodable: {sendable or 'none'})")
+    if wanted is None and not sendable:
+        raise ValueError("the video_codec_preference has no encoder for any codec, so the "
+                         "video_source cannot be sent")

@@ -33,7 +33,8 @@ TIMEOUTS = (
 )
 BOOLS = ("audio", "video", "simulcast", "spotlight", "data_channel_signaling",
          "ignore_disconnect_websocket", "insecure")
-PARAM_DICTS = ("video_vp9_params", "video_av1_params", "video_h264_params", "audio_opus_params")
+PARAM_DICTS = ("video_vp9_params", "video_av1_params", "video_h264_params", "video_h265_params",
+               "audio_opus_params")
 PLAIN_STRINGS = ("audio_streaming_language_code", "proxy_username", "proxy_password",
                  "proxy_agent", "user_agent")
 CERTS = ("client_cert", "client_key", "ca_cert")
@@ -255,6 +256,8 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "spotlight_number": partial(_check_int_range, "spotlight_number", low=SPOTLIGHT_NUMBER[0],
                                 high=SPOTLIGHT_NUMBER[1]),
     "simulcast_rid": partial(_check_choice, "simulcast_rid", choices=SIMULCAST_RIDS),
+    "simulcast_request_rid": partial(_check_choice, "simulcast_request_rid",
+                                     choices=SPOTLIGHT_RIDS),
     "spotlight_focus_rid": partial(_check_choice, "spotlight_focus_rid", choices=SPOTLIGHT_RIDS),
     "spotlight_unfocus_rid": partial(_check_choice, "spotlight_unfocus_rid", choices=SPOTLIGHT_RIDS),
     "forwarding_filter": partial(_check_dict, "forwarding_filter"),

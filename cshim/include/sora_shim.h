@@ -189,6 +189,21 @@ extern "C" {
 #endif // __cplusplus
 
 /*
+ The video codec engines of this build on this machine, as the official
+ `SoraVideoCodecCapability.to_json()` JSON. `openh264` (may be NULL) is the path of an
+ OpenH264 library to consider. Free `*out_json` with `sora_string_free`. Thread-safe.
+ */
+int32_t sora_video_codec_capability(const char *openh264, char **out_json);
+
+/*
+ Checks a video codec preference (a JSON array of `{"type", "encoder", "decoder"}` in the
+ official `SoraVideoCodecPreference.to_json()["codecs"]` shape) against the engines of
+ this machine: SORA_OK, or SORA_ERR_INVALID_ARGUMENT with the reason in
+ `sora_last_error()`. Thread-safe.
+ */
+int32_t sora_video_codec_preference_check(const char *codecs_json, const char *openh264);
+
+/*
  The message of the last error on the calling thread ("" if none). Never NULL; valid until
  the next failing shim call on this thread. Thread-safe.
  */

@@ -1,6 +1,7 @@
 //! Connection configuration (the keyword arguments of `Sora.create_connection`, as JSON) and
 //! the `connect` message built from it.
 use crate::error::{Error, Result};
+use crate::media::codec::engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -24,11 +25,13 @@ pub struct ConnectionConfig {
     pub video_vp9_params: Option<Value>,
     pub video_av1_params: Option<Value>,
     pub video_h264_params: Option<Value>,
+    pub video_h265_params: Option<Value>,
     pub audio_opus_params: Option<Value>,
     pub simulcast: Option<bool>,
     pub spotlight: Option<bool>,
     pub spotlight_number: Option<u32>,
     pub simulcast_rid: Option<String>,
+    pub simulcast_request_rid: Option<String>,
     pub spotlight_focus_rid: Option<String>,
     pub spotlight_unfocus_rid: Option<String>,
     pub forwarding_filter: Option<Value>,
@@ -57,6 +60,11 @@ pub struct ConnectionConfig {
     pub bind_address: Option<String>,
     pub disable_signaling_url_randomization: Option<bool>,
     pub connection_timeout: Option<f64>,
+    /// `Sora(video_codec_preference=...)`: which engine encodes / decodes each codec (the
+    /// official `to_json()["codecs"]` shape); None = every codec an engine here handles.
+    pub video_codec_preference: Option<Vec<engine::PreferredCodec>>,
+    /// `Sora(openh264=...)`: the OpenH264 library path the engines may use.
+    pub openh264: Option<String>,
     /// Handle ids of `sora_audio_source_new` / `sora_video_source_new` sources.
     pub audio_source: Option<u64>,
     pub video_source: Option<u64>,
@@ -103,7 +111,17 @@ impl ConnectionConfig {
             return Err(Error::invalid("degradation_preference must be 0 (DISABLED), 1 (MAINTAIN_FRAMERATE), 2 (MAINTAIN_RESOLUTION) or 3 (BALANCED)"));
         }
         self.timeouts()?;
+        self.codec_preference()?;
         Ok(())
+    }
+
+    /// The codec preference in force (checked against the engines of this machine).
+    pub fn codec_preference(&self) -> Result<engine::Preference> {
+        let engines = engine::capability(self.openh264.as_deref());
+        match &self.video_codec_preference {
+            None => Ok(engine::default_preference(&engines)),
+            Some(codecs) => engine::Preference::new(codecs, &engines).map_err(Error::invalid),
+        }
     }
 
     pub fn timeouts(&self) -> Result<Timeouts> {
@@ -136,6 +154,7 @@ impl ConnectionConfig {
         // Every option the caller gave is sent as given (Sora decides what applies to the role).
         put("simulcast", self.simulcast.map(Value::from));
         put("simulcast_rid", self.simulcast_rid.clone().map(Value::from));
+        put("simulcast_request_rid", self.simulcast_request_rid.clone().map(Value::from));
         put("spotlight", self.spotlight.map(Value::from));
         put("spotlight_number", self.spotlight_number.map(Value::from));
         put("spotlight_focus_rid", self.spotlight_focus_rid.clone().map(Value::from));
@@ -189,6 +208,7 @@ impl ConnectionConfig {
             ("vp9_params", &self.video_vp9_params),
             ("av1_params", &self.video_av1_params),
             ("h264_params", &self.video_h264_params),
+            ("h265_params", &self.video_h265_params),
         ] {
             if let Some(v) = v {
                 o.insert(key.into(), v.clone());

@@ -10,6 +10,7 @@ use crate::connection::{code, ChannelEntry, Shared, TrackEntry};
 use crate::error::Result;
 use crate::events::{next_handle_id, EventType};
 use crate::media;
+use crate::media::codec::engine;
 use crate::rtc::{self, Peer, PeerConfig, RtcEvent, RtcObserver};
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
@@ -133,10 +134,14 @@ struct Session {
     switch_deadline: Option<Instant>,
     disconnect_deadline: Option<Instant>,
     end: Option<End>,
+    /// Which engine encodes / decodes each video codec (Sora(video_codec_preference)).
+    codecs: engine::Preference,
 }
 
 impl Session {
     fn new(shared: Arc<Shared>, cfg: ConnectionConfig, t: Timeouts, tx: mpsc::UnboundedSender<Input>) -> Self {
+        // Checked when the config was parsed (ConnectionConfig::validate).
+        let codecs = cfg.codec_preference().unwrap_or_default();
         let transport = TransportOptions {
             insecure: cfg.insecure.unwrap_or(false),
             ca_cert: cfg.ca_cert.clone(),
@@ -185,7 +190,17 @@ impl Session {
             switch_deadline: None,
             disconnect_deadline: None,
             end: None,
+            codecs,
         }
+    }
+
+    fn sendable_names(&self) -> String {
+        let names: Vec<&str> = engine::CodecType::ALL
+            .into_iter()
+            .filter(|c| self.codecs.encoder(*c).is_some())
+            .map(engine::CodecType::name)
+            .collect();
+        if names.is_empty() { "none".into() } else { names.join(", ") }
     }
 
     fn finish(&mut self, code: i64, message: impl Into<String>) {
@@ -628,13 +643,20 @@ impl Session {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .or_else(|| self.cfg.video_codec_type.clone());
+                // Only codecs the preference gives an encoder (by default: what an engine
+                // of this machine encodes).
+                let sendable = |f: &&sdp::Format| {
+                    engine::CodecType::from_name(&f.name).is_some_and(|c| self.codecs.encoder(c).is_some())
+                };
                 let format = match wanted.as_deref() {
-                    Some(name) => section.format(name),
-                    None => section.formats.iter().find(|f| matches!(f.name.to_ascii_uppercase().as_str(), "VP8" | "VP9")),
+                    Some(name) => section.format(name).filter(sendable),
+                    None => section.formats.iter().find(sendable),
                 };
                 let Some(format) = format else {
                     return Err(crate::error::Error::invalid(format!(
-                        "no sendable video codec in the offer (asked for {wanted:?}; this build encodes VP8 and VP9)"
+                        "no sendable video codec in the offer (asked for {wanted:?}; the codec preference \
+                         and this build's engines allow encoding {})",
+                        self.sendable_names()
                     )));
                 };
                 let codec = match format.name.to_ascii_uppercase().as_str() {
@@ -769,14 +791,20 @@ impl Session {
             log::warn!("no libdatachannel track for remote mid {}", m.mid);
             return;
         };
+        // Video only where the preference names a decoder for the codec.
+        let decodable = |name: &str| engine::CodecType::from_name(name).is_some_and(|c| self.codecs.decoder(c).is_some());
         let codec = m.formats.iter().find_map(|f| match f.name.to_ascii_uppercase().as_str() {
-            "VP8" => Some(media::rtp::RtpCodec::Vp8),
-            "VP9" => Some(media::rtp::RtpCodec::Vp9),
+            "VP8" if decodable("VP8") => Some(media::rtp::RtpCodec::Vp8),
+            "VP9" if decodable("VP9") => Some(media::rtp::RtpCodec::Vp9),
             "OPUS" => Some(media::rtp::RtpCodec::Opus),
             _ => None,
         });
         let Some(codec) = codec else {
-            log::warn!("remote track {} uses no codec this build decodes", m.mid);
+            let names: Vec<&str> = m.formats.iter().map(|f| f.name.as_str()).collect();
+            log::warn!(
+                "remote {} track {} cannot be received: no decoder for {names:?} in the codec preference and this build's engines",
+                m.kind, m.mid
+            );
             return;
         };
         let stereo = m.format("opus").and_then(|f| f.fmtp.as_deref()).is_some_and(|f| f.contains("stereo=1"));

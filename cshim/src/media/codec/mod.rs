@@ -2,6 +2,7 @@
 //! building blocks for the media pipelines (libvpx and libopus may run worker threads of
 //! their own inside one call).
 //!
+//! * [`engine`]: engines × codecs × {encoder, decoder}, capability and preference.
 //! * [`frame`]: tight I420 frames, PSNR.
 //! * [`convert`]: BGR <-> I420, BT.601 limited range (SIMD `yuv` crate).
 //! * [`scale`]: I420 downscaling for CPU adaptation (SIMD `fast_image_resize`).
@@ -10,6 +11,7 @@
 //! * [`resample`]: streaming rate and channel conversion (rubato).
 //! * [`vad`]: voice probability (the earshot network plus a tonal check).
 pub mod convert;
+pub mod engine;
 pub mod frame;
 pub mod opus;
 pub mod resample;
