@@ -31,7 +31,6 @@ SORA_ERR_CLOSED = -4
 SORA_ERR_TOO_LARGE = -5
 SORA_ERR_TIMEOUT = -7
 _MAX_WAIT_MS = 2**31 - 1
-_EXIT_WAIT_S = 10.0  # > the shim's default disconnect_wait_timeout + websocket_close_timeout
 
 F = TypeVar("F", bound=Callable[..., Any])
 Observer = Callable[[str, tuple], None]
@@ -97,6 +96,7 @@ class SoraConnection:
         # is out of any callback (see _dispatch._Loop.stop), so no callback sees a freed handle.
         self._finalizer.atexit = False
         self._lock = threading.Lock()
+        self._disconnect_bound = _disconnect_bound(config_json)
         self._connect_called = False
         self._connected = threading.Event()
         self._finished = False  # SORA_EVENT_DISCONNECT arrived
@@ -118,8 +118,20 @@ class SoraConnection:
         check(lib.sora_connection_connect(self._ptr))
 
     def disconnect(self) -> None:
-        """Starts ending the session and returns at once; `on_disconnect` reports the end.
-        Safe before `connect()`, after errors, repeatedly, and from callbacks."""
+        """Ends the session. Called from user code it returns once the session has ended and
+        `on_ws_close` (when a WebSocket was open) and `on_disconnect` have run, as the
+        official SDK does, so the close code can be read right after it; the wait is bounded
+        by the configured disconnect/close timeouts. Called from a callback of this
+        connection's `Sora` it returns at once and those callbacks follow. Safe before
+        `connect()`, after errors and repeatedly."""
+        self._start_disconnect()
+        with self._lock:
+            started = self._connect_called
+        if started and not self._dispatcher.on_dispatch_thread():
+            self._ended.wait(self._disconnect_bound)
+
+    def _start_disconnect(self) -> None:
+        """Asks the session to end and returns at once (for sora_ffi.aio and callbacks)."""
         ptr = self._ptr
         if ptr != ffi.NULL:
             check(lib.sora_connection_disconnect(ptr))
@@ -181,12 +193,8 @@ class SoraConnection:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        """Disconnects; when connected, waits (briefly) until `on_disconnect` has run."""
+        """Disconnects (waiting as `disconnect()` does)."""
         self.disconnect()
-        with self._lock:
-            started = self._connect_called
-        if started and not self._dispatcher.on_dispatch_thread():
-            self._ended.wait(_EXIT_WAIT_S)
 
     def __repr__(self) -> str:
         state = "ended" if self._finished else ("connected" if self._connected.is_set() else "new")
@@ -266,6 +274,15 @@ class SoraConnection:
             self._emit("disconnect", self.on_disconnect, code, message)
         finally:
             self._ended.set()
+
+
+def _disconnect_bound(config_json: str) -> float:
+    """The longest a session can take to end after disconnect(): waiting for the server
+    (disconnect_wait_timeout), closing the WebSocket (websocket_close_timeout), and a
+    margin for the callbacks. Defaults as in the shim (signaling::config)."""
+    cfg = json.loads(config_json)
+    return float(cfg.get("disconnect_wait_timeout") or 5.0) + float(
+        cfg.get("websocket_close_timeout") or 3.0) + 2.0
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> None:

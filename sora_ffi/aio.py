@@ -183,7 +183,7 @@ class AsyncConnection:
         try:
             await asyncio.wait_for(asyncio.shield(self._connected), self._timeout)
         except BaseException:  # timeout, cancellation, or the session ended
-            self._conn.disconnect()
+            self._conn._start_disconnect()
             raise
 
     def events(self) -> AsyncIterator[SoraEvent]:
@@ -222,7 +222,7 @@ class AsyncConnection:
 
     async def disconnect(self) -> tuple[Union[SoraSignalingErrorCode, int], str]:
         """Ends the session and returns `on_disconnect`'s (code, message)."""
-        self._conn.disconnect()
+        self._conn._start_disconnect()  # never blocks the event loop
         if self._ended is None:  # never opened: nothing was connected
             return (SoraSignalingErrorCode.CLOSE_SUCCEEDED, "")
         return await asyncio.shield(self._ended)

@@ -71,3 +71,37 @@ def test_disconnect_during_connect(sdk, server, channel_id, clients):
     assert code == int(sdk.SoraSignalingErrorCode.CLOSE_SUCCEEDED)
     assert wait_until(lambda: server.connections(channel_id) == [], 5)
     assert c.event_names().count("disconnect") == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_disconnect_blocks_until_callbacks_ran(sdk, server, channel_id, clients, mode):
+    """Like the official SDK, disconnect() called from user code returns only after the
+    session has ended: on_ws_close (when a WebSocket was open) and on_disconnect have run,
+    so code can read the close code right after it."""
+    c = clients(sdk, server, channel_id, **mode_kwargs(mode)).connect()
+    if mode == "dconly":
+        c.wait_for(lambda: c.ws_closes, what="WebSocket closed after switched")
+    c.conn.disconnect()
+    # no waiting here: everything must already be recorded
+    assert c.disconnects == [(0, CLIENT_DISCONNECT_MESSAGE[mode])]
+    if mode != "dconly":
+        assert c.ws_closes == [(1000, "TYPE-DISCONNECT")]
+
+
+def test_disconnect_inside_callback_returns_at_once(ffi, server, channel_id, clients):
+    """From inside a callback disconnect() cannot wait for callbacks that run on the same
+    thread: it returns at once, and on_disconnect follows after the callback."""
+    import time
+    c = clients(ffi, server, channel_id, data_channel_signaling=True).connect()
+    took = []
+
+    def on_push(_raw):
+        t0 = time.monotonic()
+        c.conn.disconnect()
+        took.append((time.monotonic() - t0, list(c.disconnects)))
+
+    c.callback_hooks["push"] = on_push
+    assert server.api("Sora_20160711.PushChannel", {"channel_id": channel_id, "data": 1})[0] == 200
+    code, _ = c.wait_disconnected(5)
+    assert code == 0
+    assert len(took) == 1 and took[0][0] < 0.05 and took[0][1] == []
