@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Optional, Sequence
 
-import numpy as np
+from ._lazy import np
 
 from ._native import Buffer
 

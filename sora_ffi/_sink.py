@@ -19,7 +19,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import numpy as np
+from ._lazy import np
 
 from ._connection import _call, _Callback
 from ._dispatch import EventType

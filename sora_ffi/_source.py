@@ -10,14 +10,24 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-import uuid
+import os
 import weakref
 from typing import Any, Optional, overload
 
-import numpy as np
+from ._lazy import np
 
 from ._native import check, ffi, last_error, lib
 from ._track import SoraTrackInterface
+
+
+def _track_id() -> str:
+    """A random UUID4 string, as libwebrtc names tracks (without importing uuid: it costs
+    a few ms at import)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 __all__ = ["SoraAudioSource", "SoraVideoSource"]
 
@@ -65,7 +75,7 @@ class _Source(SoraTrackInterface):
     _native_id: int
 
     def __init__(self, kind: str, ptr: Any, native_id: int, destroy: Any) -> None:
-        super().__init__(kind, str(uuid.uuid4()))
+        super().__init__(kind, _track_id())
         self._ptr = ptr
         self._native_id = native_id
         self._enabled_lock = threading.Lock()

@@ -5,7 +5,7 @@ import threading
 import weakref
 from typing import Any
 
-import numpy as np
+from ._lazy import np
 
 from ._frame import SoraAudioFrame
 from ._native import check, ffi, last_error, lib
