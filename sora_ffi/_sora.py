@@ -115,6 +115,7 @@ class Sora:
         proxy_agent: Optional[str] = None,
         degradation_preference: Optional[SoraDegradationPreference] = None,
         user_agent: Optional[str] = None,
+        **removed: Any,
     ) -> SoraConnection:
         """Validates every argument (TypeError / ValueError) and creates a connection; nothing
         touches the network before `connect()`. Timeouts are in seconds, bit rates in kbps.
@@ -135,8 +136,9 @@ class Sora:
         `qualityLimitationReason` ("cpu" / "none"), `qualityLimitationResolutionChanges`,
         `qualityLimitationDurations`, `frameWidth` / `frameHeight`, `framesPerSecond`."""
         options = dict(locals())  # exactly the parameters: this is the first statement
-        for name in ("self", "signaling_urls", "role", "channel_id"):
+        for name in ("self", "signaling_urls", "role", "channel_id", "removed"):
             del options[name]
+        _reject_removed(removed)
         config = connection_config(signaling_urls, role, channel_id, options)
         if self._video_codecs is not None:
             config["video_codec_preference"] = self._video_codecs
@@ -171,6 +173,24 @@ class Sora:
         raise RuntimeError("create_libcamera_source: libcamera is not available (sora_ffi has "
                            "no libcamera engine; capture frames yourself and feed "
                            "Sora.create_video_source().on_captured())")
+
+
+# Parameters of the 2023-2024 API that no longer exist, and what to use instead.
+_REMOVED = {
+    "audio_codec_lyra_bitrate": "Lyra support was removed from Sora and the official SDKs; use "
+                                "audio_codec_type='OPUS' with audio_bit_rate",
+    "audio_codec_lyra_usedtx": "Lyra support was removed from Sora and the official SDKs; use "
+                               "audio_codec_type='OPUS' with audio_opus_params={'usedtx': True}",
+    "check_lyra_version": "Lyra support was removed from Sora and the official SDKs; there is no "
+                          "version to check",
+}
+
+
+def _reject_removed(removed: dict) -> None:
+    for name in removed:
+        if name in _REMOVED:
+            raise TypeError(f"create_connection(): {name} was removed: {_REMOVED[name]}")
+        raise TypeError(f"create_connection() got an unexpected keyword argument {name!r}")
 
 
 def _check_sendable(config: dict, codecs: list) -> None:

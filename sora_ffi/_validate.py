@@ -284,6 +284,9 @@ def connection_config(signaling_urls: Any, role: Any, channel_id: Any, options: 
         "role": _check_choice("role", role, ROLES),
         "channel_id": _check_id("channel_id", channel_id, allow_empty=False),
     }
+    if options.get("audio_codec_type") == "LYRA":
+        raise ValueError("audio_codec_type 'LYRA' was removed (Sora and the official SDKs dropped Lyra "
+                         "support); use 'OPUS'")
     for name in NOT_YET:
         if options.get(name) is not None:
             _check_not_yet(name, options[name])

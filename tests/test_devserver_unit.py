@@ -504,6 +504,7 @@ def test_api_http_roundtrip():
 # ------------------------------------------------------------------- messaging
 def test_relay_rules():
     from sora_ffi.devserver.channel import Channel
+    from sora_ffi.devserver.session import DataChannelState
 
     class S:
         def __init__(self, cid, specs, bundle=None):
@@ -512,9 +513,17 @@ def test_relay_rules():
             self.messaging = {s.label: s for s in specs}
             self.got = []
 
+            self.dropped = []
+
         def send_dc(self, label, data, binary):
             self.got.append((label, data, binary))
             return True
+
+        def drop_dc_message(self, st, why):
+            self.dropped.append((st.spec.label, why))
+
+        def dc(self, label):
+            return DataChannelState(dc_id=1, spec=self.messaging[label])
 
     ch = Channel("room")
     sender = S("A" * 26, [DataChannelSpec("#t", "sendrecv", compress=True)])
@@ -527,16 +536,17 @@ def test_relay_rules():
     for s in (sender, plain, hdr, sendonly, sibling, other_label):
         ch.sessions[s.connection_id] = s
 
-    n = ch.relay(sender, "#t", zlib.compress(b"hello"), True)
+    n = ch.relay(sender, sender.dc("#t"), zlib.compress(b"hello"), True)
     assert n == 2
     assert plain.got == [("#t", b"hello", True)]
     label, data, binary = hdr.got[0]
     assert binary and zlib.decompress(data) == b"A" * 26 + b"hello"
     assert sendonly.got == [] and sibling.got == [] and other_label.got == [] and sender.got == []
     # a recvonly connection cannot send
-    assert ch.relay(plain, "#t", b"x", False) == 0
+    assert ch.relay(plain, plain.dc("#t"), b"x", False) == 0
     # text stays text when nothing is transformed
-    ch.relay(sendonly, "#t", b"txt", False)
+    ch.relay(sendonly, sendonly.dc("#t"), b"txt", False)
     assert plain.got[-1] == ("#t", b"txt", False)
     # undecodable compressed input is dropped
-    assert ch.relay(sender, "#t", b"not zlib", True) == 0
+    assert ch.relay(sender, sender.dc("#t"), b"not zlib", True) == 0
+    assert sender.dropped and sender.dropped[0][0] == "#t"  # counted and logged

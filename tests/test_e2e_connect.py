@@ -157,3 +157,13 @@ def test_reoffer_and_tracks(sdk, server, channel_id, clients, dc_signaling):
     a.wait_notify("connection.destroyed", connection_id=b.connection_id)
     a.wait_for(lambda: [t for t, d, m in a.signaling
                         if m.get("type") == "re-offer"].__len__() >= 2, what="leave re-offer")
+
+
+def test_newer_connect_parameters_are_sent(sdk, server, channel_id, clients):
+    """video_h265_params and simulcast_request_rid (sora_sdk 2025.x) go into `connect`, as
+    the official SDK sends them."""
+    c = clients(sdk, server, channel_id, "recvonly", video=True,
+                video_h265_params={"level_id": 93}, simulcast_request_rid="r1").connect()
+    connect = next(m for t, d, m in c.signaling if d == 0 and m.get("type") == "connect")
+    assert connect["video"]["h265_params"] == {"level_id": 93}
+    assert connect["simulcast_request_rid"] == "r1"
