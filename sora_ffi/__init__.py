@@ -43,6 +43,14 @@ from ._sink import SoraAudioSink, SoraAudioStreamSink, SoraVideoSink
 from ._sora import Sora
 from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraMediaTrack, SoraTrackInterface
+from ._transform import (
+    SoraAudioFrameTransformer,
+    SoraFrameTransformer,
+    SoraTransformableAudioFrame,
+    SoraTransformableFrame,
+    SoraTransformableVideoFrame,
+    SoraVideoFrameTransformer,
+)
 from ._vad import SoraVAD
 
 # The official SDK's extension names for the sink classes (its public classes are thin
@@ -79,6 +87,12 @@ __all__ = [
     "SoraVideoCodecImplementation",
     "SoraTransformableFrameDirection",
     "SoraTransformableAudioFrameType",
+    "SoraFrameTransformer",
+    "SoraAudioFrameTransformer",
+    "SoraVideoFrameTransformer",
+    "SoraTransformableFrame",
+    "SoraTransformableAudioFrame",
+    "SoraTransformableVideoFrame",
     "SoraVideoCodecCapability",
     "SoraVideoCodecPreference",
     "CodecPreferenceError",

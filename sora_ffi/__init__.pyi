@@ -31,6 +31,12 @@ from ._source import SoraAudioSource as SoraAudioSource
 from ._source import SoraVideoSource as SoraVideoSource
 from ._track import SoraMediaTrack as SoraMediaTrack
 from ._track import SoraTrackInterface as SoraTrackInterface
+from ._transform import SoraAudioFrameTransformer as SoraAudioFrameTransformer
+from ._transform import SoraFrameTransformer as SoraFrameTransformer
+from ._transform import SoraTransformableAudioFrame as SoraTransformableAudioFrame
+from ._transform import SoraTransformableFrame as SoraTransformableFrame
+from ._transform import SoraTransformableVideoFrame as SoraTransformableVideoFrame
+from ._transform import SoraVideoFrameTransformer as SoraVideoFrameTransformer
 from ._vad import SoraVAD as SoraVAD
 
 SoraAudioSinkImpl = SoraAudioSink

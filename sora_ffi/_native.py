@@ -163,7 +163,7 @@ class Buffer:
 # Events whose data is a media frame: it is moved out (sora_event_take_buffer) instead of
 # copied, and reaches Python as `Event.buffer`.
 MEDIA_EVENT_TYPES = frozenset((lib.SORA_EVENT_VIDEO_FRAME, lib.SORA_EVENT_AUDIO_FRAME,
-                               lib.SORA_EVENT_AUDIO_DATA))
+                               lib.SORA_EVENT_AUDIO_DATA, lib.SORA_EVENT_TRANSFORM_FRAME))
 
 
 class Event:

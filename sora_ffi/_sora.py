@@ -13,6 +13,7 @@ from ._enums import SoraDegradationPreference
 from ._log import logger, start_log_pump
 from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraTrackInterface
+from ._transform import SoraAudioFrameTransformer, SoraVideoFrameTransformer
 from ._trials import parse_field_trials
 from ._validate import connection_config
 
@@ -75,8 +76,8 @@ class Sora:
         signaling_notify_metadata: Optional[dict] = None,
         audio_source: Optional[SoraTrackInterface] = None,
         video_source: Optional[SoraTrackInterface] = None,
-        audio_frame_transformer: Any = None,
-        video_frame_transformer: Any = None,
+        audio_frame_transformer: Optional[SoraAudioFrameTransformer] = None,
+        video_frame_transformer: Optional[SoraVideoFrameTransformer] = None,
         audio: Optional[bool] = None,
         video: Optional[bool] = None,
         audio_codec_type: Optional[str] = None,
@@ -147,8 +148,14 @@ class Sora:
             config["openh264"] = self._openh264
         # The config names the sources by native id; the connection holds the Python objects
         # (and so the native sources) for as long as it lives.
+        # ... and the transformers, whose frames this Sora's dispatcher delivers.
+        transformers = tuple(t for t in (audio_frame_transformer, video_frame_transformer)
+                             if t is not None)
+        for t in transformers:
+            t._attach(self._dispatcher)
         sources = tuple(s for s in (audio_source, video_source) if s is not None)
-        return SoraConnection(self._dispatcher, json.dumps(config, allow_nan=False), sources=sources)
+        return SoraConnection(self._dispatcher, json.dumps(config, allow_nan=False),
+                              sources=sources + transformers)
 
     def create_audio_source(self, channels: int, sample_rate: int) -> SoraAudioSource:
         """A source of `channels` x `sample_rate` Hz int16 audio for `create_connection(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Optional
 from ._enums import SoraTrackState
 
 if TYPE_CHECKING:
+    from ._transform import SoraFrameTransformer
     from ._connection import SoraConnection
 
 __all__ = ["SoraTrackInterface", "SoraMediaTrack"]
@@ -63,6 +64,23 @@ class SoraMediaTrack(SoraTrackInterface):
     @property
     def stream_id(self) -> str:
         return self._stream_id
+
+    def set_frame_transformer(self, transformer: "SoraFrameTransformer", /) -> None:
+        """Passes this track's encoded frames through `transformer` before decoding (an audio
+        transformer for an audio track, a video one for video). The track keeps it alive."""
+        from ._native import check, ffi, lib
+        from ._transform import SoraAudioFrameTransformer, SoraVideoFrameTransformer
+        want = SoraVideoFrameTransformer if self.kind == "video" else SoraAudioFrameTransformer
+        if not isinstance(transformer, want):
+            raise TypeError(f"a {self.kind} track needs a {want.__name__}, "
+                            f"not {type(transformer).__name__}")
+        conn: Optional[SoraConnection] = self._connection()
+        if conn is None or conn._ptr == ffi.NULL or self._state == SoraTrackState.ENDED:
+            raise RuntimeError("the track has ended")
+        transformer._attach(conn._dispatcher)
+        check(lib.sora_connection_set_track_transformer(conn._ptr, self._native_id,
+                                                        transformer._ptr))
+        self._transformer = transformer
 
     def set_enabled(self, enable: bool) -> bool:
         """Enables or disables receiving this track. False when the track or its

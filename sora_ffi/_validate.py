@@ -39,7 +39,6 @@ PLAIN_STRINGS = ("audio_streaming_language_code", "proxy_username", "proxy_passw
                  "proxy_agent", "user_agent")
 CERTS = ("client_cert", "client_key", "ca_cert")
 # Encoded transforms are not available yet: only None is accepted.
-NOT_YET = ("audio_frame_transformer", "video_frame_transformer")
 # What a video_source can be encoded as in this build.
 ENCODABLE_VIDEO_CODECS = ("VP8", "VP9")
 DATA_CHANNEL_KEYS = ("label", "direction", "ordered", "max_packet_life_time", "max_retransmits",
@@ -225,11 +224,13 @@ def _check_degradation_preference(value: Any) -> int:
         raise ValueError(f"degradation_preference must be one of {valid}, not {value!r}") from None
 
 
-def _check_not_yet(name: str, value: Any) -> None:
-    raise TypeError(
-        f"{name} must be None: sora_ffi does not support encoded frame transformers yet "
-        f"(got {_type_name(value)})"
-    )
+def _check_transformer(name: str, value: Any, cls_name: str) -> int:
+    """A transformer of the right kind -> its native id (the shim looks it up)."""
+    from . import _transform
+    cls = getattr(_transform, cls_name)
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls_name}, not {_type_name(value)}")
+    return int(value._id)
 
 
 def _check_source(name: str, value: Any, cls: type) -> int:
@@ -265,6 +266,10 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "data_channels": _check_data_channels,
     "proxy_url": partial(_check_url, "proxy_url", schemes=("http", "https")),
     "degradation_preference": _check_degradation_preference,
+    "audio_frame_transformer": partial(_check_transformer, "audio_frame_transformer",
+                                       cls_name="SoraAudioFrameTransformer"),
+    "video_frame_transformer": partial(_check_transformer, "video_frame_transformer",
+                                       cls_name="SoraVideoFrameTransformer"),
     "audio_source": partial(_check_source, "audio_source", cls=SoraAudioSource),
     "video_source": partial(_check_source, "video_source", cls=SoraVideoSource),
     **{name: partial(_check_bool, name) for name in BOOLS},
@@ -287,11 +292,8 @@ def connection_config(signaling_urls: Any, role: Any, channel_id: Any, options: 
     if options.get("audio_codec_type") == "LYRA":
         raise ValueError("audio_codec_type 'LYRA' was removed (Sora and the official SDKs dropped Lyra "
                          "support); use 'OPUS'")
-    for name in NOT_YET:
-        if options.get(name) is not None:
-            _check_not_yet(name, options[name])
     for name, value in options.items():
-        if value is None or name in NOT_YET:
+        if value is None:
             continue
         checker = _CHECKERS.get(name)
         if checker is None:

@@ -30,13 +30,7 @@ DIFFERENCES = {
     "SoraVideoCodecPreference.__init__(params)": "codecs defaults to () instead of a mutable []",
 }
 
-# Not in sora_ffi yet (issue 8 §4, the encoded transform): listed so the gap is explicit;
-# the test fails once one of them exists, so the list shrinks with the work.
-NOT_YET = {
-    "SoraMediaTrack.set_frame_transformer", "SoraTransformableFrame",
-    "SoraTransformableAudioFrame", "SoraTransformableVideoFrame", "SoraFrameTransformer",
-    "SoraAudioFrameTransformer", "SoraVideoFrameTransformer",
-}
+NOT_YET: set = set()  # every official name exists
 
 
 def official_stub() -> ast.Module:

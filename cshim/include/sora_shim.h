@@ -102,6 +102,11 @@
 #define SORA_EVENT_AUDIO_FORMAT 18
 
 /*
+ An encoded frame for an encoded transform (droppable; see sora_frame_transformer_new).
+ */
+#define SORA_EVENT_TRANSFORM_FRAME 19
+
+/*
  Low-level peer events.
  */
 #define SORA_EVENT_PEER_LOCAL_DESCRIPTION 100
@@ -146,6 +151,14 @@ typedef struct SoraEvent SoraEvent;
  A queue of events (opaque). Producers are native threads; one or more consumers wait.
  */
 typedef struct SoraEventQueue SoraEventQueue;
+
+/*
+ An encoded-frame transformer (opaque). Its frames arrive as SORA_EVENT_TRANSFORM_FRAME
+ (source = the transformer's id, b = frame sequence number, text = metadata JSON, data =
+ the encoded frame; take it with sora_event_take_buffer) on the queue given with
+ sora_frame_transformer_set_queue, and go back with sora_frame_transformer_enqueue.
+ */
+typedef struct SoraFrameTransformer SoraFrameTransformer;
 
 /*
  A WebRTC peer connection (opaque).
@@ -603,6 +616,56 @@ int32_t sora_peer_set_track_bitrate(const SoraPeer *p, int32_t track, uint64_t b
  finishes its callbacks, so never call it from a thread that must not wait. NULL is ignored.
  */
 void sora_peer_destroy(SoraPeer *p);
+
+/*
+ Creates a transformer for audio (`video` 0) or video (`video` 1) frames. Thread-safe.
+ */
+int32_t sora_frame_transformer_new(int32_t video, SoraFrameTransformer **out);
+
+/*
+ Frees the handle. Pipelines using the transformer keep it until they end, so the owner
+ must keep consuming its events (or short-circuit it) while a track uses it.
+ */
+void sora_frame_transformer_destroy(SoraFrameTransformer *t);
+
+/*
+ The transformer's handle id (event source; the connection config names it). 0 for NULL.
+ */
+uint64_t sora_frame_transformer_id(const SoraFrameTransformer *t);
+
+/*
+ Frames go to `queue` as events from now on. Thread-safe.
+ */
+int32_t sora_frame_transformer_set_queue(const SoraFrameTransformer *t,
+                                         const SoraEventQueue *queue);
+
+/*
+ Frames skip the transformer from now on, at no cost (W3C startShortCircuiting).
+ */
+int32_t sora_frame_transformer_short_circuit(const SoraFrameTransformer *t);
+
+/*
+ Gives frame `seq` back with `data` (possibly changed) and `rtp_timestamp`. Never blocks
+ on the network. A frame that is not pending, empty or too large is dropped and counted
+ (SORA_OK all the same); SORA_ERR_CLOSED once the track has ended. Thread-safe.
+ */
+int32_t sora_frame_transformer_enqueue(const SoraFrameTransformer *t,
+                                       uint64_t seq,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       uint32_t rtp_timestamp);
+
+/*
+ Frames dropped so far (not given back, given back twice or late, empty, too large).
+ */
+uint64_t sora_frame_transformer_dropped(const SoraFrameTransformer *t);
+
+/*
+ Transforms remote track `track_id`'s frames with `t` before decoding (NULL removes it).
+ */
+int32_t sora_connection_set_track_transformer(const SoraConnection *c,
+                                              uint64_t track_id,
+                                              const SoraFrameTransformer *t);
 
 #ifdef __cplusplus
 }  // extern "C"

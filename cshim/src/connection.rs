@@ -215,6 +215,19 @@ impl Connection {
         }
     }
 
+    /// Puts an encoded transform between a remote track's jitter buffer and its decoder.
+    pub fn set_track_transformer(&self, track: u64, transformer: Option<Arc<crate::media::transform::Transformer>>) -> Result<()> {
+        let st = self.shared.state.lock();
+        if !st.tracks.contains_key(&track) {
+            return Err(Error::new(Kind::NotFound, "no such track on this connection"));
+        }
+        let r = st
+            .receivers
+            .get(&track)
+            .ok_or_else(|| Error::new(Kind::InvalidState, "this track's codec cannot be received (no decoder)"))?;
+        r.set_transformer(transformer)
+    }
+
     pub fn set_track_enabled(&self, track: u64, enabled: bool) -> Result<()> {
         let mut st = self.shared.state.lock();
         let t = st.tracks.get_mut(&track).ok_or_else(|| Error::new(Kind::NotFound, "no such track"))?;

@@ -30,6 +30,9 @@ pub enum EventType {
     AudioFrame = 16,
     AudioData = 17,
     AudioFormat = 18,
+    /// An encoded frame for an encoded transform (media::transform): source = transformer
+    /// id, b = frame sequence number, text = metadata JSON, data = the frame.
+    TransformFrame = 19,
     PeerLocalDescription = 100,
     PeerLocalCandidate = 101,
     PeerState = 102,

@@ -26,6 +26,8 @@ pub const SORA_EVENT_VIDEO_FRAME: i32 = 15;
 pub const SORA_EVENT_AUDIO_FRAME: i32 = 16;
 pub const SORA_EVENT_AUDIO_DATA: i32 = 17;
 pub const SORA_EVENT_AUDIO_FORMAT: i32 = 18;
+/// An encoded frame for an encoded transform (droppable; see sora_frame_transformer_new).
+pub const SORA_EVENT_TRANSFORM_FRAME: i32 = 19;
 /// Low-level peer events.
 pub const SORA_EVENT_PEER_LOCAL_DESCRIPTION: i32 = 100;
 pub const SORA_EVENT_PEER_LOCAL_CANDIDATE: i32 = 101;

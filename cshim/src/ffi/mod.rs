@@ -6,6 +6,7 @@ pub mod connection;
 pub mod events;
 pub mod media;
 pub mod peer;
+pub mod transform;
 
 use crate::error::{set_last_error, Error, Result};
 use std::ffi::{c_char, CStr};

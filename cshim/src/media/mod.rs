@@ -8,3 +8,4 @@ pub mod rtp;
 pub mod send;
 pub mod sink;
 pub mod source;
+pub mod transform;

@@ -5,6 +5,7 @@ use super::codec::{OpusDecoder, VideoCodec, VideoDecoder};
 use super::rtp::rtcp::{build_pli, build_rr};
 use super::rtp::{is_rtcp, parse_compound, InboundRtpStats, RtcpEvent, RtpCodec, RtpReceiver};
 use super::sink::MediaSink;
+use super::transform::{Pending, TransformTarget, Transformer};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,8 @@ const PLI_MIN_INTERVAL: Duration = Duration::from_millis(300);
 enum Input {
     Packet(Vec<u8>),
     SinksChanged,
+    /// A frame the encoded transform gave back: (sequence number, data, RTP timestamp).
+    Transformed(u64, Vec<u8>, u32),
     Stop,
 }
 
@@ -29,6 +32,19 @@ pub struct RecvShared {
     pub stats: Mutex<InboundRtpStats>,
     /// Audio: decode as stereo when the offer says so (fmtp stereo=1).
     stereo: bool,
+    /// `SoraMediaTrack.set_frame_transformer`: frames go through it before decoding.
+    transformer: Mutex<Option<Arc<Transformer>>>,
+    /// Payload type and MIME type of the track's codec (transform frame metadata).
+    payload_type: u8,
+    mime: String,
+}
+
+/// The receive side's return path for transformed frames: into the receive loop.
+struct RecvReturn(Mutex<mpsc::Sender<Input>>);
+impl TransformTarget for RecvReturn {
+    fn enqueue(&self, seq: u64, data: Vec<u8>, rtp_timestamp: u32) {
+        let _ = self.0.lock().send(Input::Transformed(seq, data, rtp_timestamp));
+    }
 }
 
 struct PacketIn(Mutex<mpsc::Sender<Input>>);
@@ -43,16 +59,20 @@ pub struct Receiver {
     pub shared: Arc<RecvShared>,
     tx: Mutex<mpsc::Sender<Input>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    transform_return: Arc<RecvReturn>,
 }
 
 impl Receiver {
-    pub fn start(track: i32, codec: RtpCodec, stereo: bool) -> Receiver {
+    pub fn start(track: i32, codec: RtpCodec, stereo: bool, payload_type: u8, mime: String) -> Receiver {
         let shared = Arc::new(RecvShared {
             kind: if codec.is_video() { "video" } else { "audio" },
             sinks: Mutex::new(Vec::new()),
             enabled: AtomicBool::new(true),
             stats: Mutex::new(InboundRtpStats::default()),
             stereo,
+            transformer: Mutex::new(None),
+            payload_type,
+            mime,
         });
         let (tx, rx) = mpsc::channel();
         rtc::set_packet_handler(track, Arc::new(PacketIn(Mutex::new(tx.clone()))));
@@ -61,7 +81,26 @@ impl Receiver {
             .name(format!("sora-recv-{}", shared.kind))
             .spawn(move || recv_loop(track, codec, s, rx))
             .expect("spawn receiver");
-        Receiver { track, shared, tx: Mutex::new(tx), thread: Mutex::new(Some(thread)) }
+        let transform_return = Arc::new(RecvReturn(Mutex::new(tx.clone())));
+        Receiver { track, shared, tx: Mutex::new(tx), thread: Mutex::new(Some(thread)), transform_return }
+    }
+
+    /// Puts `transformer` between the jitter buffer and the decoder (None removes it).
+    pub fn set_transformer(&self, transformer: Option<Arc<Transformer>>) -> crate::error::Result<()> {
+        if let Some(t) = &transformer {
+            if t.video != (self.shared.kind == "video") {
+                return Err(crate::error::Error::invalid(format!(
+                    "a {} transformer cannot transform a {} track",
+                    if t.video { "video" } else { "audio" },
+                    self.shared.kind
+                )));
+            }
+            let weak: std::sync::Weak<dyn TransformTarget> =
+                Arc::downgrade(&(self.transform_return.clone() as Arc<dyn TransformTarget>));
+            t.bind(weak)?;
+        }
+        *self.shared.transformer.lock() = transformer;
+        Ok(())
     }
 
     pub fn add_sink(&self, sink: Arc<dyn MediaSink>) {
@@ -95,22 +134,67 @@ enum Decoder {
     Audio(OpusDecoder, Vec<i16>),
 }
 
+/// What a frame handed to the transformer needs to be decoded when it comes back.
+struct FrameMeta {
+    lost_before: u32,
+    capture_ms: Option<i64>,
+}
+
+struct Decoding {
+    codec: RtpCodec,
+    stereo: bool,
+    decoder: Option<Decoder>,
+    want_keyframe: bool,
+}
+
+impl Decoding {
+    /// Decodes one frame for `sinks` (audio: conceals `lost_before` packets first).
+    fn frame(&mut self, data: &[u8], meta: &FrameMeta, sinks: &[Arc<dyn MediaSink>], shared: &RecvShared) {
+        match self.decoder.get_or_insert_with(|| new_decoder(self.codec, self.stereo)) {
+            Decoder::Video(d) => match d.decode(data) {
+                Ok(Some(img)) => {
+                    shared.stats.lock().frames_decoded += 1;
+                    for s in sinks {
+                        s.on_video(&img);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::debug!("video decode failed ({e}); asking for a keyframe");
+                    self.want_keyframe = true;
+                }
+            },
+            Decoder::Audio(d, buf) => {
+                for _ in 0..meta.lost_before.min(5) {
+                    if let Ok(n) = d.decode(None, buf) {
+                        deliver_audio(sinks, &buf[..n * d.channels() as usize], d.channels(), None);
+                    }
+                }
+                if let Ok(n) = d.decode(Some(data), buf) {
+                    deliver_audio(sinks, &buf[..n * d.channels() as usize], d.channels(), meta.capture_ms);
+                }
+            }
+        }
+    }
+}
+
 fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Receiver<Input>) {
     let mut rtp = RtpReceiver::new(codec, codec.default_clock_rate());
     let our_ssrc: u32 = rand::random();
-    let mut decoder: Option<Decoder> = None;
+    let mut dec = Decoding { codec, stereo: shared.stereo, decoder: None, want_keyframe: false };
+    let mut pending: Pending<FrameMeta> = Pending::default();
     let mut next_rr = Instant::now() + RR_INTERVAL;
     let mut last_pli: Option<Instant> = None;
-    let mut want_keyframe = false;
     loop {
         let now = Instant::now();
         let mut wake = next_rr;
         if let Some(w) = rtp.next_wakeup() {
             wake = wake.min(w);
         }
+        let mut transformed = None;
         match rx.recv_timeout(wake.saturating_duration_since(now).max(Duration::from_millis(1))) {
             Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(Input::SinksChanged) => want_keyframe = codec.is_video(),
+            Ok(Input::SinksChanged) => dec.want_keyframe = codec.is_video(),
             Ok(Input::Packet(p)) if is_rtcp(&p) => {
                 for ev in parse_compound(&p) {
                     if let RtcpEvent::Sr { ntp, rtp_ts, .. } = ev {
@@ -121,6 +205,7 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
             Ok(Input::Packet(p)) => {
                 rtp.push(&p, Instant::now());
             }
+            Ok(Input::Transformed(seq, data, _ts)) => transformed = Some((seq, data)),
             Err(RecvTimeoutError::Timeout) => {}
         }
         let now = Instant::now();
@@ -130,45 +215,72 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
         } else {
             Vec::new()
         };
-        if sinks.is_empty() {
-            decoder = None; // nothing to decode for; a new sink starts from a keyframe
-        } else {
-            for f in frames {
-                let capture_ms = rtp.ntp_for_rtp(f.rtp_timestamp).map(ntp_to_epoch_ms);
-                match decoder.get_or_insert_with(|| new_decoder(codec, shared.stereo)) {
-                    Decoder::Video(d) => match d.decode(&f.data) {
-                        Ok(Some(img)) => {
-                            shared.stats.lock().frames_decoded += 1;
-                            for s in &sinks {
-                                s.on_video(&img);
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            log::debug!("video decode failed ({e}); asking for a keyframe");
-                            want_keyframe = true;
-                        }
-                    },
-                    Decoder::Audio(d, buf) => {
-                        for _ in 0..f.lost_before.min(5) {
-                            if let Ok(n) = d.decode(None, buf) {
-                                deliver_audio(&sinks, &buf[..n * d.channels() as usize], d.channels(), None);
-                            }
-                        }
-                        if let Ok(n) = d.decode(Some(&f.data), buf) {
-                            deliver_audio(&sinks, &buf[..n * d.channels() as usize], d.channels(), capture_ms);
-                        }
+        let transformer = shared.transformer.lock().clone().filter(|t| t.active());
+        if let Some((seq, data)) = transformed {
+            let lost = |n: usize, what: &str, dec: &mut Decoding, t: Option<&Arc<Transformer>>| {
+                if let Some(t) = t {
+                    t.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                log::warn!("encoded transform: dropping {n} {what}");
+                dec.want_keyframe |= codec.is_video();
+            };
+            match pending.take(seq) {
+                None => lost(1, "received frame that is not pending (enqueued twice, after a later frame, or too late)", &mut dec, transformer.as_ref()),
+                Some(taken) => {
+                    if taken.skipped > 0 {
+                        lost(taken.skipped, "received frames the transformer never enqueued", &mut dec, transformer.as_ref());
+                    }
+                    if let Some(t) = &transformer {
+                        t.enqueued.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !sinks.is_empty() {
+                        dec.frame(&data, &taken.meta, &sinks, &shared);
                     }
                 }
             }
         }
-        if codec.is_video() && (want_keyframe || rtp.keyframe_needed()) && !sinks.is_empty() {
+        if sinks.is_empty() && transformer.is_none() {
+            dec.decoder = None; // nothing to decode for; a new sink starts from a keyframe
+        }
+        for f in frames {
+            let meta = FrameMeta { lost_before: f.lost_before, capture_ms: rtp.ntp_for_rtp(f.rtp_timestamp).map(ntp_to_epoch_ms) };
+            if let Some(t) = &transformer {
+                let (seq, expired) = pending.push(meta, now);
+                if expired > 0 {
+                    t.dropped.fetch_add(expired as u64, Ordering::Relaxed);
+                    log::warn!("encoded transform: dropping {expired} received frames the transformer kept too long");
+                    dec.want_keyframe |= codec.is_video();
+                }
+                let mut m = serde_json::json!({
+                    "payload_type": shared.payload_type, "ssrc": rtp.ssrc().unwrap_or(0),
+                    "rtp_timestamp": f.rtp_timestamp, "direction": 1, "mime_type": shared.mime,
+                    "contributing_sources": [],
+                });
+                if codec.is_video() {
+                    m["is_key_frame"] = f.keyframe.into();
+                    m["frame_id"] = f.picture_id.map_or(serde_json::Value::Null, |p| p.into());
+                    m["frame_dependencies"] = serde_json::json!([]);
+                    m["width"] = 0.into();
+                    m["height"] = 0.into();
+                    m["spatial_index"] = 0.into();
+                    m["temporal_index"] = 0.into();
+                } else {
+                    m["type"] = 1.into();
+                    m["sequence_number"] = f.seq_range.0.into();
+                    m["receive_time"] = (crate::media::source::now_epoch() * 1e6).into();
+                }
+                t.submit(seq, f.data, &m);
+            } else if !sinks.is_empty() {
+                dec.frame(&f.data, &meta, &sinks, &shared);
+            }
+        }
+        if codec.is_video() && (dec.want_keyframe || rtp.keyframe_needed()) && !sinks.is_empty() {
             if let Some(media_ssrc) = rtp.ssrc() {
                 if last_pli.is_none_or(|t| now - t >= PLI_MIN_INTERVAL) {
                     let _ = rtc::track_send(track, &build_pli(our_ssrc, media_ssrc));
                     shared.stats.lock().pli_count += 1;
                     last_pli = Some(now);
-                    want_keyframe = false;
+                    dec.want_keyframe = false;
                 }
             }
         }

@@ -5,7 +5,9 @@ use super::codec::{OpusEncoder, OpusParams, VideoCodec, VideoEncoder, VideoEncod
 use super::rtp::packetize::rtp_sequence_number;
 use super::rtp::rtcp::{build_sdes_cname, build_sr};
 use super::rtp::{parse_compound, NtpClock, OutboundRtpStats, PacketHistory, Pacer, RtcpEvent, RtpClock, RtpCodec, RtpPacketizer};
+use super::rtp::packetize::FrameInfo;
 use super::source::{AudioFeed, FrameSlot, SEND_RATE};
+use super::transform::{Pending, TransformTarget, Transformer};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +51,92 @@ pub struct Sender {
     threads: Vec<JoinHandle<()>>,
     slot: Option<Arc<FrameSlot>>,
     feed: Option<Arc<AudioFeed>>,
+    /// Where transformed frames come back in (the transformer holds it weakly).
+    _transform_return: Option<Arc<SendReturn>>,
+}
+
+/// What a frame handed to the transformer needs to be packetized when it comes back.
+struct FrameMeta {
+    keyframe: bool,
+    size: (u16, u16),
+    taken: Instant,
+}
+
+/// The send side's return path for transformed frames: packetized (under the same lock the
+/// encoder thread uses) and queued for the send loop, on the thread that enqueues.
+struct SendReturn {
+    transformer: Arc<Transformer>,
+    packetizer: Arc<Mutex<RtpPacketizer>>,
+    pending: Mutex<Pending<FrameMeta>>,
+    tx: Mutex<mpsc::Sender<Input>>,
+    shared: Arc<SendShared>,
+}
+
+impl SendReturn {
+    fn new(transformer: Arc<Transformer>, packetizer: Arc<Mutex<RtpPacketizer>>, tx: mpsc::Sender<Input>, shared: Arc<SendShared>) -> Arc<SendReturn> {
+        let r = Arc::new(SendReturn { transformer, packetizer, pending: Mutex::new(Pending::default()), tx: Mutex::new(tx), shared });
+        let weak: std::sync::Weak<dyn TransformTarget> = Arc::downgrade(&(r.clone() as Arc<dyn TransformTarget>));
+        if let Err(e) = r.transformer.bind(weak) {
+            log::warn!("{}", e.message);
+        }
+        r
+    }
+
+    /// Hands an encoded frame to the application instead of sending it.
+    fn hand_out(&self, data: Vec<u8>, rtp_timestamp: u32, meta: FrameMeta, mime: &str, pt: u8) {
+        let (keyframe, size) = (meta.keyframe, meta.size);
+        let (seq, expired) = self.pending.lock().push(meta, Instant::now());
+        if expired > 0 {
+            self.lost(expired, "frames the transformer kept too long");
+        }
+        let video = self.shared.kind == "video";
+        let mut m = serde_json::json!({
+            "payload_type": pt, "ssrc": self.shared.ssrc, "rtp_timestamp": rtp_timestamp,
+            "direction": 2, "mime_type": mime, "contributing_sources": [],
+        });
+        if video {
+            m["is_key_frame"] = keyframe.into();
+            m["frame_id"] = seq.into();
+            m["frame_dependencies"] = if keyframe { serde_json::json!([]) } else { serde_json::json!([seq - 1]) };
+            m["width"] = size.0.into();
+            m["height"] = size.1.into();
+            m["spatial_index"] = 0.into();
+            m["temporal_index"] = 0.into();
+        } else {
+            m["type"] = 1.into(); // SPEECH
+        }
+        self.transformer.submit(seq, data, &m);
+    }
+
+    fn lost(&self, n: usize, what: &str) {
+        self.transformer.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        log::warn!("encoded transform: dropping {n} {what}");
+        if self.shared.kind == "video" {
+            self.shared.keyframe_requested.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl TransformTarget for SendReturn {
+    fn enqueue(&self, seq: u64, data: Vec<u8>, rtp_timestamp: u32) {
+        let Some(taken) = self.pending.lock().take(seq) else {
+            self.lost(1, "a frame that is not pending (enqueued twice, after a later frame, or too late)");
+            return;
+        };
+        if taken.skipped > 0 {
+            self.lost(taken.skipped, "frames the transformer never enqueued");
+        }
+        let FrameMeta { keyframe, size, taken: at } = taken.meta;
+        let info = if self.shared.kind == "video" {
+            FrameInfo { keyframe: Some(keyframe), resolution: Some(size) }
+        } else {
+            FrameInfo::default()
+        };
+        let packets = self.packetizer.lock().packetize_frame(&data, rtp_timestamp, info);
+        self.transformer.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.lock().frames_sent += 1;
+        let _ = self.tx.lock().send(Input::Packets(packets, at));
+    }
 }
 
 impl Sender {
@@ -169,6 +257,8 @@ pub struct VideoSendConfig {
     pub vp9_profile: u8,
     /// What CPU adaptation gives up (`degradation_preference`).
     pub degradation: super::adapt::DegradationPreference,
+    /// `create_connection(video_frame_transformer=...)`.
+    pub transformer: Option<Arc<Transformer>>,
 }
 
 /// Starts sending `slot`'s frames on `track`.
@@ -183,24 +273,35 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
     let clock = RtpClock::new(90_000);
     // Pace at 2.5x the target like libwebrtc, so keyframes leave within a frame interval.
     let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(cfg.bitrate_kbps as u64 * 1000));
-    let enc_tx = tx.clone();
-    let enc_shared = shared.clone();
-    let enc_slot = slot.clone();
-    let encode_thread = std::thread::Builder::new()
-        .name("sora-encode-video".into())
-        .spawn(move || encode_loop(enc_slot, enc_shared, enc_tx, clock, cfg))
-        .expect("spawn encoder");
-    Sender { track, shared, tx, threads: vec![encode_thread, send_thread], slot: Some(slot), feed: None }
-}
-
-fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<Input>, clock: RtpClock, cfg: VideoSendConfig) {
-    use super::adapt::{Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
-    use super::codec::{I420Frame, Scaler};
     let codec = match cfg.codec {
         VideoCodec::Vp8 => RtpCodec::Vp8,
         VideoCodec::Vp9 => RtpCodec::Vp9,
     };
-    let mut packetizer = RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
+    let packetizer = Arc::new(Mutex::new(RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU)));
+    let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
+    let (enc_tx, enc_shared, enc_slot, enc_ret) = (tx.clone(), shared.clone(), slot.clone(), ret.clone());
+    let encode_thread = std::thread::Builder::new()
+        .name("sora-encode-video".into())
+        .spawn(move || encode_loop(enc_slot, enc_shared, enc_tx, clock, cfg, packetizer, enc_ret))
+        .expect("spawn encoder");
+    Sender { track, shared, tx, threads: vec![encode_thread, send_thread], slot: Some(slot), feed: None, _transform_return: ret }
+}
+
+fn encode_loop(
+    slot: Arc<FrameSlot>,
+    shared: Arc<SendShared>,
+    tx: mpsc::Sender<Input>,
+    clock: RtpClock,
+    cfg: VideoSendConfig,
+    packetizer: Arc<Mutex<RtpPacketizer>>,
+    transform: Option<Arc<SendReturn>>,
+) {
+    use super::adapt::{Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
+    use super::codec::{I420Frame, Scaler};
+    let mime = match cfg.codec {
+        VideoCodec::Vp8 => "video/VP8",
+        VideoCodec::Vp9 => "video/VP9",
+    };
     let mut encoder: Option<VideoEncoder> = None;
     let mut black: Option<I420Frame> = None;
     let start = Instant::now();
@@ -295,17 +396,23 @@ fn encode_loop(slot: Arc<FrameSlot>, shared: Arc<SendShared>, tx: mpsc::Sender<I
                 fps_frames += frames.len() as u32;
                 let elapsed = busy.as_secs_f64();
                 for f in frames {
-                    let packets = packetizer.packetize(&f.data, ts);
+                    let handed_out = transform.as_ref().filter(|r| r.transformer.active());
                     {
                         let mut st = shared.stats.lock();
                         st.frames_encoded += 1;
-                        st.frames_sent += 1;
+                        st.frames_sent += handed_out.is_none() as u64; // else when it comes back
                         st.key_frames_encoded += f.keyframe as u64;
                         st.frame_width = f.width;
                         st.frame_height = f.height;
                         st.total_encode_time += elapsed;
                         st.target_bitrate = cfg.bitrate_kbps as f64 * 1000.0;
                     }
+                    if let Some(r) = handed_out {
+                        let meta = FrameMeta { keyframe: f.keyframe, size: (f.width as u16, f.height as u16), taken };
+                        r.hand_out(f.data, ts, meta, mime, cfg.payload_type);
+                        continue;
+                    }
+                    let packets = packetizer.lock().packetize(&f.data, ts);
                     if tx.send(Input::Packets(packets, taken)).is_err() {
                         return;
                     }
@@ -361,6 +468,8 @@ pub struct AudioSendConfig {
     pub bitrate_bps: Option<u32>,
     pub params: OpusParams,
     pub cname: String,
+    /// `create_connection(audio_frame_transformer=...)`.
+    pub transformer: Option<Arc<Transformer>>,
 }
 
 /// Starts sending `feed`'s audio on `track`, paced in real time (one packet per ptime).
@@ -375,16 +484,27 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
     let clock = RtpClock::new(SEND_RATE);
     let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), None);
-    let (a_tx, a_shared, a_feed) = (tx.clone(), shared.clone(), feed.clone());
+    let packetizer = Arc::new(Mutex::new(RtpPacketizer::new(RtpCodec::Opus, cfg.ssrc, cfg.payload_type, SEND_RATE, MTU)));
+    let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
+    let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
     let audio_thread = std::thread::Builder::new()
         .name("sora-encode-audio".into())
-        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, cfg))
+        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, cfg, packetizer, a_ret))
         .expect("spawn audio");
-    Ok(Sender { track, shared, tx, threads: vec![audio_thread, send_thread], slot: None, feed: Some(feed) })
+    Ok(Sender { track, shared, tx, threads: vec![audio_thread, send_thread], slot: None, feed: Some(feed), _transform_return: ret })
 }
 
-fn audio_loop(feed: Arc<AudioFeed>, shared: Arc<SendShared>, tx: mpsc::Sender<Input>, mut encoder: OpusEncoder, clock: RtpClock, cfg: AudioSendConfig) {
-    let mut packetizer = RtpPacketizer::new(RtpCodec::Opus, cfg.ssrc, cfg.payload_type, SEND_RATE, MTU);
+#[allow(clippy::too_many_arguments)]
+fn audio_loop(
+    feed: Arc<AudioFeed>,
+    shared: Arc<SendShared>,
+    tx: mpsc::Sender<Input>,
+    mut encoder: OpusEncoder,
+    clock: RtpClock,
+    cfg: AudioSendConfig,
+    packetizer: Arc<Mutex<RtpPacketizer>>,
+    transform: Option<Arc<SendReturn>>,
+) {
     let frame = encoder.frame_samples();
     let ptime = Duration::from_secs_f64(frame as f64 / SEND_RATE as f64);
     let mut next = Instant::now();
@@ -404,7 +524,12 @@ fn audio_loop(feed: Arc<AudioFeed>, shared: Arc<SendShared>, tx: mpsc::Sender<In
         }
         match encoder.encode(&pcm) {
             Ok(payload) => {
-                let packets = packetizer.packetize(&payload, ts);
+                if let Some(r) = transform.as_ref().filter(|r| r.transformer.active()) {
+                    let meta = FrameMeta { keyframe: true, size: (0, 0), taken: Instant::now() };
+                    r.hand_out(payload, ts, meta, "audio/opus", cfg.payload_type);
+                    continue;
+                }
+                let packets = packetizer.lock().packetize(&payload, ts);
                 shared.stats.lock().frames_sent += 1;
                 if tx.send(Input::Packets(packets, Instant::now())).is_err() {
                     return;

@@ -65,6 +65,9 @@ pub struct ConnectionConfig {
     pub video_codec_preference: Option<Vec<engine::PreferredCodec>>,
     /// `Sora(openh264=...)`: the OpenH264 library path the engines may use.
     pub openh264: Option<String>,
+    /// Handle ids of `sora_frame_transformer_new` transformers for what we send.
+    pub audio_frame_transformer: Option<u64>,
+    pub video_frame_transformer: Option<u64>,
     /// Handle ids of `sora_audio_source_new` / `sora_video_source_new` sources.
     pub audio_source: Option<u64>,
     pub video_source: Option<u64>,

@@ -686,6 +686,7 @@ impl Session {
                     codec, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile,
                     degradation: media::adapt::DegradationPreference::from_api(self.cfg.degradation_preference)
                         .unwrap_or(media::adapt::DegradationPreference::MaintainFramerate),
+                    transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
                 }));
             }
         }
@@ -717,6 +718,7 @@ impl Session {
                 let track = peer.add_track(&text)?;
                 pending.push(PendingSender::Audio(track, src.subscribe(), media::send::AudioSendConfig {
                     payload_type: format.pt, ssrc, bitrate_bps, params, cname: self.cname.clone(),
+                    transformer: self.cfg.audio_frame_transformer.and_then(media::transform::transformer),
                 }));
             }
         }
@@ -808,7 +810,13 @@ impl Session {
             return;
         };
         let stereo = m.format("opus").and_then(|f| f.fmtp.as_deref()).is_some_and(|f| f.contains("stereo=1"));
-        let r = media::recv::Receiver::start(track, codec, stereo);
+        let (name, kind) = match codec {
+            media::rtp::RtpCodec::Vp8 => ("VP8", "video"),
+            media::rtp::RtpCodec::Vp9 => ("VP9", "video"),
+            media::rtp::RtpCodec::Opus => ("opus", "audio"),
+        };
+        let pt = m.format(name).map_or(0, |f| f.pt);
+        let r = media::recv::Receiver::start(track, codec, stereo, pt, format!("{kind}/{name}"));
         self.shared.state.lock().receivers.insert(id, Arc::new(r));
     }
 
