@@ -152,6 +152,30 @@ class SoraConnection:
         check(status)
         return True
 
+    def send_rpc(self, id: Optional[int], method: str, params: Any = None) -> bool:
+        """Sends a JSON-RPC 2.0 request on the `rpc` DataChannel (Sora 2025.2+, granted by
+        the offer's `rpc_methods`); the reply arrives through `on_rpc` (raw bytes). `id`
+        None sends a notification (no reply). Returns False while the `rpc` channel is not
+        open (no DataChannel signaling, not granted, not connected yet, or ended)."""
+        if id is not None and (isinstance(id, bool) or not isinstance(id, int)):
+            raise TypeError(f"id must be an int or None, not {type(id).__name__}")
+        if not isinstance(method, str):
+            raise TypeError(f"method must be a str, not {type(method).__name__}")
+        if not method:
+            raise ValueError("method must not be empty")
+        request: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            if not isinstance(params, (dict, list)):
+                raise TypeError(f"params must be a dict, a list or None, not {type(params).__name__}")
+            request["params"] = params
+        if id is not None:
+            request["id"] = id
+        try:
+            text = json.dumps(request, allow_nan=False, ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"params must be standard JSON: {e}") from None
+        return self.send_data_channel("rpc", text.encode("utf-8"))
+
     def get_stats(self) -> str:
         """W3C webrtc-stats shaped JSON (a list of stats objects)."""
         out = ffi.new("char **")

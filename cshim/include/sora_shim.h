@@ -597,6 +597,16 @@ int32_t sora_peer_forward_track(const SoraPeer *src,
                                 int32_t enable);
 
 /*
+ RTP forwarded onto `peer`'s sending track `track` carries `mid` (its m-section's mid)
+ in the MID header extension `ext_id` instead of the sender's own; "" stops that.
+ Thread-safe.
+ */
+int32_t sora_peer_set_track_mid(const SoraPeer *peer,
+                                int32_t track,
+                                int32_t ext_id,
+                                const char *mid);
+
+/*
  Sends a keyframe request (PLI) to the sender on the receiving track `track`. Returns 1
  when sent, 0 when no media has arrived on it yet (its SSRC is unknown).
  */
@@ -610,6 +620,15 @@ int32_t sora_peer_request_keyframe(const SoraPeer *p, int32_t track);
  the old and goes out at the next packet. Works with or without forwarding on `track`.
  */
 int32_t sora_peer_set_track_bitrate(const SoraPeer *p, int32_t track, uint64_t bps);
+
+/*
+ RTP packets and bytes received on (a receiving track) or forwarded onto (a sending
+ track) `track`: the first call starts counting and reports 0. Thread-safe.
+ */
+int32_t sora_peer_track_rtp_counters(const SoraPeer *p,
+                                     int32_t track,
+                                     uint64_t *packets,
+                                     uint64_t *bytes);
 
 /*
  Frees the peer; no event for it is produced afterwards. Blocks while libdatachannel

@@ -14,6 +14,7 @@
 //! senders take a REMB during their first 2 s (no loss reported yet) as their target at
 //! once; without one they stay near their 300 kbps start value and grow slowly.
 use crate::error::Result;
+use crate::media::rtp::hdrext::replace_extension;
 use crate::media::rtp::nack::PacketHistory;
 use crate::media::rtp::rtcp::{build_nack, build_remb, take_nacks_and_rembs};
 use crate::rtc::{self, PacketHandler};
@@ -92,6 +93,25 @@ struct Routes {
     cache: HashMap<i32, Arc<Mutex<PacketHistory>>>,
     /// source track → the bitrate announced to its sender (REMB)
     remb: HashMap<i32, Arc<Remb>>,
+    /// destination track → (MID header extension id, its m-section's mid): forwarded RTP
+    /// carries the receiver's own mid (libwebrtc demultiplexes a BUNDLE by MID first)
+    mid: HashMap<i32, (u8, Vec<u8>)>,
+    /// track → RTP packets and bytes received (source) or sent (destination), for stats
+    counters: HashMap<i32, Arc<Counters>>,
+}
+
+/// RTP counted on one track (relaxed atomics: the forwarding path takes no lock for them).
+#[derive(Default)]
+pub struct Counters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Counters {
+    fn add(&self, len: usize) {
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
 }
 
 static ROUTES: RwLock<Option<Routes>> = RwLock::new(None);
@@ -112,6 +132,9 @@ impl PacketHandler for Forwarder {
         let rtp = !is_rtcp(packet);
         let mut now = None;
         if rtp {
+            if let Some(c) = r.counters.get(&track) {
+                c.add(packet.len());
+            }
             let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
             if let Some(s) = r.ssrc.get(&track) {
                 s.store(ssrc, Ordering::Relaxed);
@@ -128,7 +151,13 @@ impl PacketHandler for Forwarder {
                 }
             }
             for &d in dsts {
-                let _ = rtc::track_send(d, packet);
+                let rewritten = r.mid.get(&d).filter(|_| rtp).and_then(|(id, mid)| replace_extension(packet, *id, mid));
+                let out = rewritten.as_deref().unwrap_or(packet);
+                if rtc::track_send(d, out).is_ok() && rtp {
+                    if let Some(c) = r.counters.get(&d) {
+                        c.add(out.len());
+                    }
+                }
             }
         }
         if !rtp {
@@ -204,6 +233,8 @@ pub fn forget(track: i32) {
         r.ssrc.remove(&track);
         r.cache.remove(&track);
         r.remb.remove(&track);
+        r.mid.remove(&track);
+        r.counters.remove(&track);
         for l in r.down.values_mut() {
             l.retain(|&d| d != track);
         }
@@ -225,6 +256,33 @@ pub fn set_bitrate(src: i32, bps: u64) -> Result<()> {
     drop(guard);
     rtc::set_packet_handler(src, forwarder());
     Ok(())
+}
+
+/// RTP forwarded onto `dst` carries `mid` in its MID header extension (id `ext_id`)
+/// instead of the sender's own mid. An empty `mid` stops rewriting.
+pub fn set_mid(dst: i32, ext_id: u8, mid: &str) -> Result<()> {
+    if ext_id == 0 || mid.len() > 16 {
+        return Err(crate::error::Error::invalid("ext_id must be 1..=255 and mid at most 16 bytes"));
+    }
+    let mut guard = ROUTES.write();
+    let r = guard.get_or_insert_with(Routes::default);
+    if mid.is_empty() {
+        r.mid.remove(&dst);
+    } else {
+        r.mid.insert(dst, (ext_id, mid.as_bytes().to_vec()));
+    }
+    Ok(())
+}
+
+/// Counts the RTP received (source) or forwarded (destination) on `track` from now on;
+/// returns (packets, bytes) so far. Calling it again only reads.
+pub fn rtp_counters(track: i32) -> (u64, u64) {
+    if let Some(c) = ROUTES.read().as_ref().and_then(|r| r.counters.get(&track).cloned()) {
+        return (c.packets.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed));
+    }
+    ROUTES.write().get_or_insert_with(Routes::default).counters.entry(track).or_default();
+    rtc::set_packet_handler(track, forwarder());
+    (0, 0)
 }
 
 /// Asks the sender on `src` for a keyframe (PLI). False when no media was seen yet.

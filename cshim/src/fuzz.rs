@@ -47,7 +47,7 @@ pub fn sdp_text(data: &[u8]) {
 }
 
 /// A stream of RTP packets into a receiver (jitter buffer, NACK, frame assembly) for each
-/// codec. Input: packets, each prefixed by a 1-byte length, and one byte of time step.
+/// codec, and the SFU's MID rewriting. Input: packets, each prefixed by a 1-byte length, and one byte of time step.
 pub fn rtp(data: &[u8]) {
     for codec in [RtpCodec::Opus, RtpCodec::Vp8, RtpCodec::Vp9] {
         let mut rx = RtpReceiver::new(codec, codec.default_clock_rate());
@@ -56,6 +56,9 @@ pub fn rtp(data: &[u8]) {
             if let Some(p) = depacketize::parse_rtp(packet) {
                 let _ = depacketize::payload_info(codec, &p.payload);
                 let _ = (p.ssrc(), p.sequence_number(), p.timestamp(), p.marker(), p.extension(1));
+            }
+            if let Some(out) = crate::media::rtp::hdrext::replace_extension(packet, 4, b"12") {
+                assert!(out.len() <= packet.len() + 8);
             }
             now += Duration::from_millis(u64::from(step));
             rx.push(packet, now);

@@ -121,6 +121,21 @@ class Peer:
                 check(lib.sora_peer_forward_track(p, src_track, dst._ptr, dst_track, 1 if enable else 0))
         self._call(call)
 
+    def set_track_mid(self, track: int, ext_id: int, mid: str) -> None:
+        """RTP forwarded onto our sending ``track`` carries ``mid`` (its m-section's) in the
+        MID header extension ``ext_id`` instead of the sender's own mid."""
+        self._call(lambda p: check(lib.sora_peer_set_track_mid(p, track, ext_id, mid.encode())))
+
+    def rtp_counters(self, track: int) -> tuple:
+        """(packets, bytes) of RTP received on / forwarded onto ``track`` since counting
+        started (the first call starts it and returns zeros)."""
+        def call(p):
+            n = ffi.new("uint64_t *")
+            b = ffi.new("uint64_t *")
+            check(lib.sora_peer_track_rtp_counters(p, track, n, b))
+            return int(n[0]), int(b[0])
+        return self._call(call)
+
     def request_keyframe(self, track: int) -> bool:
         """Sends a PLI to the client sending on ``track``; False before any media arrived."""
         return bool(self._call(lambda p: check(lib.sora_peer_request_keyframe(p, track))))

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from websockets.exceptions import ConnectionClosed
 
-from . import auth, ids, sdp, strictjson
+from . import auth, ids, rpc, sdp, strictjson
 from .inflate import inflate
 from .params import (
     CLOSE_BAD_REQUEST,
@@ -396,6 +396,8 @@ class Session:
             # near its 300 kbps start value.
             self.peer.set_track_bitrate(self.upstream_tracks["video"], sdp.upstream_bitrate(
                 p.video_bit_rate, p.simulcast, p.simulcast_encodings))
+        for track in self.upstream_tracks.values():
+            self.peer.rtp_counters(track)  # counting starts (GetStatsConnection)
         self._sync_downstream()
         if p.data_channel_signaling:
             for spec in p.server_data_channels():
@@ -492,6 +494,10 @@ class Session:
                 text = sdp.video_section(mid, "sendonly", s.params.video_codec, msid=msid,
                                          ssrc=s.out_ssrc[kind], cname=s.connection_id)
             tid = self.peer.add_track(text)
+            # Forwarded RTP must carry this section's mid, not the sender's: libwebrtc
+            # demultiplexes a BUNDLE by MID before SSRC.
+            self.peer.set_track_mid(tid, sdp.EXT_MID[0], mid)
+            self.peer.rtp_counters(tid)  # counting starts (GetStatsConnection)
             self.down_tracks[key] = DownTrack(tid, mid, s.connection_id, kind)
             src_track = s.upstream_tracks.get(kind)
             if src_track is not None and s.peer is not None and not s.peer.closed:
@@ -749,6 +755,9 @@ class Session:
             msg = strictjson.loads(payload)
         except ValueError:
             log.info("%s: malformed JSON on DataChannel %s ignored", self.connection_id, label)
+            if label == "rpc":  # JSON-RPC: a parse error is answered (id null)
+                self.send_dc_json("rpc", {"jsonrpc": "2.0", "id": None,
+                                          "error": {"code": -32700, "message": "Parse error"}})
             return
         if not isinstance(msg, dict):
             return
@@ -769,12 +778,16 @@ class Session:
                     self.connection_id, st.spec.label, why)
 
     def _on_rpc(self, msg: dict) -> None:
-        if "id" not in msg or "method" not in msg:
-            return
-        self.send_dc_json("rpc", {
-            "jsonrpc": "2.0", "id": msg["id"],
-            "error": {"code": -32601, "message": "Method not found"},
-        })
+        reply = rpc.handle(self, msg)
+        if reply is not None:
+            self.send_dc_json("rpc", reply)
+
+    def set_notify_metadata(self, metadata: Any, push: bool) -> None:
+        """RPC PutSignalingNotifyMetadata(Item): the new metadata, told to the channel
+        with ``connection.updated`` when ``push``."""
+        self.params.signaling_notify_metadata = metadata
+        if push and self.channel is not None and self.is_established:
+            self.channel.notify_updated(self)
 
     def _on_dc_closed(self, dc_id: int) -> None:
         st = self.dcs.get(dc_id)
@@ -926,13 +939,26 @@ class Session:
                 "messagesDropped": st.messages_dropped,
             })
         for kind, mid in self.upstream.items():
+            packets, octets = self._rtp_counters(self.upstream_tracks.get(kind))
             out.append({"id": f"IT{mid}", "type": "inbound-rtp", "timestamp": ts,
-                        "kind": kind, "mid": mid})
+                        "kind": kind, "mid": mid, "ssrc": self.out_ssrc[kind],
+                        "packetsReceived": packets, "bytesReceived": octets})
         for dt in self.down_tracks.values():
+            packets, octets = self._rtp_counters(dt.track_id)
             out.append({"id": f"OT{dt.mid}", "type": "outbound-rtp", "timestamp": ts,
                         "kind": dt.kind, "mid": dt.mid, "ssrc": self._peer_ssrc(dt),
-                        "remoteConnectionId": dt.sender_id})
+                        "remoteConnectionId": dt.sender_id,
+                        "packetsSent": packets, "bytesSent": octets})
         return out
+
+    def _rtp_counters(self, track: Optional[int]) -> tuple:
+        """(packets, bytes) the forwarder counted on ``track`` (RTP, headers included)."""
+        if track is None or self.peer is None or self.peer.closed:
+            return (0, 0)
+        try:
+            return self.peer.rtp_counters(track)
+        except Exception:  # the peer went away meanwhile
+            return (0, 0)
 
     def _peer_ssrc(self, dt: DownTrack) -> Optional[int]:
         s = self.channel.sessions.get(dt.sender_id) if self.channel else None

@@ -154,6 +154,20 @@ pub unsafe extern "C" fn sora_peer_forward_track(
     })
 }
 
+/// RTP forwarded onto `peer`'s sending track `track` carries `mid` (its m-section's mid)
+/// in the MID header extension `ext_id` instead of the sender's own; "" stops that.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_set_track_mid(peer: *const SoraPeer, track: i32, ext_id: i32, mid: *const c_char) -> i32 {
+    guard(|| {
+        arg_ref(peer, "peer")?;
+        let mid = arg_str(mid, "mid")?;
+        let id = u8::try_from(ext_id).map_err(|_| crate::error::Error::invalid("ext_id must be 1..=255"))?;
+        crate::forward::set_mid(track, id, mid)?;
+        Ok(0)
+    })
+}
+
 /// Sends a keyframe request (PLI) to the sender on the receiving track `track`. Returns 1
 /// when sent, 0 when no media has arrived on it yet (its SSRC is unknown).
 #[no_mangle]
@@ -174,6 +188,22 @@ pub unsafe extern "C" fn sora_peer_set_track_bitrate(p: *const SoraPeer, track: 
     guard(|| {
         arg_ref(p, "peer")?;
         crate::forward::set_bitrate(track, bps)?;
+        Ok(0)
+    })
+}
+
+/// RTP packets and bytes received on (a receiving track) or forwarded onto (a sending
+/// track) `track`: the first call starts counting and reports 0. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_track_rtp_counters(p: *const SoraPeer, track: i32, packets: *mut u64, bytes: *mut u64) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        if packets.is_null() || bytes.is_null() {
+            return Err(Error::invalid("out pointers must not be NULL"));
+        }
+        let (n, b) = crate::forward::rtp_counters(track);
+        *packets = n;
+        *bytes = b;
         Ok(0)
     })
 }

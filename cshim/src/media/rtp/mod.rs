@@ -37,6 +37,7 @@
 //! crates' VP9 payloader never sets the P bit, so every frame would look like a keyframe).
 
 pub mod depacketize;
+pub mod hdrext;
 pub mod jitter;
 pub mod nack;
 pub mod pacer;

@@ -1,0 +1,125 @@
+//! RTP header extensions (RFC 8285): rewriting one element of a packet, as an SFU does with
+//! the MID of forwarded packets (each receiver's m-section has a mid of its own, and
+//! libwebrtc demultiplexes a BUNDLE by MID before SSRC).
+
+const ONE_BYTE: u16 = 0xBEDE;
+const TWO_BYTE_MASK: u16 = 0xFFF0;
+const TWO_BYTE: u16 = 0x1000;
+
+/// A copy of `packet` whose header extension element `id` holds `value`; None when the
+/// packet has no such element, is malformed, or `value` does not fit the packet's format
+/// (one-byte: 1 to 16 bytes; two-byte: up to 255). Padding and payload are kept as they are.
+pub fn replace_extension(packet: &[u8], id: u8, value: &[u8]) -> Option<Vec<u8>> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 || packet[0] & 0x10 == 0 {
+        return None;
+    }
+    let start = 12 + 4 * (packet[0] & 0x0f) as usize;
+    let profile = u16::from_be_bytes([*packet.get(start)?, *packet.get(start + 1)?]);
+    let words = u16::from_be_bytes([*packet.get(start + 2)?, *packet.get(start + 3)?]) as usize;
+    let body_end = start + 4 + words * 4;
+    let body = packet.get(start + 4..body_end)?;
+    let one_byte = profile == ONE_BYTE;
+    if !one_byte && profile & TWO_BYTE_MASK != TWO_BYTE {
+        return None;
+    }
+    let fits = if one_byte { (1..=16).contains(&value.len()) } else { value.len() <= 255 };
+    if !fits || id == 0 || (one_byte && id >= 15) {
+        return None;
+    }
+    let mut elements: Vec<(u8, &[u8])> = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        let (eid, len, header) = if one_byte {
+            let b = body[i];
+            if b == 0 {
+                i += 1; // padding
+                continue;
+            }
+            if b >> 4 == 15 {
+                break; // reserved: stop, as RFC 8285 says
+            }
+            (b >> 4, (b & 0x0f) as usize + 1, 1)
+        } else {
+            let eid = body[i];
+            if eid == 0 {
+                i += 1;
+                continue;
+            }
+            (eid, *body.get(i + 1)? as usize, 2)
+        };
+        let data = body.get(i + header..i + header + len)?;
+        elements.push((eid, data));
+        i += header + len;
+    }
+    let found = elements.iter_mut().find(|(eid, _)| *eid == id)?;
+    found.1 = value;
+    let mut ext = Vec::with_capacity(body.len() + value.len());
+    for (eid, data) in &elements {
+        if one_byte {
+            ext.push((eid << 4) | (data.len() as u8 - 1));
+        } else {
+            ext.push(*eid);
+            ext.push(data.len() as u8);
+        }
+        ext.extend_from_slice(data);
+    }
+    while ext.len() % 4 != 0 {
+        ext.push(0);
+    }
+    let mut out = Vec::with_capacity(packet.len() + value.len() + 4);
+    out.extend_from_slice(&packet[..start + 2]);
+    out.extend_from_slice(&((ext.len() / 4) as u16).to_be_bytes());
+    out.extend_from_slice(&ext);
+    out.extend_from_slice(&packet[body_end..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_extension;
+
+    fn packet(profile: u16, body: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7];
+        p.extend_from_slice(&profile.to_be_bytes());
+        p.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+        p.extend_from_slice(body);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn replaces_a_one_byte_mid_of_another_length() {
+        // audio level (id 1, 1 byte), MID (id 4, "1"), padding
+        let p = packet(0xBEDE, &[0x10, 0x7f, 0x40, b'1'], b"payload");
+        let out = replace_extension(&p, 4, b"12").unwrap();
+        assert_eq!(&out[12..16], &[0xBE, 0xDE, 0, 2]);
+        assert_eq!(&out[16..24], &[0x10, 0x7f, 0x41, b'1', b'2', 0, 0, 0]);
+        assert_eq!(&out[24..], b"payload");
+        let back = replace_extension(&out, 4, b"1").unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn replaces_a_two_byte_element_and_keeps_csrcs() {
+        let mut p = packet(0x1000, &[4, 1, b'3', 0], b"x");
+        p[0] |= 1; // one CSRC: insert it after the fixed header
+        p.splice(12..12, [0, 0, 0, 9]);
+        let out = replace_extension(&p, 4, b"10").unwrap();
+        assert_eq!(&out[12..16], &[0, 0, 0, 9]);
+        assert_eq!(&out[16..20], &[0x10, 0x00, 0, 1]);
+        assert_eq!(&out[20..24], &[4, 2, b'1', b'0']);
+        assert_eq!(&out[24..], b"x");
+    }
+
+    #[test]
+    fn leaves_other_packets_alone() {
+        let p = packet(0xBEDE, &[0x10, 0x7f, 0, 0], b"p");
+        assert!(replace_extension(&p, 4, b"1").is_none(), "no MID element");
+        let mut no_ext = p.clone();
+        no_ext[0] &= !0x10;
+        assert!(replace_extension(&no_ext, 4, b"1").is_none());
+        assert!(replace_extension(&p[..14], 1, b"1").is_none(), "truncated");
+        assert!(replace_extension(&p, 1, &[0; 17]).is_none(), "too long for one byte");
+        assert!(replace_extension(&packet(0xBEDE, &[0x1f, 0, 0, 0], b""), 1, b"1").is_none());
+    }
+}

@@ -1,0 +1,90 @@
+"""JSON-RPC 2.0 on the `rpc` DataChannel (sora-protocol.md §2.15): the methods the dev
+server implements, for the connections whose `rpc_methods` grant them.
+
+* `2025.2.0/PutSignalingNotifyMetadata` `{metadata, push?}`: replaces the connection's
+  `signaling_notify_metadata`; result: the new metadata.
+* `2025.2.0/PutSignalingNotifyMetadataItem` `{key, value, push?}`: sets one key of it.
+
+With `push: true` every established member of the channel (the caller too, bundle siblings
+excepted) gets a `connection.updated` notify about the caller carrying the new `metadata`;
+without it the change shows in later notifies (`data` of newcomers) only. (Which notify
+Sora sends is not documented; `connection.updated` is the notify that describes a changed
+connection [I].) Errors are JSON-RPC errors: -32600 invalid request, -32601 method not
+found or not granted, -32602 invalid params. Requests without `id` are notifications and
+get no answer.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _push(params: dict) -> bool:
+    push = params.get("push", False)
+    if not isinstance(push, bool):
+        raise RpcError(INVALID_PARAMS, "push must be a boolean")
+    return push
+
+
+def put_metadata(s: "Session", params: dict) -> Any:
+    if "metadata" not in params:
+        raise RpcError(INVALID_PARAMS, "metadata is required")
+    s.set_notify_metadata(params["metadata"], push=_push(params))
+    return params["metadata"]
+
+
+def put_metadata_item(s: "Session", params: dict) -> Any:
+    key = params.get("key")
+    if not isinstance(key, str) or "value" not in params:
+        raise RpcError(INVALID_PARAMS, "key (a string) and value are required")
+    current = s.params.signaling_notify_metadata
+    if current is not None and not isinstance(current, dict):
+        raise RpcError(INVALID_PARAMS, "the signaling_notify_metadata is not an object")
+    metadata = {**(current or {}), key: params["value"]}
+    s.set_notify_metadata(metadata, push=_push(params))
+    return metadata
+
+
+METHODS: dict[str, Callable[["Session", dict], Any]] = {
+    "2025.2.0/PutSignalingNotifyMetadata": put_metadata,
+    "2025.2.0/PutSignalingNotifyMetadataItem": put_metadata_item,
+}
+
+
+def handle(s: "Session", msg: Any) -> Optional[dict]:
+    """One request from `s`: the response to send, or None (a notification)."""
+    rid = msg.get("id") if isinstance(msg, dict) else None
+    notification = not isinstance(msg, dict) or "id" not in msg
+    try:
+        if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" \
+                or not isinstance(msg.get("method"), str):
+            raise RpcError(INVALID_REQUEST, "Invalid Request")
+        method = msg["method"]
+        granted = s.params.rpc_methods or []
+        fn = METHODS.get(method)
+        if fn is None or method not in granted:
+            raise RpcError(METHOD_NOT_FOUND, "Method not found")
+        params = msg.get("params", {})
+        if not isinstance(params, dict):
+            raise RpcError(INVALID_PARAMS, "params must be an object")
+        result = fn(s, params)
+    except RpcError as e:
+        if notification and e.code != INVALID_REQUEST:
+            return None
+        return {"jsonrpc": "2.0", "id": rid, "error": {"code": e.code, "message": e.message}}
+    if notification:
+        return None
+    return {"jsonrpc": "2.0", "id": rid, "result": result}
