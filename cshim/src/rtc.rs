@@ -351,6 +351,15 @@ pub fn dc_close(dc: i32) {
 }
 
 /// The selected ICE candidate pair (local, remote) of a peer connection, if any.
+/// The local or remote session description of peer connection `pc` (None before it has one).
+pub fn description(pc: i32, local: bool) -> Option<String> {
+    read_string(
+        |b, n| unsafe { if local { sys::rtcGetLocalDescription(pc, b, n) } else { sys::rtcGetRemoteDescription(pc, b, n) } },
+        "getDescription",
+    )
+    .ok()
+}
+
 pub fn selected_pair(pc: i32) -> Option<(String, String)> {
     let mut local = vec![0u8; 256];
     let mut remote = vec![0u8; 256];

@@ -34,9 +34,10 @@ pub struct RecvShared {
     stereo: bool,
     /// `SoraMediaTrack.set_frame_transformer`: frames go through it before decoding.
     transformer: Mutex<Option<Arc<Transformer>>>,
-    /// Payload type and MIME type of the track's codec (transform frame metadata).
-    payload_type: u8,
-    mime: String,
+    /// mid, payload type, MIME type, fmtp of the track's codec (stats, transforms).
+    pub info: super::rtp::StreamInfo,
+    /// Decoder-side counters and the remote sender's last SR.
+    pub decode: Mutex<super::rtp::DecodeStats>,
 }
 
 /// The receive side's return path for transformed frames: into the receive loop.
@@ -63,7 +64,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn start(track: i32, codec: RtpCodec, stereo: bool, payload_type: u8, mime: String) -> Receiver {
+    pub fn start(track: i32, codec: RtpCodec, stereo: bool, info: super::rtp::StreamInfo) -> Receiver {
         let shared = Arc::new(RecvShared {
             kind: if codec.is_video() { "video" } else { "audio" },
             sinks: Mutex::new(Vec::new()),
@@ -71,8 +72,8 @@ impl Receiver {
             stats: Mutex::new(InboundRtpStats::default()),
             stereo,
             transformer: Mutex::new(None),
-            payload_type,
-            mime,
+            info,
+            decode: Mutex::new(Default::default()),
         });
         let (tx, rx) = mpsc::channel();
         rtc::set_packet_handler(track, Arc::new(PacketIn(Mutex::new(tx.clone()))));
@@ -138,6 +139,22 @@ enum Decoder {
 struct FrameMeta {
     lost_before: u32,
     capture_ms: Option<i64>,
+    keyframe: bool,
+}
+
+/// Audio decoder counters: samples (per channel), concealment, level and energy (W3C).
+fn account_audio(shared: &RecvShared, pcm: &[i16], samples: usize, concealed: bool) {
+    let level = super::rtp::stats::audio_level(pcm);
+    let secs = samples as f64 / 48_000.0;
+    let mut ds = shared.decode.lock();
+    ds.total_samples_received += samples as u64;
+    if concealed {
+        ds.concealed_samples += samples as u64;
+        ds.concealment_events += 1;
+    }
+    ds.audio_level = level;
+    ds.total_audio_energy += level * level * secs;
+    ds.total_samples_duration += secs;
 }
 
 struct Decoding {
@@ -150,10 +167,18 @@ struct Decoding {
 impl Decoding {
     /// Decodes one frame for `sinks` (audio: conceals `lost_before` packets first).
     fn frame(&mut self, data: &[u8], meta: &FrameMeta, sinks: &[Arc<dyn MediaSink>], shared: &RecvShared) {
+        let started = Instant::now();
         match self.decoder.get_or_insert_with(|| new_decoder(self.codec, self.stereo)) {
             Decoder::Video(d) => match d.decode(data) {
                 Ok(Some(img)) => {
-                    shared.stats.lock().frames_decoded += 1;
+                    {
+                        let mut ds = shared.decode.lock();
+                        ds.frames_decoded += 1;
+                        ds.key_frames_decoded += meta.keyframe as u64;
+                        ds.frame_width = img.width;
+                        ds.frame_height = img.height;
+                        ds.total_decode_time += started.elapsed().as_secs_f64();
+                    }
                     for s in sinks {
                         s.on_video(&img);
                     }
@@ -165,13 +190,16 @@ impl Decoding {
                 }
             },
             Decoder::Audio(d, buf) => {
+                let ch = d.channels() as usize;
                 for _ in 0..meta.lost_before.min(5) {
                     if let Ok(n) = d.decode(None, buf) {
-                        deliver_audio(sinks, &buf[..n * d.channels() as usize], d.channels(), None);
+                        account_audio(shared, &buf[..n * ch], n, true);
+                        deliver_audio(sinks, &buf[..n * ch], d.channels(), None);
                     }
                 }
                 if let Ok(n) = d.decode(Some(data), buf) {
-                    deliver_audio(sinks, &buf[..n * d.channels() as usize], d.channels(), meta.capture_ms);
+                    account_audio(shared, &buf[..n * ch], n, false);
+                    deliver_audio(sinks, &buf[..n * ch], d.channels(), meta.capture_ms);
                 }
             }
         }
@@ -197,8 +225,14 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
             Ok(Input::SinksChanged) => dec.want_keyframe = codec.is_video(),
             Ok(Input::Packet(p)) if is_rtcp(&p) => {
                 for ev in parse_compound(&p) {
-                    if let RtcpEvent::Sr { ntp, rtp_ts, .. } = ev {
+                    if let RtcpEvent::Sr { ntp, rtp_ts, packet_count, octet_count, .. } = ev {
                         rtp.on_sender_report(ntp, rtp_ts, Instant::now());
+                        let mut ds = shared.decode.lock();
+                        let r = ds.remote.get_or_insert_with(Default::default);
+                        r.packets_sent = u64::from(packet_count);
+                        r.bytes_sent = u64::from(octet_count);
+                        r.remote_timestamp = ntp_to_epoch_ms(ntp) as f64;
+                        r.reports_sent += 1;
                     }
                 }
             }
@@ -243,7 +277,11 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
             dec.decoder = None; // nothing to decode for; a new sink starts from a keyframe
         }
         for f in frames {
-            let meta = FrameMeta { lost_before: f.lost_before, capture_ms: rtp.ntp_for_rtp(f.rtp_timestamp).map(ntp_to_epoch_ms) };
+            let meta = FrameMeta {
+                lost_before: f.lost_before,
+                capture_ms: rtp.ntp_for_rtp(f.rtp_timestamp).map(ntp_to_epoch_ms),
+                keyframe: f.keyframe,
+            };
             if let Some(t) = &transformer {
                 let (seq, expired) = pending.push(meta, now);
                 if expired > 0 {
@@ -252,8 +290,8 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
                     dec.want_keyframe |= codec.is_video();
                 }
                 let mut m = serde_json::json!({
-                    "payload_type": shared.payload_type, "ssrc": rtp.ssrc().unwrap_or(0),
-                    "rtp_timestamp": f.rtp_timestamp, "direction": 1, "mime_type": shared.mime,
+                    "payload_type": shared.info.payload_type, "ssrc": rtp.ssrc().unwrap_or(0),
+                    "rtp_timestamp": f.rtp_timestamp, "direction": 1, "mime_type": shared.info.mime,
                     "contributing_sources": [],
                 });
                 if codec.is_video() {
@@ -294,7 +332,6 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
             }
         }
         let mut st = rtp.stats();
-        st.frames_decoded = shared.stats.lock().frames_decoded;
         st.pli_count = shared.stats.lock().pli_count;
         *shared.stats.lock() = st;
     }

@@ -29,6 +29,7 @@ enum Input {
 pub struct SendShared {
     pub ssrc: u32,
     pub kind: &'static str,
+    pub info: super::rtp::StreamInfo,
     pub stats: Mutex<OutboundRtpStats>,
     keyframe_requested: AtomicBool,
     stop: AtomicBool,
@@ -255,6 +256,8 @@ pub struct VideoSendConfig {
     pub bitrate_kbps: u32,
     pub cname: String,
     pub vp9_profile: u8,
+    /// mid, payload type, fmtp... (stats)
+    pub info: super::rtp::StreamInfo,
     /// What CPU adaptation gives up (`degradation_preference`).
     pub degradation: super::adapt::DegradationPreference,
     /// `create_connection(video_frame_transformer=...)`.
@@ -266,6 +269,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
     let shared = Arc::new(SendShared {
         ssrc: cfg.ssrc,
         kind: "video",
+        info: cfg.info.clone(),
         stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, 90_000)),
         keyframe_requested: AtomicBool::new(true),
         stop: AtomicBool::new(false),
@@ -330,6 +334,12 @@ fn encode_loop(
         detector.on_offered(taken, 1 + replaced.saturating_sub(replaced_seen));
         replaced_seen = replaced;
         let limited = adapter.restrictions().is_limited();
+        {
+            let mut st = shared.stats.lock();
+            st.source.frames += 1;
+            st.source.width = frame.width;
+            st.source.height = frame.height;
+        }
         if let Some(prev) = last_tick.replace(taken) {
             let mut st = shared.stats.lock();
             let dt = (taken - prev).as_secs_f64();
@@ -468,6 +478,8 @@ pub struct AudioSendConfig {
     pub bitrate_bps: Option<u32>,
     pub params: OpusParams,
     pub cname: String,
+    /// mid, payload type, fmtp... (stats)
+    pub info: super::rtp::StreamInfo,
     /// `create_connection(audio_frame_transformer=...)`.
     pub transformer: Option<Arc<Transformer>>,
 }
@@ -477,6 +489,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     let shared = Arc::new(SendShared {
         ssrc: cfg.ssrc,
         kind: "audio",
+        info: cfg.info.clone(),
         stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, SEND_RATE)),
         keyframe_requested: AtomicBool::new(false),
         stop: AtomicBool::new(false),
@@ -521,6 +534,14 @@ fn audio_loop(
         let Some((mut pcm, _capture)) = feed.take(frame) else { continue };
         if !feed.enabled.load(Ordering::Relaxed) {
             pcm.fill(0);
+        }
+        {
+            let level = super::rtp::stats::audio_level(&pcm);
+            let mut st = shared.stats.lock();
+            let src = &mut st.source;
+            src.audio_level = level;
+            src.total_audio_energy += level * level * ptime.as_secs_f64();
+            src.total_samples_duration += ptime.as_secs_f64();
         }
         match encoder.encode(&pcm) {
             Ok(payload) => {

@@ -2,5 +2,6 @@
 pub mod config;
 pub mod sdp;
 pub mod session;
+pub mod stats;
 pub mod transport;
 pub mod zlib;

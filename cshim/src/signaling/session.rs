@@ -17,7 +17,7 @@ use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
@@ -682,8 +682,16 @@ impl Session {
                     .map(|b| b as u32)
                     .or(self.cfg.video_bit_rate)
                     .unwrap_or(DEFAULT_VIDEO_KBPS);
+                let info = media::rtp::StreamInfo {
+                    mid: section.mid.clone(),
+                    payload_type: format.pt,
+                    mime: format!("video/{}", format.name.to_ascii_uppercase()),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    fmtp: format.fmtp.clone(),
+                };
                 pending.push(PendingSender::Video(track, src.subscribe(), media::send::VideoSendConfig {
-                    codec, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile,
+                    codec, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile, info,
                     degradation: media::adapt::DegradationPreference::from_api(self.cfg.degradation_preference)
                         .unwrap_or(media::adapt::DegradationPreference::MaintainFramerate),
                     transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
@@ -716,8 +724,16 @@ impl Session {
                     cname: &self.cname, stream_id: &stream_id, track_id: "audio",
                 });
                 let track = peer.add_track(&text)?;
+                let info = media::rtp::StreamInfo {
+                    mid: section.mid.clone(),
+                    payload_type: format.pt,
+                    mime: "audio/opus".into(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    fmtp: Some(fmtp.join(";")),
+                };
                 pending.push(PendingSender::Audio(track, src.subscribe(), media::send::AudioSendConfig {
-                    payload_type: format.pt, ssrc, bitrate_bps, params, cname: self.cname.clone(),
+                    payload_type: format.pt, ssrc, bitrate_bps, params, cname: self.cname.clone(), info,
                     transformer: self.cfg.audio_frame_transformer.and_then(media::transform::transformer),
                 }));
             }
@@ -815,8 +831,16 @@ impl Session {
             media::rtp::RtpCodec::Vp9 => ("VP9", "video"),
             media::rtp::RtpCodec::Opus => ("opus", "audio"),
         };
-        let pt = m.format(name).map_or(0, |f| f.pt);
-        let r = media::recv::Receiver::start(track, codec, stereo, pt, format!("{kind}/{name}"));
+        let format = m.format(name);
+        let info = media::rtp::StreamInfo {
+            mid: m.mid.clone(),
+            payload_type: format.map_or(0, |f| f.pt),
+            mime: format!("{kind}/{name}"),
+            clock_rate: codec.default_clock_rate(),
+            channels: if codec.is_video() { 0 } else { 2 },
+            fmtp: format.and_then(|f| f.fmtp.clone()),
+        };
+        let r = media::recv::Receiver::start(track, codec, stereo, info);
         self.shared.state.lock().receivers.insert(id, Arc::new(r));
     }
 
@@ -1162,83 +1186,8 @@ pub(crate) fn parse_message(text: &str) -> std::result::Result<(Value, String), 
     }
 }
 
-fn now_ms() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
-}
 
-/// W3C webrtc-stats shaped report of what the shim knows.
+/// W3C webrtc-stats shaped report (see `signaling::stats`).
 pub fn stats(shared: &Shared) -> Value {
-    let st = shared.state.lock();
-    let ts = now_ms();
-    let opened = st.channels.values().filter(|c| c.open).count();
-    let mut reports = vec![json!({
-        "id": "P", "type": "peer-connection", "timestamp": ts,
-        "dataChannelsOpened": st.channels.len(), "dataChannelsClosed": st.channels.len() - opened,
-    })];
-    let mut labels: Vec<_> = st.channels.iter().collect();
-    labels.sort_by_key(|(l, _)| l.as_str());
-    for (label, ch) in labels {
-        reports.push(json!({
-            "id": format!("D{}", ch.dc), "type": "data-channel", "timestamp": ts,
-            "label": label, "dataChannelIdentifier": ch.dc,
-            "state": if ch.open { "open" } else { "closed" },
-            "messagesSent": ch.messages_sent, "bytesSent": ch.bytes_sent,
-            "messagesReceived": ch.messages_received, "bytesReceived": ch.bytes_received,
-            // sora_ffi's own field (not W3C): messages received but dropped (bad zlib, or
-            // inflating past zlib::MAX_INFLATED).
-            "messagesDropped": ch.messages_dropped,
-        }));
-    }
-    for s in &st.senders {
-        let o = s.stats.lock();
-        reports.push(json!({
-            "id": format!("OT{}", o.ssrc), "type": "outbound-rtp", "timestamp": ts, "kind": s.kind,
-            "ssrc": o.ssrc, "packetsSent": o.packets_sent, "bytesSent": o.bytes_sent,
-            "headerBytesSent": o.header_bytes_sent, "retransmittedPacketsSent": o.retransmitted_packets_sent,
-            "nackCount": o.nack_count, "pliCount": o.pli_count, "firCount": o.fir_count,
-            "framesEncoded": o.frames_encoded, "keyFramesEncoded": o.key_frames_encoded,
-            "frameWidth": o.frame_width, "frameHeight": o.frame_height,
-            "totalEncodeTime": o.total_encode_time, "targetBitrate": o.target_bitrate,
-            "totalPacketSendDelay": o.total_packet_send_delay,
-        }));
-        if s.kind == "video" {
-            // CPU adaptation (media::adapt), shaped as libwebrtc reports it.
-            let r = reports.last_mut().and_then(Value::as_object_mut).expect("just pushed");
-            r.insert("qualityLimitationReason".into(), json!(if o.cpu_limited { "cpu" } else { "none" }));
-            r.insert("qualityLimitationResolutionChanges".into(), json!(o.quality_limitation_resolution_changes));
-            r.insert(
-                "qualityLimitationDurations".into(),
-                json!({"other": 0.0, "cpu": o.cpu_limited_time, "bandwidth": 0.0, "none": o.unlimited_time}),
-            );
-            if let Some(fps) = o.frames_per_second {
-                r.insert("framesPerSecond".into(), json!(fps));
-            }
-        }
-    }
-    let mut recv: Vec<_> = st.receivers.iter().collect();
-    recv.sort_by_key(|(id, _)| **id);
-    for (id, r) in recv {
-        let i = r.shared.stats.lock();
-        let track = st.tracks.get(id);
-        reports.push(json!({
-            "id": format!("IT{}", i.ssrc), "type": "inbound-rtp", "timestamp": ts, "kind": r.shared.kind,
-            "ssrc": i.ssrc, "trackIdentifier": track.map(|t| t.track_id.clone()), "mid": track.map(|t| t.mid.clone()),
-            "packetsReceived": i.packets_received, "bytesReceived": i.bytes_received, "packetsLost": i.packets_lost,
-            "jitter": i.jitter, "packetsDiscarded": i.packets_discarded, "nackCount": i.nack_count,
-            "pliCount": i.pli_count, "framesReceived": i.frames_received, "framesDropped": i.frames_dropped,
-            "framesDecoded": i.frames_decoded, "keyFramesDecoded": i.key_frames_decoded,
-        }));
-    }
-    if let Some(pc) = st.pc {
-        if let Some((local, remote)) = rtc::selected_pair(pc) {
-            reports.push(json!({"id": "T", "type": "transport", "timestamp": ts, "selectedCandidatePairId": "CP"}));
-            reports.push(json!({
-                "id": "CP", "type": "candidate-pair", "timestamp": ts, "state": "succeeded", "nominated": true,
-                "localCandidateId": "CL", "remoteCandidateId": "CR", "transportId": "T",
-            }));
-            reports.push(json!({"id": "CL", "type": "local-candidate", "timestamp": ts, "candidate": local}));
-            reports.push(json!({"id": "CR", "type": "remote-candidate", "timestamp": ts, "candidate": remote}));
-        }
-    }
-    Value::Array(reports)
+    super::stats::report(shared)
 }

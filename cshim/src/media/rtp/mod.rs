@@ -54,7 +54,7 @@ pub use pacer::Pacer;
 pub use packetize::{FrameInfo, RtpPacketizer};
 pub use rtcp::{is_rtcp, parse_compound, ReceptionStats, ReportBlock, RtcpEvent};
 pub use seq::SeqUnwrapper;
-pub use stats::{InboundRtpStats, OutboundRtpStats};
+pub use stats::{DecodeStats, InboundRtpStats, MediaSourceStats, OutboundRtpStats, RemoteOutboundStats, StreamInfo};
 pub use timing::{NtpClock, RemoteClock, RtpClock};
 
 /// The payload formats the RTP stack knows how to (de)packetize.

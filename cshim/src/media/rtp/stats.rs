@@ -8,6 +8,67 @@ use std::time::Duration;
 
 use super::rtcp::{ReportBlock, RtcpEvent};
 
+/// What a stream is (for `codec` stats and the `mid`/`codecId` of RTP stats).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamInfo {
+    pub mid: String,
+    pub payload_type: u8,
+    /// "video/VP8", "audio/opus"...
+    pub mime: String,
+    pub clock_rate: u32,
+    /// Audio: 2 for Opus (as SDP names it); video: 0 (absent).
+    pub channels: u8,
+    pub fmtp: Option<String>,
+}
+
+/// What the remote sender reported in its last SR (`RTCRemoteOutboundRtpStreamStats`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RemoteOutboundStats {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// The SR's NTP time as milliseconds since the Unix epoch.
+    pub remote_timestamp: f64,
+    pub reports_sent: u64,
+}
+
+/// Decoder-side counters of a receive pipeline (kept apart from the RTP receiver's).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecodeStats {
+    pub frames_decoded: u64,
+    pub key_frames_decoded: u64,
+    pub frame_width: u32,
+    pub frame_height: u32,
+    pub total_decode_time: f64,
+    pub total_samples_received: u64,
+    pub concealed_samples: u64,
+    pub concealment_events: u64,
+    /// Audio level of the last decoded frame (0..1) and the energy/duration sums (W3C).
+    pub audio_level: f64,
+    pub total_audio_energy: f64,
+    pub total_samples_duration: f64,
+    pub remote: Option<RemoteOutboundStats>,
+}
+
+/// What a source gave a send pipeline (`RTCMediaSourceStats`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MediaSourceStats {
+    pub frames: u64,
+    pub width: u32,
+    pub height: u32,
+    pub audio_level: f64,
+    pub total_audio_energy: f64,
+    pub total_samples_duration: f64,
+}
+
+/// RMS level of int16 samples on the W3C 0..1 scale.
+pub fn audio_level(pcm: &[i16]) -> f64 {
+    if pcm.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = pcm.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    (sum / pcm.len() as f64).sqrt() / 32767.0
+}
+
 /// Receive side of one SSRC (`RTCInboundRtpStreamStats`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InboundRtpStats {
@@ -100,6 +161,7 @@ pub struct OutboundRtpStats {
     /// Latest REMB for this stream, bits per second.
     pub remb_bitrate: Option<u64>,
     pub remote: Option<RemoteInboundStats>,
+    pub source: MediaSourceStats,
 }
 
 impl OutboundRtpStats {
