@@ -217,15 +217,19 @@ impl Connection {
 
     /// Puts an encoded transform between a remote track's jitter buffer and its decoder.
     pub fn set_track_transformer(&self, track: u64, transformer: Option<Arc<crate::media::transform::Transformer>>) -> Result<()> {
+        self.receiver(track)?.set_transformer(transformer)
+    }
+
+    /// The receive pipeline of remote track `track`.
+    fn receiver(&self, track: u64) -> Result<Arc<crate::media::recv::Receiver>> {
         let st = self.shared.state.lock();
         if !st.tracks.contains_key(&track) {
             return Err(Error::new(Kind::NotFound, "no such track on this connection"));
         }
-        let r = st
-            .receivers
+        st.receivers
             .get(&track)
-            .ok_or_else(|| Error::new(Kind::InvalidState, "this track's codec cannot be received (no decoder)"))?;
-        r.set_transformer(transformer)
+            .cloned()
+            .ok_or_else(|| Error::new(Kind::InvalidState, "this track's codec cannot be received (no decoder)"))
     }
 
     pub fn set_track_enabled(&self, track: u64, enabled: bool) -> Result<()> {
@@ -240,16 +244,9 @@ impl Connection {
 
     /// Attaches a sink to a remote track's receive pipeline.
     pub fn attach_sink(&self, track: u64, sink: Arc<dyn crate::media::sink::MediaSink>) -> Result<Arc<crate::media::recv::Receiver>> {
-        let st = self.shared.state.lock();
-        if !st.tracks.contains_key(&track) {
-            return Err(Error::new(Kind::NotFound, "no such track on this connection"));
-        }
-        let r = st
-            .receivers
-            .get(&track)
-            .ok_or_else(|| Error::new(Kind::InvalidState, "this track's codec cannot be received (no decoder)"))?;
+        let r = self.receiver(track)?;
         r.add_sink(sink);
-        Ok(r.clone())
+        Ok(r)
     }
 }
 

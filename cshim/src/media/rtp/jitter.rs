@@ -232,7 +232,7 @@ impl RtpReceiver {
         s
     }
 
-    /// Mutable stats for the pipeline's own fields (frames_decoded, pli_count, ...).
+    /// Mutable stats for the pipeline's own fields (pli_count, ...).
     pub fn stats_mut(&mut self) -> &mut InboundRtpStats {
         &mut self.stats
     }

@@ -69,7 +69,8 @@ pub fn audio_level(pcm: &[i16]) -> f64 {
     (sum / pcm.len() as f64).sqrt() / 32767.0
 }
 
-/// Receive side of one SSRC (`RTCInboundRtpStreamStats`).
+/// Receive side of one SSRC (`RTCInboundRtpStreamStats`); what the decoder counts is in
+/// [`DecodeStats`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InboundRtpStats {
     pub ssrc: u32,
@@ -95,16 +96,6 @@ pub struct InboundRtpStats {
     /// Frames dropped as incomplete or undecodable (waiting for a keyframe).
     pub frames_dropped: u64,
     pub key_frames_received: u64,
-    /// Updated by the decoder pipeline.
-    pub frames_decoded: u64,
-    pub key_frames_decoded: u64,
-    pub frame_width: u32,
-    pub frame_height: u32,
-    pub total_decode_time: f64,
-    /// Audio, updated by the audio pipeline.
-    pub total_samples_received: u64,
-    pub concealed_samples: u64,
-    pub concealment_events: u64,
     /// Sum of the time frames waited in the jitter buffer, seconds, and the count.
     pub jitter_buffer_delay: f64,
     pub jitter_buffer_emitted_count: u64,
