@@ -162,6 +162,8 @@ struct Decoding {
     stereo: bool,
     decoder: Option<Decoder>,
     want_keyframe: bool,
+    /// Start of the current one-second window and the frames decoded in it (framesPerSecond).
+    fps_window: (Instant, u32),
 }
 
 impl Decoding {
@@ -171,8 +173,15 @@ impl Decoding {
         match self.decoder.get_or_insert_with(|| new_decoder(self.codec, self.stereo)) {
             Decoder::Video(d) => match d.decode(data) {
                 Ok(Some(img)) => {
+                    let now = Instant::now();
+                    self.fps_window.1 += 1;
+                    let window = now - self.fps_window.0;
                     {
                         let mut ds = shared.decode.lock();
+                        if window >= Duration::from_secs(1) {
+                            ds.frames_per_second = Some(f64::from(self.fps_window.1) / window.as_secs_f64());
+                            self.fps_window = (now, 0);
+                        }
                         ds.frames_decoded += 1;
                         ds.key_frames_decoded += meta.keyframe as u64;
                         ds.frame_width = img.width;
@@ -209,7 +218,7 @@ impl Decoding {
 fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Receiver<Input>) {
     let mut rtp = RtpReceiver::new(codec, codec.default_clock_rate());
     let our_ssrc: u32 = rand::random();
-    let mut dec = Decoding { codec, stereo: shared.stereo, decoder: None, want_keyframe: false };
+    let mut dec = Decoding { codec, stereo: shared.stereo, decoder: None, want_keyframe: false, fps_window: (Instant::now(), 0) };
     let mut pending: Pending<FrameMeta> = Pending::default();
     let mut next_rr = Instant::now() + RR_INTERVAL;
     let mut last_pli: Option<Instant> = None;

@@ -321,6 +321,7 @@ fn encode_loop(
     let mut replaced_seen = slot.dropped.load(Ordering::Relaxed);
     let mut last_tick: Option<Instant> = None;
     let (mut fps_since, mut fps_frames) = (Instant::now(), 0u32);
+    let mut source_frames = 0u32; // captured (offered) in the current second
     while !shared.stop.load(Ordering::Acquire) {
         let Some((frame, capture_us)) = slot.take(Duration::from_millis(100)) else {
             if slot.is_closed() {
@@ -331,7 +332,9 @@ fn encode_loop(
         let taken = Instant::now();
         // Offered = this frame plus those the slot replaced while we were busy.
         let replaced = slot.dropped.load(Ordering::Relaxed);
-        detector.on_offered(taken, 1 + replaced.saturating_sub(replaced_seen));
+        let offered = 1 + replaced.saturating_sub(replaced_seen);
+        detector.on_offered(taken, offered);
+        source_frames += offered as u32;
         replaced_seen = replaced;
         let limited = adapter.restrictions().is_limited();
         {
@@ -432,8 +435,12 @@ fn encode_loop(
         }
         let now = Instant::now();
         if now - fps_since >= Duration::from_secs(1) {
-            shared.stats.lock().frames_per_second = Some(fps_frames as f64 / (now - fps_since).as_secs_f64());
-            (fps_since, fps_frames) = (now, 0);
+            let secs = (now - fps_since).as_secs_f64();
+            let mut st = shared.stats.lock();
+            st.frames_per_second = Some(fps_frames as f64 / secs);
+            st.source.frames_per_second = Some(source_frames as f64 / secs);
+            drop(st);
+            (fps_since, fps_frames, source_frames) = (now, 0, 0);
         }
         if !adapting {
             continue;

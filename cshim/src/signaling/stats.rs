@@ -142,6 +142,9 @@ pub fn report(shared: &Shared) -> Value {
             source["width"] = o.source.width.into();
             source["height"] = o.source.height.into();
             source["frames"] = o.source.frames.into();
+            if let Some(fps) = o.source.frames_per_second {
+                source["framesPerSecond"] = fps.into();
+            }
         } else {
             source["audioLevel"] = o.source.audio_level.into();
             source["totalAudioEnergy"] = o.source.total_audio_energy.into();
@@ -199,6 +202,9 @@ pub fn report(shared: &Shared) -> Value {
                 ("frameHeight", json!(d.frame_height)), ("totalDecodeTime", json!(d.total_decode_time)),
             ] {
                 m.insert(k.into(), v);
+            }
+            if let Some(fps) = d.frames_per_second {
+                m.insert("framesPerSecond".into(), json!(fps));
             }
         } else {
             for (k, v) in [

@@ -35,6 +35,8 @@ pub struct RemoteOutboundStats {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DecodeStats {
     pub frames_decoded: u64,
+    /// Frames decoded in the last measured second.
+    pub frames_per_second: Option<f64>,
     pub key_frames_decoded: u64,
     pub frame_width: u32,
     pub frame_height: u32,
@@ -53,6 +55,8 @@ pub struct DecodeStats {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MediaSourceStats {
     pub frames: u64,
+    /// Frames captured in the last measured second.
+    pub frames_per_second: Option<f64>,
     pub width: u32,
     pub height: u32,
     pub audio_level: f64,
