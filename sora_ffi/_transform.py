@@ -273,9 +273,6 @@ class SoraFrameTransformer:
     def _release(self) -> None:
         """The dispatcher is stopping for good (interpreter exit)."""
 
-    def __del__(self) -> None:
-        """As the official SDK's `__del__` (the native handle is freed with the object)."""
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self._id} dropped={self.dropped_frames}>"
 

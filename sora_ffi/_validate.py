@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ._enums import SoraDegradationPreference
 from ._source import SoraAudioSource, SoraVideoSource
+from ._transform import SoraAudioFrameTransformer, SoraVideoFrameTransformer
 
 __all__ = ["connection_config", "MAX_ID_BYTES"]
 
@@ -224,12 +225,10 @@ def _check_degradation_preference(value: Any) -> int:
         raise ValueError(f"degradation_preference must be one of {valid}, not {value!r}") from None
 
 
-def _check_transformer(name: str, value: Any, cls_name: str) -> int:
+def _check_transformer(name: str, value: Any, cls: type) -> int:
     """A transformer of the right kind -> its native id (the shim looks it up)."""
-    from . import _transform
-    cls = getattr(_transform, cls_name)
     if not isinstance(value, cls):
-        raise TypeError(f"{name} must be a {cls_name}, not {_type_name(value)}")
+        raise TypeError(f"{name} must be a {cls.__name__}, not {_type_name(value)}")
     return int(value._id)
 
 
@@ -267,9 +266,9 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "proxy_url": partial(_check_url, "proxy_url", schemes=("http", "https")),
     "degradation_preference": _check_degradation_preference,
     "audio_frame_transformer": partial(_check_transformer, "audio_frame_transformer",
-                                       cls_name="SoraAudioFrameTransformer"),
+                                       cls=SoraAudioFrameTransformer),
     "video_frame_transformer": partial(_check_transformer, "video_frame_transformer",
-                                       cls_name="SoraVideoFrameTransformer"),
+                                       cls=SoraVideoFrameTransformer),
     "audio_source": partial(_check_source, "audio_source", cls=SoraAudioSource),
     "video_source": partial(_check_source, "video_source", cls=SoraVideoSource),
     **{name: partial(_check_bool, name) for name in BOOLS},

@@ -5,7 +5,7 @@ use super::codec::{OpusDecoder, VideoCodec, VideoDecoder};
 use super::rtp::rtcp::{build_pli, build_rr};
 use super::rtp::{is_rtcp, parse_compound, InboundRtpStats, RtcpEvent, RtpCodec, RtpReceiver};
 use super::sink::MediaSink;
-use super::transform::{Pending, TransformTarget, Transformer};
+use super::transform::{frame_metadata, Pending, TransformTarget, Transformer, RECEIVER};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -259,19 +259,21 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
             Vec::new()
         };
         let transformer = shared.transformer.lock().clone().filter(|t| t.active());
+        // Frames given up: counted on the transformer (while it is in the path), logged, and
+        // video recovers from a keyframe.
+        let lost = |n: usize, what: &str, dec: &mut Decoding| {
+            match &transformer {
+                Some(t) => t.drop_frames(n, what),
+                None => log::warn!("encoded transform: dropping {n} {what}"),
+            }
+            dec.want_keyframe |= codec.is_video();
+        };
         if let Some((seq, data)) = transformed {
-            let lost = |n: usize, what: &str, dec: &mut Decoding, t: Option<&Arc<Transformer>>| {
-                if let Some(t) = t {
-                    t.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                log::warn!("encoded transform: dropping {n} {what}");
-                dec.want_keyframe |= codec.is_video();
-            };
             match pending.take(seq) {
-                None => lost(1, "received frame that is not pending (enqueued twice, after a later frame, or too late)", &mut dec, transformer.as_ref()),
+                None => lost(1, "received frame that is not pending (enqueued twice, after a later frame, or too late)", &mut dec),
                 Some(taken) => {
                     if taken.skipped > 0 {
-                        lost(taken.skipped, "received frames the transformer never enqueued", &mut dec, transformer.as_ref());
+                        lost(taken.skipped, "received frames the transformer never enqueued", &mut dec);
                     }
                     if let Some(t) = &transformer {
                         t.enqueued.fetch_add(1, Ordering::Relaxed);
@@ -294,15 +296,9 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
             if let Some(t) = &transformer {
                 let (seq, expired) = pending.push(meta, now);
                 if expired > 0 {
-                    t.dropped.fetch_add(expired as u64, Ordering::Relaxed);
-                    log::warn!("encoded transform: dropping {expired} received frames the transformer kept too long");
-                    dec.want_keyframe |= codec.is_video();
+                    lost(expired, "received frames the transformer kept too long", &mut dec);
                 }
-                let mut m = serde_json::json!({
-                    "payload_type": shared.info.payload_type, "ssrc": rtp.ssrc().unwrap_or(0),
-                    "rtp_timestamp": f.rtp_timestamp, "direction": 1, "mime_type": shared.info.mime,
-                    "contributing_sources": [],
-                });
+                let mut m = frame_metadata(RECEIVER, &shared.info, rtp.ssrc().unwrap_or(0), f.rtp_timestamp);
                 if codec.is_video() {
                     m["is_key_frame"] = f.keyframe.into();
                     m["frame_id"] = f.picture_id.map_or(serde_json::Value::Null, |p| p.into());

@@ -7,7 +7,7 @@ use super::rtp::rtcp::{build_sdes_cname, build_sr};
 use super::rtp::{parse_compound, NtpClock, OutboundRtpStats, PacketHistory, Pacer, RtcpEvent, RtpClock, RtpCodec, RtpPacketizer};
 use super::rtp::packetize::FrameInfo;
 use super::source::{AudioFeed, FrameSlot, SEND_RATE};
-use super::transform::{Pending, TransformTarget, Transformer};
+use super::transform::{frame_metadata, Pending, TransformTarget, Transformer, SENDER};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,18 +84,14 @@ impl SendReturn {
     }
 
     /// Hands an encoded frame to the application instead of sending it.
-    fn hand_out(&self, data: Vec<u8>, rtp_timestamp: u32, meta: FrameMeta, mime: &str, pt: u8) {
+    fn hand_out(&self, data: Vec<u8>, rtp_timestamp: u32, meta: FrameMeta) {
         let (keyframe, size) = (meta.keyframe, meta.size);
         let (seq, expired) = self.pending.lock().push(meta, Instant::now());
         if expired > 0 {
             self.lost(expired, "frames the transformer kept too long");
         }
-        let video = self.shared.kind == "video";
-        let mut m = serde_json::json!({
-            "payload_type": pt, "ssrc": self.shared.ssrc, "rtp_timestamp": rtp_timestamp,
-            "direction": 2, "mime_type": mime, "contributing_sources": [],
-        });
-        if video {
+        let mut m = frame_metadata(SENDER, &self.shared.info, self.shared.ssrc, rtp_timestamp);
+        if self.shared.kind == "video" {
             m["is_key_frame"] = keyframe.into();
             m["frame_id"] = seq.into();
             m["frame_dependencies"] = if keyframe { serde_json::json!([]) } else { serde_json::json!([seq - 1]) };
@@ -110,8 +106,7 @@ impl SendReturn {
     }
 
     fn lost(&self, n: usize, what: &str) {
-        self.transformer.dropped.fetch_add(n as u64, Ordering::Relaxed);
-        log::warn!("encoded transform: dropping {n} {what}");
+        self.transformer.drop_frames(n, what);
         if self.shared.kind == "video" {
             self.shared.keyframe_requested.store(true, Ordering::Release);
         }
@@ -302,10 +297,6 @@ fn encode_loop(
 ) {
     use super::adapt::{Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
     use super::codec::{I420Frame, Scaler};
-    let mime = match cfg.codec {
-        VideoCodec::Vp8 => "video/VP8",
-        VideoCodec::Vp9 => "video/VP9",
-    };
     let mut encoder: Option<VideoEncoder> = None;
     let mut black: Option<I420Frame> = None;
     let start = Instant::now();
@@ -342,11 +333,10 @@ fn encode_loop(
             st.source.frames += 1;
             st.source.width = frame.width;
             st.source.height = frame.height;
-        }
-        if let Some(prev) = last_tick.replace(taken) {
-            let mut st = shared.stats.lock();
-            let dt = (taken - prev).as_secs_f64();
-            if limited { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
+            if let Some(prev) = last_tick.replace(taken) {
+                let dt = (taken - prev).as_secs_f64();
+                if limited { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
+            }
         }
         let max_fps = adapter.restrictions().max_fps;
         if !limiter.admit(capture_us, max_fps) {
@@ -422,7 +412,7 @@ fn encode_loop(
                     }
                     if let Some(r) = handed_out {
                         let meta = FrameMeta { keyframe: f.keyframe, size: (f.width as u16, f.height as u16), taken };
-                        r.hand_out(f.data, ts, meta, mime, cfg.payload_type);
+                        r.hand_out(f.data, ts, meta);
                         continue;
                     }
                     let packets = packetizer.lock().packetize(&f.data, ts);
@@ -509,19 +499,17 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
     let audio_thread = std::thread::Builder::new()
         .name("sora-encode-audio".into())
-        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, cfg, packetizer, a_ret))
+        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret))
         .expect("spawn audio");
     Ok(Sender { track, shared, tx, threads: vec![audio_thread, send_thread], slot: None, feed: Some(feed), _transform_return: ret })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn audio_loop(
     feed: Arc<AudioFeed>,
     shared: Arc<SendShared>,
     tx: mpsc::Sender<Input>,
     mut encoder: OpusEncoder,
     clock: RtpClock,
-    cfg: AudioSendConfig,
     packetizer: Arc<Mutex<RtpPacketizer>>,
     transform: Option<Arc<SendReturn>>,
 ) {
@@ -554,7 +542,7 @@ fn audio_loop(
             Ok(payload) => {
                 if let Some(r) = transform.as_ref().filter(|r| r.transformer.active()) {
                     let meta = FrameMeta { keyframe: true, size: (0, 0), taken: Instant::now() };
-                    r.hand_out(payload, ts, meta, "audio/opus", cfg.payload_type);
+                    r.hand_out(payload, ts, meta);
                     continue;
                 }
                 let packets = packetizer.lock().packetize(&payload, ts);

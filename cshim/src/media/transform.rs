@@ -98,7 +98,7 @@ impl Transformer {
     pub fn enqueue(&self, seq: u64, data: Vec<u8>, rtp_timestamp: u32) -> Result<()> {
         let limit = if self.video { MAX_VIDEO_FRAME } else { MAX_AUDIO_FRAME };
         if data.is_empty() || data.len() > limit {
-            self.drop_frame(format!("a transformed frame of {} bytes (accepted: 1 to {limit})", data.len()));
+            self.drop_frames(1, &format!("transformed frame of {} bytes (accepted: 1 to {limit})", data.len()));
             return Ok(());
         }
         let target = self.target.lock().as_ref().and_then(Weak::upgrade);
@@ -111,10 +111,24 @@ impl Transformer {
         }
     }
 
-    pub fn drop_frame(&self, why: String) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        log::warn!("encoded transform: dropping {why}");
+    /// Counts `n` frames given up (`dropped_frames`) and says why. The pipeline that gave
+    /// them up asks for a keyframe itself when it is video.
+    pub fn drop_frames(&self, n: usize, what: &str) {
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        log::warn!("encoded transform: dropping {n} {what}");
     }
+}
+
+/// SoraTransformableFrameDirection.
+pub const RECEIVER: i32 = 1;
+pub const SENDER: i32 = 2;
+
+/// The metadata every handed-out frame carries; pipelines add their audio/video fields.
+pub fn frame_metadata(direction: i32, info: &crate::media::rtp::StreamInfo, ssrc: u32, rtp_timestamp: u32) -> Value {
+    serde_json::json!({
+        "payload_type": info.payload_type, "ssrc": ssrc, "rtp_timestamp": rtp_timestamp,
+        "direction": direction, "mime_type": info.mime, "contributing_sources": [],
+    })
 }
 
 impl Drop for Transformer {

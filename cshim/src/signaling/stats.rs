@@ -16,6 +16,12 @@ fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
+/// An RTP or media-source stats id as libwebrtc builds it: prefix, A/V, then the SSRC
+/// (RTP) or the source's index (media-source).
+fn stream_id(prefix: &str, video: bool, n: impl std::fmt::Display) -> String {
+    format!("{prefix}{}{n}", if video { "V" } else { "A" })
+}
+
 /// `codec` stats id as libwebrtc builds it: direction, transport, payload type, fmtp.
 fn codec_id(inbound: bool, info: &crate::media::rtp::StreamInfo) -> String {
     let dir = if inbound { "CI" } else { "CO" };
@@ -105,10 +111,10 @@ pub fn report(shared: &Shared) -> Value {
     for (n, s) in st.senders.iter().enumerate() {
         let o = s.stats.lock();
         let video = s.kind == "video";
-        let id = format!("OT01{}{}", if video { "V" } else { "A" }, o.ssrc);
+        let id = stream_id("OT01", video, o.ssrc);
         let cid = codec_id(false, &s.info);
         codecs.entry(cid.clone()).or_insert_with(|| codec_entry(&cid, &s.info, ts));
-        let source_id = format!("S{}{}", if video { "V" } else { "A" }, n + 1);
+        let source_id = stream_id("S", video, n + 1);
         let mut r = json!({
             "id": id, "type": "outbound-rtp", "timestamp": ts, "kind": s.kind, "ssrc": o.ssrc,
             "transportId": TRANSPORT, "codecId": cid, "mediaSourceId": source_id, "mid": s.info.mid,
@@ -151,7 +157,7 @@ pub fn report(shared: &Shared) -> Value {
             source["totalSamplesDuration"] = o.source.total_samples_duration.into();
         }
         if let Some(remote) = &o.remote {
-            let rid = format!("RI01{}{}", if video { "V" } else { "A" }, o.ssrc);
+            let rid = stream_id("RI01", video, o.ssrc);
             m.insert("remoteId".into(), json!(rid));
             let mut ri = json!({
                 "id": rid, "type": "remote-inbound-rtp", "timestamp": ts, "kind": s.kind, "ssrc": o.ssrc,
@@ -177,7 +183,7 @@ pub fn report(shared: &Shared) -> Value {
         let d = r.shared.decode.lock().clone();
         let video = r.shared.kind == "video";
         let track = st.tracks.get(tid);
-        let id = format!("IT01{}{}", if video { "V" } else { "A" }, i.ssrc);
+        let id = stream_id("IT01", video, i.ssrc);
         let cid = codec_id(true, &r.shared.info);
         codecs.entry(cid.clone()).or_insert_with(|| codec_entry(&cid, &r.shared.info, ts));
         let mut e = json!({
@@ -218,7 +224,7 @@ pub fn report(shared: &Shared) -> Value {
             }
         }
         if let Some(ro) = &d.remote {
-            let rid = format!("RO01{}{}", if video { "V" } else { "A" }, i.ssrc);
+            let rid = stream_id("RO01", video, i.ssrc);
             m.insert("remoteId".into(), json!(rid));
             reports.push(e);
             reports.push(json!({
