@@ -51,6 +51,13 @@ def make_frame(index: int, time_ms: int, width: int = 1280, height: int = 720) -
 def read_code(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[tuple[int, int]]:
     """(index, time_ms) from a decoded frame, or None when the code is unreadable.
     ``sent_width``: the width the frame was sent at, when the sender may have scaled it."""
+    cells = code_cells(img, sent_width)
+    return None if cells is None else decode_cells(cells)
+
+
+def code_cells(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[np.ndarray]:
+    """The mean brightness of the inner half of each of the 48 code blocks (None when the
+    frame is too small to hold the code)."""
     h, w = img.shape[:2]
     block = BLOCK * w / sent_width if sent_width else float(BLOCK)
     rows = (BITS + _ROW - 1) // _ROW
@@ -61,13 +68,18 @@ def read_code(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[tup
         # is enough; the inner half of each cell avoids the edges that compression blurs.
         q = BLOCK // 4
         grid = img[: rows * BLOCK, : _ROW * BLOCK, 1].reshape(rows, BLOCK, _ROW, BLOCK)
-        cells = grid[:, q:BLOCK - q, :, q:BLOCK - q].mean(axis=(1, 3), dtype=np.float32).ravel()
-    else:
-        gray = img[: int(rows * block), : int(_ROW * block)].mean(axis=2)
-        q = block / 4
-        cells = np.array([gray[int(r * block + q):int((r + 1) * block - q), int(c * block + q):int((c + 1) * block - q)].mean()
-                          for r, c in (divmod(i, _ROW) for i in range(BITS))])
-    if np.any((cells > 64) & (cells < 192)):
+        return grid[:, q:BLOCK - q, :, q:BLOCK - q].mean(axis=(1, 3), dtype=np.float32).ravel()
+    gray = img[: int(rows * block), : int(_ROW * block)].mean(axis=2)
+    q = block / 4
+    return np.array([gray[int(r * block + q):int((r + 1) * block - q), int(c * block + q):int((c + 1) * block - q)].mean()
+                     for r, c in (divmod(i, _ROW) for i in range(BITS))])
+
+
+def decode_cells(cells) -> Optional[tuple[int, int]]:
+    """(index, time_ms) from the 48 cell brightnesses of :func:`code_cells` (measured
+    elsewhere too, e.g. in a browser), or None when they are not a code."""
+    cells = np.asarray(cells, dtype=np.float32)
+    if cells.shape != (BITS,) or np.any((cells > 64) & (cells < 192)):
         return None  # neither black nor white: not our code
     value = sum(1 << i for i in range(BITS) if cells[i] >= 128)
     return value & 0xFFFF, value >> 16

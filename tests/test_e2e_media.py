@@ -161,8 +161,10 @@ def test_media_interop(ffi, official, server, channel_id, clients, codec, direct
     print(f"out of order: {misordered}")
     assert len(rx.indices) >= 30  # of 90 sent: the official sender starts small and adapts
     # The dev server counts the RTP it received and forwarded (GetStatsConnection).
+    # Receiver first: the forwarder counts a packet in before it counts it out, so media
+    # still flowing between the two reads can only raise the upstream count.
     stats = {}
-    for c in (sender, receiver):
+    for c in (receiver, sender):
         st, report = server.api("Sora_20170529.GetStatsConnection",
                                 {"channel_id": channel_id, "connection_id": c.connection_id})
         assert st == 200
