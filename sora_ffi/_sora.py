@@ -37,8 +37,9 @@ class Sora:
         missing) and enforced by every connection. `force_i420_conversion`: hand frames to
         encoders as I420 even where an engine takes a native format; every engine of this
         build takes I420, so frames are always converted. `field_trials`: libwebrtc field
-        trials ("WebRTC-Name/Value/..."); parsed, and each trial this engine does not
-        implement is named in a warning (see `sora_ffi._trials`).
+        trials ("WebRTC-Name/Value/..."); those with an equivalent here are applied
+        (WebRTC-Video-Pacing, WebRTC-Audio-OpusMinPacketLossRate), every other one is named
+        in a warning (see `sora_ffi._trials`).
         `use_hardware_encoder` (the 2023-2024 API, keyword only): True asks for a
         hardware-first codec preference; this build has no hardware engine, so it warns and
         uses the internal engines."""
@@ -58,7 +59,7 @@ class Sora:
                 logger.warning("Sora(use_hardware_encoder=True): no hardware video engine is "
                                "available in this build or on this machine; using the "
                                "internal engines")
-        self._field_trials = parse_field_trials(field_trials)
+        self._tuning = parse_field_trials(field_trials)
         self._openh264: Optional[str] = openh264
         self._video_codecs = checked_preference(video_codec_preference, openh264)
         self._force_i420_conversion = bool(force_i420_conversion)
@@ -146,6 +147,8 @@ class Sora:
             _check_sendable(config, self._video_codecs)
         if self._openh264 is not None:
             config["openh264"] = self._openh264
+        if self._tuning:
+            config["tuning"] = self._tuning
         # The config names the sources by native id; the connection holds the Python objects
         # (and so the native sources) for as long as it lives.
         # ... and the transformers, whose frames this Sora's dispatcher delivers.

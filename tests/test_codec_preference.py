@@ -105,13 +105,6 @@ def test_preference_the_machine_cannot_honour(s, codecs, word):
     assert isinstance(e.value, ValueError) and isinstance(e.value, RuntimeError)
 
 
-def test_field_trials_are_parsed_and_reported(s, caplog):
-    s.Sora(field_trials="")
-    s.Sora(field_trials="WebRTC-Video-Pacing/factor:2.0/WebRTC-Foo/Enabled/")
-    assert any("WebRTC-Foo" in r.getMessage() and "WebRTC-Video-Pacing" in r.getMessage()
-               for r in caplog.records if r.name == "sora_ffi")
-
-
 def test_use_hardware_encoder_is_a_hint_that_warns(s, caplog):
     s.Sora(use_hardware_encoder=True)
     assert any("no hardware video engine" in r.getMessage() for r in caplog.records)

@@ -152,20 +152,19 @@ impl Sender {
     }
 }
 
-fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer_bps: Option<u64>) -> (mpsc::Sender<Input>, JoinHandle<()>) {
+fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>) -> (mpsc::Sender<Input>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Input>();
     rtc::set_packet_handler(track, Arc::new(RtcpIn(Mutex::new(tx.clone()))));
     let handle = std::thread::Builder::new()
         .name(format!("sora-send-{}", shared.kind))
-        .spawn(move || send_loop(track, shared, rx, clock, cname, pacer_bps))
+        .spawn(move || send_loop(track, shared, rx, clock, cname, pacer))
         .expect("spawn send loop");
     (tx, handle)
 }
 
-fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clock: RtpClock, cname: String, pacer_bps: Option<u64>) {
+fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clock: RtpClock, cname: String, mut pacer: Option<Pacer>) {
     let ntp = NtpClock::new();
     let mut history = PacketHistory::new(1024, Duration::from_secs(1));
-    let mut pacer = pacer_bps.map(Pacer::new);
     let mut next_sr = Instant::now() + Duration::from_millis(200);
     let mut sent_any = false;
     let send = |p: &[u8], retransmission: bool, delay: Duration, shared: &SendShared| {
@@ -190,7 +189,7 @@ fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clo
                 }
                 sent_any = true;
                 match pacer.as_mut() {
-                    Some(pc) => pc.enqueue(packets),
+                    Some(pc) => pc.enqueue(packets, queued_at),
                     None => packets.iter().for_each(|p| send(p, false, now - queued_at, &shared)),
                 }
             }
@@ -224,8 +223,8 @@ fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clo
         }
         let now = Instant::now();
         if let Some(pc) = pacer.as_mut() {
-            for p in pc.poll(now) {
-                send(&p, false, Duration::ZERO, &shared);
+            for (p, queued_at) in pc.poll(now) {
+                send(&p, false, now.saturating_duration_since(queued_at), &shared);
             }
         }
         if now >= next_sr {
@@ -257,6 +256,10 @@ pub struct VideoSendConfig {
     pub degradation: super::adapt::DegradationPreference,
     /// `create_connection(video_frame_transformer=...)`.
     pub transformer: Option<Arc<Transformer>>,
+    /// Pacing rate as a multiple of the bitrate (None: 2.5, as libwebrtc).
+    pub pacing_factor: Option<f64>,
+    /// The pacer's queue time limit (None: 2 s; zero: none).
+    pub pacing_max_delay: Option<Duration>,
 }
 
 /// Starts sending `slot`'s frames on `track`.
@@ -271,7 +274,14 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
     });
     let clock = RtpClock::new(90_000);
     // Pace at 2.5x the target like libwebrtc, so keyframes leave within a frame interval.
-    let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(cfg.bitrate_kbps as u64 * 1000));
+    let mut pacer = Pacer::new(cfg.bitrate_kbps as u64 * 1000);
+    if let Some(f) = cfg.pacing_factor {
+        pacer.set_pacing_factor(f);
+    }
+    if let Some(d) = cfg.pacing_max_delay {
+        pacer.set_max_queue_time(d);
+    }
+    let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
     let codec = match cfg.codec {
         VideoCodec::Vp8 => RtpCodec::Vp8,
         VideoCodec::Vp9 => RtpCodec::Vp9,
@@ -479,6 +489,8 @@ pub struct AudioSendConfig {
     pub info: super::rtp::StreamInfo,
     /// `create_connection(audio_frame_transformer=...)`.
     pub transformer: Option<Arc<Transformer>>,
+    /// The least loss (percent) the encoder's in-band FEC plans for, whatever receivers report.
+    pub min_packet_loss_percent: u32,
 }
 
 /// Starts sending `feed`'s audio on `track`, paced in real time (one packet per ptime).
@@ -499,7 +511,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
     let audio_thread = std::thread::Builder::new()
         .name("sora-encode-audio".into())
-        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret))
+        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent))
         .expect("spawn audio");
     Ok(Sender { track, shared, tx, threads: vec![audio_thread, send_thread], slot: None, feed: Some(feed), _transform_return: ret })
 }
@@ -512,8 +524,10 @@ fn audio_loop(
     clock: RtpClock,
     packetizer: Arc<Mutex<RtpPacketizer>>,
     transform: Option<Arc<SendReturn>>,
+    min_loss_percent: u32,
 ) {
     let frame = encoder.frame_samples();
+    let mut planned_loss = None;
     let ptime = Duration::from_secs_f64(frame as f64 / SEND_RATE as f64);
     let mut next = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
@@ -530,13 +544,21 @@ fn audio_loop(
         if !feed.enabled.load(Ordering::Relaxed) {
             pcm.fill(0);
         }
-        {
+        let reported_loss = {
             let level = super::rtp::stats::audio_level(&pcm);
             let mut st = shared.stats.lock();
             let src = &mut st.source;
             src.audio_level = level;
             src.total_audio_energy += level * level * ptime.as_secs_f64();
             src.total_samples_duration += ptime.as_secs_f64();
+            st.remote.as_ref().map_or(0.0, |r| r.fraction_lost)
+        };
+        let loss = planned_loss_percent(reported_loss, min_loss_percent);
+        if planned_loss != Some(loss) {
+            match encoder.set_packet_loss_perc(loss) {
+                Ok(()) => planned_loss = Some(loss),
+                Err(e) => log::warn!("opus: cannot plan for {loss} % loss: {e}"),
+            }
         }
         match encoder.encode(&pcm) {
             Ok(payload) => {
@@ -553,5 +575,37 @@ fn audio_loop(
             }
             Err(e) => log::warn!("opus encode failed: {e}"),
         }
+    }
+}
+
+/// The packet loss (percent) the Opus encoder spends its in-band FEC on: the fraction the
+/// receiver reported last (RTCP), rounded down to a few levels as libwebrtc does so that a
+/// noisy report does not retune the encoder, and never below `min` (the
+/// `WebRTC-Audio-OpusMinPacketLossRate` trial).
+fn planned_loss_percent(reported_fraction: f64, min: u32) -> u32 {
+    let pct = (reported_fraction * 100.0).clamp(0.0, 100.0);
+    let level = match pct {
+        p if p >= 20.0 => 20,
+        p if p >= 10.0 => 10,
+        p if p >= 5.0 => 5,
+        p if p >= 1.0 => 1,
+        _ => 0,
+    };
+    level.max(min.min(100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::planned_loss_percent;
+
+    #[test]
+    fn planned_loss_follows_reports_in_levels_with_a_floor() {
+        assert_eq!(planned_loss_percent(0.0, 0), 0);
+        assert_eq!(planned_loss_percent(0.03, 0), 1);
+        assert_eq!(planned_loss_percent(0.07, 0), 5);
+        assert_eq!(planned_loss_percent(0.5, 0), 20);
+        assert_eq!(planned_loss_percent(0.0, 30), 30);
+        assert_eq!(planned_loss_percent(0.5, 30), 30);
+        assert_eq!(planned_loss_percent(f64::NAN, 7), 7);
     }
 }

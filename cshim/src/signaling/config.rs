@@ -71,6 +71,43 @@ pub struct ConnectionConfig {
     /// Handle ids of `sora_audio_source_new` / `sora_video_source_new` sources.
     pub audio_source: Option<u64>,
     pub video_source: Option<u64>,
+    /// Engine settings (Python maps `Sora(field_trials=...)` onto them).
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+/// Knobs of the media engine that libwebrtc exposes as field trials; None = the default.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Video pacing rate as a multiple of the target bitrate (`WebRTC-Video-Pacing` factor;
+    /// default 2.5).
+    pub video_pacing_factor: Option<f64>,
+    /// The longest the video pacer may hold its backlog before draining faster, in ms; 0 =
+    /// no limit (`WebRTC-Video-Pacing` max_delay; default 2000).
+    pub video_pacing_max_delay_ms: Option<f64>,
+    /// The least packet loss, in percent, the Opus encoder plans its in-band FEC for, above
+    /// what receivers report (`WebRTC-Audio-OpusMinPacketLossRate`; default 0).
+    pub opus_min_packet_loss_percent: Option<u32>,
+}
+
+impl Tuning {
+    fn validate(&self) -> Result<()> {
+        if let Some(f) = self.video_pacing_factor {
+            if !(f.is_finite() && f > 0.0 && f <= 100.0) {
+                return Err(Error::invalid("tuning.video_pacing_factor must be above 0 and at most 100"));
+            }
+        }
+        if let Some(ms) = self.video_pacing_max_delay_ms {
+            if !(ms.is_finite() && (0.0..=60_000.0).contains(&ms)) {
+                return Err(Error::invalid("tuning.video_pacing_max_delay_ms must be 0 to 60000"));
+            }
+        }
+        if self.opus_min_packet_loss_percent.is_some_and(|p| p > 100) {
+            return Err(Error::invalid("tuning.opus_min_packet_loss_percent must be 0 to 100"));
+        }
+        Ok(())
+    }
 }
 
 fn secs(v: Option<f64>, default: f64, name: &str) -> Result<Duration> {
@@ -115,6 +152,7 @@ impl ConnectionConfig {
         }
         self.timeouts()?;
         self.codec_preference()?;
+        self.tuning.validate()?;
         Ok(())
     }
 

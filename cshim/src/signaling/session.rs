@@ -695,6 +695,8 @@ impl Session {
                     degradation: media::adapt::DegradationPreference::from_api(self.cfg.degradation_preference)
                         .unwrap_or(media::adapt::DegradationPreference::MaintainFramerate),
                     transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
+                    pacing_factor: self.cfg.tuning.video_pacing_factor,
+                    pacing_max_delay: self.cfg.tuning.video_pacing_max_delay_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
                 }));
             }
         }
@@ -735,6 +737,7 @@ impl Session {
                 pending.push(PendingSender::Audio(track, src.subscribe(), media::send::AudioSendConfig {
                     payload_type: format.pt, ssrc, bitrate_bps, params, cname: self.cname.clone(), info,
                     transformer: self.cfg.audio_frame_transformer.and_then(media::transform::transformer),
+                    min_packet_loss_percent: self.cfg.tuning.opus_min_packet_loss_percent.unwrap_or(0),
                 }));
             }
         }

@@ -337,6 +337,23 @@ mod tests {
     }
 
     #[test]
+    fn planned_loss_switches_to_fec_modes() {
+        // libopus spends in-band FEC (SILK LBRR) only in SILK or hybrid mode, and takes
+        // those modes for a tone at 32 kbps only when it plans for loss.
+        let modes = |loss: u32| -> Vec<u8> {
+            let p = OpusParams { useinbandfec: true, ..Default::default() };
+            let mut enc = OpusEncoder::new(1, Some(32_000), p).unwrap();
+            enc.set_packet_loss_perc(loss).unwrap();
+            let pcm = tone(440.0, 960 * 50, 1, 8000.0);
+            pcm.chunks(960).map(|f| enc.encode(f).unwrap()[0] >> 3).skip(20).collect()
+        };
+        let (clean, lossy) = (modes(0), modes(30));
+        println!("TOC configs: loss 0 {clean:?}, loss 30 {lossy:?}");
+        assert!(clean.iter().all(|&c| c >= 16), "CELT without loss: {clean:?}");
+        assert!(lossy.iter().all(|&c| c < 16), "SILK/hybrid with 30 % loss: {lossy:?}");
+    }
+
+    #[test]
     fn dtx_shrinks_silence() {
         let p = OpusParams { usedtx: true, ..Default::default() };
         let mut enc = OpusEncoder::new(1, None, p).unwrap();

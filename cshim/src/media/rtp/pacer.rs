@@ -15,7 +15,8 @@ pub struct Pacer {
     pacing_factor: f64,
     burst: Duration,
     max_queue_time: Duration,
-    queue: VecDeque<Vec<u8>>,
+    /// packets with the time each was queued (`totalPacketSendDelay`)
+    queue: VecDeque<(Vec<u8>, Instant)>,
     queued_bytes: usize,
     /// Bytes that may be sent now; negative after sending a packet larger than the budget.
     budget: f64,
@@ -88,10 +89,11 @@ impl Pacer {
         (self.rate_bps as f64 * self.pacing_factor / 8.0 * self.burst.as_secs_f64()).max(1500.0)
     }
 
-    pub fn enqueue(&mut self, packets: impl IntoIterator<Item = Vec<u8>>) {
+    /// Queues `packets`, handed over at `queued_at`.
+    pub fn enqueue(&mut self, packets: impl IntoIterator<Item = Vec<u8>>, queued_at: Instant) {
         for p in packets {
             self.queued_bytes += p.len();
-            self.queue.push_back(p);
+            self.queue.push_back((p, queued_at));
         }
     }
 
@@ -108,17 +110,17 @@ impl Pacer {
         }
     }
 
-    /// Packets whose send time has come, in order.
-    pub fn poll(&mut self, now: Instant) -> Vec<Vec<u8>> {
+    /// Packets whose send time has come, in order, each with the time it was queued.
+    pub fn poll(&mut self, now: Instant) -> Vec<(Vec<u8>, Instant)> {
         self.refill(now);
         let mut out = Vec::new();
         while self.budget > 0.0 {
-            let Some(p) = self.queue.pop_front() else { break };
+            let Some((p, queued_at)) = self.queue.pop_front() else { break };
             self.queued_bytes -= p.len();
             self.budget -= p.len() as f64;
             self.sent_packets += 1;
             self.sent_bytes += p.len() as u64;
-            out.push(p);
+            out.push((p, queued_at));
         }
         out
     }
@@ -153,10 +155,10 @@ mod tests {
             p.set_max_queue_time(Duration::from_secs(3600));
             let t0 = Instant::now();
             let bytes_per_s = rate as f64 * factor / 8.0;
-            p.enqueue(packets((bytes_per_s * 3.0 / 1200.0) as usize, 1200));
+            p.enqueue(packets((bytes_per_s * 3.0 / 1200.0) as usize, 1200), t0);
             let mut window = 0u64;
             for ms in 0..=2000u64 {
-                let sent: usize = p.poll(t0 + Duration::from_millis(ms)).iter().map(|x| x.len()).sum();
+                let sent: usize = p.poll(t0 + Duration::from_millis(ms)).iter().map(|x| x.0.len()).sum();
                 if ms > 500 && ms <= 1500 {
                     window += sent as u64;
                 }
@@ -173,7 +175,7 @@ mod tests {
         let t0 = Instant::now();
         assert!(p.poll(t0).is_empty());
         let t1 = t0 + Duration::from_millis(500);
-        p.enqueue(packets(50, 1200));
+        p.enqueue(packets(50, 1200), t1);
         let first = p.poll(t1).len();
         assert!(first > 10 && first < 50, "first burst {first}");
         let mut done_at = None;
@@ -201,7 +203,7 @@ mod tests {
         p.set_max_queue_time(Duration::from_millis(500));
         let t0 = Instant::now();
         p.poll(t0);
-        p.enqueue(packets(100, 1000)); // 8 s at 100 kbps
+        p.enqueue(packets(100, 1000), t0); // 8 s at 100 kbps
         let mut n = 0;
         for ms in 0..=600u64 {
             n += p.poll(t0 + Duration::from_millis(ms)).len();
