@@ -13,8 +13,10 @@ unless SORA_FFI_REQUIRE_BROWSER=1 (set by .ci/test) turns the skip into a failur
 """
 from __future__ import annotations
 
+import concurrent.futures
 import http.server
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -79,8 +81,47 @@ class _Files(http.server.BaseHTTPRequestHandler):
 
 
 class _Chromium:
-    def __init__(self, context, origin: str) -> None:
-        self.context, self.origin = context, origin
+    """Playwright and Chromium on a thread of their own: Playwright's sync API runs an
+    asyncio loop on the thread that starts it, which would make every later
+    ``asyncio.run()`` on that thread (the aio tests) fail. Its objects must be used from
+    that thread, so every call goes through :meth:`call`."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self._jobs: queue.Queue = queue.Queue()
+        self._started: concurrent.futures.Future = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, name="playwright", daemon=True)
+        self._thread.start()
+        self.context = self._started.result(timeout=60)
+
+    def _run(self) -> None:
+        from playwright.sync_api import sync_playwright
+        try:
+            with tempfile.TemporaryDirectory(prefix="sora-ffi-chromium-") as profile, sync_playwright() as pw:
+                ctx = pw.chromium.launch_persistent_context(
+                    profile, executable_path=CHROMIUM, headless=True, args=FLAGS)
+                self._started.set_result(ctx)
+                try:
+                    while (job := self._jobs.get()) is not None:
+                        fn, fut = job
+                        try:
+                            fut.set_result(fn())
+                        except BaseException as e:  # handed to the caller
+                            fut.set_exception(e)
+                finally:
+                    ctx.close()
+        except BaseException as e:
+            if not self._started.done():
+                self._started.set_exception(e)
+
+    def call(self, fn, timeout: float = 60.0):
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((fn, fut))
+        return fut.result(timeout=timeout)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(30)
 
 
 @pytest.fixture(scope="session")
@@ -90,17 +131,14 @@ def chromium():
         if os.environ.get("SORA_FFI_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser tests required: {why}")
         pytest.skip(why)
-    from playwright.sync_api import sync_playwright
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
     threading.Thread(target=files.serve_forever, name="harness-http", daemon=True).start()
     try:
-        with tempfile.TemporaryDirectory(prefix="sora-ffi-chromium-") as profile, sync_playwright() as pw:
-            ctx = pw.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=FLAGS)
-            try:
-                yield _Chromium(ctx, f"http://127.0.0.1:{files.server_address[1]}")
-            finally:
-                ctx.close()
+        browser = _Chromium(f"http://127.0.0.1:{files.server_address[1]}")
+        try:
+            yield browser
+        finally:
+            browser.close()
     finally:
         files.shutdown()
         files.server_close()
@@ -110,28 +148,36 @@ class BrowserPeer:
     """One sora-js-sdk connection in its own page."""
 
     def __init__(self, chromium: _Chromium) -> None:
-        self.page = chromium.context.new_page()
+        self._chromium = chromium
         self.console: list = []
-        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
-        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
-        self.page.goto(f"{chromium.origin}/harness.html")
-        self.page.wait_for_function("window.harnessReady === true", timeout=10_000)
+
+        def open_page():
+            page = chromium.context.new_page()
+            page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+            page.goto(f"{chromium.origin}/harness.html")
+            page.wait_for_function("window.harnessReady === true", timeout=10_000)
+            return page
+        self.page = chromium.call(open_page)
         self.connection_id: Optional[str] = None
         self.codes: list = []  # (index, time_ms) of each decoded frame that carried the code
         self.sizes: set = set()
         self.unreadable = 0
 
+    def _eval(self, expression: str, arg: Any = None) -> Any:
+        return self._chromium.call(lambda: self.page.evaluate(expression, arg))
+
     def connect(self, url: str, channel_id: str, role: str, **options: Any) -> str:
         """Connects with sora-js-sdk options (camelCase, e.g. videoCodecType="VP9"); a
         sending page sends the test pattern at 640x360 30 fps and a 440 Hz tone."""
-        self.connection_id = self.page.evaluate(
-            "([u, c, r, o]) => window.peer.connect(u, c, r, o)", [url, channel_id, role, options])
+        self.connection_id = self._eval("([u, c, r, o]) => window.peer.connect(u, c, r, o)",
+                                        [url, channel_id, role, options])
         return self.connection_id
 
     def poll_frames(self) -> int:
         """Reads the codes of the frames decoded since the last call; returns how many were
         read so far."""
-        for width, height, cells in self.page.evaluate("window.peer.takeFrames()"):
+        for width, height, cells in self._eval("window.peer.takeFrames()"):
             self.sizes.add((height, width))
             code = testpattern.decode_cells(cells)
             if code is None:
@@ -143,24 +189,21 @@ class BrowserPeer:
     def wait_frames(self, n: int, timeout: float = 10.0) -> int:
         deadline = time.monotonic() + timeout
         while self.poll_frames() < n and time.monotonic() < deadline:
-            self.page.wait_for_timeout(50)
+            time.sleep(0.05)
         return len(self.codes)
 
     def stats(self, type_: str, kind: Optional[str] = None) -> list:
-        return [s for s in self.page.evaluate("window.peer.stats()")
+        return [s for s in self._eval("window.peer.stats()")
                 if s.get("type") == type_ and (kind is None or s.get("kind") == kind)]
 
-    def sent_frames(self) -> int:
-        return self.page.evaluate("window.peer.sent")
-
     def disconnect(self) -> None:
-        self.page.evaluate("window.peer.disconnect()")
+        self._eval("window.peer.disconnect()")
 
     def close(self) -> None:
         try:
             self.disconnect()
         finally:
-            self.page.close()
+            self._chromium.call(self.page.close)
 
 
 @pytest.fixture
