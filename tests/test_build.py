@@ -238,3 +238,19 @@ def test_library_needs_only_base_system_libraries():
     assert "libc.so.6" in libs
     assert [lib for lib in libs if "vpx" in lib] == [], f"{_native.library_path()} links libvpx dynamically"
     assert check_libs.disallowed(libs) == []
+
+
+# The shim's size: issue 9 asks for <= 8 MB (the wheel <= 4 MB). This bound is where it
+# stands (23.1 MB before LTO, one codegen unit, no symbol table and the box scaler; 16.0 MB
+# after), so that it can only shrink from here; see docs/footprint.md for what is left.
+LIBRARY_MAX_BYTES = 16_500_000
+
+
+def test_library_size_is_bounded():
+    import sora_ffi
+
+    lib = Path(sora_ffi.__file__).parent / "libsora_shim.so"
+    if not lib.exists():
+        pytest.skip("no libsora_shim.so next to the package (not a Linux build)")
+    size = lib.stat().st_size
+    assert size <= LIBRARY_MAX_BYTES, f"libsora_shim.so is {size / 1e6:.1f} MB (bound {LIBRARY_MAX_BYTES / 1e6:.1f} MB)"

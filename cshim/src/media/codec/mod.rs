@@ -5,7 +5,7 @@
 //! * [`engine`]: engines × codecs × {encoder, decoder}, capability and preference.
 //! * [`frame`]: tight I420 frames, PSNR.
 //! * [`convert`]: BGR <-> I420, BT.601 limited range (SIMD `yuv` crate).
-//! * [`scale`]: I420 downscaling for CPU adaptation (SIMD `fast_image_resize`).
+//! * [`scale`]: I420 downscaling for CPU adaptation (box filter).
 //! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
 //! * [`resample`]: streaming rate and channel conversion (rubato).

@@ -1,15 +1,16 @@
-//! I420 downscaling for CPU adaptation: each plane resized on its own with
-//! `fast_image_resize` (SIMD), using a box (area-average) filter as libwebrtc's adapter does
-//! through libyuv (`kFilterBox`).
+//! I420 downscaling for CPU adaptation: each plane resized on its own with a box
+//! (area-average) filter, as libwebrtc's adapter does through libyuv (`kFilterBox`): every
+//! output pixel is the rounded mean of the source pixels whose box maps onto it (at least
+//! one, so sizes that grow repeat pixels). Written here rather than taken from a resizing
+//! crate: the general ones compile every pixel format and SIMD variant (megabytes of the
+//! shim's size, issue 9) for this one 8-bit, one-channel case.
 use super::frame::I420Frame;
-use crate::error::{Error, Result};
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use crate::error::Result;
 
 pub struct Scaler {
-    resizer: Resizer,
-    options: ResizeOptions,
     out: I420Frame,
+    /// Per-column sums of the source rows of one output row.
+    sums: Vec<u32>,
 }
 
 impl Default for Scaler {
@@ -18,13 +19,50 @@ impl Default for Scaler {
     }
 }
 
+/// For each of `dst` outputs, the source range [start, end) over `src` inputs it averages.
+fn boxes(src: u32, dst: u32) -> Vec<(usize, usize)> {
+    (0..dst as u64)
+        .map(|i| {
+            let a = (i * src as u64 / dst as u64) as usize;
+            let b = ((i + 1) * src as u64 / dst as u64) as usize;
+            let a = a.min(src as usize - 1);
+            (a, b.clamp(a + 1, src as usize))
+        })
+        .collect()
+}
+
+fn scale_plane(src: &[u8], sw: u32, sh: u32, dst: &mut [u8], dw: u32, dh: u32, sums: &mut Vec<u32>) {
+    let (sw, dwu) = (sw as usize, dw as usize);
+    let cols = boxes(sw as u32, dw);
+    let max_width = cols.iter().map(|(a, b)| b - a).max().unwrap_or(1);
+    let mut recip: Vec<u32> = Vec::with_capacity(max_width + 1);
+    for (oy, (y0, y1)) in boxes(sh, dh).into_iter().enumerate() {
+        sums.clear();
+        sums.resize(sw, 0);
+        for row in src[y0 * sw..y1 * sw].chunks_exact(sw) {
+            for (s, &p) in sums.iter_mut().zip(row) {
+                *s += u32::from(p);
+            }
+        }
+        // total / area as a multiplication by 2^16/area (one table per output row: box
+        // widths take only a few values), exact to rounding for the small areas of a downscale.
+        let rows = (y1 - y0) as u32;
+        recip.clear();
+        recip.extend((0..=max_width as u32).map(|w| ((1u32 << 16) + rows * w / 2) / (rows * w).max(1)));
+        for (o, &(x0, x1)) in dst[oy * dwu..(oy + 1) * dwu].iter_mut().zip(&cols) {
+            let total: u32 = match x1 - x0 {
+                1 => sums[x0],
+                2 => sums[x0] + sums[x0 + 1],
+                _ => sums[x0..x1].iter().sum(),
+            };
+            *o = ((total * recip[x1 - x0] + (1 << 15)) >> 16) as u8; // < 2^32: total <= 255 * area
+        }
+    }
+}
+
 impl Scaler {
     pub fn new() -> Self {
-        Scaler {
-            resizer: Resizer::new(),
-            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box)),
-            out: I420Frame { width: 0, height: 0, y: Vec::new(), u: Vec::new(), v: Vec::new() },
-        }
+        Scaler { out: I420Frame { width: 0, height: 0, y: Vec::new(), u: Vec::new(), v: Vec::new() }, sums: Vec::new() }
     }
 
     /// `src` resized to `width` x `height`, in a buffer reused from call to call.
@@ -33,16 +71,9 @@ impl Scaler {
         self.out.resize(width, height)?;
         let (cw, ch) = (src.chroma_width(), src.chroma_height());
         let (ocw, och) = (self.out.chroma_width(), self.out.chroma_height());
-        let planes = [
-            (&src.y, src.width, src.height, &mut self.out.y, width, height),
-            (&src.u, cw, ch, &mut self.out.u, ocw, och),
-            (&src.v, cw, ch, &mut self.out.v, ocw, och),
-        ];
-        for (s, sw, sh, d, dw, dh) in planes {
-            let from = ImageRef::new(sw, sh, s, PixelType::U8).map_err(|e| Error::internal(format!("scale: {e}")))?;
-            let mut to = Image::from_slice_u8(dw, dh, d, PixelType::U8).map_err(|e| Error::internal(format!("scale: {e}")))?;
-            self.resizer.resize(&from, &mut to, &self.options).map_err(|e| Error::internal(format!("scale: {e}")))?;
-        }
+        scale_plane(&src.y, src.width, src.height, &mut self.out.y, width, height, &mut self.sums);
+        scale_plane(&src.u, cw, ch, &mut self.out.u, ocw, och, &mut self.sums);
+        scale_plane(&src.v, cw, ch, &mut self.out.v, ocw, och, &mut self.sums);
         Ok(&self.out)
     }
 }
@@ -86,6 +117,14 @@ mod tests {
             assert!((mid(&out.u, cw, ch) - 128).abs() <= 3, "U centre");
             assert!((mid(&out.v, cw, ch) - 128).abs() <= 3, "V centre");
         }
+        // A box filter averages: a 2x2 checkerboard halved is flat grey.
+        let mut board = I420Frame::new(64, 64).unwrap();
+        for (i, p) in board.y.iter_mut().enumerate() {
+            *p = if (i % 64 + i / 64) % 2 == 0 { 0 } else { 200 };
+        }
+        assert!(s.scale(&board, 32, 32).unwrap().y.iter().all(|&p| p == 100));
+        // Growing repeats pixels.
+        assert_eq!(s.scale(&board, 128, 128).unwrap().y[..4], [0, 0, 200, 200]);
         // Odd sizes and no-op sizes work too.
         let odd = gradient(641, 361);
         assert_eq!(s.scale(&odd, 481, 271).unwrap().y.len(), 481 * 271);
