@@ -1,8 +1,10 @@
 //! Media: codecs (`codec`) and the RTP/RTCP stack (`rtp`) are plain, thread-free building
-//! blocks; `send` and `recv` are the per-track pipelines (threads) that drive them between
-//! `source`s (what the application pushes) and `sink`s (what it receives).
+//! blocks; `send` and `recv` are the per-track pipelines that drive them between `source`s
+//! (what the application pushes) and `sink`s (what it receives); receive pipelines run as
+//! tasks on the shared media runtime (`exec`).
 pub mod adapt;
 pub mod codec;
+pub mod exec;
 pub mod recv;
 pub mod rtp;
 pub mod send;

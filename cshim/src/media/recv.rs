@@ -1,6 +1,7 @@
 //! Receive pipelines: RTP from a remote track → jitter buffer (reordering, NACK, loss
 //! handling) → decoder → sinks. Decoding only runs while a sink is attached; the first sink
-//! of a video track triggers a keyframe request so it starts with a picture at once.
+//! of a video track triggers a keyframe request so it starts with a picture at once. Each
+//! pipeline is a task on the shared media runtime (`exec`), not a thread.
 use super::codec::{OpusDecoder, VideoCodec, VideoDecoder};
 use super::rtp::rtcp::{build_pli, build_rr};
 use super::rtp::{is_rtcp, parse_compound, InboundRtpStats, RtcpEvent, RtpCodec, RtpReceiver};
@@ -9,10 +10,9 @@ use super::transform::{frame_metadata, Pending, TransformTarget, Transformer, RE
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 const RR_INTERVAL: Duration = Duration::from_secs(1);
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(300);
@@ -41,25 +41,28 @@ pub struct RecvShared {
 }
 
 /// The receive side's return path for transformed frames: into the receive loop.
-struct RecvReturn(Mutex<mpsc::Sender<Input>>);
+struct RecvReturn(UnboundedSender<Input>);
 impl TransformTarget for RecvReturn {
     fn enqueue(&self, seq: u64, data: Vec<u8>, rtp_timestamp: u32) {
-        let _ = self.0.lock().send(Input::Transformed(seq, data, rtp_timestamp));
+        let _ = self.0.send(Input::Transformed(seq, data, rtp_timestamp));
     }
 }
 
-struct PacketIn(Mutex<mpsc::Sender<Input>>);
+struct PacketIn(UnboundedSender<Input>);
 impl PacketHandler for PacketIn {
     fn on_packet(&self, _track: i32, packet: &[u8]) {
-        let _ = self.0.lock().send(Input::Packet(packet.to_vec()));
+        let _ = self.0.send(Input::Packet(packet.to_vec()));
     }
 }
+
+/// How long `stop` waits for the pipeline's last step (a frame being decoded).
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Receiver {
     pub track: i32,
     pub shared: Arc<RecvShared>,
-    tx: Mutex<mpsc::Sender<Input>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    tx: UnboundedSender<Input>,
+    end: Mutex<Option<super::exec::TaskEnd>>,
     transform_return: Arc<RecvReturn>,
 }
 
@@ -75,15 +78,11 @@ impl Receiver {
             info,
             decode: Mutex::new(Default::default()),
         });
-        let (tx, rx) = mpsc::channel();
-        rtc::set_packet_handler(track, Arc::new(PacketIn(Mutex::new(tx.clone()))));
-        let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sora-recv-{}", shared.kind))
-            .spawn(move || recv_loop(track, codec, s, rx))
-            .expect("spawn receiver");
-        let transform_return = Arc::new(RecvReturn(Mutex::new(tx.clone())));
-        Receiver { track, shared, tx: Mutex::new(tx), thread: Mutex::new(Some(thread)), transform_return }
+        let (tx, rx) = unbounded_channel();
+        rtc::set_packet_handler(track, Arc::new(PacketIn(tx.clone())));
+        let end = super::exec::spawn(recv_loop(track, codec, shared.clone(), rx));
+        let transform_return = Arc::new(RecvReturn(tx.clone()));
+        Receiver { track, shared, tx, end: Mutex::new(Some(end)), transform_return }
     }
 
     /// Puts `transformer` between the jitter buffer and the decoder (None removes it).
@@ -106,13 +105,13 @@ impl Receiver {
 
     pub fn add_sink(&self, sink: Arc<dyn MediaSink>) {
         self.shared.sinks.lock().push(sink);
-        let _ = self.tx.lock().send(Input::SinksChanged);
+        let _ = self.tx.send(Input::SinksChanged);
     }
 
     /// Delivery on or off; turning it on asks for a keyframe at once (like a new sink).
     pub fn set_enabled(&self, on: bool) {
         if !self.shared.enabled.swap(on, Ordering::Relaxed) && on {
-            let _ = self.tx.lock().send(Input::SinksChanged);
+            let _ = self.tx.send(Input::SinksChanged);
         }
     }
 
@@ -120,12 +119,15 @@ impl Receiver {
         self.shared.sinks.lock().retain(|s| s.id() != id);
     }
 
-    /// Stops the pipeline (idempotent). Sinks stay attached but receive nothing more.
+    /// Stops the pipeline (idempotent) and waits until it has. Sinks stay attached but
+    /// receive nothing more.
     pub fn stop(&self) {
         rtc::clear_packet_handler(self.track);
-        let _ = self.tx.lock().send(Input::Stop);
-        if let Some(t) = self.thread.lock().take() {
-            let _ = t.join();
+        let _ = self.tx.send(Input::Stop);
+        if let Some(end) = self.end.lock().take() {
+            if !end.wait(STOP_WAIT) {
+                log::warn!("receive pipeline of track {} did not stop within {STOP_WAIT:?}", self.track);
+            }
         }
     }
 }
@@ -215,7 +217,7 @@ impl Decoding {
     }
 }
 
-fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Receiver<Input>) {
+async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx: UnboundedReceiver<Input>) {
     let mut rtp = RtpReceiver::new(codec, codec.default_clock_rate());
     let our_ssrc: u32 = rand::random();
     let mut dec = Decoding { codec, stereo: shared.stereo, decoder: None, want_keyframe: false, fps_window: (Instant::now(), 0) };
@@ -229,10 +231,15 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
             wake = wake.min(w);
         }
         let mut transformed = None;
-        match rx.recv_timeout(wake.saturating_duration_since(now).max(Duration::from_millis(1))) {
-            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(Input::SinksChanged) => dec.want_keyframe = codec.is_video(),
-            Ok(Input::Packet(p)) if is_rtcp(&p) => {
+        let deadline = tokio::time::Instant::from_std(wake.max(now + Duration::from_millis(1)));
+        let input = tokio::select! {
+            input = rx.recv() => Some(input),
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        match input {
+            Some(None | Some(Input::Stop)) => break,
+            Some(Some(Input::SinksChanged)) => dec.want_keyframe = codec.is_video(),
+            Some(Some(Input::Packet(p))) if is_rtcp(&p) => {
                 for ev in parse_compound(&p) {
                     if let RtcpEvent::Sr { ntp, rtp_ts, packet_count, octet_count, .. } = ev {
                         rtp.on_sender_report(ntp, rtp_ts, Instant::now());
@@ -245,11 +252,11 @@ fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, rx: mpsc::Rec
                     }
                 }
             }
-            Ok(Input::Packet(p)) => {
+            Some(Some(Input::Packet(p))) => {
                 rtp.push(&p, Instant::now());
             }
-            Ok(Input::Transformed(seq, data, _ts)) => transformed = Some((seq, data)),
-            Err(RecvTimeoutError::Timeout) => {}
+            Some(Some(Input::Transformed(seq, data, _ts))) => transformed = Some((seq, data)),
+            None => {} // the deadline
         }
         let now = Instant::now();
         let frames = rtp.pop_frames(now);

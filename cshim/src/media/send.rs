@@ -1,6 +1,10 @@
 //! Send pipelines: a source's frames → encoder → RTP packetizer → pacer → the track, with
 //! RTCP handled on the way back (PLI/FIR → keyframe, NACK → retransmission from history,
 //! RR → stats) and sender reports every second for the receiver's A/V sync.
+//!
+//! The send loop (pacer, RTCP, retransmissions) and audio encoding are tasks on the shared
+//! media runtime (`exec`); video encoding, which takes milliseconds per frame, keeps a
+//! thread per video sender so that it never holds up the tasks of other tracks.
 use super::codec::{OpusEncoder, OpusParams, VideoCodec, VideoEncoder, VideoEncoderConfig};
 use super::rtp::packetize::rtp_sequence_number;
 use super::rtp::rtcp::{build_sdes_cname, build_sr};
@@ -10,11 +14,12 @@ use super::source::{AudioFeed, FrameSlot, SEND_RATE};
 use super::transform::{frame_metadata, Pending, TransformTarget, Transformer, SENDER};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
+use super::exec::{self, TaskEnd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 const MTU: usize = 1200;
 const SR_INTERVAL: Duration = Duration::from_secs(1);
@@ -36,20 +41,26 @@ pub struct SendShared {
 }
 
 /// Routes RTCP arriving on the sending track into the send loop.
-struct RtcpIn(Mutex<mpsc::Sender<Input>>);
+struct RtcpIn(UnboundedSender<Input>);
 impl PacketHandler for RtcpIn {
     fn on_packet(&self, _track: i32, packet: &[u8]) {
         if super::rtp::is_rtcp(packet) {
-            let _ = self.0.lock().send(Input::Rtcp(packet.to_vec()));
+            let _ = self.0.send(Input::Rtcp(packet.to_vec()));
         }
     }
 }
 
+/// How long `stop` waits for each task of the pipeline.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 pub struct Sender {
     pub track: i32,
     pub shared: Arc<SendShared>,
-    tx: mpsc::Sender<Input>,
+    tx: UnboundedSender<Input>,
+    /// The video encoder's thread.
     threads: Vec<JoinHandle<()>>,
+    /// The send loop and the audio encoder.
+    tasks: Vec<TaskEnd>,
     slot: Option<Arc<FrameSlot>>,
     feed: Option<Arc<AudioFeed>>,
     /// Where transformed frames come back in (the transformer holds it weakly).
@@ -69,13 +80,13 @@ struct SendReturn {
     transformer: Arc<Transformer>,
     packetizer: Arc<Mutex<RtpPacketizer>>,
     pending: Mutex<Pending<FrameMeta>>,
-    tx: Mutex<mpsc::Sender<Input>>,
+    tx: UnboundedSender<Input>,
     shared: Arc<SendShared>,
 }
 
 impl SendReturn {
-    fn new(transformer: Arc<Transformer>, packetizer: Arc<Mutex<RtpPacketizer>>, tx: mpsc::Sender<Input>, shared: Arc<SendShared>) -> Arc<SendReturn> {
-        let r = Arc::new(SendReturn { transformer, packetizer, pending: Mutex::new(Pending::default()), tx: Mutex::new(tx), shared });
+    fn new(transformer: Arc<Transformer>, packetizer: Arc<Mutex<RtpPacketizer>>, tx: UnboundedSender<Input>, shared: Arc<SendShared>) -> Arc<SendReturn> {
+        let r = Arc::new(SendReturn { transformer, packetizer, pending: Mutex::new(Pending::default()), tx, shared });
         let weak: std::sync::Weak<dyn TransformTarget> = Arc::downgrade(&(r.clone() as Arc<dyn TransformTarget>));
         if let Err(e) = r.transformer.bind(weak) {
             log::warn!("{}", e.message);
@@ -131,7 +142,7 @@ impl TransformTarget for SendReturn {
         let packets = self.packetizer.lock().packetize_frame(&data, rtp_timestamp, info);
         self.transformer.enqueued.fetch_add(1, Ordering::Relaxed);
         self.shared.stats.lock().frames_sent += 1;
-        let _ = self.tx.lock().send(Input::Packets(packets, at));
+        let _ = self.tx.send(Input::Packets(packets, at));
     }
 }
 
@@ -149,20 +160,22 @@ impl Sender {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        for t in self.tasks.drain(..) {
+            if !t.wait(STOP_WAIT) {
+                log::warn!("{} send pipeline of track {} did not stop within {STOP_WAIT:?}", self.shared.kind, self.track);
+            }
+        }
     }
 }
 
-fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>) -> (mpsc::Sender<Input>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel::<Input>();
-    rtc::set_packet_handler(track, Arc::new(RtcpIn(Mutex::new(tx.clone()))));
-    let handle = std::thread::Builder::new()
-        .name(format!("sora-send-{}", shared.kind))
-        .spawn(move || send_loop(track, shared, rx, clock, cname, pacer))
-        .expect("spawn send loop");
-    (tx, handle)
+fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>) -> (UnboundedSender<Input>, TaskEnd) {
+    let (tx, rx) = unbounded_channel::<Input>();
+    rtc::set_packet_handler(track, Arc::new(RtcpIn(tx.clone())));
+    let end = exec::spawn(send_loop(track, shared, rx, clock, cname, pacer));
+    (tx, end)
 }
 
-fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clock: RtpClock, cname: String, mut pacer: Option<Pacer>) {
+async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceiver<Input>, clock: RtpClock, cname: String, mut pacer: Option<Pacer>) {
     let ntp = NtpClock::new();
     let mut history = PacketHistory::new(1024, Duration::from_secs(1));
     let mut next_sr = Instant::now() + Duration::from_millis(200);
@@ -179,9 +192,13 @@ fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clo
         if let Some(w) = pacer.as_ref().and_then(|p| p.next_wakeup()) {
             wake = wake.min(w);
         }
-        match rx.recv_timeout(wake.saturating_duration_since(now)) {
-            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(Input::Packets(packets, queued_at)) => {
+        let input = tokio::select! {
+            input = rx.recv() => Some(input),
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => None,
+        };
+        match input {
+            Some(None | Some(Input::Stop)) => break,
+            Some(Some(Input::Packets(packets, queued_at))) => {
                 for p in &packets {
                     if let Some(seq) = rtp_sequence_number(p) {
                         history.store(seq, p.clone(), now);
@@ -193,7 +210,7 @@ fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clo
                     None => packets.iter().for_each(|p| send(p, false, now - queued_at, &shared)),
                 }
             }
-            Ok(Input::Rtcp(packet)) => {
+            Some(Some(Input::Rtcp(packet))) => {
                 for ev in parse_compound(&packet) {
                     let rtt = match &ev {
                         RtcpEvent::Rr { reports, .. } | RtcpEvent::Sr { reports, .. } => reports
@@ -219,7 +236,7 @@ fn send_loop(track: i32, shared: Arc<SendShared>, rx: mpsc::Receiver<Input>, clo
                     }
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            None => {} // the deadline
         }
         let now = Instant::now();
         if let Some(pc) = pacer.as_mut() {
@@ -281,7 +298,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
     if let Some(d) = cfg.pacing_max_delay {
         pacer.set_max_queue_time(d);
     }
-    let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
+    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
     let codec = match cfg.codec {
         VideoCodec::Vp8 => RtpCodec::Vp8,
         VideoCodec::Vp9 => RtpCodec::Vp9,
@@ -293,13 +310,13 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         .name("sora-encode-video".into())
         .spawn(move || encode_loop(enc_slot, enc_shared, enc_tx, clock, cfg, packetizer, enc_ret))
         .expect("spawn encoder");
-    Sender { track, shared, tx, threads: vec![encode_thread, send_thread], slot: Some(slot), feed: None, _transform_return: ret }
+    Sender { track, shared, tx, threads: vec![encode_thread], tasks: vec![send_task], slot: Some(slot), feed: None, _transform_return: ret }
 }
 
 fn encode_loop(
     slot: Arc<FrameSlot>,
     shared: Arc<SendShared>,
-    tx: mpsc::Sender<Input>,
+    tx: UnboundedSender<Input>,
     clock: RtpClock,
     cfg: VideoSendConfig,
     packetizer: Arc<Mutex<RtpPacketizer>>,
@@ -505,21 +522,18 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     });
     let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
     let clock = RtpClock::new(SEND_RATE);
-    let (tx, send_thread) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), None);
+    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), None);
     let packetizer = Arc::new(Mutex::new(RtpPacketizer::new(RtpCodec::Opus, cfg.ssrc, cfg.payload_type, SEND_RATE, MTU)));
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
     let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
-    let audio_thread = std::thread::Builder::new()
-        .name("sora-encode-audio".into())
-        .spawn(move || audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent))
-        .expect("spawn audio");
-    Ok(Sender { track, shared, tx, threads: vec![audio_thread, send_thread], slot: None, feed: Some(feed), _transform_return: ret })
+    let audio_task = exec::spawn(audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent));
+    Ok(Sender { track, shared, tx, threads: Vec::new(), tasks: vec![audio_task, send_task], slot: None, feed: Some(feed), _transform_return: ret })
 }
 
-fn audio_loop(
+async fn audio_loop(
     feed: Arc<AudioFeed>,
     shared: Arc<SendShared>,
-    tx: mpsc::Sender<Input>,
+    tx: UnboundedSender<Input>,
     mut encoder: OpusEncoder,
     clock: RtpClock,
     packetizer: Arc<Mutex<RtpPacketizer>>,
@@ -533,7 +547,7 @@ fn audio_loop(
     while !shared.stop.load(Ordering::Acquire) {
         let now = Instant::now();
         if next > now {
-            std::thread::sleep(next - now);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
         } else if now - next > Duration::from_millis(200) {
             next = now; // we were descheduled: do not burst to catch up
         }
