@@ -411,6 +411,11 @@ pub fn clear_packet_handler(track: i32) {
 
 /// Sends one complete RTP or RTCP packet on a track.
 pub fn track_send(track: i32, packet: &[u8]) -> Result<()> {
+    // A track not open yet (its m-section still being negotiated) or closed already would
+    // make libdatachannel throw and log an error for every packet.
+    if !unsafe { sys::rtcIsOpen(track) } {
+        return Err(Error::new(crate::error::Kind::Closed, "track is not open"));
+    }
     check(
         unsafe { sys::rtcSendMessage(track, packet.as_ptr() as *const c_char, packet.len() as c_int) },
         "track send",
