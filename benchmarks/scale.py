@@ -17,7 +17,6 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 
 RATE = 48000
@@ -103,8 +102,8 @@ def main() -> None:
         child(args)
         return
     raise_fd_limit()
-    import numpy as np
     import sora_ffi
+    from sora_ffi import testpattern
     from sora_ffi.devserver import DevServer
     with DevServer(ping_interval=None) as server:
         sora = sora_ffi.Sora()
@@ -114,17 +113,7 @@ def main() -> None:
                                         channel_id=channel, audio=True, audio_source=source)
         sender.connect()
         assert sender.wait_connected(10)
-        stop = threading.Event()
-
-        def tone():
-            n, t0 = 0, time.perf_counter()
-            while not stop.is_set():
-                t = (np.arange(480) + n) / RATE
-                source.on_data((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(-1, 1))
-                n += 480
-                time.sleep(max(0.0, t0 + n / RATE - time.perf_counter()))
-
-        threading.Thread(target=tone, daemon=True).start()
+        feeder = testpattern.ToneFeeder(source, RATE).start()
         print("| N | sdk | connected | connect s | CPU s/s | RSS MiB | threads | audio median (min) |")
         print("|---|---|---|---|---|---|---|---|")
         for n in args.n:
@@ -143,7 +132,7 @@ def main() -> None:
                 print(f"| {n} | {name} | {r['connected']} | {r['connect_s']} | {r['cpu_per_s']} | {r['rss_mib']} "
                       f"| {r['threads']} | {r['audio_median']:.1%} ({r['audio_min']:.1%}) |", flush=True)
                 time.sleep(2)  # the server lets the previous child's sessions go
-        stop.set()
+        feeder.stop()
         sender.disconnect()
 
 

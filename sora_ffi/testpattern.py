@@ -1,13 +1,17 @@
-"""Machine-readable test video: frames that carry their own index and send time.
+"""Test signals: machine-readable video frames that carry their own index and send time,
+and a tone fed to an audio source in real time.
 
-Used by the media tests and ``benchmarks/media.py`` (and handy for checking any video
-pipeline): :func:`make_frame` draws a moving scene plus a bar code of 48 black/white blocks
-(16-bit frame index, 32-bit send time in ms); :func:`read_code` recovers both from a
-decoded frame, surviving lossy compression because each block is a flat 32×32 square.
+Used by the media tests and the benchmarks (and handy for checking any pipeline):
+:func:`make_frame` draws a moving scene plus a bar code of 48 black/white blocks (16-bit
+frame index, 32-bit send time in ms); :func:`read_code` recovers both from a decoded frame,
+surviving lossy compression because each block is a flat 32×32 square.
+:class:`ToneFeeder` sends a sine tone to a `SoraAudioSource` in 10 ms blocks on a thread.
 """
 from __future__ import annotations
 
-from typing import Optional
+import threading
+import time
+from typing import Any, Optional
 
 import numpy as np
 
@@ -92,3 +96,43 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     y = b[rows:].astype(np.float64)
     mse = np.mean((x - y) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def tone(start: int, samples: int, rate: int = 48000, hz: float = 440.0,
+         amplitude: float = 8000.0) -> np.ndarray:
+    """Samples ``start``.. ``start + samples`` of a sine tone, int16 shaped (samples, 1)."""
+    t = (np.arange(samples) + start) / rate
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.int16).reshape(-1, 1)
+
+
+class ToneFeeder:
+    """Feeds a tone to ``source.on_data`` in 10 ms blocks, paced to real time, on a daemon
+    thread from :meth:`start` (or ``with``) until :meth:`stop`."""
+
+    def __init__(self, source: Any, rate: int = 48000, hz: float = 440.0, amplitude: float = 8000.0) -> None:
+        self.source, self.rate, self.hz, self.amplitude = source, rate, hz, amplitude
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tone", daemon=True)
+
+    def _run(self) -> None:
+        block = self.rate // 100
+        n, t0 = 0, time.perf_counter()
+        while not self._stop.is_set():
+            self.source.on_data(tone(n, block, self.rate, self.hz, self.amplitude))
+            n += block
+            time.sleep(max(0.0, t0 + n / self.rate - time.perf_counter()))
+
+    def start(self) -> "ToneFeeder":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> "ToneFeeder":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

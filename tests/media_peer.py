@@ -47,17 +47,7 @@ def send(args) -> dict:
                        video_bit_rate=args.bitrate, video_source=video, audio_source=audio)
     print("ready", flush=True)
     sys.stdin.readline()  # the test says when to start (after switching the loss on)
-    stop = threading.Event()
-
-    def tone():
-        n, t0 = 0, time.perf_counter()
-        while not stop.is_set():
-            t = (np.arange(480) + n) / RATE
-            audio.on_data((8000 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.int16).reshape(-1, 1))
-            n += 480
-            time.sleep(max(0.0, t0 + n / RATE - time.perf_counter()))
-
-    threading.Thread(target=tone, daemon=True).start()
+    feeder = testpattern.ToneFeeder(audio, RATE, TONE_HZ).start()
     scenes = [testpattern.scene(i, args.width, args.height) for i in range(testpattern.PERIOD)]
     t0 = time.perf_counter()
     # Frames after the measured ones: a loss in the last measured frame is only noticed (and
@@ -66,7 +56,7 @@ def send(args) -> dict:
         time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
         img = scenes[i % testpattern.PERIOD].copy()
         video.on_captured(testpattern.stamp(img, i, int(time.time() * 1000)))
-    stop.set()
+    feeder.stop()
     out = _stats(conn)
     conn.disconnect()
     return {"video": out.get("outbound-rtp:video", {}), "audio": out.get("outbound-rtp:audio", {})}

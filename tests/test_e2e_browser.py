@@ -8,31 +8,18 @@ as a 440 Hz tone.
 """
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 
+from sora_ffi import testpattern
 from browser import browser_peer, chromium  # noqa: F401  (fixtures)
 from conftest import _OFFICIAL_GRAVEYARD, new_sora
 from test_e2e_media import VideoReceiver, push_video
 
 RATE = 48000
 TONE_HZ = 440
-
-
-def _tone_thread(source, stop: threading.Event) -> threading.Thread:
-    def run():
-        n, t0 = 0, time.perf_counter()
-        while not stop.is_set():
-            t = (np.arange(480) + n) / RATE
-            source.on_data((8000 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.int16).reshape(-1, 1))
-            n += 480
-            time.sleep(max(0.0, t0 + n / RATE - time.perf_counter()))
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th
 
 
 def _dominant_hz(pcm: np.ndarray) -> float:
@@ -93,17 +80,12 @@ def test_python_to_browser(request, server, channel_id, clients, browser_peer, s
     sender.connect()
     if order == "sender-first":
         peer.connect(server.signaling_url, channel_id, "recvonly")
-    stop = threading.Event()
-    tone = _tone_thread(asrc, stop)
-    try:
+    with testpattern.ToneFeeder(asrc, RATE, TONE_HZ):
         push_video(vsrc, 30, 640, 360)  # the browser joins and starts decoding meanwhile
         peer.poll_frames()
         push_video(vsrc, 60, 640, 360, start=30)
         # the official SDK (libwebrtc) was seen to send this 640x360 source as 640x352
         _check_browser_received(peer, {(360, 640), (352, 640)} if sdk_name == "sora_sdk" else {(360, 640)})
-    finally:
-        stop.set()
-        tone.join()
     inbound = peer.stats("inbound-rtp", "video")[0]
     assert inbound["framesDecoded"] >= 30
     codec_entry = next(s for s in peer.stats("codec") if s["id"] == inbound["codecId"])

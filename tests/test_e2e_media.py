@@ -134,25 +134,10 @@ def test_media_interop(ffi, official, server, channel_id, clients, codec, direct
     asink = recv_sdk.SoraAudioSink(audio_track, 48000, 1)
     if recv_sdk.__name__ == "sora_sdk":
         _OFFICIAL_GRAVEYARD.append(asink)
-    stop = threading.Event()
-
-    def tone():
-        n = 0
-        while not stop.is_set():
-            t = (np.arange(480) + n) / 48000
-            asrc.on_data((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(-1, 1))
-            n += 480
-            time.sleep(0.01)
-
-    th = threading.Thread(target=tone)
-    th.start()
-    try:
+    with testpattern.ToneFeeder(asrc):
         push_video(vsrc, 90, 640, 360)
         receiver.wait_for(lambda: len(rx.indices) >= 30, 5,
                           f"decoded frames (so far {len(rx.indices)} read, {rx.unreadable} unreadable, sizes {rx.sizes})")
-    finally:
-        stop.set()
-        th.join()
     ok, pcm = asink.read(4800, 2.0)
     assert ok and pcm.shape == (4800, 1)
     rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))

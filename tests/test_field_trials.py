@@ -3,12 +3,11 @@ does on the wire (measured here end to end); malformed ones are errors; others w
 from __future__ import annotations
 
 import json
-import threading
 import time
 
-import numpy as np
 import pytest
 
+from sora_ffi import testpattern
 from sora_ffi._trials import parse_field_trials
 from test_e2e_media import push_video
 
@@ -100,10 +99,8 @@ def _opus_modes(ffi, server, channel_id, clients, trials: str) -> list:
         transformer.enqueue(frame)
     transformer.on_transform = on_transform
     track.set_frame_transformer(transformer)
-    for n in range(0, 48000 * 2, 480):  # 2 s in 10 ms blocks
-        t = (np.arange(480) + n) / 48000
-        source.on_data((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(-1, 1))
-        time.sleep(0.01)
+    with testpattern.ToneFeeder(source):
+        time.sleep(2)
     receiver.wait_for(lambda: len(modes) >= 60, 5, "audio frames")
     return modes[-40:]
 

@@ -4,11 +4,12 @@ pipelines, send loops and audio encoding are tasks on the shared media runtime, 
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import numpy as np
 import pytest
+
+from sora_ffi import testpattern
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc (Linux)")
 
@@ -22,16 +23,7 @@ def test_threads_flat_from_10_to_150_connections(ffi, server, channel_id):
     source = sora.create_audio_source(1, 48000)
     sender = sora.create_connection(signaling_urls=[server.signaling_url], role="sendonly",
                                     channel_id=channel_id, audio=True, audio_source=source)
-    stop = threading.Event()
-
-    def tone():
-        n = 0
-        while not stop.is_set():
-            t = (np.arange(480) + n) / 48000
-            source.on_data((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(-1, 1))
-            n += 480
-            time.sleep(0.01)
-
+    feeder = testpattern.ToneFeeder(source)
     receivers: list = []  # (connection, tracks)
     sinks: list = []
 
@@ -53,11 +45,10 @@ def test_threads_flat_from_10_to_150_connections(ffi, server, channel_id):
         for _, tracks in receivers[len(sinks):]:
             sinks.append(ffi.SoraAudioSink(tracks[0], 48000, 1))
 
-    th = threading.Thread(target=tone, daemon=True)
     try:
         sender.connect()
         assert sender.wait_connected(10)
-        th.start()
+        feeder.start()
         grow_to(10)
         time.sleep(0.5)
         small = _threads()
@@ -73,7 +64,7 @@ def test_threads_flat_from_10_to_150_connections(ffi, server, channel_id):
         assert heard == 150
         assert large <= small + 2
     finally:
-        stop.set()
+        feeder.stop()
         for conn, _ in receivers:
             conn.disconnect()
         sender.disconnect()
