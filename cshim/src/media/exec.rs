@@ -7,7 +7,11 @@
 use std::future::Future;
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How long stopping a pipeline waits for its task's last step (a frame being coded).
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Worker threads of the media runtime: one per core, at least 2 and at most 16.
 pub fn worker_threads() -> usize {
@@ -34,6 +38,32 @@ impl TaskEnd {
     /// it from a media task (it could wait for itself).
     pub fn wait(&self, timeout: Duration) -> bool {
         matches!(self.0.recv_timeout(timeout), Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected))
+    }
+}
+
+impl TaskEnd {
+    /// Waits until the task has finished (at most [`STOP_WAIT`]); logs when it has not.
+    /// `what` names the pipeline in that warning.
+    pub fn finish(self, what: std::fmt::Arguments) {
+        if !self.wait(STOP_WAIT) {
+            log::warn!("{what} did not stop within {STOP_WAIT:?}");
+        }
+    }
+}
+
+/// What woke a pipeline's loop.
+pub enum Wake<T> {
+    Input(T),
+    /// Every sender of its input channel is gone.
+    Closed,
+    Deadline,
+}
+
+/// The next input of `rx`, or `Deadline` at `deadline`, whichever comes first.
+pub async fn next_input<T>(rx: &mut UnboundedReceiver<T>, deadline: Instant) -> Wake<T> {
+    tokio::select! {
+        input = rx.recv() => input.map_or(Wake::Closed, Wake::Input),
+        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Deadline,
     }
 }
 

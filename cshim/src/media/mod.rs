@@ -1,7 +1,7 @@
 //! Media: codecs (`codec`) and the RTP/RTCP stack (`rtp`) are plain, thread-free building
 //! blocks; `send` and `recv` are the per-track pipelines that drive them between `source`s
-//! (what the application pushes) and `sink`s (what it receives); receive pipelines run as
-//! tasks on the shared media runtime (`exec`).
+//! (what the application pushes) and `sink`s (what it receives); they run as tasks on the
+//! shared media runtime (`exec`), except video encoding (a thread per video sender).
 pub mod adapt;
 pub mod codec;
 pub mod exec;

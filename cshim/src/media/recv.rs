@@ -3,6 +3,7 @@
 //! of a video track triggers a keyframe request so it starts with a picture at once. Each
 //! pipeline is a task on the shared media runtime (`exec`), not a thread.
 use super::codec::{OpusDecoder, VideoCodec, VideoDecoder};
+use super::exec::{next_input, TaskEnd, Wake};
 use super::rtp::rtcp::{build_pli, build_rr};
 use super::rtp::{is_rtcp, parse_compound, InboundRtpStats, RtcpEvent, RtpCodec, RtpReceiver};
 use super::sink::MediaSink;
@@ -55,14 +56,11 @@ impl PacketHandler for PacketIn {
     }
 }
 
-/// How long `stop` waits for the pipeline's last step (a frame being decoded).
-const STOP_WAIT: Duration = Duration::from_secs(5);
-
 pub struct Receiver {
     pub track: i32,
     pub shared: Arc<RecvShared>,
     tx: UnboundedSender<Input>,
-    end: Mutex<Option<super::exec::TaskEnd>>,
+    end: Mutex<Option<TaskEnd>>,
     transform_return: Arc<RecvReturn>,
 }
 
@@ -125,9 +123,7 @@ impl Receiver {
         rtc::clear_packet_handler(self.track);
         let _ = self.tx.send(Input::Stop);
         if let Some(end) = self.end.lock().take() {
-            if !end.wait(STOP_WAIT) {
-                log::warn!("receive pipeline of track {} did not stop within {STOP_WAIT:?}", self.track);
-            }
+            end.finish(format_args!("receive pipeline of track {}", self.track));
         }
     }
 }
@@ -231,15 +227,10 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
             wake = wake.min(w);
         }
         let mut transformed = None;
-        let deadline = tokio::time::Instant::from_std(wake.max(now + Duration::from_millis(1)));
-        let input = tokio::select! {
-            input = rx.recv() => Some(input),
-            _ = tokio::time::sleep_until(deadline) => None,
-        };
-        match input {
-            Some(None | Some(Input::Stop)) => break,
-            Some(Some(Input::SinksChanged)) => dec.want_keyframe = codec.is_video(),
-            Some(Some(Input::Packet(p))) if is_rtcp(&p) => {
+        match next_input(&mut rx, wake.max(now + Duration::from_millis(1))).await {
+            Wake::Closed | Wake::Input(Input::Stop) => break,
+            Wake::Input(Input::SinksChanged) => dec.want_keyframe = codec.is_video(),
+            Wake::Input(Input::Packet(p)) if is_rtcp(&p) => {
                 for ev in parse_compound(&p) {
                     if let RtcpEvent::Sr { ntp, rtp_ts, packet_count, octet_count, .. } = ev {
                         rtp.on_sender_report(ntp, rtp_ts, Instant::now());
@@ -252,11 +243,11 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
                     }
                 }
             }
-            Some(Some(Input::Packet(p))) => {
+            Wake::Input(Input::Packet(p)) => {
                 rtp.push(&p, Instant::now());
             }
-            Some(Some(Input::Transformed(seq, data, _ts))) => transformed = Some((seq, data)),
-            None => {} // the deadline
+            Wake::Input(Input::Transformed(seq, data, _ts)) => transformed = Some((seq, data)),
+            Wake::Deadline => {}
         }
         let now = Instant::now();
         let frames = rtp.pop_frames(now);

@@ -12,9 +12,9 @@ use super::rtp::{parse_compound, NtpClock, OutboundRtpStats, PacketHistory, Pace
 use super::rtp::packetize::FrameInfo;
 use super::source::{AudioFeed, FrameSlot, SEND_RATE};
 use super::transform::{frame_metadata, Pending, TransformTarget, Transformer, SENDER};
+use super::exec::{self, next_input, TaskEnd, Wake};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
-use super::exec::{self, TaskEnd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -49,9 +49,6 @@ impl PacketHandler for RtcpIn {
         }
     }
 }
-
-/// How long `stop` waits for each task of the pipeline.
-const STOP_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Sender {
     pub track: i32,
@@ -161,9 +158,7 @@ impl Sender {
             let _ = t.join();
         }
         for t in self.tasks.drain(..) {
-            if !t.wait(STOP_WAIT) {
-                log::warn!("{} send pipeline of track {} did not stop within {STOP_WAIT:?}", self.shared.kind, self.track);
-            }
+            t.finish(format_args!("{} send pipeline of track {}", self.shared.kind, self.track));
         }
     }
 }
@@ -192,13 +187,9 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
         if let Some(w) = pacer.as_ref().and_then(|p| p.next_wakeup()) {
             wake = wake.min(w);
         }
-        let input = tokio::select! {
-            input = rx.recv() => Some(input),
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => None,
-        };
-        match input {
-            Some(None | Some(Input::Stop)) => break,
-            Some(Some(Input::Packets(packets, queued_at))) => {
+        match next_input(&mut rx, wake).await {
+            Wake::Closed | Wake::Input(Input::Stop) => break,
+            Wake::Input(Input::Packets(packets, queued_at)) => {
                 for p in &packets {
                     if let Some(seq) = rtp_sequence_number(p) {
                         history.store(seq, p.clone(), now);
@@ -210,7 +201,7 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
                     None => packets.iter().for_each(|p| send(p, false, now - queued_at, &shared)),
                 }
             }
-            Some(Some(Input::Rtcp(packet))) => {
+            Wake::Input(Input::Rtcp(packet)) => {
                 for ev in parse_compound(&packet) {
                     let rtt = match &ev {
                         RtcpEvent::Rr { reports, .. } | RtcpEvent::Sr { reports, .. } => reports
@@ -236,7 +227,7 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
                     }
                 }
             }
-            None => {} // the deadline
+            Wake::Deadline => {}
         }
         let now = Instant::now();
         if let Some(pc) = pacer.as_mut() {
@@ -530,6 +521,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     Ok(Sender { track, shared, tx, threads: Vec::new(), tasks: vec![audio_task, send_task], slot: None, feed: Some(feed), _transform_return: ret })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn audio_loop(
     feed: Arc<AudioFeed>,
     shared: Arc<SendShared>,
