@@ -317,4 +317,32 @@ mod tests {
             assert!(with(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn tuning_is_checked() {
+        let with = |v: &str| {
+            ConnectionConfig::from_json(&format!(
+                r#"{{"signaling_urls":["ws://h"],"role":"sendonly","channel_id":"c","tuning":{v}}}"#
+            ))
+        };
+        for ok in [
+            "{}",
+            r#"{"video_pacing_factor":0.25,"video_pacing_max_delay_ms":0,"opus_min_packet_loss_percent":100}"#,
+        ] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            r#"{"video_pacing_factor":0}"#,
+            r#"{"video_pacing_factor":101}"#,
+            r#"{"video_pacing_max_delay_ms":-1}"#,
+            r#"{"video_pacing_max_delay_ms":60001}"#,
+            r#"{"opus_min_packet_loss_percent":101}"#,
+            r#"{"opus_min_packet_loss_percent":-1}"#,
+            r#"{"video_pacing_factor":"fast"}"#,
+            r#"{"bogus":1}"#,
+            "[]",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
 }
