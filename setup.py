@@ -56,6 +56,8 @@ def build_shim() -> Path:
     """Runs the release build of the shim; returns the built library."""
     target = cargo_target_dir()
     env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+    # The patched libdatachannel crate cshim/Cargo.toml points at (cshim/patches).
+    subprocess.run([sys.executable, str(ROOT / "cshim" / "patches" / "prepare.py")], check=True)
     cmd = [cargo_executable(), "build", "--release", "--manifest-path", str(CARGO_MANIFEST)]
     print("sora_ffi: " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env)
