@@ -105,13 +105,6 @@ struct Session {
     peer: Option<Peer>,
     /// Candidates the server trickled before its offer was applied.
     early_candidates: Vec<(String, Option<String>)>,
-    /// The offer's own candidates, added at `deferred_at` (see apply_offer).
-    deferred_candidates: Vec<(String, Option<String>)>,
-    deferred_at: Option<Instant>,
-    /// Our own candidates, trickled at `deferred_at`.
-    held_candidates: Vec<(String, String)>,
-    /// ICE start is deferred (see apply_offer) and has not happened yet.
-    ice_deferred: bool,
     offer_received: bool,
     /// Redirects followed so far (at most MAX_REDIRECTS).
     redirects: u32,
@@ -166,10 +159,6 @@ impl Session {
             ws_reader: None,
             peer: None,
             early_candidates: Vec::new(),
-            deferred_candidates: Vec::new(),
-            deferred_at: None,
-            held_candidates: Vec::new(),
-            ice_deferred: false,
             offer_received: false,
             redirects: 0,
             pc_connected: false,
@@ -251,7 +240,6 @@ impl Session {
             (!self.connected).then_some(self.connect_deadline),
             self.switch_deadline,
             self.disconnect_deadline,
-            self.deferred_at,
         ]
         .into_iter()
         .flatten()
@@ -261,18 +249,6 @@ impl Session {
 
     async fn on_deadline(&mut self) {
         let now = Instant::now();
-        if self.deferred_at.is_some_and(|d| d <= now) {
-            self.deferred_at = None;
-            self.ice_deferred = false;
-            for (cand, mid) in std::mem::take(&mut self.held_candidates) {
-                let msg = json!({"type": "candidate", "candidate": cand, "sdpMid": mid});
-                self.report(VIA_WS, SENT, &msg.to_string());
-                self.ws_send(&msg).await;
-            }
-            if let Some(peer) = &self.peer {
-                add_candidates(peer, std::mem::take(&mut self.deferred_candidates));
-            }
-        }
         if self.disconnect_deadline.is_some_and(|d| d <= now) {
             self.finish(code::CLOSE_FAILED, "Timed out waiting for the server to close the session (disconnect_wait_timeout)");
         } else if self.switch_deadline.is_some_and(|d| d <= now) {
@@ -548,14 +524,10 @@ impl Session {
         self.shared.state.lock().pc = Some(peer.id());
         self.peer = Some(peer);
         if let Some(answer) = self.apply_offer(sdp_text, Some(v)).await {
-            let answer = if self.ice_deferred { take_candidates(&answer).0 } else { answer };
             let msg = json!({"type": "answer", "sdp": answer});
             self.report(VIA_WS, SENT, &msg.to_string());
             if !self.ws_send(&msg).await {
                 return self.finish(code::WEBSOCKET_ONERROR, "failed to send answer");
-            }
-            if self.ice_deferred {
-                self.deferred_at = Some(Instant::now() + CANDIDATE_DEFER);
             }
             if self.dc_signaling {
                 self.switch_deadline = Some(Instant::now() + self.t.data_channel_signaling);
@@ -585,21 +557,6 @@ impl Session {
         // succeeded, when our DTLS transport already exists; the other way round the first
         // ClientHello regularly arrives too early, is dropped, and costs a 1 s retransmit.
         let munged = offer.replace("a=setup:actpass", "a=setup:active");
-        // ICE starts a moment after our answer went out (full-ICE offerers only): the
-        // offer's candidates are added then, and our own are trickled then instead of riding
-        // in the answer. So the offerer has stored our answer before any check arrives:
-        // as DTLS client it would otherwise start the handshake inside its
-        // setRemoteDescription (libdatachannel 0.23 hands the answer to ICE before storing
-        // it) and reject our certificate. We still check first, so we are connected (and
-        // our DTLS server ready) before the offerer sends its ClientHello.
-        let munged = if initial.is_some() && !munged.contains("a=ice-lite") {
-            let (rest, cands) = take_candidates(&munged);
-            self.deferred_candidates = cands;
-            self.ice_deferred = true;
-            rest
-        } else {
-            munged
-        };
         let mut upstream = Vec::new();
         let result = peer
             .set_remote_description(&munged, "offer")
@@ -903,9 +860,7 @@ impl Session {
         match ev {
             RtcEvent::LocalCandidate { candidate, mid } => {
                 let cand = candidate.strip_prefix("a=").unwrap_or(&candidate).to_string();
-                if self.ice_deferred {
-                    self.held_candidates.push((cand, mid));
-                } else if self.ws.is_some() {
+                if self.ws.is_some() {
                     let msg = json!({"type": "candidate", "candidate": cand, "sdpMid": mid});
                     self.report(VIA_WS, SENT, &msg.to_string());
                     self.ws_send(&msg).await;
@@ -1054,37 +1009,6 @@ fn add_candidates(peer: &Peer, candidates: impl IntoIterator<Item = (String, Opt
             log::warn!("ignoring remote candidate {cand:?}: {e}");
         }
     }
-}
-
-/// How long after our answer the offerer's candidates are added (see apply_offer).
-const CANDIDATE_DEFER: Duration = Duration::from_millis(15);
-
-/// Splits the `a=candidate` lines (with their section's mid) off an SDP.
-pub(crate) fn take_candidates(sdp: &str) -> (String, Vec<(String, Option<String>)>) {
-    let mut rest = String::with_capacity(sdp.len());
-    let mut cands = Vec::new();
-    let mut mid: Option<String> = None;
-    let mut section_cands: Vec<String> = Vec::new();
-    let flush = |mid: &Option<String>, section: &mut Vec<String>, out: &mut Vec<(String, Option<String>)>| {
-        out.extend(section.drain(..).map(|c| (c, mid.clone())));
-    };
-    for line in sdp.split_inclusive('\n') {
-        let l = line.trim_end();
-        if l.starts_with("m=") {
-            flush(&mid, &mut section_cands, &mut cands);
-            mid = None;
-        }
-        if let Some(m) = l.strip_prefix("a=mid:") {
-            mid = Some(m.to_string());
-        }
-        if let Some(c) = l.strip_prefix("a=") .filter(|c| c.starts_with("candidate:")) {
-            section_cands.push(c.to_string());
-        } else if l != "a=end-of-candidates" {
-            rest.push_str(line);
-        }
-    }
-    flush(&mid, &mut section_cands, &mut cands);
-    (rest, cands)
 }
 
 enum PendingSender {
