@@ -7,6 +7,7 @@ pub mod ffi;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod ice_scope;
 pub mod log;
 pub mod media;
 pub mod peer;

@@ -6,6 +6,7 @@
 //! Callbacks find their observer through a token in a registry (never a raw pointer), so a
 //! callback racing with teardown finds nothing instead of freed memory.
 use crate::error::{Error, Result};
+use crate::ice_scope::Scope;
 use datachannel_sys as sys;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -198,6 +199,8 @@ pub struct DataChannelOptions {
 pub struct Peer {
     pc: c_int,
     token: u64,
+    /// Remote candidates that cannot pair with our bind address never reach ICE.
+    scope: Scope,
 }
 
 impl Peer {
@@ -237,7 +240,7 @@ impl Peer {
             sys::rtcSetDataChannelCallback(pc, Some(on_data_channel));
             sys::rtcSetTrackCallback(pc, Some(on_track));
         }
-        Ok(Peer { pc, token })
+        Ok(Peer { pc, token, scope: Scope::new(config.bind_address.as_deref()) })
     }
 
     fn ptr(&self) -> *mut c_void {
@@ -245,7 +248,7 @@ impl Peer {
     }
 
     pub fn set_remote_description(&self, sdp: &str, kind: &str) -> Result<()> {
-        let (s, k) = (cstr(sdp)?, cstr(kind)?);
+        let (s, k) = (cstr(&self.scope.filter_sdp(sdp))?, cstr(kind)?);
         check(unsafe { sys::rtcSetRemoteDescription(self.pc, s.as_ptr(), k.as_ptr()) }, "setRemoteDescription")?;
         Ok(())
     }
@@ -262,6 +265,10 @@ impl Peer {
     }
 
     pub fn add_remote_candidate(&self, candidate: &str, mid: Option<&str>) -> Result<()> {
+        if !self.scope.admits(candidate) {
+            log::debug!("remote candidate cannot pair with the bind address, skipped: {candidate}");
+            return Ok(());
+        }
         let c = cstr(candidate)?;
         let m = mid.map(cstr).transpose()?;
         let mp = m.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
