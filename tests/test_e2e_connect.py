@@ -172,30 +172,20 @@ def test_newer_connect_parameters_are_sent(sdk, server, channel_id, clients):
 def test_connections_started_at_once_all_establish(ffi, server, channel_id):
     """100 recvonly audio+video connections over 10 channels, each connect() on its own
     thread, released together (benchmarks/connect.py times the same thing): every one
-    establishes, with its own connection.created, and none fails. This is where the
-    DTLS certificate race of libdatachannel used to fail connections (cshim/patches)."""
-    import json
+    establishes (wait_connected: offer applied, peer connected, its own
+    connection.created received), and none fails. This is where the DTLS certificate race
+    of libdatachannel used to fail connections (cshim/patches)."""
     import threading
 
     sora = ffi.Sora()
     n, channels = 100, 10
-    conns, created, failed = [], [], []
+    failed: list = []
+    conns = []
     for i in range(n):
         conn = sora.create_connection(signaling_urls=[server.signaling_url], role="recvonly",
                                       channel_id=f"{channel_id}-{i % channels}", audio=True, video=True)
-        own: list[str] = []
-        done = threading.Event()
-
-        def on_notify(text, own=own, done=done):
-            m = json.loads(text)
-            if m.get("event_type") == "connection.created" and own and m["connection_id"] == own[0]:
-                done.set()
-
-        conn.on_set_offer = lambda text, own=own: own.append(json.loads(text)["connection_id"])
-        conn.on_notify = on_notify
         conn.on_disconnect = lambda code, message: failed.append((int(code), message))
         conns.append(conn)
-        created.append(done)
     go = threading.Barrier(n)
     threads = [threading.Thread(target=lambda c=c: (go.wait(), c.connect())) for c in conns]
     try:
@@ -203,7 +193,8 @@ def test_connections_started_at_once_all_establish(ffi, server, channel_id):
             t.start()
         for t in threads:
             t.join(20)
-        assert all(e.wait(20) for e in created), f"{sum(not e.is_set() for e in created)} not established"
+        established = [c.wait_connected(20) for c in conns]
+        assert all(established), f"{established.count(False)} not established"
         assert not failed
         assert wait_until(lambda: len(server.connections()) == n, 10)
     finally:
