@@ -8,7 +8,7 @@ cargo command: setup.py, .ci/setup, wheels/build.sh and cshim/fuzz/run.sh run th
 The crate comes from cargo's download cache when it is there, otherwise from crates.io;
 either way its SHA-256 must match the one pinned below. An up-to-date copy is left as it
 is (same files, same times), so cargo does not rebuild libdatachannel. Why we patch and
-what each patch does: docs/design.md, "libdatachannel: four small patches".
+what each patch does: docs/design.md, "libdatachannel: small patches".
 """
 from __future__ import annotations
 

@@ -3,5 +3,6 @@ pub mod config;
 pub mod sdp;
 pub mod session;
 pub mod stats;
+pub mod tls;
 pub mod transport;
 pub mod zlib;

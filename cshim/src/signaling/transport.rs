@@ -4,11 +4,10 @@
 //! losers are closed.
 use base64::Engine;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, pki_types};
+use super::tls::Tls;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::WebSocketStream;
@@ -66,59 +65,8 @@ pub fn parse_ws_url(raw: &str) -> Result<url::Url, OpenError> {
     Ok(u)
 }
 
-fn tls_config(opts: &TransportOptions) -> Result<Arc<rustls::ClientConfig>, OpenError> {
-    use pki_types::pem::PemObject;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| failed("TLS setup", e))?;
-    let builder = if opts.insecure {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(insecure::AcceptAll(provider)))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        if let Some(pem) = &opts.ca_cert {
-            for cert in pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| OpenError::InvalidUrl(format!("ca_cert is not valid PEM: {e}")))?;
-                roots.add(cert).map_err(|e| OpenError::InvalidUrl(format!("ca_cert rejected: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(OpenError::InvalidUrl("ca_cert holds no certificate".into()));
-            }
-        } else {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        }
-        builder.with_root_certificates(roots)
-    };
-    let config = match (&opts.client_cert, &opts.client_key) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<_> = pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| OpenError::InvalidUrl(format!("client_cert is not valid PEM: {e}")))?;
-            let key = pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
-                .map_err(|e| OpenError::InvalidUrl(format!("client_key is not valid PEM: {e}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| OpenError::InvalidUrl(format!("client certificate rejected: {e}")))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
-async fn tls_wrap(stream: Box<dyn Io>, host: &str, config: Arc<rustls::ClientConfig>) -> Result<Box<dyn Io>, OpenError> {
-    let name = pki_types::ServerName::try_from(host.to_string()).map_err(|e| failed("TLS server name", e))?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, stream)
-        .await
-        .map_err(|e| failed("TLS handshake", e))?;
-    Ok(Box::new(tls))
-}
-
 /// CONNECT through an HTTP(S) proxy; returns the tunnel.
-async fn proxy_tunnel(proxy: &Proxy, target: &str, tls: &Arc<rustls::ClientConfig>) -> Result<Box<dyn Io>, OpenError> {
+async fn proxy_tunnel(proxy: &Proxy, target: &str, tls: &Tls) -> Result<Box<dyn Io>, OpenError> {
     let purl = url::Url::parse(&proxy.url).map_err(|e| OpenError::InvalidUrl(format!("invalid proxy_url: {e}")))?;
     let phost = purl.host_str().ok_or_else(|| OpenError::InvalidUrl("proxy_url has no host".into()))?.to_string();
     let pport = purl.port_or_known_default().unwrap_or(8080);
@@ -126,7 +74,7 @@ async fn proxy_tunnel(proxy: &Proxy, target: &str, tls: &Arc<rustls::ClientConfi
     let _ = tcp.set_nodelay(true);
     let mut stream: Box<dyn Io> = Box::new(tcp);
     if purl.scheme() == "https" {
-        stream = tls_wrap(stream, &phost, tls.clone()).await?;
+        stream = tls.wrap(stream, &phost).await?;
     }
     let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(user) = &proxy.username {
@@ -164,17 +112,17 @@ pub async fn open(raw_url: &str, opts: &TransportOptions) -> Result<Ws, OpenErro
     let port = url.port_or_known_default().unwrap_or(80);
     let secure = url.scheme() == "wss";
     let tls = if secure || opts.proxy.as_ref().is_some_and(|p| p.url.starts_with("https")) {
-        Some(tls_config(opts)?)
+        Some(Tls::new(opts)?)
     } else {
         None
     };
     let stream: Box<dyn Io> = match &opts.proxy {
         Some(proxy) => {
             let tls_for_proxy = match &tls {
-                Some(t) => t.clone(),
-                None => tls_config(opts)?,
+                Some(t) => t,
+                None => &Tls::new(opts)?,
             };
-            proxy_tunnel(proxy, &format!("{}:{}", url.host_str().unwrap_or_default(), port), &tls_for_proxy).await?
+            proxy_tunnel(proxy, &format!("{}:{}", url.host_str().unwrap_or_default(), port), tls_for_proxy).await?
         }
         None => {
             let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| failed("connect", e))?;
@@ -182,7 +130,10 @@ pub async fn open(raw_url: &str, opts: &TransportOptions) -> Result<Ws, OpenErro
             Box::new(tcp)
         }
     };
-    let stream = if secure { tls_wrap(stream, &host, tls.expect("tls config")).await? } else { stream };
+    let stream = match &tls {
+        Some(tls) if secure => tls.wrap(stream, &host).await?,
+        _ => stream,
+    };
     let mut request = raw_url.into_client_request().map_err(|e| OpenError::InvalidUrl(format!("bad request: {e}")))?;
     if let Some(ua) = &opts.user_agent {
         let v = HeaderValue::from_str(ua).map_err(|_| OpenError::InvalidUrl("user_agent is not a valid header value".into()))?;
@@ -244,47 +195,4 @@ pub async fn race(urls: &[String], opts: &TransportOptions, timeout: Duration, k
         }
     }
     Err(OpenError::Failed(errors.join("; ")))
-}
-
-mod insecure {
-    //! `insecure=True`: accept any server certificate (still checks the handshake signature).
-    use super::rustls;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use std::sync::Arc;
-
-    #[derive(Debug)]
-    pub struct AcceptAll(pub Arc<rustls::crypto::CryptoProvider>);
-
-    impl ServerCertVerifier for AcceptAll {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
 }
