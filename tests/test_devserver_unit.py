@@ -550,3 +550,68 @@ def test_relay_rules():
     # undecodable compressed input is dropped
     assert ch.relay(sender, sender.dc("#t"), b"not zlib", True) == 0
     assert sender.dropped and sender.dropped[0][0] == "#t"  # counted and logged
+
+
+# ------------------------------------------------------------ channel joins at scale
+class _Member:
+    """What Channel needs of a session: role, notifies received, re-offer requests."""
+
+    def __init__(self, n, role):
+        from sora_ffi.devserver.params import ConnectParams
+
+        self.connection_id = self.client_id = self.bundle_id = f"c{n}"
+        self.role = role
+        self.params = ConnectParams(role=role, channel_id="big", audio=True, video=False)
+        self.is_established = False
+        self.notifies: list = []
+        self.renegotiations = 0
+
+    def notify_info(self):
+        return {"role": self.role, "connection_id": self.connection_id}
+
+    def notify_entry(self):
+        return {"connection_id": self.connection_id}
+
+    def send_notify(self, msg):
+        self.notifies.append(msg)
+
+    def request_renegotiation(self):
+        self.renegotiations += 1
+
+
+def test_channel_join_and_leave_cost_is_linear():
+    """1000 recvonly joins ask no one for a re-offer (a receiver changes no one's tracks) and
+    send each notify once per member, encoded once; a sender's join and leave re-offer to
+    everyone."""
+    from sora_ffi.devserver.channel import Channel
+
+    ch = Channel("big")
+    members = []
+    for n in range(1000):
+        m = _Member(n, "recvonly")
+        ch.add(m)
+        m.is_established = True
+        ch.on_established(m)
+        members.append(m)
+    assert sum(m.renegotiations for m in members) == 0
+    # member k: its own created (a dict with data) + one text notify per later joiner
+    for k in (0, 500, 999):
+        own, *about = members[k].notifies
+        assert own["event_type"] == "connection.created" and len(own["data"]) == k
+        assert len(about) == 999 - k
+        assert all(isinstance(t, str) for t in about)
+    last = json.loads(members[0].notifies[-1])
+    assert last["connection_id"] == "c999" and last["channel_connections"] == 1000
+    assert members[0].notifies[-1] is members[500].notifies[-1]  # encoded once
+
+    sender = _Member(1000, "sendonly")
+    ch.add(sender)
+    sender.is_established = True
+    ch.on_established(sender)
+    assert all(m.renegotiations == 1 for m in members)
+    ch.remove(members[0], was_established=True)
+    assert all(m.renegotiations == 1 for m in members)
+    left = json.loads(members[1].notifies[-1])
+    assert left["event_type"] == "connection.destroyed" and left["connection_id"] == "c0"
+    ch.remove(sender, was_established=True)
+    assert all(m.renegotiations == 2 for m in members[1:])

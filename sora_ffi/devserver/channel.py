@@ -14,6 +14,7 @@ import logging
 import zlib
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from . import strictjson
 from .auth import now_iso
 from .inflate import inflate
 
@@ -92,13 +93,8 @@ class Channel:
         own["data"] = [o.notify_entry() for o in others if not same_bundle(o, s)]
         s.send_notify(own)
         # Re-offer first (Sora's order over WebSocket, §2.8), then the notify.
-        for o in self.sessions.values():
-            if o is not s:
-                o.request_renegotiation()
-        about = self._event("connection.created", s, counts)
-        for o in others:
-            if not same_bundle(o, s):
-                o.send_notify(about)
+        self._renegotiate_for(s)
+        self._broadcast(self._event("connection.created", s, counts), others, about=s)
 
     def notify_updated(self, s: "Session") -> None:
         """``s`` changed (its signaling_notify_metadata): ``connection.updated`` about it to
@@ -113,14 +109,29 @@ class Channel:
         if self.sessions.get(s.connection_id) is not s:
             return
         del self.sessions[s.connection_id]
-        for o in self.sessions.values():
-            o.request_renegotiation()
+        self._renegotiate_for(s)
         if not was_established:
             return
-        msg = self._event("connection.destroyed", s, self.counts())
-        for o in self.established():
-            if not same_bundle(o, s):
-                o.send_notify(msg)
+        self._broadcast(self._event("connection.destroyed", s, self.counts()), self.established(), about=s)
+
+    def _renegotiate_for(self, s: "Session") -> None:
+        """Re-offers to the others after ``s`` joined or left, when that changes what they
+        receive. Only a member that sends media does: a recvonly join or leave changes no
+        one's tracks, and skipping it keeps a join O(N) instead of O(N²) (each re-offer
+        check walks the channel), which is what lets a channel hold 1000 receivers."""
+        if not (s.params.sends and (s.params.audio or s.params.video)):
+            return
+        for o in list(self.sessions.values()):
+            if o is not s:
+                o.request_renegotiation()
+
+    @staticmethod
+    def _broadcast(msg: dict, members: Iterable, about: "Session") -> None:
+        """One notify to every member but ``about``'s bundle siblings, encoded once."""
+        text = strictjson.dumps(msg)
+        for o in members:
+            if not same_bundle(o, about):
+                o.send_notify(text)
 
     # ----------------------------------------------------------------- messaging
     def relay(self, sender: "Session", st: "DataChannelState", payload: bytes,

@@ -204,14 +204,16 @@ class Session:
             self._ping_task = None
 
     # ------------------------------------------------------------ WebSocket side
-    def send_ws(self, msg: dict) -> bool:
+    def send_ws(self, msg: "dict | str") -> bool:
+        """Queues ``msg`` (a dict, or its JSON text when the caller encoded it once for
+        many recipients) on the WebSocket."""
         if not self.ws_open or self.state == CLOSED:
             return False
         if self._ws_out.qsize() > WS_QUEUE_LIMIT:
             log.warning("%s: WebSocket send queue overflow", self.connection_id)
             self._spawn(self.end(CLOSE_SLOW, "SLOW-CLIENT"))
             return False
-        self._ws_out.put_nowait(strictjson.dumps(msg))
+        self._ws_out.put_nowait(msg if isinstance(msg, str) else strictjson.dumps(msg))
         return True
 
     def _ws_close(self, code: int, reason: str) -> None:
@@ -821,17 +823,17 @@ class Session:
         st.bytes_sent += len(data)
         return True
 
-    def send_dc_json(self, label: str, msg: dict) -> bool:
+    def send_dc_json(self, label: str, msg: "dict | str") -> bool:
         st = self._dc_open(label)
         if st is None:
             return False
-        data = strictjson.dumps(msg).encode()
+        data = (msg if isinstance(msg, str) else strictjson.dumps(msg)).encode()
         if st.spec.compress:
             return self.send_dc(label, zlib.compress(data), True)
         return self.send_dc(label, data, False)
 
     # ----------------------------------------------------------- outgoing routes
-    def _send_routed(self, label: str, msg: dict) -> bool:
+    def _send_routed(self, label: str, msg: "dict | str") -> bool:
         if self.switched and self.send_dc_json(label, msg):
             return True
         return self.send_ws(msg)
@@ -839,7 +841,7 @@ class Session:
     def send_signaling(self, msg: dict) -> bool:
         return self._send_routed("signaling", msg)
 
-    def send_notify(self, msg: dict) -> bool:
+    def send_notify(self, msg: "dict | str") -> bool:
         if not self.signaling_notify:
             return False
         return self._send_routed("notify", msg)
