@@ -130,7 +130,13 @@ impl AudioSink {
             let have = st.buffer.len() / ch;
             if (frames == 0 && have > 0) || (frames > 0 && have >= frames) {
                 let n = if frames == 0 { have } else { frames } * ch;
-                let out: Vec<i16> = st.buffer.drain(..n).collect();
+                let out = take_front(&mut st.buffer, n);
+                // Give back what a burst (or a reader that started late) grew: a sink read
+                // every 100 ms keeps ~100 ms, not the largest backlog it ever had.
+                let keep = (st.buffer.len() * 2).max(st.rate as usize * ch / 5);
+                if st.buffer.capacity() > 2 * keep {
+                    st.buffer.shrink_to(keep);
+                }
                 return Some((out, st.rate, st.channels));
             }
             if st.closed || self.ready.wait_until(&mut st, deadline).timed_out() {
@@ -178,6 +184,17 @@ impl MediaSink for AudioSink {
     }
 }
 
+/// Removes and returns the first `n` samples of `buffer` (two slice copies).
+fn take_front(buffer: &mut VecDeque<i16>, n: usize) -> Vec<i16> {
+    let (a, b) = buffer.as_slices();
+    let from_a = n.min(a.len());
+    let mut out = Vec::with_capacity(n);
+    out.extend_from_slice(&a[..from_a]);
+    out.extend_from_slice(&b[..n - from_a]);
+    buffer.drain(..n);
+    out
+}
+
 /// `SoraAudioStreamSink`: one event per 10 ms of converted audio.
 pub struct AudioStreamSink {
     pub id: u64,
@@ -223,5 +240,38 @@ impl MediaSink for AudioStreamSink {
             ev.droppable = true;
             self.queue.push(ev);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_front_spans_the_ring_wrap() {
+        let mut q: VecDeque<i16> = VecDeque::with_capacity(8);
+        q.extend([0, 1, 2, 3, 4, 5]);
+        q.drain(..4); // head moves near the end of the ring
+        q.extend([6, 7, 8, 9]); // wraps
+        assert_eq!(take_front(&mut q, 5), vec![4, 5, 6, 7, 8]);
+        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![9]);
+    }
+
+    #[test]
+    fn reading_gives_back_a_backlog() {
+        let sink = AudioSink::new(-1, -1);
+        let tone: Vec<i16> = (0..960).map(|i| (i % 100) as i16).collect(); // 20 ms, 48 kHz mono
+        for _ in 0..100 {
+            sink.on_audio(&tone, 48_000, 1, None); // 2 s unread
+        }
+        let cap_before = sink.state.lock().buffer.capacity();
+        assert!(cap_before >= 96_000);
+        let (pcm, rate, ch) = sink.read(0, Duration::ZERO).expect("audio");
+        assert_eq!((pcm.len(), rate, ch), (96_000, 48_000, 1));
+        assert_eq!(&pcm[..960], &tone[..]);
+        assert!(sink.state.lock().buffer.capacity() <= 9_600 * 2, "kept {}", sink.state.lock().buffer.capacity());
+        // steady reading afterwards still works
+        sink.on_audio(&tone, 48_000, 1, None);
+        assert_eq!(sink.read(960, Duration::ZERO).expect("audio").0, tone);
     }
 }
