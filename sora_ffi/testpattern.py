@@ -5,7 +5,8 @@ Used by the media tests and the benchmarks (and handy for checking any pipeline)
 :func:`make_frame` draws a moving scene plus a bar code of 48 black/white blocks (16-bit
 frame index, 32-bit send time in ms); :func:`read_code` recovers both from a decoded frame,
 surviving lossy compression because each block is a flat 32×32 square.
-:class:`ToneFeeder` sends a sine tone to a `SoraAudioSource` in 10 ms blocks on a thread.
+:class:`ToneFeeder` sends a sine tone to a `SoraAudioSource` in 10 ms blocks on a thread;
+:class:`PatternFeeder` sends stamped frames to a `SoraVideoSource` at a frame rate.
 """
 from __future__ import annotations
 
@@ -132,6 +133,43 @@ class ToneFeeder:
             self._thread.join()
 
     def __enter__(self) -> "ToneFeeder":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class PatternFeeder:
+    """Feeds stamped :func:`make_frame` pictures (``width``×``height``) to
+    ``source.on_captured`` at ``fps``, paced to real time, on a daemon thread from
+    :meth:`start` (or ``with``) until :meth:`stop`. The scene is drawn once per period."""
+
+    def __init__(self, source: Any, width: int = 640, height: int = 360, fps: float = 30.0) -> None:
+        self.source, self.fps = source, fps
+        self.scenes = [scene(i, width, height) for i in range(PERIOD)]
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pattern", daemon=True)
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        while not self._stop.is_set():
+            i = self.sent
+            img = stamp(self.scenes[i % PERIOD].copy(), i, int(time.time() * 1000))
+            self.source.on_captured(img)
+            self.sent += 1
+            time.sleep(max(0.0, t0 + self.sent / self.fps - time.perf_counter()))
+
+    def start(self) -> "PatternFeeder":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> "PatternFeeder":
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
