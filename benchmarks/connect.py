@@ -1,4 +1,5 @@
-"""Connection set-up time, sora_ffi vs the official sora_sdk, against one dev server.
+"""Connection set-up time, sora_ffi vs the official sora_sdk, against one dev server
+(``python -m sora_ffi.devserver`` in a process of its own, as a real Sora would be).
 
 Measures, for each SDK in the same run (interleaved, same server), the time from
 ``connect()`` to the connection being established: its offer applied and the server's
@@ -24,7 +25,7 @@ import statistics
 import threading
 import time
 
-from sora_ffi.devserver import DevServer
+from sora_ffi.devserver import DevServerProcess
 
 
 class Probe:
@@ -110,7 +111,7 @@ def main() -> None:
     seq: dict[str, list[float]] = {n: [] for n in names}
     failed = {n: 0 for n in names}
     conc: dict[str, list[tuple[float, int]]] = {n: [] for n in names}
-    with DevServer(ping_interval=None) as server:
+    with DevServerProcess("--ping-interval", "0") as server:  # its own interpreter, as Sora would be
         url = server.signaling_url
         soras = {sdk.__name__: sdk.Sora() for sdk in sdks}
         for name in names:  # warm-up: the first connection pays one-off initialisation

@@ -182,12 +182,10 @@ def main():
     if args.child:
         args.role = args.child
         return child(args)
-    server = subprocess.Popen([sys.executable, "-m", "sora_ffi.devserver", "--port", "0", "--ping-interval", "0", "-v"],
-                              stdout=subprocess.PIPE, stderr=open(os.environ.get("SORA_BENCH_SERVER_LOG", os.devnull), "w"), text=True)
-    try:
-        url = json.loads(server.stdout.readline())["signaling_url"]
-        # keep draining its stdout, or a full pipe would stall the server
-        threading.Thread(target=server.stdout.read, daemon=True).start()
+    from sora_ffi.devserver import DevServerProcess
+
+    with DevServerProcess("--ping-interval", "0", "-v", log=os.environ.get("SORA_BENCH_SERVER_LOG")) as server:
+        url = server.signaling_url
         rows = {}
         for n, sdk in enumerate(("sora_ffi", "sora_sdk")):
             # sending cost of `sdk`, received by sora_ffi
@@ -203,9 +201,6 @@ def main():
             s = spawn("send", "sora_ffi", url, ch, args)
             rows[("recv", sdk)] = result(r)
             result(s)
-    finally:
-        server.terminate()
-        server.wait(10)
     print(f"{W}x{H} {FPS} fps {args.codec} {args.bitrate} kbps, {args.seconds:.0f} s per run, loopback")
     print(json.dumps({f"{k[0]}/{k[1]}": v for k, v in rows.items()}, indent=1))
     sf, so = rows[("send", "sora_ffi")], rows[("send", "sora_sdk")]

@@ -404,3 +404,31 @@ def test_cli_first_line_and_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_devserver_process_serves_a_client_and_stops(tmp_path):
+    """DevServerProcess (what the benchmarks use): the child's URL works for a real client,
+    its log goes where asked, and stop() ends the process."""
+    import sora_ffi
+    from sora_ffi.devserver import DevServerProcess
+
+    log = tmp_path / "server.log"
+    with DevServerProcess("--ping-interval", "1", "-v", log=str(log)) as server:
+        proc = server._proc
+        sora = sora_ffi.Sora()
+        conn = sora.create_connection(signaling_urls=[server.signaling_url], role="recvonly",
+                                      channel_id="process", audio=True, video=False)
+        conn.connect()
+        try:
+            assert conn.wait_connected(10)
+        finally:
+            conn.disconnect()
+    assert proc is not None and proc.poll() is not None
+    assert "process" in log.read_text()  # -v logs the session's channel
+
+
+def test_devserver_process_that_cannot_start_raises():
+    from sora_ffi.devserver import DevServerProcess
+
+    with pytest.raises(RuntimeError, match="did not start"):
+        DevServerProcess("--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem").start()

@@ -4,6 +4,7 @@ Signaling (WebSocket, DataChannel signaling, notify/push, messaging relay, auth,
 is Python; the WebRTC peers are the native shim's ``sora_peer_*`` objects. See
 ``docs/devserver.md``.
 """
+from .process import DevServerProcess
 from .server import AsyncDevServer, DevServer, DevServerConfig
 
-__all__ = ["AsyncDevServer", "DevServer", "DevServerConfig"]
+__all__ = ["AsyncDevServer", "DevServer", "DevServerConfig", "DevServerProcess"]

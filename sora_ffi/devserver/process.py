@@ -1,0 +1,75 @@
+"""The dev server in a child process (``python -m sora_ffi.devserver``), for benchmarks and
+tools that want the server off their own interpreter and GIL, as a real Sora would be."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+import sys
+import threading
+from typing import Any, Optional
+
+
+class DevServerProcess:
+    """Runs ``python -m sora_ffi.devserver --port 0 *args`` until :meth:`stop` (or the end
+    of ``with``). :attr:`info` is what the server printed at start (``signaling_url``,
+    ``api_url``, ports); its log goes to ``log`` (a path) or nowhere."""
+
+    def __init__(self, *args: str, log: Optional[str] = None) -> None:
+        self.args = ["--port", "0", *args]
+        self.log = log
+        self.info: dict = {}
+        self._proc: Optional[subprocess.Popen] = None
+
+    @property
+    def signaling_url(self) -> str:
+        return self.info["signaling_url"]
+
+    @property
+    def api_url(self) -> Optional[str]:
+        return self.info.get("api_url")
+
+    def start(self, timeout: float = 30.0) -> "DevServerProcess":
+        log = open(self.log, "w") if self.log else subprocess.DEVNULL
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "sora_ffi.devserver", *self.args],
+                                          stdout=subprocess.PIPE, stderr=log, text=True)
+        finally:
+            if self.log:
+                log.close()
+        first: concurrent.futures.Future = concurrent.futures.Future()
+
+        def read() -> None:  # the first line is the server's info; the rest is drained
+            assert self._proc is not None and self._proc.stdout is not None
+            first.set_result(self._proc.stdout.readline())
+            self._proc.stdout.read()
+
+        threading.Thread(target=read, name="devserver-stdout", daemon=True).start()
+        try:
+            line = first.result(timeout)
+            self.info = json.loads(line) if line else {}
+        except (concurrent.futures.TimeoutError, ValueError):
+            self.info = {}
+        if "signaling_url" not in self.info:
+            self.stop()
+            raise RuntimeError("the dev server did not start"
+                               + (f" (see {self.log})" if self.log else ""))
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> "DevServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
