@@ -21,7 +21,6 @@ use crate::rtc::{self, PacketHandler};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -144,15 +143,21 @@ impl PacketHandler for Forwarder {
                 b.on_rtp(track, ssrc, *now.get_or_insert_with(Instant::now));
             }
         }
-        if r.down.get(&track).is_some_and(|d| !d.is_empty()) {
+        if let Some(dsts) = r.down.get(&track) {
             if rtp {
                 if let Some(c) = r.cache.get(&track) {
                     let seq = u16::from_be_bytes([packet[2], packet[3]]);
                     c.lock().store(seq, packet.to_vec(), *now.get_or_insert_with(Instant::now));
                 }
             }
-            if !fan_out(track, packet) {
-                send_to_destinations(r, track, packet);
+            for &d in dsts {
+                let rewritten = r.mid.get(&d).filter(|_| rtp).and_then(|(id, mid)| replace_extension(packet, *id, mid));
+                let out = rewritten.as_deref().unwrap_or(packet);
+                if rtc::track_send(d, out).is_ok() && rtp {
+                    if let Some(c) = r.counters.get(&d) {
+                        c.add(out.len());
+                    }
+                }
             }
         }
         if !rtp {
@@ -171,72 +176,6 @@ impl PacketHandler for Forwarder {
                         }
                     }
                 }
-            }
-        }
-    }
-}
-
-/// Packets queued per fan-out worker before new ones are dropped: an SFU that cannot keep
-/// up drops (receivers NACK what they miss) rather than queueing without bound.
-const FAN_OUT_QUEUE: usize = 4096;
-static FAN_OUT_DROPPED: AtomicU64 = AtomicU64::new(0);
-
-/// Sends a source's packet to its destinations on a fixed pool (one worker per core, at
-/// most 4), not on the thread that received it: libdatachannel decrypts media on its one
-/// ICE thread (cshim/patches, libdatachannel-srtp-on-receiving-thread.patch), and a source
-/// with 1000 destinations would keep that thread from every other connection's STUN, DTLS
-/// and media. A source always goes to the same worker, so its packets keep their order.
-/// False when no worker could be started (the caller then sends on its own thread).
-fn fan_out(src: i32, packet: &[u8]) -> bool {
-    static WORKERS: OnceLock<Vec<SyncSender<(i32, Vec<u8>)>>> = OnceLock::new();
-    let workers = WORKERS.get_or_init(|| {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        (0..n)
-            .filter_map(|i| {
-                let (tx, rx) = sync_channel::<(i32, Vec<u8>)>(FAN_OUT_QUEUE);
-                std::thread::Builder::new()
-                    .name(format!("sora-forward-{i}"))
-                    .spawn(move || {
-                        for (src, packet) in rx {
-                            let sent = std::panic::catch_unwind(|| {
-                                if let Some(r) = ROUTES.read().as_ref() {
-                                    send_to_destinations(r, src, &packet);
-                                }
-                            });
-                            if sent.is_err() {
-                                log::error!("forwarding a packet of track {src} panicked");
-                            }
-                        }
-                    })
-                    .map_err(|e| log::error!("cannot start a forwarding thread: {e}"))
-                    .ok()
-                    .map(|_| tx)
-            })
-            .collect()
-    });
-    if workers.is_empty() {
-        return false;
-    }
-    let worker = &workers[src.unsigned_abs() as usize % workers.len()];
-    if let Err(TrySendError::Full(_)) = worker.try_send((src, packet.to_vec())) {
-        if FAN_OUT_DROPPED.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
-            log::warn!("forwarding cannot keep up: packets dropped ({} so far)", FAN_OUT_DROPPED.load(Ordering::Relaxed));
-        }
-    }
-    true
-}
-
-/// Sends `packet` (RTP with the destination's mid rewritten, or RTCP as it is) on every
-/// destination of `src`, counting forwarded RTP.
-fn send_to_destinations(r: &Routes, src: i32, packet: &[u8]) {
-    let Some(dsts) = r.down.get(&src) else { return };
-    let rtp = !is_rtcp(packet);
-    for &d in dsts {
-        let rewritten = r.mid.get(&d).filter(|_| rtp).and_then(|(id, mid)| replace_extension(packet, *id, mid));
-        let out = rewritten.as_deref().unwrap_or(packet);
-        if rtc::track_send(d, out).is_ok() && rtp {
-            if let Some(c) = r.counters.get(&d) {
-                c.add(out.len());
             }
         }
     }
