@@ -93,7 +93,8 @@ SCRIPT = textwrap.dedent("""
     base = settle(snapshot())
     t1 = time.monotonic()
     run(cycles - warmup)
-    end = settle(base)
+    # tokio keeps an idle blocking-pool thread (a session's teardown runs there) for 10 s
+    end = settle(base, timeout=12.0)
     t2 = time.monotonic()
     print(json.dumps({"base": base, "end": end, "errors": errors[:10], "n_errors": len(errors),
                       "cycles": counter[0], "warmup_s": t1 - t0, "cycles_s": t2 - t1}))
