@@ -59,7 +59,7 @@ def crate_archive() -> bytes:
 
 
 def apply(patch: Path, root: Path) -> None:
-    cmd = ["patch", "-p1", "--batch", "--forward", "--silent", "-d", str(root), "-i", str(patch)]
+    cmd = ["patch", "-p1", "--batch", "--forward", "--silent", "--no-backup-if-mismatch", "-d", str(root), "-i", str(patch)]
     if shutil.which("patch") is None:  # e.g. Windows with Git installed
         cmd = ["git", "apply", "-p1", "--unsafe-paths", f"--directory={root}", str(patch)]
     result = subprocess.run(cmd, capture_output=True, text=True)
