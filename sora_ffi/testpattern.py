@@ -10,9 +10,10 @@ surviving lossy compression because each block is a flat 32×32 square.
 """
 from __future__ import annotations
 
+import abc
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 
@@ -20,6 +21,7 @@ BLOCK = 32
 PERIOD = 30  # the scene repeats every PERIOD frames, so senders can draw it once
 BITS = 48  # 16 index bits, then 32 time bits
 _ROW = 16  # blocks per row of the code (512 px: fits 640-wide frames)
+_F = TypeVar("_F", bound="_PacedFeeder")
 
 
 def _code_bits(index: int, time_ms: int) -> list[int]:
@@ -106,24 +108,28 @@ def tone(start: int, samples: int, rate: int = 48000, hz: float = 440.0,
     return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.int16).reshape(-1, 1)
 
 
-class ToneFeeder:
-    """Feeds a tone to ``source.on_data`` in 10 ms blocks, paced to real time, on a daemon
-    thread from :meth:`start` (or ``with``) until :meth:`stop`."""
+class _PacedFeeder(abc.ABC):
+    """Calls :meth:`_feed` on a daemon thread from :meth:`start` (or ``with``) until
+    :meth:`stop`, paced so that the units fed (samples, frames) keep to ``per_second`` of
+    real time. :attr:`sent` counts them."""
 
-    def __init__(self, source: Any, rate: int = 48000, hz: float = 440.0, amplitude: float = 8000.0) -> None:
-        self.source, self.rate, self.hz, self.amplitude = source, rate, hz, amplitude
+    def __init__(self, per_second: float, name: str) -> None:
+        self.per_second = per_second
+        self.sent = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tone", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    @abc.abstractmethod
+    def _feed(self, sent: int) -> int:
+        """Feeds the next units (the first is number ``sent``); returns how many."""
 
     def _run(self) -> None:
-        block = self.rate // 100
-        n, t0 = 0, time.perf_counter()
+        t0 = time.perf_counter()
         while not self._stop.is_set():
-            self.source.on_data(tone(n, block, self.rate, self.hz, self.amplitude))
-            n += block
-            time.sleep(max(0.0, t0 + n / self.rate - time.perf_counter()))
+            self.sent += self._feed(self.sent)
+            time.sleep(max(0.0, t0 + self.sent / self.per_second - time.perf_counter()))
 
-    def start(self) -> "ToneFeeder":
+    def start(self: _F) -> _F:
         self._thread.start()
         return self
 
@@ -132,45 +138,37 @@ class ToneFeeder:
         if self._thread.is_alive():
             self._thread.join()
 
-    def __enter__(self) -> "ToneFeeder":
+    def __enter__(self: _F) -> _F:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
-class PatternFeeder:
+class ToneFeeder(_PacedFeeder):
+    """Feeds a tone to ``source.on_data`` in 10 ms blocks, paced to real time, on a daemon
+    thread from :meth:`start` (or ``with``) until :meth:`stop`."""
+
+    def __init__(self, source: Any, rate: int = 48000, hz: float = 440.0, amplitude: float = 8000.0) -> None:
+        super().__init__(rate, "tone")
+        self.source, self.rate, self.hz, self.amplitude = source, rate, hz, amplitude
+
+    def _feed(self, sent: int) -> int:
+        block = self.rate // 100
+        self.source.on_data(tone(sent, block, self.rate, self.hz, self.amplitude))
+        return block
+
+
+class PatternFeeder(_PacedFeeder):
     """Feeds stamped :func:`make_frame` pictures (``width``×``height``) to
     ``source.on_captured`` at ``fps``, paced to real time, on a daemon thread from
     :meth:`start` (or ``with``) until :meth:`stop`. The scene is drawn once per period."""
 
     def __init__(self, source: Any, width: int = 640, height: int = 360, fps: float = 30.0) -> None:
+        super().__init__(fps, "pattern")
         self.source, self.fps = source, fps
         self.scenes = [scene(i, width, height) for i in range(PERIOD)]
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pattern", daemon=True)
 
-    def _run(self) -> None:
-        t0 = time.perf_counter()
-        while not self._stop.is_set():
-            i = self.sent
-            img = stamp(self.scenes[i % PERIOD].copy(), i, int(time.time() * 1000))
-            self.source.on_captured(img)
-            self.sent += 1
-            time.sleep(max(0.0, t0 + self.sent / self.fps - time.perf_counter()))
-
-    def start(self) -> "PatternFeeder":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def __enter__(self) -> "PatternFeeder":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _feed(self, sent: int) -> int:
+        self.source.on_captured(stamp(self.scenes[sent % PERIOD].copy(), sent, int(time.time() * 1000)))
+        return 1
