@@ -1,14 +1,24 @@
-//! Streaming PCM rate and channel conversion. Rate conversion is rubato's synchronous FFT
-//! resampler (exact ratio, good stopband), with its sinc resampler as the fallback for rate
-//! pairs whose FFT blocks would be huge (e.g. 44101 -> 48000).
+//! Streaming PCM rate and channel conversion. Rate conversion is rubato's windowed-sinc
+//! resampler used as an exact polyphase filter: for a ratio out/in = p/q in lowest terms the
+//! output falls on one of `p` phases between input samples, so a sinc table with `p` phases
+//! and no interpolation between them is synchronous resampling with no added error (48 <->
+//! 16 kHz: 1 or 3 phases, 44.1 -> 48 kHz: 160). Rate pairs with more phases than
+//! `MAX_PHASES` (e.g. 44101 -> 48000) interpolate cubically between 128 phases instead.
+//!
+//! Why not rubato's FFT resampler, used before: it needs rustfft, whose planner keeps every
+//! FFT algorithm in the library (0.8 MB of the shim; docs/footprint.md) for a cost the sinc
+//! filter matches at these rates (tests below).
 use crate::error::{Error, Result};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Async, Fft, FixedAsync, FixedSync, Indexing, SincInterpolationParameters};
+use rubato::{Async, FixedAsync, Indexing, SincInterpolationParameters, SincInterpolationType};
 
 pub const MAX_RATE: u32 = 768_000;
 pub const MAX_CHANNELS: u32 = 32;
-/// Largest FFT block (rate / gcd) we accept before switching to the sinc resampler.
-const MAX_FFT_BLOCK: u32 = 2048;
+/// Most sinc phases of an exact (synchronous) filter: its table holds `SINC_LEN` x phases
+/// floats (80 KiB at 160 phases).
+const MAX_PHASES: u32 = 256;
+/// Filter taps: ~-100 dB stopband with the Blackman-Harris window.
+const SINC_LEN: usize = 128;
 
 pub struct Resampler {
     in_rate: u32,
@@ -47,29 +57,20 @@ impl Resampler {
             None
         } else {
             let chunk = (in_rate as usize / 100).max(1); // 10 ms, the WebRTC audio frame
-            let g = gcd(in_rate, out_rate);
-            let r = if in_rate / g <= MAX_FFT_BLOCK && out_rate / g <= MAX_FFT_BLOCK {
-                Box::new(
-                    Fft::<f32>::new(in_rate as usize, out_rate as usize, chunk, mid_ch, FixedSync::Input)
-                        .map_err(|e| Error::invalid(format!("resampler: {e}")))?,
-                ) as Box<dyn rubato::Resampler<f32>>
+            let phases = out_rate / gcd(in_rate, out_rate);
+            let params = SincInterpolationParameters::new(SINC_LEN, rubato::WindowFunction::BlackmanHarris2);
+            let params = if phases <= MAX_PHASES {
+                params.oversampling_factor(phases as usize).interpolation(SincInterpolationType::Nearest)
             } else {
-                let params = SincInterpolationParameters::new(128, rubato::WindowFunction::BlackmanHarris2);
-                Box::new(
-                    Async::<f32>::new_sinc(
-                        out_rate as f64 / in_rate as f64,
-                        1.0,
-                        &params,
-                        chunk,
-                        mid_ch,
-                        FixedAsync::Input,
-                    )
-                    .map_err(|e| Error::invalid(format!("resampler: {e}")))?,
-                )
+                params.oversampling_factor(128).interpolation(SincInterpolationType::Cubic)
             };
+            let r: Box<dyn rubato::Resampler<f32>> = Box::new(
+                Async::<f32>::new_sinc(out_rate as f64 / in_rate as f64, 1.0, &params, chunk, mid_ch, FixedAsync::Input)
+                    .map_err(|e| Error::invalid(format!("resampler: {e}")))?,
+            );
             Some(r)
         };
-        let skip = rate.as_ref().map_or(0, |r| r.output_delay());
+        let skip = if in_rate == out_rate { 0 } else { Self::delay(in_rate, out_rate) };
         let scratch = vec![0.0; rate.as_ref().map_or(0, |r| r.output_frames_max() * mid_ch)];
         Ok(Resampler {
             in_rate,
@@ -83,6 +84,17 @@ impl Resampler {
             scratch,
             skip,
         })
+    }
+
+    /// Output samples before the one that lines up with the first input sample: the filter's
+    /// half length less where rubato 5.0's first output falls and where its phase tables put
+    /// the filter's centre (one table step late). rubato's own `output_delay()` is rN/2,
+    /// which left the output 1-2 samples early. Guarded by `down_and_up_again_lines_up_with_the_input`.
+    fn delay(in_rate: u32, out_rate: u32) -> usize {
+        let phases = out_rate / gcd(in_rate, out_rate);
+        let table_step = 1.0 / if phases <= MAX_PHASES { phases } else { 128 } as f64;
+        let ratio = out_rate as f64 / in_rate as f64;
+        (ratio * (SINC_LEN as f64 / 2.0 - table_step) - 1.0).round().max(0.0) as usize
     }
 
     pub fn in_rate(&self) -> u32 {
@@ -300,6 +312,40 @@ mod tests {
             let rate = zero_crossings(body) as f64 / (body.len() as f64 / outr as f64);
             assert!((rate - 600.0).abs() < 5.0, "{inr}->{outr}: {rate}");
         }
+    }
+
+    fn rms(x: &[i16]) -> f64 {
+        (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    }
+
+    #[test]
+    fn downsampling_filters_out_what_the_output_rate_cannot_hold() {
+        // 11 kHz does not exist at 16 kHz; unfiltered it would alias to 5 kHz at full level.
+        let mut r = Resampler::new(48_000, 1, 16_000, 1).unwrap();
+        let out = r.process(&sine(11_000.0, 48_000, 48_000, 1, 10_000.0));
+        let level = rms(&out[1000..out.len() - 1000]);
+        assert!(level < 3.0, "rms {level} (input 7071): less than -67 dB expected");
+        // ...while speech's band passes flat (0.1 dB to 5 kHz; -0.2 dB at 6 kHz, -4 dB at 7).
+        for f in [300.0, 3_000.0, 5_000.0] {
+            let mut r = Resampler::new(48_000, 1, 16_000, 1).unwrap();
+            let out = r.process(&sine(f, 48_000, 48_000, 1, 10_000.0));
+            let level = rms(&out[1000..out.len() - 1000]);
+            assert!((20.0 * (level / 7071.07).log10()).abs() < 0.1, "{f} Hz: rms {level}");
+        }
+    }
+
+    #[test]
+    fn down_and_up_again_lines_up_with_the_input() {
+        // 48 -> 16 -> 48 kHz (the VAD's and a 16 kHz sink's path): the startup delay of both
+        // filters is trimmed, so sample i of the result is sample i of the input.
+        let input = sine(1_000.0, 48_000, 48_000, 1, 10_000.0);
+        let mut down = Resampler::new(48_000, 1, 16_000, 1).unwrap();
+        let mut up = Resampler::new(16_000, 1, 48_000, 1).unwrap();
+        let out = up.process(&down.process(&input));
+        let n = out.len() - 1000;
+        let err: Vec<i16> = out[1000..n].iter().zip(&input[1000..n]).map(|(a, b)| a - b).collect();
+        let (signal, noise) = (rms(&input[1000..n]), rms(&err));
+        assert!(20.0 * (signal / noise).log10() > 70.0, "SNR {:.1} dB", 20.0 * (signal / noise).log10());
     }
 
     #[test]

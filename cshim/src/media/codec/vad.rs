@@ -38,9 +38,6 @@
 use super::resample::Resampler;
 use crate::error::Result;
 use earshot::Detector;
-use realfft::num_complex::Complex;
-use realfft::{RealFftPlanner, RealToComplex};
-use std::sync::Arc;
 
 const RATE: u32 = 16_000;
 /// earshot's frame: 16 ms at 16 kHz.
@@ -148,13 +145,11 @@ impl Vad {
 /// The tonal check: how far a frame is a single sinusoid or a spectrum frozen for 96 ms,
 /// as a value in [0, 1].
 struct Tonal {
-    fft: Arc<dyn RealToComplex<f32>>,
     hann: Vec<f32>,
     /// The last WINDOW samples.
     samples: Vec<f32>,
-    input: Vec<f32>,
-    spectrum: Vec<Complex<f32>>,
-    scratch: Vec<Complex<f32>>,
+    /// The windowed samples, transformed in place (microfft: a fixed-size FFT, no planner).
+    input: Box<[f32; WINDOW]>,
     power: Vec<f32>,
     /// Normalised magnitude spectra of the last LAG frames (ring, LAG x BINS); all zero for
     /// windows under the floor.
@@ -164,18 +159,12 @@ struct Tonal {
 
 impl Tonal {
     fn new() -> Self {
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(WINDOW);
-        let spectrum = fft.make_output_vec();
-        let scratch = fft.make_scratch_vec();
         let hann =
             (0..WINDOW).map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WINDOW as f32).cos()).collect();
         Tonal {
-            fft,
             hann,
             samples: vec![0.0; WINDOW],
-            input: vec![0.0; WINDOW],
-            spectrum,
-            scratch,
+            input: Box::new([0.0; WINDOW]),
             power: vec![0.0; BINS],
             shapes: vec![0.0; LAG * BINS],
             frames: 0,
@@ -198,11 +187,9 @@ impl Tonal {
         for ((d, &s), &w) in self.input.iter_mut().zip(&self.samples).zip(&self.hann) {
             *d = s * w;
         }
-        // Lengths come from the plan itself: cannot fail.
-        if self.fft.process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch).is_err() {
-            return 0.0;
-        }
-        for (p, c) in self.power.iter_mut().zip(&self.spectrum[BIN_LO..BIN_HI]) {
+        // Bins 1..WINDOW/2 as usual; bin 0 packs DC and Nyquist, neither of which is used.
+        let spectrum = microfft::real::rfft_512(&mut self.input);
+        for (p, c) in self.power.iter_mut().zip(&spectrum[BIN_LO..BIN_HI]) {
             *p = c.norm_sqr();
         }
         let total = self.power.iter().sum::<f32>();
