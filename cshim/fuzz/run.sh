@@ -4,7 +4,7 @@
 # toolchain and cargo-fuzz (installed when missing). See docs/fuzzing.md.
 set -euo pipefail
 cd "$(dirname "$0")"
-python3 ../patches/prepare.py  # the patched libdatachannel both Cargo.toml files use
+python3 ../patches/prepare.py  # the patched libdatachannel and OpenSSL both Cargo.toml files use
 RUNS="${RUNS:-1000000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sora_ffi/fuzz-target}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -1,14 +1,16 @@
-"""Makes cshim/third_party/datachannel-sys: the datachannel-sys crate (it vendors
-libdatachannel) with the patches of this folder applied. cshim/Cargo.toml and
-cshim/fuzz/Cargo.toml use that copy through [patch.crates-io], so it must exist before any
-cargo command: setup.py, .ci/setup, wheels/build.sh and cshim/fuzz/run.sh run this first.
+"""Makes cshim/third_party/<crate> for each crate below: the published crate with the
+patches of this folder applied (datachannel-sys vendors libdatachannel; openssl-src is the
+OpenSSL both it and the `openssl` crate link). Patches named `openssl-src-*` go to
+openssl-src, all others to datachannel-sys. cshim/Cargo.toml and cshim/fuzz/Cargo.toml use
+the copies through [patch.crates-io], so they must exist before any cargo command:
+setup.py, .ci/setup, wheels/build.sh and cshim/fuzz/run.sh run this first.
 
     python3 cshim/patches/prepare.py
 
-The crate comes from cargo's download cache when it is there, otherwise from crates.io;
+A crate comes from cargo's download cache when it is there, otherwise from crates.io;
 either way its SHA-256 must match the one pinned below. An up-to-date copy is left as it
-is (same files, same times), so cargo does not rebuild libdatachannel. Why we patch and
-what each patch does: docs/design.md, "libdatachannel: small patches".
+is (same files, same times), so cargo does not rebuild it. Why we patch and what each
+patch does: docs/design.md, "libdatachannel: small patches".
 """
 from __future__ import annotations
 
@@ -23,69 +25,79 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-CRATE = "datachannel-sys"
-VERSION = "0.23.0+0.23.2"
-SHA256 = "2adb5cdc7cbd3ec035819d1c0cd3715727a0b282ce7624242e7150602e10dd27"
-URL = f"https://static.crates.io/crates/{CRATE}/{CRATE}-{VERSION.replace('+', '%2B')}.crate"
+# crate -> (version, SHA-256 of the .crate file)
+CRATES = {
+    "datachannel-sys": ("0.23.0+0.23.2", "2adb5cdc7cbd3ec035819d1c0cd3715727a0b282ce7624242e7150602e10dd27"),
+    "openssl-src": ("300.6.1+3.6.3", "46eb8fb9fb3b61ce1c0f8a026c4c1a0714d3a9e138e7fbde78753ce2babc3846"),
+}
 
 HERE = Path(__file__).resolve().parent
-DEST = HERE.parent / "third_party" / CRATE
 STAMP = ".sora_ffi_patches"
 
 
-def patches() -> list[Path]:
-    return sorted(HERE.glob("*.patch"))
+def patches(crate: str) -> list[Path]:
+    def target(p: Path) -> str:
+        return "openssl-src" if p.name.startswith("openssl-src-") else "datachannel-sys"
+
+    return [p for p in sorted(HERE.glob("*.patch")) if target(p) == crate]
 
 
-def wanted_stamp() -> str:
-    h = hashlib.sha256(f"{CRATE} {VERSION}\n".encode())
-    for p in patches():
+def wanted_stamp(crate: str, version: str) -> str:
+    h = hashlib.sha256(f"{crate} {version}\n".encode())
+    for p in patches(crate):
         h.update(p.name.encode() + b"\n" + p.read_bytes())
     return h.hexdigest()
 
 
-def crate_archive() -> bytes:
+def crate_archive(crate: str, version: str, sha256: str) -> bytes:
     cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
-    for cached in sorted(cargo_home.glob(f"registry/cache/*/{CRATE}-{VERSION}.crate")):
+    for cached in sorted(cargo_home.glob(f"registry/cache/*/{crate}-{version}.crate")):
         data = cached.read_bytes()
-        if hashlib.sha256(data).hexdigest() == SHA256:
+        if hashlib.sha256(data).hexdigest() == sha256:
             return data
-    with urllib.request.urlopen(URL, timeout=120) as r:
+    url = f"https://static.crates.io/crates/{crate}/{crate}-{version.replace('+', '%2B')}.crate"
+    with urllib.request.urlopen(url, timeout=120) as r:
         data = r.read()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        raise SystemExit(f"{URL}: SHA-256 {digest}, expected {SHA256}")
+    if digest != sha256:
+        raise SystemExit(f"{url}: SHA-256 {digest}, expected {sha256}")
     return data
 
 
-def apply(patch: Path, root: Path) -> None:
+def apply(patch: Path, root: Path, what: str) -> None:
     cmd = ["patch", "-p1", "--batch", "--forward", "--silent", "--no-backup-if-mismatch", "-d", str(root), "-i", str(patch)]
     if shutil.which("patch") is None:  # e.g. Windows with Git installed
         cmd = ["git", "apply", "-p1", "--unsafe-paths", f"--directory={root}", str(patch)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode:
-        raise SystemExit(f"{patch.name} does not apply to {CRATE} {VERSION}:\n{result.stdout}{result.stderr}")
+        raise SystemExit(f"{patch.name} does not apply to {what}:\n{result.stdout}{result.stderr}")
 
 
-def main() -> None:
-    stamp = wanted_stamp()
-    if (DEST / STAMP).is_file() and (DEST / STAMP).read_text() == stamp:
+def prepare(crate: str, version: str, sha256: str) -> None:
+    dest = HERE.parent / "third_party" / crate
+    stamp = wanted_stamp(crate, version)
+    if (dest / STAMP).is_file() and (dest / STAMP).read_text() == stamp:
         return
-    DEST.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=DEST.parent) as tmp:
-        with tarfile.open(fileobj=io.BytesIO(crate_archive()), mode="r:gz") as tar:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        with tarfile.open(fileobj=io.BytesIO(crate_archive(crate, version, sha256)), mode="r:gz") as tar:
             if sys.version_info >= (3, 12):
                 tar.extractall(tmp, filter="data")
             else:
                 tar.extractall(tmp)
-        root = Path(tmp) / f"{CRATE}-{VERSION}"
-        for p in patches():
-            apply(p, root)
+        root = Path(tmp) / f"{crate}-{version}"
+        for p in patches(crate):
+            apply(p, root, f"{crate} {version}")
         (root / STAMP).write_text(stamp)
-        if DEST.exists():
-            shutil.rmtree(DEST)
-        root.rename(DEST)
-    print(f"{DEST}: {CRATE} {VERSION} with {len(patches())} patch(es)")
+        if dest.exists():
+            shutil.rmtree(dest)
+        root.rename(dest)
+    print(f"{dest}: {crate} {version} with {len(patches(crate))} patch(es)")
+
+
+def main() -> None:
+    for crate, (version, sha256) in CRATES.items():
+        prepare(crate, version, sha256)
 
 
 if __name__ == "__main__":
