@@ -88,6 +88,10 @@ def prepare(crate: str, version: str, sha256: str) -> None:
         root = Path(tmp) / f"{crate}-{version}"
         for p in patches(crate):
             apply(p, root, f"{crate} {version}")
+        # Every file new: the archive's old times would let make keep objects built from a
+        # patch that has since been removed (an added patch was seen, a removed one not).
+        for f in root.rglob("*"):
+            os.utime(f, follow_symlinks=False)
         (root / STAMP).write_text(stamp)
         if dest.exists():
             shutil.rmtree(dest)
