@@ -146,10 +146,10 @@ def test_media_survives_5_percent_loss(lossy_link, channel_id, lossy, codec):
           f"audio {got['audio_seconds']:.1f} s received, tone in {got['tone_presence']:.0%} "
           f"of 20 ms windows, packets lost {ia.get('packetsLost')}; damaged pictures "
           f"{got['damaged']}, missing frames {got['missing']}")
-    # Video keeps decoding: nearly every frame arrives, pictures are intact, no long freeze.
-    assert got["distinct"] >= 0.9 * FRAMES
-    assert got["in_order"] >= 0.9 * FRAMES
-    assert got["fps"] >= 25
+    encoded = ov.get("framesEncoded", 0)
+    encode_ms = 1000 * ov.get("totalEncodeTime", 0) / max(1, encoded)
+    print(f"sender: {encode_ms:.1f} ms per encoded frame ({encoded} encoded until its report)")
+    # Video keeps decoding: pictures are intact, no long freeze (frame counts below).
     assert got["psnr_min"] >= 25 and got["psnr_median"] >= 30
     assert got["longest_gap_ms"] < 1000
     # Loss really happened and was repaired by retransmission: from the SFU's cache when
@@ -161,3 +161,15 @@ def test_media_survives_5_percent_loss(lossy_link, channel_id, lossy, codec):
     # Audio continues (Opus concealment fills the lost packets).
     assert got["audio_seconds"] >= 0.8 * FRAMES / 30
     assert got["tone_presence"] >= 0.9
+    # ...and nearly every frame pushed arrives, at full rate, unless the sender's encoder had
+    # no CPU time for them: at >= 30 ms per frame (of a 30 fps frame's 33) the source
+    # replaces frames the encoder cannot take. That is this host's limit, not loss (the
+    # packet counts above hold), and is reported as an expected failure with the encode
+    # time (docs/design.md, "Tests tell CPU limits from loss").
+    full = got["distinct"] >= 0.9 * FRAMES and got["in_order"] >= 0.9 * FRAMES and got["fps"] >= 25
+    if not full and encode_ms >= 30:
+        pytest.xfail(f"{codec}: {got['distinct']} of {FRAMES} frames; the sender took {encode_ms:.1f} ms "
+                     "per frame to encode, so this host's CPU cannot keep up")
+    assert got["distinct"] >= 0.9 * FRAMES
+    assert got["in_order"] >= 0.9 * FRAMES
+    assert got["fps"] >= 25
