@@ -20,6 +20,8 @@ pub const MAX_CHANNELS: u32 = 32;
 const MAX_PHASES: u32 = 256;
 /// Filter taps: ~-100 dB stopband with the Blackman-Harris window.
 const SINC_LEN: usize = 128;
+/// Sinc phases for rate pairs with more than `MAX_PHASES`, interpolated cubically.
+const INTERPOLATED_PHASES: u32 = 128;
 
 pub struct Resampler {
     in_rate: u32,
@@ -54,24 +56,26 @@ impl Resampler {
             }
         }
         let mid_ch = in_channels.min(out_channels) as usize;
-        let rate: Option<Box<dyn rubato::Resampler<f32>>> = if in_rate == out_rate {
-            None
+        let (rate, skip): (Option<Box<dyn rubato::Resampler<f32>>>, usize) = if in_rate == out_rate {
+            (None, 0)
         } else {
             let chunk = (in_rate as usize / 100).max(1); // 10 ms, the WebRTC audio frame
+            let ratio = out_rate as f64 / in_rate as f64;
             let phases = out_rate / gcd(in_rate, out_rate);
-            let params = SincInterpolationParameters::new(SINC_LEN, rubato::WindowFunction::BlackmanHarris2);
-            let params = if phases <= MAX_PHASES {
-                params.oversampling_factor(phases as usize).interpolation(SincInterpolationType::Nearest)
+            let (phases, interpolation) = if phases <= MAX_PHASES {
+                (phases, SincInterpolationType::Nearest)
             } else {
-                params.oversampling_factor(128).interpolation(SincInterpolationType::Cubic)
+                (INTERPOLATED_PHASES, SincInterpolationType::Cubic)
             };
+            let params = SincInterpolationParameters::new(SINC_LEN, rubato::WindowFunction::BlackmanHarris2)
+                .oversampling_factor(phases as usize)
+                .interpolation(interpolation);
             let r: Box<dyn rubato::Resampler<f32>> = Box::new(
-                Async::<f32>::new_sinc(out_rate as f64 / in_rate as f64, 1.0, &params, chunk, mid_ch, FixedAsync::Input)
+                Async::<f32>::new_sinc(ratio, 1.0, &params, chunk, mid_ch, FixedAsync::Input)
                     .map_err(|e| Error::invalid(format!("resampler: {e}")))?,
             );
-            Some(r)
+            (Some(r), Self::delay(ratio, phases))
         };
-        let skip = if in_rate == out_rate { 0 } else { Self::delay(in_rate, out_rate) };
         let scratch = vec![0.0; rate.as_ref().map_or(0, |r| r.output_frames_max() * mid_ch)];
         Ok(Resampler {
             in_rate,
@@ -91,10 +95,8 @@ impl Resampler {
     /// half length less where rubato 5.0's first output falls and where its phase tables put
     /// the filter's centre (one table step late). rubato's own `output_delay()` is rN/2,
     /// which left the output 1-2 samples early. Guarded by `down_and_up_again_lines_up_with_the_input`.
-    fn delay(in_rate: u32, out_rate: u32) -> usize {
-        let phases = out_rate / gcd(in_rate, out_rate);
-        let table_step = 1.0 / if phases <= MAX_PHASES { phases } else { 128 } as f64;
-        let ratio = out_rate as f64 / in_rate as f64;
+    fn delay(ratio: f64, phases: u32) -> usize {
+        let table_step = 1.0 / phases as f64;
         (ratio * (SINC_LEN as f64 / 2.0 - table_step) - 1.0).round().max(0.0) as usize
     }
 
