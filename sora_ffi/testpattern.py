@@ -2,15 +2,19 @@
 and a tone fed to an audio source in real time.
 
 Used by the media tests and the benchmarks (and handy for checking any pipeline):
-:func:`make_frame` draws a moving scene plus a bar code of 48 black/white blocks (16-bit
-frame index, 32-bit send time in ms); :func:`read_code` recovers both from a decoded frame,
-surviving lossy compression because each block is a flat 32×32 square.
+:func:`make_frame` draws a moving scene plus a bar code of 64 black/white blocks (16-bit
+frame index, 32-bit send time in ms, a 16-bit CRC of both); :func:`read_code` recovers the
+index and time from a decoded frame, surviving lossy compression because each block is a
+flat 32×32 square. The CRC makes a damaged code unreadable instead of wrong: a real-time
+encoder may leave a block of the previous frame in place (Chromium's VP9 does at low
+bit rates), and a code read with one stale bit would look like a frame out of order.
 :class:`ToneFeeder` sends a sine tone to a `SoraAudioSource` in 10 ms blocks on a thread;
 :class:`PatternFeeder` sends stamped frames to a `SoraVideoSource` at a frame rate.
 """
 from __future__ import annotations
 
 import abc
+import binascii
 import threading
 import time
 from typing import Any, Optional, TypeVar
@@ -19,13 +23,20 @@ import numpy as np
 
 BLOCK = 32
 PERIOD = 30  # the scene repeats every PERIOD frames, so senders can draw it once
-BITS = 48  # 16 index bits, then 32 time bits
+BITS = 64  # 16 index bits, 32 time bits, then 16 bits of CRC-16/CCITT-FALSE over both
 _ROW = 16  # blocks per row of the code (512 px: fits 640-wide frames)
 _F = TypeVar("_F", bound="_PacedFeeder")
 
 
+def _crc(payload: int) -> int:
+    """CRC-16/CCITT-FALSE of the 48-bit index and time, as 6 little-endian bytes
+    (tests/browser/harness.js computes the same)."""
+    return binascii.crc_hqx(payload.to_bytes(6, "little"), 0xFFFF)
+
+
 def _code_bits(index: int, time_ms: int) -> list[int]:
-    value = (index & 0xFFFF) | ((time_ms & 0xFFFFFFFF) << 16)
+    payload = (index & 0xFFFF) | ((time_ms & 0xFFFFFFFF) << 16)
+    value = payload | (_crc(payload) << 48)
     return [(value >> i) & 1 for i in range(BITS)]
 
 
@@ -66,7 +77,7 @@ def read_code(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[tup
 
 
 def code_cells(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[np.ndarray]:
-    """The mean brightness of the inner half of each of the 48 code blocks (None when the
+    """The mean brightness of the inner half of each of the BITS code blocks (None when the
     frame is too small to hold the code)."""
     h, w = img.shape[:2]
     block = BLOCK * w / sent_width if sent_width else float(BLOCK)
@@ -74,7 +85,7 @@ def code_cells(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[np
     if block < 8 or h < rows * block or w < _ROW * block:
         return None
     if block == BLOCK:
-        # Unscaled (the usual case): all 48 cells at once. The code is grey, so one channel
+        # Unscaled (the usual case): all cells at once. The code is grey, so one channel
         # is enough; the inner half of each cell avoids the edges that compression blurs.
         q = BLOCK // 4
         grid = img[: rows * BLOCK, : _ROW * BLOCK, 1].reshape(rows, BLOCK, _ROW, BLOCK)
@@ -86,13 +97,16 @@ def code_cells(img: np.ndarray, sent_width: Optional[int] = None) -> Optional[np
 
 
 def decode_cells(cells) -> Optional[tuple[int, int]]:
-    """(index, time_ms) from the 48 cell brightnesses of :func:`code_cells` (measured
+    """(index, time_ms) from the BITS cell brightnesses of :func:`code_cells` (measured
     elsewhere too, e.g. in a browser), or None when they are not a code."""
     cells = np.asarray(cells, dtype=np.float32)
     if cells.shape != (BITS,) or np.any((cells > 64) & (cells < 192)):
         return None  # neither black nor white: not our code
     value = sum(1 << i for i in range(BITS) if cells[i] >= 128)
-    return value & 0xFFFF, value >> 16
+    payload = value & 0xFFFF_FFFF_FFFF
+    if value >> 48 != _crc(payload):
+        return None  # a damaged code (stale or flipped blocks), or a blank picture
+    return payload & 0xFFFF, payload >> 16
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -35,7 +35,7 @@ def _check_browser_received(peer, sizes=frozenset({(360, 640)})) -> None:
     assert got >= 30, f"browser decoded {got} coded frames ({peer.unreadable} unreadable); console {peer.console[-5:]}"
     assert peer.sizes <= sizes, peer.sizes
     misordered = [b for a, b in zip(indices, indices[1:]) if b < a]
-    assert len(misordered) <= len(indices) // 20
+    assert len(misordered) <= len(indices) // 20, f"{peer.codes}"
     audio = peer.stats("inbound-rtp", "audio")
     assert audio and audio[0]["packetsReceived"] > 20
     assert audio[0]["totalAudioEnergy"] > 0.01, audio[0]
@@ -46,7 +46,7 @@ def _check_python_received(sdk, client, rx) -> None:
                     f"decoded frames (so far {len(rx.indices)} read, {rx.unreadable} unreadable, sizes {rx.sizes})")
     assert rx.sizes == {(360, 640, 3)}
     misordered = [b for a, b in zip(rx.indices, rx.indices[1:]) if b < a]
-    assert len(misordered) <= len(rx.indices) // 20
+    assert len(misordered) <= len(rx.indices) // 20, f"{rx.indices}"
     track = next(t for t in client.tracks if t.kind == "audio")
     sink = sdk.SoraAudioSink(track, RATE, 1)
     if sdk.__name__ == "sora_sdk":

@@ -285,7 +285,7 @@ def test_set_enabled_on_sources_and_received_tracks(ffi, server, channel_id, cli
 
     def on_frame(frame):
         img = frame.data()
-        # (black reads as a code of zeros: test for it first)
+        # (black is told apart first: the CRC already makes it unreadable as a code)
         kind = "black" if img.mean() < 20 else "code" if testpattern.read_code(img) else "other"
         with lock:
             seen.append((time.monotonic(), kind))

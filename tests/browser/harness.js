@@ -1,11 +1,21 @@
 // One sora-js-sdk client in a Chromium page, driven by tests/browser.py through
-// page.evaluate(). Video carries sora_ffi.testpattern's code (48 black/white 32x32
-// blocks: 16-bit frame index, 32-bit send time in ms): a sending page draws it on a
+// page.evaluate(). Video carries sora_ffi.testpattern's code (64 black/white 32x32
+// blocks: 16-bit frame index, 32-bit send time in ms, 16-bit CRC): a sending page draws it on a
 // canvas, a receiving page measures the blocks of every decoded frame and Python decodes
 // them (testpattern.decode_cells), so both directions check the same frames.
 import Sora from "/sora.js";
 
-const BLOCK = 32, ROW = 16, BITS = 48, ROWS = BITS / ROW;
+const BLOCK = 32, ROW = 16, BITS = 64, ROWS = BITS / ROW;
+
+// CRC-16/CCITT-FALSE of the 48-bit payload as 6 little-endian bytes (testpattern._crc).
+function crc16(payload) {
+  let crc = 0xffff;
+  for (let i = 0n; i < 6n; i++) {
+    crc ^= Number((payload >> (8n * i)) & 0xffn) << 8;
+    for (let b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
 
 function drawFrame(ctx, index, width, height) {
   // a moving scene under the code, so that the encoder has real work to do
@@ -13,7 +23,8 @@ function drawFrame(ctx, index, width, height) {
   ctx.fillRect(0, 0, width, height);
   ctx.fillStyle = "#28c8f0";
   ctx.fillRect((index * 8) % (width - 160), height / 2, 160, 120);
-  const value = BigInt(index & 0xffff) | (BigInt(Date.now() % 2 ** 32) << 16n);
+  const payload = BigInt(index & 0xffff) | (BigInt(Date.now() % 2 ** 32) << 16n);
+  const value = payload | (BigInt(crc16(payload)) << 48n);
   for (let i = 0; i < BITS; i++) {
     ctx.fillStyle = (value >> BigInt(i)) & 1n ? "#ffffff" : "#000000";
     ctx.fillRect((i % ROW) * BLOCK, Math.floor(i / ROW) * BLOCK, BLOCK, BLOCK);
