@@ -19,6 +19,7 @@ use crate::media::rtp::nack::PacketHistory;
 use crate::media::rtp::rtcp::{build_nack, build_remb, take_nacks_and_rembs};
 use crate::rtc::{self, PacketHandler};
 use parking_lot::{Mutex, RwLock};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -151,9 +152,8 @@ impl PacketHandler for Forwarder {
                 }
             }
             for &d in dsts {
-                let rewritten = r.mid.get(&d).filter(|_| rtp).and_then(|(id, mid)| replace_extension(packet, *id, mid));
-                let out = rewritten.as_deref().unwrap_or(packet);
-                if rtc::track_send(d, out).is_ok() && rtp {
+                let out = if rtp { for_destination(r, d, packet) } else { Cow::Borrowed(packet) };
+                if rtc::track_send(d, &out).is_ok() && rtp {
                     if let Some(c) = r.counters.get(&d) {
                         c.add(out.len());
                     }
@@ -168,7 +168,7 @@ impl PacketHandler for Forwarder {
                     }
                     Some((nacks, mut upstream)) => {
                         for (sender_ssrc, media_ssrc, seqs) in nacks {
-                            let missing = answer_nack(r.cache.get(&src), track, &seqs);
+                            let missing = answer_nack(r, src, track, &seqs);
                             upstream.extend(build_nack(sender_ssrc, media_ssrc, &missing));
                         }
                         if !upstream.is_empty() {
@@ -181,9 +181,19 @@ impl PacketHandler for Forwarder {
     }
 }
 
-/// Resends the cached packets among `seqs` on `dst`; returns the sequence numbers not cached.
-fn answer_nack(cache: Option<&Arc<Mutex<PacketHistory>>>, dst: i32, seqs: &[u16]) -> Vec<u16> {
-    let Some(cache) = cache else { return seqs.to_vec() };
+/// `packet` (RTP from a source) as it goes out on `dst`: with `dst`'s own mid, when set.
+fn for_destination<'a>(r: &Routes, dst: i32, packet: &'a [u8]) -> Cow<'a, [u8]> {
+    match r.mid.get(&dst).and_then(|(id, mid)| replace_extension(packet, *id, mid)) {
+        Some(rewritten) => Cow::Owned(rewritten),
+        None => Cow::Borrowed(packet),
+    }
+}
+
+/// Resends the packets of `src` among `seqs` on `dst` from the cache, rewritten as forwarded
+/// ones are (a retransmission with the sender's mid would reach another m-section of a
+/// libwebrtc receiver, or none); returns the sequence numbers not cached.
+fn answer_nack(r: &Routes, src: i32, dst: i32, seqs: &[u16]) -> Vec<u16> {
+    let Some(cache) = r.cache.get(&src) else { return seqs.to_vec() };
     let now = Instant::now();
     let mut cache = cache.lock();
     // No minimum interval: receivers pace their own repeated NACKs, and one cache serves
@@ -191,7 +201,7 @@ fn answer_nack(cache: Option<&Arc<Mutex<PacketHistory>>>, dst: i32, seqs: &[u16]
     seqs.iter()
         .copied()
         .filter(|&s| match cache.get_for_retransmit(s, now, Duration::ZERO) {
-            Some(p) => rtc::track_send(dst, &p).is_err(),
+            Some(p) => rtc::track_send(dst, &for_destination(r, dst, &p)).is_err(),
             None => true,
         })
         .collect()
