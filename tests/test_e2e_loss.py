@@ -91,9 +91,9 @@ def lossy_link():
         link.close()
 
 
-def _peer(role: str, url: str, channel: str, netns: str | None, codec: str) -> subprocess.Popen:
+def _peer(role: str, url: str, channel: str, netns: str | None, codec: str, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, PEER, role, "--url", url, "--channel", channel,
-           "--frames", str(FRAMES), "--codec", codec]
+           "--frames", str(FRAMES), "--codec", codec, *extra]
     if netns:
         cmd = ["ip", "netns", "exec", netns] + cmd
     # the peer imports sora_ffi from this checkout, as the tests do
@@ -115,11 +115,24 @@ def _report(proc: subprocess.Popen, timeout: float) -> dict:
 @pytest.mark.parametrize("codec", ["VP8", "VP9"])
 @pytest.mark.parametrize("lossy", ["receiver", "sender"])
 def test_media_survives_5_percent_loss(lossy_link, channel_id, lossy, codec):
+    _check_media_under_loss(lossy_link, channel_id, lossy, codec, "sora_ffi")
+
+
+def test_official_receiver_repaired_by_the_sfu(lossy_link, channel_id):
+    """A libwebrtc receiver (the official SDK) behind the lossy link is repaired from the
+    SFU's packet cache, as a sora_ffi receiver is: its NACKs are answered (nothing stays
+    lost) and the pictures and the tone come through."""
+    pytest.importorskip("sora_sdk")
+    _check_media_under_loss(lossy_link, channel_id, "receiver", "VP8", "sora_sdk")
+
+
+def _check_media_under_loss(lossy_link, channel_id, lossy: str, codec: str, receiver_sdk: str) -> None:
     with DevServer(host=lossy_link.host_ip, bind_address=lossy_link.host_ip, ping_interval=5.0) as server:
         url = server.signaling_url
         procs = []
         try:
-            recv = _peer("recv", url, channel_id, lossy_link.ns if lossy == "receiver" else None, codec)
+            recv = _peer("recv", url, channel_id, lossy_link.ns if lossy == "receiver" else None, codec,
+                         "--sdk", receiver_sdk)
             procs.append(recv)
             send = _peer("send", url, channel_id, lossy_link.ns if lossy == "sender" else None, codec)
             procs.append(send)
