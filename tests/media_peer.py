@@ -71,14 +71,16 @@ def send(args) -> dict:
     t0 = time.perf_counter()
     # Frames after the measured ones: a loss in the last measured frame is only noticed (and
     # repaired) when later packets arrive, as in any live stream.
-    for i in range(args.frames + int(args.linger * 30)):
+    pushed = args.frames + int(args.linger * 30)
+    for i in range(pushed):
         time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
         img = scenes[i % testpattern.PERIOD].copy()
         video.on_captured(testpattern.stamp(img, i, int(time.time() * 1000)))
     feeder.stop()
     out = _stats(conn)
     conn.disconnect()
-    return {"video": out.get("outbound-rtp:video", {}), "audio": out.get("outbound-rtp:audio", {})}
+    return {"frames_pushed": pushed, "video": out.get("outbound-rtp:video", {}),
+            "audio": out.get("outbound-rtp:audio", {})}
 
 
 class _Video:

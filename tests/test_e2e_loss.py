@@ -175,14 +175,18 @@ def _check_media_under_loss(lossy_link, channel_id, lossy: str, codec: str, rece
     assert got["audio_seconds"] >= 0.8 * FRAMES / 30
     assert got["tone_presence"] >= 0.9
     # ...and nearly every frame pushed arrives, at full rate, unless the sender's encoder had
-    # no CPU time for them: at >= 30 ms per frame (of a 30 fps frame's 33) the source
-    # replaces frames the encoder cannot take. That is this host's limit, not loss (the
-    # packet counts above hold), and is reported as an expected failure with the encode
-    # time (docs/design.md, "Tests tell CPU limits from loss").
+    # no CPU time for them: when a frame takes longer to encode than the next one takes to
+    # come, the source replaces the waiting frame. That is this host's limit, not loss (the
+    # packet counts above hold): when no more frames are missing than the encoder skipped,
+    # it is reported as an expected failure with the encode time (docs/design.md, "Tests
+    # tell CPU limits from loss"). Frames missing beyond those are lost, and fail.
     full = got["distinct"] >= 0.9 * FRAMES and got["in_order"] >= 0.9 * FRAMES and got["fps"] >= 25
-    if not full and encode_ms >= 30:
-        pytest.xfail(f"{codec}: {got['distinct']} of {FRAMES} frames; the sender took {encode_ms:.1f} ms "
-                     "per frame to encode, so this host's CPU cannot keep up")
+    skipped = sent["frames_pushed"] - encoded
+    if not full:
+        assert FRAMES - got["distinct"] <= skipped + 5, (
+            f"{FRAMES - got['distinct']} frames missing, more than the {skipped} the encoder skipped")
+        pytest.xfail(f"{codec}: {got['distinct']} of {FRAMES} frames; the sender's encoder skipped "
+                     f"{skipped} of {sent['frames_pushed']} at {encode_ms:.1f} ms per frame: this host's CPU")
     assert got["distinct"] >= 0.9 * FRAMES
     assert got["in_order"] >= 0.9 * FRAMES
     assert got["fps"] >= 25
