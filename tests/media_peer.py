@@ -48,10 +48,14 @@ def _connect(sora, args, role: str, **kwargs):
     # The official SDK has no wait: connected is the server's connection.created for us.
     ids: list = []
     created = threading.Event()
+
+    def on_notify(raw: str) -> None:
+        m = json.loads(raw)
+        if m.get("event_type") == "connection.created" and m.get("connection_id") in ids:
+            created.set()
+
     conn.on_set_offer = lambda offer: ids.append(json.loads(offer).get("connection_id"))
-    conn.on_notify = lambda raw: created.set() if (
-        json.loads(raw).get("event_type") == "connection.created"
-        and json.loads(raw).get("connection_id") in ids) else None
+    conn.on_notify = on_notify
     conn.connect()
     if not created.wait(10):
         sys.exit("connection failed")
