@@ -21,7 +21,7 @@ def test_one_stale_block_makes_the_code_unreadable_not_wrong(bit):
     # A real-time encoder may keep one block of the previous frame: without the CRC that
     # read as another index (a frame "out of order").
     img = testpattern.make_frame(44, 990332686, 640, 360)
-    r, c = divmod(bit, 16)
+    r, c = divmod(bit, testpattern._ROW)
     cell = img[r * BLOCK:(r + 1) * BLOCK, c * BLOCK:(c + 1) * BLOCK]
     cell[...] = 255 - cell
     assert testpattern.read_code(img) is None
