@@ -151,9 +151,10 @@ class SoraVideoCodecCapability:
 
 
 def get_video_codec_capability(openh264: Optional[str] = None) -> SoraVideoCodecCapability:
-    """The video codec engines this build has on this machine. With `openh264` (a path to
-    Cisco's OpenH264 library) that engine is considered too; this build has no H.264 yet, so
-    it is not listed (a missing or wrong path is not an error, as in the official SDK)."""
+    """The video codec engines this build has on this machine. With `openh264` (the path of
+    Cisco's OpenH264 library, 2.3.0 or later 2.x) the cisco_openh264 engine is listed when the
+    library loads and opens an encoder and a decoder, with its version and path as the H264
+    codec's parameters; a missing or wrong path only leaves it out (as in the official SDK)."""
     path = _openh264_path(openh264)
     out = ffi.new("char **")
     check(lib.sora_video_codec_capability(path.encode() if path is not None else ffi.NULL, out))

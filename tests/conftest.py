@@ -21,6 +21,7 @@ import gc
 import importlib
 import itertools
 import json
+import os
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -50,23 +51,52 @@ SDK_NAMES = ("sora_ffi", "sora_sdk")
 # pytest_unconfigure below). sora_ffi's own interpreter-exit behaviour is tested in
 # subprocesses (test_faults.py, test_leaks.py), where this does not apply.
 _OFFICIAL_SORA = None
+_OFFICIAL_SORA_H264 = None
 _OFFICIAL_GRAVEYARD: list = []
 _OFFICIAL_LOCK = threading.Lock()
 _EXIT_STATUS = [0]
 
 
-def official_sora():
-    global _OFFICIAL_SORA
+#: OpenH264 for the H.264 tests: 2.6.0, the API of Cisco's current binaries (.ci/setup puts
+#: Debian's build of it there), and Debian 12's 2.3.1 (libopenh264-7), whose output
+#: structures are laid out differently (media::codec::openh264).
+OPENH264 = os.environ.get("SORA_FFI_OPENH264",
+                          os.path.expanduser("~/.cache/sora_ffi/openh264/libopenh264.so.2.6.0"))
+OPENH264_2_3 = "/usr/lib/x86_64-linux-gnu/libopenh264.so.7"
+
+
+def openh264_path(path: str = OPENH264) -> str:
+    """An OpenH264 library; a missing one fails the test (.ci/setup installs both)."""
+    if not os.path.isfile(path):
+        pytest.fail(f"OpenH264 is missing at {path}: run .ci/setup (or set SORA_FFI_OPENH264)")
+    return path
+
+
+def official_sora(h264: bool = False):
+    """The shared sora_sdk.Sora (one more, made with the OpenH264 library, for H.264)."""
+    global _OFFICIAL_SORA, _OFFICIAL_SORA_H264
     with _OFFICIAL_LOCK:
+        import sora_sdk
+        if h264:
+            if _OFFICIAL_SORA_H264 is None:
+                # The official Sora only uses OpenH264 where the preference names it.
+                lib, impl = openh264_path(), sora_sdk.SoraVideoCodecImplementation
+                cap = sora_sdk.get_video_codec_capability(openh264=lib)
+                pref = sora_sdk.create_video_codec_preference_from_implementation(cap, impl.INTERNAL)
+                pref.merge(sora_sdk.create_video_codec_preference_from_implementation(cap, impl.CISCO_OPENH264))
+                _OFFICIAL_SORA_H264 = sora_sdk.Sora(openh264=lib, video_codec_preference=pref)
+            return _OFFICIAL_SORA_H264
         if _OFFICIAL_SORA is None:
-            import sora_sdk
             _OFFICIAL_SORA = sora_sdk.Sora()
         return _OFFICIAL_SORA
 
 
-def new_sora(sdk):
-    """A Sora of ``sdk``: sora_ffi gets a fresh one, sora_sdk the shared one (see above)."""
-    return official_sora() if sdk.__name__ == "sora_sdk" else sdk.Sora()
+def new_sora(sdk, h264: bool = False):
+    """A Sora of ``sdk``: sora_ffi gets a fresh one, sora_sdk a shared one (see above); with
+    ``h264`` both are given the OpenH264 library."""
+    if sdk.__name__ == "sora_sdk":
+        return official_sora(h264)
+    return sdk.Sora(openh264=openh264_path()) if h264 else sdk.Sora()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -75,7 +105,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    if _OFFICIAL_SORA is not None or _OFFICIAL_GRAVEYARD:
+    if _OFFICIAL_SORA is not None or _OFFICIAL_SORA_H264 is not None or _OFFICIAL_GRAVEYARD:
         import os
         import sys
         sys.stdout.flush()

@@ -62,7 +62,7 @@ def _check_python_received(sdk, client, rx) -> None:
 ORDERS = ["receiver-first", "sender-first"]
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("sdk_name", ["sora_ffi", "sora_sdk"])
 def test_python_to_browser(request, server, channel_id, clients, browser_peer, sdk_name, order, codec):
@@ -70,7 +70,7 @@ def test_python_to_browser(request, server, channel_id, clients, browser_peer, s
     peer = browser_peer()
     if order == "receiver-first":
         peer.connect(server.signaling_url, channel_id, "recvonly")
-    sora = new_sora(sdk)
+    sora = new_sora(sdk, h264=codec == "H264")
     vsrc = sora.create_video_source()
     asrc = sora.create_audio_source(1, RATE)
     if sdk_name == "sora_sdk":
@@ -92,13 +92,14 @@ def test_python_to_browser(request, server, channel_id, clients, browser_peer, s
     assert codec_entry["mimeType"] == f"video/{codec}"
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("sdk_name", ["sora_ffi", "sora_sdk"])
 def test_browser_to_python(request, server, channel_id, clients, browser_peer, sdk_name, order, codec):
     sdk = request.getfixturevalue("official" if sdk_name == "sora_sdk" else "ffi")
     peer = browser_peer()
-    receiver = clients(sdk, server, channel_id, "recvonly", sora=new_sora(sdk), video=True, audio=True)
+    receiver = clients(sdk, server, channel_id, "recvonly", sora=new_sora(sdk, h264=codec == "H264"),
+                       video=True, audio=True)
     if order == "receiver-first":
         receiver.connect()
     sender_id = peer.connect(server.signaling_url, channel_id, "sendonly", videoCodecType=codec)
@@ -112,7 +113,7 @@ def test_browser_to_python(request, server, channel_id, clients, browser_peer, s
     assert {t.stream_id for t in receiver.tracks} == {sender_id}
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
 @pytest.mark.parametrize("order", ORDERS)
 def test_browser_to_browser(server, channel_id, browser_peer, order, codec):
     sender, receiver = browser_peer(), browser_peer()

@@ -76,11 +76,12 @@ def in_order_fraction(indices: list, sent: int) -> float:
     return len(seen) / sent
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
 def test_video_quality_720p(ffi, server, channel_id, clients, codec):
-    receiver = clients(ffi, server, channel_id, "recvonly", video=True)
+    h264 = codec == "H264"
+    receiver = clients(ffi, server, channel_id, "recvonly", sora=new_sora(ffi, h264), video=True)
     receiver.connect()
-    sora = ffi.Sora()
+    sora = new_sora(ffi, h264)
     source = sora.create_video_source()
     # Quality at full size is measured here, not CPU adaptation (test_e2e_cpu_adaptation):
     # on a loaded 2-core machine MAINTAIN_FRAMERATE would rightly scale VP9 down.
@@ -109,6 +110,10 @@ def test_video_quality_720p(ffi, server, channel_id, clients, codec):
           f"({encode_ms:.1f} ms per frame)")
     assert rx.sizes == {(720, 1280, 3)}
     assert psnr >= 30.0
+    engine = "OpenH264" if h264 else "libvpx"
+    assert out["encoderImplementation"] == engine
+    assert json.loads(receiver.conn.get_stats()) and any(
+        x.get("decoderImplementation") == engine for x in json.loads(receiver.conn.get_stats()))
     # Every frame that was encoded arrives, decoded and in order (the last few may still be
     # on their way when the wait ends).
     assert round(fraction * frames) >= encoded - 4
@@ -120,7 +125,7 @@ def test_video_quality_720p(ffi, server, channel_id, clients, codec):
                      "per frame; this host's CPU cannot keep up (the encoded ones arrived)")
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
 @pytest.mark.parametrize("direction", ["ffi-to-official", "official-to-ffi", "official-to-official"])
 def test_media_interop(ffi, official, server, channel_id, clients, codec, direction):
     """The receiver is in the channel first, so the sender's media reaches it through a
@@ -128,10 +133,11 @@ def test_media_interop(ffi, official, server, channel_id, clients, codec, direct
     header extension, and the dev server forwarded the sender's own mid (now rewritten)."""
     send_sdk, recv_sdk = {"ffi-to-official": (ffi, official), "official-to-ffi": (official, ffi),
                           "official-to-official": (official, official)}[direction]
-    receiver = clients(recv_sdk, server, channel_id, "recvonly", sora=new_sora(recv_sdk),
+    h264 = codec == "H264"  # both sides with the same OpenH264 library
+    receiver = clients(recv_sdk, server, channel_id, "recvonly", sora=new_sora(recv_sdk, h264),
                        video=True, audio=True)
     receiver.connect()
-    sora = new_sora(send_sdk)
+    sora = new_sora(send_sdk, h264)
     vsrc = sora.create_video_source()
     asrc = sora.create_audio_source(1, 48000)
     if send_sdk.__name__ == "sora_sdk":

@@ -39,6 +39,8 @@ pub struct RecvShared {
     pub info: super::rtp::StreamInfo,
     /// Decoder-side counters and the remote sender's last SR.
     pub decode: Mutex<super::rtp::DecodeStats>,
+    /// The OpenH264 library H.264 is decoded with (`Sora(openh264=...)`).
+    openh264: Option<String>,
 }
 
 /// The receive side's return path for transformed frames: into the receive loop.
@@ -65,7 +67,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn start(track: i32, codec: RtpCodec, stereo: bool, info: super::rtp::StreamInfo) -> Receiver {
+    pub fn start(track: i32, codec: RtpCodec, stereo: bool, info: super::rtp::StreamInfo, openh264: Option<String>) -> Receiver {
         let shared = Arc::new(RecvShared {
             kind: if codec.is_video() { "video" } else { "audio" },
             sinks: Mutex::new(Vec::new()),
@@ -75,6 +77,7 @@ impl Receiver {
             transformer: Mutex::new(None),
             info,
             decode: Mutex::new(Default::default()),
+            openh264,
         });
         let (tx, rx) = unbounded_channel();
         rtc::set_packet_handler(track, Arc::new(PacketIn(tx.clone())));
@@ -159,6 +162,8 @@ struct Decoding {
     codec: RtpCodec,
     stereo: bool,
     decoder: Option<Decoder>,
+    /// The decoder could not be made (e.g. the OpenH264 library went away): said once.
+    decoder_failed: bool,
     want_keyframe: bool,
     /// Start of the current one-second window and the frames decoded in it (framesPerSecond).
     fps_window: (Instant, u32),
@@ -168,7 +173,19 @@ impl Decoding {
     /// Decodes one frame for `sinks` (audio: conceals `lost_before` packets first).
     fn frame(&mut self, data: &[u8], meta: &FrameMeta, sinks: &[Arc<dyn MediaSink>], shared: &RecvShared) {
         let started = Instant::now();
-        match self.decoder.get_or_insert_with(|| new_decoder(self.codec, self.stereo)) {
+        if self.decoder.is_none() {
+            match new_decoder(self.codec, self.stereo, shared.openh264.as_deref()) {
+                Ok(d) => self.decoder = Some(d),
+                Err(e) => {
+                    if !std::mem::replace(&mut self.decoder_failed, true) {
+                        log::error!("cannot decode the received {:?} track: {e}", self.codec);
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(decoder) = self.decoder.as_mut() else { return };
+        match decoder {
             Decoder::Video(d) => match d.decode(data) {
                 Ok(Some(img)) => {
                     let now = Instant::now();
@@ -216,7 +233,14 @@ impl Decoding {
 async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx: UnboundedReceiver<Input>) {
     let mut rtp = RtpReceiver::new(codec, codec.default_clock_rate());
     let our_ssrc: u32 = rand::random();
-    let mut dec = Decoding { codec, stereo: shared.stereo, decoder: None, want_keyframe: false, fps_window: (Instant::now(), 0) };
+    let mut dec = Decoding {
+        codec,
+        stereo: shared.stereo,
+        decoder: None,
+        decoder_failed: false,
+        want_keyframe: false,
+        fps_window: (Instant::now(), 0),
+    };
     let mut pending: Pending<FrameMeta> = Pending::default();
     let mut next_rr = Instant::now() + RR_INTERVAL;
     let mut last_pli: Option<Instant> = None;
@@ -340,13 +364,15 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
     }
 }
 
-fn new_decoder(codec: RtpCodec, stereo: bool) -> Decoder {
+fn new_decoder(codec: RtpCodec, stereo: bool, openh264: Option<&str>) -> crate::error::Result<Decoder> {
+    let video = |c| Ok(Decoder::Video(VideoDecoder::new(c, openh264)?));
     match codec {
-        RtpCodec::Vp8 => Decoder::Video(VideoDecoder::new(VideoCodec::Vp8).expect("vp8 decoder")),
-        RtpCodec::Vp9 => Decoder::Video(VideoDecoder::new(VideoCodec::Vp9).expect("vp9 decoder")),
+        RtpCodec::Vp8 => video(VideoCodec::Vp8),
+        RtpCodec::Vp9 => video(VideoCodec::Vp9),
+        RtpCodec::H264 => video(VideoCodec::H264),
         RtpCodec::Opus => {
             let ch = if stereo { 2 } else { 1 };
-            Decoder::Audio(OpusDecoder::new(ch).expect("opus decoder"), vec![0; super::codec::opus::MAX_FRAME_SAMPLES * 2])
+            Ok(Decoder::Audio(OpusDecoder::new(ch)?, vec![0; super::codec::opus::MAX_FRAME_SAMPLES * 2]))
         }
     }
 }

@@ -5,7 +5,7 @@
 //! The send loop (pacer, RTCP, retransmissions) and audio encoding are tasks on the shared
 //! media runtime (`exec`); video encoding, which takes milliseconds per frame, keeps a
 //! thread per video sender so that it never holds up the tasks of other tracks.
-use super::codec::{OpusEncoder, OpusParams, VideoCodec, VideoEncoder, VideoEncoderConfig};
+use super::codec::{EncoderEngine, OpusEncoder, OpusParams, VideoCodec, VideoEncoder, VideoEncoderConfig};
 use super::rtp::packetize::rtp_sequence_number;
 use super::rtp::rtcp::{build_sdes_cname, build_sr};
 use super::rtp::{parse_compound, NtpClock, OutboundRtpStats, PacketHistory, Pacer, RtcpEvent, RtpClock, RtpCodec, RtpPacketizer};
@@ -253,6 +253,8 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
 
 pub struct VideoSendConfig {
     pub codec: VideoCodec,
+    /// Which engine encodes (libvpx, or OpenH264 with the negotiated H.264 parameters).
+    pub engine: EncoderEngine,
     pub payload_type: u8,
     pub ssrc: u32,
     pub bitrate_kbps: u32,
@@ -293,8 +295,13 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
     let codec = match cfg.codec {
         VideoCodec::Vp8 => RtpCodec::Vp8,
         VideoCodec::Vp9 => RtpCodec::Vp9,
+        VideoCodec::H264 => RtpCodec::H264,
     };
-    let packetizer = Arc::new(Mutex::new(RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU)));
+    let mut packetizer = RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
+    if let EncoderEngine::OpenH264 { params, .. } = &cfg.engine {
+        packetizer.set_h264_single_nal_mode(params.single_nal_mode);
+    }
+    let packetizer = Arc::new(Mutex::new(packetizer));
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
     let (enc_tx, enc_shared, enc_slot, enc_ret) = (tx.clone(), shared.clone(), slot.clone(), ret.clone());
     let encode_thread = std::thread::Builder::new()
@@ -393,7 +400,7 @@ fn encode_loop(
         };
         let enc = match encoder.as_mut() {
             Some(e) => e,
-            None => match VideoEncoder::new(VideoEncoderConfig {
+            None => match VideoEncoder::new(&cfg.engine, VideoEncoderConfig {
                 codec: cfg.codec,
                 width: input.width,
                 height: input.height,

@@ -152,7 +152,23 @@ impl ConnectionConfig {
         }
         self.timeouts()?;
         self.codec_preference()?;
+        self.check_h264_sendable()?;
         self.tuning.validate()?;
+        Ok(())
+    }
+
+    /// Sending H.264 needs a working OpenH264: say so when the connection is created rather
+    /// than when the offer comes.
+    fn check_h264_sendable(&self) -> Result<()> {
+        let h264 = self.video_codec_type.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("H264"));
+        if self.video_source.is_none() || !h264 {
+            return Ok(());
+        }
+        let path = self.openh264.as_deref().ok_or_else(|| {
+            Error::invalid("video_codec_type H264 needs Cisco's OpenH264 library to encode: Sora(openh264=<path of libopenh264>)")
+        })?;
+        crate::media::codec::openh264::probe(path)
+            .map_err(|e| Error::invalid(format!("video_codec_type H264 cannot be sent: {e}")))?;
         Ok(())
     }
 

@@ -619,8 +619,10 @@ impl Session {
                 let codec = match format.name.to_ascii_uppercase().as_str() {
                     "VP8" => media::codec::VideoCodec::Vp8,
                     "VP9" => media::codec::VideoCodec::Vp9,
+                    "H264" => media::codec::VideoCodec::H264,
                     other => return Err(crate::error::Error::invalid(format!("{other} encoding is not available in this build"))),
                 };
+                let engine = self.encoder_engine(codec, format)?;
                 let ssrc: u32 = rand::random::<u32>() | 1;
                 let text = sdp::upstream_section(&sdp::Upstream {
                     mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
@@ -648,7 +650,7 @@ impl Session {
                     fmtp: format.fmtp.clone(),
                 };
                 pending.push(PendingSender::Video(track, src.subscribe(), media::send::VideoSendConfig {
-                    codec, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile, info,
+                    codec, engine, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile, info,
                     degradation: media::adapt::DegradationPreference::from_api(self.cfg.degradation_preference)
                         .unwrap_or(media::adapt::DegradationPreference::MaintainFramerate),
                     transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
@@ -764,6 +766,31 @@ impl Session {
         }
     }
 
+    /// The engine that encodes `codec` for the offered `format`: libvpx, or the OpenH264
+    /// library given as `Sora(openh264=...)` with the offer's profile-level-id (Constrained
+    /// Baseline only) and packetization-mode.
+    fn encoder_engine(&self, codec: media::codec::VideoCodec, format: &sdp::Format) -> crate::error::Result<media::codec::EncoderEngine> {
+        use media::codec::openh264::{baseline_level, H264Params};
+        if codec != media::codec::VideoCodec::H264 {
+            return Ok(media::codec::EncoderEngine::Libvpx);
+        }
+        let path = self.cfg.openh264.clone().ok_or_else(|| {
+            crate::error::Error::invalid("H.264 encoding needs an OpenH264 library: Sora(openh264=<path of libopenh264>)")
+        })?;
+        let fmtp = |key: &str| {
+            format.fmtp.as_deref().and_then(|f| {
+                f.split(';').find_map(|kv| kv.trim().strip_prefix(key).and_then(|v| v.strip_prefix('=')).map(str::to_owned))
+            })
+        };
+        // RFC 6184: no profile-level-id means 42000a (Baseline, level 1.0).
+        let level_idc = baseline_level(&fmtp("profile-level-id").unwrap_or_else(|| "42000a".into()))
+            .map_err(crate::error::Error::invalid)?;
+        let single_nal_mode = fmtp("packetization-mode").as_deref().unwrap_or("0") == "0";
+        // Probe now, so a missing or wrong library fails the connection with its reason.
+        media::codec::openh264::probe(&path)?;
+        Ok(media::codec::EncoderEngine::OpenH264 { path, params: H264Params { level_idc, single_nal_mode, ..H264Params::default() } })
+    }
+
     fn start_receiver(&self, id: u64, m: &sdp::MediaSection) {
         let Some(&track) = self.tracks_by_mid.lock().get(&m.mid) else {
             log::warn!("no libdatachannel track for remote mid {}", m.mid);
@@ -774,6 +801,7 @@ impl Session {
         let codec = m.formats.iter().find_map(|f| match f.name.to_ascii_uppercase().as_str() {
             "VP8" if decodable("VP8") => Some(media::rtp::RtpCodec::Vp8),
             "VP9" if decodable("VP9") => Some(media::rtp::RtpCodec::Vp9),
+            "H264" if decodable("H264") => Some(media::rtp::RtpCodec::H264),
             "OPUS" => Some(media::rtp::RtpCodec::Opus),
             _ => None,
         });
@@ -789,6 +817,7 @@ impl Session {
         let (name, kind) = match codec {
             media::rtp::RtpCodec::Vp8 => ("VP8", "video"),
             media::rtp::RtpCodec::Vp9 => ("VP9", "video"),
+            media::rtp::RtpCodec::H264 => ("H264", "video"),
             media::rtp::RtpCodec::Opus => ("opus", "audio"),
         };
         let format = m.format(name);
@@ -800,7 +829,7 @@ impl Session {
             channels: if codec.is_video() { 0 } else { 2 },
             fmtp: format.and_then(|f| f.fmtp.clone()),
         };
-        let r = media::recv::Receiver::start(track, codec, stereo, info);
+        let r = media::recv::Receiver::start(track, codec, stereo, info, self.cfg.openh264.clone());
         self.shared.state.lock().receivers.insert(id, Arc::new(r));
     }
 

@@ -129,7 +129,8 @@ pub fn report(shared: &Shared) -> Value {
             "trackIdentifier": s.kind,
         });
         if video {
-            m.insert("encoderImplementation".into(), json!("libvpx"));
+            let engine = if s.info.mime.eq_ignore_ascii_case("video/H264") { "OpenH264" } else { "libvpx" };
+            m.insert("encoderImplementation".into(), json!(engine));
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),
                 ("framesEncoded", json!(o.frames_encoded)), ("keyFramesEncoded", json!(o.key_frames_encoded)),
@@ -201,7 +202,7 @@ pub fn report(shared: &Shared) -> Value {
         }
         if video {
             for (k, v) in [
-                ("decoderImplementation", json!("libvpx")), ("pliCount", json!(i.pli_count)),
+                ("decoderImplementation", json!(if r.shared.info.mime.eq_ignore_ascii_case("video/H264") { "OpenH264" } else { "libvpx" })), ("pliCount", json!(i.pli_count)),
                 ("firCount", json!(i.fir_count)), ("framesReceived", json!(i.frames_received)),
                 ("framesDropped", json!(i.frames_dropped)), ("framesDecoded", json!(d.frames_decoded)),
                 ("keyFramesDecoded", json!(d.key_frames_decoded)), ("frameWidth", json!(d.frame_width)),

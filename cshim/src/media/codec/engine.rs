@@ -82,6 +82,8 @@ pub struct CodecSupport {
     pub codec: CodecType,
     pub encoder: bool,
     pub decoder: bool,
+    /// Codec parameters as the official JSON names them (OpenH264: version, openh264_path).
+    pub parameters: Map<String, Value>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -99,22 +101,44 @@ impl Engine {
 }
 
 /// The engines this build has on this machine. `openh264` is the path the application gave
-/// (the official SDK loads Cisco's binary from there); this build has no H.264 yet, so the
-/// engine is not listed whatever the path (it will be once it can encode and decode).
-pub fn capability(_openh264: Option<&str>) -> Vec<Engine> {
-    // libvpx, linked into the shim: VP8 and VP9 both ways; AV1, H.264 and H.265 not yet.
+/// (the official SDK loads Cisco's binary from there): the cisco_openh264 engine is listed
+/// when that library loads and opens an encoder and a decoder; a missing or wrong path
+/// only leaves it out (as in the official SDK).
+pub fn capability(openh264: Option<&str>) -> Vec<Engine> {
+    // libvpx, linked into the shim: VP8 and VP9 both ways; AV1 and H.265 not yet.
     let internal = Engine {
         implementation: Implementation::Internal,
         codecs: CodecType::ALL
             .into_iter()
             .map(|codec| {
                 let vpx = matches!(codec, CodecType::Vp8 | CodecType::Vp9);
-                CodecSupport { codec, encoder: vpx, decoder: vpx }
+                CodecSupport { codec, encoder: vpx, decoder: vpx, parameters: Map::new() }
             })
             .collect(),
         parameters: Map::new(),
     };
-    vec![internal]
+    let mut engines = vec![internal];
+    if let Some(path) = openh264 {
+        match super::openh264::probe(path) {
+            Ok(lib) => {
+                let mut parameters = Map::new();
+                parameters.insert("version".into(), lib.version().into());
+                parameters.insert("openh264_path".into(), path.into());
+                // The official order: H.264 last, with the library's facts on it.
+                let codecs = [CodecType::Vp8, CodecType::Vp9, CodecType::H265, CodecType::Av1, CodecType::H264]
+                    .into_iter()
+                    .map(|codec| {
+                        let h264 = codec == CodecType::H264;
+                        let parameters = if h264 { parameters.clone() } else { Map::new() };
+                        CodecSupport { codec, encoder: h264, decoder: h264, parameters }
+                    })
+                    .collect();
+                engines.push(Engine { implementation: Implementation::CiscoOpenh264, codecs, parameters: Map::new() });
+            }
+            Err(e) => log::info!("OpenH264 at {path:?} is not usable: {e}"),
+        }
+    }
+    engines
 }
 
 /// The official `SoraVideoCodecCapability.to_json()` shape.
@@ -123,7 +147,7 @@ pub fn capability_json(engines: &[Engine]) -> Value {
         "engines": engines.iter().map(|e| json!({
             "name": e.implementation.name(),
             "codecs": e.codecs.iter().map(|c| json!({
-                "type": c.codec.name(), "encoder": c.encoder, "decoder": c.decoder, "parameters": {},
+                "type": c.codec.name(), "encoder": c.encoder, "decoder": c.decoder, "parameters": c.parameters,
             })).collect::<Vec<_>>(),
             "parameters": e.parameters,
         })).collect::<Vec<_>>(),

@@ -6,17 +6,21 @@
 //! * [`frame`]: tight I420 frames, PSNR.
 //! * [`convert`]: BGR <-> I420, BT.601 limited range (SIMD `yuv` crate).
 //! * [`scale`]: I420 downscaling for CPU adaptation (box filter).
+//! * [`video`]: the video encoder/decoder interface over every engine.
 //! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
+//! * [`openh264`]: H.264 over Cisco's OpenH264, loaded at run time from a given path.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
 //! * [`resample`]: streaming rate and channel conversion (rubato).
 //! * [`vad`]: voice probability (the earshot network plus a tonal check).
 pub mod convert;
 pub mod engine;
 pub mod frame;
+pub mod openh264;
 pub mod opus;
 pub mod resample;
 pub mod scale;
 pub mod vad;
+pub mod video;
 pub mod vpx;
 
 pub use convert::{bgr_to_i420, bgr_to_i420_into, i420_to_bgr};
@@ -25,4 +29,4 @@ pub use opus::{OpusDecoder, OpusEncoder, OpusParams};
 pub use resample::Resampler;
 pub use scale::Scaler;
 pub use vad::Vad;
-pub use vpx::{EncodedFrame, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};
+pub use video::{EncodedFrame, EncoderEngine, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};

@@ -1,6 +1,7 @@
 //! VP8/VP9 encoder and decoder over the system libvpx (Debian libvpx-dev), tuned like
 //! libwebrtc's realtime configuration: one-pass CBR, no lookahead, keyframes on demand.
 use super::frame::I420Frame;
+use super::video::{EncodedFrame, VideoCodec, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -8,29 +9,31 @@ use std::os::raw::{c_int, c_long, c_uint, c_ulong};
 use std::ptr;
 use vpx_sys as ffi;
 
+/// The codecs libvpx handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VideoCodec {
+pub enum VpxCodec {
     Vp8,
     Vp9,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VideoEncoderConfig {
-    pub codec: VideoCodec,
-    pub width: u32,
-    pub height: u32,
-    pub bitrate_kbps: u32,
-    pub framerate: u32,
-    /// VP9 only: 0 (8-bit 4:2:0) or 2 (10-bit 4:2:0; our 8-bit input is shifted up).
-    pub vp9_profile: u8,
+impl TryFrom<VideoCodec> for VpxCodec {
+    type Error = Error;
+    fn try_from(c: VideoCodec) -> Result<VpxCodec> {
+        match c {
+            VideoCodec::Vp8 => Ok(VpxCodec::Vp8),
+            VideoCodec::Vp9 => Ok(VpxCodec::Vp9),
+            other => Err(Error::invalid(format!("libvpx does not handle {other:?}"))),
+        }
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedFrame {
-    pub data: Vec<u8>,
-    pub keyframe: bool,
-    pub width: u32,
-    pub height: u32,
+impl From<VpxCodec> for VideoCodec {
+    fn from(c: VpxCodec) -> VideoCodec {
+        match c {
+            VpxCodec::Vp8 => VideoCodec::Vp8,
+            VpxCodec::Vp9 => VideoCodec::Vp9,
+        }
+    }
 }
 
 /// RTP video clock; libvpx gets it as its timebase so durations come straight from RTP pts.
@@ -42,14 +45,14 @@ fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn iface(codec: VideoCodec, encoder: bool) -> *const ffi::vpx_codec_iface {
+fn iface(codec: VpxCodec, encoder: bool) -> *const ffi::vpx_codec_iface {
     // SAFETY: these return pointers to static interface tables.
     unsafe {
         match (codec, encoder) {
-            (VideoCodec::Vp8, true) => ffi::vpx_codec_vp8_cx(),
-            (VideoCodec::Vp9, true) => ffi::vpx_codec_vp9_cx(),
-            (VideoCodec::Vp8, false) => ffi::vpx_codec_vp8_dx(),
-            (VideoCodec::Vp9, false) => ffi::vpx_codec_vp9_dx(),
+            (VpxCodec::Vp8, true) => ffi::vpx_codec_vp8_cx(),
+            (VpxCodec::Vp9, true) => ffi::vpx_codec_vp9_cx(),
+            (VpxCodec::Vp8, false) => ffi::vpx_codec_vp8_dx(),
+            (VpxCodec::Vp9, false) => ffi::vpx_codec_vp9_dx(),
         }
     }
 }
@@ -102,7 +105,7 @@ impl Drop for EncCtx {
     }
 }
 
-pub struct VideoEncoder {
+pub struct VpxEncoder {
     config: VideoEncoderConfig,
     enc: Box<EncCtx>,
     /// Input pts of the previous frame, to derive frame durations from RTP time.
@@ -115,12 +118,12 @@ pub struct VideoEncoder {
 
 // SAFETY: the libvpx context is used from one thread at a time (&mut self); it holds no
 // thread-affine state.
-unsafe impl Send for VideoEncoder {}
+unsafe impl Send for VpxEncoder {}
 
-impl VideoEncoder {
+impl VpxEncoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self> {
         let enc = Self::open(&config)?;
-        Ok(VideoEncoder { config, enc, last_input_pts: None, next_pts: 0, hbd: Vec::new() })
+        Ok(VpxEncoder { config, enc, last_input_pts: None, next_pts: 0, hbd: Vec::new() })
     }
 
     pub fn config(&self) -> &VideoEncoderConfig {
@@ -142,12 +145,13 @@ impl VideoEncoder {
         if c.bitrate_kbps == 0 || c.framerate == 0 || c.framerate > 240 {
             return Err(Error::invalid("bitrate_kbps and framerate (1..240) must be set"));
         }
+        let codec = VpxCodec::try_from(c.codec)?;
         let hbd = Self::high_bit_depth(c);
-        match (c.codec, c.vp9_profile) {
-            (VideoCodec::Vp8, _) | (VideoCodec::Vp9, 0) | (VideoCodec::Vp9, 2) => {}
+        match (codec, c.vp9_profile) {
+            (VpxCodec::Vp8, _) | (VpxCodec::Vp9, 0) | (VpxCodec::Vp9, 2) => {}
             (_, p) => return Err(Error::invalid(format!("unsupported VP9 profile {p} (0 or 2)"))),
         }
-        let iface = iface(c.codec, true);
+        let iface = iface(codec, true);
         // SAFETY: iface is a valid static table.
         if hbd && unsafe { ffi::vpx_codec_get_caps(iface) } as u32 & ffi::VPX_CODEC_CAP_HIGHBITDEPTH == 0 {
             return Err(Error::invalid("this libvpx was built without VP9 high bit depth (profile 2)"));
@@ -186,8 +190,8 @@ impl VideoEncoder {
         cfg.kf_min_dist = 0;
         cfg.kf_max_dist = KF_MAX_DIST;
         let mut flags: c_long = 0;
-        match c.codec {
-            VideoCodec::Vp8 => {
+        match codec {
+            VpxCodec::Vp8 => {
                 cfg.g_profile = 0;
                 // Lets a decoder resume after a lost frame without a keyframe.
                 cfg.g_error_resilient = ffi::VPX_ERROR_RESILIENT_DEFAULT;
@@ -196,7 +200,7 @@ impl VideoEncoder {
                 cfg.rc_undershoot_pct = 100;
                 cfg.rc_overshoot_pct = 15;
             }
-            VideoCodec::Vp9 => {
+            VpxCodec::Vp9 => {
                 cfg.g_profile = c.vp9_profile as c_uint;
                 cfg.g_error_resilient = 0;
                 cfg.rc_min_quantizer = 2;
@@ -218,8 +222,8 @@ impl VideoEncoder {
         // libwebrtc's MaxIntraTarget: cap keyframe size at half the optimal buffer.
         let max_intra = ((cfg.rc_buf_optimal_sz as f32 * 0.5 * c.framerate as f32 / 10.0) as c_int).max(300);
         use ffi::vp8e_enc_control_id as id;
-        match c.codec {
-            VideoCodec::Vp8 => {
+        match codec {
+            VpxCodec::Vp8 => {
                 // Negative = fixed realtime speed. Above 640x480 on <= 2 cores: -12 (libwebrtc's
                 // choice for weak CPUs): 10 % less send CPU than -8 at 720p, same PSNR (41.9 dB).
                 let speed = if pixels > 640 * 480 && cores() <= 2 { -12 } else { -6 };
@@ -229,7 +233,7 @@ impl VideoEncoder {
                 control(ctx, id::VP8E_SET_TOKEN_PARTITIONS as u32, 0, "VP8E_SET_TOKEN_PARTITIONS")?;
                 control(ctx, id::VP8E_SET_MAX_INTRA_BITRATE_PCT as u32, max_intra, "VP8E_SET_MAX_INTRA_BITRATE_PCT")?;
             }
-            VideoCodec::Vp9 => {
+            VpxCodec::Vp9 => {
                 // Above 640x480 on <= 2 cores: speed 9. At 8, 720p took ~45 ms/frame on a 2-core
                 // Xeon host (over the 33 ms a 30 fps frame has), so the frame slot replaced one
                 // frame in ten; 9 is ~20 ms there, with the same PSNR on the test pattern (46 dB).
@@ -422,28 +426,28 @@ impl VideoEncoder {
     }
 }
 
-pub struct VideoDecoder {
-    codec: VideoCodec,
+pub struct VpxDecoder {
+    codec: VpxCodec,
     ctx: Box<ffi::vpx_codec_ctx_t>,
 }
 
-// SAFETY: as for VideoEncoder.
-unsafe impl Send for VideoDecoder {}
+// SAFETY: as for VpxEncoder.
+unsafe impl Send for VpxDecoder {}
 
-impl Drop for VideoDecoder {
+impl Drop for VpxDecoder {
     fn drop(&mut self) {
-        // SAFETY: ctx was initialised in new() (a failed init never builds a VideoDecoder).
+        // SAFETY: ctx was initialised in new() (a failed init never builds a VpxDecoder).
         unsafe { ffi::vpx_codec_destroy(&mut *self.ctx) };
     }
 }
 
-impl VideoDecoder {
-    pub fn new(codec: VideoCodec) -> Result<Self> {
+impl VpxDecoder {
+    pub fn new(codec: VpxCodec) -> Result<Self> {
         // VP8 only decodes in parallel with several token partitions, which we (like
         // libwebrtc) do not produce; VP9 threads over tiles and rows.
         let threads = match codec {
-            VideoCodec::Vp8 => 1,
-            VideoCodec::Vp9 => cores().saturating_sub(1).clamp(1, 4),
+            VpxCodec::Vp8 => 1,
+            VpxCodec::Vp9 => cores().saturating_sub(1).clamp(1, 4),
         };
         let cfg = ffi::vpx_codec_dec_cfg_t { threads: threads as c_uint, w: 0, h: 0 };
         // SAFETY: all-zero is a valid vpx_codec_ctx_t; the box gives it a stable address.
@@ -458,10 +462,10 @@ impl VideoDecoder {
                 cstr(unsafe { ffi::vpx_codec_err_to_string(err) })
             )));
         }
-        Ok(VideoDecoder { codec, ctx })
+        Ok(VpxDecoder { codec, ctx })
     }
 
-    pub fn codec(&self) -> VideoCodec {
+    pub fn codec(&self) -> VpxCodec {
         self.codec
     }
 
@@ -582,15 +586,15 @@ mod tests {
         f
     }
 
-    fn config(codec: VideoCodec, w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0 }
+    fn config(codec: VpxCodec, w: u32, h: u32) -> VideoEncoderConfig {
+        VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0 }
     }
 
     /// Encodes `n` frames, decodes them, returns (mean PSNR, keyframe count, bytes).
     fn round_trip(cfg: VideoEncoderConfig, n: u32) -> (f64, usize, usize) {
         let (w, h) = (cfg.width, cfg.height);
-        let mut enc = VideoEncoder::new(cfg.clone()).unwrap();
-        let mut dec = VideoDecoder::new(cfg.codec).unwrap();
+        let mut enc = VpxEncoder::new(cfg.clone()).unwrap();
+        let mut dec = VpxDecoder::new(cfg.codec.try_into().unwrap()).unwrap();
         let (mut sum, mut count, mut keys, mut bytes) = (0.0, 0, 0, 0);
         let t0 = std::time::Instant::now();
         for t in 0..n {
@@ -619,22 +623,22 @@ mod tests {
 
     #[test]
     fn vp8_round_trip_psnr() {
-        let (psnr, keys, _) = round_trip(config(VideoCodec::Vp8, 640, 360), 60);
+        let (psnr, keys, _) = round_trip(config(VpxCodec::Vp8, 640, 360), 60);
         assert!(psnr > 30.0, "VP8 PSNR {psnr:.1}");
         assert_eq!(keys, 1, "only the first frame is a keyframe");
     }
 
     #[test]
     fn vp9_round_trip_psnr() {
-        let (psnr, keys, _) = round_trip(config(VideoCodec::Vp9, 640, 360), 60);
+        let (psnr, keys, _) = round_trip(config(VpxCodec::Vp9, 640, 360), 60);
         assert!(psnr > 30.0, "VP9 PSNR {psnr:.1}");
         assert_eq!(keys, 1);
     }
 
     #[test]
     fn vp9_profile2_round_trip() {
-        let cfg = VideoEncoderConfig { vp9_profile: 2, ..config(VideoCodec::Vp9, 320, 240) };
-        match VideoEncoder::new(cfg.clone()) {
+        let cfg = VideoEncoderConfig { vp9_profile: 2, ..config(VpxCodec::Vp9, 320, 240) };
+        match VpxEncoder::new(cfg.clone()) {
             Err(e) if e.message.contains("high bit depth") => println!("skipped: {e}"),
             _ => {
                 let (psnr, _, _) = round_trip(cfg, 20);
@@ -645,9 +649,9 @@ mod tests {
 
     #[test]
     fn forced_keyframe_and_bitrate_change() {
-        for codec in [VideoCodec::Vp8, VideoCodec::Vp9] {
-            let mut enc = VideoEncoder::new(config(codec, 320, 180)).unwrap();
-            let mut dec = VideoDecoder::new(codec).unwrap();
+        for codec in [VpxCodec::Vp8, VpxCodec::Vp9] {
+            let mut enc = VpxEncoder::new(config(codec, 320, 180)).unwrap();
+            let mut dec = VpxDecoder::new(codec).unwrap();
             for t in 0..12u32 {
                 if t == 6 {
                     enc.set_bitrate(600).unwrap();
@@ -657,7 +661,7 @@ mod tests {
                 assert_eq!(pkts[0].keyframe, t == 0 || t == 8, "{codec:?} frame {t}");
                 // A keyframe alone (fresh decoder) must decode: that is what PLI recovery needs.
                 if t == 8 {
-                    let mut fresh = VideoDecoder::new(codec).unwrap();
+                    let mut fresh = VpxDecoder::new(codec).unwrap();
                     assert!(fresh.decode(&pkts[0].data).unwrap().is_some());
                 }
                 assert!(dec.decode(&pkts[0].data).unwrap().is_some());
@@ -668,8 +672,8 @@ mod tests {
 
     #[test]
     fn set_bitrate_takes_effect() {
-        for codec in [VideoCodec::Vp8, VideoCodec::Vp9] {
-            let mut enc = VideoEncoder::new(config(codec, 640, 360)).unwrap();
+        for codec in [VpxCodec::Vp8, VpxCodec::Vp9] {
+            let mut enc = VpxEncoder::new(config(codec, 640, 360)).unwrap();
             let mut bytes = [0usize; 2];
             for t in 0..60u32 {
                 if t == 30 {
@@ -689,9 +693,9 @@ mod tests {
 
     #[test]
     fn resolution_change_mid_stream() {
-        for codec in [VideoCodec::Vp8, VideoCodec::Vp9] {
-            let mut enc = VideoEncoder::new(config(codec, 320, 240)).unwrap();
-            let mut dec = VideoDecoder::new(codec).unwrap();
+        for codec in [VpxCodec::Vp8, VpxCodec::Vp9] {
+            let mut enc = VpxEncoder::new(config(codec, 320, 240)).unwrap();
+            let mut dec = VpxDecoder::new(codec).unwrap();
             // Down, up beyond the initial size, and odd sizes.
             let sizes = [(320, 240), (160, 120), (641, 361), (320, 240)];
             let mut t = 0u32;
@@ -713,8 +717,8 @@ mod tests {
 
     #[test]
     fn garbage_and_missing_references_are_errors() {
-        for codec in [VideoCodec::Vp8, VideoCodec::Vp9] {
-            let mut dec = VideoDecoder::new(codec).unwrap();
+        for codec in [VpxCodec::Vp8, VpxCodec::Vp9] {
+            let mut dec = VpxDecoder::new(codec).unwrap();
             assert!(dec.decode(&[]).is_err());
             let mut seed = 0x1234_5678u32;
             for len in [1usize, 3, 10, 100, 1000, 10000] {
@@ -727,10 +731,10 @@ mod tests {
                 assert!(dec.decode(&junk).is_err(), "{codec:?} accepted {len} junk bytes");
             }
             // Truncated and bit-flipped real frames: never a crash; an error or a picture.
-            let mut enc = VideoEncoder::new(config(codec, 320, 240)).unwrap();
+            let mut enc = VpxEncoder::new(config(codec, 320, 240)).unwrap();
             let key = enc.encode(&pattern(320, 240, 0), 0, false).unwrap().remove(0).data;
             let inter = enc.encode(&pattern(320, 240, 1), 3000, false).unwrap().remove(0).data;
-            let mut fresh = VideoDecoder::new(codec).unwrap();
+            let mut fresh = VpxDecoder::new(codec).unwrap();
             assert!(fresh.decode(&inter).is_err(), "{codec:?}: inter frame without keyframe");
             let _ = fresh.decode(&key[..key.len() / 2]);
             let mut flipped = key.clone();
@@ -744,10 +748,10 @@ mod tests {
 
     #[test]
     fn realtime_speed_720p() {
-        for codec in [VideoCodec::Vp8, VideoCodec::Vp9] {
+        for codec in [VpxCodec::Vp8, VpxCodec::Vp9] {
             let cfg = VideoEncoderConfig { bitrate_kbps: 2500, ..config(codec, 1280, 720) };
-            let mut enc = VideoEncoder::new(cfg).unwrap();
-            let mut dec = VideoDecoder::new(codec).unwrap();
+            let mut enc = VpxEncoder::new(cfg).unwrap();
+            let mut dec = VpxDecoder::new(codec).unwrap();
             let frames: Vec<I420Frame> = (0..30).map(|t| pattern(1280, 720, t)).collect();
             let (mut te, mut td, mut psnr) = (0.0, 0.0, 0.0);
             for (t, f) in frames.iter().enumerate() {
@@ -899,14 +903,14 @@ mod tests {
     /// Sends `n` frames of the test pattern the way the pipelines do: BGR → I420 (convert.rs)
     /// → production encoder → RTP packetizer (MTU as in send.rs) → RtpReceiver → decoder,
     /// and checks every picture like the media tests.
-    fn pattern_run(codec: VideoCodec, w: u32, h: u32, kbps: u32, n: u32) -> PatternRun {
+    fn pattern_run(codec: VpxCodec, w: u32, h: u32, kbps: u32, n: u32) -> PatternRun {
         use crate::media::codec::convert::{bgr_to_i420, i420_to_bgr};
         use crate::media::rtp::{jitter::RtpReceiver, packetize::RtpPacketizer, RtpCodec};
         let (wu, hu) = (w as usize, h as usize);
-        let cfg = VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: kbps, framerate: 30, vp9_profile: 0 };
-        let mut enc = VideoEncoder::new(cfg).unwrap();
-        let mut dec = VideoDecoder::new(codec).unwrap();
-        let rtp_codec = if codec == VideoCodec::Vp8 { RtpCodec::Vp8 } else { RtpCodec::Vp9 };
+        let cfg = VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: kbps, framerate: 30, vp9_profile: 0 };
+        let mut enc = VpxEncoder::new(cfg).unwrap();
+        let mut dec = VpxDecoder::new(codec).unwrap();
+        let rtp_codec = if codec == VpxCodec::Vp8 { RtpCodec::Vp8 } else { RtpCodec::Vp9 };
         let mut packetizer = RtpPacketizer::new(rtp_codec, 0x1234, 96, 90_000, 1200);
         let mut receiver = RtpReceiver::new(rtp_codec, 90_000);
         let start = std::time::Instant::now();
@@ -957,7 +961,7 @@ mod tests {
     /// pattern, which the media tests then read as the wrong frame (PSNR ~21 dB).
     #[test]
     fn test_pattern_survives_codec_and_rtp() {
-        for codec in [VideoCodec::Vp8, VideoCodec::Vp9] {
+        for codec in [VpxCodec::Vp8, VpxCodec::Vp9] {
             let run = pattern_run(codec, 1280, 720, 2500, 60);
             println!("{codec:?} 1280x720 @2500 kbps: {}", run.summary());
             assert_eq!(run.damaged(), 0, "{codec:?}: {}", run.summary());
@@ -973,9 +977,9 @@ mod tests {
         let env = |k: &str, d: u32| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
         let (n, kbps) = (env("VPX_FRAMES", 300), env("VPX_KBPS", 2500));
         let codecs = match std::env::var("VPX_CODEC").as_deref() {
-            Ok("vp8") => vec![VideoCodec::Vp8],
-            Ok("vp9") => vec![VideoCodec::Vp9],
-            _ => vec![VideoCodec::Vp8, VideoCodec::Vp9],
+            Ok("vp8") => vec![VpxCodec::Vp8],
+            Ok("vp9") => vec![VpxCodec::Vp9],
+            _ => vec![VpxCodec::Vp8, VpxCodec::Vp9],
         };
         for codec in codecs {
             println!("{codec:?} 1280x720 @{kbps} kbps: {}", pattern_run(codec, 1280, 720, kbps, n).summary());
@@ -984,10 +988,10 @@ mod tests {
 
     #[test]
     fn bad_config_is_error() {
-        assert!(VideoEncoder::new(config(VideoCodec::Vp8, 0, 10)).is_err());
-        assert!(VideoEncoder::new(VideoEncoderConfig { bitrate_kbps: 0, ..config(VideoCodec::Vp8, 64, 64) }).is_err());
-        assert!(VideoEncoder::new(VideoEncoderConfig { vp9_profile: 1, ..config(VideoCodec::Vp9, 64, 64) }).is_err());
-        let mut enc = VideoEncoder::new(config(VideoCodec::Vp8, 64, 64)).unwrap();
+        assert!(VpxEncoder::new(config(VpxCodec::Vp8, 0, 10)).is_err());
+        assert!(VpxEncoder::new(VideoEncoderConfig { bitrate_kbps: 0, ..config(VpxCodec::Vp8, 64, 64) }).is_err());
+        assert!(VpxEncoder::new(VideoEncoderConfig { vp9_profile: 1, ..config(VpxCodec::Vp9, 64, 64) }).is_err());
+        let mut enc = VpxEncoder::new(config(VpxCodec::Vp8, 64, 64)).unwrap();
         let mut f = I420Frame::new(64, 64).unwrap();
         f.u.pop();
         assert!(enc.encode(&f, 0, false).is_err());

@@ -253,7 +253,8 @@ pub struct PayloadInfo {
     pub header_len: usize,
     /// First packet of a frame (picture).
     pub frame_begin: bool,
-    /// First packet of a keyframe (meaningful only when `frame_begin`; audio: always true).
+    /// First packet of a keyframe (meaningful only when `frame_begin`; audio: always true;
+    /// H.264: the packet carries an SPS or IDR slice).
     pub keyframe: bool,
     pub picture_id: Option<u16>,
 }
@@ -273,6 +274,11 @@ pub fn payload_info(codec: RtpCodec, payload: &[u8]) -> Option<PayloadInfo> {
             // VP8 frame tag: bit 0 of the first byte is 0 for a key frame (RFC 6386 §9.1).
             let keyframe = begin && payload[n] & 0x01 == 0;
             Some(PayloadInfo { header_len: n, frame_begin: begin, keyframe, picture_id: d.picture_id })
+        }
+        RtpCodec::H264 => {
+            // The payload is rewritten to Annex B by the receiver (h264::to_annexb).
+            let info = super::h264::payload_info(payload)?;
+            Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None })
         }
         RtpCodec::Vp9 => {
             let (d, n) = Vp9Descriptor::parse(payload)?;

@@ -3,8 +3,9 @@
 //!
 //! * Packets are keyed by unwrapped sequence number; duplicates and packets behind the
 //!   release cursor are dropped (counted), garbage is counted and ignored.
-//! * Video (VP8/VP9): a frame is a contiguous sequence range that starts with a frame-begin
-//!   packet (VP8 `S=1, PID=0`; VP9 `B=1` in the base layer; or any packet right after a
+//! * Video (VP8/VP9/H.264): a frame is a contiguous sequence range that starts with a frame-begin
+//!   packet (VP8 `S=1, PID=0`; VP9 `B=1` in the base layer; H.264 the start of an AUD,
+//!   SPS, PPS, SEI or a picture's first slice; or any packet right after a
 //!   marker packet) and ends with the RTP marker (or a timestamp change). Opus: every packet
 //!   is a frame.
 //! * Loss: when the frame at the cursor stays incomplete past the wait limit (video
@@ -331,6 +332,17 @@ impl RtpReceiver {
                 self.counters.malformed += 1;
                 return false;
             };
+            // H.264 payloads become Annex B here, so a frame is its packets' concatenation.
+            let data = if self.codec == RtpCodec::H264 {
+                let mut annexb = Vec::with_capacity(rtp.payload.len() + 8);
+                if super::h264::to_annexb(&rtp.payload, &mut annexb).is_none() {
+                    self.counters.malformed += 1;
+                    return false;
+                }
+                Bytes::from(annexb)
+            } else {
+                rtp.payload.slice(info.header_len..)
+            };
             Pkt {
                 ts,
                 marker: rtp.marker(),
@@ -338,7 +350,7 @@ impl RtpReceiver {
                 keyframe: info.keyframe,
                 padding: false,
                 picture_id: info.picture_id,
-                data: rtp.payload.slice(info.header_len..),
+                data,
                 arrival: now,
             }
         };
@@ -564,7 +576,8 @@ impl RtpReceiver {
         self.after_frame_end = true;
         self.committed = true;
         let Some(head) = pkts.first() else { return };
-        let keyframe = head.keyframe;
+        // H.264 marks its SPS and IDR packets, which need not lead the access unit.
+        let keyframe = head.keyframe || (self.codec == RtpCodec::H264 && pkts.iter().any(|p| p.keyframe));
         if self.codec.is_video() {
             if keyframe {
                 self.keyframe_needed = false;
@@ -874,6 +887,49 @@ mod tests {
         assert_eq!(out[1].picture_id, out[0].picture_id.map(|p| (p + 1) & 0x7fff));
     }
 
+    /// Annex B access unit with 4-byte start codes.
+    fn h264_au(nals: &[(u8, usize)], seed: u8) -> Vec<u8> {
+        let mut au = Vec::new();
+        for &(t, len) in nals {
+            au.extend_from_slice(&[0, 0, 0, 1, 0x60 | t, 0x88]);
+            // No 00 00 0x sequences inside (an encoder's emulation prevention guarantees that).
+            au.extend((0..len - 2).map(|i| (i as u8).wrapping_mul(seed) | 0x10));
+        }
+        au
+    }
+
+    #[test]
+    fn h264_round_trip_byte_exact_with_loss_until_idr() {
+        let mut p = RtpPacketizer::new(RtpCodec::H264, 0x264, 102, 90_000, 1200);
+        p.set_next_sequence_number(65530);
+        let frames = [
+            h264_au(&[(7, 14), (8, 5), (5, 40_000)], 3),
+            h264_au(&[(1, 300), (1, 280)], 5),
+            h264_au(&[(1, 9000)], 7),
+            h264_au(&[(1, 500)], 9),
+            h264_au(&[(7, 14), (8, 5), (5, 30_000)], 11),
+        ];
+        let mut r = RtpReceiver::new(RtpCodec::H264, 90_000);
+        r.set_wait_limit(Some(Duration::from_millis(50)));
+        let t0 = Instant::now();
+        let mut out = vec![];
+        for (i, f) in frames.iter().enumerate() {
+            let pk = p.packetize(f, i as u32 * 3000);
+            assert!(pk.iter().all(|x| x.len() <= 1200));
+            for (k, x) in pk.iter().enumerate().rev() {
+                if i == 2 && k == 3 {
+                    continue; // a fragment of frame 2 is lost: frames 2 and 3 cannot be decoded
+                }
+                r.push(x, t0 + ms(i as u64 * 100));
+            }
+            out.extend(r.pop_frames(t0 + ms(i as u64 * 100 + 60)));
+        }
+        let got: Vec<&Vec<u8>> = out.iter().map(|o| &o.data).collect();
+        assert_eq!(got, vec![&frames[0], &frames[1], &frames[4]]);
+        assert!(out[0].keyframe && !out[1].keyframe && out[2].keyframe);
+        assert_eq!(p.frame_counts(), (5, 2));
+    }
+
     #[test]
     fn vp8_round_trip_large_keyframe_byte_exact() {
         let mut p = RtpPacketizer::new(RtpCodec::Vp8, 1, 96, 90_000, 1200);
@@ -965,7 +1021,7 @@ mod tests {
         let t0 = Instant::now();
         let s = vp8_stream(6, &[0, 3], 65500);
         let valid: Vec<Vec<u8>> = s.packets.iter().flatten().cloned().collect();
-        for codec in [RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::Opus] {
+        for codec in [RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::Opus, RtpCodec::H264] {
             let mut r = RtpReceiver::new(codec, codec.default_clock_rate());
             let mut released: Vec<AssembledFrame> = vec![];
             let mut resets = 0;

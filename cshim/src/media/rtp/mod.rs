@@ -9,6 +9,7 @@
 //!   packets (VP8 descriptor with 15-bit PictureID, VP9 non-flexible mode with P/B/E flags
 //!   and a scalability structure on keyframes), optional one-byte header extensions.
 //! * [`depacketize`] — VP8/VP9 payload descriptor parsing, RTP header parsing.
+//! * [`h264`] — H.264 payloads (RFC 6184: single NAL unit, STAP-A, FU-A) ↔ Annex B.
 //! * [`jitter`] — [`RtpReceiver`]: per-SSRC reordering/de-duplicating frame assembler with
 //!   loss handling (skip after a wait limit; video then drops delta frames until a keyframe).
 //! * [`nack`] — [`NackGenerator`] (RFC 4585 generic NACK from sequence gaps) and the sender's
@@ -37,6 +38,7 @@
 //! crates' VP9 payloader never sets the P bit, so every frame would look like a keyframe).
 
 pub mod depacketize;
+pub mod h264;
 pub mod hdrext;
 pub mod jitter;
 pub mod nack;
@@ -63,6 +65,7 @@ pub enum RtpCodec {
     Opus,
     Vp8,
     Vp9,
+    H264,
 }
 
 impl RtpCodec {
@@ -70,11 +73,12 @@ impl RtpCodec {
         !matches!(self, RtpCodec::Opus)
     }
 
-    /// The RTP clock rate the codec always uses in WebRTC (RFC 7587, RFC 7741, RFC 9628).
+    /// The RTP clock rate the codec always uses in WebRTC (RFC 7587, RFC 7741, RFC 9628,
+    /// RFC 6184).
     pub fn default_clock_rate(self) -> u32 {
         match self {
             RtpCodec::Opus => 48_000,
-            RtpCodec::Vp8 | RtpCodec::Vp9 => 90_000,
+            RtpCodec::Vp8 | RtpCodec::Vp9 | RtpCodec::H264 => 90_000,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   scalability structure with the resolution on the first packet of a keyframe. libwebrtc
 //!   receivers then reference frames by picture id alone.
 //!
+//! * H.264 (RFC 6184): see [`super::h264`]; marker on the last packet of the access unit.
+//!
 //! Fragments are balanced (equal sizes) rather than MTU-greedy with a tiny tail.
 
 use bytes::Bytes;
@@ -39,6 +41,8 @@ pub struct RtpPacketizer {
     extensions: Vec<(u8, Vec<u8>)>,
     abs_send_time_id: Option<u8>,
     last_rtp_timestamp: Option<u32>,
+    /// H.264 packetization-mode=0 (single NAL unit packets only).
+    h264_single_nal: bool,
     frames: u64,
     keyframes: u64,
 }
@@ -59,6 +63,7 @@ impl RtpPacketizer {
             extensions: Vec::new(),
             abs_send_time_id: None,
             last_rtp_timestamp: None,
+            h264_single_nal: false,
             frames: 0,
             keyframes: 0,
         }
@@ -81,6 +86,14 @@ impl RtpPacketizer {
     }
     pub fn set_mtu(&mut self, mtu: usize) {
         self.mtu = mtu;
+    }
+    /// H.264: packetization-mode 0 (true) or 1 (false, the default).
+    pub fn set_h264_single_nal_mode(&mut self, on: bool) {
+        self.h264_single_nal = on;
+    }
+    /// The payload room of one packet (the H.264 encoder sizes its slices to it in mode 0).
+    pub fn max_payload(&self) -> usize {
+        self.mtu.saturating_sub(self.header_overhead())
     }
     /// Sequence number the next packet will carry.
     pub fn next_sequence_number(&self) -> u16 {
@@ -155,6 +168,7 @@ impl RtpPacketizer {
             }
             RtpCodec::Vp8 => self.packetize_vp8(frame, rtp_timestamp, info),
             RtpCodec::Vp9 => self.packetize_vp9(frame, rtp_timestamp, info),
+            RtpCodec::H264 => self.packetize_h264(frame, rtp_timestamp, info),
         };
         if !out.is_empty() {
             self.last_rtp_timestamp = Some(rtp_timestamp);
@@ -184,6 +198,20 @@ impl RtpPacketizer {
             if keyframe {
                 self.keyframes += 1;
             }
+        }
+        out
+    }
+
+    fn packetize_h264(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
+        let payloads = super::h264::payloads(frame, self.max_payload(), self.h264_single_nal);
+        let keyframe = info.keyframe.unwrap_or_else(|| {
+            super::h264::split_annexb(frame).iter().any(|n| n[0] & 0x1f == 5)
+        });
+        let n = payloads.len();
+        let out: Vec<Vec<u8>> =
+            payloads.iter().enumerate().filter_map(|(i, p)| self.packet(ts, i + 1 == n, &[p])).collect();
+        if !out.is_empty() && keyframe {
+            self.keyframes += 1;
         }
         out
     }

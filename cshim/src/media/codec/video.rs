@@ -1,0 +1,128 @@
+//! Video encoders and decoders behind one interface, whatever engine runs them: libvpx
+//! (VP8/VP9, linked in) or OpenH264 (H.264, loaded at run time). The pipelines only see
+//! [`VideoEncoder`] and [`VideoDecoder`]; adding an engine adds a variant here.
+use super::frame::I420Frame;
+use super::openh264::{H264Decoder, H264Encoder, H264Params};
+use super::vpx::{VpxDecoder, VpxEncoder};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    Vp8,
+    Vp9,
+    H264,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoEncoderConfig {
+    pub codec: VideoCodec,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
+    pub framerate: u32,
+    /// VP9 only: 0 (8-bit 4:2:0) or 2 (10-bit 4:2:0; our 8-bit input is shifted up).
+    pub vp9_profile: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedFrame {
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Which engine encodes, with what it needs beyond [`VideoEncoderConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncoderEngine {
+    Libvpx,
+    /// The OpenH264 library at this path, with the negotiated H.264 parameters.
+    OpenH264 { path: String, params: H264Params },
+}
+
+pub enum VideoEncoder {
+    Vpx(VpxEncoder),
+    OpenH264(H264Encoder),
+}
+
+impl VideoEncoder {
+    pub fn new(engine: &EncoderEngine, config: VideoEncoderConfig) -> Result<Self> {
+        match (engine, config.codec) {
+            (EncoderEngine::Libvpx, _) => Ok(VideoEncoder::Vpx(VpxEncoder::new(config)?)),
+            (EncoderEngine::OpenH264 { path, params }, VideoCodec::H264) => {
+                Ok(VideoEncoder::OpenH264(H264Encoder::new(path, config, *params)?))
+            }
+            (EncoderEngine::OpenH264 { .. }, c) => Err(Error::invalid(format!("OpenH264 does not encode {c:?}"))),
+        }
+    }
+
+    pub fn config(&self) -> &VideoEncoderConfig {
+        match self {
+            VideoEncoder::Vpx(e) => e.config(),
+            VideoEncoder::OpenH264(e) => e.config(),
+        }
+    }
+
+    /// The name `encoderImplementation` reports.
+    pub fn implementation(&self) -> &'static str {
+        match self {
+            VideoEncoder::Vpx(_) => "libvpx",
+            VideoEncoder::OpenH264(_) => "OpenH264",
+        }
+    }
+
+    pub fn set_bitrate(&mut self, kbps: u32) -> Result<()> {
+        match self {
+            VideoEncoder::Vpx(e) => e.set_bitrate(kbps),
+            VideoEncoder::OpenH264(e) => e.set_bitrate(kbps),
+        }
+    }
+
+    /// Encodes one frame captured at RTP time `pts_90k`; a new size re-opens the encoder.
+    pub fn encode(&mut self, frame: &I420Frame, pts_90k: u32, force_keyframe: bool) -> Result<Vec<EncodedFrame>> {
+        match self {
+            VideoEncoder::Vpx(e) => e.encode(frame, pts_90k, force_keyframe),
+            VideoEncoder::OpenH264(e) => e.encode(frame, force_keyframe),
+        }
+    }
+}
+
+pub enum VideoDecoder {
+    Vpx(VpxDecoder),
+    OpenH264(H264Decoder),
+}
+
+impl VideoDecoder {
+    /// A decoder for `codec`; H.264 needs the OpenH264 library's path.
+    pub fn new(codec: VideoCodec, openh264: Option<&str>) -> Result<Self> {
+        match codec {
+            VideoCodec::H264 => {
+                let path = openh264.ok_or_else(|| Error::invalid("H.264 decoding needs an OpenH264 library (Sora(openh264=...))"))?;
+                Ok(VideoDecoder::OpenH264(H264Decoder::new(path)?))
+            }
+            c => Ok(VideoDecoder::Vpx(VpxDecoder::new(c.try_into()?)?)),
+        }
+    }
+
+    /// The name `decoderImplementation` reports.
+    pub fn implementation(&self) -> &'static str {
+        match self {
+            VideoDecoder::Vpx(_) => "libvpx",
+            VideoDecoder::OpenH264(_) => "OpenH264",
+        }
+    }
+
+    /// Decodes one complete frame. `Ok(None)`: no picture came out; `Err`: corrupt data or
+    /// missing references (ask for a keyframe).
+    pub fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>> {
+        let mut frame = I420Frame { width: 0, height: 0, y: Vec::new(), u: Vec::new(), v: Vec::new() };
+        Ok(if self.decode_into(data, &mut frame)? { Some(frame) } else { None })
+    }
+
+    pub fn decode_into(&mut self, data: &[u8], out: &mut I420Frame) -> Result<bool> {
+        match self {
+            VideoDecoder::Vpx(d) => d.decode_into(data, out),
+            VideoDecoder::OpenH264(d) => d.decode_into(data, out),
+        }
+    }
+}
