@@ -63,7 +63,7 @@ def _connect(sora, args, role: str, **kwargs):
 
 
 def send(args) -> dict:
-    sora = sora_ffi.Sora()
+    sora = sora_ffi.Sora(openh264=args.openh264)
     video = sora.create_video_source()
     audio = sora.create_audio_source(1, RATE)
     conn, _ = _connect(sora, args, "sendonly", video=True, audio=True, video_codec_type=args.codec,
@@ -130,7 +130,7 @@ def _tone_presence(pcm: np.ndarray) -> float:
 
 def recv(args) -> dict:
     sdk = importlib.import_module(args.sdk)
-    sora = sdk.Sora()
+    sora = sdk.Sora(openh264=args.openh264) if args.sdk == "sora_ffi" else sdk.Sora()
     conn, tracks = _connect(sora, args, "recvonly", video=True, audio=True)
     print("ready", flush=True)
     deadline = time.monotonic() + 15
@@ -202,6 +202,7 @@ def main() -> None:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--bitrate", type=int, default=2500)
     p.add_argument("--codec", default="VP8")
+    p.add_argument("--openh264", default=None, help="OpenH264 library (for --codec H264)")
     p.add_argument("--linger", type=float, default=1.0, help="seconds sent after --frames")
     p.add_argument("--sdk", default="sora_ffi", choices=["sora_ffi", "sora_sdk"], help="recv: the SDK that receives")
     args = p.parse_args()

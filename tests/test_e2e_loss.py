@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import openh264_path
 from sora_ffi.devserver import DevServer
 
 PEER = str(Path(__file__).with_name("media_peer.py"))
@@ -94,6 +95,8 @@ def lossy_link():
 def _peer(role: str, url: str, channel: str, netns: str | None, codec: str, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, PEER, role, "--url", url, "--channel", channel,
            "--frames", str(FRAMES), "--codec", codec, *extra]
+    if codec == "H264":
+        cmd += ["--openh264", openh264_path()]
     if netns:
         cmd = ["ip", "netns", "exec", netns] + cmd
     # the peer imports sora_ffi from this checkout, as the tests do
@@ -112,7 +115,7 @@ def _report(proc: subprocess.Popen, timeout: float) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
 @pytest.mark.parametrize("lossy", ["receiver", "sender"])
 def test_media_survives_5_percent_loss(lossy_link, channel_id, lossy, codec):
     _check_media_under_loss(lossy_link, channel_id, lossy, codec, "sora_ffi")
