@@ -11,6 +11,10 @@ server in another process:
   callback), and the cost of getting the pixels as a numpy array (frame.data()).
 
     python benchmarks/media.py [--seconds 10] [--codec VP8] [--bitrate 2500]
+    python benchmarks/media.py --codec H264 --openh264 ~/.cache/sora_ffi/openh264/libopenh264.so.2.6.0
+
+H.264 runs both SDKs on the same OpenH264 library (the official one through a preference
+naming CISCO_OPENH264, which it needs to use the library at all).
 """
 from __future__ import annotations
 
@@ -50,10 +54,23 @@ def connect(sdk, sora, url, channel, role, **kw):
     return conn
 
 
-def run_sender(sdk, url, channel, seconds, codec, bitrate):
+def new_sora(sdk, openh264):
+    """A Sora of `sdk`, with `openh264` (a library path) for H.264 when given."""
+    if not openh264:
+        return sdk.Sora()
+    if sdk.__name__ == "sora_sdk":
+        impl = sdk.SoraVideoCodecImplementation
+        cap = sdk.get_video_codec_capability(openh264=openh264)
+        pref = sdk.create_video_codec_preference_from_implementation(cap, impl.INTERNAL)
+        pref.merge(sdk.create_video_codec_preference_from_implementation(cap, impl.CISCO_OPENH264))
+        return sdk.Sora(openh264=openh264, video_codec_preference=pref)
+    return sdk.Sora(openh264=openh264)
+
+
+def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None):
     from sora_ffi import testpattern
 
-    sora = sdk.Sora()
+    sora = new_sora(sdk, openh264)
     source = sora.create_video_source()
     # Both encode every frame at full size: no CPU adaptation, and libwebrtc would otherwise
     # scale 720p down at its 300 kbps start rate before any bandwidth estimate arrives.
@@ -78,10 +95,10 @@ def run_sender(sdk, url, channel, seconds, codec, bitrate):
     return {"cpu_per_media_s": cpu / media, "frames_sent": frames}
 
 
-def run_receiver(sdk, url, channel, seconds):
+def run_receiver(sdk, url, channel, seconds, openh264=None):
     from sora_ffi import testpattern
 
-    sora = sdk.Sora()
+    sora = new_sora(sdk, openh264)
     lock = threading.Lock()
     got = []  # (index, latency_ms, data_cost_s)
     sinks = []
@@ -146,9 +163,9 @@ def run_receiver(sdk, url, channel, seconds):
 def child(args):
     sdk = importlib.import_module(args.sdk)
     if args.role == "send":
-        r = run_sender(sdk, args.url, args.channel, args.seconds, args.codec, args.bitrate)
+        r = run_sender(sdk, args.url, args.channel, args.seconds, args.codec, args.bitrate, args.openh264)
     else:
-        r = run_receiver(sdk, args.url, args.channel, args.seconds)
+        r = run_receiver(sdk, args.url, args.channel, args.seconds, args.openh264)
     print(json.dumps(r), flush=True)
     # sora_sdk 2025.4.0 may crash tearing down live objects at interpreter exit
     # (see tests/conftest.py); the result is out, so leave without teardown.
@@ -158,6 +175,8 @@ def child(args):
 def spawn(role, sdk, url, channel, args):
     cmd = [sys.executable, __file__, "--child", role, "--sdk", sdk, "--url", url, "--channel", channel,
            "--seconds", str(args.seconds), "--codec", args.codec, "--bitrate", str(args.bitrate)]
+    if args.openh264:
+        cmd += ["--openh264", args.openh264]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
@@ -174,6 +193,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--codec", default="VP8")
     ap.add_argument("--bitrate", type=int, default=2500)
+    ap.add_argument("--openh264", default=None, help="OpenH264 library path (needed for --codec H264)")
     ap.add_argument("--child", choices=["send", "recv"])
     ap.add_argument("--sdk", default="sora_ffi")
     ap.add_argument("--url")
@@ -201,7 +221,8 @@ def main():
             s = spawn("send", "sora_ffi", url, ch, args)
             rows[("recv", sdk)] = result(r)
             result(s)
-    print(f"{W}x{H} {FPS} fps {args.codec} {args.bitrate} kbps, {args.seconds:.0f} s per run, loopback")
+    print(f"{W}x{H} {FPS} fps {args.codec} {args.bitrate} kbps, {args.seconds:.0f} s per run, loopback"
+          + (f", OpenH264 {args.openh264}" if args.openh264 else ""))
     print(json.dumps({f"{k[0]}/{k[1]}": v for k, v in rows.items()}, indent=1))
     sf, so = rows[("send", "sora_ffi")], rows[("send", "sora_sdk")]
     rf, ro = rows[("recv", "sora_ffi")], rows[("recv", "sora_sdk")]

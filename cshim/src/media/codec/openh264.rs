@@ -224,6 +224,22 @@ fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// libwebrtc's choice of OpenH264 threads (and so slices) by picture size and cores: a
+/// second thread only above 640x480 with 3 or more cores. On 2 cores a second thread only
+/// adds synchronisation (measured: docs/design.md, "H.264 through OpenH264").
+fn encoder_threads(width: u32, height: u32, cores: usize) -> u16 {
+    let pixels = width as u64 * height as u64;
+    if pixels >= 1920 * 1080 && cores > 8 {
+        8
+    } else if pixels > 1280 * 960 && cores >= 6 {
+        3
+    } else if pixels > 640 * 480 && cores >= 3 {
+        2
+    } else {
+        1
+    }
+}
+
 /// Whether OpenH264 can take this size as it is: H.264 4:2:0 has no odd sizes (cropping
 /// works in steps of two), and OpenH264 refuses pictures under 16 pixels either way.
 fn encodable_size(w: u32, h: u32) -> bool {
@@ -266,6 +282,10 @@ pub struct H264Encoder {
     config: VideoEncoderConfig,
     params: H264Params,
     start: std::time::Instant,
+    #[cfg(test)]
+    threads_override: Option<u16>,
+    #[cfg(test)]
+    complexity_override: Option<sys::ECOMPLEXITY_MODE>,
 }
 
 // SAFETY: the encoder is used from one thread at a time (&mut self).
@@ -295,7 +315,17 @@ impl H264Encoder {
         if rc != 0 || enc.is_null() {
             return Err(Error::internal(format!("WelsCreateSVCEncoder failed ({rc})")));
         }
-        let mut this = H264Encoder { lib, enc, config, params, start: std::time::Instant::now() };
+        let mut this = H264Encoder {
+            lib,
+            enc,
+            config,
+            params,
+            start: std::time::Instant::now(),
+            #[cfg(test)]
+            threads_override: None,
+            #[cfg(test)]
+            complexity_override: None,
+        };
         this.init()?;
         Ok(this)
     }
@@ -317,8 +347,7 @@ impl H264Encoder {
         }
         let bps = (c.bitrate_kbps.max(1) as i64 * 1000).min(i32::MAX as i64) as c_int;
         let fps = c.framerate.max(1) as f32;
-        // Threads (and so slices) only where a frame is big enough to be worth splitting.
-        let threads = if c.width * c.height > 640 * 480 { cores().clamp(1, 4) } else { 1 } as u16;
+        let threads = encoder_threads(c.width, c.height, cores());
         p.iUsageType = sys::CAMERA_VIDEO_REAL_TIME;
         p.iPicWidth = c.width as c_int;
         p.iPicHeight = c.height as c_int;
@@ -328,7 +357,13 @@ impl H264Encoder {
         p.fMaxFrameRate = fps;
         p.bEnableFrameSkip = true;
         p.uiIntraPeriod = 0; // keyframes on request only
+        #[cfg(test)]
+        let threads = self.threads_override.unwrap_or(threads);
         p.iMultipleThreadIdc = threads;
+        #[cfg(test)]
+        if let Some(c) = self.complexity_override {
+            p.iComplexityMode = c;
+        }
         p.bEnableDenoise = false;
         p.eSpsPpsIdStrategy = sys::CONSTANT_ID;
         p.iEntropyCodingModeFlag = 0; // CAVLC: Constrained Baseline
@@ -621,6 +656,37 @@ pub(crate) mod tests {
             assert!(f[0].keyframe, "a new size starts with an IDR ({w}x{h})");
             assert!(dec.decode_into(&f[0].data, &mut out).unwrap());
             assert_eq!((out.width, out.height), want);
+        }
+    }
+
+    /// CPU per 720p frame (run with --ignored --nocapture): what the thread count and the
+    /// complexity cost on this machine.
+    #[test]
+    #[ignore]
+    fn measure_720p_encode_cpu() {
+        fn cpu_s() -> f64 {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        }
+        let [path, _] = library_paths();
+        let frames: Vec<I420Frame> = (0..60).map(|t| pattern(1280, 720, t)).collect();
+        for threads in [1u16, 2] {
+            for complexity in [sys::LOW_COMPLEXITY, sys::MEDIUM_COMPLEXITY] {
+                let mut enc = H264Encoder::new(&path, config(1280, 720), H264Params::default()).unwrap();
+                enc.threads_override = Some(threads);
+                enc.complexity_override = Some(complexity);
+                call!(enc.enc, Uninitialize);
+                enc.init().unwrap();
+                let (c0, t0) = (cpu_s(), std::time::Instant::now());
+                let mut bytes = 0;
+                for i in 0..300 {
+                    bytes += enc.encode(&frames[i % 60], false).unwrap().iter().map(|f| f.data.len()).sum::<usize>();
+                }
+                let (cpu, wall) = (cpu_s() - c0, t0.elapsed().as_secs_f64());
+                println!("threads {threads} complexity {complexity}: {:.2} ms CPU, {:.2} ms wall per frame, {} kbps",
+                    cpu * 1000.0 / 300.0, wall * 1000.0 / 300.0, bytes * 8 * 30 / 300 / 1000);
+            }
         }
     }
 
