@@ -2,7 +2,7 @@
 //! `include/sora_shim.h` is compared against it by `tests/header.rs`; refresh it with
 //! `SORA_SHIM_UPDATE_HEADER=1 cargo build`.
 //!
-//! On Linux it also makes the link use the static libvpx (see `link_libvpx_statically`).
+//! On Linux it also makes the link use the static libvpx and libaom (see `link_statically`).
 use std::{
     env,
     path::{Path, PathBuf},
@@ -26,54 +26,57 @@ fn main() {
     if env::var_os("SORA_SHIM_UPDATE_HEADER").is_some() {
         bindings.write_to_file(crate_dir.join("include/sora_shim.h"));
     }
-    link_libvpx_statically(&out_dir);
+    link_statically(&out_dir, "vpx");
+    link_statically(&out_dir, "aom");
 }
 
-/// env-libvpx-sys finds libvpx with pkg-config and asks for `-lvpx`, which the linker
-/// resolves to `libvpx.so` (pkg-config-rs never links statically from /usr, and the crate's
-/// own `VPX_STATIC` needs `VPX_LIB_DIR`, an arch-specific path). So that the wheel does not
-/// need the system libvpx, this puts a directory holding only `libvpx.a` (a symlink) first
-/// in the library search path: `-lvpx` then finds the archive before the system `.so`.
-/// libvpx's own needs (`-lm`, `-lpthread`) are linked by Rust's std anyway.
+/// env-libvpx-sys and aom-sys find libvpx and libaom with pkg-config and ask for `-lvpx` /
+/// `-laom`, which the linker resolves to the shared library (pkg-config never links
+/// statically from /usr). So that the wheel needs neither system library, this puts a
+/// directory holding only `lib<name>.a` (a symlink) first in the library search path: `-l`
+/// then finds the archive before the system `.so`. Their own needs (`-lm`, `-lpthread`)
+/// are linked by Rust's std anyway.
 ///
-/// Skipped when `SORA_SHIM_VPX_DYNAMIC` is set, when `VPX_LIB_DIR` is set (env-libvpx-sys
-/// then decides, with `VPX_STATIC`), off Linux, and (with a warning) when no `libvpx.a`
-/// exists: the shim then needs the system libvpx at run time.
-fn link_libvpx_statically(out_dir: &Path) {
-    println!("cargo:rerun-if-env-changed=SORA_SHIM_VPX_DYNAMIC");
+/// Skipped when `SORA_SHIM_<NAME>_DYNAMIC` is set (libvpx also when `VPX_LIB_DIR` is set:
+/// env-libvpx-sys then decides, with `VPX_STATIC`), off Linux, and (with a warning) when no
+/// archive exists: the shim then needs the system library at run time.
+fn link_statically(out_dir: &Path, name: &str) {
+    let upper = name.to_ascii_uppercase();
+    println!("cargo:rerun-if-env-changed=SORA_SHIM_{upper}_DYNAMIC");
     println!("cargo:rerun-if-env-changed=VPX_LIB_DIR");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
-    if env::var_os("SORA_SHIM_VPX_DYNAMIC").is_some()
-        || env::var_os("VPX_LIB_DIR").is_some()
+    if env::var_os(format!("SORA_SHIM_{upper}_DYNAMIC")).is_some()
+        || (name == "vpx" && env::var_os("VPX_LIB_DIR").is_some())
         || env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
     {
         return;
     }
-    let Some(archive) = find_libvpx_a() else {
+    let Some(archive) = find_static_archive(name) else {
         println!(
-            "cargo:warning=libvpx.a not found: the shim links the shared libvpx \
-             (install libvpx-dev, or set SORA_SHIM_VPX_DYNAMIC to silence this)"
+            "cargo:warning=lib{name}.a not found: the shim links the shared lib{name} \
+             (install lib{name}-dev, or set SORA_SHIM_{upper}_DYNAMIC to silence this)"
         );
         return;
     };
     let archive = archive.canonicalize().unwrap_or(archive);
-    println!("cargo:rerun-if-changed={}", archive.display()); // relink when libvpx is upgraded
-    let dir = out_dir.join("static-vpx");
-    std::fs::create_dir_all(&dir).expect("create OUT_DIR/static-vpx");
-    let link = dir.join("libvpx.a");
+    println!("cargo:rerun-if-changed={}", archive.display()); // relink when the library is upgraded
+    let dir = out_dir.join(format!("static-{name}"));
+    std::fs::create_dir_all(&dir).expect("create the static library directory");
+    let link = dir.join(format!("lib{name}.a"));
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&archive, &link).expect("symlink libvpx.a");
+    std::os::unix::fs::symlink(&archive, &link).expect("symlink the static library");
     println!("cargo:rustc-link-search=native={}", dir.display());
 }
 
-/// `libvpx.a` in pkg-config's libdir (a custom prefix), else wherever the C compiler finds
-/// it (Debian's vpx.pc says /usr/lib; the archive is in /usr/lib/<multiarch>).
-fn find_libvpx_a() -> Option<PathBuf> {
+/// `lib<name>.a` in pkg-config's libdir (a custom prefix), else wherever the C compiler
+/// finds it (Debian's .pc files may say /usr/lib; archives are in /usr/lib/<multiarch>).
+fn find_static_archive(name: &str) -> Option<PathBuf> {
     let pkg_config = env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".into());
-    let from_pkg_config = run(Command::new(pkg_config).args(["--variable=libdir", "vpx"]))
-        .map(|libdir| PathBuf::from(libdir).join("libvpx.a"));
-    let from_cc = run(Command::new(c_compiler()).arg("-print-file-name=libvpx.a")).map(PathBuf::from);
+    let file = format!("lib{name}.a");
+    let from_pkg_config =
+        run(Command::new(pkg_config).args(["--variable=libdir", name])).map(|libdir| PathBuf::from(libdir).join(&file));
+    let from_cc = run(Command::new(c_compiler()).arg(format!("-print-file-name={file}"))).map(PathBuf::from);
     // -print-file-name echoes the bare name when the file is not on its search path.
     [from_pkg_config, from_cc].into_iter().flatten().find(|p| p.is_absolute() && p.is_file())
 }

@@ -12,7 +12,7 @@ one dispatcher thread of that `Sora` (never on a native thread), native logs rea
 Media: received frames are numpy views over native buffers (no copy); sinks keep only the
 newest few frames when a callback is slower than the stream (older ones are dropped, never
 queued without bound); `SoraAudioSource.on_data` paces bursts in real time (it waits while
-more than 500 ms are queued). This build encodes VP8, VP9 and, through
+more than 500 ms are queued). This build encodes VP8, VP9, AV1 and, through
 Cisco's OpenH264 given as `Sora(openh264=...)`, H.264.
 """
 from __future__ import annotations

@@ -167,7 +167,7 @@ class Sora:
         return SoraAudioSource(channels, sample_rate)
 
     def create_video_source(self) -> SoraVideoSource:
-        """A source of BGR frames for `create_connection(video_source=...)` (sent as VP8, VP9 or, with `openh264`, H.264)."""
+        """A source of BGR frames for `create_connection(video_source=...)` (sent as VP8, VP9, AV1 or, with `openh264`, H.264)."""
         return SoraVideoSource()
 
     def create_libcamera_source(self, width: int, height: int, fps: int,

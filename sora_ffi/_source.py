@@ -210,7 +210,7 @@ class SoraVideoSource(_Source):
     `on_captured` takes BGR uint8 frames shaped (height, width, 3); they are converted to
     I420 natively before the call returns. Frame sizes may change at any time. When the
     encoder is busy the newest frame wins (older unsent ones are dropped). Without a
-    connection nothing is converted. Sent as VP8, VP9 or (with `Sora(openh264=...)`) H.264.
+    connection nothing is converted. Sent as VP8, VP9, AV1 or (with `Sora(openh264=...)`) H.264.
 
     `set_enabled(False)` sends black frames instead (the track stays); `kind` is "video".
     """

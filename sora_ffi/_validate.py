@@ -42,7 +42,7 @@ CERTS = ("client_cert", "client_key", "ca_cert")
 # Encoded transforms are not available yet: only None is accepted.
 # What a video_source can be encoded as in this build.
 #: H264 through the OpenH264 library given as Sora(openh264=...) (the shim checks it works)
-ENCODABLE_VIDEO_CODECS = ("VP8", "VP9", "H264")
+ENCODABLE_VIDEO_CODECS = ("VP8", "VP9", "AV1", "H264")
 DATA_CHANNEL_KEYS = ("label", "direction", "ordered", "max_packet_life_time", "max_retransmits",
                      "protocol", "compress", "header")
 HEADER_TYPES = ("sender_connection_id",)
@@ -314,4 +314,4 @@ def _check_combinations(config: Mapping[str, Any]) -> None:
     codec = config.get("video_codec_type")
     if "video_source" in config and codec is not None and codec not in ENCODABLE_VIDEO_CODECS:
         raise ValueError(f"video_codec_type {codec!r} cannot be sent from a video_source: this build "
-                         f"encodes VP8, VP9 and H264 (H264 with Sora(openh264=...))")
+                         f"encodes VP8, VP9, AV1 and H264 (H264 with Sora(openh264=...))")

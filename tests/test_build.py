@@ -244,7 +244,10 @@ def test_library_needs_only_base_system_libraries():
 # stands (23.1 MB before LTO, one codegen unit, no symbol table and the box scaler; 16.0 MB
 # after; 14.6 MB with one TLS stack; 13.6 MB without rustfft; 12.7 MB with a smaller
 # OpenSSL), so that it can only shrink from here; see docs/footprint.md for what is left.
-LIBRARY_MAX_BYTES = 13_000_000
+# AV1 (Debian's libaom, linked statically) added 5.6 MB: 12.75 -> 18.35 MB. A libaom built
+# here for realtime only and without high bit depth (1.8 MB of highbd functions) is the way
+# back down (docs/footprint.md).
+LIBRARY_MAX_BYTES = 18_500_000
 
 
 def test_library_size_is_bounded():

@@ -27,7 +27,7 @@ def test_capability_lists_the_engines_of_this_build(s):
     support = {c.type: (c.encoder, c.decoder) for c in internal.codecs}
     T = s.SoraVideoCodecType
     assert support == {T.VP8: (True, True), T.VP9: (True, True), T.H264: (False, False),
-                       T.H265: (False, False), T.AV1: (False, False)}
+                       T.H265: (False, False), T.AV1: (True, True)}
     assert internal.parameters.version is None and internal.codecs[0].parameters.openh264_path is None
     # the official JSON shape
     j = cap.to_json()
@@ -57,7 +57,7 @@ def test_preference_methods_behave_as_the_official_ones(s):
         {"type": "AV1", "encoder": None, "decoder": None, "parameters": {}}]}
     q.merge(p)  # theirs fill our None and add what we lack, in their order
     assert [(c["type"], c["encoder"], c["decoder"]) for c in q.to_json()["codecs"]] == [
-        ("VP8", "internal", "internal"), ("AV1", None, None), ("VP9", "internal", "internal"),
+        ("VP8", "internal", "internal"), ("AV1", "internal", "internal"), ("VP9", "internal", "internal"),
         ("H264", None, None), ("H265", None, None)]
     a = s.SoraVideoCodecPreference(codecs=[codec(s, T.VP8, I.INTERNAL, I.INTERNAL)])
     a.merge(s.SoraVideoCodecPreference(codecs=[codec(s, T.VP8, I.CISCO_OPENH264, None)]))
@@ -90,7 +90,7 @@ def test_bad_arguments(s, make, exc):
 
 @pytest.mark.parametrize("codecs,word", [
     ([("H264", "NVIDIA_VIDEO_CODEC_SDK", None)], "not available"),
-    ([("AV1", "INTERNAL", None)], "no AV1 encoder"),
+    ([("H265", "INTERNAL", None)], "no H265 encoder"),
     ([("H265", None, "INTERNAL")], "no H265 decoder"),
     ([("VP8", "INTERNAL", None), ("VP8", None, "INTERNAL")], "twice"),
 ])

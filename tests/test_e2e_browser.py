@@ -62,7 +62,7 @@ def _check_python_received(sdk, client, rx) -> None:
 ORDERS = ["receiver-first", "sender-first"]
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264", "AV1"])
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("sdk_name", ["sora_ffi", "sora_sdk"])
 def test_python_to_browser(request, server, channel_id, clients, browser_peer, sdk_name, order, codec):
@@ -92,7 +92,7 @@ def test_python_to_browser(request, server, channel_id, clients, browser_peer, s
     assert codec_entry["mimeType"] == f"video/{codec}"
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264", "AV1"])
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("sdk_name", ["sora_ffi", "sora_sdk"])
 def test_browser_to_python(request, server, channel_id, clients, browser_peer, sdk_name, order, codec):
@@ -113,7 +113,7 @@ def test_browser_to_python(request, server, channel_id, clients, browser_peer, s
     assert {t.stream_id for t in receiver.tracks} == {sender_id}
 
 
-@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264"])
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "H264", "AV1"])
 @pytest.mark.parametrize("order", ORDERS)
 def test_browser_to_browser(server, channel_id, browser_peer, order, codec):
     sender, receiver = browser_peer(), browser_peer()

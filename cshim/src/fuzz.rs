@@ -46,7 +46,7 @@ pub fn sdp_text(data: &[u8]) {
 /// A stream of RTP packets into a receiver (jitter buffer, NACK, frame assembly) for each
 /// codec, and the SFU's MID rewriting. Input: packets, each prefixed by a 1-byte length, and one byte of time step.
 pub fn rtp(data: &[u8]) {
-    for codec in [RtpCodec::Opus, RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::H264] {
+    for codec in [RtpCodec::Opus, RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::H264, RtpCodec::Av1] {
         let mut rx = RtpReceiver::new(codec, codec.default_clock_rate());
         let mut now = Instant::now();
         for (packet, step) in packets(data) {

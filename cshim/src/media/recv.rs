@@ -370,6 +370,7 @@ fn new_decoder(codec: RtpCodec, stereo: bool, openh264: Option<&str>) -> crate::
         RtpCodec::Vp8 => video(VideoCodec::Vp8),
         RtpCodec::Vp9 => video(VideoCodec::Vp9),
         RtpCodec::H264 => video(VideoCodec::H264),
+        RtpCodec::Av1 => video(VideoCodec::Av1),
         RtpCodec::Opus => {
             let ch = if stereo { 2 } else { 1 };
             Ok(Decoder::Audio(OpusDecoder::new(ch)?, vec![0; super::codec::opus::MAX_FRAME_SAMPLES * 2]))

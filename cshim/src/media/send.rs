@@ -296,6 +296,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         VideoCodec::Vp8 => RtpCodec::Vp8,
         VideoCodec::Vp9 => RtpCodec::Vp9,
         VideoCodec::H264 => RtpCodec::H264,
+        VideoCodec::Av1 => RtpCodec::Av1,
     };
     let mut packetizer = RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
     if let EncoderEngine::OpenH264 { params, .. } = &cfg.engine {

@@ -620,6 +620,7 @@ impl Session {
                     "VP8" => media::codec::VideoCodec::Vp8,
                     "VP9" => media::codec::VideoCodec::Vp9,
                     "H264" => media::codec::VideoCodec::H264,
+                    "AV1" => media::codec::VideoCodec::Av1,
                     other => return Err(crate::error::Error::invalid(format!("{other} encoding is not available in this build"))),
                 };
                 let engine = self.encoder_engine(codec, format)?;
@@ -766,13 +767,22 @@ impl Session {
         }
     }
 
-    /// The engine that encodes `codec` for the offered `format`: libvpx, or the OpenH264
+    /// The engine that encodes `codec` for the offered `format`: libvpx or libaom, or the OpenH264
     /// library given as `Sora(openh264=...)` with the offer's profile-level-id (Constrained
     /// Baseline only) and packetization-mode.
     fn encoder_engine(&self, codec: media::codec::VideoCodec, format: &sdp::Format) -> crate::error::Result<media::codec::EncoderEngine> {
         use media::codec::openh264::{baseline_level, H264Params};
+        if codec == media::codec::VideoCodec::Av1 {
+            // video_av1_params.profile: libaom here encodes 8-bit 4:2:0, the main profile.
+            let profile = format.fmtp.as_deref().and_then(|f| f.split(';').find_map(|kv| kv.trim().strip_prefix("profile=")));
+            if let Some(p) = profile.filter(|p| p.trim() != "0") {
+                return Err(crate::error::Error::invalid(format!(
+                    "AV1 profile {p} cannot be encoded here (the main profile, 0, only)"
+                )));
+            }
+        }
         if codec != media::codec::VideoCodec::H264 {
-            return Ok(media::codec::EncoderEngine::Libvpx);
+            return Ok(media::codec::EncoderEngine::Internal);
         }
         let path = self.cfg.openh264.clone().ok_or_else(|| {
             crate::error::Error::invalid("H.264 encoding needs an OpenH264 library: Sora(openh264=<path of libopenh264>)")
@@ -802,6 +812,7 @@ impl Session {
             "VP8" if decodable("VP8") => Some(media::rtp::RtpCodec::Vp8),
             "VP9" if decodable("VP9") => Some(media::rtp::RtpCodec::Vp9),
             "H264" if decodable("H264") => Some(media::rtp::RtpCodec::H264),
+            "AV1" if decodable("AV1") => Some(media::rtp::RtpCodec::Av1),
             "OPUS" => Some(media::rtp::RtpCodec::Opus),
             _ => None,
         });
@@ -818,6 +829,7 @@ impl Session {
             media::rtp::RtpCodec::Vp8 => ("VP8", "video"),
             media::rtp::RtpCodec::Vp9 => ("VP9", "video"),
             media::rtp::RtpCodec::H264 => ("H264", "video"),
+            media::rtp::RtpCodec::Av1 => ("AV1", "video"),
             media::rtp::RtpCodec::Opus => ("opus", "audio"),
         };
         let format = m.format(name);

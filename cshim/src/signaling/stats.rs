@@ -129,7 +129,7 @@ pub fn report(shared: &Shared) -> Value {
             "trackIdentifier": s.kind,
         });
         if video {
-            let engine = if s.info.mime.eq_ignore_ascii_case("video/H264") { "OpenH264" } else { "libvpx" };
+            let engine = implementation_for(&s.info.mime);
             m.insert("encoderImplementation".into(), json!(engine));
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),
@@ -202,7 +202,7 @@ pub fn report(shared: &Shared) -> Value {
         }
         if video {
             for (k, v) in [
-                ("decoderImplementation", json!(if r.shared.info.mime.eq_ignore_ascii_case("video/H264") { "OpenH264" } else { "libvpx" })), ("pliCount", json!(i.pli_count)),
+                ("decoderImplementation", json!(implementation_for(&r.shared.info.mime))), ("pliCount", json!(i.pli_count)),
                 ("firCount", json!(i.fir_count)), ("framesReceived", json!(i.frames_received)),
                 ("framesDropped", json!(i.frames_dropped)), ("framesDecoded", json!(d.frames_decoded)),
                 ("keyFramesDecoded", json!(d.key_frames_decoded)), ("frameWidth", json!(d.frame_width)),
@@ -315,5 +315,15 @@ mod tests {
             payload_type: 111, fmtp: Some("minptime=10;useinbandfec=1".into()), ..Default::default()
         };
         assert_eq!(codec_id(false, &info), "COT01_111_minptime=10;useinbandfec=1");
+    }
+}
+
+/// The engine behind a video MIME type, as `encoderImplementation`/`decoderImplementation`
+/// name it.
+fn implementation_for(mime: &str) -> &'static str {
+    match mime.to_ascii_uppercase().as_str() {
+        "VIDEO/H264" => "OpenH264",
+        "VIDEO/AV1" => "libaom",
+        _ => "libvpx",
     }
 }

@@ -105,14 +105,15 @@ impl Engine {
 /// when that library loads and opens an encoder and a decoder; a missing or wrong path
 /// only leaves it out (as in the official SDK).
 pub fn capability(openh264: Option<&str>) -> Vec<Engine> {
-    // libvpx, linked into the shim: VP8 and VP9 both ways; AV1 and H.265 not yet.
+    // libvpx and libaom, linked into the shim: VP8, VP9 and AV1 both ways; H.265 only
+    // through hardware engines (none yet).
     let internal = Engine {
         implementation: Implementation::Internal,
         codecs: CodecType::ALL
             .into_iter()
             .map(|codec| {
-                let vpx = matches!(codec, CodecType::Vp8 | CodecType::Vp9);
-                CodecSupport { codec, encoder: vpx, decoder: vpx, parameters: Map::new() }
+                let linked = matches!(codec, CodecType::Vp8 | CodecType::Vp9 | CodecType::Av1);
+                CodecSupport { codec, encoder: linked, decoder: linked, parameters: Map::new() }
             })
             .collect(),
         parameters: Map::new(),
@@ -237,7 +238,8 @@ mod tests {
         let names: Vec<_> = codecs.iter().map(|c| c["type"].as_str().unwrap()).collect();
         assert_eq!(names, ["VP8", "VP9", "H264", "H265", "AV1"]);
         assert_eq!(codecs[0]["encoder"], true);
-        assert_eq!(codecs[4]["decoder"], false);
+        assert_eq!(codecs[4]["decoder"], true, "AV1 (libaom)");
+        assert_eq!(codecs[3]["encoder"], false, "H265");
         assert_eq!(capability(Some("/no/such/libopenh264.so")).len(), 1);
     }
 
@@ -250,7 +252,7 @@ mod tests {
         assert_eq!(p.encoder(CodecType::Vp8), None);
         let err = |c: &[PreferredCodec]| Preference::new(c, &caps).unwrap_err();
         assert!(err(&[pref("H264", Some("nvidia_video_codec_sdk"), None)]).contains("not available"));
-        assert!(err(&[pref("AV1", None, Some("internal"))]).contains("no AV1 decoder"));
+        assert!(err(&[pref("H265", None, Some("internal"))]).contains("no H265 decoder"));
         assert!(err(&[pref("VP8", None, None), pref("VP8", None, None)]).contains("twice"));
         assert!(err(&[pref("VP7", None, None)]).contains("unknown video codec type"));
         let d = default_preference(&caps);

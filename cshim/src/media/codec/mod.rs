@@ -8,10 +8,12 @@
 //! * [`scale`]: I420 downscaling for CPU adaptation (box filter).
 //! * [`video`]: the video encoder/decoder interface over every engine.
 //! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
+//! * [`aom`]: AV1 realtime encoder and decoder over libaom.
 //! * [`openh264`]: H.264 over Cisco's OpenH264, loaded at run time from a given path.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
 //! * [`resample`]: streaming rate and channel conversion (rubato).
 //! * [`vad`]: voice probability (the earshot network plus a tonal check).
+pub mod aom;
 pub mod convert;
 pub mod engine;
 pub mod frame;

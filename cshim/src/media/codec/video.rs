@@ -1,6 +1,7 @@
 //! Video encoders and decoders behind one interface, whatever engine runs them: libvpx
-//! (VP8/VP9, linked in) or OpenH264 (H.264, loaded at run time). The pipelines only see
+//! (VP8/VP9) and libaom (AV1), linked in, or OpenH264 (H.264, loaded at run time). The pipelines only see
 //! [`VideoEncoder`] and [`VideoDecoder`]; adding an engine adds a variant here.
+use super::aom::{Av1Decoder, Av1Encoder};
 use super::frame::I420Frame;
 use super::openh264::{H264Decoder, H264Encoder, H264Params};
 use super::vpx::{VpxDecoder, VpxEncoder};
@@ -11,6 +12,7 @@ pub enum VideoCodec {
     Vp8,
     Vp9,
     H264,
+    Av1,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,20 +37,23 @@ pub struct EncodedFrame {
 /// Which engine encodes, with what it needs beyond [`VideoEncoderConfig`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncoderEngine {
-    Libvpx,
+    /// The engines linked in: libvpx (VP8, VP9) and libaom (AV1).
+    Internal,
     /// The OpenH264 library at this path, with the negotiated H.264 parameters.
     OpenH264 { path: String, params: H264Params },
 }
 
 pub enum VideoEncoder {
     Vpx(VpxEncoder),
+    Aom(Av1Encoder),
     OpenH264(H264Encoder),
 }
 
 impl VideoEncoder {
     pub fn new(engine: &EncoderEngine, config: VideoEncoderConfig) -> Result<Self> {
         match (engine, config.codec) {
-            (EncoderEngine::Libvpx, _) => Ok(VideoEncoder::Vpx(VpxEncoder::new(config)?)),
+            (EncoderEngine::Internal, VideoCodec::Av1) => Ok(VideoEncoder::Aom(Av1Encoder::new(config)?)),
+            (EncoderEngine::Internal, _) => Ok(VideoEncoder::Vpx(VpxEncoder::new(config)?)),
             (EncoderEngine::OpenH264 { path, params }, VideoCodec::H264) => {
                 Ok(VideoEncoder::OpenH264(H264Encoder::new(path, config, *params)?))
             }
@@ -59,6 +64,7 @@ impl VideoEncoder {
     pub fn config(&self) -> &VideoEncoderConfig {
         match self {
             VideoEncoder::Vpx(e) => e.config(),
+            VideoEncoder::Aom(e) => e.config(),
             VideoEncoder::OpenH264(e) => e.config(),
         }
     }
@@ -67,6 +73,7 @@ impl VideoEncoder {
     pub fn implementation(&self) -> &'static str {
         match self {
             VideoEncoder::Vpx(_) => "libvpx",
+            VideoEncoder::Aom(_) => "libaom",
             VideoEncoder::OpenH264(_) => "OpenH264",
         }
     }
@@ -74,6 +81,7 @@ impl VideoEncoder {
     pub fn set_bitrate(&mut self, kbps: u32) -> Result<()> {
         match self {
             VideoEncoder::Vpx(e) => e.set_bitrate(kbps),
+            VideoEncoder::Aom(e) => e.set_bitrate(kbps),
             VideoEncoder::OpenH264(e) => e.set_bitrate(kbps),
         }
     }
@@ -82,6 +90,7 @@ impl VideoEncoder {
     pub fn encode(&mut self, frame: &I420Frame, pts_90k: u32, force_keyframe: bool) -> Result<Vec<EncodedFrame>> {
         match self {
             VideoEncoder::Vpx(e) => e.encode(frame, pts_90k, force_keyframe),
+            VideoEncoder::Aom(e) => e.encode(frame, pts_90k, force_keyframe),
             VideoEncoder::OpenH264(e) => e.encode(frame, force_keyframe),
         }
     }
@@ -89,6 +98,7 @@ impl VideoEncoder {
 
 pub enum VideoDecoder {
     Vpx(VpxDecoder),
+    Aom(Av1Decoder),
     OpenH264(H264Decoder),
 }
 
@@ -100,6 +110,7 @@ impl VideoDecoder {
                 let path = openh264.ok_or_else(|| Error::invalid("H.264 decoding needs an OpenH264 library (Sora(openh264=...))"))?;
                 Ok(VideoDecoder::OpenH264(H264Decoder::new(path)?))
             }
+            VideoCodec::Av1 => Ok(VideoDecoder::Aom(Av1Decoder::new()?)),
             c => Ok(VideoDecoder::Vpx(VpxDecoder::new(c.try_into()?)?)),
         }
     }
@@ -108,6 +119,7 @@ impl VideoDecoder {
     pub fn implementation(&self) -> &'static str {
         match self {
             VideoDecoder::Vpx(_) => "libvpx",
+            VideoDecoder::Aom(_) => "libaom",
             VideoDecoder::OpenH264(_) => "OpenH264",
         }
     }
@@ -122,6 +134,7 @@ impl VideoDecoder {
     pub fn decode_into(&mut self, data: &[u8], out: &mut I420Frame) -> Result<bool> {
         match self {
             VideoDecoder::Vpx(d) => d.decode_into(data, out),
+            VideoDecoder::Aom(d) => d.decode_into(data, out),
             VideoDecoder::OpenH264(d) => d.decode_into(data, out),
         }
     }

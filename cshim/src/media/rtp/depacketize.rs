@@ -275,6 +275,11 @@ pub fn payload_info(codec: RtpCodec, payload: &[u8]) -> Option<PayloadInfo> {
             let keyframe = begin && payload[n] & 0x01 == 0;
             Some(PayloadInfo { header_len: n, frame_begin: begin, keyframe, picture_id: d.picture_id })
         }
+        RtpCodec::Av1 => {
+            // Whole payloads are kept: the temporal unit is rebuilt at release (av1::depacketize).
+            let info = super::av1::payload_info(payload)?;
+            Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None })
+        }
         RtpCodec::H264 => {
             // The payload is rewritten to Annex B by the receiver (h264::to_annexb).
             let info = super::h264::payload_info(payload)?;

@@ -3,9 +3,10 @@
 //!
 //! * Packets are keyed by unwrapped sequence number; duplicates and packets behind the
 //!   release cursor are dropped (counted), garbage is counted and ignored.
-//! * Video (VP8/VP9/H.264): a frame is a contiguous sequence range that starts with a frame-begin
+//! * Video (VP8/VP9/H.264/AV1): a frame is a contiguous sequence range that starts with a frame-begin
 //!   packet (VP8 `S=1, PID=0`; VP9 `B=1` in the base layer; H.264 the start of an AUD,
-//!   SPS, PPS, SEI or a picture's first slice; or any packet right after a
+//!   SPS, PPS, SEI or a picture's first slice; AV1 no `Z` and a sequence header, frame
+//!   (header) or metadata OBU first; or any packet right after a
 //!   marker packet) and ends with the RTP marker (or a timestamp change). Opus: every packet
 //!   is a frame.
 //! * Loss: when the frame at the cursor stays incomplete past the wait limit (video
@@ -591,10 +592,26 @@ impl RtpReceiver {
                 return;
             }
         }
-        let mut data = Vec::with_capacity(pkts.iter().map(|p| p.data.len()).sum());
-        for p in &pkts {
-            data.extend_from_slice(&p.data);
-        }
+        let data = if self.codec == RtpCodec::Av1 {
+            // The temporal unit is rebuilt from its OBU elements; a broken one never reaches
+            // the decoder.
+            match super::av1::depacketize(pkts.iter().map(|p| &p.data[..])) {
+                Some(tu) => tu,
+                None => {
+                    self.counters.malformed += 1;
+                    self.counters.discarded += pkts.len() as u64;
+                    self.keyframe_needed = true;
+                    self.have_reference = false;
+                    return;
+                }
+            }
+        } else {
+            let mut data = Vec::with_capacity(pkts.iter().map(|p| p.data.len()).sum());
+            for p in &pkts {
+                data.extend_from_slice(&p.data);
+            }
+            data
+        };
         self.counters.frames_released += 1;
         if keyframe && self.codec.is_video() {
             self.counters.keyframes_released += 1;
@@ -1021,7 +1038,7 @@ mod tests {
         let t0 = Instant::now();
         let s = vp8_stream(6, &[0, 3], 65500);
         let valid: Vec<Vec<u8>> = s.packets.iter().flatten().cloned().collect();
-        for codec in [RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::Opus, RtpCodec::H264] {
+        for codec in [RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::Opus, RtpCodec::H264, RtpCodec::Av1] {
             let mut r = RtpReceiver::new(codec, codec.default_clock_rate());
             let mut released: Vec<AssembledFrame> = vec![];
             let mut resets = 0;
@@ -1075,7 +1092,8 @@ mod tests {
                 }
             }
             assert!(r.counters().malformed > 0);
-            if codec != RtpCodec::Vp9 {
+            // The valid packets are VP8: as VP9 or AV1 payloads they never make a frame.
+            if !matches!(codec, RtpCodec::Vp9 | RtpCodec::Av1) {
                 assert!(r.counters().frames_released > 0);
             }
         }

@@ -9,6 +9,7 @@
 //!   packets (VP8 descriptor with 15-bit PictureID, VP9 non-flexible mode with P/B/E flags
 //!   and a scalability structure on keyframes), optional one-byte header extensions.
 //! * [`depacketize`] — VP8/VP9 payload descriptor parsing, RTP header parsing.
+//! * [`av1`] — AV1 payloads (OBU elements, aggregation header) ↔ temporal units.
 //! * [`h264`] — H.264 payloads (RFC 6184: single NAL unit, STAP-A, FU-A) ↔ Annex B.
 //! * [`jitter`] — [`RtpReceiver`]: per-SSRC reordering/de-duplicating frame assembler with
 //!   loss handling (skip after a wait limit; video then drops delta frames until a keyframe).
@@ -37,6 +38,7 @@
 //! `rtc-rtcp` crates; the VP8/VP9 payload descriptors are written and parsed here (the
 //! crates' VP9 payloader never sets the P bit, so every frame would look like a keyframe).
 
+pub mod av1;
 pub mod depacketize;
 pub mod h264;
 pub mod hdrext;
@@ -66,6 +68,7 @@ pub enum RtpCodec {
     Vp8,
     Vp9,
     H264,
+    Av1,
 }
 
 impl RtpCodec {
@@ -78,7 +81,7 @@ impl RtpCodec {
     pub fn default_clock_rate(self) -> u32 {
         match self {
             RtpCodec::Opus => 48_000,
-            RtpCodec::Vp8 | RtpCodec::Vp9 | RtpCodec::H264 => 90_000,
+            RtpCodec::Vp8 | RtpCodec::Vp9 | RtpCodec::H264 | RtpCodec::Av1 => 90_000,
         }
     }
 }

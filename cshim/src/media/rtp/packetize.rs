@@ -10,6 +10,7 @@
 //!   receivers then reference frames by picture id alone.
 //!
 //! * H.264 (RFC 6184): see [`super::h264`]; marker on the last packet of the access unit.
+//! * AV1: see [`super::av1`]; marker on the last packet of the temporal unit.
 //!
 //! Fragments are balanced (equal sizes) rather than MTU-greedy with a tiny tail.
 
@@ -169,6 +170,7 @@ impl RtpPacketizer {
             RtpCodec::Vp8 => self.packetize_vp8(frame, rtp_timestamp, info),
             RtpCodec::Vp9 => self.packetize_vp9(frame, rtp_timestamp, info),
             RtpCodec::H264 => self.packetize_h264(frame, rtp_timestamp, info),
+            RtpCodec::Av1 => self.packetize_av1(frame, rtp_timestamp, info),
         };
         if !out.is_empty() {
             self.last_rtp_timestamp = Some(rtp_timestamp);
@@ -207,6 +209,18 @@ impl RtpPacketizer {
         let keyframe = info.keyframe.unwrap_or_else(|| {
             super::h264::split_annexb(frame).iter().any(|n| n[0] & 0x1f == 5)
         });
+        let n = payloads.len();
+        let out: Vec<Vec<u8>> =
+            payloads.iter().enumerate().filter_map(|(i, p)| self.packet(ts, i + 1 == n, &[p])).collect();
+        if !out.is_empty() && keyframe {
+            self.keyframes += 1;
+        }
+        out
+    }
+
+    fn packetize_av1(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
+        let payloads = super::av1::payloads(frame, self.max_payload());
+        let keyframe = info.keyframe.unwrap_or_else(|| super::av1::has_sequence_header(frame));
         let n = payloads.len();
         let out: Vec<Vec<u8>> =
             payloads.iter().enumerate().filter_map(|(i, p)| self.packet(ts, i + 1 == n, &[p])).collect();

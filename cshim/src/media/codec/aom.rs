@@ -1,0 +1,434 @@
+//! AV1 encoder and decoder over libaom (Debian libaom-dev, linked statically like libvpx),
+//! configured like libwebrtc's realtime AV1: one-pass CBR, no lookahead, keyframes on
+//! request, the coding tools realtime video does not pay for turned off.
+//!
+//! The encoder's output is one temporal unit per frame in the low-overhead bitstream format
+//! (OBUs with size fields, a temporal delimiter first), as the AV1 RTP packetizer
+//! (`media::rtp::av1`) takes it and the depacketizer gives it back.
+use super::frame::I420Frame;
+use super::video::{EncodedFrame, VideoEncoderConfig};
+use crate::error::{Error, Result};
+use aom_sys as ffi;
+use std::ffi::CStr;
+use std::os::raw::{c_int, c_long, c_uint, c_ulong};
+use std::ptr;
+
+const TIMEBASE: c_int = 90_000;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn error(what: &str, ctx: &mut ffi::aom_codec_ctx_t) -> Error {
+    let text = |p: *const std::os::raw::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: libaom returns NUL-terminated static or context-owned strings.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    // SAFETY: ctx is a live (possibly failed-init) context; both calls only read it.
+    let (msg, detail) = unsafe { (text(ffi::aom_codec_error(ctx)), text(ffi::aom_codec_error_detail(ctx))) };
+    let detail = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
+    Error::internal(format!("{what}: {msg}{detail}"))
+}
+
+fn check(err: ffi::aom_codec_err_t::Type, what: &str, ctx: &mut ffi::aom_codec_ctx_t) -> Result<()> {
+    if err == ffi::aom_codec_err_t::AOM_CODEC_OK {
+        Ok(())
+    } else {
+        Err(error(what, ctx))
+    }
+}
+
+/// Realtime speed by picture size. Never 10: libaom 3.6 at speed 10 skips blocks whose
+/// source changed little, and leaves them stale (a third of the test pattern's frames had an
+/// unreadable code at 640x360, none at speed 9; docs/design.md).
+fn speed(width: u32, height: u32) -> c_int {
+    if width as u64 * height as u64 > 320 * 240 {
+        9
+    } else {
+        8
+    }
+}
+
+/// Context and config boxed together: libaom keeps a pointer to the config.
+struct EncCtx {
+    ctx: ffi::aom_codec_ctx_t,
+    cfg: ffi::aom_codec_enc_cfg_t,
+    initialized: bool,
+}
+
+impl Drop for EncCtx {
+    fn drop(&mut self) {
+        if self.initialized {
+            // SAFETY: initialised by aom_codec_enc_init_ver and destroyed once.
+            unsafe { ffi::aom_codec_destroy(&mut self.ctx) };
+        }
+    }
+}
+
+pub struct Av1Encoder {
+    config: VideoEncoderConfig,
+    enc: Box<EncCtx>,
+    last_input_pts: Option<u32>,
+    next_pts: i64,
+}
+
+// SAFETY: the context is used from one thread at a time (&mut self).
+unsafe impl Send for Av1Encoder {}
+
+impl Av1Encoder {
+    pub fn new(config: VideoEncoderConfig) -> Result<Self> {
+        let enc = Self::open(&config)?;
+        Ok(Av1Encoder { config, enc, last_input_pts: None, next_pts: 0 })
+    }
+
+    pub fn config(&self) -> &VideoEncoderConfig {
+        &self.config
+    }
+
+    fn open(c: &VideoEncoderConfig) -> Result<Box<EncCtx>> {
+        if c.width == 0 || c.height == 0 || c.width > super::frame::MAX_DIMENSION || c.height > super::frame::MAX_DIMENSION {
+            return Err(Error::invalid(format!("invalid encoder size {}x{}", c.width, c.height)));
+        }
+        if c.bitrate_kbps == 0 || c.framerate == 0 || c.framerate > 240 {
+            return Err(Error::invalid("bitrate_kbps and framerate (1..240) must be set"));
+        }
+        // SAFETY: both zeroed structs are plain data, filled by libaom below.
+        let mut enc = Box::new(EncCtx { ctx: unsafe { std::mem::zeroed() }, cfg: unsafe { std::mem::zeroed() }, initialized: false });
+        // SAFETY: the interface is a static table; cfg is written.
+        let iface = unsafe { ffi::aom_codec_av1_cx() };
+        let err = unsafe { ffi::aom_codec_enc_config_default(iface, &mut enc.cfg, ffi::AOM_USAGE_REALTIME) };
+        check(err, "aom_codec_enc_config_default", &mut enc.ctx)?;
+        let pixels = c.width as u64 * c.height as u64;
+        let threads = if pixels > 640 * 480 { cores().clamp(1, 4) } else { cores().clamp(1, 2) };
+        let cfg = &mut enc.cfg;
+        cfg.g_w = c.width;
+        cfg.g_h = c.height;
+        cfg.g_threads = threads as c_uint;
+        cfg.g_profile = 0; // main: 8/10-bit 4:2:0 (what WebRTC negotiates as profile=0)
+        cfg.g_timebase = ffi::aom_rational { num: 1, den: TIMEBASE };
+        cfg.g_lag_in_frames = 0;
+        cfg.g_error_resilient = 0;
+        cfg.g_pass = ffi::aom_enc_pass::AOM_RC_ONE_PASS;
+        cfg.rc_end_usage = ffi::aom_rc_mode::AOM_CBR;
+        cfg.rc_target_bitrate = c.bitrate_kbps;
+        cfg.rc_dropframe_thresh = 0;
+        cfg.rc_min_quantizer = 10;
+        cfg.rc_max_quantizer = 56;
+        cfg.rc_undershoot_pct = 50;
+        cfg.rc_overshoot_pct = 50;
+        cfg.rc_buf_initial_sz = 600;
+        cfg.rc_buf_optimal_sz = 600;
+        cfg.rc_buf_sz = 1000;
+        // Keyframes come on request (PLI/FIR); 3000 frames is only a safety net. (libaom 3.6
+        // crashes in motion search with AOM_KF_DISABLED and kf_max_dist 0.)
+        cfg.kf_mode = ffi::aom_kf_mode::AOM_KF_AUTO;
+        cfg.kf_min_dist = 0;
+        cfg.kf_max_dist = 3000;
+        let EncCtx { ctx, cfg, initialized } = &mut *enc;
+        // SAFETY: ctx and cfg live in the box for the encoder's lifetime.
+        let err = unsafe { ffi::aom_codec_enc_init_ver(ctx, iface, cfg, 0, ffi::AOM_ENCODER_ABI_VERSION as c_int) };
+        check(err, "aom_codec_enc_init", ctx)?;
+        *initialized = true;
+        use ffi::aome_enc_control_id as id;
+        let tile_columns = if threads >= 4 { 2 } else if threads >= 2 { 1 } else { 0 };
+        for (ctrl, value, name) in [
+            (id::AOME_SET_CPUUSED, speed(c.width, c.height), "AOME_SET_CPUUSED"),
+            (id::AV1E_SET_ENABLE_CDEF, 1, "AV1E_SET_ENABLE_CDEF"),
+            (id::AV1E_SET_ENABLE_TPL_MODEL, 0, "AV1E_SET_ENABLE_TPL_MODEL"),
+            (id::AV1E_SET_DELTAQ_MODE, 0, "AV1E_SET_DELTAQ_MODE"),
+            (id::AV1E_SET_ENABLE_ORDER_HINT, 0, "AV1E_SET_ENABLE_ORDER_HINT"),
+            (id::AV1E_SET_AQ_MODE, 3, "AV1E_SET_AQ_MODE"),
+            (id::AOME_SET_MAX_INTRA_BITRATE_PCT, 300, "AOME_SET_MAX_INTRA_BITRATE_PCT"),
+            (id::AV1E_SET_COEFF_COST_UPD_FREQ, 3, "AV1E_SET_COEFF_COST_UPD_FREQ"),
+            (id::AV1E_SET_MODE_COST_UPD_FREQ, 3, "AV1E_SET_MODE_COST_UPD_FREQ"),
+            (id::AV1E_SET_MV_COST_UPD_FREQ, 3, "AV1E_SET_MV_COST_UPD_FREQ"),
+            (id::AV1E_SET_ROW_MT, 1, "AV1E_SET_ROW_MT"),
+            (id::AV1E_SET_TILE_COLUMNS, tile_columns, "AV1E_SET_TILE_COLUMNS"),
+            (id::AV1E_SET_ENABLE_OBMC, 0, "AV1E_SET_ENABLE_OBMC"),
+            (id::AV1E_SET_NOISE_SENSITIVITY, 0, "AV1E_SET_NOISE_SENSITIVITY"),
+            (id::AV1E_SET_ENABLE_WARPED_MOTION, 0, "AV1E_SET_ENABLE_WARPED_MOTION"),
+            (id::AV1E_SET_ENABLE_GLOBAL_MOTION, 0, "AV1E_SET_ENABLE_GLOBAL_MOTION"),
+            (id::AV1E_SET_ENABLE_REF_FRAME_MVS, 0, "AV1E_SET_ENABLE_REF_FRAME_MVS"),
+            (id::AV1E_SET_ENABLE_PALETTE, 0, "AV1E_SET_ENABLE_PALETTE"),
+            (id::AV1E_SET_ENABLE_CFL_INTRA, 0, "AV1E_SET_ENABLE_CFL_INTRA"),
+            (id::AV1E_SET_ENABLE_SMOOTH_INTRA, 0, "AV1E_SET_ENABLE_SMOOTH_INTRA"),
+            (id::AV1E_SET_ENABLE_ANGLE_DELTA, 0, "AV1E_SET_ENABLE_ANGLE_DELTA"),
+            (id::AV1E_SET_ENABLE_FILTER_INTRA, 0, "AV1E_SET_ENABLE_FILTER_INTRA"),
+            (id::AV1E_SET_INTRA_DEFAULT_TX_ONLY, 1, "AV1E_SET_INTRA_DEFAULT_TX_ONLY"),
+        ] {
+            // SAFETY: every control here takes an int (or unsigned int) argument.
+            let err = unsafe { ffi::aom_codec_control(ctx, ctrl as c_int, value as c_int) };
+            check(err, name, ctx)?;
+        }
+        Ok(enc)
+    }
+
+    /// Changes the CBR target without a keyframe.
+    pub fn set_bitrate(&mut self, kbps: u32) -> Result<()> {
+        if kbps == 0 {
+            return Err(Error::invalid("bitrate must be > 0"));
+        }
+        let EncCtx { ctx, cfg, .. } = &mut *self.enc;
+        cfg.rc_target_bitrate = kbps;
+        // SAFETY: cfg stays in the box, which libaom may keep pointing at.
+        let err = unsafe { ffi::aom_codec_enc_config_set(ctx, cfg) };
+        check(err, "aom_codec_enc_config_set", ctx)?;
+        self.config.bitrate_kbps = kbps;
+        Ok(())
+    }
+
+    /// Encodes one frame (RTP time `pts_90k`) into one temporal unit; a new size re-opens
+    /// the encoder (its first frame is a keyframe). Nothing when rate control drops it.
+    pub fn encode(&mut self, frame: &I420Frame, pts_90k: u32, force_keyframe: bool) -> Result<Vec<EncodedFrame>> {
+        frame.check()?;
+        if frame.width != self.config.width || frame.height != self.config.height {
+            let mut c = self.config.clone();
+            c.width = frame.width;
+            c.height = frame.height;
+            self.enc = Self::open(&c)?;
+            self.config = c;
+        }
+        let nominal = (TIMEBASE as u32 / self.config.framerate).max(1);
+        let duration = match self.last_input_pts.map(|last| pts_90k.wrapping_sub(last) as i32) {
+            Some(d) if d > 0 && d <= TIMEBASE => d as u32,
+            _ => nominal,
+        };
+        self.last_input_pts = Some(pts_90k);
+        let pts = self.next_pts;
+        self.next_pts += duration as i64;
+        // SAFETY: all-zero is a valid aom_image_t; the fields libaom reads are set below.
+        let mut img: ffi::aom_image_t = unsafe { std::mem::zeroed() };
+        let (w, h, cw) = (frame.width, frame.height, frame.chroma_width());
+        img.fmt = ffi::aom_img_fmt::AOM_IMG_FMT_I420;
+        img.cp = ffi::aom_color_primaries::AOM_CICP_CP_UNSPECIFIED;
+        img.tc = ffi::aom_transfer_characteristics::AOM_CICP_TC_UNSPECIFIED;
+        img.mc = ffi::aom_matrix_coefficients::AOM_CICP_MC_UNSPECIFIED;
+        img.range = ffi::aom_color_range::AOM_CR_STUDIO_RANGE;
+        img.w = w;
+        img.h = h;
+        img.d_w = w;
+        img.d_h = h;
+        img.r_w = w;
+        img.r_h = h;
+        img.bit_depth = 8;
+        img.bps = 12;
+        img.x_chroma_shift = 1;
+        img.y_chroma_shift = 1;
+        // libaom takes `unsigned char *` planes but only reads input images.
+        img.planes = [frame.y.as_ptr() as *mut u8, frame.u.as_ptr() as *mut u8, frame.v.as_ptr() as *mut u8];
+        img.stride = [w as c_int, cw as c_int, cw as c_int];
+        let flags = if force_keyframe { ffi::AOM_EFLAG_FORCE_KF as c_long } else { 0 };
+        let ctx = &mut self.enc.ctx;
+        // SAFETY: img points into `frame` for the call; libaom copies what it keeps (lag 0).
+        let err = unsafe { ffi::aom_codec_encode(ctx, &img, pts, duration as c_ulong, flags) };
+        check(err, "aom_codec_encode", ctx)?;
+        let mut out = Vec::with_capacity(1);
+        let mut iter: ffi::aom_codec_iter_t = ptr::null();
+        loop {
+            // SAFETY: packets stay valid until the next encode call; copied out now.
+            let pkt = unsafe { ffi::aom_codec_get_cx_data(ctx, &mut iter) };
+            if pkt.is_null() {
+                break;
+            }
+            let pkt = unsafe { &*pkt };
+            if pkt.kind != ffi::aom_codec_cx_pkt_kind::AOM_CODEC_CX_FRAME_PKT {
+                continue;
+            }
+            // SAFETY: `frame` is the active union member for FRAME packets.
+            let f = unsafe { pkt.data.frame };
+            if f.buf.is_null() || f.sz == 0 {
+                continue;
+            }
+            let data = unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) }.to_vec();
+            out.push(EncodedFrame { data, keyframe: f.flags & ffi::AOM_FRAME_IS_KEY != 0, width: w, height: h });
+        }
+        Ok(out)
+    }
+}
+
+pub struct Av1Decoder {
+    ctx: Box<ffi::aom_codec_ctx_t>,
+}
+
+// SAFETY: as for Av1Encoder.
+unsafe impl Send for Av1Decoder {}
+
+impl Drop for Av1Decoder {
+    fn drop(&mut self) {
+        // SAFETY: initialised in new() (a failed init never builds an Av1Decoder).
+        unsafe { ffi::aom_codec_destroy(&mut *self.ctx) };
+    }
+}
+
+impl Av1Decoder {
+    pub fn new() -> Result<Self> {
+        let cfg = ffi::aom_codec_dec_cfg { threads: cores().saturating_sub(1).clamp(1, 4) as c_uint, w: 0, h: 0, allow_lowbitdepth: 1 };
+        // SAFETY: all-zero is a valid context; the box gives it a stable address.
+        let mut ctx: Box<ffi::aom_codec_ctx_t> = Box::new(unsafe { std::mem::zeroed() });
+        let err = unsafe { ffi::aom_codec_dec_init_ver(&mut *ctx, ffi::aom_codec_av1_dx(), &cfg, 0, ffi::AOM_DECODER_ABI_VERSION as c_int) };
+        if err != ffi::aom_codec_err_t::AOM_CODEC_OK {
+            return Err(Error::internal(format!("aom_codec_dec_init failed ({err})")));
+        }
+        Ok(Av1Decoder { ctx })
+    }
+
+    /// Decodes one temporal unit into `out`; returns whether a picture came out. `Err` for
+    /// corrupt data or missing references (ask for a keyframe).
+    pub fn decode_into(&mut self, data: &[u8], out: &mut I420Frame) -> Result<bool> {
+        if data.is_empty() {
+            return Err(Error::invalid("empty AV1 temporal unit"));
+        }
+        let ctx = &mut *self.ctx;
+        // SAFETY: data is valid for its length during the call; libaom copies what it keeps.
+        let err = unsafe { ffi::aom_codec_decode(ctx, data.as_ptr(), data.len(), ptr::null_mut()) };
+        check(err, "aom_codec_decode", ctx)?;
+        let mut corrupted: c_int = 0;
+        // SAFETY: AOMD_GET_FRAME_CORRUPTED writes one int.
+        let err = unsafe { ffi::aom_codec_control(ctx, ffi::aom_dec_control_id::AOMD_GET_FRAME_CORRUPTED as c_int, &mut corrupted as *mut c_int) };
+        if err == ffi::aom_codec_err_t::AOM_CODEC_OK && corrupted != 0 {
+            return Err(Error::internal("decoded AV1 frame is corrupted (missing reference)"));
+        }
+        let mut iter: ffi::aom_codec_iter_t = ptr::null();
+        let mut last: *const ffi::aom_image_t = ptr::null();
+        loop {
+            // SAFETY: images stay valid until the next decode call.
+            let img = unsafe { ffi::aom_codec_get_frame(ctx, &mut iter) };
+            if img.is_null() {
+                break;
+            }
+            last = img;
+        }
+        if last.is_null() {
+            return Ok(false);
+        }
+        // SAFETY: checked non-null; valid until the next decode.
+        let img = unsafe { &*last };
+        let (w, h) = (img.d_w as usize, img.d_h as usize);
+        if w == 0 || h == 0 || img.x_chroma_shift != 1 || img.y_chroma_shift != 1 {
+            return Err(Error::internal(format!("unsupported AV1 picture ({w}x{h}, format {})", img.fmt)));
+        }
+        let high = img.fmt & ffi::AOM_IMG_FMT_HIGHBITDEPTH != 0;
+        let shift = if high { img.bit_depth.saturating_sub(8) } else { 0 };
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        out.width = w as u32;
+        out.height = h as u32;
+        let copy = |dst: &mut Vec<u8>, plane: usize, width: usize, rows: usize| {
+            dst.clear();
+            dst.reserve(width * rows);
+            let stride = img.stride[plane] as usize;
+            for r in 0..rows {
+                // SAFETY: the plane holds `rows` rows of `stride` bytes (2 bytes a sample when
+                // high bit depth) until the next decode call.
+                let row = unsafe { img.planes[plane].add(r * stride) };
+                if high {
+                    let row = unsafe { std::slice::from_raw_parts(row as *const u16, width) };
+                    dst.extend(row.iter().map(|&s| (s >> shift).min(255) as u8));
+                } else {
+                    dst.extend_from_slice(unsafe { std::slice::from_raw_parts(row, width) });
+                }
+            }
+        };
+        copy(&mut out.y, 0, w, h);
+        copy(&mut out.u, 1, cw, ch);
+        copy(&mut out.v, 2, cw, ch);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::codec::frame::psnr_y;
+    use crate::media::codec::video::VideoCodec;
+
+    pub fn pattern(w: u32, h: u32, t: u32) -> I420Frame {
+        let mut f = I420Frame::new(w, h).unwrap();
+        for y in 0..h {
+            for x in 0..w {
+                f.y[(y * w + x) as usize] = ((((x + 3 * t) / 16 + y / 16) % 2) * 150 + 50 + (x * y + t) % 17) as u8;
+            }
+        }
+        f
+    }
+
+    fn config(w: u32, h: u32) -> VideoEncoderConfig {
+        VideoEncoderConfig { codec: VideoCodec::Av1, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0 }
+    }
+
+    #[test]
+    fn round_trip_keyframes_on_request_and_size_changes() {
+        let mut enc = Av1Encoder::new(config(320, 240)).unwrap();
+        let mut dec = Av1Decoder::new().unwrap();
+        let mut out = I420Frame::new(2, 2).unwrap();
+        let mut decoded = 0;
+        for t in 0..20u32 {
+            let src = pattern(320, 240, t);
+            for f in enc.encode(&src, t * 3000, t == 10).unwrap() {
+                assert_eq!(f.keyframe, t == 0 || t == 10, "frame {t}");
+                assert_eq!(f.data[0] >> 3 & 0xf, 2, "a temporal delimiter first");
+                assert!(dec.decode_into(&f.data, &mut out).unwrap());
+                assert_eq!((out.width, out.height), (320, 240));
+                let psnr = psnr_y(&src, &out).unwrap();
+                assert!(psnr > 28.0, "frame {t}: {psnr:.1} dB");
+                decoded += 1;
+            }
+        }
+        assert!(decoded >= 18);
+        for (w, h) in [(1, 1), (641, 361), (1921, 1081)] {
+            let f = enc.encode(&pattern(w, h, 0), 99_000, false).unwrap();
+            assert!(f[0].keyframe);
+            assert!(dec.decode_into(&f[0].data, &mut out).unwrap());
+            assert_eq!((out.width, out.height), (w, h));
+        }
+    }
+
+    #[test]
+    fn corrupt_and_truncated_input_is_an_error_not_a_crash() {
+        let mut enc = Av1Encoder::new(config(320, 240)).unwrap();
+        let key = enc.encode(&pattern(320, 240, 0), 0, true).unwrap().remove(0).data;
+        let delta = enc.encode(&pattern(320, 240, 1), 3000, false).unwrap().remove(0).data;
+        let mut dec = Av1Decoder::new().unwrap();
+        let mut out = I420Frame::new(2, 2).unwrap();
+        for cut in [1, 3, key.len() / 2] {
+            let _ = dec.decode_into(&key[..cut], &mut out);
+        }
+        let mut garbage = key.clone();
+        for (i, b) in garbage.iter_mut().enumerate().skip(20) {
+            *b ^= (i * 31) as u8;
+        }
+        let _ = dec.decode_into(&garbage, &mut out);
+        assert!(dec.decode_into(&[], &mut out).is_err());
+        let mut fresh = Av1Decoder::new().unwrap();
+        assert!(!matches!(fresh.decode_into(&delta, &mut out), Ok(true)), "a delta frame without its keyframe");
+        assert!(dec.decode_into(&key, &mut out).unwrap(), "recovers on a keyframe");
+    }
+
+    /// CPU per 720p frame (run with --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn measure_720p() {
+        let frames: Vec<I420Frame> = (0..30).map(|t| pattern(1280, 720, t)).collect();
+        let mut enc = Av1Encoder::new(VideoEncoderConfig { bitrate_kbps: 2500, ..config(1280, 720) }).unwrap();
+        let mut dec = Av1Decoder::new().unwrap();
+        let mut out = I420Frame::new(2, 2).unwrap();
+        let (mut e, mut d, mut bytes, mut psnr) = (0.0, 0.0, 0, 0.0);
+        for i in 0..150u32 {
+            let t0 = std::time::Instant::now();
+            let f = enc.encode(&frames[i as usize % 30], i * 3000, false).unwrap();
+            e += t0.elapsed().as_secs_f64();
+            for f in f {
+                bytes += f.data.len();
+                let t1 = std::time::Instant::now();
+                dec.decode_into(&f.data, &mut out).unwrap();
+                d += t1.elapsed().as_secs_f64();
+                psnr = psnr_y(&frames[i as usize % 30], &out).unwrap();
+            }
+        }
+        println!("AV1 720p: encode {:.1} ms, decode {:.1} ms per frame, {} kbps, last PSNR {psnr:.1} dB",
+            e * 1000.0 / 150.0, d * 1000.0 / 150.0, bytes * 8 * 30 / 150 / 1000);
+    }
+}
