@@ -6,7 +6,7 @@
 //! (OBUs with size fields, a temporal delimiter first), as the AV1 RTP packetizer
 //! (`media::rtp::av1`) takes it and the depacketizer gives it back.
 use super::frame::I420Frame;
-use super::video::{EncodedFrame, VideoEncoderConfig};
+use super::video::{EncodedFrame, EncoderClock, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use aom_sys as ffi;
 use std::ffi::CStr;
@@ -72,8 +72,7 @@ impl Drop for EncCtx {
 pub struct Av1Encoder {
     config: VideoEncoderConfig,
     enc: Box<EncCtx>,
-    last_input_pts: Option<u32>,
-    next_pts: i64,
+    clock: EncoderClock,
 }
 
 // SAFETY: the context is used from one thread at a time (&mut self).
@@ -82,7 +81,7 @@ unsafe impl Send for Av1Encoder {}
 impl Av1Encoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self> {
         let enc = Self::open(&config)?;
-        Ok(Av1Encoder { config, enc, last_input_pts: None, next_pts: 0 })
+        Ok(Av1Encoder { config, enc, clock: EncoderClock::default() })
     }
 
     pub fn config(&self) -> &VideoEncoderConfig {
@@ -192,14 +191,7 @@ impl Av1Encoder {
             self.enc = Self::open(&c)?;
             self.config = c;
         }
-        let nominal = (TIMEBASE as u32 / self.config.framerate).max(1);
-        let duration = match self.last_input_pts.map(|last| pts_90k.wrapping_sub(last) as i32) {
-            Some(d) if d > 0 && d <= TIMEBASE => d as u32,
-            _ => nominal,
-        };
-        self.last_input_pts = Some(pts_90k);
-        let pts = self.next_pts;
-        self.next_pts += duration as i64;
+        let (pts, duration) = self.clock.next(pts_90k, self.config.framerate);
         // SAFETY: all-zero is a valid aom_image_t; the fields libaom reads are set below.
         let mut img: ffi::aom_image_t = unsafe { std::mem::zeroed() };
         let (w, h, cw) = (frame.width, frame.height, frame.chroma_width());

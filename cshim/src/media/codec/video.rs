@@ -34,6 +34,31 @@ pub struct EncodedFrame {
     pub height: u32,
 }
 
+/// Encoder timestamps from RTP time (libvpx and libaom take a 90 kHz timebase): strictly
+/// increasing pts, and frame durations from the RTP deltas for rate control.
+#[derive(Debug, Default)]
+pub struct EncoderClock {
+    last_input: Option<u32>,
+    next_pts: i64,
+}
+
+impl EncoderClock {
+    /// (pts, duration) for a frame captured at RTP time `pts_90k` (wraps freely). Deltas
+    /// outside (0, 1 s] (reordering, pauses, resets) count as one nominal frame.
+    pub fn next(&mut self, pts_90k: u32, framerate: u32) -> (i64, u32) {
+        const RATE: u32 = 90_000;
+        let nominal = (RATE / framerate.max(1)).max(1);
+        let duration = match self.last_input.map(|last| pts_90k.wrapping_sub(last) as i32) {
+            Some(d) if d > 0 && d as u32 <= RATE => d as u32,
+            _ => nominal,
+        };
+        self.last_input = Some(pts_90k);
+        let pts = self.next_pts;
+        self.next_pts += i64::from(duration);
+        (pts, duration)
+    }
+}
+
 /// Which engine encodes, with what it needs beyond [`VideoEncoderConfig`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncoderEngine {

@@ -1,7 +1,7 @@
 //! VP8/VP9 encoder and decoder over the system libvpx (Debian libvpx-dev), tuned like
 //! libwebrtc's realtime configuration: one-pass CBR, no lookahead, keyframes on demand.
 use super::frame::I420Frame;
-use super::video::{EncodedFrame, VideoCodec, VideoEncoderConfig};
+use super::video::{EncodedFrame, EncoderClock, VideoCodec, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -108,10 +108,8 @@ impl Drop for EncCtx {
 pub struct VpxEncoder {
     config: VideoEncoderConfig,
     enc: Box<EncCtx>,
-    /// Input pts of the previous frame, to derive frame durations from RTP time.
-    last_input_pts: Option<u32>,
-    /// Strictly increasing pts handed to libvpx (wrap- and jitter-free).
-    next_pts: i64,
+    /// pts and durations for libvpx from RTP time.
+    clock: EncoderClock,
     /// Profile 2 only: reusable 16-bit planes (Y, U, V back to back).
     hbd: Vec<u16>,
 }
@@ -123,7 +121,7 @@ unsafe impl Send for VpxEncoder {}
 impl VpxEncoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self> {
         let enc = Self::open(&config)?;
-        Ok(VpxEncoder { config, enc, last_input_pts: None, next_pts: 0, hbd: Vec::new() })
+        Ok(VpxEncoder { config, enc, clock: EncoderClock::default(), hbd: Vec::new() })
     }
 
     pub fn config(&self) -> &VideoEncoderConfig {
@@ -329,18 +327,7 @@ impl VpxEncoder {
             self.enc = Self::open(&c)?;
             self.config = c;
         }
-        let nominal = (TIMEBASE as u32 / self.config.framerate).max(1);
-        let duration = match self.last_input_pts {
-            // Deltas outside (0, 1 s] (reordering, pauses, resets) count as one nominal frame.
-            Some(last) => match pts_90k.wrapping_sub(last) as i32 {
-                d if d > 0 && d <= TIMEBASE => d as u32,
-                _ => nominal,
-            },
-            None => nominal,
-        };
-        self.last_input_pts = Some(pts_90k);
-        let pts = self.next_pts;
-        self.next_pts += duration as i64;
+        let (pts, duration) = self.clock.next(pts_90k, self.config.framerate);
 
         let img = self.wrap(frame);
         let flags = if force_keyframe { ffi::VPX_EFLAG_FORCE_KF as ffi::vpx_enc_frame_flags_t } else { 0 };

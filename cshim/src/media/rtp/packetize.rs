@@ -206,21 +206,19 @@ impl RtpPacketizer {
 
     fn packetize_h264(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
         let payloads = super::h264::payloads(frame, self.max_payload(), self.h264_single_nal);
-        let keyframe = info.keyframe.unwrap_or_else(|| {
-            super::h264::split_annexb(frame).iter().any(|n| n[0] & 0x1f == 5)
-        });
-        let n = payloads.len();
-        let out: Vec<Vec<u8>> =
-            payloads.iter().enumerate().filter_map(|(i, p)| self.packet(ts, i + 1 == n, &[p])).collect();
-        if !out.is_empty() && keyframe {
-            self.keyframes += 1;
-        }
-        out
+        let keyframe =
+            info.keyframe.unwrap_or_else(|| super::h264::split_annexb(frame).iter().any(|n| n[0] & 0x1f == 5));
+        self.whole_payloads(&payloads, ts, keyframe)
     }
 
     fn packetize_av1(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
         let payloads = super::av1::payloads(frame, self.max_payload());
         let keyframe = info.keyframe.unwrap_or_else(|| super::av1::has_sequence_header(frame));
+        self.whole_payloads(&payloads, ts, keyframe)
+    }
+
+    /// Packets for payloads a codec module already cut to size; marker on the last.
+    fn whole_payloads(&mut self, payloads: &[Vec<u8>], ts: u32, keyframe: bool) -> Vec<Vec<u8>> {
         let n = payloads.len();
         let out: Vec<Vec<u8>> =
             payloads.iter().enumerate().filter_map(|(i, p)| self.packet(ts, i + 1 == n, &[p])).collect();
