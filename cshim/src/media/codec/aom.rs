@@ -399,6 +399,45 @@ mod tests {
         assert!(dec.decode_into(&key, &mut out).unwrap(), "recovers on a keyframe");
     }
 
+    /// Speed against quality at 720p, 2.5 Mbps (run with --ignored --nocapture): CPU and
+    /// wall time per frame, bit rate and mean PSNR of the decoded frames, per libaom speed.
+    #[test]
+    #[ignore]
+    fn measure_720p_speeds() {
+        fn cpu_s() -> f64 {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        }
+        let frames: Vec<I420Frame> = (0..30).map(|t| pattern(1280, 720, t)).collect();
+        println!("| speed | encode CPU ms/frame | encode wall ms/frame | kbps | mean PSNR (Y) |");
+        for speed in [7, 8, 9, 10] {
+            let mut enc = Av1Encoder::new(VideoEncoderConfig { bitrate_kbps: 2500, ..config(1280, 720) }).unwrap();
+            // SAFETY: AOME_SET_CPUUSED takes an int.
+            let err = unsafe { ffi::aom_codec_control(&mut enc.enc.ctx, ffi::aome_enc_control_id::AOME_SET_CPUUSED as c_int, speed) };
+            assert_eq!(err, ffi::aom_codec_err_t::AOM_CODEC_OK);
+            let mut dec = Av1Decoder::new().unwrap();
+            let mut out = I420Frame::new(2, 2).unwrap();
+            let (mut cpu, mut wall, mut bytes, mut psnr, mut n) = (0.0, 0.0, 0usize, 0.0, 0);
+            for i in 0..90u32 {
+                let src = &frames[i as usize % 30];
+                let (c0, t0) = (cpu_s(), std::time::Instant::now());
+                let encoded = enc.encode(src, i * 3000, false).unwrap();
+                wall += t0.elapsed().as_secs_f64();
+                cpu += cpu_s() - c0;
+                for f in encoded {
+                    bytes += f.data.len();
+                    if dec.decode_into(&f.data, &mut out).unwrap() {
+                        psnr += psnr_y(src, &out).unwrap();
+                        n += 1;
+                    }
+                }
+            }
+            println!("| {speed} | {:.1} | {:.1} | {} | {:.1} dB |", cpu * 1000.0 / 90.0, wall * 1000.0 / 90.0,
+                bytes * 8 * 30 / 90 / 1000, psnr / n.max(1) as f64);
+        }
+    }
+
     /// CPU per 720p frame (run with --ignored --nocapture).
     #[test]
     #[ignore]
