@@ -169,8 +169,10 @@ def _check_media_under_loss(lossy_link, channel_id, lossy: str, codec: str, rece
     encoded = ov.get("framesEncoded", 0)
     encode_ms = 1000 * ov.get("totalEncodeTime", 0) / max(1, encoded)
     print(f"sender: {encode_ms:.1f} ms per encoded frame ({encoded} encoded until its report)")
-    # Video keeps decoding: pictures are intact, no long freeze (frame counts below).
-    assert got["psnr_min"] >= 25 and got["psnr_median"] >= 30
+    # Video keeps decoding: pictures are intact, no long freeze (frame counts below). A
+    # damaged picture reads far below these floors. AV1's floor is lower: libaom at 640x360
+    # makes its weakest frames at 24-26 dB with no loss at all (docs/codecs.md).
+    assert got["psnr_min"] >= (22 if codec == "AV1" else 25) and got["psnr_median"] >= 30
     assert got["longest_gap_ms"] < 1000
     # Loss really happened and was repaired by retransmission: from the SFU's cache when
     # the loss is between SFU and receiver, from the sender when it is before the SFU.
