@@ -152,12 +152,8 @@ def test_corrupt_and_truncated_access_units_are_survived(ffi, server, channel_id
         transformer.enqueue(frame)
 
     transformer.on_transform = on_transform
-    receiver = clients(ffi, server, channel_id, "recvonly", sora=ffi.Sora(openh264=openh264_path()), video=True)
-    receiver.connect()
-    sora = ffi.Sora(openh264=openh264_path())
-    source = sora.create_video_source()
-    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, video_codec_type="H264",
-                     video_bit_rate=800, video_source=source, video_frame_transformer=transformer)
+    receiver, sender, source = _h264_pair(ffi, server, channel_id, clients, openh264_path(), openh264_path(),
+                                          video_frame_transformer=transformer)
     sender.connect()
     rx = VideoReceiver(ffi, receiver, 640)
     push_video(source, 100, 640, 360)

@@ -26,6 +26,13 @@ pub struct Format {
     pub rtcp_fb: Vec<String>,
 }
 
+impl Format {
+    /// The value of fmtp parameter `key` ("profile-id", "packetization-mode"...).
+    pub fn fmtp_param(&self, key: &str) -> Option<&str> {
+        self.fmtp.as_deref()?.split(';').find_map(|kv| kv.trim().split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+    }
+}
+
 impl MediaSection {
     /// The first format whose encoding name matches `name` (case-insensitively).
     pub fn format(&self, name: &str) -> Option<&Format> {
@@ -183,6 +190,7 @@ mod tests {
         assert_eq!(m.ssrcs, vec![42]);
         let vp9 = m.format("vp9").unwrap();
         assert_eq!((vp9.pt, vp9.fmtp.as_deref()), (98, Some("profile-id=0")));
+        assert_eq!((vp9.fmtp_param("profile-id"), vp9.fmtp_param("profile")), (Some("0"), None));
         let text = upstream_section(&Upstream {
             mid: "1", kind: "video", format: m.format("VP8").unwrap(), fmtp: None,
             ssrc: 7, cname: "c", stream_id: "S", track_id: "T",

@@ -630,12 +630,7 @@ impl Session {
                     cname: &self.cname, stream_id: &stream_id, track_id: "video",
                 });
                 let track = peer.add_track(&text)?;
-                let vp9_profile = format
-                    .fmtp
-                    .as_deref()
-                    .and_then(|f| f.split(';').find_map(|kv| kv.trim().strip_prefix("profile-id=")))
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0);
+                let vp9_profile = format.fmtp_param("profile-id").and_then(|p| p.parse().ok()).unwrap_or(0);
                 let bitrate_kbps = msg
                     .get("video_bit_rate")
                     .and_then(Value::as_u64)
@@ -774,8 +769,7 @@ impl Session {
         use media::codec::openh264::{baseline_level, H264Params};
         if codec == media::codec::VideoCodec::Av1 {
             // video_av1_params.profile: libaom here encodes 8-bit 4:2:0, the main profile.
-            let profile = format.fmtp.as_deref().and_then(|f| f.split(';').find_map(|kv| kv.trim().strip_prefix("profile=")));
-            if let Some(p) = profile.filter(|p| p.trim() != "0") {
+            if let Some(p) = format.fmtp_param("profile").filter(|p| p.trim() != "0") {
                 return Err(crate::error::Error::invalid(format!(
                     "AV1 profile {p} cannot be encoded here (the main profile, 0, only)"
                 )));
@@ -787,15 +781,10 @@ impl Session {
         let path = self.cfg.openh264.clone().ok_or_else(|| {
             crate::error::Error::invalid("H.264 encoding needs an OpenH264 library: Sora(openh264=<path of libopenh264>)")
         })?;
-        let fmtp = |key: &str| {
-            format.fmtp.as_deref().and_then(|f| {
-                f.split(';').find_map(|kv| kv.trim().strip_prefix(key).and_then(|v| v.strip_prefix('=')).map(str::to_owned))
-            })
-        };
         // RFC 6184: no profile-level-id means 42000a (Baseline, level 1.0).
-        let level_idc = baseline_level(&fmtp("profile-level-id").unwrap_or_else(|| "42000a".into()))
-            .map_err(crate::error::Error::invalid)?;
-        let single_nal_mode = fmtp("packetization-mode").as_deref().unwrap_or("0") == "0";
+        let level_idc =
+            baseline_level(format.fmtp_param("profile-level-id").unwrap_or("42000a")).map_err(crate::error::Error::invalid)?;
+        let single_nal_mode = format.fmtp_param("packetization-mode").unwrap_or("0") == "0";
         // Probe now, so a missing or wrong library fails the connection with its reason.
         media::codec::openh264::probe(&path)?;
         Ok(media::codec::EncoderEngine::OpenH264 { path, params: H264Params { level_idc, single_nal_mode, ..H264Params::default() } })

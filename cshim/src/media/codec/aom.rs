@@ -299,34 +299,14 @@ impl Av1Decoder {
         }
         // SAFETY: checked non-null; valid until the next decode.
         let img = unsafe { &*last };
-        let (w, h) = (img.d_w as usize, img.d_h as usize);
-        if w == 0 || h == 0 || img.x_chroma_shift != 1 || img.y_chroma_shift != 1 {
-            return Err(Error::internal(format!("unsupported AV1 picture ({w}x{h}, format {})", img.fmt)));
+        if img.x_chroma_shift != 1 || img.y_chroma_shift != 1 {
+            return Err(Error::internal(format!("unsupported AV1 picture ({}x{}, format {})", img.d_w, img.d_h, img.fmt)));
         }
-        let high = img.fmt & ffi::AOM_IMG_FMT_HIGHBITDEPTH != 0;
-        let shift = if high { img.bit_depth.saturating_sub(8) } else { 0 };
-        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        out.width = w as u32;
-        out.height = h as u32;
-        let copy = |dst: &mut Vec<u8>, plane: usize, width: usize, rows: usize| {
-            dst.clear();
-            dst.reserve(width * rows);
-            let stride = img.stride[plane] as usize;
-            for r in 0..rows {
-                // SAFETY: the plane holds `rows` rows of `stride` bytes (2 bytes a sample when
-                // high bit depth) until the next decode call.
-                let row = unsafe { img.planes[plane].add(r * stride) };
-                if high {
-                    let row = unsafe { std::slice::from_raw_parts(row as *const u16, width) };
-                    dst.extend(row.iter().map(|&s| (s >> shift).min(255) as u8));
-                } else {
-                    dst.extend_from_slice(unsafe { std::slice::from_raw_parts(row, width) });
-                }
-            }
-        };
-        copy(&mut out.y, 0, w, h);
-        copy(&mut out.u, 1, cw, ch);
-        copy(&mut out.v, 2, cw, ch);
+        let bit_depth = if img.fmt & ffi::AOM_IMG_FMT_HIGHBITDEPTH != 0 { img.bit_depth } else { 8 };
+        let planes = std::array::from_fn(|i| (img.planes[i] as *const u8, usize::try_from(img.stride[i]).unwrap_or(0)));
+        // SAFETY: libaom's image holds `stride` bytes per row for d_h (chroma: rounded up)
+        // rows until the next decode call.
+        unsafe { out.copy_from_decoder(img.d_w, img.d_h, planes, bit_depth)? };
         Ok(true)
     }
 }

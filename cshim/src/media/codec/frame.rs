@@ -86,6 +86,46 @@ impl I420Frame {
         chroma_dim(self.width) * chroma_dim(self.height)
     }
 
+    /// Copies a decoder's picture of `width`x`height` into this frame (resized to it). Each
+    /// of `planes` is (first row, stride in bytes); `bit_depth` above 8 means 16-bit samples,
+    /// rounded to 8 bits. Null planes and strides narrower than a row are errors.
+    ///
+    /// # Safety
+    /// Each non-null plane must hold its rows (luma `height`, chroma rounded up) of `stride`
+    /// bytes, readable for the duration of the call.
+    pub unsafe fn copy_from_decoder(&mut self, width: u32, height: u32, planes: [(*const u8, usize); 3], bit_depth: u32) -> Result<()> {
+        self.resize(width, height)?;
+        let high = bit_depth > 8;
+        let shift = bit_depth.saturating_sub(8).min(8);
+        let sample = if high { 2 } else { 1 };
+        let (w, h, cw, ch) =
+            (self.width as usize, self.height as usize, self.chroma_width() as usize, self.chroma_height() as usize);
+        let dsts: [(&mut Vec<u8>, usize, usize); 3] = [(&mut self.y, w, h), (&mut self.u, cw, ch), (&mut self.v, cw, ch)];
+        for ((dst, pw, ph), (src, stride)) in dsts.into_iter().zip(planes) {
+            if src.is_null() || stride < pw * sample {
+                return Err(Error::internal("the decoder returned a picture without planes or with narrow rows"));
+            }
+            for row in 0..ph {
+                let d = &mut dst[row * pw..][..pw];
+                // SAFETY: the caller guarantees `ph` rows of `stride` bytes; each row holds
+                // at least `pw` samples (checked above).
+                unsafe {
+                    let s = src.add(row * stride);
+                    if high {
+                        let s = std::slice::from_raw_parts(s as *const u16, pw);
+                        let round = (1u32 << shift) >> 1;
+                        for (d, &v) in d.iter_mut().zip(s) {
+                            *d = ((v as u32 + round) >> shift).min(255) as u8;
+                        }
+                    } else {
+                        d.copy_from_slice(std::slice::from_raw_parts(s, pw));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// True when the plane lengths match the dimensions (public fields can be edited freely).
     pub fn is_consistent(&self) -> bool {
         check_dims(self.width, self.height).is_ok()

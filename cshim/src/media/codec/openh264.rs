@@ -34,7 +34,6 @@ const MIN_VERSION: (u32, u32) = (2, 3);
 
 /// One loaded OpenH264 library.
 pub struct Library {
-    path: String,
     version: (u32, u32, u32),
     create_encoder: CreateEncoder,
     destroy_encoder: DestroyEncoder,
@@ -45,10 +44,6 @@ pub struct Library {
 }
 
 impl Library {
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
     /// "2.3.1", as the official capability reports it.
     pub fn version(&self) -> String {
         let (a, b, c) = self.version;
@@ -81,7 +76,6 @@ impl Library {
             ));
         }
         Ok(Library {
-            path: path.to_owned(),
             version: (v.uMajor, v.uMinor, v.uRevision),
             create_encoder: sym(&lib, path, "WelsCreateSVCEncoder")?,
             destroy_encoder: sym(&lib, path, "WelsDestroySVCEncoder")?,
@@ -143,8 +137,9 @@ impl Default for H264Params {
     }
 }
 
-/// A profile-level-id from an fmtp: (profile_idc, constraint flags, level_idc). OpenH264
-/// encodes the Constrained Baseline profile only; `None` for anything else or malformed.
+/// The level_idc of an fmtp profile-level-id (6 hex digits: profile_idc, constraint flags,
+/// level_idc). OpenH264 encodes the Constrained Baseline profile only: another profile, a
+/// malformed id or level 0 is an error that says so.
 pub fn baseline_level(profile_level_id: &str) -> std::result::Result<u8, String> {
     let bytes = (profile_level_id.len() == 6)
         .then(|| u32::from_str_radix(profile_level_id, 16).ok())
@@ -334,10 +329,6 @@ impl H264Encoder {
         &self.config
     }
 
-    pub fn library(&self) -> &Library {
-        &self.lib
-    }
-
     fn init(&mut self) -> Result<()> {
         let c = &self.config;
         let mut p: sys::SEncParamExt = unsafe { std::mem::zeroed() };
@@ -517,10 +508,6 @@ impl H264Decoder {
         Ok(this)
     }
 
-    pub fn library(&self) -> &Library {
-        &self.lib
-    }
-
     /// Decodes one access unit into `out`; returns whether a picture came out. `Err` for
     /// corrupt data or missing references (the caller asks for a keyframe).
     pub fn decode_into(&mut self, data: &[u8], out: &mut I420Frame) -> Result<bool> {
@@ -539,29 +526,14 @@ impl H264Decoder {
         // SAFETY: sSystemBuffer is the union's only member.
         let sb = unsafe { info.UsrData.sSystemBuffer };
         let (w, h) = (sb.iWidth, sb.iHeight);
-        if w <= 0 || h <= 0 || w as u32 > super::frame::MAX_DIMENSION || h as u32 > super::frame::MAX_DIMENSION {
+        if w <= 0 || h <= 0 {
             return Err(Error::internal(format!("OpenH264 returned a {w}x{h} picture")));
         }
-        let (w, h) = (w as usize, h as usize);
-        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        let (ys, cs) = (sb.iStride[0] as usize, sb.iStride[1] as usize);
-        if ys < w || cs < cw {
-            return Err(Error::internal("OpenH264 returned strides narrower than the picture"));
-        }
-        out.width = w as u32;
-        out.height = h as u32;
-        // SAFETY: the decoder's planes hold `rows` rows of `stride` bytes each until the next
-        // decode call; we copy the visible part out now.
-        let copy = |dst: &mut Vec<u8>, src: *const u8, stride: usize, width: usize, rows: usize| {
-            dst.clear();
-            dst.reserve(width * rows);
-            for r in 0..rows {
-                dst.extend_from_slice(unsafe { std::slice::from_raw_parts(src.add(r * stride), width) });
-            }
-        };
-        copy(&mut out.y, planes[0], ys, w, h);
-        copy(&mut out.u, planes[1], cs, cw, ch);
-        copy(&mut out.v, planes[2], cs, cw, ch);
+        let strides = [sb.iStride[0], sb.iStride[1], sb.iStride[1]].map(|s| usize::try_from(s).unwrap_or(0));
+        let planes = std::array::from_fn(|i| (planes[i] as *const u8, strides[i]));
+        // SAFETY: the decoder's planes hold their rows of `stride` bytes each until the next
+        // decode call; the visible part is copied out now.
+        unsafe { out.copy_from_decoder(w as u32, h as u32, planes, 8)? };
         Ok(true)
     }
 }

@@ -94,15 +94,6 @@ impl VideoEncoder {
         }
     }
 
-    /// The name `encoderImplementation` reports.
-    pub fn implementation(&self) -> &'static str {
-        match self {
-            VideoEncoder::Vpx(_) => "libvpx",
-            VideoEncoder::Aom(_) => "libaom",
-            VideoEncoder::OpenH264(_) => "OpenH264",
-        }
-    }
-
     pub fn set_bitrate(&mut self, kbps: u32) -> Result<()> {
         match self {
             VideoEncoder::Vpx(e) => e.set_bitrate(kbps),
@@ -137,15 +128,6 @@ impl VideoDecoder {
             }
             VideoCodec::Av1 => Ok(VideoDecoder::Aom(Av1Decoder::new()?)),
             c => Ok(VideoDecoder::Vpx(VpxDecoder::new(c.try_into()?)?)),
-        }
-    }
-
-    /// The name `decoderImplementation` reports.
-    pub fn implementation(&self) -> &'static str {
-        match self {
-            VideoDecoder::Vpx(_) => "libvpx",
-            VideoDecoder::Aom(_) => "libaom",
-            VideoDecoder::OpenH264(_) => "OpenH264",
         }
     }
 

@@ -507,40 +507,14 @@ impl VpxDecoder {
 /// Copies a decoded image into a tight I420 frame; 10/12-bit output is rounded to 8 bits.
 fn copy_image(img: &ffi::vpx_image_t, out: &mut I420Frame) -> Result<()> {
     use ffi::vpx_img_fmt::*;
-    let high = match img.fmt {
-        VPX_IMG_FMT_I420 => false,
-        VPX_IMG_FMT_I42016 => true,
+    let bit_depth = match img.fmt {
+        VPX_IMG_FMT_I420 => 8,
+        VPX_IMG_FMT_I42016 => img.bit_depth,
         f => return Err(Error::internal(format!("unsupported decoded format {f:?} (only 4:2:0)"))),
     };
-    out.resize(img.d_w, img.d_h)?;
-    let (w, h, cw, ch) =
-        (out.width as usize, out.height as usize, out.chroma_width() as usize, out.chroma_height() as usize);
-    let shift = if high { img.bit_depth.saturating_sub(8).min(8) } else { 0 };
-    let planes: [(&mut Vec<u8>, usize, usize); 3] = [(&mut out.y, w, h), (&mut out.u, cw, ch), (&mut out.v, cw, ch)];
-    for (i, (dst, pw, ph)) in planes.into_iter().enumerate() {
-        let (src, stride) = (img.planes[i], img.stride[i]);
-        if src.is_null() || stride <= 0 {
-            return Err(Error::internal("decoder returned an image without planes"));
-        }
-        for row in 0..ph {
-            let d = &mut dst[row * pw..][..pw];
-            // SAFETY: libvpx guarantees `stride` bytes per row for d_h (chroma: rounded up)
-            // rows, and each row holds at least pw samples.
-            unsafe {
-                let s = src.add(row * stride as usize);
-                if high {
-                    let s = std::slice::from_raw_parts(s as *const u16, pw);
-                    let round = (1u32 << shift) >> 1;
-                    for (d, &v) in d.iter_mut().zip(s) {
-                        *d = ((v as u32 + round) >> shift).min(255) as u8;
-                    }
-                } else {
-                    d.copy_from_slice(std::slice::from_raw_parts(s, pw));
-                }
-            }
-        }
-    }
-    Ok(())
+    let planes = std::array::from_fn(|i| (img.planes[i] as *const u8, usize::try_from(img.stride[i]).unwrap_or(0)));
+    // SAFETY: libvpx guarantees `stride` bytes per row for d_h (chroma: rounded up) rows.
+    unsafe { out.copy_from_decoder(img.d_w, img.d_h, planes, bit_depth) }
 }
 
 #[cfg(test)]

@@ -136,11 +136,10 @@ pub fn payload_info(p: &[u8]) -> Option<H264PayloadInfo> {
     match header & 0x1f {
         t @ 1..=23 => Some(H264PayloadInfo { frame_begin: starts_access_unit(t, p.get(1).copied()), keyframe: key(t) }),
         STAP_A => {
-            let mut units = stap_units(&p[1..])?;
-            let first = units.next()?;
+            let units = stap_units(&p[1..])?;
+            let first = units[0];
             let begin = starts_access_unit(first[0] & 0x1f, first.get(1).copied());
-            let keyframe = key(first[0] & 0x1f) || stap_units(&p[1..])?.any(|u| key(u[0] & 0x1f));
-            Some(H264PayloadInfo { frame_begin: begin, keyframe })
+            Some(H264PayloadInfo { frame_begin: begin, keyframe: units.iter().any(|u| key(u[0] & 0x1f)) })
         }
         FU_A => {
             let fu = *p.get(1)?;
@@ -158,9 +157,9 @@ pub fn payload_info(p: &[u8]) -> Option<H264PayloadInfo> {
     }
 }
 
-/// The units of a STAP-A body (after its header byte); `None` when a length overruns or a
-/// unit is empty.
-fn stap_units(mut body: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+/// The units of a STAP-A body (after its header byte); `None` when a length overruns, a unit
+/// is empty or there is none.
+fn stap_units(mut body: &[u8]) -> Option<Vec<&[u8]>> {
     let mut units = Vec::new();
     while !body.is_empty() {
         if body.len() < 2 {
@@ -173,10 +172,7 @@ fn stap_units(mut body: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
         units.push(&body[2..2 + n]);
         body = &body[2 + n..];
     }
-    if units.is_empty() {
-        return None;
-    }
-    Some(units.into_iter())
+    (!units.is_empty()).then_some(units)
 }
 
 /// Appends the Annex B form of one RTP payload to `out`; `None` if malformed.
