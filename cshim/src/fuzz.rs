@@ -36,7 +36,7 @@ pub fn sdp_text(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let sections = sdp::media_sections(&text);
     for s in &sections {
-        for name in ["opus", "VP8", "VP9", "H264", "AV1"] {
+        for name in ["opus", "VP8", "VP9", "H264", "H265", "AV1"] {
             let _ = s.format(name);
         }
     }
@@ -46,7 +46,7 @@ pub fn sdp_text(data: &[u8]) {
 /// A stream of RTP packets into a receiver (jitter buffer, NACK, frame assembly) for each
 /// codec, and the SFU's MID rewriting. Input: packets, each prefixed by a 1-byte length, and one byte of time step.
 pub fn rtp(data: &[u8]) {
-    for codec in [RtpCodec::Opus, RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::H264, RtpCodec::Av1] {
+    for codec in [RtpCodec::Opus, RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::H264, RtpCodec::H265, RtpCodec::Av1] {
         let mut rx = RtpReceiver::new(codec, codec.default_clock_rate());
         let mut now = Instant::now();
         for (packet, step) in packets(data) {

@@ -727,7 +727,7 @@ pub(crate) mod tests {
     }
 
     pub fn nal_units(au: &[u8]) -> Vec<&[u8]> {
-        crate::media::rtp::h264::split_annexb(au)
+        crate::media::rtp::annexb::split(au)
     }
 
     fn nal_types(au: &[u8]) -> Vec<u8> {

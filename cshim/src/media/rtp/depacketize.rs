@@ -285,6 +285,10 @@ pub fn payload_info(codec: RtpCodec, payload: &[u8]) -> Option<PayloadInfo> {
             let info = super::h264::payload_info(payload)?;
             Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None })
         }
+        RtpCodec::H265 => {
+            let info = super::h265::payload_info(payload)?;
+            Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None })
+        }
         RtpCodec::Vp9 => {
             let (d, n) = Vp9Descriptor::parse(payload)?;
             Some(PayloadInfo {

@@ -21,31 +21,7 @@ const NAL_AUD: u8 = 9;
 const STAP_A: u8 = 24;
 const FU_A: u8 = 28;
 
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
-
-/// The NAL units of an Annex B byte stream (3- or 4-byte start codes), without start codes.
-/// Bytes before the first start code are ignored; empty units are skipped.
-pub fn split_annexb(data: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new(); // (start code position, payload position)
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            let code_at = if i > 0 && data[i - 1] == 0 { i - 1 } else { i };
-            starts.push((code_at, i + 3));
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let mut out = Vec::with_capacity(starts.len());
-    for (k, &(_, begin)) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map_or(data.len(), |&(code_at, _)| code_at);
-        if end > begin {
-            out.push(&data[begin..end]);
-        }
-    }
-    out
-}
+use super::annexb::{balanced_chunks, split as split_annexb, START_CODE};
 
 /// Splits an access unit into RTP payloads that each fit `max_payload` bytes.
 pub fn payloads(au: &[u8], max_payload: usize, single_nal_mode: bool) -> Vec<Vec<u8>> {
@@ -90,11 +66,9 @@ pub fn payloads(au: &[u8], max_payload: usize, single_nal_mode: bool) -> Vec<Vec
         } else {
             // FU-A: indicator (F, NRI, 28) + header (S, E, type), then balanced fragments of
             // the unit without its header byte.
-            let body = &nal[1..];
-            let room = max_payload - 2;
-            let count = body.len().div_ceil(room);
-            let per = body.len().div_ceil(count);
-            for (k, chunk) in body.chunks(per).enumerate() {
+            let chunks = balanced_chunks(&nal[1..], max_payload - 2);
+            let count = chunks.len();
+            for (k, chunk) in chunks.into_iter().enumerate() {
                 let mut p = Vec::with_capacity(2 + chunk.len());
                 p.push((nal[0] & 0xe0) | FU_A);
                 let se = if k == 0 { 0x80 } else { 0 } | if k == count - 1 { 0x40 } else { 0 };
@@ -287,12 +261,5 @@ mod tests {
             assert!(payload_info(p).is_none(), "{p:?}");
         }
         assert!(to_annexb(&[STAP_A, 0, 9, 1], &mut Vec::new()).is_none());
-    }
-
-    #[test]
-    fn split_handles_odd_streams() {
-        assert!(split_annexb(&[]).is_empty());
-        assert!(split_annexb(&[0, 0, 1]).is_empty());
-        assert_eq!(split_annexb(&[9, 9, 0, 0, 1, 0x41, 0x88, 0, 0, 0, 1, 0x68]), vec![&[0x41, 0x88][..], &[0x68][..]]);
     }
 }

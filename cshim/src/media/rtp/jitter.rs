@@ -333,10 +333,14 @@ impl RtpReceiver {
                 self.counters.malformed += 1;
                 return false;
             };
-            // H.264 payloads become Annex B here, so a frame is its packets' concatenation.
-            let data = if self.codec == RtpCodec::H264 {
+            // H.264/H.265 payloads become Annex B here, so a frame is its packets' concatenation.
+            let data = if self.codec.is_annexb() {
                 let mut annexb = Vec::with_capacity(rtp.payload.len() + 8);
-                if super::h264::to_annexb(&rtp.payload, &mut annexb).is_none() {
+                let converted = match self.codec {
+                    RtpCodec::H264 => super::h264::to_annexb(&rtp.payload, &mut annexb),
+                    _ => super::h265::to_annexb(&rtp.payload, &mut annexb),
+                };
+                if converted.is_none() {
                     self.counters.malformed += 1;
                     return false;
                 }
@@ -577,8 +581,9 @@ impl RtpReceiver {
         self.after_frame_end = true;
         self.committed = true;
         let Some(head) = pkts.first() else { return };
-        // H.264 marks its SPS and IDR packets, which need not lead the access unit.
-        let keyframe = head.keyframe || (self.codec == RtpCodec::H264 && pkts.iter().any(|p| p.keyframe));
+        // H.264/H.265 mark their parameter set and random access packets, which need not
+        // lead the access unit.
+        let keyframe = head.keyframe || (self.codec.is_annexb() && pkts.iter().any(|p| p.keyframe));
         if self.codec.is_video() {
             if keyframe {
                 self.keyframe_needed = false;
@@ -947,6 +952,60 @@ mod tests {
         assert_eq!(p.frame_counts(), (5, 2));
     }
 
+    /// Annex B H.265 access unit (4-byte start codes): units of (type, length), the first
+    /// slice segment flagged.
+    fn h265_au(nals: &[(u8, usize)], seed: u8) -> Vec<u8> {
+        let mut au = Vec::new();
+        let mut first_slice = true;
+        for &(t, len) in nals {
+            let flag = if t < 32 && std::mem::take(&mut first_slice) { 0x80 } else { 0 };
+            au.extend_from_slice(&[0, 0, 0, 1, t << 1, 1, flag | 0x10]);
+            au.extend((0..len - 3).map(|i| (i as u8).wrapping_mul(seed) | 0x10));
+        }
+        au
+    }
+
+    #[test]
+    fn h265_with_random_loss_never_emits_a_broken_access_unit() {
+        // 90 pictures, an IDR (with VPS/SPS/PPS) every 15, slices of several packets; 5 %
+        // of packets lost and never retransmitted.
+        let frames: Vec<Vec<u8>> = (0..90u32)
+            .map(|i| {
+                let seed = (i % 251) as u8 | 1;
+                if i % 15 == 0 {
+                    h265_au(&[(32, 24), (33, 40), (34, 8), (19, 6000 + i as usize)], seed)
+                } else {
+                    h265_au(&[(1, 900 + 37 * (i as usize % 9)), (1, 1400)], seed)
+                }
+            })
+            .collect();
+        let mut p = RtpPacketizer::new(RtpCodec::H265, 0x265, 104, 90_000, 1200);
+        let mut r = RtpReceiver::new(RtpCodec::H265, 90_000);
+        r.set_wait_limit(Some(Duration::from_millis(50)));
+        let t0 = Instant::now();
+        let mut rng = 0x1234_5678u32;
+        let (mut out, mut lost) = (vec![], 0);
+        for (i, f) in frames.iter().enumerate() {
+            for x in p.packetize(f, i as u32 * 3000) {
+                rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                if rng >> 24 < 13 {
+                    lost += 1; // ~5 %
+                    continue;
+                }
+                r.push(&x, t0 + ms(i as u64 * 33));
+            }
+            out.extend(r.pop_frames(t0 + ms(i as u64 * 33 + 20)));
+        }
+        out.extend(r.pop_frames(t0 + ms(90 * 33 + 200)));
+        assert!(lost > 10, "{lost} packets lost");
+        assert!(out.len() >= 20 && out.len() < frames.len(), "{} of {} emitted", out.len(), frames.len());
+        for o in &out {
+            let i = (o.rtp_timestamp / 3000) as usize;
+            assert_eq!(o.data, frames[i], "frame {i} emitted broken");
+            assert_eq!(o.keyframe, i % 15 == 0);
+        }
+    }
+
     #[test]
     fn vp8_round_trip_large_keyframe_byte_exact() {
         let mut p = RtpPacketizer::new(RtpCodec::Vp8, 1, 96, 90_000, 1200);
@@ -1038,7 +1097,7 @@ mod tests {
         let t0 = Instant::now();
         let s = vp8_stream(6, &[0, 3], 65500);
         let valid: Vec<Vec<u8>> = s.packets.iter().flatten().cloned().collect();
-        for codec in [RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::Opus, RtpCodec::H264, RtpCodec::Av1] {
+        for codec in [RtpCodec::Vp8, RtpCodec::Vp9, RtpCodec::Opus, RtpCodec::H264, RtpCodec::H265, RtpCodec::Av1] {
             let mut r = RtpReceiver::new(codec, codec.default_clock_rate());
             let mut released: Vec<AssembledFrame> = vec![];
             let mut resets = 0;

@@ -11,6 +11,7 @@
 //! * [`depacketize`] — VP8/VP9 payload descriptor parsing, RTP header parsing.
 //! * [`av1`] — AV1 payloads (OBU elements, aggregation header) ↔ temporal units.
 //! * [`h264`] — H.264 payloads (RFC 6184: single NAL unit, STAP-A, FU-A) ↔ Annex B.
+//! * [`h265`] — H.265 payloads (RFC 7798: single NAL unit, AP, FU) ↔ Annex B.
 //! * [`jitter`] — [`RtpReceiver`]: per-SSRC reordering/de-duplicating frame assembler with
 //!   loss handling (skip after a wait limit; video then drops delta frames until a keyframe).
 //! * [`nack`] — [`NackGenerator`] (RFC 4585 generic NACK from sequence gaps) and the sender's
@@ -38,9 +39,11 @@
 //! `rtc-rtcp` crates; the VP8/VP9 payload descriptors are written and parsed here (the
 //! crates' VP9 payloader never sets the P bit, so every frame would look like a keyframe).
 
+pub mod annexb;
 pub mod av1;
 pub mod depacketize;
 pub mod h264;
+pub mod h265;
 pub mod hdrext;
 pub mod jitter;
 pub mod nack;
@@ -68,6 +71,7 @@ pub enum RtpCodec {
     Vp8,
     Vp9,
     H264,
+    H265,
     Av1,
 }
 
@@ -77,11 +81,17 @@ impl RtpCodec {
     }
 
     /// The RTP clock rate the codec always uses in WebRTC (RFC 7587, RFC 7741, RFC 9628,
-    /// RFC 6184).
+    /// RFC 6184, RFC 7798).
+    /// H.264 and H.265: payloads become Annex B in the jitter buffer, and a frame is a
+    /// keyframe when any of its packets carries a parameter set or random access slice.
+    pub fn is_annexb(self) -> bool {
+        matches!(self, RtpCodec::H264 | RtpCodec::H265)
+    }
+
     pub fn default_clock_rate(self) -> u32 {
         match self {
             RtpCodec::Opus => 48_000,
-            RtpCodec::Vp8 | RtpCodec::Vp9 | RtpCodec::H264 | RtpCodec::Av1 => 90_000,
+            RtpCodec::Vp8 | RtpCodec::Vp9 | RtpCodec::H264 | RtpCodec::H265 | RtpCodec::Av1 => 90_000,
         }
     }
 }

@@ -10,6 +10,7 @@
 //!   receivers then reference frames by picture id alone.
 //!
 //! * H.264 (RFC 6184): see [`super::h264`]; marker on the last packet of the access unit.
+//! * H.265 (RFC 7798): see [`super::h265`]; the same.
 //! * AV1: see [`super::av1`]; marker on the last packet of the temporal unit.
 //!
 //! Fragments are balanced (equal sizes) rather than MTU-greedy with a tiny tail.
@@ -29,6 +30,21 @@ pub struct FrameInfo {
     pub keyframe: Option<bool>,
     /// Frame size for the VP9 scalability structure. `None`: read from the bitstream.
     pub resolution: Option<(u16, u16)>,
+}
+
+/// Whether an encoded frame starts a new decodable sequence, read from its bitstream: a VP8
+/// key frame, a VP9 key frame, an AV1 temporal unit with a sequence header (how libaom
+/// and browsers send keyframes), an H.264 access unit with an IDR slice, an H.265 access unit
+/// with a random access slice. Audio frames always are.
+pub fn frame_is_keyframe(codec: RtpCodec, frame: &[u8]) -> bool {
+    match codec {
+        RtpCodec::Opus => true,
+        RtpCodec::Vp8 => frame.first().is_some_and(|b| b & 0x01 == 0),
+        RtpCodec::Vp9 => vp9_frame_header(frame).is_some_and(|h| h.keyframe),
+        RtpCodec::Av1 => super::av1::has_sequence_header(frame),
+        RtpCodec::H264 => super::annexb::split(frame).iter().any(|n| n[0] & 0x1f == 5),
+        RtpCodec::H265 => super::h265::is_keyframe(frame),
+    }
 }
 
 pub struct RtpPacketizer {
@@ -170,6 +186,7 @@ impl RtpPacketizer {
             RtpCodec::Vp8 => self.packetize_vp8(frame, rtp_timestamp, info),
             RtpCodec::Vp9 => self.packetize_vp9(frame, rtp_timestamp, info),
             RtpCodec::H264 => self.packetize_h264(frame, rtp_timestamp, info),
+            RtpCodec::H265 => self.packetize_h265(frame, rtp_timestamp, info),
             RtpCodec::Av1 => self.packetize_av1(frame, rtp_timestamp, info),
         };
         if !out.is_empty() {
@@ -206,14 +223,19 @@ impl RtpPacketizer {
 
     fn packetize_h264(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
         let payloads = super::h264::payloads(frame, self.max_payload(), self.h264_single_nal);
-        let keyframe =
-            info.keyframe.unwrap_or_else(|| super::h264::split_annexb(frame).iter().any(|n| n[0] & 0x1f == 5));
+        let keyframe = info.keyframe.unwrap_or_else(|| frame_is_keyframe(RtpCodec::H264, frame));
+        self.whole_payloads(&payloads, ts, keyframe)
+    }
+
+    fn packetize_h265(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
+        let payloads = super::h265::payloads(frame, self.max_payload());
+        let keyframe = info.keyframe.unwrap_or_else(|| frame_is_keyframe(RtpCodec::H265, frame));
         self.whole_payloads(&payloads, ts, keyframe)
     }
 
     fn packetize_av1(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
         let payloads = super::av1::payloads(frame, self.max_payload());
-        let keyframe = info.keyframe.unwrap_or_else(|| super::av1::has_sequence_header(frame));
+        let keyframe = info.keyframe.unwrap_or_else(|| frame_is_keyframe(RtpCodec::Av1, frame));
         self.whole_payloads(&payloads, ts, keyframe)
     }
 
