@@ -42,6 +42,7 @@ from ._log import enable_libwebrtc_log, rtc_log
 from ._native import ShimError
 from ._sink import SoraAudioSink, SoraAudioStreamSink, SoraVideoSink
 from ._sora import Sora
+from ._encoded import SoraEncodedVideoSource
 from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraMediaTrack, SoraTrackInterface
 from ._transform import (
@@ -69,6 +70,7 @@ __all__ = [
     "SoraMediaTrack",
     "SoraAudioSource",
     "SoraVideoSource",
+    "SoraEncodedVideoSource",
     "SoraAudioSink",
     "SoraAudioStreamSink",
     "SoraAudioFrame",

@@ -29,6 +29,7 @@ from ._sink import SoraVideoSink as SoraVideoSink
 from ._sora import Sora as Sora
 from ._source import SoraAudioSource as SoraAudioSource
 from ._source import SoraVideoSource as SoraVideoSource
+from ._encoded import SoraEncodedVideoSource as SoraEncodedVideoSource
 from ._track import SoraMediaTrack as SoraMediaTrack
 from ._track import SoraTrackInterface as SoraTrackInterface
 from ._transform import SoraAudioFrameTransformer as SoraAudioFrameTransformer

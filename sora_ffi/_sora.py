@@ -11,6 +11,7 @@ from ._connection import SoraConnection
 from ._dispatch import Dispatcher
 from ._enums import SoraDegradationPreference
 from ._log import logger, start_log_pump
+from ._encoded import SoraEncodedVideoSource
 from ._source import SoraAudioSource, SoraVideoSource
 from ._track import SoraTrackInterface
 from ._transform import SoraAudioFrameTransformer, SoraVideoFrameTransformer
@@ -124,8 +125,9 @@ class Sora:
 
         `audio_source` / `video_source` are what `create_audio_source` / `create_video_source`
         return (the connection keeps them alive); a source may feed several connections.
-        With a `video_source`, `video_codec_type` must be VP8 or VP9 (what this build
-        encodes).
+        With a `video_source`, `video_codec_type` must be VP8, VP9, AV1 or (with `openh264`)
+        H264, what this build encodes; a `SoraEncodedVideoSource` sends its own codec (H265
+        included), which `video_codec_type` may only repeat.
 
         `degradation_preference` says what the video sender gives up when encoding cannot
         keep up with the source (CPU overuse, measured as encode time per frame against the
@@ -144,7 +146,8 @@ class Sora:
         config = connection_config(signaling_urls, role, channel_id, options)
         if self._video_codecs is not None:
             config["video_codec_preference"] = self._video_codecs
-            _check_sendable(config, self._video_codecs)
+            if not isinstance(video_source, SoraEncodedVideoSource):  # sent without an encoder
+                _check_sendable(config, self._video_codecs)
         if self._openh264 is not None:
             config["openh264"] = self._openh264
         if self._tuning:
@@ -169,6 +172,12 @@ class Sora:
     def create_video_source(self) -> SoraVideoSource:
         """A source of BGR frames for `create_connection(video_source=...)` (sent as VP8, VP9, AV1 or, with `openh264`, H.264)."""
         return SoraVideoSource()
+
+    def create_encoded_video_source(self, codec_type: str) -> SoraEncodedVideoSource:
+        """A source of already encoded `codec_type` frames ("VP8", "VP9", "AV1", "H264",
+        "H265") for `create_connection(video_source=...)`, sent without re-encoding (see
+        `SoraEncodedVideoSource`). sora_ffi addition."""
+        return SoraEncodedVideoSource(codec_type, self._dispatcher)
 
     def create_libcamera_source(self, width: int, height: int, fps: int,
                                 native_frame_output: bool,

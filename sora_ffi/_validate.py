@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from ._enums import SoraDegradationPreference
+from ._encoded import SoraEncodedVideoSource
 from ._source import SoraAudioSource, SoraVideoSource
 from ._transform import SoraAudioFrameTransformer, SoraVideoFrameTransformer
 
@@ -233,11 +234,13 @@ def _check_transformer(name: str, value: Any, cls: type) -> int:
     return int(value._id)
 
 
-def _check_source(name: str, value: Any, cls: type) -> int:
+def _check_source(name: str, value: Any, cls: type | tuple[type, ...]) -> int:
     """A source made by this package's Sora -> its native id (the shim looks it up)."""
     if not isinstance(value, cls):
-        raise TypeError(f"{name} must be a {cls.__name__} (from Sora.create_"
-                        f"{'audio' if cls is SoraAudioSource else 'video'}_source), not {_type_name(value)}")
+        wanted = ("a SoraAudioSource (from Sora.create_audio_source)" if cls is SoraAudioSource else
+                  "a SoraVideoSource or SoraEncodedVideoSource (from Sora.create_video_source or "
+                  "Sora.create_encoded_video_source)")
+        raise TypeError(f"{name} must be {wanted}, not {_type_name(value)}")
     source: Any = value
     return int(source._native_id)
 
@@ -271,7 +274,7 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "video_frame_transformer": partial(_check_transformer, "video_frame_transformer",
                                        cls=SoraVideoFrameTransformer),
     "audio_source": partial(_check_source, "audio_source", cls=SoraAudioSource),
-    "video_source": partial(_check_source, "video_source", cls=SoraVideoSource),
+    "video_source": partial(_check_source, "video_source", cls=(SoraVideoSource, SoraEncodedVideoSource)),
     **{name: partial(_check_bool, name) for name in BOOLS},
     **{name: partial(_check_dict, name) for name in PARAM_DICTS},
     **{name: partial(_check_str, name) for name in PLAIN_STRINGS},
@@ -299,8 +302,23 @@ def connection_config(signaling_urls: Any, role: Any, channel_id: Any, options: 
         if checker is None:
             raise TypeError(f"create_connection() got an unexpected keyword argument {name!r}")
         config[name] = checker(value)
-    _check_combinations(config)
+    encoded = options.get("video_source")
+    if isinstance(encoded, SoraEncodedVideoSource):
+        _check_encoded_codec(config, encoded)
+    else:
+        _check_combinations(config)
     return config
+
+
+def _check_encoded_codec(config: dict[str, Any], source: SoraEncodedVideoSource) -> None:
+    """An encoded source sends its own codec: video_codec_type may only repeat it (and is set
+    to it when not given, so Sora is asked for that codec)."""
+    _check_combinations({k: v for k, v in config.items() if k != "video_source"})
+    asked = config.get("video_codec_type")
+    if asked is not None and asked != source.codec_type:
+        raise ValueError(f"video_codec_type {asked!r} does not match the encoded video source, "
+                         f"which sends {source.codec_type}")
+    config["video_codec_type"] = source.codec_type
 
 
 def _check_combinations(config: Mapping[str, Any]) -> None:

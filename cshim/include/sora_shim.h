@@ -107,6 +107,11 @@
 #define SORA_EVENT_TRANSFORM_FRAME 19
 
 /*
+ An encoded video source should send a keyframe (see sora_encoded_video_source_new).
+ */
+#define SORA_EVENT_KEYFRAME_REQUEST 20
+
+/*
  Low-level peer events.
  */
 #define SORA_EVENT_PEER_LOCAL_DESCRIPTION 100
@@ -141,6 +146,11 @@ typedef struct SoraBuffer SoraBuffer;
  A Sora client connection (opaque).
  */
 typedef struct SoraConnection SoraConnection;
+
+/*
+ An encoded video source (opaque): access units in, sent as they are (media::encoded).
+ */
+typedef struct SoraEncodedVideoSource SoraEncodedVideoSource;
 
 /*
  One event (opaque); read it with `sora_event_view`, free it with `sora_event_free`.
@@ -417,6 +427,53 @@ int32_t sora_video_source_set_enabled(const SoraVideoSource *s, int32_t enabled)
  Frees the source; connections using it stop sending video. NULL is ignored.
  */
 void sora_video_source_destroy(SoraVideoSource *s);
+
+/*
+ Creates a source of `codec` ("VP8", "VP9", "AV1", "H264", "H265") access units. Keyframe
+ requests arrive on `queue` (may be NULL) as SORA_EVENT_KEYFRAME_REQUEST (source = the
+ source's id, text = why). Thread-safe.
+ */
+int32_t sora_encoded_video_source_new(const char *codec,
+                                      const SoraEventQueue *queue,
+                                      SoraEncodedVideoSource **out);
+
+/*
+ The id to put in a connection config's "video_source". 0 for NULL.
+ */
+uint64_t sora_encoded_video_source_id(const SoraEncodedVideoSource *s);
+
+/*
+ Sends one access unit (H.264/H.265: Annex B; AV1: a temporal unit of OBUs with size
+ fields; VP8/VP9: one frame) on every connection using the source; the bytes are copied.
+ `keyframe`: 1 or 0 as the caller knows it (refused when the bitstream says otherwise), -1
+ to read it from the bitstream. `timestamp_us`: capture time in epoch µs, or INT64_MIN for
+ now. A connection that cannot keep up skips to the next keyframe (and one is requested).
+ */
+int32_t sora_encoded_video_source_push(const SoraEncodedVideoSource *s,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       int32_t keyframe,
+                                       int64_t timestamp_us);
+
+/*
+ While disabled nothing is sent; once enabled again sending resumes at a keyframe.
+ */
+int32_t sora_encoded_video_source_set_enabled(const SoraEncodedVideoSource *s, int32_t enabled);
+
+/*
+ Frames not sent on some connection (disabled, waiting for a keyframe, overflow).
+ */
+uint64_t sora_encoded_video_source_dropped(const SoraEncodedVideoSource *s);
+
+/*
+ Keyframe requests made so far (after merging those closer than 100 ms).
+ */
+uint64_t sora_encoded_video_source_keyframe_requests(const SoraEncodedVideoSource *s);
+
+/*
+ Frees the source; connections using it stop sending video. NULL is ignored.
+ */
+void sora_encoded_video_source_destroy(SoraEncodedVideoSource *s);
 
 /*
  Attaches a video sink to remote track `track_id`: each decoded frame arrives on `queue`

@@ -33,6 +33,9 @@ pub enum EventType {
     /// An encoded frame for an encoded transform (media::transform): source = transformer
     /// id, b = frame sequence number, text = metadata JSON, data = the frame.
     TransformFrame = 19,
+    /// An encoded video source should send a keyframe (media::encoded): source = the
+    /// source's id, text = why.
+    KeyframeRequest = 20,
     PeerLocalDescription = 100,
     PeerLocalCandidate = 101,
     PeerState = 102,

@@ -28,6 +28,8 @@ pub const SORA_EVENT_AUDIO_DATA: i32 = 17;
 pub const SORA_EVENT_AUDIO_FORMAT: i32 = 18;
 /// An encoded frame for an encoded transform (droppable; see sora_frame_transformer_new).
 pub const SORA_EVENT_TRANSFORM_FRAME: i32 = 19;
+/// An encoded video source should send a keyframe (see sora_encoded_video_source_new).
+pub const SORA_EVENT_KEYFRAME_REQUEST: i32 = 20;
 /// Low-level peer events.
 pub const SORA_EVENT_PEER_LOCAL_DESCRIPTION: i32 = 100;
 pub const SORA_EVENT_PEER_LOCAL_CANDIDATE: i32 = 101;

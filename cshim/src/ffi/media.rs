@@ -7,7 +7,10 @@ use crate::error::{Error, Kind, Result};
 use crate::media::codec::Vad;
 use crate::media::recv::Receiver;
 use crate::media::sink::{AudioSink, AudioStreamSink, MediaSink, VideoSink};
+use crate::media::codec::engine::CodecType;
+use crate::media::encoded::EncodedVideoSource;
 use crate::media::source::{AudioSource, VideoSource};
+use std::ffi::c_char;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,6 +156,83 @@ pub unsafe extern "C" fn sora_video_source_set_enabled(s: *const SoraVideoSource
 /// Frees the source; connections using it stop sending video. NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn sora_video_source_destroy(s: *mut SoraVideoSource) {
+    if !s.is_null() {
+        drop(Box::from_raw(s));
+    }
+}
+
+/// An encoded video source (opaque): access units in, sent as they are (media::encoded).
+pub struct SoraEncodedVideoSource {
+    inner: Arc<EncodedVideoSource>,
+}
+
+/// Creates a source of `codec` ("VP8", "VP9", "AV1", "H264", "H265") access units. Keyframe
+/// requests arrive on `queue` (may be NULL) as SORA_EVENT_KEYFRAME_REQUEST (source = the
+/// source's id, text = why). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_encoded_video_source_new(codec: *const c_char, queue: *const SoraEventQueue, out: *mut *mut SoraEncodedVideoSource) -> i32 {
+    guard(|| {
+        let name = super::arg_str(codec, "codec")?;
+        let codec = CodecType::from_name(name)
+            .ok_or_else(|| Error::invalid(format!("codec must be VP8, VP9, AV1, H264 or H265, not {name:?}")))?;
+        let src = EncodedVideoSource::new(codec);
+        if let Some(q) = queue.as_ref() {
+            src.set_queue(q.inner.clone());
+        }
+        out_ptr(SoraEncodedVideoSource { inner: src }, out)
+    })
+}
+
+/// The id to put in a connection config's "video_source". 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn sora_encoded_video_source_id(s: *const SoraEncodedVideoSource) -> u64 {
+    s.as_ref().map_or(0, |s| s.inner.id)
+}
+
+/// Sends one access unit (H.264/H.265: Annex B; AV1: a temporal unit of OBUs with size
+/// fields; VP8/VP9: one frame) on every connection using the source; the bytes are copied.
+/// `keyframe`: 1 or 0 as the caller knows it (refused when the bitstream says otherwise), -1
+/// to read it from the bitstream. `timestamp_us`: capture time in epoch µs, or INT64_MIN for
+/// now. A connection that cannot keep up skips to the next keyframe (and one is requested).
+#[no_mangle]
+pub unsafe extern "C" fn sora_encoded_video_source_push(s: *const SoraEncodedVideoSource, data: *const u8, len: usize, keyframe: i32, timestamp_us: i64) -> i32 {
+    guard(|| {
+        let s = arg_ref(s, "source")?;
+        let keyframe = match keyframe {
+            -1 => None,
+            0 | 1 => Some(keyframe == 1),
+            _ => return Err(Error::invalid("keyframe must be 1, 0 or -1 (read it from the bitstream)")),
+        };
+        let ts = if timestamp_us == i64::MIN { (crate::media::source::now_epoch() * 1e6) as i64 } else { timestamp_us };
+        s.inner.push(super::arg_bytes(data, len)?, keyframe, ts)?;
+        Ok(0)
+    })
+}
+
+/// While disabled nothing is sent; once enabled again sending resumes at a keyframe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_encoded_video_source_set_enabled(s: *const SoraEncodedVideoSource, enabled: i32) -> i32 {
+    guard(|| {
+        arg_ref(s, "source")?.inner.set_enabled(enabled != 0);
+        Ok(0)
+    })
+}
+
+/// Frames not sent on some connection (disabled, waiting for a keyframe, overflow).
+#[no_mangle]
+pub unsafe extern "C" fn sora_encoded_video_source_dropped(s: *const SoraEncodedVideoSource) -> u64 {
+    s.as_ref().map_or(0, |s| s.inner.dropped_frames.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Keyframe requests made so far (after merging those closer than 100 ms).
+#[no_mangle]
+pub unsafe extern "C" fn sora_encoded_video_source_keyframe_requests(s: *const SoraEncodedVideoSource) -> u64 {
+    s.as_ref().map_or(0, |s| s.inner.keyframe_requests.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Frees the source; connections using it stop sending video. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_encoded_video_source_destroy(s: *mut SoraEncodedVideoSource) {
     if !s.is_null() {
         drop(Box::from_raw(s));
     }

@@ -4,6 +4,7 @@
 //! shared media runtime (`exec`), except video encoding (a thread per video sender).
 pub mod adapt;
 pub mod codec;
+pub mod encoded;
 pub mod exec;
 pub mod recv;
 pub mod rtp;

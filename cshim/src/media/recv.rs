@@ -339,7 +339,9 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
                 dec.frame(&f.data, &meta, &sinks, &shared);
             }
         }
-        if codec.is_video() && (dec.want_keyframe || rtp.keyframe_needed()) && !sinks.is_empty() {
+        // Keyframes are asked for whoever consumes the frames: sinks, or an encoded transform
+        // (which may be all there is, e.g. H.265 with no decoder here).
+        if codec.is_video() && (dec.want_keyframe || rtp.keyframe_needed()) && (!sinks.is_empty() || transformer.is_some()) {
             if let Some(media_ssrc) = rtp.ssrc() {
                 if last_pli.is_none_or(|t| now - t >= PLI_MIN_INTERVAL) {
                     let _ = rtc::track_send(track, &build_pli(our_ssrc, media_ssrc));
@@ -371,6 +373,10 @@ fn new_decoder(codec: RtpCodec, stereo: bool, openh264: Option<&str>) -> crate::
         RtpCodec::Vp9 => video(VideoCodec::Vp9),
         RtpCodec::H264 => video(VideoCodec::H264),
         RtpCodec::Av1 => video(VideoCodec::Av1),
+        RtpCodec::H265 => Err(crate::error::Error::state(
+            "no H.265 decoder: H.265 is decoded only by hardware engines, and none is available here \
+             (its frames can still be read with an encoded transform on the track)",
+        )),
         RtpCodec::Opus => {
             let ch = if stereo { 2 } else { 1 };
             Ok(Decoder::Audio(OpusDecoder::new(ch)?, vec![0; super::codec::opus::MAX_FRAME_SAMPLES * 2]))

@@ -10,6 +10,7 @@ use super::rtp::packetize::rtp_sequence_number;
 use super::rtp::rtcp::{build_sdes_cname, build_sr};
 use super::rtp::{parse_compound, NtpClock, OutboundRtpStats, PacketHistory, Pacer, RtcpEvent, RtpClock, RtpCodec, RtpPacketizer};
 use super::rtp::packetize::FrameInfo;
+use super::encoded::EncodedFeed;
 use super::source::{AudioFeed, FrameSlot, SEND_RATE};
 use super::transform::{frame_metadata, Pending, TransformTarget, Transformer, SENDER};
 use super::exec::{self, next_input, TaskEnd, Wake};
@@ -38,6 +39,8 @@ pub struct SendShared {
     pub stats: Mutex<OutboundRtpStats>,
     keyframe_requested: AtomicBool,
     stop: AtomicBool,
+    /// An encoded source's feed: keyframe requests go on to the application.
+    encoded: Option<Arc<EncodedFeed>>,
 }
 
 /// Routes RTCP arriving on the sending track into the send loop.
@@ -60,6 +63,7 @@ pub struct Sender {
     tasks: Vec<TaskEnd>,
     slot: Option<Arc<FrameSlot>>,
     feed: Option<Arc<AudioFeed>>,
+    encoded: Option<Arc<EncodedFeed>>,
     /// Where transformed frames come back in (the transformer holds it weakly).
     _transform_return: Option<Arc<SendReturn>>,
 }
@@ -143,6 +147,13 @@ impl TransformTarget for SendReturn {
     }
 }
 
+impl SendShared {
+    /// Frames come encoded (media::encoded): no engine encodes them here.
+    pub fn is_passthrough(&self) -> bool {
+        self.encoded.is_some()
+    }
+}
+
 impl Sender {
     pub fn stop(mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -151,6 +162,9 @@ impl Sender {
             s.close();
         }
         if let Some(f) = &self.feed {
+            f.close();
+        }
+        if let Some(f) = &self.encoded {
             f.close();
         }
         rtc::clear_packet_handler(self.track);
@@ -214,6 +228,9 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
                     match ev {
                         RtcpEvent::Pli { media_ssrc, .. } | RtcpEvent::Fir { media_ssrc, .. } if media_ssrc == shared.ssrc => {
                             shared.keyframe_requested.store(true, Ordering::Release);
+                            if let Some(feed) = &shared.encoded {
+                                feed.request_keyframe("a receiver asked for one (PLI/FIR)");
+                            }
                         }
                         RtcpEvent::Nack { media_ssrc, seqs, .. } if media_ssrc == shared.ssrc => {
                             let resend: Vec<Vec<u8>> = seqs
@@ -281,6 +298,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, 90_000)),
         keyframe_requested: AtomicBool::new(true),
         stop: AtomicBool::new(false),
+        encoded: None,
     });
     let clock = RtpClock::new(90_000);
     // Pace at 2.5x the target like libwebrtc, so keyframes leave within a frame interval.
@@ -309,7 +327,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         .name("sora-encode-video".into())
         .spawn(move || encode_loop(enc_slot, enc_shared, enc_tx, clock, cfg, packetizer, enc_ret))
         .expect("spawn encoder");
-    Sender { track, shared, tx, threads: vec![encode_thread], tasks: vec![send_task], slot: Some(slot), feed: None, _transform_return: ret }
+    Sender { track, shared, tx, threads: vec![encode_thread], tasks: vec![send_task], slot: Some(slot), feed: None, encoded: None, _transform_return: ret }
 }
 
 fn encode_loop(
@@ -495,6 +513,96 @@ fn encode_loop(
     }
 }
 
+/// Sending an encoded source's frames as they are (media::encoded).
+pub struct EncodedSendConfig {
+    pub codec: RtpCodec,
+    pub payload_type: u8,
+    pub ssrc: u32,
+    /// Paces the frames (their size is the application's business).
+    pub bitrate_kbps: u32,
+    pub cname: String,
+    pub info: super::rtp::StreamInfo,
+    /// H.264 packetization-mode 0 (single NAL unit packets only).
+    pub h264_single_nal_mode: bool,
+    pub transformer: Option<Arc<Transformer>>,
+    pub pacing_factor: Option<f64>,
+    pub pacing_max_delay: Option<Duration>,
+}
+
+/// Starts sending `feed`'s access units on `track`: packetized and paced, no codec.
+pub fn start_encoded_video(track: i32, feed: Arc<EncodedFeed>, cfg: EncodedSendConfig) -> Sender {
+    let shared = Arc::new(SendShared {
+        ssrc: cfg.ssrc,
+        kind: "video",
+        info: cfg.info.clone(),
+        stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, 90_000)),
+        keyframe_requested: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        encoded: Some(feed.clone()),
+    });
+    let clock = RtpClock::new(90_000);
+    let mut pacer = Pacer::new(cfg.bitrate_kbps as u64 * 1000);
+    if let Some(f) = cfg.pacing_factor {
+        pacer.set_pacing_factor(f);
+    }
+    if let Some(d) = cfg.pacing_max_delay {
+        pacer.set_max_queue_time(d);
+    }
+    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
+    let mut packetizer = RtpPacketizer::new(cfg.codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
+    packetizer.set_h264_single_nal_mode(cfg.h264_single_nal_mode);
+    let packetizer = Arc::new(Mutex::new(packetizer));
+    let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
+    let task = exec::spawn(encoded_loop(feed.clone(), shared.clone(), tx.clone(), clock, packetizer, ret.clone()));
+    Sender { track, shared, tx, threads: Vec::new(), tasks: vec![task, send_task], slot: None, feed: None, encoded: Some(feed), _transform_return: ret }
+}
+
+async fn encoded_loop(
+    feed: Arc<EncodedFeed>,
+    shared: Arc<SendShared>,
+    tx: UnboundedSender<Input>,
+    clock: RtpClock,
+    packetizer: Arc<Mutex<RtpPacketizer>>,
+    transform: Option<Arc<SendReturn>>,
+) {
+    let start = Instant::now();
+    let mut first_capture: Option<i64> = None;
+    let mut last_ts: Option<u32> = None;
+    while let Some(frame) = feed.next().await {
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let taken = Instant::now();
+        // As for encoded video: capture times anchored on the first frame drive the RTP
+        // clock, strictly increasing (two access units never share a timestamp).
+        let first = *first_capture.get_or_insert(frame.capture_us);
+        let at = start + Duration::from_micros((frame.capture_us - first).max(0) as u64);
+        let mut ts = clock.rtp_timestamp(at);
+        if let Some(prev) = last_ts {
+            if (ts.wrapping_sub(prev) as i32) <= 0 {
+                ts = prev.wrapping_add(1);
+            }
+        }
+        last_ts = Some(ts);
+        let handed_out = transform.as_ref().filter(|r| r.transformer.active());
+        {
+            let mut st = shared.stats.lock();
+            st.frames_encoded += 1;
+            st.key_frames_encoded += frame.keyframe as u64;
+            st.frames_sent += handed_out.is_none() as u64;
+        }
+        if let Some(r) = handed_out {
+            r.hand_out(frame.data, ts, FrameMeta { keyframe: frame.keyframe, size: (0, 0), taken });
+            continue;
+        }
+        let info = FrameInfo { keyframe: Some(frame.keyframe), resolution: None };
+        let packets = packetizer.lock().packetize_frame(&frame.data, ts, info);
+        if tx.send(Input::Packets(packets, taken)).is_err() {
+            return;
+        }
+    }
+}
+
 pub struct AudioSendConfig {
     pub payload_type: u8,
     pub ssrc: u32,
@@ -518,6 +626,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
         stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, SEND_RATE)),
         keyframe_requested: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        encoded: None,
     });
     let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
     let clock = RtpClock::new(SEND_RATE);
@@ -526,7 +635,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
     let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
     let audio_task = exec::spawn(audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent));
-    Ok(Sender { track, shared, tx, threads: Vec::new(), tasks: vec![audio_task, send_task], slot: None, feed: Some(feed), _transform_return: ret })
+    Ok(Sender { track, shared, tx, threads: Vec::new(), tasks: vec![audio_task, send_task], slot: None, feed: Some(feed), encoded: None, _transform_return: ret })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -152,16 +152,34 @@ impl ConnectionConfig {
         }
         self.timeouts()?;
         self.codec_preference()?;
+        self.check_encoded_source()?;
         self.check_h264_sendable()?;
         self.tuning.validate()?;
         Ok(())
     }
 
-    /// Sending H.264 needs a working OpenH264: say so when the connection is created rather
-    /// than when the offer comes.
+    /// The encoded video source named as `video_source`, if it is one.
+    fn encoded_source(&self) -> Option<std::sync::Arc<crate::media::encoded::EncodedVideoSource>> {
+        self.video_source.and_then(crate::media::encoded::encoded_video_source)
+    }
+
+    /// An encoded source sends its own codec: `video_codec_type` may only repeat it.
+    fn check_encoded_source(&self) -> Result<()> {
+        let (Some(src), Some(asked)) = (self.encoded_source(), self.video_codec_type.as_deref()) else { return Ok(()) };
+        if !asked.eq_ignore_ascii_case(src.codec.name()) {
+            return Err(Error::invalid(format!(
+                "video_codec_type {asked} does not match the encoded video source, which sends {}",
+                src.codec.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sending H.264 needs a working OpenH264 (unless the frames come encoded): say so when
+    /// the connection is created rather than when the offer comes.
     fn check_h264_sendable(&self) -> Result<()> {
         let h264 = self.video_codec_type.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("H264"));
-        if self.video_source.is_none() || !h264 {
+        if self.video_source.is_none() || !h264 || self.encoded_source().is_some() {
             return Ok(());
         }
         let path = self.openh264.as_deref().ok_or_else(|| {
@@ -255,7 +273,9 @@ impl ConnectionConfig {
             return json!(false);
         }
         let mut o = Map::new();
-        if let Some(c) = &self.video_codec_type {
+        // An encoded source asks for the codec it sends.
+        let codec = self.video_codec_type.clone().or_else(|| self.encoded_source().map(|s| s.codec.name().to_owned()));
+        if let Some(c) = codec {
             o.insert("codec_type".into(), json!(c));
         }
         if let Some(b) = self.video_bit_rate {

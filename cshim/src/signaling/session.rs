@@ -655,6 +655,48 @@ impl Session {
                 }));
             }
         }
+        if let Some(src) = self.cfg.video_source.and_then(media::encoded::encoded_video_source) {
+            if let Some(section) = find("video") {
+                // Access units sent as they are: the offer must carry the source's codec; no
+                // engine or preference is involved.
+                let name = src.codec.name();
+                let Some(format) = section.format(name) else {
+                    let offered: Vec<&str> = section.formats.iter().map(|f| f.name.as_str()).collect();
+                    return Err(crate::error::Error::invalid(format!(
+                        "the offer has no {name} for the encoded video source (it offers {offered:?}; \
+                         connect with video_codec_type=\"{name}\")"
+                    )));
+                };
+                let ssrc: u32 = rand::random::<u32>() | 1;
+                let text = sdp::upstream_section(&sdp::Upstream {
+                    mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
+                    cname: &self.cname, stream_id: &stream_id, track_id: "video",
+                });
+                let track = peer.add_track(&text)?;
+                let bitrate_kbps = msg
+                    .get("video_bit_rate")
+                    .and_then(Value::as_u64)
+                    .map(|b| b as u32)
+                    .or(self.cfg.video_bit_rate)
+                    .unwrap_or(DEFAULT_VIDEO_KBPS);
+                let info = media::rtp::StreamInfo {
+                    mid: section.mid.clone(),
+                    payload_type: format.pt,
+                    mime: format!("video/{name}"),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    fmtp: format.fmtp.clone(),
+                };
+                pending.push(PendingSender::Encoded(track, src.subscribe(), media::send::EncodedSendConfig {
+                    codec: media::encoded::rtp_codec(src.codec),
+                    payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), info,
+                    h264_single_nal_mode: format.fmtp_param("packetization-mode").unwrap_or("0") == "0",
+                    transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
+                    pacing_factor: self.cfg.tuning.video_pacing_factor,
+                    pacing_max_delay: self.cfg.tuning.video_pacing_max_delay_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                }));
+            }
+        }
         if let Some(src) = self.cfg.audio_source.and_then(media::source::audio_source) {
             if let Some(section) = find("audio") {
                 let format = section
@@ -704,6 +746,7 @@ impl Session {
             let sender = match p {
                 PendingSender::Video(track, slot, cfg) => Ok(media::send::start_video(track, slot, cfg)),
                 PendingSender::Audio(track, feed, cfg) => media::send::start_audio(track, feed, cfg),
+                PendingSender::Encoded(track, feed, cfg) => Ok(media::send::start_encoded_video(track, feed, cfg)),
             };
             match sender {
                 Ok(s) => {
@@ -802,6 +845,9 @@ impl Session {
             "VP9" if decodable("VP9") => Some(media::rtp::RtpCodec::Vp9),
             "H264" if decodable("H264") => Some(media::rtp::RtpCodec::H264),
             "AV1" if decodable("AV1") => Some(media::rtp::RtpCodec::Av1),
+            // No engine here decodes H.265, but its access units still reach an encoded
+            // transform on the track (relays, recorders); sinks get a clear error.
+            "H265" => Some(media::rtp::RtpCodec::H265),
             "OPUS" => Some(media::rtp::RtpCodec::Opus),
             _ => None,
         });
@@ -818,6 +864,7 @@ impl Session {
             media::rtp::RtpCodec::Vp8 => ("VP8", "video"),
             media::rtp::RtpCodec::Vp9 => ("VP9", "video"),
             media::rtp::RtpCodec::H264 => ("H264", "video"),
+            media::rtp::RtpCodec::H265 => ("H265", "video"),
             media::rtp::RtpCodec::Av1 => ("AV1", "video"),
             media::rtp::RtpCodec::Opus => ("opus", "audio"),
         };
@@ -1044,6 +1091,7 @@ fn add_candidates(peer: &Peer, candidates: impl IntoIterator<Item = (String, Opt
 enum PendingSender {
     Video(i32, Arc<media::source::FrameSlot>, media::send::VideoSendConfig),
     Audio(i32, Arc<media::source::AudioFeed>, media::send::AudioSendConfig),
+    Encoded(i32, Arc<media::encoded::EncodedFeed>, media::send::EncodedSendConfig),
 }
 
 /// `audio_opus_params` → encoder parameters (unknown keys are Sora's business, not ours).

@@ -129,7 +129,7 @@ pub fn report(shared: &Shared) -> Value {
             "trackIdentifier": s.kind,
         });
         if video {
-            let engine = implementation_for(&s.info.mime);
+            let engine = if s.is_passthrough() { "passthrough" } else { implementation_for(&s.info.mime) };
             m.insert("encoderImplementation".into(), json!(engine));
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),
@@ -324,6 +324,7 @@ fn implementation_for(mime: &str) -> &'static str {
     match mime.to_ascii_uppercase().as_str() {
         "VIDEO/H264" => "OpenH264",
         "VIDEO/AV1" => "libaom",
+        "VIDEO/H265" => "none", // no engine here decodes it
         _ => "libvpx",
     }
 }
