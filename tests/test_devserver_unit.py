@@ -130,6 +130,15 @@ def test_codec_from_connect():
     assert c.name == "H264" and c.h264_profile_level_id == "42001f"
     assert sdp.VideoCodec.from_connect({"codec_type": "VP9",
                                         "vp9_params": {"profile_id": 2}}).fmtp() == "profile-id=2"
+    c = sdp.VideoCodec.from_connect({"codec_type": "H265", "h265_params": {
+        "level_id": "120", "profile_id": 2, "tier_flag": 1, "tx_mode": "MRST"}})
+    assert c.fmtp() == "level-id=120;profile-id=2;tier-flag=1;tx-mode=MRST"
+    assert sdp.VideoCodec.from_connect({"codec_type": "H265"}).fmtp() == \
+        "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+    for bad in ({"level_id": 256}, {"level_id": "x"}, {"profile_id": True}, {"tier_flag": 2},
+                {"tx_mode": "SRMT"}):
+        with pytest.raises(ValueError):
+            sdp.VideoCodec.from_connect({"codec_type": "H265", "h265_params": bad})
     with pytest.raises(ValueError):
         sdp.VideoCodec.from_connect({"codec_type": "THEORA"})
     with pytest.raises(ValueError):

@@ -60,6 +60,11 @@ class VideoCodec:
     vp9_profile_id: int = 0
     av1_profile: int = 0
     h264_profile_level_id: str = "42e01f"
+    #: RFC 7798 fmtp: level-id 93 = level 3.1 (level x 30), profile-id 1 = Main, SRST
+    h265_level_id: int = 93
+    h265_profile_id: int = 1
+    h265_tier_flag: int = 0
+    h265_tx_mode: str = "SRST"
 
     @property
     def payload_type(self) -> int:
@@ -76,7 +81,8 @@ class VideoCodec:
                 f"profile-level-id={self.h264_profile_level_id}"
             )
         if self.name == "H265":
-            return "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+            return (f"level-id={self.h265_level_id};profile-id={self.h265_profile_id};"
+                    f"tier-flag={self.h265_tier_flag};tx-mode={self.h265_tx_mode}")
         return None
 
     @classmethod
@@ -108,7 +114,37 @@ class VideoCodec:
             if not isinstance(plid, str) or not re.fullmatch(r"[0-9a-fA-F]{6}", plid):
                 raise ValueError("invalid h264_params.profile_level_id")
             codec.h264_profile_level_id = plid.lower()
+        h265 = video.get("h265_params")
+        if isinstance(h265, dict):
+            codec._apply_h265_params(h265)
         return codec
+
+    def _apply_h265_params(self, h265: dict) -> None:
+        """Sora's ``h265_params``: ``level_id`` (int, or digits as a string), ``profile_id``,
+        ``tier_flag`` and ``tx_mode``, each becoming its RFC 7798 fmtp parameter."""
+        def small_int(key: str, high: int) -> Optional[int]:
+            value = h265.get(key)
+            if value is None:
+                return None
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+                raise ValueError(f"invalid h265_params.{key}")
+            return value
+        level = small_int("level_id", 255)
+        profile = small_int("profile_id", 31)
+        tier = small_int("tier_flag", 1)
+        if level is not None:
+            self.h265_level_id = level
+        if profile is not None:
+            self.h265_profile_id = profile
+        if tier is not None:
+            self.h265_tier_flag = tier
+        tx = h265.get("tx_mode")
+        if tx is not None:
+            if tx not in ("SRST", "MRST", "MRMT"):
+                raise ValueError("invalid h265_params.tx_mode")
+            self.h265_tx_mode = tx
 
 
 @dataclass
