@@ -246,8 +246,9 @@ def test_library_needs_only_base_system_libraries():
 # OpenSSL), so that it can only shrink from here; see docs/footprint.md for what is left.
 # AV1 (Debian's libaom, linked statically) added 5.6 MB: 12.75 -> 18.35 MB. A libaom built
 # here for realtime only and without high bit depth (1.8 MB of highbd functions) is the way
-# back down (docs/footprint.md).
-LIBRARY_MAX_BYTES = 18_500_000
+# back down (docs/footprint.md). H.265 RTP, encoded sources and NVDEC decoding (through
+# shiguredo_nvcodec; the NVIDIA libraries are dlopened) added 0.18 MB: 18.53 MB.
+LIBRARY_MAX_BYTES = 18_750_000
 
 
 def test_library_size_is_bounded():

@@ -223,3 +223,32 @@ def test_encoded_source_bad_input(ffi, hevc):
     with pytest.raises(TypeError, match="SoraEncodedVideoSource"):
         sora.create_connection(["ws://127.0.0.1:9/signaling"], "sendonly", "c", video=True,
                                video_source=object())
+
+
+def test_h265_decodes_on_nvdec_where_an_nvidia_gpu_is(ffi, server, channel_id, clients, hevc):
+    """With an NVIDIA GPU the nvidia_video_codec_sdk engine decodes H.265 (NVDEC); without
+    one the engine is not listed and the test says so."""
+    cap = ffi.get_video_codec_capability().to_json()
+    nvidia = next((e for e in cap["engines"] if e["name"] == "nvidia_video_codec_sdk"), None)
+    if nvidia is None:
+        pytest.skip("no NVIDIA GPU and driver here: the NVDEC engine is (correctly) not listed")
+    assert not any(c["encoder"] for c in nvidia["codecs"]), "decoding only"
+    if not next(c for c in nvidia["codecs"] if c["type"] == "H265")["decoder"]:
+        pytest.skip("this GPU's NVDEC has no H.265")
+    sender, receiver, source, rx = h265_pair(ffi, server, channel_id, clients)
+    track = next(t for t in receiver.tracks if t.kind == "video")
+    sink = ffi.SoraVideoSink(track)
+    frames = []
+    sink.on_frame = lambda f: frames.append(f.data().copy())
+    time.sleep(0.2)
+    push_all(source, hevc, time.time())
+    receiver.wait_for(lambda: len(frames) >= FRAMES - 5, 5, "pictures decoded by NVDEC")
+    assert frames[0].shape == (HEIGHT, WIDTH, 3)
+    inbound = next(s for s in json.loads(receiver.conn.get_stats())
+                   if s["type"] == "inbound-rtp" and s["kind"] == "video")
+    assert inbound["decoderImplementation"] == "NvCodec"
+    # The first picture is the gradient's frame 0: along the middle row, luma is x + 120,
+    # rising steadily for x in 10..100.
+    row = frames[0][HEIGHT // 2, 10:100].astype(np.float64).mean(axis=1)
+    assert np.corrcoef(row, np.arange(len(row)))[0, 1] > 0.95
+    del sink

@@ -2,7 +2,8 @@
 //! handling) → decoder → sinks. Decoding only runs while a sink is attached; the first sink
 //! of a video track triggers a keyframe request so it starts with a picture at once. Each
 //! pipeline is a task on the shared media runtime (`exec`), not a thread.
-use super::codec::{OpusDecoder, VideoCodec, VideoDecoder};
+use super::codec::engine::CodecType;
+use super::codec::{DecoderEngine, OpusDecoder, VideoDecoder};
 use super::exec::{next_input, TaskEnd, Wake};
 use super::rtp::rtcp::{build_pli, build_rr};
 use super::rtp::{is_rtcp, parse_compound, InboundRtpStats, RtcpEvent, RtpCodec, RtpReceiver};
@@ -39,8 +40,10 @@ pub struct RecvShared {
     pub info: super::rtp::StreamInfo,
     /// Decoder-side counters and the remote sender's last SR.
     pub decode: Mutex<super::rtp::DecodeStats>,
-    /// The OpenH264 library H.264 is decoded with (`Sora(openh264=...)`).
-    openh264: Option<String>,
+    /// The engine video is decoded with (the codec preference's choice).
+    decoder: DecoderEngine,
+    /// `decoderImplementation` in stats.
+    pub decoder_implementation: &'static str,
 }
 
 /// The receive side's return path for transformed frames: into the receive loop.
@@ -67,7 +70,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn start(track: i32, codec: RtpCodec, stereo: bool, info: super::rtp::StreamInfo, openh264: Option<String>) -> Receiver {
+    pub fn start(track: i32, codec: RtpCodec, stereo: bool, info: super::rtp::StreamInfo, decoder: DecoderEngine) -> Receiver {
+        let decoder_implementation = video_codec_type(codec).map_or("", |c| decoder.implementation_name(c));
         let shared = Arc::new(RecvShared {
             kind: if codec.is_video() { "video" } else { "audio" },
             sinks: Mutex::new(Vec::new()),
@@ -77,7 +81,8 @@ impl Receiver {
             transformer: Mutex::new(None),
             info,
             decode: Mutex::new(Default::default()),
-            openh264,
+            decoder,
+            decoder_implementation,
         });
         let (tx, rx) = unbounded_channel();
         rtc::set_packet_handler(track, Arc::new(PacketIn(tx.clone())));
@@ -174,7 +179,7 @@ impl Decoding {
     fn frame(&mut self, data: &[u8], meta: &FrameMeta, sinks: &[Arc<dyn MediaSink>], shared: &RecvShared) {
         let started = Instant::now();
         if self.decoder.is_none() {
-            match new_decoder(self.codec, self.stereo, shared.openh264.as_deref()) {
+            match new_decoder(self.codec, self.stereo, &shared.decoder) {
                 Ok(d) => self.decoder = Some(d),
                 Err(e) => {
                     if !std::mem::replace(&mut self.decoder_failed, true) {
@@ -366,18 +371,22 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
     }
 }
 
-fn new_decoder(codec: RtpCodec, stereo: bool, openh264: Option<&str>) -> crate::error::Result<Decoder> {
-    let video = |c| Ok(Decoder::Video(VideoDecoder::new(c, openh264)?));
+/// The video codec of a payload format (None: audio).
+fn video_codec_type(codec: RtpCodec) -> Option<CodecType> {
     match codec {
-        RtpCodec::Vp8 => video(VideoCodec::Vp8),
-        RtpCodec::Vp9 => video(VideoCodec::Vp9),
-        RtpCodec::H264 => video(VideoCodec::H264),
-        RtpCodec::Av1 => video(VideoCodec::Av1),
-        RtpCodec::H265 => Err(crate::error::Error::state(
-            "no H.265 decoder: H.265 is decoded only by hardware engines, and none is available here \
-             (its frames can still be read with an encoded transform on the track)",
-        )),
-        RtpCodec::Opus => {
+        RtpCodec::Vp8 => Some(CodecType::Vp8),
+        RtpCodec::Vp9 => Some(CodecType::Vp9),
+        RtpCodec::H264 => Some(CodecType::H264),
+        RtpCodec::H265 => Some(CodecType::H265),
+        RtpCodec::Av1 => Some(CodecType::Av1),
+        RtpCodec::Opus => None,
+    }
+}
+
+fn new_decoder(codec: RtpCodec, stereo: bool, engine: &DecoderEngine) -> crate::error::Result<Decoder> {
+    match video_codec_type(codec) {
+        Some(c) => Ok(Decoder::Video(VideoDecoder::with_engine(c, engine)?)),
+        None => {
             let ch = if stereo { 2 } else { 1 };
             Ok(Decoder::Audio(OpusDecoder::new(ch)?, vec![0; super::codec::opus::MAX_FRAME_SAMPLES * 2]))
         }

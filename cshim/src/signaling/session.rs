@@ -877,7 +877,15 @@ impl Session {
             channels: if codec.is_video() { 0 } else { 2 },
             fmtp: format.and_then(|f| f.fmtp.clone()),
         };
-        let r = media::recv::Receiver::start(track, codec, stereo, info, self.cfg.openh264.clone());
+        let decoder = match engine::CodecType::from_name(name).and_then(|c| self.codecs.decoder(c)) {
+            Some(engine::Implementation::Internal) => media::codec::DecoderEngine::Internal,
+            Some(engine::Implementation::CiscoOpenh264) => {
+                self.cfg.openh264.clone().map_or(media::codec::DecoderEngine::Unavailable, media::codec::DecoderEngine::OpenH264)
+            }
+            Some(engine::Implementation::NvidiaVideoCodecSdk) => media::codec::DecoderEngine::Nvdec,
+            _ => media::codec::DecoderEngine::Unavailable,
+        };
+        let r = media::recv::Receiver::start(track, codec, stereo, info, decoder);
         self.shared.state.lock().receivers.insert(id, Arc::new(r));
     }
 

@@ -202,7 +202,7 @@ pub fn report(shared: &Shared) -> Value {
         }
         if video {
             for (k, v) in [
-                ("decoderImplementation", json!(implementation_for(&r.shared.info.mime))), ("pliCount", json!(i.pli_count)),
+                ("decoderImplementation", json!(r.shared.decoder_implementation)), ("pliCount", json!(i.pli_count)),
                 ("firCount", json!(i.fir_count)), ("framesReceived", json!(i.frames_received)),
                 ("framesDropped", json!(i.frames_dropped)), ("framesDecoded", json!(d.frames_decoded)),
                 ("keyFramesDecoded", json!(d.key_frames_decoded)), ("frameWidth", json!(d.frame_width)),
@@ -324,7 +324,6 @@ fn implementation_for(mime: &str) -> &'static str {
     match mime.to_ascii_uppercase().as_str() {
         "VIDEO/H264" => "OpenH264",
         "VIDEO/AV1" => "libaom",
-        "VIDEO/H265" => "none", // no engine here decodes it
         _ => "libvpx",
     }
 }

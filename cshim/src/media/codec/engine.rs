@@ -106,7 +106,7 @@ impl Engine {
 /// only leaves it out (as in the official SDK).
 pub fn capability(openh264: Option<&str>) -> Vec<Engine> {
     // libvpx and libaom, linked into the shim: VP8, VP9 and AV1 both ways; H.265 only
-    // through hardware engines (none yet).
+    // through hardware engines.
     let internal = Engine {
         implementation: Implementation::Internal,
         codecs: CodecType::ALL
@@ -119,6 +119,18 @@ pub fn capability(openh264: Option<&str>) -> Vec<Engine> {
         parameters: Map::new(),
     };
     let mut engines = vec![internal];
+    // NVDEC where this machine has an NVIDIA GPU and driver (decoding only; see nvidia.rs).
+    match super::nvidia::probe() {
+        Ok(decodable) => engines.push(Engine {
+            implementation: Implementation::NvidiaVideoCodecSdk,
+            codecs: CodecType::ALL
+                .into_iter()
+                .map(|codec| CodecSupport { codec, encoder: false, decoder: decodable.contains(&codec), parameters: Map::new() })
+                .collect(),
+            parameters: Map::new(),
+        }),
+        Err(why) => log::debug!("{why}"),
+    }
     if let Some(path) = openh264 {
         match super::openh264::probe(path) {
             Ok(lib) => {

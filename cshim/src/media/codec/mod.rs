@@ -10,6 +10,7 @@
 //! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
 //! * [`aom`]: AV1 realtime encoder and decoder over libaom.
 //! * [`openh264`]: H.264 over Cisco's OpenH264, loaded at run time from a given path.
+//! * [`nvidia`]: NVDEC decoding (NVIDIA Video Codec SDK), loaded at run time when a GPU is there.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
 //! * [`resample`]: streaming rate and channel conversion (rubato).
 //! * [`vad`]: voice probability (the earshot network plus a tonal check).
@@ -17,6 +18,7 @@ pub mod aom;
 pub mod convert;
 pub mod engine;
 pub mod frame;
+pub mod nvidia;
 pub mod openh264;
 pub mod opus;
 pub mod resample;
@@ -31,4 +33,4 @@ pub use opus::{OpusDecoder, OpusEncoder, OpusParams};
 pub use resample::Resampler;
 pub use scale::Scaler;
 pub use vad::Vad;
-pub use video::{EncodedFrame, EncoderEngine, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};
+pub use video::{DecoderEngine, EncodedFrame, EncoderEngine, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};

@@ -1,8 +1,11 @@
 //! Video encoders and decoders behind one interface, whatever engine runs them: libvpx
-//! (VP8/VP9) and libaom (AV1), linked in, or OpenH264 (H.264, loaded at run time). The pipelines only see
+//! (VP8/VP9) and libaom (AV1), linked in, OpenH264 (H.264, loaded at run time), or NVDEC
+//! (loaded at run time where an NVIDIA GPU is). The pipelines only see
 //! [`VideoEncoder`] and [`VideoDecoder`]; adding an engine adds a variant here.
 use super::aom::{Av1Decoder, Av1Encoder};
+use super::engine::CodecType;
 use super::frame::I420Frame;
+use super::nvidia::NvdecDecoder;
 use super::openh264::{H264Decoder, H264Encoder, H264Params};
 use super::vpx::{VpxDecoder, VpxEncoder};
 use crate::error::{Error, Result};
@@ -112,13 +115,59 @@ impl VideoEncoder {
     }
 }
 
+/// Which engine decodes a received stream: what the codec preference chose for its codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecoderEngine {
+    /// libvpx (VP8, VP9) and libaom (AV1), linked in.
+    Internal,
+    /// The OpenH264 library at this path (H.264).
+    OpenH264(String),
+    /// NVDEC on this machine's NVIDIA GPU.
+    Nvdec,
+    /// Nothing here decodes the codec (H.265 without a hardware engine).
+    Unavailable,
+}
+
+impl DecoderEngine {
+    /// `decoderImplementation` in stats.
+    pub fn implementation_name(&self, codec: CodecType) -> &'static str {
+        match (self, codec) {
+            (DecoderEngine::Internal, CodecType::Av1) => "libaom",
+            (DecoderEngine::Internal, _) => "libvpx",
+            (DecoderEngine::OpenH264(_), _) => "OpenH264",
+            (DecoderEngine::Nvdec, _) => "NvCodec",
+            (DecoderEngine::Unavailable, _) => "none",
+        }
+    }
+}
+
 pub enum VideoDecoder {
     Vpx(VpxDecoder),
     Aom(Av1Decoder),
     OpenH264(H264Decoder),
+    Nvdec(NvdecDecoder),
 }
 
 impl VideoDecoder {
+    /// A decoder for `codec` on `engine`.
+    pub fn with_engine(codec: CodecType, engine: &DecoderEngine) -> Result<Self> {
+        match (engine, codec) {
+            (DecoderEngine::Nvdec, c) => Ok(VideoDecoder::Nvdec(NvdecDecoder::new(c)?)),
+            (DecoderEngine::OpenH264(path), CodecType::H264) => Ok(VideoDecoder::OpenH264(H264Decoder::new(path)?)),
+            (DecoderEngine::Internal, CodecType::Vp8) => Self::new(VideoCodec::Vp8, None),
+            (DecoderEngine::Internal, CodecType::Vp9) => Self::new(VideoCodec::Vp9, None),
+            (DecoderEngine::Internal, CodecType::Av1) => Self::new(VideoCodec::Av1, None),
+            (DecoderEngine::Internal, CodecType::H264) => {
+                Err(Error::invalid("H.264 decoding needs an OpenH264 library (Sora(openh264=...))"))
+            }
+            (_, CodecType::H265) => Err(Error::state(
+                "no H.265 decoder: H.265 is decoded only by hardware engines, and none is available here \
+                 (its frames can still be read with an encoded transform on the track)",
+            )),
+            (e, c) => Err(Error::state(format!("the {e:?} engine does not decode {}", c.name()))),
+        }
+    }
+
     /// A decoder for `codec`; H.264 needs the OpenH264 library's path.
     pub fn new(codec: VideoCodec, openh264: Option<&str>) -> Result<Self> {
         match codec {
@@ -143,6 +192,7 @@ impl VideoDecoder {
             VideoDecoder::Vpx(d) => d.decode_into(data, out),
             VideoDecoder::Aom(d) => d.decode_into(data, out),
             VideoDecoder::OpenH264(d) => d.decode_into(data, out),
+            VideoDecoder::Nvdec(d) => d.decode_into(data, out),
         }
     }
 }
