@@ -83,10 +83,12 @@ class SoraEncodedVideoSource(_Source):
             view = memoryview(data)
         except TypeError:
             raise TypeError(f"push needs a bytes-like object, not {_type_name(data)}") from None
+        if not view.c_contiguous:
+            raise ValueError("push needs contiguous bytes (use bytes(data) or numpy.ascontiguousarray)")
         if keyframe is not None and not isinstance(keyframe, bool):
             raise TypeError(f"keyframe must be a bool or None, not {_type_name(keyframe)}")
         us = INT64_MIN if timestamp is None else round(_seconds_arg("timestamp", timestamp) * 1e6)
-        buf = ffi.from_buffer("uint8_t[]", view.cast("B") if view.ndim != 1 or view.format != "B" else view)
+        buf = ffi.from_buffer("uint8_t[]", view.cast("B") if view.format != "B" or view.ndim != 1 else view)
         flag = -1 if keyframe is None else int(keyframe)
         _pushed(lib.sora_encoded_video_source_push(self._ptr, buf, len(buf), flag, us))
 

@@ -217,6 +217,8 @@ def test_encoded_source_bad_input(ffi, hevc):
     # them as they are), never a crash.
     src.push(hevc[0][: len(hevc[0]) // 2])
     src.push(np.frombuffer(hevc[1], np.uint8)[::-1].copy())
+    with pytest.raises(ValueError, match="contiguous"):
+        src.push(np.frombuffer(hevc[1], np.uint8)[::2])
     with pytest.raises(ValueError, match="does not match the encoded video source"):
         sora.create_connection(["ws://127.0.0.1:9/signaling"], "sendonly", "c", video=True,
                                video_source=src, video_codec_type="VP9")
