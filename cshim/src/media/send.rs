@@ -289,6 +289,19 @@ pub struct VideoSendConfig {
     pub pacing_max_delay: Option<Duration>,
 }
 
+/// A video sender's pacer: 2.5x the target bitrate unless told otherwise (libwebrtc's
+/// factor, so a keyframe leaves within a frame interval) and the `WebRTC-Video-Pacing` limits.
+fn video_pacer(bitrate_kbps: u32, factor: Option<f64>, max_delay: Option<Duration>) -> Pacer {
+    let mut pacer = Pacer::new(bitrate_kbps as u64 * 1000);
+    if let Some(f) = factor {
+        pacer.set_pacing_factor(f);
+    }
+    if let Some(d) = max_delay {
+        pacer.set_max_queue_time(d);
+    }
+    pacer
+}
+
 /// Starts sending `slot`'s frames on `track`.
 pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Sender {
     let shared = Arc::new(SendShared {
@@ -301,14 +314,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         encoded: None,
     });
     let clock = RtpClock::new(90_000);
-    // Pace at 2.5x the target like libwebrtc, so keyframes leave within a frame interval.
-    let mut pacer = Pacer::new(cfg.bitrate_kbps as u64 * 1000);
-    if let Some(f) = cfg.pacing_factor {
-        pacer.set_pacing_factor(f);
-    }
-    if let Some(d) = cfg.pacing_max_delay {
-        pacer.set_max_queue_time(d);
-    }
+    let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
     let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
     let codec = match cfg.codec {
         VideoCodec::Vp8 => RtpCodec::Vp8,
@@ -541,13 +547,7 @@ pub fn start_encoded_video(track: i32, feed: Arc<EncodedFeed>, cfg: EncodedSendC
         encoded: Some(feed.clone()),
     });
     let clock = RtpClock::new(90_000);
-    let mut pacer = Pacer::new(cfg.bitrate_kbps as u64 * 1000);
-    if let Some(f) = cfg.pacing_factor {
-        pacer.set_pacing_factor(f);
-    }
-    if let Some(d) = cfg.pacing_max_delay {
-        pacer.set_max_queue_time(d);
-    }
+    let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
     let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
     let mut packetizer = RtpPacketizer::new(cfg.codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
     packetizer.set_h264_single_nal_mode(cfg.h264_single_nal_mode);

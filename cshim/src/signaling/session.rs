@@ -624,27 +624,8 @@ impl Session {
                     other => return Err(crate::error::Error::invalid(format!("{other} encoding is not available in this build"))),
                 };
                 let engine = self.encoder_engine(codec, format)?;
-                let ssrc: u32 = rand::random::<u32>() | 1;
-                let text = sdp::upstream_section(&sdp::Upstream {
-                    mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
-                    cname: &self.cname, stream_id: &stream_id, track_id: "video",
-                });
-                let track = peer.add_track(&text)?;
+                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id)?;
                 let vp9_profile = format.fmtp_param("profile-id").and_then(|p| p.parse().ok()).unwrap_or(0);
-                let bitrate_kbps = msg
-                    .get("video_bit_rate")
-                    .and_then(Value::as_u64)
-                    .map(|b| b as u32)
-                    .or(self.cfg.video_bit_rate)
-                    .unwrap_or(DEFAULT_VIDEO_KBPS);
-                let info = media::rtp::StreamInfo {
-                    mid: section.mid.clone(),
-                    payload_type: format.pt,
-                    mime: format!("video/{}", format.name.to_ascii_uppercase()),
-                    clock_rate: 90_000,
-                    channels: 0,
-                    fmtp: format.fmtp.clone(),
-                };
                 pending.push(PendingSender::Video(track, src.subscribe(), media::send::VideoSendConfig {
                     codec, engine, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile, info,
                     degradation: media::adapt::DegradationPreference::from_api(self.cfg.degradation_preference)
@@ -667,26 +648,7 @@ impl Session {
                          connect with video_codec_type=\"{name}\")"
                     )));
                 };
-                let ssrc: u32 = rand::random::<u32>() | 1;
-                let text = sdp::upstream_section(&sdp::Upstream {
-                    mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
-                    cname: &self.cname, stream_id: &stream_id, track_id: "video",
-                });
-                let track = peer.add_track(&text)?;
-                let bitrate_kbps = msg
-                    .get("video_bit_rate")
-                    .and_then(Value::as_u64)
-                    .map(|b| b as u32)
-                    .or(self.cfg.video_bit_rate)
-                    .unwrap_or(DEFAULT_VIDEO_KBPS);
-                let info = media::rtp::StreamInfo {
-                    mid: section.mid.clone(),
-                    payload_type: format.pt,
-                    mime: format!("video/{name}"),
-                    clock_rate: 90_000,
-                    channels: 0,
-                    fmtp: format.fmtp.clone(),
-                };
+                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id)?;
                 pending.push(PendingSender::Encoded(track, src.subscribe(), media::send::EncodedSendConfig {
                     codec: media::encoded::rtp_codec(src.codec),
                     payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), info,
@@ -803,6 +765,35 @@ impl Session {
                 self.shared.event(EventType::Track).a(id as i64).text(&m.kind).text2(&detail.to_string()),
             );
         }
+    }
+
+    /// Adds our video track for `format` of the offer's `section`: the track, its SSRC, the
+    /// bitrate to send at (the server's `video_bit_rate`, ours, or the default) and the stream
+    /// facts stats report.
+    fn add_video_upstream(&self, msg: &Value, section: &sdp::MediaSection, format: &sdp::Format, stream_id: &str)
+        -> Result<(i32, u32, u32, media::rtp::StreamInfo)> {
+        let peer = self.peer.as_ref().ok_or_else(|| crate::error::Error::state("no peer connection"))?;
+        let ssrc: u32 = rand::random::<u32>() | 1;
+        let text = sdp::upstream_section(&sdp::Upstream {
+            mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
+            cname: &self.cname, stream_id, track_id: "video",
+        });
+        let track = peer.add_track(&text)?;
+        let bitrate_kbps = msg
+            .get("video_bit_rate")
+            .and_then(Value::as_u64)
+            .map(|b| b as u32)
+            .or(self.cfg.video_bit_rate)
+            .unwrap_or(DEFAULT_VIDEO_KBPS);
+        let info = media::rtp::StreamInfo {
+            mid: section.mid.clone(),
+            payload_type: format.pt,
+            mime: format!("video/{}", format.name.to_ascii_uppercase()),
+            clock_rate: 90_000,
+            channels: 0,
+            fmtp: format.fmtp.clone(),
+        };
+        Ok((track, ssrc, bitrate_kbps, info))
     }
 
     /// The engine that encodes `codec` for the offered `format`: libvpx or libaom, or the OpenH264

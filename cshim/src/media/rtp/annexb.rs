@@ -28,6 +28,19 @@ pub fn split(data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// The units of an aggregation packet's body (H.264 STAP-A, H.265 AP): each a 16-bit size and
+/// that many bytes. `None` when a size overruns the body or a lone byte is left over.
+pub fn length_prefixed(mut body: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut units = Vec::new();
+    while !body.is_empty() {
+        let n = u16::from_be_bytes([body[0], *body.get(1)?]) as usize;
+        let unit = body.get(2..2 + n)?;
+        units.push(unit);
+        body = &body[2 + n..];
+    }
+    Some(units)
+}
+
 /// `data` cut into the fewest pieces of at most `room` bytes whose sizes differ by at most
 /// one (fragmentation units: no runt last packet).
 pub fn balanced_chunks(data: &[u8], room: usize) -> Vec<&[u8]> {
@@ -45,7 +58,16 @@ pub fn balanced_chunks(data: &[u8], room: usize) -> Vec<&[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{balanced_chunks, split};
+    use super::{balanced_chunks, length_prefixed, split};
+
+    #[test]
+    fn length_prefixed_units() {
+        assert_eq!(length_prefixed(&[0, 2, 7, 8, 0, 1, 9]), Some(vec![&[7, 8][..], &[9][..]]));
+        assert_eq!(length_prefixed(&[0, 0]), Some(vec![&[][..]]));
+        assert_eq!(length_prefixed(&[]), Some(vec![]));
+        assert_eq!(length_prefixed(&[0, 3, 1]), None, "overrun");
+        assert_eq!(length_prefixed(&[0, 1, 1, 0]), None, "a lone byte left");
+    }
 
     #[test]
     fn balanced_chunks_differ_by_at_most_one() {

@@ -21,7 +21,7 @@ const NAL_AUD: u8 = 9;
 const STAP_A: u8 = 24;
 const FU_A: u8 = 28;
 
-use super::annexb::{balanced_chunks, split as split_annexb, START_CODE};
+use super::annexb::{balanced_chunks, length_prefixed, split as split_annexb, START_CODE};
 
 /// Splits an access unit into RTP payloads that each fit `max_payload` bytes.
 pub fn payloads(au: &[u8], max_payload: usize, single_nal_mode: bool) -> Vec<Vec<u8>> {
@@ -133,20 +133,9 @@ pub fn payload_info(p: &[u8]) -> Option<H264PayloadInfo> {
 
 /// The units of a STAP-A body (after its header byte); `None` when a length overruns, a unit
 /// is empty or there is none.
-fn stap_units(mut body: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut units = Vec::new();
-    while !body.is_empty() {
-        if body.len() < 2 {
-            return None;
-        }
-        let n = u16::from_be_bytes([body[0], body[1]]) as usize;
-        if n == 0 || body.len() < 2 + n {
-            return None;
-        }
-        units.push(&body[2..2 + n]);
-        body = &body[2 + n..];
-    }
-    (!units.is_empty()).then_some(units)
+fn stap_units(body: &[u8]) -> Option<Vec<&[u8]>> {
+    let units = length_prefixed(body)?;
+    (!units.is_empty() && units.iter().all(|u| !u.is_empty())).then_some(units)
 }
 
 /// Appends the Annex B form of one RTP payload to `out`; `None` if malformed.

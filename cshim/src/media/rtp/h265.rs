@@ -12,7 +12,7 @@
 //! SEI, or the first slice segment of a picture (first_slice_segment_in_pic_flag, the first
 //! bit after the header). PACI packets (type 50) and the unspecified types 51-63 are refused.
 
-use super::annexb::{balanced_chunks, split as split_annexb, START_CODE};
+use super::annexb::{balanced_chunks, length_prefixed, split as split_annexb, START_CODE};
 
 const NAL_VPS: u8 = 32;
 const NAL_SPS: u8 = 33;
@@ -164,21 +164,10 @@ pub fn payload_info(p: &[u8]) -> Option<H265PayloadInfo> {
 }
 
 /// The units of an AP body (after its header); `None` when a length overruns, a unit is
-/// shorter than its header or invalid, or there are fewer than two.
-fn ap_units(mut body: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut units = Vec::new();
-    while !body.is_empty() {
-        if body.len() < 2 {
-            return None;
-        }
-        let n = u16::from_be_bytes([body[0], body[1]]) as usize;
-        if body.len() < 2 + n || !valid_unit(&body[2..2 + n]) {
-            return None;
-        }
-        units.push(&body[2..2 + n]);
-        body = &body[2 + n..];
-    }
-    (units.len() >= 2).then_some(units)
+/// invalid (shorter than its header, forbidden bit, TID 0), or there are fewer than two.
+fn ap_units(body: &[u8]) -> Option<Vec<&[u8]>> {
+    let units = length_prefixed(body)?;
+    (units.len() >= 2 && units.iter().all(|u| valid_unit(u))).then_some(units)
 }
 
 /// Appends the Annex B form of one RTP payload to `out`; `None` if malformed.
