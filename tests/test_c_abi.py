@@ -67,11 +67,14 @@ def test_session_c_with_echo_peer(session_bin, server, channel_id, clients):
 
 
 CONTRACT_C = textwrap.dedent(r"""
+    #include <stdint.h>
     #include <stdio.h>
     #include <string.h>
     #include "sora_shim.h"
 
     static int failures = 0;
+    static SoraEventQueue *q2 = NULL;  /* the encoded-source connection's own events */
+    static SoraEventQueue *q2_dummy(void) { if (!q2) sora_event_queue_new(0, &q2); return q2; }
     #define CHECK(cond) do { if (!(cond)) { \
         printf("FAIL line %d: %s (last error: %s)\n", __LINE__, #cond, sora_last_error()); \
         failures++; } } while (0)
@@ -153,6 +156,49 @@ CONTRACT_C = textwrap.dedent(r"""
         CHECK(sora_event_queue_wait(q, 1000, &ev) == SORA_ERR_CLOSED);
         CHECK(sora_event_queue_dropped(q) == 0);
         sora_event_queue_destroy(q);
+
+        /* an encoded video source: bad arguments refused; a connection using it asks its
+           queue for a keyframe (SORA_EVENT_KEYFRAME_REQUEST), and the H.265 IDR pushed then
+           is taken; a delta given as a keyframe is refused */
+        SoraEventQueue *kq = NULL;
+        CHECK(sora_event_queue_new(0, &kq) == SORA_OK);
+        SoraEncodedVideoSource *src = NULL;
+        CHECK(sora_encoded_video_source_new("THEORA", kq, &src) == SORA_ERR_INVALID_ARGUMENT && src == NULL);
+        CHECK(sora_encoded_video_source_new("H265", kq, &src) == SORA_OK && src != NULL);
+        uint64_t sid = sora_encoded_video_source_id(src);
+        CHECK(sid != 0 && sora_encoded_video_source_id(NULL) == 0);
+        const uint8_t idr[] = {0, 0, 0, 1, 0x26, 0x01, 0xaf, 0x10, 0x20};   /* IDR_W_RADL */
+        const uint8_t delta[] = {0, 0, 0, 1, 0x02, 0x01, 0xd0, 0x10, 0x20}; /* TRAIL_R */
+        CHECK(sora_encoded_video_source_push(src, idr, 0, -1, INT64_MIN) == SORA_ERR_INVALID_ARGUMENT);
+        CHECK(sora_encoded_video_source_push(src, delta, sizeof delta, 1, INT64_MIN) == SORA_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(sora_last_error(), "not a keyframe") != NULL);
+        CHECK(sora_encoded_video_source_push(src, idr, sizeof idr, 2, INT64_MIN) == SORA_ERR_INVALID_ARGUMENT);
+        snprintf(cfg, sizeof cfg, "{\"signaling_urls\":[\"%s\"],\"role\":\"sendonly\","
+                 "\"channel_id\":\"%s-enc\",\"audio\":false,\"video\":true,\"video_source\":%llu}",
+                 argv[1], argv[2], (unsigned long long)sid);
+        SoraConnection *ec = NULL;
+        CHECK(sora_connection_new(q2_dummy(), cfg, &ec) == SORA_OK);
+        CHECK(sora_connection_connect(ec) == SORA_OK);
+        CHECK(sora_connection_wait_connected(ec, 10000) == SORA_OK);
+        int requested = 0;
+        while (!requested && sora_event_queue_wait(kq, 5000, &ev) == 1) {
+            SoraEventView view;
+            memset(&view, 0, sizeof view);
+            view.size = sizeof view;
+            CHECK(sora_event_view(ev, &view) == SORA_OK);
+            requested = view.type == SORA_EVENT_KEYFRAME_REQUEST && view.source == sid;
+            sora_event_free(ev);
+        }
+        CHECK(requested);
+        CHECK(sora_encoded_video_source_push(src, idr, sizeof idr, 1, INT64_MIN) == SORA_OK);
+        CHECK(sora_encoded_video_source_push(src, delta, sizeof delta, -1, INT64_MIN) == SORA_OK);
+        CHECK(sora_encoded_video_source_dropped(src) == 0);
+        CHECK(sora_encoded_video_source_keyframe_requests(src) >= 1);
+        CHECK(sora_connection_disconnect(ec) == SORA_OK);
+        sora_connection_destroy(ec);
+        sora_encoded_video_source_destroy(src);
+        sora_encoded_video_source_destroy(NULL);
+        sora_event_queue_destroy(kq);
 
         /* NULL is ignored by the free/destroy functions */
         sora_connection_destroy(NULL);

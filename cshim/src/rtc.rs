@@ -11,7 +11,7 @@ use datachannel_sys as sys;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
 #[derive(Debug, Clone)]
@@ -60,6 +60,58 @@ unsafe fn string(p: *const c_char) -> String {
 
 fn cstr(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid("string contains a NUL byte"))
+}
+
+// ---- process exit ----
+//
+// At exit, libdatachannel's static objects (the C API's handle table and its mutex, thread
+// pools) are destroyed while our runtimes' threads may still be sending a packet or closing
+// a peer; a call into a destroyed mutex throws and aborts the process. Every call from our
+// side goes through [`gate`]: an `atexit` handler (registered with the first peer, so it runs
+// before those destructors) closes the gate and waits for the calls in flight, after which
+// calls fail as if their channel were closed.
+static EXITING: AtomicBool = AtomicBool::new(false);
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// One call into libdatachannel in progress.
+struct InFlight;
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn gate() -> Result<InFlight> {
+    let closed = || Error::new(crate::error::Kind::Closed, "the process is exiting");
+    if EXITING.load(Ordering::SeqCst) {
+        return Err(closed());
+    }
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    let guard = InFlight;
+    if EXITING.load(Ordering::SeqCst) {
+        return Err(closed()); // the guard gives the count back
+    }
+    Ok(guard)
+}
+
+extern "C" fn close_gate_at_exit() {
+    EXITING.store(true, Ordering::SeqCst);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+fn register_exit_gate() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        extern "C" {
+            fn atexit(callback: extern "C" fn()) -> c_int;
+        }
+        // SAFETY: registering a plain function with no captured state.
+        unsafe { atexit(close_gate_at_exit) };
+    });
 }
 
 fn check(code: c_int, what: &str) -> Result<c_int> {
@@ -206,6 +258,8 @@ pub struct Peer {
 impl Peer {
     pub fn new(config: &PeerConfig, observer: Arc<dyn RtcObserver>) -> Result<Peer> {
         init_once();
+        register_exit_gate();
+        let _in = gate()?;
         let servers: Vec<CString> = config.ice_servers.iter().map(|s| cstr(s)).collect::<Result<_>>()?;
         let mut server_ptrs: Vec<*const c_char> = servers.iter().map(|s| s.as_ptr()).collect();
         let bind = config.bind_address.as_deref().map(cstr).transpose()?;
@@ -248,12 +302,14 @@ impl Peer {
     }
 
     pub fn set_remote_description(&self, sdp: &str, kind: &str) -> Result<()> {
+        let _in = gate()?;
         let (s, k) = (cstr(&self.scope.filter_sdp(sdp))?, cstr(kind)?);
         check(unsafe { sys::rtcSetRemoteDescription(self.pc, s.as_ptr(), k.as_ptr()) }, "setRemoteDescription")?;
         Ok(())
     }
 
     pub fn set_local_description(&self, kind: Option<&str>) -> Result<()> {
+        let _in = gate()?;
         let k = kind.map(cstr).transpose()?;
         let p = k.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
         check(unsafe { sys::rtcSetLocalDescription(self.pc, p) }, "setLocalDescription")?;
@@ -261,10 +317,12 @@ impl Peer {
     }
 
     pub fn local_description(&self) -> Result<String> {
+        let _in = gate()?;
         read_string(|b, n| unsafe { sys::rtcGetLocalDescription(self.pc, b, n) }, "getLocalDescription")
     }
 
     pub fn add_remote_candidate(&self, candidate: &str, mid: Option<&str>) -> Result<()> {
+        let _in = gate()?;
         if !self.scope.admits(candidate) {
             log::debug!("remote candidate cannot pair with the bind address, skipped: {candidate}");
             return Ok(());
@@ -278,6 +336,7 @@ impl Peer {
 
     /// Adds (or, for an existing mid, replaces) a media section given as SDP text.
     pub fn add_track(&self, media_sdp: &str) -> Result<i32> {
+        let _in = gate()?;
         let s = cstr(media_sdp)?;
         let tr = check(unsafe { sys::rtcAddTrack(self.pc, s.as_ptr()) }, "addTrack")?;
         unsafe { sys::rtcSetUserPointer(tr, self.ptr()) };
@@ -285,11 +344,13 @@ impl Peer {
     }
 
     pub fn delete_track(&self, track: i32) -> Result<()> {
+        let _in = gate()?;
         check(unsafe { sys::rtcDeleteTrack(track) }, "deleteTrack")?;
         Ok(())
     }
 
     pub fn create_data_channel(&self, label: &str, opts: &DataChannelOptions) -> Result<i32> {
+        let _in = gate()?;
         let l = cstr(label)?;
         let proto = opts.protocol.as_deref().map(cstr).transpose()?;
         let mut init: sys::rtcDataChannelInit = unsafe { std::mem::zeroed() };
@@ -316,6 +377,7 @@ impl Peer {
     }
 
     pub fn close(&self) {
+        let Ok(_in) = gate() else { return };
         unsafe { sys::rtcClosePeerConnection(self.pc) };
     }
 
@@ -330,12 +392,14 @@ impl Drop for Peer {
         if let Some(r) = REGISTRY.lock().as_mut() {
             r.remove(&self.token);
         }
+        let Ok(_in) = gate() else { return };
         unsafe { sys::rtcDeletePeerConnection(self.pc) };
     }
 }
 
 /// Data channel / track helpers that need only the channel id.
 pub fn dc_send(dc: i32, data: &[u8], binary: bool) -> Result<()> {
+    let _in = gate()?;
     if !unsafe { sys::rtcIsOpen(dc) } {
         return Err(Error::new(crate::error::Kind::Closed, "data channel is not open"));
     }
@@ -349,17 +413,20 @@ pub fn dc_send(dc: i32, data: &[u8], binary: bool) -> Result<()> {
 }
 
 pub fn dc_max_message_size(dc: i32) -> usize {
+    let Ok(_in) = gate() else { return 0 };
     let n = unsafe { sys::rtcMaxMessageSize(dc) };
     if n > 0 { n as usize } else { 65536 }
 }
 
 pub fn dc_close(dc: i32) {
+    let Ok(_in) = gate() else { return };
     unsafe { sys::rtcClose(dc) };
 }
 
 /// The selected ICE candidate pair (local, remote) of a peer connection, if any.
 /// The local or remote session description of peer connection `pc` (None before it has one).
 pub fn description(pc: i32, local: bool) -> Option<String> {
+    let _in = gate().ok()?;
     read_string(
         |b, n| unsafe { if local { sys::rtcGetLocalDescription(pc, b, n) } else { sys::rtcGetRemoteDescription(pc, b, n) } },
         "getDescription",
@@ -368,6 +435,7 @@ pub fn description(pc: i32, local: bool) -> Option<String> {
 }
 
 pub fn selected_pair(pc: i32) -> Option<(String, String)> {
+    let _in = gate().ok()?;
     let mut local = vec![0u8; 256];
     let mut remote = vec![0u8; 256];
     let r = unsafe {
@@ -407,6 +475,7 @@ unsafe extern "C" fn on_track_message(track: c_int, msg: *const c_char, size: c_
 /// Routes every packet arriving on `track` to `handler` (replacing any previous one).
 pub fn set_packet_handler(track: i32, handler: Arc<dyn PacketHandler>) {
     PACKET_HANDLERS.write().get_or_insert_with(HashMap::new).insert(track, handler);
+    let Ok(_in) = gate() else { return };
     unsafe { sys::rtcSetMessageCallback(track, Some(on_track_message)) };
 }
 
@@ -418,6 +487,7 @@ pub fn clear_packet_handler(track: i32) {
 
 /// Sends one complete RTP or RTCP packet on a track.
 pub fn track_send(track: i32, packet: &[u8]) -> Result<()> {
+    let _in = gate()?;
     // A track not open yet (its m-section still being negotiated) or closed already would
     // make libdatachannel throw and log an error for every packet.
     if !unsafe { sys::rtcIsOpen(track) } {

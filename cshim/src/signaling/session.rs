@@ -91,7 +91,49 @@ enum Disconnecting {
 
 struct End(i64, String);
 
+/// Sessions asked to end that have not finished tearing down (see [`Closing`]).
+static CLOSING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// How long process exit waits for them.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Held by a session from the moment it is asked to end until it and its peer connection are
+/// gone. A process that exits right after `sora_connection_destroy` (C programs do) would
+/// otherwise run libdatachannel's static destructors while that teardown still uses them,
+/// and abort; an `atexit` handler, registered with the first such session (so after those
+/// destructors, and run before them), waits up to [`EXIT_WAIT`] for the count to reach zero.
+/// Sessions nobody asked to end are not waited for: exit stays prompt with live objects.
+struct Closing;
+
+impl Closing {
+    fn new() -> Closing {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            extern "C" {
+                fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+            }
+            extern "C" fn wait_for_closing_sessions() {
+                let until = std::time::Instant::now() + EXIT_WAIT;
+                while CLOSING.load(std::sync::atomic::Ordering::Acquire) > 0 && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            // SAFETY: registering a plain function with no captured state.
+            unsafe { atexit(wait_for_closing_sessions) };
+        });
+        CLOSING.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Closing
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        CLOSING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 struct Session {
+    /// Set once the session is asked to end (process exit waits for it; see [`Closing`]).
+    closing: Option<Closing>,
     shared: Arc<Shared>,
     cfg: ConnectionConfig,
     t: Timeouts,
@@ -175,6 +217,7 @@ impl Session {
             senders: Vec::new(),
             cname: format!("sora-ffi-{:08x}", rand::random::<u32>()),
             disconnecting: None,
+            closing: None,
             connect_deadline: Instant::now() + t.connection,
             switch_deadline: None,
             disconnect_deadline: None,
@@ -232,6 +275,10 @@ impl Session {
             }
         }
         self.teardown(&mut rx).await;
+        // The session and its peer connection go first, then the count that exit waits on.
+        let closing = self.closing.take();
+        drop(self);
+        drop(closing);
     }
 
     fn next_deadline(&self) -> Instant {
@@ -1027,6 +1074,7 @@ impl Session {
     // ---- ending ----
 
     async fn on_disconnect_requested(&mut self) {
+        self.closing.get_or_insert_with(Closing::new);
         if self.disconnecting.is_some() {
             return;
         }
