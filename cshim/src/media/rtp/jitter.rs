@@ -435,16 +435,26 @@ impl RtpReceiver {
         }
     }
 
+    /// Whether the frame at `k` is known to start there. H.264/H.265 access units can have
+    /// several packets that look like a start (parameter sets, then the first slice), so there
+    /// the packet before must be here and belong to another frame: a missing one may be the
+    /// same unit's parameter sets, and skipping to the slice would emit an IDR without them.
+    fn known_start(&self, k: i64, p: &Pkt) -> bool {
+        let prev = self.buffer.get(&(k - 1));
+        if !self.codec.is_video() {
+            return true;
+        }
+        if self.codec.is_annexb() {
+            return (p.begin || prev.is_some_and(|b| b.marker)) && prev.is_some_and(|b| b.marker || b.ts != p.ts);
+        }
+        p.begin || prev.is_some_and(|b| b.marker)
+    }
+
     /// Next position after `cursor` where a frame starts, if known.
     fn next_start(&self, cursor: i64) -> Option<i64> {
         self.buffer
             .range(cursor + 1..)
-            .find(|(k, p)| {
-                !p.padding
-                    && (!self.codec.is_video()
-                        || p.begin
-                        || self.buffer.get(&(*k - 1)).is_some_and(|b| b.marker))
-            })
+            .find(|(&k, p)| !p.padding && self.known_start(k, p))
             .map(|(&k, _)| k)
     }
 
@@ -452,7 +462,7 @@ impl RtpReceiver {
     fn later_complete_keyframe(&self, cursor: i64) -> Option<i64> {
         self.buffer
             .range(cursor + 1..)
-            .filter(|(_, p)| p.keyframe && p.begin && !p.padding)
+            .filter(|(&k, p)| p.keyframe && p.begin && !p.padding && self.known_start(k, p))
             .map(|(&k, _)| k)
             .find(|&k| {
                 let mut s = k;
@@ -963,6 +973,44 @@ mod tests {
             au.extend((0..len - 3).map(|i| (i as u8).wrapping_mul(seed) | 0x10));
         }
         au
+    }
+
+    #[test]
+    fn an_idr_is_never_released_without_the_parameter_sets_before_it() {
+        // A keyframe is an AP (VPS, SPS, PPS) then FU fragments whose first one also looks
+        // like a start (first slice). With the AP missing, the FUs alone must not pass for
+        // the access unit: wait for the AP (retransmission), or drop the unit.
+        let key = h265_au(&[(32, 24), (33, 40), (34, 8), (19, 5000)], 3);
+        let delta = h265_au(&[(1, 700)], 5);
+        let key2 = h265_au(&[(32, 24), (33, 40), (34, 8), (19, 4000)], 7);
+        let key0 = h265_au(&[(32, 24), (33, 40), (34, 8), (19, 900)], 9);
+        let t0 = Instant::now();
+        for late_ap_arrives in [true, false] {
+            let mut p = RtpPacketizer::new(RtpCodec::H265, 0x265, 104, 90_000, 1200);
+            let mut r = RtpReceiver::new(RtpCodec::H265, 90_000);
+            r.set_wait_limit(Some(Duration::from_millis(50)));
+            let first = p.packetize(&key0, 0); // a frame before, so the AP's loss is a gap
+            let pk = p.packetize(&key, 3000);
+            let rest = [p.packetize(&delta, 6000), p.packetize(&key2, 9000)];
+            first.iter().for_each(|x| { r.push(x, t0); });
+            let mut out = r.pop_frames(t0);
+            pk[1..].iter().for_each(|x| { r.push(x, t0 + ms(1)); });
+            out.extend(r.pop_frames(t0 + ms(10)));
+            assert_eq!(out.len(), 1, "only the frame before; the IDR waits for its AP");
+            if late_ap_arrives {
+                r.push(&pk[0], t0 + ms(30));
+            }
+            for (i, f) in rest.iter().enumerate() {
+                f.iter().for_each(|x| { r.push(x, t0 + ms(40 + i as u64)); });
+            }
+            out.extend(r.pop_frames(t0 + ms(200)));
+            let got: Vec<&Vec<u8>> = out.iter().map(|o| &o.data).collect();
+            if late_ap_arrives {
+                assert_eq!(got, vec![&key0, &key, &delta, &key2]);
+            } else {
+                assert_eq!(got, vec![&key0, &key2], "the IDR without its AP (and the delta on it) dropped");
+            }
+        }
     }
 
     #[test]
