@@ -62,7 +62,74 @@ def _connect(sora, args, role: str, **kwargs):
     return conn, tracks
 
 
+def _read_units(path: str) -> list[bytes]:
+    """Access units stored as 4-byte big-endian length + bytes (tests write them)."""
+    data = open(path, "rb").read()
+    units, at = [], 0
+    while at < len(data):
+        n = int.from_bytes(data[at:at + 4], "big")
+        units.append(data[at + 4:at + 4 + n])
+        at += 4 + n
+    return units
+
+
+def send_units(args) -> dict:
+    """--codec H265: the access units of --units through an encoded source, at 30 fps."""
+    units = _read_units(args.units)
+    sora = sora_ffi.Sora()
+    source = sora.create_encoded_video_source(args.codec)
+    conn, _ = _connect(sora, args, "sendonly", video=True, audio=False, video_bit_rate=args.bitrate,
+                       video_source=source)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter()
+    start = time.time()
+    for i, unit in enumerate(units):
+        time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
+        source.push(unit, timestamp=start + i / 30)
+    time.sleep(args.linger)
+    out = _stats(conn)
+    conn.disconnect()
+    return {"frames_pushed": len(units), "dropped": source.dropped_frames,
+            "keyframe_requests": source.keyframe_requests, "video": out.get("outbound-rtp:video", {})}
+
+
+def recv_units(args) -> dict:
+    """--codec H265: every access unit the track delivers (through an encoded transform), and
+    which sent unit each one is byte for byte (-1: none, i.e. broken)."""
+    units = {u: i for i, u in enumerate(_read_units(args.units))}
+    sora = sora_ffi.Sora()
+    conn, tracks = _connect(sora, args, "recvonly", video=True, audio=False)
+    print("ready", flush=True)
+    deadline = time.monotonic() + 15
+    while not tracks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    got: list = []
+    transformer = sora_ffi.SoraVideoFrameTransformer()
+
+    def on_transform(frame):
+        got.append(units.get(frame.get_data().tobytes(), -1))
+        transformer.enqueue(frame)
+
+    transformer.on_transform = on_transform
+    tracks[0].set_frame_transformer(transformer)
+    stats: dict = {}
+    deadline = time.monotonic() + len(units) / 30 + 15
+    while time.monotonic() < deadline and (not got or got[-1] < len(units) - 1):
+        now = _stats(conn)
+        if "inbound-rtp:video" in now:
+            stats = now
+        elif stats:
+            break  # the sender has left
+        time.sleep(0.1)
+    time.sleep(0.3)
+    conn.disconnect()
+    return {"indices": list(got), "video": stats.get("inbound-rtp:video", {})}
+
+
 def send(args) -> dict:
+    if args.units:
+        return send_units(args)
     sora = sora_ffi.Sora(openh264=args.openh264)
     video = sora.create_video_source()
     audio = sora.create_audio_source(1, RATE)
@@ -129,6 +196,8 @@ def _tone_presence(pcm: np.ndarray) -> float:
 
 
 def recv(args) -> dict:
+    if args.units:
+        return recv_units(args)
     sdk = importlib.import_module(args.sdk)
     sora = sdk.Sora(openh264=args.openh264) if args.sdk == "sora_ffi" else sdk.Sora()
     conn, tracks = _connect(sora, args, "recvonly", video=True, audio=True)
@@ -204,6 +273,7 @@ def main() -> None:
     p.add_argument("--codec", default="VP8")
     p.add_argument("--openh264", default=None, help="OpenH264 library (for --codec H264)")
     p.add_argument("--linger", type=float, default=1.0, help="seconds sent after --frames")
+    p.add_argument("--units", default=None, help="access units to send as they are (--codec H265)")
     p.add_argument("--sdk", default="sora_ffi", choices=["sora_ffi", "sora_sdk"], help="recv: the SDK that receives")
     args = p.parse_args()
     if os.environ.get("MEDIA_PEER_LOG"):  # e.g. MEDIA_PEER_LOG=1 for the shim's INFO log on stderr

@@ -199,3 +199,43 @@ def _check_media_under_loss(lossy_link, channel_id, lossy: str, codec: str, rece
     assert got["distinct"] >= 0.9 * FRAMES
     assert got["in_order"] >= 0.9 * FRAMES
     assert got["fps"] >= 25
+
+
+@pytest.mark.parametrize("lossy", ["receiver", "sender"])
+def test_h265_access_units_survive_5_percent_loss(lossy_link, channel_id, lossy, tmp_path):
+    """H.265 from an encoded source (x265's stream, 150 access units, keyframe every 30)
+    under 5 % loss: retransmission repairs nearly everything, and what the receiver's
+    depacketizer emits is always a sent access unit byte for byte, in order (a unit it
+    cannot complete is never emitted)."""
+    from test_h265 import encode_hevc
+    aus = encode_hevc(tmp_path, FRAMES)
+    units = tmp_path / "units.bin"
+    units.write_bytes(b"".join(len(u).to_bytes(4, "big") + u for u in aus))
+    with DevServer(host=lossy_link.host_ip, bind_address=lossy_link.host_ip, ping_interval=5.0) as server:
+        url, procs = server.signaling_url, []
+        try:
+            recv = _peer("recv", url, channel_id, lossy_link.ns if lossy == "receiver" else None, "H265",
+                         "--units", str(units))
+            procs.append(recv)
+            send = _peer("send", url, channel_id, lossy_link.ns if lossy == "sender" else None, "H265",
+                         "--units", str(units))
+            procs.append(send)
+            lossy_link.start_loss()
+            send.stdin.write("go\n")
+            send.stdin.flush()
+            got = _report(recv, FRAMES / 30 + 30)
+            sent = _report(send, 30)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    indices, iv, ov = got["indices"], got["video"], sent["video"]
+    print(f"\nH.265, 5 % loss at the {lossy}: {len(set(indices))}/{FRAMES} access units, "
+          f"packets lost {iv.get('packetsLost')} of {iv.get('packetsReceived')}, NACKs "
+          f"{iv.get('nackCount')}, retransmitted {ov.get('retransmittedPacketsSent')}, "
+          f"keyframe requests {sent['keyframe_requests']}")
+    assert -1 not in indices, f"an access unit that is not one of those sent was emitted: {indices}"
+    assert indices == sorted(set(indices)), "out of order or twice"
+    assert len(indices) >= 0.9 * FRAMES
+    assert iv["nackCount"] > 0 and iv["packetsLost"] <= 0.01 * iv["packetsReceived"]

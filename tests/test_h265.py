@@ -73,14 +73,13 @@ def is_irap(au: bytes) -> bool:
     return any(16 <= (u[0] >> 1) & 0x3F <= 23 for u in nal_units(au))
 
 
-@pytest.fixture(scope="module")
-def hevc(tmp_path_factory) -> list[bytes]:
-    """FRAMES access units of 320x240 H.265 (keyframe every 30 with VPS/SPS/PPS)."""
+def encode_hevc(d, frames_count: int = FRAMES) -> list[bytes]:
+    """`frames_count` access units of 320x240 H.265 made by x265 in folder `d` (a moving
+    gradient; keyframe every 30 with VPS/SPS/PPS, no B-frames)."""
     x265 = _require_x265()
-    d = tmp_path_factory.mktemp("hevc")
     y = (np.arange(WIDTH)[None, :] + np.arange(HEIGHT)[:, None]).astype(np.int32)
     frames = []
-    for i in range(FRAMES):
+    for i in range(frames_count):
         luma = ((y + 5 * i) % 256).astype(np.uint8)
         chroma = np.full((HEIGHT // 2, WIDTH // 2), (40 + 3 * i) % 256, np.uint8)
         frames.append(luma.tobytes() + chroma.tobytes() + chroma.T.copy().T.tobytes())
@@ -90,7 +89,13 @@ def hevc(tmp_path_factory) -> list[bytes]:
                     "zerolatency", "--keyint", "30", "--no-open-gop", "--repeat-headers",
                     "--log-level", "error", "-o", str(d / "out.hevc")],
                    check=True, capture_output=True, timeout=60)
-    aus = access_units((d / "out.hevc").read_bytes())
+    return access_units((d / "out.hevc").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def hevc(tmp_path_factory) -> list[bytes]:
+    """FRAMES access units (see encode_hevc)."""
+    aus = encode_hevc(tmp_path_factory.mktemp("hevc"))
     assert len(aus) == FRAMES, len(aus)
     assert is_irap(aus[0]) and is_irap(aus[30]) and not is_irap(aus[1])
     assert max(map(len, aus)) > 1200, "a keyframe needs fragmentation units"
