@@ -133,28 +133,35 @@ def test_official_receiver_repaired_by_the_sfu(lossy_link, channel_id):
     _check_media_under_loss(lossy_link, channel_id, "receiver", "VP8", "sora_sdk")
 
 
-def _check_media_under_loss(lossy_link, channel_id, lossy: str, codec: str, receiver_sdk: str) -> None:
+def _run_peers(lossy_link, channel_id, lossy: str, codec: str, recv_args: tuple = (),
+               send_args: tuple = ()) -> tuple[dict, dict]:
+    """A dev server on the host side, a receiving and a sending media_peer (the `lossy` one in
+    the namespace), the loss switched on once both are connected: (receiver's, sender's) report."""
     with DevServer(host=lossy_link.host_ip, bind_address=lossy_link.host_ip, ping_interval=5.0) as server:
         url = server.signaling_url
         procs = []
         try:
             recv = _peer("recv", url, channel_id, lossy_link.ns if lossy == "receiver" else None, codec,
-                         "--sdk", receiver_sdk)
+                         *recv_args)
             procs.append(recv)
-            send = _peer("send", url, channel_id, lossy_link.ns if lossy == "sender" else None, codec)
+            send = _peer("send", url, channel_id, lossy_link.ns if lossy == "sender" else None, codec,
+                         *send_args)
             procs.append(send)
             # Media under loss is measured here; set-up under loss only tests DTLS back-off
             # (OpenSSL's 1 s, 2 s, 4 s... in libdatachannel), which can take many seconds.
             lossy_link.start_loss()
             send.stdin.write("go\n")
             send.stdin.flush()
-            got = _report(recv, FRAMES / 30 + 30)
-            sent = _report(send, 30)
+            return _report(recv, FRAMES / 30 + 30), _report(send, 30)
         finally:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+
+
+def _check_media_under_loss(lossy_link, channel_id, lossy: str, codec: str, receiver_sdk: str) -> None:
+    got, sent = _run_peers(lossy_link, channel_id, lossy, codec, ("--sdk", receiver_sdk))
     iv, ia, ov = got["video"], got["audio"], sent["video"]
     print(f"\n{codec}, 5 % loss at the {lossy}: {got['distinct']}/{FRAMES} frames decoded "
           f"({got['in_order']} in order, {got['unreadable']} unreadable), {got['fps']:.1f} fps, "
@@ -211,25 +218,7 @@ def test_h265_access_units_survive_5_percent_loss(lossy_link, channel_id, lossy,
     aus = encode_hevc(tmp_path, FRAMES)
     units = tmp_path / "units.bin"
     units.write_bytes(b"".join(len(u).to_bytes(4, "big") + u for u in aus))
-    with DevServer(host=lossy_link.host_ip, bind_address=lossy_link.host_ip, ping_interval=5.0) as server:
-        url, procs = server.signaling_url, []
-        try:
-            recv = _peer("recv", url, channel_id, lossy_link.ns if lossy == "receiver" else None, "H265",
-                         "--units", str(units))
-            procs.append(recv)
-            send = _peer("send", url, channel_id, lossy_link.ns if lossy == "sender" else None, "H265",
-                         "--units", str(units))
-            procs.append(send)
-            lossy_link.start_loss()
-            send.stdin.write("go\n")
-            send.stdin.flush()
-            got = _report(recv, FRAMES / 30 + 30)
-            sent = _report(send, 30)
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+    got, sent = _run_peers(lossy_link, channel_id, lossy, "H265", ("--units", str(units)), ("--units", str(units)))
     indices, iv, ov = got["indices"], got["video"], sent["video"]
     print(f"\nH.265, 5 % loss at the {lossy}: {len(set(indices))}/{FRAMES} access units, "
           f"packets lost {iv.get('packetsLost')} of {iv.get('packetsReceived')}, NACKs "
