@@ -384,11 +384,7 @@ mod tests {
     #[test]
     #[ignore]
     fn measure_720p_speeds() {
-        fn cpu_s() -> f64 {
-            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-            let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-        }
+        use crate::media::codec::process_cpu_seconds as cpu_s;
         let frames: Vec<I420Frame> = (0..30).map(|t| pattern(1280, 720, t)).collect();
         println!("| speed | encode CPU ms/frame | encode wall ms/frame | kbps | mean PSNR (Y) |");
         for speed in [7, 8, 9, 10] {

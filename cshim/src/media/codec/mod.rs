@@ -33,4 +33,12 @@ pub use opus::{OpusDecoder, OpusEncoder, OpusParams};
 pub use resample::Resampler;
 pub use scale::Scaler;
 pub use vad::Vad;
+
+/// CPU seconds (user + system) this process has used, for the ignored measurement tests.
+#[cfg(test)]
+pub(crate) fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
 pub use video::{DecoderEngine, EncodedFrame, EncoderEngine, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};

@@ -69,10 +69,7 @@ pub struct NvdecDecoder {
 
 impl NvdecDecoder {
     pub fn new(codec: CodecType) -> Result<Self> {
-        if let Err(why) = probe() {
-            return Err(Error::state(why));
-        }
-        if !probe().unwrap_or_default().contains(&codec) {
+        if !probe().map_err(Error::state)?.contains(&codec) {
             return Err(Error::state(format!("this GPU does not decode {}", codec.name())));
         }
         let mut d = NvdecDecoder { codec, session: None, sent: 0 };

@@ -636,11 +636,7 @@ pub(crate) mod tests {
     #[test]
     #[ignore]
     fn measure_720p_encode_cpu() {
-        fn cpu_s() -> f64 {
-            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-            let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-        }
+        use crate::media::codec::process_cpu_seconds as cpu_s;
         let [path, _] = library_paths();
         let frames: Vec<I420Frame> = (0..60).map(|t| pattern(1280, 720, t)).collect();
         for threads in [1u16, 2] {

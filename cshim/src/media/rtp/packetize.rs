@@ -206,7 +206,7 @@ impl RtpPacketizer {
     }
 
     fn packetize_vp8(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
-        let keyframe = info.keyframe.unwrap_or(frame[0] & 0x01 == 0);
+        let keyframe = info.keyframe.unwrap_or_else(|| frame_is_keyframe(RtpCodec::Vp8, frame));
         let pid = self.picture_id;
         let desc = |first: bool| -> [u8; 4] {
             [0x80 | if first { 0x10 } else { 0 }, 0x80, 0x80 | (pid >> 8) as u8, pid as u8]
