@@ -2,7 +2,8 @@
 //! `include/sora_shim.h` is compared against it by `tests/header.rs`; refresh it with
 //! `SORA_SHIM_UPDATE_HEADER=1 cargo build`.
 //!
-//! On Linux it also makes the link use the static libvpx and libaom (see `link_statically`).
+//! On Linux it also makes the link use the static libvpx (see `link_statically`); libaom
+//! and dav1d are built from source by their -sys crates, always static.
 use std::{
     env,
     path::{Path, PathBuf},
@@ -27,12 +28,11 @@ fn main() {
         bindings.write_to_file(crate_dir.join("include/sora_shim.h"));
     }
     link_statically(&out_dir, "vpx");
-    link_statically(&out_dir, "aom");
 }
 
-/// env-libvpx-sys and aom-sys find libvpx and libaom with pkg-config and ask for `-lvpx` /
-/// `-laom`, which the linker resolves to the shared library (pkg-config never links
-/// statically from /usr). So that the wheel needs neither system library, this puts a
+/// env-libvpx-sys finds libvpx with pkg-config and asks for `-lvpx`, which the linker
+/// resolves to the shared library (pkg-config never links statically from /usr). So that
+/// the wheel does not need the system library, this puts a
 /// directory holding only `lib<name>.a` (a symlink) first in the library search path: `-l`
 /// then finds the archive before the system `.so`. Their own needs (`-lm`, `-lpthread`)
 /// are linked by Rust's std anyway.

@@ -115,9 +115,16 @@ def test_video_quality_720p(ffi, server, channel_id, clients, codec):
     assert out["encoderImplementation"] == engine
     inbound = next(x for x in json.loads(receiver.conn.get_stats())
                    if x["type"] == "inbound-rtp" and x["kind"] == "video")
-    assert inbound["decoderImplementation"] == engine
+    assert inbound["decoderImplementation"] == {"AV1": "dav1d"}.get(codec, engine)
     decode_ms = 1000 * inbound["totalDecodeTime"] / max(1, inbound["framesDecoded"])
-    if encode_ms + decode_ms > 1000 / 30 and round(fraction * frames) < encoded - 4:
+    # libaom's realtime encoder (AV1) leaves a few 32x32 blocks of the previous picture in
+    # place where most of a 64x64 block did not change: 2-4 cells of the code's CRC row in
+    # 0-7 % of the frames here, so those codes do not read (libwebrtc's AV1 sender in the
+    # official SDK, on the same pattern: 40-50 %). Such frames were decoded; counted apart.
+    damaged_codes = rx.unreadable if codec == "AV1" else 0
+    print(f"decoded but unreadable codes: {rx.unreadable}")
+    assert damaged_codes <= 0.08 * encoded
+    if encode_ms + decode_ms > 1000 / 30 and round(fraction * frames) + damaged_codes < encoded - 4:
         # Sender and receiver share this process: when encoding and decoding one frame take
         # longer than a frame interval, the receiver's sink keeps the newest frames only.
         pytest.xfail(f"{codec} 1280x720: encode {encode_ms:.1f} + decode {decode_ms:.1f} ms per frame "
@@ -125,8 +132,8 @@ def test_video_quality_720p(ffi, server, channel_id, clients, codec):
                      f"{psnr:.1f} dB")
     # Every frame that was encoded arrives, decoded and in order (the last few may still be
     # on their way when the wait ends).
-    assert round(fraction * frames) >= encoded - 4
-    if fraction < 0.95:
+    assert round(fraction * frames) + damaged_codes >= encoded - 4
+    if fraction + damaged_codes / frames < 0.95:
         # The frames missing were never encoded: the source replaces a frame the encoder has
         # no time for (real-time behaviour). Reported, not hidden: on a host where this
         # process cannot encode and decode 720p30 at once, it shows as an expected failure.

@@ -1,7 +1,8 @@
 """Makes cshim/third_party/<crate> for each crate below: the published crate with the
 patches of this folder applied (datachannel-sys vendors libdatachannel; openssl-src is the
-OpenSSL both it and the `openssl` crate link). Patches named `openssl-src-*` go to
-openssl-src, all others to datachannel-sys. cshim/Cargo.toml and cshim/fuzz/Cargo.toml use
+OpenSSL both it and the `openssl` crate link; libaom-sys and libdav1d-sys vendor the AV1
+encoder and decoder). A patch goes to the crate its name starts with; all others
+(`libdatachannel-*`, `libjuice-*`) to datachannel-sys. cshim/Cargo.toml and cshim/fuzz/Cargo.toml use
 the copies through [patch.crates-io], so they must exist before any cargo command:
 setup.py, .ci/setup, wheels/build.sh and cshim/fuzz/run.sh run this first.
 
@@ -29,6 +30,8 @@ from pathlib import Path
 CRATES = {
     "datachannel-sys": ("0.23.0+0.23.2", "2adb5cdc7cbd3ec035819d1c0cd3715727a0b282ce7624242e7150602e10dd27"),
     "openssl-src": ("300.6.1+3.6.3", "46eb8fb9fb3b61ce1c0f8a026c4c1a0714d3a9e138e7fbde78753ce2babc3846"),
+    "libaom-sys": ("0.17.2+libaom.3.11.0", "7c4fce8aaf0c2d8534529b0698ed98ec1da8d35319588d20b0d79ce6446e4194"),
+    "libdav1d-sys": ("0.7.1+libdav1d.1.4.3", "3d875e9669d116a603412a126de599b7bf47789a365b79fcf461fbf9c18d141f"),
 }
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +40,7 @@ STAMP = ".sora_ffi_patches"
 
 def patches(crate: str) -> list[Path]:
     def target(p: Path) -> str:
-        return "openssl-src" if p.name.startswith("openssl-src-") else "datachannel-sys"
+        return next((c for c in CRATES if p.name.startswith(c + "-")), "datachannel-sys")
 
     return [p for p in sorted(HERE.glob("*.patch")) if target(p) == crate]
 

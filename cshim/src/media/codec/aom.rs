@@ -1,6 +1,7 @@
-//! AV1 encoder and decoder over libaom (Debian libaom-dev, linked statically like libvpx),
-//! configured like libwebrtc's realtime AV1: one-pass CBR, no lookahead, keyframes on
-//! request, the coding tools realtime video does not pay for turned off.
+//! AV1 encoder over libaom (built from the source `libaom-sys` vendors, realtime-only and
+//! 8-bit: cshim/patches), configured like libwebrtc's realtime AV1: one-pass CBR, no
+//! lookahead, keyframes on request, the coding tools realtime video does not pay for turned
+//! off. Decoding is dav1d's (`super::dav1d`).
 //!
 //! The encoder's output is one temporal unit per frame in the low-overhead bitstream format
 //! (OBUs with size fields, a temporal delimiter first), as the AV1 RTP packetizer
@@ -8,7 +9,7 @@
 use super::frame::I420Frame;
 use super::video::{EncodedFrame, EncoderClock, VideoEncoderConfig};
 use crate::error::{Error, Result};
-use aom_sys as ffi;
+use libaom_sys as ffi;
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_long, c_uint, c_ulong};
 use std::ptr;
@@ -34,17 +35,18 @@ fn error(what: &str, ctx: &mut ffi::aom_codec_ctx_t) -> Error {
     Error::internal(format!("{what}: {msg}{detail}"))
 }
 
-fn check(err: ffi::aom_codec_err_t::Type, what: &str, ctx: &mut ffi::aom_codec_ctx_t) -> Result<()> {
-    if err == ffi::aom_codec_err_t::AOM_CODEC_OK {
+fn check(err: ffi::aom_codec_err_t, what: &str, ctx: &mut ffi::aom_codec_ctx_t) -> Result<()> {
+    if err == ffi::AOM_CODEC_OK {
         Ok(())
     } else {
         Err(error(what, ctx))
     }
 }
 
-/// Realtime speed by picture size. Never 10: libaom 3.6 at speed 10 skips blocks whose
-/// source changed little, and leaves them stale (a third of the test pattern's frames had an
-/// unreadable code at 640x360, none at speed 9; docs/design.md).
+/// Realtime speed by picture size. Never 10: libaom 3.6 at speed 10 skipped blocks whose
+/// source changed little, and left them stale (a third of the test pattern's frames had an
+/// unreadable code at 640x360, none at speed 9), and in 3.11 it saves only ~5 % of speed
+/// 9's CPU (docs/design.md).
 fn speed(width: u32, height: u32) -> c_int {
     if width as u64 * height as u64 > 320 * 240 {
         9
@@ -111,8 +113,8 @@ impl Av1Encoder {
         cfg.g_timebase = ffi::aom_rational { num: 1, den: TIMEBASE };
         cfg.g_lag_in_frames = 0;
         cfg.g_error_resilient = 0;
-        cfg.g_pass = ffi::aom_enc_pass::AOM_RC_ONE_PASS;
-        cfg.rc_end_usage = ffi::aom_rc_mode::AOM_CBR;
+        cfg.g_pass = ffi::AOM_RC_ONE_PASS;
+        cfg.rc_end_usage = ffi::AOM_CBR;
         cfg.rc_target_bitrate = c.bitrate_kbps;
         cfg.rc_dropframe_thresh = 0;
         cfg.rc_min_quantizer = 10;
@@ -124,7 +126,7 @@ impl Av1Encoder {
         cfg.rc_buf_sz = 1000;
         // Keyframes come on request (PLI/FIR); 3000 frames is only a safety net. (libaom 3.6
         // crashes in motion search with AOM_KF_DISABLED and kf_max_dist 0.)
-        cfg.kf_mode = ffi::aom_kf_mode::AOM_KF_AUTO;
+        cfg.kf_mode = ffi::AOM_KF_AUTO;
         cfg.kf_min_dist = 0;
         cfg.kf_max_dist = 3000;
         let EncCtx { ctx, cfg, initialized } = &mut *enc;
@@ -132,32 +134,31 @@ impl Av1Encoder {
         let err = unsafe { ffi::aom_codec_enc_init_ver(ctx, iface, cfg, 0, ffi::AOM_ENCODER_ABI_VERSION as c_int) };
         check(err, "aom_codec_enc_init", ctx)?;
         *initialized = true;
-        use ffi::aome_enc_control_id as id;
         let tile_columns = if threads >= 4 { 2 } else if threads >= 2 { 1 } else { 0 };
         for (ctrl, value, name) in [
-            (id::AOME_SET_CPUUSED, speed(c.width, c.height), "AOME_SET_CPUUSED"),
-            (id::AV1E_SET_ENABLE_CDEF, 1, "AV1E_SET_ENABLE_CDEF"),
-            (id::AV1E_SET_ENABLE_TPL_MODEL, 0, "AV1E_SET_ENABLE_TPL_MODEL"),
-            (id::AV1E_SET_DELTAQ_MODE, 0, "AV1E_SET_DELTAQ_MODE"),
-            (id::AV1E_SET_ENABLE_ORDER_HINT, 0, "AV1E_SET_ENABLE_ORDER_HINT"),
-            (id::AV1E_SET_AQ_MODE, 3, "AV1E_SET_AQ_MODE"),
-            (id::AOME_SET_MAX_INTRA_BITRATE_PCT, 300, "AOME_SET_MAX_INTRA_BITRATE_PCT"),
-            (id::AV1E_SET_COEFF_COST_UPD_FREQ, 3, "AV1E_SET_COEFF_COST_UPD_FREQ"),
-            (id::AV1E_SET_MODE_COST_UPD_FREQ, 3, "AV1E_SET_MODE_COST_UPD_FREQ"),
-            (id::AV1E_SET_MV_COST_UPD_FREQ, 3, "AV1E_SET_MV_COST_UPD_FREQ"),
-            (id::AV1E_SET_ROW_MT, 1, "AV1E_SET_ROW_MT"),
-            (id::AV1E_SET_TILE_COLUMNS, tile_columns, "AV1E_SET_TILE_COLUMNS"),
-            (id::AV1E_SET_ENABLE_OBMC, 0, "AV1E_SET_ENABLE_OBMC"),
-            (id::AV1E_SET_NOISE_SENSITIVITY, 0, "AV1E_SET_NOISE_SENSITIVITY"),
-            (id::AV1E_SET_ENABLE_WARPED_MOTION, 0, "AV1E_SET_ENABLE_WARPED_MOTION"),
-            (id::AV1E_SET_ENABLE_GLOBAL_MOTION, 0, "AV1E_SET_ENABLE_GLOBAL_MOTION"),
-            (id::AV1E_SET_ENABLE_REF_FRAME_MVS, 0, "AV1E_SET_ENABLE_REF_FRAME_MVS"),
-            (id::AV1E_SET_ENABLE_PALETTE, 0, "AV1E_SET_ENABLE_PALETTE"),
-            (id::AV1E_SET_ENABLE_CFL_INTRA, 0, "AV1E_SET_ENABLE_CFL_INTRA"),
-            (id::AV1E_SET_ENABLE_SMOOTH_INTRA, 0, "AV1E_SET_ENABLE_SMOOTH_INTRA"),
-            (id::AV1E_SET_ENABLE_ANGLE_DELTA, 0, "AV1E_SET_ENABLE_ANGLE_DELTA"),
-            (id::AV1E_SET_ENABLE_FILTER_INTRA, 0, "AV1E_SET_ENABLE_FILTER_INTRA"),
-            (id::AV1E_SET_INTRA_DEFAULT_TX_ONLY, 1, "AV1E_SET_INTRA_DEFAULT_TX_ONLY"),
+            (ffi::AOME_SET_CPUUSED, speed(c.width, c.height), "AOME_SET_CPUUSED"),
+            (ffi::AV1E_SET_ENABLE_CDEF, 1, "AV1E_SET_ENABLE_CDEF"),
+            (ffi::AV1E_SET_ENABLE_TPL_MODEL, 0, "AV1E_SET_ENABLE_TPL_MODEL"),
+            (ffi::AV1E_SET_DELTAQ_MODE, 0, "AV1E_SET_DELTAQ_MODE"),
+            (ffi::AV1E_SET_ENABLE_ORDER_HINT, 0, "AV1E_SET_ENABLE_ORDER_HINT"),
+            (ffi::AV1E_SET_AQ_MODE, 3, "AV1E_SET_AQ_MODE"),
+            (ffi::AOME_SET_MAX_INTRA_BITRATE_PCT, 300, "AOME_SET_MAX_INTRA_BITRATE_PCT"),
+            (ffi::AV1E_SET_COEFF_COST_UPD_FREQ, 3, "AV1E_SET_COEFF_COST_UPD_FREQ"),
+            (ffi::AV1E_SET_MODE_COST_UPD_FREQ, 3, "AV1E_SET_MODE_COST_UPD_FREQ"),
+            (ffi::AV1E_SET_MV_COST_UPD_FREQ, 3, "AV1E_SET_MV_COST_UPD_FREQ"),
+            (ffi::AV1E_SET_ROW_MT, 1, "AV1E_SET_ROW_MT"),
+            (ffi::AV1E_SET_TILE_COLUMNS, tile_columns, "AV1E_SET_TILE_COLUMNS"),
+            (ffi::AV1E_SET_ENABLE_OBMC, 0, "AV1E_SET_ENABLE_OBMC"),
+            (ffi::AV1E_SET_NOISE_SENSITIVITY, 0, "AV1E_SET_NOISE_SENSITIVITY"),
+            (ffi::AV1E_SET_ENABLE_WARPED_MOTION, 0, "AV1E_SET_ENABLE_WARPED_MOTION"),
+            (ffi::AV1E_SET_ENABLE_GLOBAL_MOTION, 0, "AV1E_SET_ENABLE_GLOBAL_MOTION"),
+            (ffi::AV1E_SET_ENABLE_REF_FRAME_MVS, 0, "AV1E_SET_ENABLE_REF_FRAME_MVS"),
+            (ffi::AV1E_SET_ENABLE_PALETTE, 0, "AV1E_SET_ENABLE_PALETTE"),
+            (ffi::AV1E_SET_ENABLE_CFL_INTRA, 0, "AV1E_SET_ENABLE_CFL_INTRA"),
+            (ffi::AV1E_SET_ENABLE_SMOOTH_INTRA, 0, "AV1E_SET_ENABLE_SMOOTH_INTRA"),
+            (ffi::AV1E_SET_ENABLE_ANGLE_DELTA, 0, "AV1E_SET_ENABLE_ANGLE_DELTA"),
+            (ffi::AV1E_SET_ENABLE_FILTER_INTRA, 0, "AV1E_SET_ENABLE_FILTER_INTRA"),
+            (ffi::AV1E_SET_INTRA_DEFAULT_TX_ONLY, 1, "AV1E_SET_INTRA_DEFAULT_TX_ONLY"),
         ] {
             // SAFETY: every control here takes an int (or unsigned int) argument.
             let err = unsafe { ffi::aom_codec_control(ctx, ctrl as c_int, value as c_int) };
@@ -195,11 +196,11 @@ impl Av1Encoder {
         // SAFETY: all-zero is a valid aom_image_t; the fields libaom reads are set below.
         let mut img: ffi::aom_image_t = unsafe { std::mem::zeroed() };
         let (w, h, cw) = (frame.width, frame.height, frame.chroma_width());
-        img.fmt = ffi::aom_img_fmt::AOM_IMG_FMT_I420;
-        img.cp = ffi::aom_color_primaries::AOM_CICP_CP_UNSPECIFIED;
-        img.tc = ffi::aom_transfer_characteristics::AOM_CICP_TC_UNSPECIFIED;
-        img.mc = ffi::aom_matrix_coefficients::AOM_CICP_MC_UNSPECIFIED;
-        img.range = ffi::aom_color_range::AOM_CR_STUDIO_RANGE;
+        img.fmt = ffi::AOM_IMG_FMT_I420;
+        img.cp = ffi::AOM_CICP_CP_UNSPECIFIED;
+        img.tc = ffi::AOM_CICP_TC_UNSPECIFIED;
+        img.mc = ffi::AOM_CICP_MC_UNSPECIFIED;
+        img.range = ffi::AOM_CR_STUDIO_RANGE;
         img.w = w;
         img.h = h;
         img.d_w = w;
@@ -227,7 +228,7 @@ impl Av1Encoder {
                 break;
             }
             let pkt = unsafe { &*pkt };
-            if pkt.kind != ffi::aom_codec_cx_pkt_kind::AOM_CODEC_CX_FRAME_PKT {
+            if pkt.kind != ffi::AOM_CODEC_CX_FRAME_PKT {
                 continue;
             }
             // SAFETY: `frame` is the active union member for FRAME packets.
@@ -242,78 +243,10 @@ impl Av1Encoder {
     }
 }
 
-pub struct Av1Decoder {
-    ctx: Box<ffi::aom_codec_ctx_t>,
-}
-
-// SAFETY: as for Av1Encoder.
-unsafe impl Send for Av1Decoder {}
-
-impl Drop for Av1Decoder {
-    fn drop(&mut self) {
-        // SAFETY: initialised in new() (a failed init never builds an Av1Decoder).
-        unsafe { ffi::aom_codec_destroy(&mut *self.ctx) };
-    }
-}
-
-impl Av1Decoder {
-    pub fn new() -> Result<Self> {
-        let cfg = ffi::aom_codec_dec_cfg { threads: cores().saturating_sub(1).clamp(1, 4) as c_uint, w: 0, h: 0, allow_lowbitdepth: 1 };
-        // SAFETY: all-zero is a valid context; the box gives it a stable address.
-        let mut ctx: Box<ffi::aom_codec_ctx_t> = Box::new(unsafe { std::mem::zeroed() });
-        let err = unsafe { ffi::aom_codec_dec_init_ver(&mut *ctx, ffi::aom_codec_av1_dx(), &cfg, 0, ffi::AOM_DECODER_ABI_VERSION as c_int) };
-        if err != ffi::aom_codec_err_t::AOM_CODEC_OK {
-            return Err(Error::internal(format!("aom_codec_dec_init failed ({err})")));
-        }
-        Ok(Av1Decoder { ctx })
-    }
-
-    /// Decodes one temporal unit into `out`; returns whether a picture came out. `Err` for
-    /// corrupt data or missing references (ask for a keyframe).
-    pub fn decode_into(&mut self, data: &[u8], out: &mut I420Frame) -> Result<bool> {
-        if data.is_empty() {
-            return Err(Error::invalid("empty AV1 temporal unit"));
-        }
-        let ctx = &mut *self.ctx;
-        // SAFETY: data is valid for its length during the call; libaom copies what it keeps.
-        let err = unsafe { ffi::aom_codec_decode(ctx, data.as_ptr(), data.len(), ptr::null_mut()) };
-        check(err, "aom_codec_decode", ctx)?;
-        let mut corrupted: c_int = 0;
-        // SAFETY: AOMD_GET_FRAME_CORRUPTED writes one int.
-        let err = unsafe { ffi::aom_codec_control(ctx, ffi::aom_dec_control_id::AOMD_GET_FRAME_CORRUPTED as c_int, &mut corrupted as *mut c_int) };
-        if err == ffi::aom_codec_err_t::AOM_CODEC_OK && corrupted != 0 {
-            return Err(Error::internal("decoded AV1 frame is corrupted (missing reference)"));
-        }
-        let mut iter: ffi::aom_codec_iter_t = ptr::null();
-        let mut last: *const ffi::aom_image_t = ptr::null();
-        loop {
-            // SAFETY: images stay valid until the next decode call.
-            let img = unsafe { ffi::aom_codec_get_frame(ctx, &mut iter) };
-            if img.is_null() {
-                break;
-            }
-            last = img;
-        }
-        if last.is_null() {
-            return Ok(false);
-        }
-        // SAFETY: checked non-null; valid until the next decode.
-        let img = unsafe { &*last };
-        if img.x_chroma_shift != 1 || img.y_chroma_shift != 1 {
-            return Err(Error::internal(format!("unsupported AV1 picture ({}x{}, format {})", img.d_w, img.d_h, img.fmt)));
-        }
-        let bit_depth = if img.fmt & ffi::AOM_IMG_FMT_HIGHBITDEPTH != 0 { img.bit_depth } else { 8 };
-        let planes = std::array::from_fn(|i| (img.planes[i] as *const u8, usize::try_from(img.stride[i]).unwrap_or(0)));
-        // SAFETY: libaom's image holds `stride` bytes per row for d_h (chroma: rounded up)
-        // rows until the next decode call.
-        unsafe { out.copy_from_decoder(img.d_w, img.d_h, planes, bit_depth)? };
-        Ok(true)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::codec::dav1d::Av1Decoder;
     use crate::media::codec::frame::psnr_y;
     use crate::media::codec::video::VideoCodec;
 
@@ -390,8 +323,8 @@ mod tests {
         for speed in [7, 8, 9, 10] {
             let mut enc = Av1Encoder::new(VideoEncoderConfig { bitrate_kbps: 2500, ..config(1280, 720) }).unwrap();
             // SAFETY: AOME_SET_CPUUSED takes an int.
-            let err = unsafe { ffi::aom_codec_control(&mut enc.enc.ctx, ffi::aome_enc_control_id::AOME_SET_CPUUSED as c_int, speed) };
-            assert_eq!(err, ffi::aom_codec_err_t::AOM_CODEC_OK);
+            let err = unsafe { ffi::aom_codec_control(&mut enc.enc.ctx, ffi::AOME_SET_CPUUSED as c_int, speed) };
+            assert_eq!(err, ffi::AOM_CODEC_OK);
             let mut dec = Av1Decoder::new().unwrap();
             let mut out = I420Frame::new(2, 2).unwrap();
             let (mut cpu, mut wall, mut bytes, mut psnr, mut n) = (0.0, 0.0, 0usize, 0.0, 0);

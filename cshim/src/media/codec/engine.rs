@@ -105,7 +105,7 @@ impl Engine {
 /// when that library loads and opens an encoder and a decoder; a missing or wrong path
 /// only leaves it out (as in the official SDK).
 pub fn capability(openh264: Option<&str>) -> Vec<Engine> {
-    // libvpx and libaom, linked into the shim: VP8, VP9 and AV1 both ways; H.265 only
+    // libvpx, libaom and dav1d, linked into the shim: VP8, VP9 and AV1 both ways; H.265 only
     // through hardware engines.
     let internal = Engine {
         implementation: Implementation::Internal,
@@ -250,7 +250,7 @@ mod tests {
         let names: Vec<_> = codecs.iter().map(|c| c["type"].as_str().unwrap()).collect();
         assert_eq!(names, ["VP8", "VP9", "H264", "H265", "AV1"]);
         assert_eq!(codecs[0]["encoder"], true);
-        assert_eq!(codecs[4]["decoder"], true, "AV1 (libaom)");
+        assert_eq!(codecs[4]["decoder"], true, "AV1 (dav1d)");
         assert_eq!(codecs[3]["encoder"], false, "H265");
         assert_eq!(capability(Some("/no/such/libopenh264.so")).len(), 1);
     }

@@ -8,7 +8,8 @@
 //! * [`scale`]: I420 downscaling for CPU adaptation (box filter).
 //! * [`video`]: the video encoder/decoder interface over every engine.
 //! * [`vpx`]: VP8/VP9 realtime encoder and decoder over system libvpx.
-//! * [`aom`]: AV1 realtime encoder and decoder over libaom.
+//! * [`aom`]: AV1 realtime encoder over libaom.
+//! * [`dav1d`]: AV1 decoder over dav1d.
 //! * [`openh264`]: H.264 over Cisco's OpenH264, loaded at run time from a given path.
 //! * [`nvidia`]: NVDEC decoding (NVIDIA Video Codec SDK), loaded at run time when a GPU is there.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
@@ -16,6 +17,7 @@
 //! * [`vad`]: voice probability (the earshot network plus a tonal check).
 pub mod aom;
 pub mod convert;
+pub mod dav1d;
 pub mod engine;
 pub mod frame;
 pub mod nvidia;

@@ -1,8 +1,9 @@
 //! Video encoders and decoders behind one interface, whatever engine runs them: libvpx
-//! (VP8/VP9) and libaom (AV1), linked in, OpenH264 (H.264, loaded at run time), or NVDEC
+//! (VP8/VP9), libaom and dav1d (AV1), linked in, OpenH264 (H.264, loaded at run time), or NVDEC
 //! (loaded at run time where an NVIDIA GPU is). The pipelines only see
 //! [`VideoEncoder`] and [`VideoDecoder`]; adding an engine adds a variant here.
-use super::aom::{Av1Decoder, Av1Encoder};
+use super::aom::Av1Encoder;
+use super::dav1d::Av1Decoder;
 use super::engine::CodecType;
 use super::frame::I420Frame;
 use super::nvidia::NvdecDecoder;
@@ -118,7 +119,7 @@ impl VideoEncoder {
 /// Which engine decodes a received stream: what the codec preference chose for its codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecoderEngine {
-    /// libvpx (VP8, VP9) and libaom (AV1), linked in.
+    /// libvpx (VP8, VP9) and dav1d (AV1), linked in.
     Internal,
     /// The OpenH264 library at this path (H.264).
     OpenH264(String),
@@ -132,7 +133,7 @@ impl DecoderEngine {
     /// `decoderImplementation` in stats.
     pub fn implementation_name(&self, codec: CodecType) -> &'static str {
         match (self, codec) {
-            (DecoderEngine::Internal, CodecType::Av1) => "libaom",
+            (DecoderEngine::Internal, CodecType::Av1) => "dav1d",
             (DecoderEngine::Internal, _) => "libvpx",
             (DecoderEngine::OpenH264(_), _) => "OpenH264",
             (DecoderEngine::Nvdec, _) => "NvCodec",
@@ -143,7 +144,7 @@ impl DecoderEngine {
 
 pub enum VideoDecoder {
     Vpx(VpxDecoder),
-    Aom(Av1Decoder),
+    Dav1d(Av1Decoder),
     OpenH264(H264Decoder),
     Nvdec(NvdecDecoder),
 }
@@ -175,7 +176,7 @@ impl VideoDecoder {
                 let path = openh264.ok_or_else(|| Error::invalid("H.264 decoding needs an OpenH264 library (Sora(openh264=...))"))?;
                 Ok(VideoDecoder::OpenH264(H264Decoder::new(path)?))
             }
-            VideoCodec::Av1 => Ok(VideoDecoder::Aom(Av1Decoder::new()?)),
+            VideoCodec::Av1 => Ok(VideoDecoder::Dav1d(Av1Decoder::new()?)),
             c => Ok(VideoDecoder::Vpx(VpxDecoder::new(c.try_into()?)?)),
         }
     }
@@ -190,7 +191,7 @@ impl VideoDecoder {
     pub fn decode_into(&mut self, data: &[u8], out: &mut I420Frame) -> Result<bool> {
         match self {
             VideoDecoder::Vpx(d) => d.decode_into(data, out),
-            VideoDecoder::Aom(d) => d.decode_into(data, out),
+            VideoDecoder::Dav1d(d) => d.decode_into(data, out),
             VideoDecoder::OpenH264(d) => d.decode_into(data, out),
             VideoDecoder::Nvdec(d) => d.decode_into(data, out),
         }
