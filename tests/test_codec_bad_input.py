@@ -1,11 +1,14 @@
 """Bad input for every codec this build encodes (issue 10, "Bad input"): the size changing on
 every frame, down to 1x1 and up to 1921x1081; access units truncated or scrambled on the
-wire. The receiver keeps decoding (after a keyframe where it must), nothing crashes, and
-the connection stays up. H.264's own cases (libraries, profiles) are in test_h264.py."""
+wire; an encoder that fails mid-stream. The receiver keeps decoding (after a keyframe where
+it must), nothing crashes, and the connection stays up. H.264's own cases (libraries, profiles) are in test_h264.py."""
 from __future__ import annotations
 
+import logging
+import re
 import time
 
+import numpy as np
 import pytest
 
 from conftest import openh264_path
@@ -91,4 +94,33 @@ def test_truncated_and_scrambled_frames_on_the_wire(ffi, server, channel_id, cli
     for lo, hi in ((0, 18), (25, 38), (45, 58), (65, 90)):
         assert any(lo <= i < hi for i in indices), f"nothing decoded in [{lo}, {hi}): {indices}"
     assert len(indices) >= 70, f"{len(indices)} of 90 decoded"
+    assert not sender.disconnected.is_set() and not receiver.disconnected.is_set()
+
+
+def test_encoder_failing_mid_stream_recovers(ffi, server, channel_id, clients, caplog):
+    """Frames an engine refuses (OpenH264 stops at H.264 level 5.2: 8192x1280 is more
+    macroblocks than that) fail, at the start of the stream (the encoder cannot be opened) and
+    mid-stream; each run of failures is reported once, and the next frames of a size the
+    engine takes go out from a new encoder, which the receiver decodes."""
+    caplog.set_level(logging.WARNING, logger="sora_ffi")
+    receiver, sender, source = _pair(ffi, server, channel_id, clients, "H264",
+                                     degradation_preference=ffi.SoraDegradationPreference.DISABLED)
+    rx = VideoReceiver(ffi, receiver, 640)
+    too_large = np.zeros((1280, 8192, 3), np.uint8)
+
+    def refused():
+        for _ in range(3):
+            source.on_captured(too_large)
+            time.sleep(0.1)
+
+    refused()  # the first frames: no encoder opens
+    push_video(source, 15, 640, 360)
+    receiver.wait_for(lambda: rx.indices, 5, "frames after a failed start")
+    refused()  # mid-stream
+    push_video(source, 30, 640, 360, start=1000)
+    receiver.wait_for(lambda: any(k >= 1010 for k in rx.indices), 8, "decoding after the failure")
+    messages = [r.getMessage() for r in caplog.records]
+    failed = [m for m in messages if "failed for a 8192x1280 frame" in m]
+    assert len(failed) == 2, messages
+    assert len([m for m in messages if re.search(r"working again after \d+ dropped frames", m)]) == 2
     assert not sender.disconnected.is_set() and not receiver.disconnected.is_set()

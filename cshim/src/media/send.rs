@@ -336,6 +336,29 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
     Sender { track, shared, tx, threads: vec![encode_thread], tasks: vec![send_task], slot: Some(slot), feed: None, encoded: None, _transform_return: ret }
 }
 
+/// A run of frames the video encoder failed on: logged when it starts and when it ends, not
+/// per frame (a refused size or a lost library can fail every frame for a while).
+#[derive(Default)]
+struct EncoderFailures {
+    frames: u64,
+}
+
+impl EncoderFailures {
+    fn failed(&mut self, what: &str, width: u32, height: u32, e: &crate::error::Error) {
+        if self.frames == 0 {
+            log::error!("{what} failed for a {width}x{height} frame: {e}; frames are dropped until an encoder takes them");
+        }
+        self.frames += 1;
+    }
+
+    fn recovered(&mut self) {
+        if self.frames > 0 {
+            log::warn!("video encoder working again after {} dropped frames", self.frames);
+            self.frames = 0;
+        }
+    }
+}
+
 fn encode_loop(
     slot: Arc<FrameSlot>,
     shared: Arc<SendShared>,
@@ -348,6 +371,7 @@ fn encode_loop(
     use super::adapt::{Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
     use super::codec::{I420Frame, Scaler};
     let mut encoder: Option<VideoEncoder> = None;
+    let mut failures = EncoderFailures::default();
     let mut black: Option<I420Frame> = None;
     let start = Instant::now();
     let mut first_capture: Option<i64> = None;
@@ -435,14 +459,17 @@ fn encode_loop(
             }) {
                 Ok(e) => encoder.insert(e),
                 Err(e) => {
-                    log::error!("video encoder: {e}");
-                    break;
+                    // Tried again with the next frame: a size this engine refuses, or a
+                    // library that went away, must not end the track for good.
+                    failures.failed("opening the video encoder", input.width, input.height, &e);
+                    continue;
                 }
             },
         };
         let force = shared.keyframe_requested.swap(false, Ordering::AcqRel);
         match enc.encode(input, ts, force) {
             Ok(frames) => {
+                failures.recovered();
                 let now = Instant::now();
                 let busy = now - taken;
                 detector.on_processed(now, busy);
@@ -471,7 +498,12 @@ fn encode_loop(
                     }
                 }
             }
-            Err(e) => log::warn!("video encode failed: {e}"),
+            Err(e) => {
+                // An encoder that failed is not trusted with the next frame: a new one is
+                // opened for it, whose first frame is a keyframe receivers resume from.
+                failures.failed("video encoding", input.width, input.height, &e);
+                encoder = None;
+            }
         }
         let now = Instant::now();
         if now - fps_since >= Duration::from_secs(1) {

@@ -897,7 +897,11 @@ impl Session {
             );
             return;
         };
-        let stereo = m.format("opus").and_then(|f| f.fmtp.as_deref()).is_some_and(|f| f.contains("stereo=1"));
+        // Decode two channels when Sora says it sends them (sprop-stereo) or asks for them
+        // (stereo); parameters are matched whole, so "stereo=10" or "x-stereo=1" do not count.
+        let stereo = m
+            .format("opus")
+            .is_some_and(|f| f.fmtp_param("sprop-stereo") == Some("1") || f.fmtp_param("stereo") == Some("1"));
         let (name, kind) = match codec {
             media::rtp::RtpCodec::Vp8 => ("VP8", "video"),
             media::rtp::RtpCodec::Vp9 => ("VP9", "video"),
