@@ -3,11 +3,14 @@
 //! (`max_frame_delay` 1), only the highest spatial layer, and no worker threads of its own,
 //! so that a process's thread count does not grow with its AV1 receivers (a 1080p picture
 //! takes a few ms on one core).
-use super::frame::{I420Frame, MAX_DIMENSION};
+use super::frame::I420Frame;
 use crate::error::{Error, Result};
 use libdav1d_sys as ffi;
 use std::os::raw::c_int;
 use std::ptr;
+
+/// The largest picture decoded, in pixels.
+const MAX_PICTURE_PIXELS: u32 = 8192 * 8192;
 
 pub struct Av1Decoder {
     ctx: *mut ffi::Dav1dContext,
@@ -50,14 +53,21 @@ impl Drop for Picture {
 
 impl Av1Decoder {
     pub fn new() -> Result<Self> {
+        Self::with_limit(MAX_PICTURE_PIXELS)
+    }
+
+    /// A decoder that refuses pictures of more than `max_pixels`.
+    fn with_limit(max_pixels: u32) -> Result<Self> {
         // SAFETY: dav1d_default_settings fills the whole struct.
         let mut s: ffi::Dav1dSettings = unsafe { std::mem::zeroed() };
         unsafe { ffi::dav1d_default_settings(&mut s) };
         s.n_threads = 1;
         s.max_frame_delay = 1;
         s.all_layers = 0;
-        // A hostile sequence header cannot make it allocate more than our frames may hold.
-        s.frame_size_limit = MAX_DIMENSION * MAX_DIMENSION;
+        // A hostile sender's sequence header cannot make every receiver allocate pictures of
+        // up to 16384x16384 (the AV1 maximum is 65536 a side): 8192x8192 is as large as a
+        // sora_ffi source sends, and larger pictures are reported as undecodable.
+        s.frame_size_limit = max_pixels;
         let mut ctx = ptr::null_mut();
         // SAFETY: settings are read during the call; ctx receives the new context.
         let r = unsafe { ffi::dav1d_open(&mut ctx, &s) };
@@ -166,6 +176,19 @@ mod tests {
         }
         let grown = threads().saturating_sub(before);
         assert!(grown < 8, "{grown} threads more with 16 AV1 decoders");
+    }
+
+    #[test]
+    fn pictures_over_the_size_limit_are_an_error_not_an_allocation() {
+        let config = VideoEncoderConfig { codec: VideoCodec::Av1, width: 640, height: 480, bitrate_kbps: 500, framerate: 30, vp9_profile: 0 };
+        let mut enc = Av1Encoder::new(config).unwrap();
+        let key = enc.encode(&I420Frame::new(640, 480).unwrap(), 0, true).unwrap().remove(0).data;
+        let mut out = I420Frame::new(2, 2).unwrap();
+        let mut small = Av1Decoder::with_limit(320 * 240).unwrap();
+        assert!(small.decode_into(&key, &mut out).is_err());
+        assert_eq!((out.width, out.height), (2, 2), "nothing was written");
+        assert!(Av1Decoder::new().unwrap().decode_into(&key, &mut out).unwrap());
+        assert_eq!((out.width, out.height), (640, 480));
     }
 
     #[test]
