@@ -47,75 +47,6 @@ pub enum EventType {
     PeerDataChannel = 108,
 }
 
-/// The bytes an event carries. A buffer from a [`BufferPool`] goes back to it when the
-/// event (or the buffer taken from it) is freed: video sinks hand out a frame of several
-/// MB per picture, and a recycled buffer is overwritten as it is, where a new one would be
-/// zero-filled first (~5 % of a 720p receiver's CPU).
-#[derive(Debug, Default)]
-pub struct Payload {
-    bytes: Vec<u8>,
-    pool: Option<Arc<BufferPool>>,
-}
-
-impl Payload {
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-    pub fn as_ptr(&self) -> *const u8 {
-        self.bytes.as_ptr()
-    }
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.bytes
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(bytes: Vec<u8>) -> Self {
-        Payload { bytes, pool: None }
-    }
-}
-
-impl std::ops::Deref for Payload {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Drop for Payload {
-    fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            pool.give_back(std::mem::take(&mut self.bytes));
-        }
-    }
-}
-
-/// Buffers of one size kept for reuse (one per pool: a sink's consumer holds at most a
-/// frame or two at a time, and more would only add resident memory per receiver).
-#[derive(Debug, Default)]
-pub struct BufferPool {
-    free: Mutex<Option<Vec<u8>>>,
-}
-
-impl BufferPool {
-    /// A buffer of `len` bytes: a recycled one (contents left over: the caller overwrites
-    /// all of it) or a new zeroed one.
-    pub fn take(self: &Arc<Self>, len: usize) -> Payload {
-        let bytes = match self.free.lock().take() {
-            Some(b) if b.len() == len => b,
-            _ => vec![0; len],
-        };
-        Payload { bytes, pool: Some(self.clone()) }
-    }
-
-    fn give_back(&self, bytes: Vec<u8>) {
-        *self.free.lock() = Some(bytes);
-    }
-}
-
 /// One event, owned by the queue until handed out.
 #[derive(Debug)]
 pub struct Event {
@@ -125,7 +56,7 @@ pub struct Event {
     pub b: i64,
     pub text: Option<CString>,
     pub text2: Option<CString>,
-    pub data: Option<Payload>,
+    pub data: Option<Vec<u8>>,
     /// Droppable events (media frames) may be discarded when the queue is full.
     pub droppable: bool,
 }
@@ -154,8 +85,8 @@ impl Event {
         self.text2 = Some(cstring(s));
         self
     }
-    pub fn data(mut self, d: impl Into<Payload>) -> Self {
-        self.data = Some(d.into());
+    pub fn data(mut self, d: Vec<u8>) -> Self {
+        self.data = Some(d);
         self
     }
 }
@@ -246,29 +177,4 @@ static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 /// Process-unique ids for handles (events name their source with it).
 pub fn next_handle_id() -> u64 {
     NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_freed_payload_goes_back_to_its_pool_and_is_reused() {
-        let pool = Arc::new(BufferPool::default());
-        let mut first = pool.take(4096);
-        assert_eq!(&first[..3], &[0, 0, 0], "a new buffer is zeroed");
-        first.as_mut_slice().fill(7);
-        let address = first.as_ptr();
-        // Freed with the event that carried it (or the buffer taken from the event).
-        drop(Event::new(EventType::VideoFrame, 1).data(first));
-        let again = pool.take(4096);
-        assert_eq!(again.as_ptr(), address, "the freed buffer is reused");
-        assert_eq!(again[0], 7, "as it was: the caller overwrites it");
-        // Another size never gets a buffer of the wrong length.
-        drop(again);
-        let other = pool.take(100);
-        assert_eq!((other.len(), other[99]), (100, 0));
-        // Bytes that never came from a pool are simply freed.
-        drop(Payload::from(vec![1u8; 10]));
-    }
 }

@@ -34,7 +34,7 @@ pub struct SoraSink {
 
 /// A byte buffer moved out of an event or a read (opaque); the caller views it in place.
 pub struct SoraBuffer {
-    data: crate::events::Payload,
+    data: Vec<u8>,
 }
 
 /// Voice activity detection (opaque).
@@ -311,7 +311,7 @@ pub unsafe extern "C" fn sora_audio_sink_read(
                 if let Some(c) = out_channels.as_mut() {
                     *c = ch as i32;
                 }
-                out_ptr(SoraBuffer { data: bytes.into() }, out)?;
+                out_ptr(SoraBuffer { data: bytes }, out)?;
                 Ok(1)
             }
         }

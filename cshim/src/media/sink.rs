@@ -3,7 +3,7 @@
 //! as events). All converting (I420→BGR, resampling, channel mixing) happens here, natively.
 use super::codec::{i420_to_bgr, I420Frame, Resampler};
 use crate::error::Result;
-use crate::events::{next_handle_id, BufferPool, Event, EventQueue, EventType};
+use crate::events::{next_handle_id, Event, EventQueue, EventType};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,12 +24,11 @@ pub trait MediaSink: Send + Sync {
 pub struct VideoSink {
     pub id: u64,
     queue: Arc<EventQueue>,
-    buffers: Arc<BufferPool>,
 }
 
 impl VideoSink {
     pub fn new(queue: Arc<EventQueue>) -> Arc<VideoSink> {
-        Arc::new(VideoSink { id: next_handle_id(), queue, buffers: Arc::default() })
+        Arc::new(VideoSink { id: next_handle_id(), queue })
     }
 }
 
@@ -38,8 +37,8 @@ impl MediaSink for VideoSink {
         self.id
     }
     fn on_video(&self, frame: &I420Frame) {
-        let mut bgr = self.buffers.take(frame.width as usize * frame.height as usize * 3);
-        if i420_to_bgr(frame, bgr.as_mut_slice()).is_err() {
+        let mut bgr = vec![0u8; frame.width as usize * frame.height as usize * 3];
+        if i420_to_bgr(frame, &mut bgr).is_err() {
             return;
         }
         let mut ev = Event::new(EventType::VideoFrame, self.id).a(frame.width as i64).b(frame.height as i64).data(bgr);
