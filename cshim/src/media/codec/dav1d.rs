@@ -100,6 +100,7 @@ impl Av1Decoder {
                 return Err(failed("AV1 temporal unit not decodable", sent));
             }
             // Pictures ready now (with max_frame_delay 1, the unit just sent).
+            let mut progressed = sent == 0;
             loop {
                 let mut pic = Picture(unsafe { std::mem::zeroed() });
                 // SAFETY: ctx is open; pic receives a reference we drop with Picture.
@@ -113,11 +114,12 @@ impl Av1Decoder {
                 }
                 copy_picture(&pic.0, out)?;
                 decoded = true;
+                progressed = true;
             }
             if input.0.sz == 0 {
                 return Ok(decoded);
             }
-            if sent == ffi::DAV1D_ERR_AGAIN && !decoded {
+            if !progressed {
                 // Neither takes data nor gives pictures: a stuck state, never expected.
                 self.flush();
                 return Err(Error::internal("dav1d took no data and gave no picture"));
