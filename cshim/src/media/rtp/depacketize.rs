@@ -257,6 +257,8 @@ pub struct PayloadInfo {
     /// H.264: the packet carries an SPS or IDR slice).
     pub keyframe: bool,
     pub picture_id: Option<u16>,
+    /// H.264/H.265: the packet carries a sequence parameter set.
+    pub parameter_sets: bool,
 }
 
 /// Parses the codec-specific part of an RTP payload. `None`: empty or malformed.
@@ -266,28 +268,30 @@ pub fn payload_info(codec: RtpCodec, payload: &[u8]) -> Option<PayloadInfo> {
             if payload.is_empty() {
                 return None;
             }
-            Some(PayloadInfo { header_len: 0, frame_begin: true, keyframe: true, picture_id: None })
+            Some(PayloadInfo { header_len: 0, frame_begin: true, keyframe: true, picture_id: None, parameter_sets: false })
         }
         RtpCodec::Vp8 => {
             let (d, n) = Vp8Descriptor::parse(payload)?;
             let begin = d.is_frame_begin();
             // VP8 frame tag: bit 0 of the first byte is 0 for a key frame (RFC 6386 §9.1).
             let keyframe = begin && payload[n] & 0x01 == 0;
-            Some(PayloadInfo { header_len: n, frame_begin: begin, keyframe, picture_id: d.picture_id })
+            Some(PayloadInfo { header_len: n, frame_begin: begin, keyframe, picture_id: d.picture_id, parameter_sets: false })
         }
         RtpCodec::Av1 => {
             // Whole payloads are kept: the temporal unit is rebuilt at release (av1::depacketize).
             let info = super::av1::payload_info(payload)?;
-            Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None })
+            Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None, parameter_sets: false })
         }
         RtpCodec::H264 => {
             // The payload is rewritten to Annex B by the receiver (h264::to_annexb).
             let info = super::h264::payload_info(payload)?;
-            Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None })
+            let (frame_begin, keyframe, parameter_sets) = (info.frame_begin, info.keyframe, info.parameter_sets);
+            Some(PayloadInfo { header_len: 0, frame_begin, keyframe, picture_id: None, parameter_sets })
         }
         RtpCodec::H265 => {
             let info = super::h265::payload_info(payload)?;
-            Some(PayloadInfo { header_len: 0, frame_begin: info.frame_begin, keyframe: info.keyframe, picture_id: None })
+            let (frame_begin, keyframe, parameter_sets) = (info.frame_begin, info.keyframe, info.parameter_sets);
+            Some(PayloadInfo { header_len: 0, frame_begin, keyframe, picture_id: None, parameter_sets })
         }
         RtpCodec::Vp9 => {
             let (d, n) = Vp9Descriptor::parse(payload)?;
@@ -296,6 +300,7 @@ pub fn payload_info(codec: RtpCodec, payload: &[u8]) -> Option<PayloadInfo> {
                 frame_begin: d.is_frame_begin(),
                 keyframe: d.is_keyframe_begin(),
                 picture_id: d.picture_id,
+                parameter_sets: false,
             })
         }
     }

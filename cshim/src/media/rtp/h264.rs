@@ -98,6 +98,8 @@ pub struct H264PayloadInfo {
     pub frame_begin: bool,
     /// The payload carries an IDR slice or an SPS (a keyframe's parts).
     pub keyframe: bool,
+    /// The payload carries an SPS (what an IDR needs before it).
+    pub parameter_sets: bool,
 }
 
 /// Parses one RTP payload; `None` for malformed or unsupported (interleaved) payloads.
@@ -108,12 +110,20 @@ pub fn payload_info(p: &[u8]) -> Option<H264PayloadInfo> {
     }
     let key = |t: u8| t == NAL_IDR || t == NAL_SPS;
     match header & 0x1f {
-        t @ 1..=23 => Some(H264PayloadInfo { frame_begin: starts_access_unit(t, p.get(1).copied()), keyframe: key(t) }),
+        t @ 1..=23 => Some(H264PayloadInfo {
+            frame_begin: starts_access_unit(t, p.get(1).copied()),
+            keyframe: key(t),
+            parameter_sets: t == NAL_SPS,
+        }),
         STAP_A => {
             let units = stap_units(&p[1..])?;
             let first = units[0];
             let begin = starts_access_unit(first[0] & 0x1f, first.get(1).copied());
-            Some(H264PayloadInfo { frame_begin: begin, keyframe: units.iter().any(|u| key(u[0] & 0x1f)) })
+            Some(H264PayloadInfo {
+                frame_begin: begin,
+                keyframe: units.iter().any(|u| key(u[0] & 0x1f)),
+                parameter_sets: units.iter().any(|u| u[0] & 0x1f == NAL_SPS),
+            })
         }
         FU_A => {
             let fu = *p.get(1)?;
@@ -125,6 +135,7 @@ pub fn payload_info(p: &[u8]) -> Option<H264PayloadInfo> {
             Some(H264PayloadInfo {
                 frame_begin: start && starts_access_unit(t, p.get(2).copied()),
                 keyframe: start && key(t),
+                parameter_sets: start && t == NAL_SPS,
             })
         }
         _ => None,

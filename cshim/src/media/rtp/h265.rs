@@ -130,6 +130,8 @@ pub struct H265PayloadInfo {
     pub frame_begin: bool,
     /// The payload carries a VPS, an SPS or an IRAP slice (a keyframe's parts).
     pub keyframe: bool,
+    /// The payload carries an SPS (what an IRAP picture needs before it).
+    pub parameter_sets: bool,
 }
 
 /// Parses one RTP payload; `None` for malformed or unsupported (PACI) payloads.
@@ -138,13 +140,18 @@ pub fn payload_info(p: &[u8]) -> Option<H265PayloadInfo> {
         return None;
     }
     match nal_type(p[0]) {
-        t @ 0..=47 => Some(H265PayloadInfo { frame_begin: starts_access_unit(t, p.get(2).copied()), keyframe: is_key_part(t) }),
+        t @ 0..=47 => Some(H265PayloadInfo {
+            frame_begin: starts_access_unit(t, p.get(2).copied()),
+            keyframe: is_key_part(t),
+            parameter_sets: t == NAL_SPS,
+        }),
         AP => {
             let units = ap_units(&p[2..])?;
             let first = units[0];
             Some(H265PayloadInfo {
                 frame_begin: starts_access_unit(nal_type(first[0]), first.get(2).copied()),
                 keyframe: units.iter().any(|u| is_key_part(nal_type(u[0]))),
+                parameter_sets: units.iter().any(|u| nal_type(u[0]) == NAL_SPS),
             })
         }
         FU => {
@@ -157,6 +164,7 @@ pub fn payload_info(p: &[u8]) -> Option<H265PayloadInfo> {
             Some(H265PayloadInfo {
                 frame_begin: start && starts_access_unit(t, p.get(3).copied()),
                 keyframe: start && is_key_part(t),
+                parameter_sets: start && t == NAL_SPS,
             })
         }
         _ => None,

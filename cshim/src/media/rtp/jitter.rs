@@ -89,6 +89,8 @@ struct Pkt {
     keyframe: bool,
     padding: bool,
     picture_id: Option<u16>,
+    /// H.264/H.265: carries a sequence parameter set.
+    parameter_sets: bool,
     data: Bytes,
     arrival: Instant,
 }
@@ -118,6 +120,11 @@ pub struct RtpReceiver {
     committed: bool,
     keyframe_needed: bool,
     have_reference: bool,
+    /// H.264/H.265: a sequence parameter set was released (keyframes without one decode).
+    parameter_sets_seen: bool,
+    /// The stream started on a keyframe without parameter sets and the packet before it
+    /// was asked for (see `headless_keyframe`).
+    head_requested: bool,
     rtt: Duration,
     wait_override: Option<Duration>,
     lost_pending: u32,
@@ -142,6 +149,8 @@ impl RtpReceiver {
             committed: false,
             keyframe_needed: false,
             have_reference: false,
+            parameter_sets_seen: false,
+            head_requested: false,
             rtt: Duration::from_millis(100),
             wait_override: None,
             lost_pending: 0,
@@ -266,7 +275,7 @@ impl RtpReceiver {
     /// Earliest instant at which `pop_frames` or `nack_packet` may have something new.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let mut d = self.deadline();
-        if !self.committed {
+        if !self.committed && !self.head_requested {
             // The start-of-stream waits are shorter (a spurious early wakeup is harmless).
             d = d.map(|d| d.min(self.cursor_since.unwrap_or(d) + START_WAIT));
         }
@@ -327,7 +336,17 @@ impl RtpReceiver {
 
         let pkt = if rtp.payload.is_empty() {
             self.counters.padding += 1;
-            Pkt { ts, marker: false, begin: false, keyframe: false, padding: true, picture_id: None, data: Bytes::new(), arrival: now }
+            Pkt {
+                ts,
+                marker: false,
+                begin: false,
+                keyframe: false,
+                padding: true,
+                picture_id: None,
+                parameter_sets: false,
+                data: Bytes::new(),
+                arrival: now,
+            }
         } else {
             let Some(info) = payload_info(self.codec, &rtp.payload) else {
                 self.counters.malformed += 1;
@@ -355,6 +374,7 @@ impl RtpReceiver {
                 keyframe: info.keyframe,
                 padding: false,
                 picture_id: info.picture_id,
+                parameter_sets: info.parameter_sets,
                 data,
                 arrival: now,
             }
@@ -448,6 +468,16 @@ impl RtpReceiver {
             return (p.begin || prev.is_some_and(|b| b.marker)) && prev.is_some_and(|b| b.marker || b.ts != p.ts);
         }
         p.begin || prev.is_some_and(|b| b.marker)
+    }
+
+    /// Whether `first..=last` is an H.264/H.265 keyframe that cannot decode: no sequence
+    /// parameter set in it, and none released before.
+    fn headless_keyframe(&self, first: i64, last: i64) -> bool {
+        if !self.codec.is_annexb() || self.parameter_sets_seen {
+            return false;
+        }
+        let pkts = || self.buffer.range(first..=last).map(|(_, p)| p);
+        pkts().any(|p| p.keyframe) && !pkts().any(|p| p.parameter_sets)
     }
 
     /// Next position after `cursor` where a frame starts, if known.
@@ -549,6 +579,26 @@ impl RtpReceiver {
                     if early_delta {
                         break;
                     }
+                    if self.headless_keyframe(cursor, end) {
+                        // At the very start the parameter sets may be in packets before the
+                        // first one received, lost on the way: nobody knows to ask for them
+                        // but us. Ask, and wait for them as for any retransmission.
+                        if !self.committed {
+                            if !self.head_requested {
+                                self.head_requested = true;
+                                if let Some(n) = self.nack.as_mut() {
+                                    n.request_before_first((cursor - 1) as u16, now);
+                                }
+                            }
+                            if self.deadline().is_some_and(|d| now < d) {
+                                break;
+                            }
+                        }
+                        // Undecodable (libwebrtc's SPS/PPS tracker drops it too): skip it
+                        // and ask for a keyframe.
+                        self.skip_to(end + 1, now);
+                        continue;
+                    }
                     self.release(cursor, end, now, &mut out)
                 }
                 state => {
@@ -594,6 +644,7 @@ impl RtpReceiver {
         // H.264/H.265 mark their parameter set and random access packets, which need not
         // lead the access unit.
         let keyframe = head.keyframe || (self.codec.is_annexb() && pkts.iter().any(|p| p.keyframe));
+        self.parameter_sets_seen |= pkts.iter().any(|p| p.parameter_sets);
         if self.codec.is_video() {
             if keyframe {
                 self.keyframe_needed = false;
@@ -1014,6 +1065,53 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_whose_first_packets_were_lost_asks_for_them() {
+        // The very first keyframe's AP (VPS, SPS, PPS) is lost: the receiver's first packet
+        // is the slice's first fragment, which looks like a start. Nothing shows a gap, so
+        // the receiver must ask for the packet before its first one itself, wait for it, and
+        // never emit the slices alone (an IDR without parameter sets is not what was sent).
+        let key = h265_au(&[(32, 24), (33, 40), (34, 8), (19, 5000)], 3);
+        let delta = h265_au(&[(1, 700)], 5);
+        let key2 = h265_au(&[(32, 24), (33, 40), (34, 8), (19, 4000)], 7);
+        let t0 = Instant::now();
+        for retransmitted in [true, false] {
+            let mut p = RtpPacketizer::new(RtpCodec::H265, 0x265, 104, 90_000, 1200);
+            let mut r = RtpReceiver::new(RtpCodec::H265, 90_000);
+            r.set_nack_enabled(true);
+            r.set_wait_limit(Some(Duration::from_millis(50)));
+            let pk = p.packetize(&key, 0);
+            let rest = [p.packetize(&delta, 3000), p.packetize(&key2, 6000)];
+            pk[1..].iter().for_each(|x| { r.push(x, t0); });
+            assert!(r.pop_frames(t0 + ms(1)).is_empty(), "the slices alone are not the access unit");
+            let nack = r.nack_packet(t0 + ms(1), 1).expect("a NACK for the packet before the first");
+            let asked: Vec<u16> = parse_compound(&nack)
+                .into_iter()
+                .flat_map(|e| match e {
+                    RtcpEvent::Nack { seqs, .. } => seqs,
+                    _ => Vec::new(),
+                })
+                .collect();
+            assert_eq!(asked, vec![seq_of(&pk[0])]);
+            assert!(r.next_wakeup().is_some_and(|w| w > t0 + ms(40)), "no busy wait meanwhile");
+            let mut out = Vec::new();
+            if retransmitted {
+                r.push(&pk[0], t0 + ms(5));
+                out.extend(r.pop_frames(t0 + ms(5)));
+            }
+            out.extend(r.pop_frames(t0 + ms(100)));
+            assert_eq!(r.keyframe_needed(), !retransmitted);
+            rest.iter().flatten().for_each(|x| { r.push(x, t0 + ms(110)); });
+            out.extend(r.pop_frames(t0 + ms(110)));
+            let got: Vec<&Vec<u8>> = out.iter().map(|o| &o.data).collect();
+            if retransmitted {
+                assert_eq!(got, vec![&key, &delta, &key2]);
+            } else {
+                assert_eq!(got, vec![&key2], "the IDR without parameter sets (and the delta on it) dropped");
+            }
+        }
+    }
+
+    #[test]
     fn h265_with_random_loss_never_emits_a_broken_access_unit() {
         // 90 pictures, an IDR (with VPS/SPS/PPS) every 15, slices of several packets; 5 %
         // of packets lost and never retransmitted.
@@ -1199,8 +1297,9 @@ mod tests {
                 }
             }
             assert!(r.counters().malformed > 0);
-            // The valid packets are VP8: as VP9 or AV1 payloads they never make a frame.
-            if !matches!(codec, RtpCodec::Vp9 | RtpCodec::Av1) {
+            // The valid packets are VP8: as VP9 or AV1 payloads they never make a frame, and
+            // as H.264/H.265 ones no keyframe ever has a sequence parameter set.
+            if matches!(codec, RtpCodec::Vp8 | RtpCodec::Opus) {
                 assert!(r.counters().frames_released > 0);
             }
         }

@@ -139,6 +139,15 @@ impl NackGenerator {
         }
     }
 
+    /// Asks for `seq`, just before the first packet received, which no gap reveals: a
+    /// stream whose first packets were lost on the way looks like one that starts later.
+    pub fn request_before_first(&mut self, seq: u16, now: Instant) {
+        let ext = self.unwrapper.peek(seq);
+        if self.highest.is_some_and(|h| ext < h) {
+            self.missing.entry(ext).or_insert(Missing { detected: now, last_sent: None, retries: 0 });
+        }
+    }
+
     /// Stops asking for everything before `seq` (the jitter buffer moved past it).
     pub fn drop_before(&mut self, seq: u16) {
         let ext = self.unwrapper.peek(seq);
