@@ -57,7 +57,7 @@ class Sora:
             if not isinstance(use_hardware_encoder, bool):
                 raise TypeError("use_hardware_encoder must be a bool or None")
             if use_hardware_encoder and video_codec_preference is None:
-                logger.warning("Sora(use_hardware_encoder=True): no hardware video engine is "
+                logger.warning("Sora(use_hardware_encoder=True): no hardware video encoder is "
                                "available in this build or on this machine; using the "
                                "internal engines")
         self._tuning = parse_field_trials(field_trials)

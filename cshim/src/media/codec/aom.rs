@@ -244,7 +244,7 @@ impl Av1Encoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::codec::dav1d::Av1Decoder;
     use crate::media::codec::frame::psnr_y;

@@ -252,7 +252,14 @@ mod tests {
         assert_eq!(codecs[0]["encoder"], true);
         assert_eq!(codecs[4]["decoder"], true, "AV1 (dav1d)");
         assert_eq!(codecs[3]["encoder"], false, "H265");
-        assert_eq!(capability(Some("/no/such/libopenh264.so")).len(), 1);
+        // NVDEC is listed after the internal engines where an NVIDIA GPU is (decoding only).
+        let gpu = super::super::nvidia::probe().is_ok();
+        assert_eq!(caps.len(), 1 + gpu as usize);
+        if gpu {
+            assert_eq!(j["engines"][1]["name"], "nvidia_video_codec_sdk");
+            assert!(j["engines"][1]["codecs"].as_array().unwrap().iter().all(|c| c["encoder"] == false));
+        }
+        assert_eq!(capability(Some("/no/such/libopenh264.so")).len(), caps.len());
     }
 
     #[test]
@@ -263,7 +270,9 @@ mod tests {
         assert_eq!(p.decoder(CodecType::Vp9), None);
         assert_eq!(p.encoder(CodecType::Vp8), None);
         let err = |c: &[PreferredCodec]| Preference::new(c, &caps).unwrap_err();
-        assert!(err(&[pref("H264", Some("nvidia_video_codec_sdk"), None)]).contains("not available"));
+        // NVDEC never encodes; without a GPU the engine is not there at all.
+        let nvenc = err(&[pref("H264", Some("nvidia_video_codec_sdk"), None)]);
+        assert!(nvenc.contains("not available") || nvenc.contains("no H264 encoder"), "{nvenc}");
         assert!(err(&[pref("H265", None, Some("internal"))]).contains("no H265 decoder"));
         assert!(err(&[pref("VP8", None, None), pref("VP8", None, None)]).contains("twice"));
         assert!(err(&[pref("VP7", None, None)]).contains("unknown video codec type"));
