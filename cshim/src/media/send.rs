@@ -142,6 +142,15 @@ impl TransformTarget for SendReturn {
         };
         let packets = self.packetizer.lock().packetize_frame(&data, rtp_timestamp, info);
         self.transformer.enqueued.fetch_add(1, Ordering::Relaxed);
+        if packets.is_empty() && !data.is_empty() {
+            // The transformer made it unsendable (malformed): later frames would reference a
+            // frame the receiver never gets, which some decoders (dav1d) take silently. Start
+            // again from a keyframe.
+            if self.shared.kind == "video" {
+                self.shared.keyframe_requested.store(true, Ordering::Release);
+            }
+            return;
+        }
         self.shared.stats.lock().frames_sent += 1;
         let _ = self.tx.send(Input::Packets(packets, at));
     }
