@@ -125,9 +125,10 @@ class Sora:
 
         `audio_source` / `video_source` are what `create_audio_source` / `create_video_source`
         return (the connection keeps them alive); a source may feed several connections.
-        With a `video_source`, `video_codec_type` must be VP8, VP9, AV1 or (with `openh264`)
-        H264, what this build encodes; a `SoraEncodedVideoSource` sends its own codec (H265
-        included), which `video_codec_type` may only repeat.
+        With a `video_source`, `video_codec_type` must be a codec this machine encodes: VP8,
+        VP9, AV1, H264 (with `openh264`, or NVENC), H265 (NVENC only); a
+        `SoraEncodedVideoSource` sends its own codec (H265 included), which `video_codec_type`
+        may only repeat.
 
         `degradation_preference` says what the video sender gives up when encoding cannot
         keep up with the source (CPU overuse, measured as encode time per frame against the

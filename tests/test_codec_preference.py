@@ -216,3 +216,46 @@ def test_the_decoder_the_preference_names_decodes(s, server, channel_id, clients
     assert min(rx.psnrs) > 25 and statistics.median(rx.psnrs) > 30, rx.psnrs
     assert stats["decoderImplementation"] == {
         "NVIDIA_VIDEO_CODEC_SDK": "NvCodec", "INTERNAL": "dav1d" if codec_type == "AV1" else "libvpx"}[engine]
+
+
+def nvenc_codecs(s) -> list:
+    """What this machine's NVIDIA GPU encodes (empty where there is no NVENC)."""
+    cap = s.get_video_codec_capability()
+    nvidia = next((e for e in cap.engines if e.name == s.SoraVideoCodecImplementation.NVIDIA_VIDEO_CODEC_SDK), None)
+    return [] if nvidia is None else [c.type for c in nvidia.codecs if c.encoder]
+
+
+@pytest.mark.parametrize("codec_type", ["H264", "H265", "AV1"])
+def test_nvenc_encodes_what_the_preference_gives_it(s, server, channel_id, clients, codec_type):
+    """NVIDIA_VIDEO_CODEC_SDK as a codec's encoder sends it from NVENC: the indexed pattern
+    arrives in order and intact (decoded by OpenH264, NVDEC or dav1d), and the sender's stats
+    name NvCodec. Without NVENC (no GPU, or a GPU without it such as the H200) such a
+    preference is refused before anything is sent."""
+    from conftest import OPENH264
+    T, I = s.SoraVideoCodecType, s.SoraVideoCodecImplementation
+    tx_pref = s.SoraVideoCodecPreference(codecs=[codec(s, T[codec_type], I.NVIDIA_VIDEO_CODEC_SDK, None)])
+    if codec_type not in [t.name for t in nvenc_codecs(s)]:
+        with pytest.raises(s.CodecPreferenceError, match="not available|no .* encoder"):
+            s.Sora(video_codec_preference=tx_pref)
+        pytest.skip(f"no NVENC here that encodes {codec_type} (correctly refused)")
+    if codec_type == "H265" and "H265" not in [t.name for t in nvdec_codecs(s)]:
+        pytest.skip("nothing here decodes H.265 to check what NVENC sent")
+    rx_sora = s.Sora(openh264=OPENH264) if codec_type == "H264" else s.Sora()
+    receiver = clients(s, server, channel_id, "recvonly", video=True, sora=rx_sora).connect()
+    tx_sora = s.Sora(video_codec_preference=tx_pref)
+    source = tx_sora.create_video_source()
+    sender = clients(s, server, channel_id, "sendonly", sora=tx_sora, video=True, video_bit_rate=2500,
+                     video_codec_type=codec_type, video_source=source).connect()
+    rx = VideoReceiver(s, receiver, 640, psnr_every=1)
+    for k in range(150):
+        push_video(source, 1, 640, 360, start=k)
+        if rx.indices:
+            break
+        time.sleep(1 / 30)
+    assert rx.indices, "nothing decoded in 5 s"
+    push_video(source, 60, 640, 360, start=200)
+    receiver.wait_for(lambda: len([i for i in rx.indices if i >= 200]) >= 50, 5, "frames from NVENC")
+    assert rx.indices == sorted(rx.indices) and statistics.median(rx.psnrs) > 30, rx.psnrs
+    out = next(x for x in json.loads(sender.conn.get_stats())
+               if x["type"] == "outbound-rtp" and x.get("kind") == "video")
+    assert out["encoderImplementation"] == "NvCodec"

@@ -41,6 +41,8 @@ pub struct SendShared {
     stop: AtomicBool,
     /// An encoded source's feed: keyframe requests go on to the application.
     encoded: Option<Arc<EncodedFeed>>,
+    /// `encoderImplementation` of a video sender that encodes here.
+    pub encoder_implementation: Option<&'static str>,
 }
 
 /// Routes RTCP arriving on the sending track into the send loop.
@@ -321,6 +323,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         keyframe_requested: AtomicBool::new(true),
         stop: AtomicBool::new(false),
         encoded: None,
+        encoder_implementation: Some(cfg.engine.implementation_name(cfg.codec)),
     });
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
@@ -329,6 +332,7 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         VideoCodec::Vp8 => RtpCodec::Vp8,
         VideoCodec::Vp9 => RtpCodec::Vp9,
         VideoCodec::H264 => RtpCodec::H264,
+        VideoCodec::H265 => RtpCodec::H265,
         VideoCodec::Av1 => RtpCodec::Av1,
     };
     let mut packetizer = RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
@@ -586,6 +590,7 @@ pub fn start_encoded_video(track: i32, feed: Arc<EncodedFeed>, cfg: EncodedSendC
         keyframe_requested: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         encoded: Some(feed.clone()),
+        encoder_implementation: None,
     });
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
@@ -668,6 +673,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
         keyframe_requested: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         encoded: None,
+        encoder_implementation: None,
     });
     let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
     let clock = RtpClock::new(SEND_RATE);

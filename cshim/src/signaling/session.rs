@@ -667,6 +667,7 @@ impl Session {
                     "VP8" => media::codec::VideoCodec::Vp8,
                     "VP9" => media::codec::VideoCodec::Vp9,
                     "H264" => media::codec::VideoCodec::H264,
+                    "H265" => media::codec::VideoCodec::H265,
                     "AV1" => media::codec::VideoCodec::Av1,
                     other => return Err(crate::error::Error::invalid(format!("{other} encoding is not available in this build"))),
                 };
@@ -855,6 +856,15 @@ impl Session {
                     "AV1 profile {p} cannot be encoded here (the main profile, 0, only)"
                 )));
             }
+        }
+        let codec_type = media::codec::nvenc::codec_type(codec);
+        if self.codecs.encoder(codec_type) == Some(engine::Implementation::NvidiaVideoCodecSdk) {
+            if codec == media::codec::VideoCodec::H264 && format.fmtp_param("packetization-mode").unwrap_or("0") == "0" {
+                return Err(crate::error::Error::invalid(
+                    "NVENC cannot encode H.264 for packetization-mode 0 (it cannot bound NAL unit sizes)",
+                ));
+            }
+            return Ok(media::codec::EncoderEngine::Nvenc);
         }
         if codec != media::codec::VideoCodec::H264 {
             return Ok(media::codec::EncoderEngine::Internal);

@@ -129,7 +129,11 @@ pub fn report(shared: &Shared) -> Value {
             "trackIdentifier": s.kind,
         });
         if video {
-            let engine = if s.is_passthrough() { "passthrough" } else { implementation_for(&s.info.mime) };
+            let engine = if s.is_passthrough() {
+                "passthrough"
+            } else {
+                s.encoder_implementation.unwrap_or_else(|| implementation_for(&s.info.mime))
+            };
             m.insert("encoderImplementation".into(), json!(engine));
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),

@@ -119,17 +119,24 @@ pub fn capability(openh264: Option<&str>) -> Vec<Engine> {
         parameters: Map::new(),
     };
     let mut engines = vec![internal];
-    // NVDEC where this machine has an NVIDIA GPU and driver (decoding only; see nvidia.rs).
-    match super::nvidia::probe() {
-        Ok(decodable) => engines.push(Engine {
+    // NVDEC and NVENC where this machine has an NVIDIA GPU and driver: each codec as far as
+    // a session really opens for it (nvidia.rs, nvenc.rs).
+    let decodable = super::nvidia::probe().inspect_err(|why| log::debug!("{why}")).unwrap_or(&[]);
+    let encodable = super::nvenc::probe().inspect_err(|why| log::debug!("{why}")).unwrap_or(&[]);
+    if !decodable.is_empty() || !encodable.is_empty() {
+        engines.push(Engine {
             implementation: Implementation::NvidiaVideoCodecSdk,
             codecs: CodecType::ALL
                 .into_iter()
-                .map(|codec| CodecSupport { codec, encoder: false, decoder: decodable.contains(&codec), parameters: Map::new() })
+                .map(|codec| CodecSupport {
+                    codec,
+                    encoder: encodable.contains(&codec),
+                    decoder: decodable.contains(&codec),
+                    parameters: Map::new(),
+                })
                 .collect(),
             parameters: Map::new(),
-        }),
-        Err(why) => log::debug!("{why}"),
+        });
     }
     if let Some(path) = openh264 {
         match super::openh264::probe(path) {
@@ -252,12 +259,14 @@ mod tests {
         assert_eq!(codecs[0]["encoder"], true);
         assert_eq!(codecs[4]["decoder"], true, "AV1 (dav1d)");
         assert_eq!(codecs[3]["encoder"], false, "H265");
-        // NVDEC is listed after the internal engines where an NVIDIA GPU is (decoding only).
-        let gpu = super::super::nvidia::probe().is_ok();
-        assert_eq!(caps.len(), 1 + gpu as usize);
-        if gpu {
+        // NVDEC/NVENC are listed after the internal engines where an NVIDIA GPU is.
+        let (nvdec, nvenc) = (super::super::nvidia::probe().is_ok(), super::super::nvenc::probe().is_ok());
+        assert_eq!(caps.len(), 1 + (nvdec || nvenc) as usize);
+        if nvdec || nvenc {
             assert_eq!(j["engines"][1]["name"], "nvidia_video_codec_sdk");
-            assert!(j["engines"][1]["codecs"].as_array().unwrap().iter().all(|c| c["encoder"] == false));
+            let codecs = j["engines"][1]["codecs"].as_array().unwrap();
+            assert_eq!(codecs.iter().any(|c| c["encoder"] == true), nvenc);
+            assert_eq!(codecs.iter().any(|c| c["decoder"] == true), nvdec);
         }
         assert_eq!(capability(Some("/no/such/libopenh264.so")).len(), caps.len());
     }

@@ -12,6 +12,7 @@
 //! * [`dav1d`]: AV1 decoder over dav1d.
 //! * [`openh264`]: H.264 over Cisco's OpenH264, loaded at run time from a given path.
 //! * [`nvidia`]: NVDEC decoding (NVIDIA Video Codec SDK), loaded at run time when a GPU is there.
+//! * [`nvenc`]: NVENC encoding (the same engine), listed where an encode session opens.
 //! * [`opus`]: Opus encoder/decoder at 48 kHz over bundled libopus.
 //! * [`resample`]: streaming rate and channel conversion (rubato).
 //! * [`vad`]: voice probability (the earshot network plus a tonal check).
@@ -20,6 +21,7 @@ pub mod convert;
 pub mod dav1d;
 pub mod engine;
 pub mod frame;
+pub mod nvenc;
 pub mod nvidia;
 pub mod openh264;
 pub mod opus;

@@ -6,6 +6,7 @@ use super::aom::Av1Encoder;
 use super::dav1d::Av1Decoder;
 use super::engine::CodecType;
 use super::frame::I420Frame;
+use super::nvenc::NvencEncoder;
 use super::nvidia::NvdecDecoder;
 use super::openh264::{H264Decoder, H264Encoder, H264Params};
 use super::vpx::{VpxDecoder, VpxEncoder};
@@ -16,6 +17,8 @@ pub enum VideoCodec {
     Vp8,
     Vp9,
     H264,
+    /// Encoded only by hardware engines (NVENC here).
+    H265,
     Av1,
 }
 
@@ -70,23 +73,42 @@ pub enum EncoderEngine {
     Internal,
     /// The OpenH264 library at this path, with the negotiated H.264 parameters.
     OpenH264 { path: String, params: H264Params },
+    /// NVENC on this machine's NVIDIA GPU (H.264 in packetization-mode 1, H.265, AV1).
+    Nvenc,
+}
+
+impl EncoderEngine {
+    /// `encoderImplementation` in stats.
+    pub fn implementation_name(&self, codec: VideoCodec) -> &'static str {
+        match (self, codec) {
+            (EncoderEngine::Internal, VideoCodec::Av1) => "libaom",
+            (EncoderEngine::Internal, _) => "libvpx",
+            (EncoderEngine::OpenH264 { .. }, _) => "OpenH264",
+            (EncoderEngine::Nvenc, _) => "NvCodec",
+        }
+    }
 }
 
 pub enum VideoEncoder {
     Vpx(VpxEncoder),
     Aom(Av1Encoder),
     OpenH264(H264Encoder),
+    Nvenc(NvencEncoder),
 }
 
 impl VideoEncoder {
     pub fn new(engine: &EncoderEngine, config: VideoEncoderConfig) -> Result<Self> {
         match (engine, config.codec) {
             (EncoderEngine::Internal, VideoCodec::Av1) => Ok(VideoEncoder::Aom(Av1Encoder::new(config)?)),
+            (EncoderEngine::Internal, VideoCodec::H264 | VideoCodec::H265) => {
+                Err(Error::invalid(format!("no engine built in encodes {:?}", config.codec)))
+            }
             (EncoderEngine::Internal, _) => Ok(VideoEncoder::Vpx(VpxEncoder::new(config)?)),
             (EncoderEngine::OpenH264 { path, params }, VideoCodec::H264) => {
                 Ok(VideoEncoder::OpenH264(H264Encoder::new(path, config, *params)?))
             }
             (EncoderEngine::OpenH264 { .. }, c) => Err(Error::invalid(format!("OpenH264 does not encode {c:?}"))),
+            (EncoderEngine::Nvenc, c) => Ok(VideoEncoder::Nvenc(NvencEncoder::new(config, super::nvenc::codec_type(c), false)?)),
         }
     }
 
@@ -95,6 +117,7 @@ impl VideoEncoder {
             VideoEncoder::Vpx(e) => e.config(),
             VideoEncoder::Aom(e) => e.config(),
             VideoEncoder::OpenH264(e) => e.config(),
+            VideoEncoder::Nvenc(e) => e.config(),
         }
     }
 
@@ -103,6 +126,7 @@ impl VideoEncoder {
             VideoEncoder::Vpx(e) => e.set_bitrate(kbps),
             VideoEncoder::Aom(e) => e.set_bitrate(kbps),
             VideoEncoder::OpenH264(e) => e.set_bitrate(kbps),
+            VideoEncoder::Nvenc(e) => e.set_bitrate(kbps),
         }
     }
 
@@ -112,6 +136,7 @@ impl VideoEncoder {
             VideoEncoder::Vpx(e) => e.encode(frame, pts_90k, force_keyframe),
             VideoEncoder::Aom(e) => e.encode(frame, pts_90k, force_keyframe),
             VideoEncoder::OpenH264(e) => e.encode(frame, force_keyframe),
+            VideoEncoder::Nvenc(e) => e.encode(frame, force_keyframe),
         }
     }
 }
@@ -177,6 +202,7 @@ impl VideoDecoder {
                 Ok(VideoDecoder::OpenH264(H264Decoder::new(path)?))
             }
             VideoCodec::Av1 => Ok(VideoDecoder::Dav1d(Av1Decoder::new()?)),
+            VideoCodec::H265 => Self::with_engine(CodecType::H265, &DecoderEngine::Internal),
             c => Ok(VideoDecoder::Vpx(VpxDecoder::new(c.try_into()?)?)),
         }
     }
