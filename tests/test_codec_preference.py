@@ -169,6 +169,18 @@ def test_preference_decides_what_is_received(s, server, channel_id, clients, dec
     assert out["framesEncoded"] > 0
 
 
+def push_once_decoding(source, rx) -> None:
+    """Pushes frames until the receiver decodes one (forwarding starts at its re-answer),
+    then 60 frames at 30 fps with indices from 200."""
+    for k in range(150):
+        push_video(source, 1, 640, 360, start=k)
+        if rx.indices:
+            break
+        time.sleep(1 / 30)
+    assert rx.indices, "nothing decoded in 5 s"
+    push_video(source, 60, 640, 360, start=200)
+
+
 @pytest.mark.parametrize("engine", ["INTERNAL", "NVIDIA_VIDEO_CODEC_SDK"])
 @pytest.mark.parametrize("codec_type", ["VP8", "VP9", "AV1"])
 def test_the_decoder_the_preference_names_decodes(s, server, channel_id, clients, codec_type, engine):
@@ -187,13 +199,7 @@ def test_the_decoder_the_preference_names_decodes(s, server, channel_id, clients
     clients(s, server, channel_id, "sendonly", sora=tx_sora, video=True, video_bit_rate=2500,
             video_codec_type=codec_type, video_source=source).connect()
     rx = VideoReceiver(s, receiver, 640, psnr_every=1)
-    for k in range(150):  # until the receiver decodes (the forwarding starts at its re-answer)
-        push_video(source, 1, 640, 360, start=k)
-        if rx.indices:
-            break
-        time.sleep(1 / 30)
-    assert rx.indices, "nothing decoded in 5 s"
-    push_video(source, 60, 640, 360, start=200)
+    push_once_decoding(source, rx)
 
     def inbound():
         return next((x for x in json.loads(receiver.conn.get_stats())
@@ -247,13 +253,7 @@ def test_nvenc_encodes_what_the_preference_gives_it(s, server, channel_id, clien
     sender = clients(s, server, channel_id, "sendonly", sora=tx_sora, video=True, video_bit_rate=2500,
                      video_codec_type=codec_type, video_source=source).connect()
     rx = VideoReceiver(s, receiver, 640, psnr_every=1)
-    for k in range(150):
-        push_video(source, 1, 640, 360, start=k)
-        if rx.indices:
-            break
-        time.sleep(1 / 30)
-    assert rx.indices, "nothing decoded in 5 s"
-    push_video(source, 60, 640, 360, start=200)
+    push_once_decoding(source, rx)
     receiver.wait_for(lambda: len([i for i in rx.indices if i >= 200]) >= 50, 5, "frames from NVENC")
     assert rx.indices == sorted(rx.indices) and statistics.median(rx.psnrs) > 30, rx.psnrs
     out = next(x for x in json.loads(sender.conn.get_stats())
