@@ -196,8 +196,8 @@ def test_the_decoder_the_preference_names_decodes(s, server, channel_id, clients
                        sora=s.Sora(video_codec_preference=rx_pref)).connect()
     tx_sora = s.Sora()
     source = tx_sora.create_video_source()
-    clients(s, server, channel_id, "sendonly", sora=tx_sora, video=True, video_bit_rate=2500,
-            video_codec_type=codec_type, video_source=source).connect()
+    sender = clients(s, server, channel_id, "sendonly", sora=tx_sora, video=True, video_bit_rate=2500,
+                     video_codec_type=codec_type, video_source=source).connect()
     rx = VideoReceiver(s, receiver, 640, psnr_every=1)
     push_once_decoding(source, rx)
 
@@ -205,13 +205,15 @@ def test_the_decoder_the_preference_names_decodes(s, server, channel_id, clients
         return next((x for x in json.loads(receiver.conn.get_stats())
                      if x["type"] == "inbound-rtp" and x.get("kind") == "video"), {})
     try:
-        # VP8's rate control skips frames after the keyframe the receiver asked for (as
-        # libwebrtc's does): 36-46 of the 60 came through on a fresh GPU machine
+        # 59-60 of the 60 arrive here; on the GPU machine (16 cores, Python 3.12) VP8 gave
+        # only 36-46 of them, VP9 58-60 (not diagnosed: the sender's stats below were not
+        # recorded then). The decoder is what this test checks.
         receiver.wait_for(lambda: len([i for i in rx.indices if i >= 200]) >= 30, 5, "decoded frames")
         time.sleep(0.3)
     except AssertionError as e:
+        outbound = [x for x in json.loads(sender.conn.get_stats()) if x["type"] == "outbound-rtp"]
         raise AssertionError(f"{e}: {len(rx.indices)} readable, {rx.unreadable} unreadable, "
-                             f"sizes {rx.sizes}, inbound {inbound()}") from None
+                             f"sizes {rx.sizes}, inbound {inbound()}, sender {outbound}") from None
     stats = inbound()
     # what arrives is all decoded
     assert stats["framesDecoded"] == stats["framesReceived"] and stats["framesDropped"] == 0, stats
