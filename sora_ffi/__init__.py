@@ -13,7 +13,9 @@ Media: received frames are numpy views over native buffers (no copy); sinks keep
 newest few frames when a callback is slower than the stream (older ones are dropped, never
 queued without bound); `SoraAudioSource.on_data` paces bursts in real time (it waits while
 more than 500 ms are queued). This build encodes VP8, VP9, AV1 and, through
-Cisco's OpenH264 given as `Sora(openh264=...)`, H.264.
+Cisco's OpenH264 given as `Sora(openh264=...)`, H.264; where an NVIDIA GPU is, NVDEC
+decodes (VP8, VP9, H.264, H.265) and NVENC, where the GPU has it, encodes (H.264, H.265,
+AV1).
 """
 from __future__ import annotations
 
