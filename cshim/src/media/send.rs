@@ -41,7 +41,8 @@ pub struct SendShared {
     stop: AtomicBool,
     /// An encoded source's feed: keyframe requests go on to the application.
     encoded: Option<Arc<EncodedFeed>>,
-    /// `encoderImplementation` of a video sender that encodes here.
+    /// `encoderImplementation` of a video sender that encodes here (None: frames come
+    /// encoded, or audio).
     pub encoder_implementation: Option<&'static str>,
 }
 
@@ -155,13 +156,6 @@ impl TransformTarget for SendReturn {
         }
         self.shared.stats.lock().frames_sent += 1;
         let _ = self.tx.send(Input::Packets(packets, at));
-    }
-}
-
-impl SendShared {
-    /// Frames come encoded (media::encoded): no engine encodes them here.
-    pub fn is_passthrough(&self) -> bool {
-        self.encoded.is_some()
     }
 }
 

@@ -129,11 +129,8 @@ pub fn report(shared: &Shared) -> Value {
             "trackIdentifier": s.kind,
         });
         if video {
-            let engine = if s.is_passthrough() {
-                "passthrough"
-            } else {
-                s.encoder_implementation.unwrap_or_else(|| implementation_for(&s.info.mime))
-            };
+            // (no engine: an encoded source's frames go out as they are)
+            let engine = s.encoder_implementation.unwrap_or("passthrough");
             m.insert("encoderImplementation".into(), json!(engine));
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),
@@ -319,15 +316,5 @@ mod tests {
             payload_type: 111, fmtp: Some("minptime=10;useinbandfec=1".into()), ..Default::default()
         };
         assert_eq!(codec_id(false, &info), "COT01_111_minptime=10;useinbandfec=1");
-    }
-}
-
-/// The engine behind a video MIME type, as `encoderImplementation`/`decoderImplementation`
-/// name it.
-fn implementation_for(mime: &str) -> &'static str {
-    match mime.to_ascii_uppercase().as_str() {
-        "VIDEO/H264" => "OpenH264",
-        "VIDEO/AV1" => "libaom",
-        _ => "libvpx",
     }
 }
