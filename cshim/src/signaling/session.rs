@@ -857,12 +857,10 @@ impl Session {
                 )));
             }
         }
-        let codec_type = media::codec::nvenc::codec_type(codec);
-        if self.codecs.encoder(codec_type) == Some(engine::Implementation::NvidiaVideoCodecSdk) {
-            if codec == media::codec::VideoCodec::H264 && format.fmtp_param("packetization-mode").unwrap_or("0") == "0" {
-                return Err(crate::error::Error::invalid(
-                    "NVENC cannot encode H.264 for packetization-mode 0 (it cannot bound NAL unit sizes)",
-                ));
+        let single_nal_mode = format.fmtp_param("packetization-mode").unwrap_or("0") == "0";
+        if self.codecs.encoder(codec.into()) == Some(engine::Implementation::NvidiaVideoCodecSdk) {
+            if codec == media::codec::VideoCodec::H264 {
+                media::codec::nvenc::check_h264_packetization(single_nal_mode)?;
             }
             return Ok(media::codec::EncoderEngine::Nvenc);
         }
@@ -875,7 +873,6 @@ impl Session {
         // RFC 6184: no profile-level-id means 42000a (Baseline, level 1.0).
         let level_idc =
             baseline_level(format.fmtp_param("profile-level-id").unwrap_or("42000a")).map_err(crate::error::Error::invalid)?;
-        let single_nal_mode = format.fmtp_param("packetization-mode").unwrap_or("0") == "0";
         // Probe now, so a missing or wrong library fails the connection with its reason.
         media::codec::openh264::probe(&path)?;
         Ok(media::codec::EncoderEngine::OpenH264 { path, params: H264Params { level_idc, single_nal_mode, ..H264Params::default() } })

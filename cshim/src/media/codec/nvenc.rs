@@ -11,7 +11,7 @@
 //! tagged, and waits for its bitstream.
 use super::engine::CodecType;
 use super::frame::I420Frame;
-use super::video::{EncodedFrame, VideoCodec, VideoEncoderConfig};
+use super::video::{EncodedFrame, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use shiguredo_nvcodec::{
     query_encoder_caps, Av1EncoderConfig, BufferFormat, CodecConfig, EncodeOptions, Encoder, EncoderCodec,
@@ -40,19 +40,22 @@ pub fn probe() -> std::result::Result<&'static [CodecType], &'static str> {
     static PROBE: OnceLock<std::result::Result<Vec<CodecType>, String>> = OnceLock::new();
     let r = PROBE.get_or_init(|| {
         let mut codecs = Vec::new();
-        let mut why = Vec::new();
+        let mut refused: Vec<(CodecType, String)> = Vec::new();
         for codec in CodecType::ALL {
             let Some(c) = encoder_codec(codec) else { continue };
             // query_encoder_caps opens (and closes) an encode session for the codec.
             match query_encoder_caps(c, DEVICE) {
                 Ok(_) => codecs.push(codec),
-                Err(e) => why.push(format!("{}: {e}", codec.name())),
+                Err(e) => refused.push((codec, e.to_string())),
             }
         }
         if codecs.is_empty() {
             // One reason for all (no driver, no NVENC on this GPU) is said once.
-            let reasons: Vec<&str> = why.iter().map(|w| w.split_once(": ").map_or(w.as_str(), |(_, r)| r)).collect();
-            let why = if reasons.iter().all(|r| *r == reasons[0]) { reasons[0].to_string() } else { why.join("; ") };
+            let why = if refused.iter().all(|(_, r)| *r == refused[0].1) {
+                refused[0].1.clone()
+            } else {
+                refused.iter().map(|(c, r)| format!("{}: {r}", c.name())).collect::<Vec<_>>().join("; ")
+            };
             return Err(format!("NVIDIA encoding is unavailable: {why}"));
         }
         log::info!("NVENC on device {DEVICE} encodes {codecs:?}");
@@ -73,13 +76,18 @@ pub struct NvencEncoder {
     input: Vec<u8>,
 }
 
+/// H.264 from NVENC goes out in packetization-mode 1 only: NVENC cannot bound its NAL units
+/// for mode 0 (single NAL units of at most a packet).
+pub fn check_h264_packetization(single_nal_mode: bool) -> Result<()> {
+    if single_nal_mode {
+        return Err(Error::invalid("NVENC cannot encode H.264 for packetization-mode 0 (it cannot bound NAL unit sizes)"));
+    }
+    Ok(())
+}
+
 impl NvencEncoder {
-    /// An NVENC encoder for `config.codec` (H.264, H.265, AV1). H.264 goes out in
-    /// packetization-mode 1: NVENC cannot bound its NAL units for mode 0.
-    pub fn new(config: VideoEncoderConfig, codec: CodecType, single_nal_mode: bool) -> Result<Self> {
-        if single_nal_mode {
-            return Err(Error::invalid("NVENC cannot encode H.264 for packetization-mode 0 (it cannot bound NAL unit sizes)"));
-        }
+    /// An NVENC encoder for `codec` (H.264, H.265, AV1).
+    pub fn new(config: VideoEncoderConfig, codec: CodecType) -> Result<Self> {
         if !probe().map_err(Error::state)?.contains(&codec) {
             return Err(Error::state(format!("this GPU's NVENC does not encode {}", codec.name())));
         }
@@ -194,17 +202,6 @@ impl NvencEncoder {
     }
 }
 
-/// Which [`CodecType`] a [`VideoCodec`] is (NVENC's codecs).
-pub fn codec_type(codec: VideoCodec) -> CodecType {
-    match codec {
-        VideoCodec::Vp8 => CodecType::Vp8,
-        VideoCodec::Vp9 => CodecType::Vp9,
-        VideoCodec::H264 => CodecType::H264,
-        VideoCodec::H265 => CodecType::H265,
-        VideoCodec::Av1 => CodecType::Av1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Without NVENC (CI, and the H200 this project could use: it has NVDEC only) the probe
@@ -213,6 +210,7 @@ mod tests {
     use super::*;
     use crate::media::codec::aom::tests::pattern;
     use crate::media::codec::frame::psnr_y;
+    use crate::media::codec::video::VideoCodec;
 
     fn config(codec: VideoCodec, w: u32, h: u32) -> VideoEncoderConfig {
         VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 2500, framerate: 30, vp9_profile: 0 }
@@ -224,21 +222,22 @@ mod tests {
             Ok(c) => c,
             Err(why) => {
                 assert!(why.starts_with("NVIDIA encoding is unavailable: "), "{why}");
-                let err = NvencEncoder::new(config(VideoCodec::H264, 320, 240), CodecType::H264, false).err().expect("no NVENC");
+                let err = NvencEncoder::new(config(VideoCodec::H264, 320, 240), CodecType::H264).err().expect("no NVENC");
                 assert!(err.message.contains("unavailable"), "{}", err.message);
                 eprintln!("{why}");
                 return;
             }
         };
-        let e = NvencEncoder::new(config(VideoCodec::H264, 320, 240), CodecType::H264, true).err();
+        let e = check_h264_packetization(true).err();
         assert!(e.is_some_and(|e| e.message.contains("packetization-mode 0")));
+        assert!(check_h264_packetization(false).is_ok());
         for &codec in codecs {
             let video_codec = match codec {
                 CodecType::H264 => VideoCodec::H264,
                 CodecType::H265 => VideoCodec::H265,
                 _ => VideoCodec::Av1,
             };
-            let mut enc = NvencEncoder::new(config(video_codec, 640, 360), codec, false).unwrap();
+            let mut enc = NvencEncoder::new(config(video_codec, 640, 360), codec).unwrap();
             let mut frames = Vec::new();
             for t in 0..30u32 {
                 let src = pattern(640, 360, t);

@@ -22,6 +22,18 @@ pub enum VideoCodec {
     Av1,
 }
 
+impl From<VideoCodec> for CodecType {
+    fn from(codec: VideoCodec) -> CodecType {
+        match codec {
+            VideoCodec::Vp8 => CodecType::Vp8,
+            VideoCodec::Vp9 => CodecType::Vp9,
+            VideoCodec::H264 => CodecType::H264,
+            VideoCodec::H265 => CodecType::H265,
+            VideoCodec::Av1 => CodecType::Av1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoEncoderConfig {
     pub codec: VideoCodec,
@@ -108,7 +120,7 @@ impl VideoEncoder {
                 Ok(VideoEncoder::OpenH264(H264Encoder::new(path, config, *params)?))
             }
             (EncoderEngine::OpenH264 { .. }, c) => Err(Error::invalid(format!("OpenH264 does not encode {c:?}"))),
-            (EncoderEngine::Nvenc, c) => Ok(VideoEncoder::Nvenc(NvencEncoder::new(config, super::nvenc::codec_type(c), false)?)),
+            (EncoderEngine::Nvenc, c) => Ok(VideoEncoder::Nvenc(NvencEncoder::new(config, c.into())?)),
         }
     }
 
