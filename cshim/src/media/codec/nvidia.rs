@@ -129,7 +129,7 @@ impl NvdecDecoder {
             match pictures.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(Ok((tag, frame))) => {
                     got = Some((tag, frame));
-                    self.skew = self.skew.min(self.sent - tag.min(self.sent));
+                    self.skew = self.skew.min(self.sent.saturating_sub(tag));
                     if tag + self.skew >= self.sent {
                         break;
                     }
@@ -141,7 +141,7 @@ impl NvdecDecoder {
                 Err(RecvTimeoutError::Timeout) => {
                     // A picture came but not this frame's: some frame gave none (see `skew`).
                     if let Some((tag, _)) = &got {
-                        self.skew = self.sent - tag.min(&self.sent);
+                        self.skew = self.sent.saturating_sub(*tag);
                     }
                     break;
                 }
@@ -213,9 +213,7 @@ mod tests {
 
     /// OpenH264 2.6.0 where .ci/setup puts it (or SORA_FFI_OPENH264), if there.
     fn openh264() -> Option<String> {
-        let path = std::env::var("SORA_FFI_OPENH264").unwrap_or_else(|_| {
-            format!("{}/.cache/sora_ffi/openh264/libopenh264.so.2.6.0", std::env::var("HOME").unwrap_or_default())
-        });
+        let path = crate::media::codec::openh264::tests::library_path_2_6();
         std::path::Path::new(&path).exists().then_some(path)
     }
 
@@ -264,29 +262,18 @@ mod tests {
         let stream = status.ok().filter(|s| s.success()).and_then(|_| std::fs::read(dir.join("out.hevc")).ok());
         let _ = std::fs::remove_dir_all(&dir);
         let stream = stream?;
-        let mut starts = Vec::new();
-        let mut i = 0;
-        while i + 3 <= stream.len() {
-            if stream[i..i + 3] == [0, 0, 1] {
-                let begin = if i > 0 && stream[i - 1] == 0 { i - 1 } else { i };
-                starts.push((begin, i + 3));
-                i += 3;
-            } else {
-                i += 1;
-            }
-        }
         let mut units: Vec<Vec<u8>> = Vec::new();
         let mut seen_slice = false;
-        for (k, &(begin, body)) in starts.iter().enumerate() {
-            let end = starts.get(k + 1).map_or(stream.len(), |s| s.0);
-            let nal_type = (stream[body] >> 1) & 0x3f;
-            let slice = nal_type <= 31;
-            let first_slice = slice && stream[body + 2] & 0x80 != 0;
+        for nal in crate::media::rtp::annexb::split(&stream) {
+            let slice = (nal[0] >> 1) & 0x3f <= 31;
+            let first_slice = slice && nal.get(2).is_some_and(|b| b & 0x80 != 0);
             if units.is_empty() || (seen_slice && (first_slice || !slice)) {
                 units.push(Vec::new());
                 seen_slice = false;
             }
-            units.last_mut().unwrap().extend_from_slice(&stream[begin..end]);
+            let unit = units.last_mut().unwrap();
+            unit.extend_from_slice(&crate::media::rtp::annexb::START_CODE);
+            unit.extend_from_slice(nal);
             seen_slice |= slice;
         }
         assert_eq!(units.len(), sources.len(), "one access unit per picture");

@@ -552,13 +552,17 @@ pub(crate) mod tests {
     use crate::media::codec::frame::psnr_y;
     use crate::media::codec::video::VideoCodec;
 
+    /// OpenH264 2.6.0: SORA_FFI_OPENH264, else where .ci/setup puts it.
+    pub fn library_path_2_6() -> String {
+        std::env::var("SORA_FFI_OPENH264").unwrap_or_else(|_| {
+            format!("{}/.cache/sora_ffi/openh264/libopenh264.so.2.6.0", std::env::var("HOME").unwrap_or_default())
+        })
+    }
+
     /// The two layouts: OpenH264 2.6.0 (SORA_FFI_OPENH264, else where .ci/setup puts it) and
     /// Debian 12's 2.3.1 (libopenh264-7). Both must exist: .ci/setup installs them.
     pub fn library_paths() -> [String; 2] {
-        let v26 = std::env::var("SORA_FFI_OPENH264").unwrap_or_else(|_| {
-            format!("{}/.cache/sora_ffi/openh264/libopenh264.so.2.6.0", std::env::var("HOME").unwrap_or_default())
-        });
-        let paths = [v26, "/usr/lib/x86_64-linux-gnu/libopenh264.so.7".to_string()];
+        let paths = [library_path_2_6(), "/usr/lib/x86_64-linux-gnu/libopenh264.so.7".to_string()];
         for p in &paths {
             assert!(std::path::Path::new(p).exists(), "OpenH264 is missing at {p}: run .ci/setup");
         }
