@@ -72,6 +72,14 @@ def openh264_path(path: str = OPENH264) -> str:
     return path
 
 
+def nvidia_codecs(sdk, encoder: bool = False) -> list:
+    """The codec names this machine's NVIDIA GPU decodes (or, with encoder=True, encodes):
+    empty where there is no GPU, driver or NVENC (the engine is then not listed)."""
+    cap = sdk.get_video_codec_capability()
+    nvidia = next((e for e in cap.engines if e.name == sdk.SoraVideoCodecImplementation.NVIDIA_VIDEO_CODEC_SDK), None)
+    return [] if nvidia is None else [c.type.name for c in nvidia.codecs if (c.encoder if encoder else c.decoder)]
+
+
 def official_sora(h264: bool = False):
     """The shared sora_sdk.Sora (one more, made with the OpenH264 library, for H.264)."""
     global _OFFICIAL_SORA, _OFFICIAL_SORA_H264

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conftest import nvidia_codecs
 from test_e2e_media import VideoReceiver, push_video
 
 
@@ -21,18 +22,11 @@ def codec(s, t, enc=None, dec=None):
     return s.SoraVideoCodecPreference.Codec(t, enc, dec)
 
 
-def nvdec_codecs(s) -> list:
-    """What this machine's NVIDIA GPU decodes (empty where there is none)."""
-    cap = s.get_video_codec_capability()
-    nvidia = next((e for e in cap.engines if e.name == s.SoraVideoCodecImplementation.NVIDIA_VIDEO_CODEC_SDK), None)
-    return [] if nvidia is None else [c.type for c in nvidia.codecs if c.decoder]
-
-
 def test_capability_lists_the_engines_of_this_build(s):
     cap = s.get_video_codec_capability()
     I = s.SoraVideoCodecImplementation
     # NVDEC only where an NVIDIA GPU and driver are (decoding only, never encoding)
-    expected = [I.INTERNAL] + ([I.NVIDIA_VIDEO_CODEC_SDK] if nvdec_codecs(s) else [])
+    expected = [I.INTERNAL] + ([I.NVIDIA_VIDEO_CODEC_SDK] if nvidia_codecs(s) or nvidia_codecs(s, encoder=True) else [])
     assert [e.name for e in cap.engines] == expected
     for e in cap.engines[1:]:
         assert not any(c.encoder for c in e.codecs)
@@ -188,7 +182,7 @@ def test_the_decoder_the_preference_names_decodes(s, server, channel_id, clients
     pattern arrives in order and intact, every frame received is decoded, and stats name the
     engine. NVIDIA_VIDEO_CODEC_SDK moves decoding onto the GPU where one is (without one such
     a preference is refused: test_preference_the_machine_cannot_honour)."""
-    if engine != "INTERNAL" and codec_type not in [t.name for t in nvdec_codecs(s)]:
+    if engine != "INTERNAL" and codec_type not in nvidia_codecs(s):
         pytest.skip(f"no NVIDIA GPU here that decodes {codec_type} (the engine is correctly not listed)")
     T, I = s.SoraVideoCodecType, s.SoraVideoCodecImplementation
     rx_pref = s.SoraVideoCodecPreference(codecs=[codec(s, T[codec_type], None, I[engine])])
@@ -226,13 +220,6 @@ def test_the_decoder_the_preference_names_decodes(s, server, channel_id, clients
         "NVIDIA_VIDEO_CODEC_SDK": "NvCodec", "INTERNAL": "dav1d" if codec_type == "AV1" else "libvpx"}[engine]
 
 
-def nvenc_codecs(s) -> list:
-    """What this machine's NVIDIA GPU encodes (empty where there is no NVENC)."""
-    cap = s.get_video_codec_capability()
-    nvidia = next((e for e in cap.engines if e.name == s.SoraVideoCodecImplementation.NVIDIA_VIDEO_CODEC_SDK), None)
-    return [] if nvidia is None else [c.type for c in nvidia.codecs if c.encoder]
-
-
 @pytest.mark.parametrize("codec_type", ["H264", "H265", "AV1"])
 def test_nvenc_encodes_what_the_preference_gives_it(s, server, channel_id, clients, codec_type):
     """NVIDIA_VIDEO_CODEC_SDK as a codec's encoder sends it from NVENC: the indexed pattern
@@ -242,11 +229,11 @@ def test_nvenc_encodes_what_the_preference_gives_it(s, server, channel_id, clien
     from conftest import OPENH264
     T, I = s.SoraVideoCodecType, s.SoraVideoCodecImplementation
     tx_pref = s.SoraVideoCodecPreference(codecs=[codec(s, T[codec_type], I.NVIDIA_VIDEO_CODEC_SDK, None)])
-    if codec_type not in [t.name for t in nvenc_codecs(s)]:
+    if codec_type not in nvidia_codecs(s, encoder=True):
         with pytest.raises(s.CodecPreferenceError, match="not available|no .* encoder"):
             s.Sora(video_codec_preference=tx_pref)
         pytest.skip(f"no NVENC here that encodes {codec_type} (correctly refused)")
-    if codec_type == "H265" and "H265" not in [t.name for t in nvdec_codecs(s)]:
+    if codec_type == "H265" and "H265" not in nvidia_codecs(s):
         pytest.skip("nothing here decodes H.265 to check what NVENC sent")
     rx_sora = s.Sora(openh264=OPENH264) if codec_type == "H264" else s.Sora()
     receiver = clients(s, server, channel_id, "recvonly", video=True, sora=rx_sora).connect()

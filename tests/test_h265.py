@@ -24,6 +24,8 @@ import time
 import numpy as np
 import pytest
 
+from conftest import nvidia_codecs
+
 X265 = shutil.which("x265")
 WIDTH, HEIGHT, FRAMES = 320, 240, 60
 NAL_VPS, NAL_SPS, NAL_PPS, NAL_AUD, NAL_PREFIX_SEI = 32, 33, 34, 35, 39
@@ -214,7 +216,7 @@ def test_h265_sender_starts_at_a_keyframe_and_answers_pli(ffi, server, channel_i
     caplog.set_level(logging.ERROR, logger="sora_ffi")
     assert requests.wait(5), "the sink's keyframe request reached the sending application"
     push_all(source, hevc[:3], time.time())
-    if nvdec_decodes_h265(ffi):  # an NVIDIA GPU here: the default preference decodes on it
+    if "H265" in nvidia_codecs(ffi):  # an NVIDIA GPU here: the default preference decodes on it
         receiver.wait_for(lambda: len(decoded) >= 3, 5, "pictures decoded by NVDEC")
     else:
         receiver.wait_for(lambda: any("no H.265 decoder" in r.getMessage() for r in caplog.records),
@@ -259,22 +261,11 @@ def test_encoded_source_bad_input(ffi, hevc):
                                video_source=object())
 
 
-def nvdec_decodes_h265(ffi) -> bool:
-    cap = ffi.get_video_codec_capability().to_json()
-    nvidia = next((e for e in cap["engines"] if e["name"] == "nvidia_video_codec_sdk"), None)
-    return nvidia is not None and next(c for c in nvidia["codecs"] if c["type"] == "H265")["decoder"]
-
-
 def test_h265_decodes_on_nvdec_where_an_nvidia_gpu_is(ffi, server, channel_id, clients, hevc):
     """With an NVIDIA GPU the nvidia_video_codec_sdk engine decodes H.265 (NVDEC); without
     one the engine is not listed and the test says so."""
-    cap = ffi.get_video_codec_capability().to_json()
-    nvidia = next((e for e in cap["engines"] if e["name"] == "nvidia_video_codec_sdk"), None)
-    if nvidia is None:
-        pytest.skip("no NVIDIA GPU and driver here: the NVDEC engine is (correctly) not listed")
-    assert not any(c["encoder"] for c in nvidia["codecs"]), "decoding only"
-    if not next(c for c in nvidia["codecs"] if c["type"] == "H265")["decoder"]:
-        pytest.skip("this GPU's NVDEC has no H.265")
+    if "H265" not in nvidia_codecs(ffi):
+        pytest.skip("no NVIDIA GPU here that decodes H.265: the engine is (correctly) not listed for it")
     sender, receiver, source, rx = h265_pair(ffi, server, channel_id, clients)
     prime(source, rx, hevc[0])
     track = next(t for t in receiver.tracks if t.kind == "video")
