@@ -111,6 +111,26 @@ def test_simulcast_upstream_and_encodings():
     assert enc[0]["scaleResolutionDownBy"] == 4.0
 
 
+def test_inactive_encodings_are_paused_in_the_offer():
+    paused = sdp.paused_rids(1000, [{"rid": "r1", "active": False}, {"rid": "r9", "active": False}])
+    assert paused == ["r1"]
+    s = sdp.video_section("1", "recvonly", simulcast=True, paused_rids=paused)
+    assert "a=simulcast:recv r0;~r1;r2" in _attrs(s)
+    assert "a=rid:r1 recv" in _attrs(s)  # still a layer of the section, paused
+
+
+def test_simulcast_answers_are_told_by_their_rid_extension():
+    def answer(*lines):
+        return "\r\n".join(["v=0", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0",
+                              "m=video 9 UDP/TLS/RTP/SAVPF 96", "a=mid:1", *lines, ""])
+    rid = "a=extmap:12 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+    assert sdp.simulcast_send_rid_ext(answer(rid, "a=simulcast:send r0;r1;r2"), "1") == 12
+    assert sdp.simulcast_send_rid_ext(answer(rid, "a=simulcast:send r0;r1;r2"), "0") is None
+    assert sdp.simulcast_send_rid_ext(answer(rid, "a=ssrc:5 cname:x"), "1") is None  # one stream
+    assert sdp.simulcast_send_rid_ext(answer("a=simulcast:send r0;r1"), "1") is None  # no RIDs
+    assert sdp.section_ssrc(answer("a=ssrc:5 cname:x"), "1") == 5
+
+
 def test_downstream_sections_have_msid_and_ssrc():
     cid = ids.new_id()
     a = _attrs(sdp.audio_section("3", "sendonly", msid=(cid, "ta"), ssrc=1234, cname=cid))

@@ -679,6 +679,32 @@ int32_t sora_peer_request_keyframe(const SoraPeer *p, int32_t track);
 int32_t sora_peer_set_track_bitrate(const SoraPeer *p, int32_t track, uint64_t bps);
 
 /*
+ The receiving track `track` carries simulcast: up to three layers, one SSRC each, whose
+ RTP names its rid ("r0", "r1", "r2") in the RID header extension `rid_ext_id`, coded
+ with `codec` ("VP8", "VP9", "AV1", "H264", "H265"). From then on each track it is
+ forwarded to gets only the layer `sora_peer_select_layer` chose for it (nothing before).
+ */
+int32_t sora_peer_set_track_simulcast(const SoraPeer *p,
+                                      int32_t track,
+                                      uint8_t rid_ext_id,
+                                      const char *codec);
+
+/*
+ Which layer of a simulcast source the sending track `track` forwards: `rid` "r0", "r1"
+ or "r2" (the highest layer at or below it that flows, else the lowest that flows) or
+ "none" (no video), as one stream with SSRC `ssrc` (what the track's m-section
+ announces), its sequence numbers and timestamps continuous across layer switches. A
+ switch waits for the new layer's keyframe, which is asked for at once. Thread-safe.
+ */
+int32_t sora_peer_select_layer(const SoraPeer *p, int32_t track, const char *rid, uint32_t ssrc);
+
+/*
+ The layer the sending track `track` forwards now: 0, 1 or 2 (r0, r1, r2), or 3 when it
+ forwards none (no layer chosen, "none", or waiting for the first keyframe).
+ */
+int32_t sora_peer_forwarded_layer(const SoraPeer *p, int32_t track);
+
+/*
  RTP packets and bytes received on (a receiving track) or forwarded onto (a sending
  track) `track`: the first call starts counting and reports 0. Thread-safe.
  */

@@ -8,15 +8,23 @@
 //! loss between the SFU and a receiver: its retransmission reuses the sequence number,
 //! which the SFU's SRTP replay protection has already seen and drops.
 //!
+//! A simulcast source ([`set_simulcast`]) sends several layers on one track; each of its
+//! destinations gets one of them as a stream of its own ([`select_layer`], `layers`).
+//!
 //! Bandwidth estimation is per hop, as in an SFU: receivers' REMBs are not relayed, and a
 //! source with a bitrate set ([`set_bitrate`]) gets the server's own REMB with that value,
 //! at its first RTP packet and then about once a second while RTP flows. libwebrtc
 //! senders take a REMB during their first 2 s (no loss reported yet) as their target at
 //! once; without one they stay near their 300 kbps start value and grow slowly.
-use crate::error::Result;
-use crate::media::rtp::hdrext::replace_extension;
+mod layers;
+
+use crate::error::{Error, Result};
+use crate::media::rtp::hdrext::{extension, replace_extension};
 use crate::media::rtp::nack::PacketHistory;
-use crate::media::rtp::rtcp::{build_nack, build_remb, take_nacks_and_rembs};
+use crate::media::rtp::rtcp::{build_nack, build_pli, build_remb, build_sr, parse_compound, take_nacks_and_rembs, RtcpEvent};
+use crate::media::rtp::RtpCodec;
+use layers::{Layers, Selection, Verdict};
+pub use layers::rid_index;
 use crate::rtc::{self, PacketHandler};
 use parking_lot::{Mutex, RwLock};
 use std::borrow::Cow;
@@ -99,6 +107,10 @@ struct Routes {
     mid: HashMap<i32, (u8, Vec<u8>)>,
     /// track → RTP packets and bytes received (source) or sent (destination), for stats
     counters: HashMap<i32, Arc<Counters>>,
+    /// source track → its simulcast layers (a source whose RTP carries RIDs)
+    simulcast: HashMap<i32, Arc<Mutex<Layers>>>,
+    /// destination track → the layer of a simulcast source it gets
+    selection: HashMap<i32, Arc<Mutex<Selection>>>,
 }
 
 /// RTP counted on one track (relaxed atomics: the forwarding path takes no lock for them).
@@ -145,23 +157,34 @@ impl PacketHandler for Forwarder {
             }
         }
         if let Some(dsts) = r.down.get(&track) {
-            if rtp {
-                if let Some(c) = r.cache.get(&track) {
-                    let seq = u16::from_be_bytes([packet[2], packet[3]]);
-                    c.lock().store(seq, packet.to_vec(), *now.get_or_insert_with(Instant::now));
+            if let Some(layers) = r.simulcast.get(&track) {
+                let now = *now.get_or_insert_with(Instant::now);
+                if rtp {
+                    forward_layer(r, track, layers, dsts, packet, now);
+                } else {
+                    forward_sender_reports(r, layers, dsts, packet);
                 }
-            }
-            for &d in dsts {
-                let out = if rtp { for_destination(r, d, packet) } else { Cow::Borrowed(packet) };
-                if rtc::track_send(d, &out).is_ok() && rtp {
-                    if let Some(c) = r.counters.get(&d) {
-                        c.add(out.len());
+            } else {
+                if rtp {
+                    if let Some(c) = r.cache.get(&track) {
+                        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+                        c.lock().store(seq, packet.to_vec(), *now.get_or_insert_with(Instant::now));
+                    }
+                }
+                for &d in dsts {
+                    let out = if rtp { for_destination(r, d, packet) } else { Cow::Borrowed(packet) };
+                    if rtc::track_send(d, &out).is_ok() && rtp {
+                        count_sent(r, d, out.len());
                     }
                 }
             }
         }
         if !rtp {
             if let Some(&src) = r.up.get(&track) {
+                if let (Some(sel), Some(layers)) = (r.selection.get(&track), r.simulcast.get(&src)) {
+                    layer_feedback(r, src, track, layers, sel, packet);
+                    return;
+                }
                 match take_nacks_and_rembs(packet) {
                     None => {
                         let _ = rtc::track_send(src, packet);
@@ -181,12 +204,122 @@ impl PacketHandler for Forwarder {
     }
 }
 
+fn count_sent(r: &Routes, dst: i32, len: usize) {
+    if let Some(c) = r.counters.get(&dst) {
+        c.add(len);
+    }
+}
+
+/// RTP of a simulcast source: each destination gets the packets of its layer, renumbered
+/// as one stream; a destination waiting to switch layers has a keyframe asked for.
+fn forward_layer(r: &Routes, src: i32, layers: &Mutex<Layers>, dsts: &[i32], packet: &[u8], now: Instant) {
+    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    let seq = u16::from_be_bytes([packet[2], packet[3]]);
+    let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    let mut l = layers.lock();
+    let rid = extension(packet, l.rid_ext);
+    let Some(layer) = l.on_packet(ssrc, rid, now) else { return };
+    let keyframe_start = layers::payload(packet).is_some_and(|p| l.is_keyframe_start(p));
+    l.store(layer, seq, packet.to_vec(), now);
+    let mut asked = [false; layers::LAYERS];
+    for &d in dsts {
+        let Some(sel) = r.selection.get(&d) else { continue }; // no layer chosen yet: nothing
+        let mut sel = sel.lock();
+        let (verdict, keyframe) = sel.on_packet(&l, layer, seq, ts, keyframe_start, now);
+        if let Some(k) = keyframe.filter(|&k| !asked[k]) {
+            asked[k] = true;
+            if let Some(media_ssrc) = l.ssrc(k) {
+                let _ = rtc::track_send(src, &build_pli(SERVER_SSRC, media_ssrc));
+            }
+        }
+        if let Verdict::Forward { seq, ts } = verdict {
+            let Some(out) = layers::rewrite(packet, sel.out_ssrc, seq, ts) else { continue };
+            let out = with_mid(r, d, out);
+            if rtc::track_send(d, &out).is_ok() {
+                count_sent(r, d, out.len());
+            }
+        }
+    }
+}
+
+/// The sender reports of a simulcast source: each destination gets its layer's, for its
+/// own SSRC and timestamps (report blocks are about the sender's own reception: left out).
+fn forward_sender_reports(r: &Routes, layers: &Mutex<Layers>, dsts: &[i32], packet: &[u8]) {
+    let l = layers.lock();
+    for ev in parse_compound(packet) {
+        let RtcpEvent::Sr { ssrc, ntp, rtp_ts, packet_count, octet_count, .. } = ev else { continue };
+        let Some(layer) = l.index_of(ssrc) else { continue };
+        for &d in dsts {
+            let Some(sel) = r.selection.get(&d) else { continue };
+            let sel = sel.lock();
+            if sel.current() == Some(layer) {
+                let sr = build_sr(sel.out_ssrc, ntp, sel.out_timestamp(rtp_ts), packet_count, octet_count, &[]);
+                let _ = rtc::track_send(d, &sr);
+            }
+        }
+    }
+}
+
+/// RTCP from a destination of a simulcast source: keyframe requests go to the layer it
+/// gets (or is switching to), NACKs are answered from that layer's packets or passed on
+/// for them. Reports and estimates are about a stream the sender does not know: dropped.
+fn layer_feedback(r: &Routes, src: i32, dst: i32, layers: &Mutex<Layers>, sel: &Mutex<Selection>, packet: &[u8]) {
+    let now = Instant::now();
+    let mut l = layers.lock();
+    let sel = sel.lock();
+    let mut keyframe = false;
+    let mut missing: HashMap<u32, Vec<u16>> = HashMap::new();
+    for ev in parse_compound(packet) {
+        match ev {
+            RtcpEvent::Pli { .. } | RtcpEvent::Fir { .. } => keyframe = true,
+            RtcpEvent::Nack { seqs, .. } => {
+                for out_seq in seqs {
+                    let Some((layer, seq)) = sel.source_of(out_seq) else { continue };
+                    match l.retransmission(layer, seq, now) {
+                        Some(p) => {
+                            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+                            if let Some(out) = layers::rewrite(&p, sel.out_ssrc, out_seq, sel.out_timestamp(ts)) {
+                                let _ = rtc::track_send(dst, &with_mid(r, dst, out));
+                            }
+                        }
+                        None => {
+                            if let Some(ssrc) = l.ssrc(layer) {
+                                missing.entry(ssrc).or_default().push(seq);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if keyframe {
+        if let Some(ssrc) = sel.keyframe_layer().and_then(|k| l.ssrc(k)) {
+            let _ = rtc::track_send(src, &build_pli(SERVER_SSRC, ssrc));
+        }
+    }
+    for (ssrc, seqs) in missing {
+        let _ = rtc::track_send(src, &build_nack(SERVER_SSRC, ssrc, &seqs));
+    }
+}
+
+/// `packet` (rewritten for `dst` already) with `dst`'s own mid, when one is set.
+fn with_mid(r: &Routes, dst: i32, packet: Vec<u8>) -> Vec<u8> {
+    with_own_mid(r, dst, &packet).unwrap_or(packet)
+}
+
 /// `packet` (RTP from a source) as it goes out on `dst`: with `dst`'s own mid, when set.
 fn for_destination<'a>(r: &Routes, dst: i32, packet: &'a [u8]) -> Cow<'a, [u8]> {
-    match r.mid.get(&dst).and_then(|(id, mid)| replace_extension(packet, *id, mid)) {
+    match with_own_mid(r, dst, packet) {
         Some(rewritten) => Cow::Owned(rewritten),
         None => Cow::Borrowed(packet),
     }
+}
+
+/// A copy of `packet` carrying `dst`'s mid; None when `dst` has none set (or the packet
+/// no MID element).
+fn with_own_mid(r: &Routes, dst: i32, packet: &[u8]) -> Option<Vec<u8>> {
+    r.mid.get(&dst).and_then(|(id, mid)| replace_extension(packet, *id, mid))
 }
 
 /// Resends the packets of `src` among `seqs` on `dst` from the cache, rewritten as forwarded
@@ -245,6 +378,8 @@ pub fn forget(track: i32) {
         r.remb.remove(&track);
         r.mid.remove(&track);
         r.counters.remove(&track);
+        r.simulcast.remove(&track);
+        r.selection.remove(&track);
         for l in r.down.values_mut() {
             l.retain(|&d| d != track);
         }
@@ -295,18 +430,61 @@ pub fn rtp_counters(track: i32) -> (u64, u64) {
     (0, 0)
 }
 
-/// Asks the sender on `src` for a keyframe (PLI). False when no media was seen yet.
+/// Asks the sender on `src` for a keyframe (PLI; of every layer of a simulcast source).
+/// False when no media was seen yet.
 pub fn request_keyframe(src: i32) -> Result<bool> {
-    let ssrc = ROUTES
-        .read()
-        .as_ref()
-        .and_then(|r| r.ssrc.get(&src).map(|s| s.load(Ordering::Relaxed)))
-        .unwrap_or(0);
-    if ssrc == 0 {
-        return Ok(false);
+    let (last, layers) = match ROUTES.read().as_ref() {
+        Some(r) => (
+            r.ssrc.get(&src).map_or(0, |s| s.load(Ordering::Relaxed)),
+            r.simulcast.get(&src).map(|l| l.lock().ssrcs()),
+        ),
+        None => (0, None),
+    };
+    let ssrcs = layers.unwrap_or_else(|| if last == 0 { vec![] } else { vec![last] });
+    for &ssrc in &ssrcs {
+        rtc::track_send(src, &build_pli(SERVER_SSRC, ssrc))?;
     }
-    rtc::track_send(src, &crate::media::rtp::rtcp::build_pli(SERVER_SSRC, ssrc))?;
-    Ok(true)
+    Ok(!ssrcs.is_empty())
+}
+
+/// The receiving track `src` carries simulcast: RTP whose RID header extension (id
+/// `rid_ext`) names its layer (r0, r1, r2), in `codec`, whose keyframes start layer
+/// switches. From then on each destination of `src` gets the one layer [`select_layer`]
+/// chose for it, and nothing before that.
+pub fn set_simulcast(src: i32, rid_ext: u8, codec: RtpCodec) -> Result<()> {
+    if rid_ext == 0 || !codec.is_video() {
+        return Err(Error::invalid("simulcast needs a RID extension id (1..=255) and a video codec"));
+    }
+    let mut guard = ROUTES.write();
+    let r = guard.get_or_insert_with(Routes::default);
+    r.simulcast.insert(src, Arc::new(Mutex::new(Layers::new(rid_ext, codec))));
+    drop(guard);
+    rtc::set_packet_handler(src, forwarder());
+    Ok(())
+}
+
+/// The layer of a simulcast source that goes out on the sending track `dst`: `rid` 0..=2
+/// (or the nearest that flows), None for no video, as one stream with SSRC `out_ssrc`
+/// (what `dst`'s m-section announces). A change takes effect at the new layer's next
+/// keyframe, which is asked for at once.
+pub fn select_layer(dst: i32, rid: Option<usize>, out_ssrc: u32) -> Result<()> {
+    if rid.is_some_and(|i| i >= layers::LAYERS) || out_ssrc == 0 {
+        return Err(Error::invalid("rid must be r0, r1 or r2 and the SSRC not 0"));
+    }
+    let mut guard = ROUTES.write();
+    let r = guard.get_or_insert_with(Routes::default);
+    match r.selection.get(&dst) {
+        Some(sel) if sel.lock().out_ssrc == out_ssrc => sel.lock().want = rid,
+        _ => {
+            r.selection.insert(dst, Arc::new(Mutex::new(Selection::new(rid, out_ssrc))));
+        }
+    }
+    Ok(())
+}
+
+/// The layer going out on `dst` now (None: none yet, or no video asked for).
+pub fn forwarded_layer(dst: i32) -> Option<usize> {
+    ROUTES.read().as_ref()?.selection.get(&dst)?.lock().current()
 }
 
 #[cfg(test)]

@@ -186,6 +186,50 @@ async def request_key_frame(core, params):
     return {}
 
 
+RIDS = ("none", "r0", "r1", "r2")
+
+
+def _request_rid(core, params: dict, receiver_key: str, sender_key: str, reset: bool = False) -> dict:
+    """Sets (or with ``reset`` clears) the simulcast layer a receiver gets of one sender
+    (``sender_key`` given) or of every sender; the answer echoes the request."""
+    ch = _channel(core, params)
+    receiver_id = require_str(params, receiver_key)
+    receiver = ch.sessions.get(receiver_id)
+    if receiver is None:
+        raise not_found(f"connection {receiver_id!r} not found")
+    sender_id = params.get(sender_key)
+    if sender_id is not None:
+        if not isinstance(sender_id, str) or ch.sessions.get(sender_id) is None:
+            raise not_found(f"connection {sender_id!r} not found")
+    rid = None
+    if not reset:
+        rid = params.get("rid")
+        if rid == "auto":
+            raise bad_request("rid 'auto' needs a bandwidth estimate per receiver, which the "
+                              "dev server does not have")
+        if rid not in RIDS:
+            raise bad_request("rid must be none, r0, r1 or r2")
+    receiver.request_rid(rid, sender_id)
+    out = {"channel_id": ch.channel_id, receiver_key: receiver_id}
+    if rid is not None:
+        out["rid"] = rid
+    if sender_id is not None:
+        out[sender_key] = sender_id
+    return out
+
+
+async def request_simulcast_rid(core, params):
+    return _request_rid(core, params, "receiver_connection_id", "sender_connection_id")
+
+
+async def request_rtp_stream(core, params):
+    return _request_rid(core, params, "recv_connection_id", "send_connection_id")
+
+
+async def reset_rtp_stream(core, params):
+    return _request_rid(core, params, "recv_connection_id", "send_connection_id", reset=True)
+
+
 TARGETS: dict = {
     "Sora_20151104.DisconnectConnection": disconnect_connection,
     "Sora_20151104.DisconnectChannel": disconnect_channel,
@@ -198,6 +242,10 @@ TARGETS: dict = {
     "Sora_20201013.ListConnections": list_connections,
     "Sora_20170529.GetStatsConnection": get_stats_connection,
     "Sora_20241218.RequestKeyFrame": request_key_frame,
+    "Sora_20201005.RequestRtpStream": request_rtp_stream,
+    "Sora_20201005.ResetRtpStream": reset_rtp_stream,
+    "Sora_20251210.RequestSimulcastRid": request_simulcast_rid,
+    "Sora_20251217.RequestSimulcastRid": request_simulcast_rid,
 }
 
 

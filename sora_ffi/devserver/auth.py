@@ -188,7 +188,7 @@ def webhook_request(connect: dict, *, connection_id: str, session_id: str,
         "redirect": bool(connect.get("redirect") or False),
     }
     for key in ("data_channels", "signaling_notify_metadata", "simulcast_rid",
-                "spotlight_number", "audio_streaming_language_code"):
+                "simulcast_request_rid", "spotlight_number", "audio_streaming_language_code"):
         if connect.get(key) is not None:
             body[key] = connect[key]
     for kind in ("audio", "video"):

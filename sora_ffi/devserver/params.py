@@ -104,6 +104,8 @@ class ConnectParams:
     video_bit_rate: Optional[int] = None
     simulcast: bool = False
     simulcast_rid: Optional[str] = None
+    #: the newer form (Sora 2025.2): also "none" (no video from simulcast senders)
+    simulcast_request_rid: Optional[str] = None
     simulcast_encodings: Optional[list] = None
     spotlight: bool = False
     spotlight_number: Optional[int] = None
@@ -281,6 +283,10 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
     if rid is not None and rid not in ("r0", "r1", "r2"):
         raise ProtocolError("INVALID-PARAMETER: simulcast_rid must be r0, r1 or r2")
     p.simulcast_rid = rid
+    request_rid = msg.get("simulcast_request_rid")
+    if request_rid is not None and request_rid not in ("none", "r0", "r1", "r2"):
+        raise ProtocolError("INVALID-PARAMETER: simulcast_request_rid must be none, r0, r1 or r2")
+    p.simulcast_request_rid = request_rid
     enc = msg.get("simulcast_encodings")
     if enc is not None and not isinstance(enc, list):
         raise ProtocolError("INVALID-PARAMETER: simulcast_encodings must be an array")

@@ -145,6 +145,22 @@ class Peer:
         packet, then about once a second while RTP flows); 0 stops it."""
         self._call(lambda p: check(lib.sora_peer_set_track_bitrate(p, track, max(0, int(bps)))))
 
+    def set_track_simulcast(self, track: int, rid_ext_id: int, codec: str) -> None:
+        """Our receiving ``track`` carries simulcast (layers named by the RID extension
+        ``rid_ext_id``, coded with ``codec``): each track it is forwarded to then gets the
+        one layer :meth:`select_layer` chose for it."""
+        self._call(lambda p: check(lib.sora_peer_set_track_simulcast(p, track, rid_ext_id, codec.encode())))
+
+    def select_layer(self, track: int, rid: str, ssrc: int) -> None:
+        """Our sending ``track`` forwards layer ``rid`` ("r0".."r2", or the nearest that
+        flows; "none": no video) of its simulcast source as one stream with SSRC ``ssrc``."""
+        self._call(lambda p: check(lib.sora_peer_select_layer(p, track, rid.encode(), ssrc)))
+
+    def forwarded_layer(self, track: int) -> Optional[str]:
+        """The rid going out on our sending ``track`` now (None: none)."""
+        layer = self._call(lambda p: check(lib.sora_peer_forwarded_layer(p, track)))
+        return f"r{layer}" if 0 <= layer <= 2 else None
+
     def close_and_destroy(self) -> None:
         """Closes and frees the peer; idempotent; may block briefly (call off the loop)."""
         self._closing = True

@@ -4,6 +4,9 @@ server implements, for the connections whose `rpc_methods` grant them.
 * `2025.2.0/PutSignalingNotifyMetadata` `{metadata, push?}`: replaces the connection's
   `signaling_notify_metadata`; result: the new metadata.
 * `2025.2.0/PutSignalingNotifyMetadataItem` `{key, value, push?}`: sets one key of it.
+* `2025.2.0/RequestSimulcastRid` `{rid, sender_connection_id?}`: the simulcast layer
+  (`none`, `r0`..`r2`) the caller gets of one sender, or of every sender; result:
+  `{channel_id, receiver_connection_id, rid, sender_connection_id?}`.
 
 With `push: true` every established member of the channel (the caller too, bundle siblings
 excepted) gets a `connection.updated` notify about the caller carrying the new `metadata`;
@@ -58,9 +61,26 @@ def put_metadata_item(s: "Session", params: dict) -> Any:
     return metadata
 
 
+def request_simulcast_rid(s: "Session", params: dict) -> Any:
+    rid = params.get("rid")
+    if rid not in ("none", "r0", "r1", "r2"):
+        raise RpcError(INVALID_PARAMS, "rid must be none, r0, r1 or r2")
+    sender = params.get("sender_connection_id")
+    if sender is not None and (not isinstance(sender, str) or s.channel is None
+                               or sender not in s.channel.sessions):
+        raise RpcError(INVALID_PARAMS, "sender_connection_id is not a connection of the channel")
+    s.request_rid(rid, sender)
+    result = {"channel_id": s.params.channel_id, "receiver_connection_id": s.connection_id,
+              "rid": rid}
+    if sender is not None:
+        result["sender_connection_id"] = sender
+    return result
+
+
 METHODS: dict[str, Callable[["Session", dict], Any]] = {
     "2025.2.0/PutSignalingNotifyMetadata": put_metadata,
     "2025.2.0/PutSignalingNotifyMetadataItem": put_metadata_item,
+    "2025.2.0/RequestSimulcastRid": request_simulcast_rid,
 }
 
 

@@ -234,9 +234,11 @@ def video_section(
     ssrc: Optional[int] = None,
     cname: Optional[str] = None,
     simulcast: bool = False,
+    paused_rids: Iterable[str] = (),
     bit_rate_kbps: Optional[int] = None,
 ) -> str:
-    """A video m-section for one codec; ``simulcast`` adds ``rid … recv`` lines (upstream)."""
+    """A video m-section for one codec; ``simulcast`` adds ``rid … recv`` lines (upstream),
+    ``paused_rids`` marks layers ``~`` (RFC 8853: a libwebrtc sender leaves them off)."""
     codec = codec or VideoCodec()
     pt = codec.payload_type
     exts = [EXT_MID]
@@ -258,7 +260,9 @@ def video_section(
     ]
     if simulcast:
         lines += [f"a=rid:{rid} recv" for rid in SIMULCAST_RIDS]
-        lines.append("a=simulcast:recv " + ";".join(SIMULCAST_RIDS))
+        paused = set(paused_rids)
+        lines.append("a=simulcast:recv " + ";".join(
+            ("~" + rid) if rid in paused else rid for rid in SIMULCAST_RIDS))
     lines += _ssrc_lines(ssrc, cname, msid)
     return _lines(*lines)
 
@@ -288,6 +292,12 @@ def simulcast_encodings(bit_rate_kbps: Optional[int], overrides: Optional[list] 
             if isinstance(o, dict) and o.get("rid") in by_rid:
                 by_rid[o["rid"]].update(o)
     return enc
+
+
+def paused_rids(bit_rate_kbps: Optional[int], overrides: Optional[list] = None) -> list:
+    """The rids whose encoding is ``active: false`` (auth's ``simulcast_encodings``)."""
+    return [e["rid"] for e in simulcast_encodings(bit_rate_kbps, overrides)
+            if e.get("active", True) is False]
 
 
 def upstream_bitrate(bit_rate_kbps: Optional[int], simulcast: bool = False,
@@ -333,12 +343,26 @@ def max_numeric_mid(sdp: str) -> int:
     return best
 
 
-def section_ssrc(sdp: str, mid: str) -> Optional[int]:
-    """The first ``a=ssrc`` of the m-section ``mid`` (the media SSRC its sender uses)."""
-    parts = re.split(r"\r?\n(?=m=)", sdp)
-    for part in parts:
+def _section(sdp: str, mid: str) -> Optional[str]:
+    for part in re.split(r"\r?\n(?=m=)", sdp):
         found = _MID_RE.search(part)
         if found and found.group(1) == mid:
-            m = re.search(r"^a=ssrc:(\d+) ", part, re.M)
-            return int(m.group(1)) if m else None
+            return part
     return None
+
+
+def simulcast_send_rid_ext(sdp: str, mid: str) -> Optional[int]:
+    """For an answer whose section ``mid`` sends simulcast (``a=simulcast:send``): the id of
+    its RID header extension, which names each packet's layer; None otherwise."""
+    part = _section(sdp, mid)
+    if part is None or not re.search(r"^a=simulcast:\s*send ", part, re.M):
+        return None
+    m = re.search(r"^a=extmap:(\d+)(?:/\w+)? " + re.escape(EXT_RID[1]) + r"\s*$", part, re.M)
+    return int(m.group(1)) if m else None
+
+
+def section_ssrc(sdp: str, mid: str) -> Optional[int]:
+    """The first ``a=ssrc`` of the m-section ``mid`` (the media SSRC its sender uses)."""
+    part = _section(sdp, mid)
+    m = re.search(r"^a=ssrc:(\d+) ", part, re.M) if part is not None else None
+    return int(m.group(1)) if m else None

@@ -64,6 +64,9 @@ WS_QUEUE_LIMIT = 10000
 NEGOTIATED_DC_STREAM = 1023
 MAX_PENDING_CANDIDATES = 256
 DC_CLOSE_GRACE = 2.0  # seconds the client gets to finish closing its DataChannels
+#: The layer a receiver gets of a simulcast sender when it asked for none (Sora's own
+#: default is not documented [U]; the lowest layer is the one always sent).
+DEFAULT_SIMULCAST_RID = "r0"
 
 
 @dataclass
@@ -137,7 +140,13 @@ class Session:
         self.dc_by_label: dict = {}
         self.messaging: dict = {}  # label -> DataChannelSpec (messaging labels opened)
         self.switched = False
+        # What others' offers announce for our media: the SSRCs of our answer, or, for
+        # simulcast (whose layers the answer does not name), one the forwarder rewrites to.
         self.out_ssrc = {"audio": random.randrange(1, 1 << 32), "video": random.randrange(1, 1 << 32)}
+        self.simulcast_up = False  # our video upstream arrives as simulcast layers
+        #: layers asked for mid-session (API, RPC): sender connection_id (None: every
+        #: sender) -> rid
+        self.requested_rids: dict = {}
         self.track_ids = {"audio": str(uuid.uuid4()), "video": str(uuid.uuid4())}
         self._tasks: set = set()
         self._timers: list = []
@@ -392,6 +401,7 @@ class Session:
             mid = self._new_mid()
             self.upstream_tracks["video"] = self.peer.add_track(sdp.video_section(
                 mid, "recvonly", p.video_codec, simulcast=p.simulcast,
+                paused_rids=sdp.paused_rids(p.video_bit_rate, p.simulcast_encodings),
                 bit_rate_kbps=p.video_bit_rate))
             self.upstream["video"] = mid
             # BWE feedback as a Sora server gives it: without it a libwebrtc sender stays
@@ -500,12 +510,48 @@ class Session:
             # demultiplexes a BUNDLE by MID before SSRC.
             self.peer.set_track_mid(tid, sdp.EXT_MID[0], mid)
             self.peer.rtp_counters(tid)  # counting starts (GetStatsConnection)
+            if kind == "video" and s.simulcast_up:
+                # before forwarding starts: a simulcast source's packets go nowhere else
+                self.peer.select_layer(tid, self.rid_for(s), s.out_ssrc["video"])
             self.down_tracks[key] = DownTrack(tid, mid, s.connection_id, kind)
             src_track = s.upstream_tracks.get(kind)
             if src_track is not None and s.peer is not None and not s.peer.closed:
                 s.peer.forward_track(src_track, self.peer, tid)
             changed = True
         return changed
+
+    # ------------------------------------------------------------------ simulcast
+    def rid_for(self, sender: "Session") -> str:
+        """The layer of ``sender``'s simulcast this connection asks for: the latest request
+        (API, RPC) for that sender or for every sender, else its connect's
+        ``simulcast_request_rid`` / ``simulcast_rid``, else :data:`DEFAULT_SIMULCAST_RID`."""
+        p = self.params
+        return (self.requested_rids.get(sender.connection_id) or self.requested_rids.get(None)
+                or p.simulcast_request_rid or p.simulcast_rid or DEFAULT_SIMULCAST_RID)
+
+    def request_rid(self, rid: Optional[str], sender_connection_id: Optional[str] = None) -> None:
+        """Asks for layer ``rid`` ("r0".."r2", "none"; None resets to the connect's choice)
+        of one sender's simulcast, or of every sender's (a request for all replaces the
+        per-sender ones). The switch happens at the new layer's next keyframe."""
+        if sender_connection_id is None:
+            self.requested_rids = {} if rid is None else {None: rid}
+        elif rid is None:
+            self.requested_rids.pop(sender_connection_id, None)
+        else:
+            self.requested_rids[sender_connection_id] = rid
+        if self.peer is None or self.peer.closed or self.channel is None:
+            return
+        for (cid, kind), dt in self.down_tracks.items():
+            sender = self.channel.sessions.get(cid)
+            if kind == "video" and sender is not None and sender.simulcast_up:
+                self.peer.select_layer(dt.track_id, self.rid_for(sender), sender.out_ssrc["video"])
+
+    def forwarded_rid(self, sender_connection_id: str) -> Optional[str]:
+        """The layer of that sender's simulcast this connection gets now (None: none)."""
+        dt = self.down_tracks.get((sender_connection_id, "video"))
+        if dt is None or self.peer is None or self.peer.closed:
+            return None
+        return self.peer.forwarded_layer(dt.track_id)
 
     def request_renegotiation(self) -> None:
         """Brings the client's m-sections in line with the channel (re-offer if needed)."""
@@ -583,6 +629,12 @@ class Session:
             ssrc = sdp.section_ssrc(sdp_text, mid)
             if ssrc:
                 self.out_ssrc[kind] = ssrc
+        if self.params.simulcast and not self.simulcast_up and "video" in self.upstream:
+            rid_ext = sdp.simulcast_send_rid_ext(sdp_text, self.upstream["video"])
+            if rid_ext is not None:
+                self.peer.set_track_simulcast(self.upstream_tracks["video"], rid_ext,
+                                              self.params.video_codec.name)
+                self.simulcast_up = True
         self.negotiating = False
         self._answer_seen.set()
         if self._reanswer_timer is not None:

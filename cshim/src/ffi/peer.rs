@@ -192,6 +192,52 @@ pub unsafe extern "C" fn sora_peer_set_track_bitrate(p: *const SoraPeer, track: 
     })
 }
 
+/// The receiving track `track` carries simulcast: up to three layers, one SSRC each, whose
+/// RTP names its rid ("r0", "r1", "r2") in the RID header extension `rid_ext_id`, coded
+/// with `codec` ("VP8", "VP9", "AV1", "H264", "H265"). From then on each track it is
+/// forwarded to gets only the layer `sora_peer_select_layer` chose for it (nothing before).
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_set_track_simulcast(p: *const SoraPeer, track: i32, rid_ext_id: u8, codec: *const c_char) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        let name = arg_str(codec, "codec")?;
+        let codec = crate::media::rtp::RtpCodec::from_name(name)
+            .ok_or_else(|| Error::invalid(format!("unknown codec {name:?}")))?;
+        crate::forward::set_simulcast(track, rid_ext_id, codec)?;
+        Ok(0)
+    })
+}
+
+/// Which layer of a simulcast source the sending track `track` forwards: `rid` "r0", "r1"
+/// or "r2" (the highest layer at or below it that flows, else the lowest that flows) or
+/// "none" (no video), as one stream with SSRC `ssrc` (what the track's m-section
+/// announces), its sequence numbers and timestamps continuous across layer switches. A
+/// switch waits for the new layer's keyframe, which is asked for at once. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_select_layer(p: *const SoraPeer, track: i32, rid: *const c_char, ssrc: u32) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        let rid = arg_str(rid, "rid")?;
+        let layer = match rid {
+            "none" => None,
+            _ => Some(crate::forward::rid_index(rid.as_bytes())
+                .ok_or_else(|| Error::invalid(format!("rid must be r0, r1, r2 or none, not {rid:?}")))?),
+        };
+        crate::forward::select_layer(track, layer, ssrc)?;
+        Ok(0)
+    })
+}
+
+/// The layer the sending track `track` forwards now: 0, 1 or 2 (r0, r1, r2), or 3 when it
+/// forwards none (no layer chosen, "none", or waiting for the first keyframe).
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_forwarded_layer(p: *const SoraPeer, track: i32) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        Ok(crate::forward::forwarded_layer(track).map_or(3, |l| l as i32))
+    })
+}
+
 /// RTP packets and bytes received on (a receiving track) or forwarded onto (a sending
 /// track) `track`: the first call starts counting and reports 0. Thread-safe.
 #[no_mangle]

@@ -6,24 +6,26 @@ const ONE_BYTE: u16 = 0xBEDE;
 const TWO_BYTE_MASK: u16 = 0xFFF0;
 const TWO_BYTE: u16 = 0x1000;
 
-/// A copy of `packet` whose header extension element `id` holds `value`; None when the
-/// packet has no such element, is malformed, or `value` does not fit the packet's format
-/// (one-byte: 1 to 16 bytes; two-byte: up to 255). Padding and payload are kept as they are.
-pub fn replace_extension(packet: &[u8], id: u8, value: &[u8]) -> Option<Vec<u8>> {
+/// The header extension block of an RTP packet: where it starts and ends, its format,
+/// and its elements (id, value) in order.
+struct Block<'a> {
+    start: usize,
+    end: usize,
+    one_byte: bool,
+    elements: Vec<(u8, &'a [u8])>,
+}
+
+fn block(packet: &[u8]) -> Option<Block<'_>> {
     if packet.len() < 12 || packet[0] >> 6 != 2 || packet[0] & 0x10 == 0 {
         return None;
     }
     let start = 12 + 4 * (packet[0] & 0x0f) as usize;
     let profile = u16::from_be_bytes([*packet.get(start)?, *packet.get(start + 1)?]);
     let words = u16::from_be_bytes([*packet.get(start + 2)?, *packet.get(start + 3)?]) as usize;
-    let body_end = start + 4 + words * 4;
-    let body = packet.get(start + 4..body_end)?;
+    let end = start + 4 + words * 4;
+    let body = packet.get(start + 4..end)?;
     let one_byte = profile == ONE_BYTE;
     if !one_byte && profile & TWO_BYTE_MASK != TWO_BYTE {
-        return None;
-    }
-    let fits = if one_byte { (1..=16).contains(&value.len()) } else { value.len() <= 255 };
-    if !fits || id == 0 || (one_byte && id >= 15) {
         return None;
     }
     let mut elements: Vec<(u8, &[u8])> = Vec::new();
@@ -51,9 +53,27 @@ pub fn replace_extension(packet: &[u8], id: u8, value: &[u8]) -> Option<Vec<u8>>
         elements.push((eid, data));
         i += header + len;
     }
+    Some(Block { start, end, one_byte, elements })
+}
+
+/// The value of header extension element `id` of `packet`; None when it has none or is
+/// malformed.
+pub fn extension(packet: &[u8], id: u8) -> Option<&[u8]> {
+    block(packet)?.elements.into_iter().find(|(eid, _)| *eid == id).map(|(_, data)| data)
+}
+
+/// A copy of `packet` whose header extension element `id` holds `value`; None when the
+/// packet has no such element, is malformed, or `value` does not fit the packet's format
+/// (one-byte: 1 to 16 bytes; two-byte: up to 255). Padding and payload are kept as they are.
+pub fn replace_extension(packet: &[u8], id: u8, value: &[u8]) -> Option<Vec<u8>> {
+    let Block { start, end, one_byte, mut elements } = block(packet)?;
+    let fits = if one_byte { (1..=16).contains(&value.len()) } else { value.len() <= 255 };
+    if !fits || id == 0 || (one_byte && id >= 15) {
+        return None;
+    }
     let found = elements.iter_mut().find(|(eid, _)| *eid == id)?;
     found.1 = value;
-    let mut ext = Vec::with_capacity(body.len() + value.len());
+    let mut ext = Vec::with_capacity(end - start + value.len());
     for (eid, data) in &elements {
         if one_byte {
             ext.push((eid << 4) | (data.len() as u8 - 1));
@@ -70,13 +90,13 @@ pub fn replace_extension(packet: &[u8], id: u8, value: &[u8]) -> Option<Vec<u8>>
     out.extend_from_slice(&packet[..start + 2]);
     out.extend_from_slice(&((ext.len() / 4) as u16).to_be_bytes());
     out.extend_from_slice(&ext);
-    out.extend_from_slice(&packet[body_end..]);
+    out.extend_from_slice(&packet[end..]);
     Some(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::replace_extension;
+    use super::{extension, replace_extension};
 
     fn packet(profile: u16, body: &[u8], payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7];
@@ -121,5 +141,15 @@ mod tests {
         assert!(replace_extension(&p[..14], 1, b"1").is_none(), "truncated");
         assert!(replace_extension(&p, 1, &[0; 17]).is_none(), "too long for one byte");
         assert!(replace_extension(&packet(0xBEDE, &[0x1f, 0, 0, 0], b""), 1, b"1").is_none());
+    }
+
+    #[test]
+    fn reads_an_element() {
+        let p = packet(0xBEDE, &[0x10, 0x7f, 0xA1, b'r', b'2', 0, 0, 0], b"x");
+        assert_eq!(extension(&p, 10), Some(&b"r2"[..]));
+        assert_eq!(extension(&p, 1), Some(&[0x7f][..]));
+        assert_eq!(extension(&p, 4), None);
+        assert_eq!(extension(&packet(0x1000, &[10, 2, b'r', b'0'], b""), 10), Some(&b"r0"[..]));
+        assert_eq!(extension(&p[..17], 10), None, "truncated");
     }
 }

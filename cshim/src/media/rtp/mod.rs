@@ -76,6 +76,19 @@ pub enum RtpCodec {
 }
 
 impl RtpCodec {
+    /// From an SDP encoding name or a Sora codec type, any case ("VP8", "h264", "OPUS").
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "OPUS" => RtpCodec::Opus,
+            "VP8" => RtpCodec::Vp8,
+            "VP9" => RtpCodec::Vp9,
+            "H264" => RtpCodec::H264,
+            "H265" => RtpCodec::H265,
+            "AV1" => RtpCodec::Av1,
+            _ => return None,
+        })
+    }
+
     pub fn is_video(self) -> bool {
         !matches!(self, RtpCodec::Opus)
     }

@@ -1,0 +1,282 @@
+"""Simulcast through the dev server: an official (libwebrtc) sender sends three layers
+(r0 320x180, r1 640x360, r2 1280x720 of a 1280x720 source), each receiver gets the one
+it asked for as a single stream, and switches layers mid-session at a keyframe without a
+broken frame (sora-protocol.md §6).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import jwt
+import pytest
+
+from browser import browser_peer, chromium  # noqa: F401  (fixtures)
+from conftest import _OFFICIAL_GRAVEYARD, new_sora
+from sora_ffi import testpattern
+
+SECRET = "simulcast-secret-long-enough-for-hs256"
+RPC = "2025.2.0/RequestSimulcastRid"
+
+WIDTH, HEIGHT = 1280, 720
+#: decoded width of each rid for a 1280x720 source (scaleResolutionDownBy 4, 2, 1; libwebrtc
+#: crops the heights of the lower layers to multiples of 16: 176 and 352)
+SIZES = {"r0": 320, "r1": 640, "r2": 1280}
+
+
+class Frames:
+    """Every frame decoded on a receiver's video track: (width, index read from the test
+    pattern or None when unreadable)."""
+
+    def __init__(self, sdk, client, sent_width: int = WIDTH):
+        self.sent_width = sent_width
+        self.lock = threading.Lock()
+        self.frames: list = []
+        track = client.wait_for(lambda: next((t for t in client.tracks if t.kind == "video"), None),
+                                what="video track")
+        self.sink = sdk.SoraVideoSink(track)
+        self.sink.on_frame = self._on_frame
+        if sdk.__name__ == "sora_sdk":
+            _OFFICIAL_GRAVEYARD.append(self.sink)
+
+    def _on_frame(self, frame):
+        img = frame.data()
+        code = testpattern.read_code(img, self.sent_width)
+        with self.lock:
+            self.frames.append((img.shape[1], code[0] if code else None))
+
+    def since(self, n: int) -> list:
+        with self.lock:
+            return self.frames[n:]
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.frames)
+
+
+class Pusher(threading.Thread):
+    """Sends the indexed 1280x720 test pattern at 30 fps until stopped."""
+
+    def __init__(self, source):
+        super().__init__(daemon=True)
+        self.source = source
+        self.stop_event = threading.Event()
+        self.sent = 0
+
+    def run(self):
+        scenes = [testpattern.scene(i, WIDTH, HEIGHT) for i in range(testpattern.PERIOD)]
+        t0 = time.perf_counter()
+        while not self.stop_event.is_set():
+            delay = t0 + self.sent / 30 - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            img = scenes[self.sent % testpattern.PERIOD].copy()
+            self.source.on_captured(testpattern.stamp(img, self.sent, int(time.time() * 1000)))
+            self.sent += 1
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(5)
+
+
+def token(channel_id: str, **claims) -> dict:
+    claims = {"channel_id": channel_id, "exp": int(time.time() + 60), **claims}
+    return {"access_token": jwt.encode(claims, SECRET, algorithm="HS256")}
+
+
+def simulcast_sender(official, server, channel_id, clients, codec="VP8", **claims):
+    sora = new_sora(official)
+    vsrc = sora.create_video_source()
+    asrc = sora.create_audio_source(1, 48000)
+    _OFFICIAL_GRAVEYARD.extend([vsrc, asrc])
+    # Audio too: the video layers' SSRCs are then found by their MID (two m-sections).
+    sender = clients(official, server, channel_id, "sendonly", sora=sora, audio=True, video=True,
+                     simulcast=True, video_codec_type=codec, video_bit_rate=2500,
+                     video_source=vsrc, audio_source=asrc, metadata=token(channel_id, **claims),
+                     degradation_preference=official.SoraDegradationPreference.DISABLED)
+    return sender, vsrc
+
+
+def wait_frames(client, frames: Frames, start: int, n: int, size, what: str):
+    """Waits for ``n`` readable frames ``size`` wide decoded after frame ``start``."""
+    def good():
+        return sum(1 for s, i in frames.since(start) if s == size and i is not None) >= n
+    try:
+        client.wait_for(good, 8)
+    except AssertionError:
+        raise AssertionError(f"{what}: {n} frames {size} wide, got {describe(frames.since(start))}") from None
+
+
+def describe(frames: list) -> str:
+    sizes: dict = {}
+    for s, i in frames:
+        sizes.setdefault(s, [0, 0])[i is None] += 1
+    return ", ".join(f"{s} wide: {ok} readable, {bad} not" for s, (ok, bad) in sizes.items()) or "none"
+
+
+def assert_clean(frames: list):
+    """Every frame readable and in order: no frame decoded from the wrong layer's
+    references, none backwards. At a switch the new layer's keyframe may show the picture
+    the old layer's last frame showed (the layers encode the same captures)."""
+    assert frames
+    assert all(i is not None for _, i in frames), describe(frames)
+    indices = [i for _, i in frames]
+    assert all(b >= a for a, b in zip(indices, indices[1:])), indices
+    sizes = [s for s, _ in frames]
+    repeats = [n for n in range(1, len(frames)) if indices[n] == indices[n - 1]]
+    assert all(sizes[n] != sizes[n - 1] for n in repeats), (indices, sizes)
+
+
+def test_each_receiver_gets_the_layer_it_asks_for(sdk, official, server, channel_id, clients):
+    """Receivers of either SDK (the official one demultiplexes by MID and SSRC as libwebrtc
+    does); r1 is asked for with the newer simulcast_request_rid."""
+    receivers = {}
+    for rid in ("r0", "r1", "r2"):
+        ask = {"simulcast_request_rid": rid} if rid == "r1" else {"simulcast_rid": rid}
+        c = clients(sdk, server, channel_id, "recvonly", video=True, audio=True, **ask)
+        c.connect()
+        receivers[rid] = c
+    sender, vsrc = simulcast_sender(official, server, channel_id, clients)
+    sender.connect()
+    answer = next(m for _, _, m in sender.signaling if isinstance(m, dict) and m.get("type") == "answer")
+    assert "a=simulcast:send r0;r1;r2" in answer["sdp"]
+    frames = {rid: Frames(sdk, c) for rid, c in receivers.items()}
+    with Pusher(vsrc):
+        for rid, c in receivers.items():
+            wait_frames(c, frames[rid], 0, 30, SIZES[rid], rid)
+    for rid, f in frames.items():
+        got = f.since(0)
+        # once the layer is there, only that layer, every frame readable and in order
+        first = next(n for n, (s, _) in enumerate(got) if s == SIZES[rid])
+        assert_clean(got[first:])
+        assert {s for s, _ in got[first:]} == {SIZES[rid]}
+    # the sender really sends three layers; each receiver's stream is one of them
+    layers = {s["rid"]: s for s in json.loads(sender.conn.get_stats())
+              if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
+    assert sorted(layers) == ["r0", "r1", "r2"]
+    assert [layers[r]["frameWidth"] for r in ("r0", "r1", "r2")] == [320, 640, 1280]
+
+
+@pytest.mark.parametrize("how", ["api", "rpc"])
+def test_switching_layers_mid_session_is_clean(ffi, official, make_server, channel_id, clients, how):
+    server = make_server(jwt_secret=SECRET)
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_rid="r0",
+                       data_channel_signaling=True, metadata=token(channel_id, rpc_methods=[RPC]))
+    receiver.connect()
+    sender, vsrc = simulcast_sender(official, server, channel_id, clients)
+    sender.connect()
+    frames = Frames(ffi, receiver)
+    if how == "rpc":
+        receiver.wait_dc("rpc")
+
+    def request(rid: str):
+        if how == "api":
+            status, body = server.api("Sora_20251210.RequestSimulcastRid", {
+                "channel_id": channel_id, "receiver_connection_id": receiver.connection_id,
+                "sender_connection_id": sender.connection_id, "rid": rid})
+            assert status == 200, body
+            assert body["rid"] == rid
+        else:
+            n = len(receiver.rpcs)
+            assert receiver.conn.send_rpc(n + 1, RPC, {"rid": rid, "sender_connection_id": sender.connection_id})
+            receiver.wait_for(lambda: len(receiver.rpcs) > n, 5, "rpc reply")
+            reply = json.loads(receiver.rpcs[n])
+            assert reply["result"] == {"channel_id": channel_id, "receiver_connection_id": receiver.connection_id,
+                                       "rid": rid, "sender_connection_id": sender.connection_id}
+
+    with Pusher(vsrc):
+        wait_frames(receiver, frames, 0, 15, SIZES["r0"], "r0 at first")
+        for rid in ("r2", "r1", "r0", "r2"):
+            mark = frames.count()
+            request(rid)
+            wait_frames(receiver, frames, mark, 15, SIZES[rid], f"after asking for {rid}")
+            got = frames.since(mark)
+            # the old layer until the new one's keyframe, then only the new one
+            switch = next(n for n, (s, _) in enumerate(got) if s == SIZES[rid])
+            assert all(s != SIZES[rid] for s, _ in got[:switch])
+            assert {s for s, _ in got[switch:]} == {SIZES[rid]}
+            assert_clean(got)
+        # "none": no more video
+        request("none")
+        time.sleep(0.3)
+        mark = frames.count()
+        time.sleep(0.7)
+        assert frames.count() == mark
+
+
+def test_no_layer_asked_gives_r0_and_none_gives_no_video(ffi, official, server, channel_id, clients):
+    default = clients(ffi, server, channel_id, "recvonly", video=True).connect()
+    none = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_request_rid="none").connect()
+    sender, vsrc = simulcast_sender(official, server, channel_id, clients)
+    sender.connect()
+    frames = {c: Frames(ffi, c) for c in (default, none)}
+    with Pusher(vsrc):
+        wait_frames(default, frames[default], 0, 15, SIZES["r0"], "no rid asked")
+    assert frames[none].count() == 0
+    st, report = server.api("Sora_20170529.GetStatsConnection",
+                            {"channel_id": channel_id, "connection_id": none.connection_id})
+    assert next(x for x in report if x.get("kind") == "video")["packetsSent"] == 0
+
+
+def test_an_inactive_encoding_is_not_sent_and_its_receivers_get_the_next_below(
+        ffi, official, make_server, channel_id, clients):
+    """simulcast_encodings from the auth result (here a JWT) turn r1 off: the offer pauses it
+    (a=simulcast:recv r0;~r1;r2, encodings active: false), libwebrtc does not send it, and
+    a receiver asking for r1 gets r0."""
+    server = make_server(jwt_secret=SECRET)
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_rid="r1",
+                       metadata=token(channel_id)).connect()
+    sender, vsrc = simulcast_sender(official, server, channel_id, clients,
+                                    simulcast_encodings=[{"rid": "r1", "active": False}])
+    sender.connect()
+    assert [e["active"] for e in sender.offer["encodings"]] == [True, False, True]
+    frames = Frames(ffi, receiver)
+    with Pusher(vsrc):
+        wait_frames(receiver, frames, 0, 20, SIZES["r0"], "r1 off, r0 given")
+    assert {w for w, _ in frames.since(0)} == {SIZES["r0"]}
+    layers = {s["rid"]: s for s in json.loads(sender.conn.get_stats())
+              if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
+    assert layers["r0"]["packetsSent"] > 0 and layers["r2"]["packetsSent"] > 0
+    assert layers.get("r1", {}).get("packetsSent", 0) == 0, layers.get("r1")
+
+
+def test_bad_layer_requests_are_refused(ffi, official, server, channel_id, clients):
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True).connect()
+    for body, status in [({"rid": "r3"}, 400), ({"rid": "auto"}, 400), ({"rid": None}, 400),
+                         ({"rid": "r1", "sender_connection_id": "NOPE"}, 404),
+                         ({"rid": "r1", "receiver_connection_id": "NOPE"}, 404)]:
+        st, reply = server.api("Sora_20251210.RequestSimulcastRid", {
+            "channel_id": channel_id, "receiver_connection_id": receiver.connection_id, **body})
+        assert st == status, (body, reply)
+    # the older API's names; ResetRtpStream goes back to what connect asked for
+    st, reply = server.api("Sora_20201005.RequestRtpStream", {
+        "channel_id": channel_id, "recv_connection_id": receiver.connection_id, "rid": "r2"})
+    assert (st, reply) == (200, {"channel_id": channel_id, "recv_connection_id": receiver.connection_id,
+                                 "rid": "r2"})
+    st, reply = server.api("Sora_20201005.ResetRtpStream", {
+        "channel_id": channel_id, "recv_connection_id": receiver.connection_id})
+    assert st == 200
+
+
+def test_browser_simulcast_sender(ffi, server, channel_id, clients, browser_peer):
+    """Chromium (sora-js-sdk, simulcast: true) sends layers of its 640x360 pattern scaled
+    as offer.encodings say (r0 by 4, r1 by 2); for that size libwebrtc sends only two
+    layers, r0 and r1, so a receiver asking for r2 gets r1."""
+    low = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_rid="r0").connect()
+    high = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_rid="r2").connect()
+    peer = browser_peer()
+    peer.connect(server.signaling_url, channel_id, "sendonly", simulcast=True, videoCodecType="VP8")
+    frames = {c: Frames(ffi, c, 640) for c in (low, high)}
+    wait_frames(low, frames[low], 0, 30, 160, "r0")
+    wait_frames(high, frames[high], 0, 30, 320, "r2 asked, r1 given")
+    # the r2 receiver may start on r0 while r1 is not flowing yet, then moves up for good
+    for c, width in ((low, 160), (high, 320)):
+        got = frames[c].since(0)
+        first = next(n for n, (w, _) in enumerate(got) if w == width)
+        assert {w for w, _ in got[first:]} == {width}
+        assert_clean(got)
