@@ -119,12 +119,16 @@ def describe(frames: list) -> str:
     return ", ".join(f"{s} wide: {ok} readable, {bad} not" for s, (ok, bad) in sizes.items()) or "none"
 
 
-def assert_clean(frames: list):
+def assert_clean(frames: list, unreadable_ok: float = 0.0):
     """Every frame readable and in order: no frame decoded from the wrong layer's
     references, none backwards. At a switch the new layer's keyframe may show the picture
-    the old layer's last frame showed (the layers encode the same captures)."""
+    the old layer's last frame showed (the layers encode the same captures).
+    ``unreadable_ok``: the share of frames whose code may not read for another reason
+    (libaom's realtime encoder leaves stale blocks: test_e2e_media.test_video_quality_720p)."""
     assert frames
-    assert all(i is not None for _, i in frames), describe(frames)
+    unreadable = sum(1 for _, i in frames if i is None)
+    assert unreadable <= unreadable_ok * len(frames), describe(frames)
+    frames = [(s, i) for s, i in frames if i is not None]
     indices = [i for _, i in frames]
     assert all(b >= a for a, b in zip(indices, indices[1:])), indices
     sizes = [s for s, _ in frames]
@@ -280,3 +284,74 @@ def test_browser_simulcast_sender(ffi, server, channel_id, clients, browser_peer
         first = next(n for n, (w, _) in enumerate(got) if w == width)
         assert {w for w, _ in got[first:]} == {width}
         assert_clean(got)
+
+
+ENGINES = {"VP8": "libvpx", "VP9": "libvpx", "AV1": "libaom", "H264": "OpenH264"}
+
+
+@pytest.mark.parametrize("codec", ["VP8", "VP9", "AV1", "H264"])
+def test_sora_ffi_sends_simulcast(ffi, official, server, channel_id, clients, codec):
+    """A sora_ffi sender answers with a=simulcast:send r0;r1;r2 (no SSRCs, as libwebrtc),
+    encodes the three layers from each captured frame at the sizes offer.encodings give,
+    reports one outbound-rtp per rid as the official SDK does, and receivers of both SDKs
+    get the layer they asked for."""
+    h264 = codec == "H264"  # every side with the same OpenH264 library
+    receivers = {rid: clients(sdk, server, channel_id, "recvonly", sora=new_sora(sdk, h264), video=True,
+                              simulcast_rid=rid).connect()
+                 for rid, sdk in (("r0", ffi), ("r1", official), ("r2", ffi))}
+    sora = new_sora(ffi, h264)
+    vsrc = sora.create_video_source()
+    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, simulcast=True,
+                     video_codec_type=codec, video_bit_rate=2500, video_source=vsrc)
+    sender.connect()
+    answer = next(m for _, _, m in sender.signaling if isinstance(m, dict) and m.get("type") == "answer")
+    video = answer["sdp"].split("m=video")[1].split("m=")[0]
+    assert "a=simulcast:send r0;r1;r2" in video and "a=rid:r2 send" in video
+    assert "a=ssrc:" not in video
+    frames = {rid: Frames(c.sdk, c) for rid, c in receivers.items()}
+    with Pusher(vsrc):
+        for rid, c in receivers.items():
+            wait_frames(c, frames[rid], 0, 20, SIZES[rid], rid)
+        stats = json.loads(sender.conn.get_stats())
+    for rid, f in frames.items():
+        got = f.since(0)
+        # every layer starts with the same frame: the dev server gives each receiver its
+        # own layer from the first frame on
+        assert {w for w, _ in got} == {SIZES[rid]}, describe(got)
+        assert_clean(got, 0.15 if codec == "AV1" else 0.0)
+    layers = {s["rid"]: s for s in stats if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
+    assert sorted(layers) == ["r0", "r1", "r2"]
+    for rid, s in layers.items():
+        assert s["encoderImplementation"] == f"SimulcastEncoderAdapter ({', '.join([ENGINES[codec]] * 3)})"
+        assert s["frameWidth"] == SIZES[rid] and s["packetsSent"] > 0 and s["bytesSent"] > 0
+    assert len({s["ssrc"] for s in layers.values()}) == 3
+
+
+def test_browsers_receive_sora_ffi_simulcast(ffi, server, channel_id, clients, browser_peer):
+    """Chromium receivers (sora-js-sdk simulcastRid) of a sora_ffi simulcast sender: r2
+    decodes the 1280x720 pattern frame by frame, r0 decodes 320x180 (too small for the
+    page to read the code: checked by its stats)."""
+    high, low = browser_peer(), browser_peer()
+    high.connect(server.signaling_url, channel_id, "recvonly", simulcastRid="r2")
+    low.connect(server.signaling_url, channel_id, "recvonly", simulcastRid="r0")
+    sora = ffi.Sora()
+    vsrc = sora.create_video_source()
+    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, simulcast=True,
+                     video_codec_type="VP8", video_bit_rate=2500, video_source=vsrc)
+    sender.connect()
+    with Pusher(vsrc):
+        got = high.wait_frames(30, 10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            inbound = low.stats("inbound-rtp", "video")
+            if inbound and inbound[0].get("framesDecoded", 0) >= 20:
+                break
+            time.sleep(0.1)
+    assert got >= 30, f"{got} frames read, {high.unreadable} unreadable; console {high.console[-5:]}"
+    # (the page reads codes off its <video> element, which may show a frame mid-update; the
+    # browser tests elsewhere allow the same)
+    assert high.sizes == {(720, 1280)} and high.unreadable <= got // 20
+    indices = [i for i, _ in high.codes]
+    assert all(b > a for a, b in zip(indices, indices[1:])), indices
+    assert inbound and inbound[0]["framesDecoded"] >= 20, inbound
+    assert (inbound[0]["frameWidth"], inbound[0]["frameHeight"]) == (320, 180)

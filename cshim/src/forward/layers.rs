@@ -17,6 +17,10 @@ pub const LAYERS: usize = 3;
 /// A layer whose last packet is older than this is not flowing (libwebrtc stops a layer
 /// outright when its bandwidth is not there; the lowest layer sends at ≥ 7 fps).
 const FLOWING: Duration = Duration::from_millis(1000);
+/// A destination's first layer waits this long after the source's first packet for the
+/// layer it asked for (a sender starts its layers one after the other), then takes the
+/// best there is.
+const STARTUP_GRACE: Duration = Duration::from_millis(500);
 /// Least time between two keyframe requests for the same switch.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 /// Packets kept per layer for NACKs (as forward.rs keeps per source).
@@ -42,11 +46,12 @@ pub struct Layers {
     ssrc: [u32; LAYERS],
     last: [Option<Instant>; LAYERS],
     history: [Option<PacketHistory>; LAYERS],
+    first_packet: Option<Instant>,
 }
 
 impl Layers {
     pub fn new(rid_ext: u8, codec: RtpCodec) -> Self {
-        Layers { rid_ext, codec, ssrc: [0; LAYERS], last: [None; LAYERS], history: Default::default() }
+        Layers { rid_ext, codec, ssrc: [0; LAYERS], last: [None; LAYERS], history: Default::default(), first_packet: None }
     }
 
     /// The layer of a packet from `ssrc` carrying `rid` (its RID extension, when it has one),
@@ -65,6 +70,7 @@ impl Layers {
             None => self.index_of(ssrc)?,
         };
         self.last[layer] = Some(now);
+        self.first_packet.get_or_insert(now);
         Some(layer)
     }
 
@@ -161,6 +167,10 @@ impl Selection {
     /// `want`, else the lowest flowing one.
     fn target(&self, layers: &Layers, now: Instant) -> Option<usize> {
         let want = self.want?;
+        let starting = layers.first_packet.is_some_and(|t| now.saturating_duration_since(t) < STARTUP_GRACE);
+        if self.current.is_none() && starting && layers.ssrc(want).is_none() {
+            return None; // its layer may be on its way
+        }
         let flowing: Vec<usize> = (0..LAYERS).filter(|&i| layers.flowing(i, now)).collect();
         flowing.iter().rev().find(|&&i| i <= want).or(flowing.first()).copied()
     }
@@ -317,8 +327,11 @@ mod tests {
     #[test]
     fn a_destination_starts_at_a_keyframe_of_its_layer_and_switches_at_the_next() {
         let mut s = Sim::new(2);
-        // r0 flows first: it is the best there is, asked for by PLI, taken at its keyframe.
-        assert_eq!(s.packet(0, false, 0), (Verdict::Drop, Some(0)));
+        // r0 alone: r2 may be on its way for half a second, then r0 is the best there is,
+        // asked for by PLI and taken at its keyframe.
+        assert_eq!(s.packet(0, false, 0), (Verdict::Drop, None));
+        assert_eq!(s.packet(0, false, 499), (Verdict::Drop, None));
+        assert_eq!(s.packet(0, false, 1), (Verdict::Drop, Some(0)));
         assert!(matches!(s.packet(0, true, 33), (Verdict::Forward { .. }, None)));
         let Verdict::Forward { seq: s1, ts: t1 } = s.packet(0, false, 33).0 else { panic!() };
         // r2 appears: asked for, r0 goes on until r2's keyframe.
@@ -339,6 +352,14 @@ mod tests {
             let Verdict::Forward { seq, .. } = s.packet(2, false, 33).0 else { panic!() };
             assert!(seq_after(seq, s2));
         }
+    }
+
+    #[test]
+    fn the_layer_asked_for_is_taken_at_once_when_it_comes_first() {
+        let mut s = Sim::new(1);
+        assert_eq!(s.packet(0, true, 0).0, Verdict::Drop); // r0's keyframe: not the one asked
+        assert!(matches!(s.packet(1, true, 1), (Verdict::Forward { .. }, None)));
+        assert_eq!(s.sel.current(), Some(1));
     }
 
     #[test]
@@ -363,11 +384,13 @@ mod tests {
     fn asking_above_what_flows_gives_the_best_below_and_below_gives_the_lowest_above() {
         let mut s = Sim::new(2);
         s.packet(0, false, 0);
-        s.packet(1, false, 0);
+        s.packet(1, false, 600); // r2 never came
+        s.packet(0, false, 0);
         assert_eq!(s.sel.target(&s.layers, s.now), Some(1));
         let mut only_upper = Sim::new(0);
         only_upper.packet(2, false, 0);
-        only_upper.packet(1, false, 0);
+        only_upper.packet(1, false, 600);
+        only_upper.packet(2, false, 0);
         assert_eq!(only_upper.sel.target(&only_upper.layers, only_upper.now), Some(1));
     }
 

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod recv;
 pub mod rtp;
 pub mod send;
+pub mod simulcast;
 pub mod sink;
 pub mod source;
 pub mod transform;

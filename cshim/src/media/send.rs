@@ -25,7 +25,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 const MTU: usize = 1200;
 const SR_INTERVAL: Duration = Duration::from_secs(1);
 
-enum Input {
+pub(super) enum Input {
     Packets(Vec<Vec<u8>>, Instant),
     Rtcp(Vec<u8>),
     Stop,
@@ -37,21 +37,28 @@ pub struct SendShared {
     pub kind: &'static str,
     pub info: super::rtp::StreamInfo,
     pub stats: Mutex<OutboundRtpStats>,
-    keyframe_requested: AtomicBool,
-    stop: AtomicBool,
+    pub(super) keyframe_requested: AtomicBool,
+    pub(super) stop: AtomicBool,
     /// An encoded source's feed: keyframe requests go on to the application.
     encoded: Option<Arc<EncodedFeed>>,
     /// `encoderImplementation` of a video sender that encodes here (None: frames come
     /// encoded, or audio).
-    pub encoder_implementation: Option<&'static str>,
+    pub encoder_implementation: Option<String>,
+    /// The simulcast layer this stream is (None: the only stream of its track).
+    pub rid: Option<String>,
+    /// False for a simulcast layer the offer switched off.
+    pub active: bool,
 }
 
-/// Routes RTCP arriving on the sending track into the send loop.
-struct RtcpIn(UnboundedSender<Input>);
+/// Routes RTCP arriving on the sending track into its send loops (one per simulcast
+/// layer: each takes what names its SSRC).
+struct RtcpIn(Vec<UnboundedSender<Input>>);
 impl PacketHandler for RtcpIn {
     fn on_packet(&self, _track: i32, packet: &[u8]) {
         if super::rtp::is_rtcp(packet) {
-            let _ = self.0.send(Input::Rtcp(packet.to_vec()));
+            for tx in &self.0 {
+                let _ = tx.send(Input::Rtcp(packet.to_vec()));
+            }
         }
     }
 }
@@ -69,6 +76,8 @@ pub struct Sender {
     encoded: Option<Arc<EncodedFeed>>,
     /// Where transformed frames come back in (the transformer holds it weakly).
     _transform_return: Option<Arc<SendReturn>>,
+    /// The other layers of a simulcast sender (`shared`/`tx` are its first).
+    layers: Vec<(Arc<SendShared>, UnboundedSender<Input>)>,
 }
 
 /// What a frame handed to the transformer needs to be packetized when it comes back.
@@ -160,9 +169,18 @@ impl TransformTarget for SendReturn {
 }
 
 impl Sender {
+    /// Every stream this sender sends: one, or one per simulcast layer.
+    pub fn streams(&self) -> Vec<Arc<SendShared>> {
+        std::iter::once(self.shared.clone()).chain(self.layers.iter().map(|(s, _)| s.clone())).collect()
+    }
+
     pub fn stop(mut self) {
         self.shared.stop.store(true, Ordering::Release);
         let _ = self.tx.send(Input::Stop);
+        for (shared, tx) in &self.layers {
+            shared.stop.store(true, Ordering::Release);
+            let _ = tx.send(Input::Stop);
+        }
         if let Some(s) = &self.slot {
             s.close();
         }
@@ -183,8 +201,14 @@ impl Sender {
 }
 
 fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>) -> (UnboundedSender<Input>, TaskEnd) {
+    let (tx, end) = spawn_send_loop(track, shared, clock, cname, pacer);
+    rtc::set_packet_handler(track, Arc::new(RtcpIn(vec![tx.clone()])));
+    (tx, end)
+}
+
+/// A send loop for one stream of `track`; the caller routes the track's RTCP to it.
+fn spawn_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>) -> (UnboundedSender<Input>, TaskEnd) {
     let (tx, rx) = unbounded_channel::<Input>();
-    rtc::set_packet_handler(track, Arc::new(RtcpIn(tx.clone())));
     let end = exec::spawn(send_loop(track, shared, rx, clock, cname, pacer));
     (tx, end)
 }
@@ -317,19 +341,14 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         keyframe_requested: AtomicBool::new(true),
         stop: AtomicBool::new(false),
         encoded: None,
-        encoder_implementation: Some(cfg.engine.implementation_name(cfg.codec)),
+        encoder_implementation: Some(cfg.engine.implementation_name(cfg.codec).to_string()),
+        rid: None,
+        active: true,
     });
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
     let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
-    let codec = match cfg.codec {
-        VideoCodec::Vp8 => RtpCodec::Vp8,
-        VideoCodec::Vp9 => RtpCodec::Vp9,
-        VideoCodec::H264 => RtpCodec::H264,
-        VideoCodec::H265 => RtpCodec::H265,
-        VideoCodec::Av1 => RtpCodec::Av1,
-    };
-    let mut packetizer = RtpPacketizer::new(codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
+    let mut packetizer = RtpPacketizer::new(rtp_codec(cfg.codec), cfg.ssrc, cfg.payload_type, 90_000, MTU);
     if let EncoderEngine::OpenH264 { params, .. } = &cfg.engine {
         packetizer.set_h264_single_nal_mode(params.single_nal_mode);
     }
@@ -340,25 +359,84 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
         .name("sora-encode-video".into())
         .spawn(move || encode_loop(enc_slot, enc_shared, enc_tx, clock, cfg, packetizer, enc_ret))
         .expect("spawn encoder");
-    Sender { track, shared, tx, threads: vec![encode_thread], tasks: vec![send_task], slot: Some(slot), feed: None, encoded: None, _transform_return: ret }
+    Sender { track, shared, tx, threads: vec![encode_thread], tasks: vec![send_task], slot: Some(slot), feed: None, encoded: None, _transform_return: ret, layers: Vec::new() }
+}
+
+/// Starts sending `slot`'s frames on `track` as simulcast `layers` (each with its SSRC),
+/// every packet carrying the MID (`mid_ext`, value `cfg.info.mid`) and RID (`rid_ext`)
+/// header extensions. Bitrates: `media::simulcast::layer_bitrates` of `cfg.bitrate_kbps`.
+pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig, layers: Vec<super::simulcast::LayerSpec>, mid_ext: u8, rid_ext: u8) -> Sender {
+    use super::simulcast::{adapter_name, layer_bitrates, Layer};
+    if cfg.degradation != super::adapt::DegradationPreference::Disabled {
+        log::info!("simulcast: CPU adaptation ({:?}) is not applied to the layers; they keep the sizes offer.encodings gives", cfg.degradation);
+    }
+    let clock = RtpClock::new(90_000);
+    let implementation = adapter_name(cfg.engine.implementation_name(cfg.codec), layers.len());
+    let bitrates = layer_bitrates(&layers, cfg.bitrate_kbps);
+    let mut encoding = Vec::new();
+    let mut tasks = Vec::new();
+    let mut streams = Vec::new();
+    for (spec, kbps) in layers.into_iter().zip(bitrates) {
+        let shared = Arc::new(SendShared {
+            ssrc: spec.ssrc,
+            kind: "video",
+            info: cfg.info.clone(),
+            stats: Mutex::new(OutboundRtpStats::new(spec.ssrc, 90_000)),
+            keyframe_requested: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            encoded: None,
+            encoder_implementation: Some(implementation.clone()),
+            rid: Some(spec.rid.clone()),
+            active: spec.active,
+        });
+        let pacer = video_pacer(kbps, cfg.pacing_factor, cfg.pacing_max_delay);
+        let (tx, task) = spawn_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
+        let mut packetizer = RtpPacketizer::new(rtp_codec(cfg.codec), spec.ssrc, cfg.payload_type, 90_000, MTU);
+        if let EncoderEngine::OpenH264 { params, .. } = &cfg.engine {
+            packetizer.set_h264_single_nal_mode(params.single_nal_mode);
+        }
+        packetizer.set_extension(mid_ext, cfg.info.mid.as_bytes());
+        packetizer.set_extension(rid_ext, spec.rid.as_bytes());
+        tasks.push(task);
+        streams.push((shared.clone(), tx.clone()));
+        encoding.push(Layer::new(spec, kbps, shared, tx, packetizer));
+    }
+    rtc::set_packet_handler(track, Arc::new(RtcpIn(streams.iter().map(|(_, tx)| tx.clone()).collect())));
+    let enc_slot = slot.clone();
+    let encode_thread = std::thread::Builder::new()
+        .name("sora-encode-video".into())
+        .spawn(move || super::simulcast::encode_loop(enc_slot, encoding, clock, cfg))
+        .expect("spawn encoder");
+    let (shared, tx) = streams.remove(0);
+    Sender { track, shared, tx, threads: vec![encode_thread], tasks, slot: Some(slot), feed: None, encoded: None, _transform_return: None, layers: streams }
+}
+
+fn rtp_codec(codec: VideoCodec) -> RtpCodec {
+    match codec {
+        VideoCodec::Vp8 => RtpCodec::Vp8,
+        VideoCodec::Vp9 => RtpCodec::Vp9,
+        VideoCodec::H264 => RtpCodec::H264,
+        VideoCodec::H265 => RtpCodec::H265,
+        VideoCodec::Av1 => RtpCodec::Av1,
+    }
 }
 
 /// A run of frames the video encoder failed on: logged when it starts and when it ends, not
 /// per frame (a refused size or a lost library can fail every frame for a while).
 #[derive(Default)]
-struct EncoderFailures {
+pub(super) struct EncoderFailures {
     frames: u64,
 }
 
 impl EncoderFailures {
-    fn failed(&mut self, what: &str, width: u32, height: u32, e: &crate::error::Error) {
+    pub(super) fn failed(&mut self, what: &str, width: u32, height: u32, e: &crate::error::Error) {
         if self.frames == 0 {
             log::error!("{what} failed for a {width}x{height} frame: {e}; frames are dropped until an encoder takes them");
         }
         self.frames += 1;
     }
 
-    fn recovered(&mut self) {
+    pub(super) fn recovered(&mut self) {
         if self.frames > 0 {
             log::warn!("video encoder working again after {} dropped frames", self.frames);
             self.frames = 0;
@@ -585,6 +663,8 @@ pub fn start_encoded_video(track: i32, feed: Arc<EncodedFeed>, cfg: EncodedSendC
         stop: AtomicBool::new(false),
         encoded: Some(feed.clone()),
         encoder_implementation: None,
+        rid: None,
+        active: true,
     });
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
@@ -594,7 +674,7 @@ pub fn start_encoded_video(track: i32, feed: Arc<EncodedFeed>, cfg: EncodedSendC
     let packetizer = Arc::new(Mutex::new(packetizer));
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
     let task = exec::spawn(encoded_loop(feed.clone(), shared.clone(), tx.clone(), clock, packetizer, ret.clone()));
-    Sender { track, shared, tx, threads: Vec::new(), tasks: vec![task, send_task], slot: None, feed: None, encoded: Some(feed), _transform_return: ret }
+    Sender { track, shared, tx, threads: Vec::new(), tasks: vec![task, send_task], slot: None, feed: None, encoded: Some(feed), _transform_return: ret, layers: Vec::new() }
 }
 
 async fn encoded_loop(
@@ -668,6 +748,8 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
         stop: AtomicBool::new(false),
         encoded: None,
         encoder_implementation: None,
+        rid: None,
+        active: true,
     });
     let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
     let clock = RtpClock::new(SEND_RATE);
@@ -676,7 +758,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
     let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
     let audio_task = exec::spawn(audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent));
-    Ok(Sender { track, shared, tx, threads: Vec::new(), tasks: vec![audio_task, send_task], slot: None, feed: Some(feed), encoded: None, _transform_return: ret })
+    Ok(Sender { track, shared, tx, threads: Vec::new(), tasks: vec![audio_task, send_task], slot: None, feed: Some(feed), encoded: None, _transform_return: ret, layers: Vec::new() })
 }
 
 #[allow(clippy::too_many_arguments)]

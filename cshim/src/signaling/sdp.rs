@@ -13,6 +13,10 @@ pub struct MediaSection {
     pub formats: Vec<Format>,
     /// SSRCs announced with `a=ssrc:` (first = media SSRC).
     pub ssrcs: Vec<u32>,
+    /// `a=simulcast:recv`: the layers the offerer takes (rid, paused with `~`), in order.
+    pub simulcast_recv: Vec<(String, bool)>,
+    /// `a=extmap:` (id, URI).
+    pub extmaps: Vec<(u8, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +38,11 @@ impl Format {
 }
 
 impl MediaSection {
+    /// The id of the header extension `uri`, if the section maps it.
+    pub fn extmap_id(&self, uri: &str) -> Option<u8> {
+        self.extmaps.iter().find(|(_, u)| u == uri).map(|(id, _)| *id)
+    }
+
     /// The first format whose encoding name matches `name` (case-insensitively).
     pub fn format(&self, name: &str) -> Option<&Format> {
         self.formats.iter().find(|f| f.name.eq_ignore_ascii_case(name))
@@ -55,6 +64,8 @@ pub fn media_sections(sdp: &str) -> Vec<MediaSection> {
                 msid: None,
                 formats: Vec::new(),
                 ssrcs: Vec::new(),
+                simulcast_recv: Vec::new(),
+                extmaps: Vec::new(),
             });
             continue;
         }
@@ -84,6 +95,14 @@ pub fn media_sections(sdp: &str) -> Vec<MediaSection> {
                     f.rtcp_fb.push(fb.to_string());
                 }
             }
+        } else if let Some(rest) = line.strip_prefix("a=simulcast:") {
+            section.simulcast_recv = parse_simulcast_recv(rest);
+        } else if let Some(rest) = line.strip_prefix("a=extmap:") {
+            let mut parts = rest.split_whitespace();
+            let id = parts.next().and_then(|i| i.split('/').next()).and_then(|i| i.parse().ok());
+            if let (Some(id), Some(uri)) = (id, parts.next()) {
+                section.extmaps.push((id, uri.to_string()));
+            }
         } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
             if let Some(ssrc) = rest.split_whitespace().next().and_then(|x| x.parse().ok()) {
                 if !section.ssrcs.contains(&ssrc) {
@@ -102,6 +121,27 @@ pub fn media_sections(sdp: &str) -> Vec<MediaSection> {
         }
     }
     out
+}
+
+/// The recv part of an `a=simulcast:` value (RFC 8853): each stream's first alternative,
+/// `~` marking a paused one. Sora offers `recv r0;r1;r2`.
+fn parse_simulcast_recv(value: &str) -> Vec<(String, bool)> {
+    let mut words = value.split_whitespace();
+    while let Some(dir) = words.next() {
+        let list = words.next().unwrap_or("");
+        if dir == "recv" {
+            return list
+                .split(';')
+                .filter_map(|stream| stream.split(',').next())
+                .filter(|rid| !rid.is_empty() && *rid != "~")
+                .map(|rid| match rid.strip_prefix('~') {
+                    Some(r) => (r.to_string(), true),
+                    None => (rid.to_string(), false),
+                })
+                .collect();
+        }
+    }
+    Vec::new()
 }
 
 fn split_pt(rest: &str) -> Option<(u8, &str)> {
@@ -129,6 +169,17 @@ pub struct Upstream<'a> {
     pub cname: &'a str,
     pub stream_id: &'a str,
     pub track_id: &'a str,
+    /// Simulcast layers sent instead of one stream.
+    pub simulcast: Option<&'a SimulcastSend>,
+}
+
+/// Our answer to an offer that takes simulcast: one SSRC per layer, each packet naming its
+/// layer in the RID header extension (and its m-section in the MID one).
+pub struct SimulcastSend {
+    /// (rid, paused, SSRC) in the offer's order.
+    pub layers: Vec<(String, bool, u32)>,
+    pub mid_ext: u8,
+    pub rid_ext: u8,
 }
 
 /// The full m-section text of our sending side for `rtcAddTrack` (replaces the
@@ -151,9 +202,48 @@ pub fn upstream_section(u: &Upstream) -> String {
     for fb in &f.rtcp_fb {
         s += &format!("a=rtcp-fb:{} {}\r\n", f.pt, fb);
     }
-    s += &format!("a=ssrc:{} cname:{}\r\n", u.ssrc, u.cname);
-    s += &format!("a=ssrc:{} msid:{} {}\r\n", u.ssrc, u.stream_id, u.track_id);
+    let ssrcs = match u.simulcast {
+        None => vec![u.ssrc],
+        Some(sim) => {
+            s += &format!("a=extmap:{} {MID_URI}\r\na=extmap:{} {RID_URI}\r\n", sim.mid_ext, sim.rid_ext);
+            for (rid, _, _) in &sim.layers {
+                s += &format!("a=rid:{rid} send\r\n");
+            }
+            let list: Vec<String> = sim.layers.iter().map(|(rid, paused, _)| format!("{}{rid}", if *paused { "~" } else { "" })).collect();
+            s += &format!("a=simulcast:send {}\r\n", list.join(";"));
+            // For libdatachannel, which gives a track the RTCP that names its SSRCs; the
+            // answer sent leaves them out (`without_ssrcs`), as libwebrtc's does.
+            sim.layers.iter().map(|(_, _, ssrc)| *ssrc).collect()
+        }
+    };
+    for ssrc in ssrcs {
+        s += &format!("a=ssrc:{} cname:{}\r\n", ssrc, u.cname);
+        s += &format!("a=ssrc:{} msid:{} {}\r\n", ssrc, u.stream_id, u.track_id);
+    }
     s
+}
+
+pub const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+pub const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+/// `sdp` without the `a=ssrc` lines of section `mid`: a simulcast sender's layers are told
+/// by their RIDs (what libwebrtc answers, and what Sora expects).
+pub fn without_ssrcs(sdp: &str, mid: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut in_section = false;
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end();
+        if text.starts_with("m=") {
+            in_section = false;
+        } else if let Some(m) = text.strip_prefix("a=mid:") {
+            in_section = m == mid;
+        }
+        if in_section && (text.starts_with("a=ssrc:") || text.starts_with("a=ssrc-group:")) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// Remote media the offerer sends to us: live audio/video sections it sends on.
@@ -193,9 +283,38 @@ mod tests {
         assert_eq!((vp9.fmtp_param("profile-id"), vp9.fmtp_param("profile")), (Some("0"), None));
         let text = upstream_section(&Upstream {
             mid: "1", kind: "video", format: m.format("VP8").unwrap(), fmtp: None,
-            ssrc: 7, cname: "c", stream_id: "S", track_id: "T",
+            ssrc: 7, cname: "c", stream_id: "S", track_id: "T", simulcast: None,
         });
         assert!(text.contains("a=sendonly\r\n") && text.contains("a=rtcp-fb:96 nack pli\r\n"));
         assert!(text.contains("a=ssrc:7 cname:c\r\n") && text.starts_with("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
+    }
+
+    #[test]
+    fn reads_a_simulcast_offer_and_answers_with_layers() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ssrc:1 cname:a\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n\
+                   a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+                   a=extmap:10/recvonly urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+                   a=rtpmap:96 VP8/90000\r\na=rid:r0 recv\r\na=rid:r1 recv\r\na=rid:r2 recv\r\n\
+                   a=simulcast:recv r0;~r1;r2,r3\r\n";
+        let m = &media_sections(sdp)[1];
+        assert_eq!(m.simulcast_recv, vec![("r0".into(), false), ("r1".into(), true), ("r2".into(), false)]);
+        assert_eq!((m.extmap_id(MID_URI), m.extmap_id(RID_URI)), (Some(4), Some(10)));
+        assert!(media_sections(sdp)[0].simulcast_recv.is_empty());
+        assert!(parse_simulcast_recv("send a;b").is_empty());
+        let sim = SimulcastSend { layers: vec![("r0".into(), false, 5), ("r1".into(), true, 6)], mid_ext: 4, rid_ext: 10 };
+        let text = upstream_section(&Upstream {
+            mid: "1", kind: "video", format: m.format("VP8").unwrap(), fmtp: None,
+            ssrc: 7, cname: "c", stream_id: "S", track_id: "T", simulcast: Some(&sim),
+        });
+        for line in ["a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "a=rid:r0 send", "a=rid:r1 send",
+                     "a=simulcast:send r0;~r1", "a=ssrc:5 cname:c", "a=ssrc:6 cname:c"] {
+            assert!(text.contains(&format!("{line}\r\n")), "{line} missing from {text}");
+        }
+        assert!(!text.contains("a=ssrc:7"));
+        let answer = format!("v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=ssrc:1 cname:a\r\n{text}m=application 9 X\r\na=mid:2\r\n");
+        let stripped = without_ssrcs(&answer, "1");
+        assert!(stripped.contains("a=ssrc:1 cname:a\r\n") && !stripped.contains("a=ssrc:5") && stripped.contains("a=rid:r1 send\r\n"));
+        assert!(stripped.ends_with("a=mid:2\r\n"));
     }
 }

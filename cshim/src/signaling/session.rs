@@ -615,7 +615,14 @@ impl Session {
             .and_then(|_| self.peer.as_ref().expect("peer").set_local_description(Some("answer")))
             .and_then(|_| self.peer.as_ref().expect("peer").local_description());
         match result {
-            Ok(answer) => {
+            Ok(mut answer) => {
+                // A simulcast sender's layers are told by their RIDs, not named (the SSRCs
+                // were only for libdatachannel): the answer says what libwebrtc's says.
+                for p in &upstream {
+                    if let PendingSender::Simulcast(_, _, cfg, ..) = p {
+                        answer = sdp::without_ssrcs(&answer, &cfg.info.mid);
+                    }
+                }
                 self.start_senders(upstream);
                 add_candidates(self.peer.as_ref()?, std::mem::take(&mut self.early_candidates));
                 self.update_tracks(offer);
@@ -672,16 +679,21 @@ impl Session {
                     other => return Err(crate::error::Error::invalid(format!("{other} encoding is not available in this build"))),
                 };
                 let engine = self.encoder_engine(codec, format)?;
-                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id)?;
+                let simulcast = self.simulcast_layers(msg, section)?;
+                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id, simulcast.as_ref())?;
                 let vp9_profile = format.fmtp_param("profile-id").and_then(|p| p.parse().ok()).unwrap_or(0);
-                pending.push(PendingSender::Video(track, src.subscribe(), media::send::VideoSendConfig {
+                let cfg = media::send::VideoSendConfig {
                     codec, engine, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile, info,
                     degradation: media::adapt::DegradationPreference::from_api(self.cfg.degradation_preference)
                         .unwrap_or(media::adapt::DegradationPreference::MaintainFramerate),
                     transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
                     pacing_factor: self.cfg.tuning.video_pacing_factor,
                     pacing_max_delay: self.cfg.tuning.video_pacing_max_delay_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
-                }));
+                };
+                pending.push(match simulcast {
+                    Some((layers, sim)) => PendingSender::Simulcast(track, src.subscribe(), cfg, layers, sim.mid_ext, sim.rid_ext),
+                    None => PendingSender::Video(track, src.subscribe(), cfg),
+                });
             }
         }
         if let Some(src) = self.cfg.video_source.and_then(media::encoded::encoded_video_source) {
@@ -696,7 +708,10 @@ impl Session {
                          connect with video_codec_type=\"{name}\")"
                     )));
                 };
-                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id)?;
+                if self.cfg.simulcast == Some(true) {
+                    log::warn!("simulcast: an encoded video source sends its access units as they are, as one stream");
+                }
+                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id, None)?;
                 pending.push(PendingSender::Encoded(track, src.subscribe(), media::send::EncodedSendConfig {
                     codec: media::encoded::rtp_codec(src.codec),
                     payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), info,
@@ -730,7 +745,7 @@ impl Session {
                 let ssrc: u32 = rand::random::<u32>() | 1;
                 let text = sdp::upstream_section(&sdp::Upstream {
                     mid: &section.mid, kind: "audio", format, fmtp: Some(fmtp.join(";")), ssrc,
-                    cname: &self.cname, stream_id: &stream_id, track_id: "audio",
+                    cname: &self.cname, stream_id: &stream_id, track_id: "audio", simulcast: None,
                 });
                 let track = peer.add_track(&text)?;
                 let info = media::rtp::StreamInfo {
@@ -755,12 +770,15 @@ impl Session {
         for p in pending {
             let sender = match p {
                 PendingSender::Video(track, slot, cfg) => Ok(media::send::start_video(track, slot, cfg)),
+                PendingSender::Simulcast(track, slot, cfg, layers, mid_ext, rid_ext) => {
+                    Ok(media::send::start_simulcast_video(track, slot, cfg, layers, mid_ext, rid_ext))
+                }
                 PendingSender::Audio(track, feed, cfg) => media::send::start_audio(track, feed, cfg),
                 PendingSender::Encoded(track, feed, cfg) => Ok(media::send::start_encoded_video(track, feed, cfg)),
             };
             match sender {
                 Ok(s) => {
-                    self.shared.state.lock().senders.push(s.shared.clone());
+                    self.shared.state.lock().senders.extend(s.streams());
                     self.senders.push(s);
                 }
                 Err(e) => log::error!("cannot start sending: {e}"),
@@ -818,13 +836,43 @@ impl Session {
     /// Adds our video track for `format` of the offer's `section`: the track, its SSRC, the
     /// bitrate to send at (the server's `video_bit_rate`, ours, or the default) and the stream
     /// facts stats report.
-    fn add_video_upstream(&self, msg: &Value, section: &sdp::MediaSection, format: &sdp::Format, stream_id: &str)
+    /// With `simulcast` asked for and an offer that takes it (`a=simulcast:recv` and the
+    /// MID and RID header extensions): the layers to send (`offer.encodings`), each with an
+    /// SSRC of its own, and what the answer says about them. None: one stream.
+    fn simulcast_layers(&self, msg: &Value, section: &sdp::MediaSection)
+        -> Result<Option<(Vec<media::simulcast::LayerSpec>, sdp::SimulcastSend)>> {
+        if self.cfg.simulcast != Some(true) || section.simulcast_recv.is_empty() {
+            return Ok(None);
+        }
+        let (Some(mid_ext), Some(rid_ext)) = (section.extmap_id(sdp::MID_URI), section.extmap_id(sdp::RID_URI)) else {
+            log::warn!("simulcast: the offer has no MID and RID header extensions; sending one stream");
+            return Ok(None);
+        };
+        if self.cfg.video_frame_transformer.is_some() {
+            return Err(crate::error::Error::invalid(
+                "simulcast with a video_frame_transformer is not supported (the transform sees one stream)",
+            ));
+        }
+        let mut layers = media::simulcast::layers_from_offer(&section.simulcast_recv, msg.get("encodings"));
+        for l in &mut layers {
+            l.ssrc = rand::random::<u32>() | 1;
+        }
+        let sim = sdp::SimulcastSend {
+            layers: section.simulcast_recv.iter().zip(&layers).map(|((rid, paused), l)| (rid.clone(), *paused, l.ssrc)).collect(),
+            mid_ext,
+            rid_ext,
+        };
+        Ok(Some((layers, sim)))
+    }
+
+    fn add_video_upstream(&self, msg: &Value, section: &sdp::MediaSection, format: &sdp::Format, stream_id: &str,
+                          simulcast: Option<&(Vec<media::simulcast::LayerSpec>, sdp::SimulcastSend)>)
         -> Result<(i32, u32, u32, media::rtp::StreamInfo)> {
         let peer = self.peer.as_ref().ok_or_else(|| crate::error::Error::state("no peer connection"))?;
-        let ssrc: u32 = rand::random::<u32>() | 1;
+        let ssrc: u32 = simulcast.map_or_else(|| rand::random::<u32>() | 1, |(layers, _)| layers[0].ssrc);
         let text = sdp::upstream_section(&sdp::Upstream {
             mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
-            cname: &self.cname, stream_id, track_id: "video",
+            cname: &self.cname, stream_id, track_id: "video", simulcast: simulcast.map(|(_, sim)| sim),
         });
         let track = peer.add_track(&text)?;
         let bitrate_kbps = msg
@@ -1148,6 +1196,8 @@ fn add_candidates(peer: &Peer, candidates: impl IntoIterator<Item = (String, Opt
 
 enum PendingSender {
     Video(i32, Arc<media::source::FrameSlot>, media::send::VideoSendConfig),
+    /// Simulcast: the layers, and the MID and RID header extension ids.
+    Simulcast(i32, Arc<media::source::FrameSlot>, media::send::VideoSendConfig, Vec<media::simulcast::LayerSpec>, u8, u8),
     Audio(i32, Arc<media::source::AudioFeed>, media::send::AudioSendConfig),
     Encoded(i32, Arc<media::encoded::EncodedFeed>, media::send::EncodedSendConfig),
 }

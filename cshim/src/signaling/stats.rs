@@ -118,7 +118,7 @@ pub fn report(shared: &Shared) -> Value {
         let mut r = json!({
             "id": id, "type": "outbound-rtp", "timestamp": ts, "kind": s.kind, "ssrc": o.ssrc,
             "transportId": TRANSPORT, "codecId": cid, "mediaSourceId": source_id, "mid": s.info.mid,
-            "active": true, "packetsSent": o.packets_sent, "bytesSent": o.bytes_sent,
+            "active": s.active, "packetsSent": o.packets_sent, "bytesSent": o.bytes_sent,
             "headerBytesSent": o.header_bytes_sent, "retransmittedPacketsSent": o.retransmitted_packets_sent,
             "retransmittedBytesSent": o.retransmitted_bytes_sent, "nackCount": o.nack_count,
             "targetBitrate": o.target_bitrate, "totalPacketSendDelay": o.total_packet_send_delay,
@@ -130,8 +130,11 @@ pub fn report(shared: &Shared) -> Value {
         });
         if video {
             // (no engine: an encoded source's frames go out as they are)
-            let engine = s.encoder_implementation.unwrap_or("passthrough");
+            let engine = s.encoder_implementation.as_deref().unwrap_or("passthrough");
             m.insert("encoderImplementation".into(), json!(engine));
+            if let Some(rid) = &s.rid {
+                m.insert("rid".into(), json!(rid));
+            }
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),
                 ("framesEncoded", json!(o.frames_encoded)), ("keyFramesEncoded", json!(o.key_frames_encoded)),

@@ -1,0 +1,295 @@
+//! Simulcast sending: one captured frame encoded as up to three layers (rids r0 < r1 < r2),
+//! each with its own encoder, size, frame rate and bitrate, as the offer's
+//! `a=simulcast:recv` and `offer.encodings` say (sora-protocol.md §6). Each layer has an SSRC,
+//! a packetizer writing the MID and RID header extensions, and a send loop of its own
+//! (pacer, history for NACKs, sender reports); one thread encodes every layer, scaling the
+//! source once per layer.
+use super::codec::{I420Frame, Scaler, VideoEncoder, VideoEncoderConfig};
+use super::send::{EncoderFailures, Input, SendShared, VideoSendConfig};
+use super::adapt::FrameRateLimiter;
+use super::rtp::{RtpClock, RtpPacketizer};
+use super::source::FrameSlot;
+use serde_json::Value;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One layer of a simulcast sender.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSpec {
+    pub rid: String,
+    pub ssrc: u32,
+    /// `active: false` in `offer.encodings`, or `~` in `a=simulcast:recv`: not sent.
+    pub active: bool,
+    pub scale_down_by: f64,
+    /// `scaleResolutionDownTo`: the largest size the layer may have.
+    pub scale_down_to: Option<(u32, u32)>,
+    pub max_bitrate_bps: Option<u64>,
+    pub max_framerate: Option<f64>,
+}
+
+impl LayerSpec {
+    /// The layer's frame size for a `width`x`height` source: divided by `scale_down_by`,
+    /// then fitted into `scale_down_to` (aspect kept), never larger than the source; even,
+    /// as 4:2:0 encoders want, and at least 2x2.
+    pub fn size(&self, width: u32, height: u32) -> (u32, u32) {
+        let mut scale = self.scale_down_by.max(1.0);
+        if let Some((mw, mh)) = self.scale_down_to {
+            let fit = (width as f64 / mw.max(1) as f64).max(height as f64 / mh.max(1) as f64);
+            scale = scale.max(fit);
+        }
+        let even = |v: f64| ((v / scale) as u32 & !1).max(2);
+        (even(width as f64).min(width.max(2)), even(height as f64).min(height.max(2)))
+    }
+}
+
+/// The layers an offer asks for: each rid of its `a=simulcast:recv` (in order, lowest
+/// first as Sora lists them) with the `offer.encodings` entry of the same rid. Without an
+/// entry a layer is scaled as libwebrtc's default is (by 4, 2, 1 for three layers).
+pub fn layers_from_offer(recv: &[(String, bool)], encodings: Option<&Value>) -> Vec<LayerSpec> {
+    let n = recv.len();
+    recv.iter()
+        .enumerate()
+        .map(|(i, (rid, paused))| {
+            let e = encodings
+                .and_then(Value::as_array)
+                .and_then(|list| list.iter().find(|e| e.get("rid").and_then(Value::as_str) == Some(rid)));
+            let num = |key: &str| e.and_then(|e| e.get(key)).and_then(Value::as_f64).filter(|v| v.is_finite() && *v > 0.0);
+            let to = e.and_then(|e| e.get("scaleResolutionDownTo")).and_then(|t| {
+                let dim = |k: &str| t.get(k).and_then(Value::as_u64).filter(|v| *v > 0).map(|v| v.min(16384) as u32);
+                Some((dim("maxWidth")?, dim("maxHeight")?))
+            });
+            LayerSpec {
+                rid: rid.clone(),
+                ssrc: 0,
+                active: !paused && e.and_then(|e| e.get("active")).and_then(Value::as_bool) != Some(false),
+                scale_down_by: num("scaleResolutionDownBy").unwrap_or_else(|| (1u32 << (n - 1 - i).min(8)) as f64),
+                scale_down_to: to,
+                max_bitrate_bps: num("maxBitrate").map(|b| b as u64),
+                max_framerate: num("maxFramerate"),
+            }
+        })
+        .collect()
+}
+
+/// Each layer's bitrate (kbps): its `maxBitrate` where given; the layers without one share
+/// what `total_kbps` leaves by their share of the pixels (1 / scale²).
+pub fn layer_bitrates(layers: &[LayerSpec], total_kbps: u32) -> Vec<u32> {
+    let fixed: u64 = layers.iter().filter(|l| l.active).filter_map(|l| l.max_bitrate_bps).sum::<u64>() / 1000;
+    let rest = (total_kbps as u64).saturating_sub(fixed).max(30 * layers.len() as u64);
+    let weight = |l: &LayerSpec| 1.0 / (l.scale_down_by.max(1.0) * l.scale_down_by.max(1.0));
+    let total_weight: f64 = layers.iter().filter(|l| l.active && l.max_bitrate_bps.is_none()).map(weight).sum();
+    layers
+        .iter()
+        .map(|l| match l.max_bitrate_bps {
+            Some(b) => (b / 1000).max(30) as u32,
+            None => ((rest as f64 * weight(l) / total_weight.max(1e-9)) as u32).max(30),
+        })
+        .collect()
+}
+
+/// `encoderImplementation` of a simulcast sender, as libwebrtc names its adapter.
+pub fn adapter_name(engine: &str, layers: usize) -> String {
+    format!("SimulcastEncoderAdapter ({})", vec![engine; layers].join(", "))
+}
+
+/// What the encoder thread keeps per layer.
+pub(super) struct Layer {
+    pub spec: LayerSpec,
+    pub bitrate_kbps: u32,
+    pub shared: Arc<SendShared>,
+    pub tx: UnboundedSender<Input>,
+    pub packetizer: RtpPacketizer,
+    encoder: Option<VideoEncoder>,
+    scaler: Scaler,
+    limiter: FrameRateLimiter,
+    failures: EncoderFailures,
+    black: Option<I420Frame>,
+}
+
+impl Layer {
+    pub fn new(spec: LayerSpec, bitrate_kbps: u32, shared: Arc<SendShared>, tx: UnboundedSender<Input>, packetizer: RtpPacketizer) -> Self {
+        Layer {
+            spec,
+            bitrate_kbps,
+            shared,
+            tx,
+            packetizer,
+            encoder: None,
+            scaler: Scaler::new(),
+            limiter: FrameRateLimiter::default(),
+            failures: EncoderFailures::default(),
+            black: None,
+        }
+    }
+
+    /// Encodes `frame` (captured at `capture_us`, RTP timestamp `ts`) for this layer and
+    /// queues its packets. False when the send loop is gone.
+    fn send(&mut self, frame: &I420Frame, capture_us: i64, ts: u32, enabled: bool, cfg: &VideoSendConfig, taken: Instant) -> bool {
+        if !self.limiter.admit(capture_us, self.spec.max_framerate) {
+            return true;
+        }
+        let (w, h) = self.spec.size(frame.width, frame.height);
+        let input: &I420Frame = if !enabled {
+            // a disabled source: black frames of the layer's size (as send::encode_loop)
+            let b = self.black.get_or_insert_with(|| I420Frame::new(w, h).expect("frame"));
+            if (b.width, b.height) != (w, h) {
+                *b = I420Frame::new(w, h).expect("frame");
+            }
+            b.u.fill(128);
+            b.v.fill(128);
+            b
+        } else if (w, h) != (frame.width, frame.height) {
+            match self.scaler.scale(frame, w, h) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("simulcast layer {}: scaling to {w}x{h} failed: {e}", self.spec.rid);
+                    return true;
+                }
+            }
+        } else {
+            frame
+        };
+        let enc = match self.encoder.as_mut() {
+            Some(e) => e,
+            None => match VideoEncoder::new(&cfg.engine, VideoEncoderConfig {
+                codec: cfg.codec,
+                width: input.width,
+                height: input.height,
+                bitrate_kbps: self.bitrate_kbps,
+                framerate: self.spec.max_framerate.map_or(30, |f| f.round().clamp(1.0, 60.0) as u32),
+                vp9_profile: cfg.vp9_profile,
+            }) {
+                Ok(e) => self.encoder.insert(e),
+                Err(e) => {
+                    self.failures.failed(&format!("opening the encoder of layer {}", self.spec.rid), input.width, input.height, &e);
+                    return true;
+                }
+            },
+        };
+        let force = self.shared.keyframe_requested.swap(false, Ordering::AcqRel);
+        match enc.encode(input, ts, force) {
+            Ok(frames) => {
+                self.failures.recovered();
+                let elapsed = taken.elapsed().as_secs_f64();
+                for f in frames {
+                    {
+                        let mut st = self.shared.stats.lock();
+                        st.frames_encoded += 1;
+                        st.frames_sent += 1;
+                        st.key_frames_encoded += f.keyframe as u64;
+                        st.frame_width = f.width;
+                        st.frame_height = f.height;
+                        st.total_encode_time += elapsed;
+                        st.target_bitrate = self.bitrate_kbps as f64 * 1000.0;
+                    }
+                    let packets = self.packetizer.packetize(&f.data, ts);
+                    if self.tx.send(Input::Packets(packets, taken)).is_err() {
+                        return false;
+                    }
+                }
+            }
+            Err(e) => {
+                self.failures.failed(&format!("encoding layer {}", self.spec.rid), input.width, input.height, &e);
+                self.encoder = None;
+            }
+        }
+        true
+    }
+}
+
+/// The simulcast encoder thread: every frame of `slot` to every active layer.
+pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: RtpClock, cfg: VideoSendConfig) {
+    let start = Instant::now();
+    let mut first_capture: Option<i64> = None;
+    let mut last_ts: Option<u32> = None;
+    let (mut fps_since, mut counted) = (Instant::now(), vec![0u64; layers.len()]);
+    let stop = layers[0].shared.clone();
+    while !stop.stop.load(Ordering::Acquire) {
+        let Some((frame, capture_us)) = slot.take(Duration::from_millis(100)) else {
+            if slot.is_closed() {
+                break;
+            }
+            continue;
+        };
+        let taken = Instant::now();
+        // As for one stream (send::encode_loop): capture times drive the RTP clock.
+        let first = *first_capture.get_or_insert(capture_us);
+        let at = start + Duration::from_micros((capture_us - first).max(0) as u64);
+        let mut ts = clock.rtp_timestamp(at);
+        if let Some(prev) = last_ts.filter(|p| (ts.wrapping_sub(*p) as i32) <= 0) {
+            ts = prev.wrapping_add(1);
+        }
+        last_ts = Some(ts);
+        let enabled = slot.enabled.load(Ordering::Relaxed);
+        for layer in layers.iter_mut().filter(|l| l.spec.active) {
+            {
+                let mut st = layer.shared.stats.lock();
+                st.source.frames += 1;
+                st.source.width = frame.width;
+                st.source.height = frame.height;
+            }
+            if !layer.send(&frame, capture_us, ts, enabled, &cfg, taken) {
+                return;
+            }
+        }
+        let now = Instant::now();
+        if now - fps_since >= Duration::from_secs(1) {
+            let secs = (now - fps_since).as_secs_f64();
+            for (layer, before) in layers.iter().zip(counted.iter_mut()) {
+                let mut st = layer.shared.stats.lock();
+                st.frames_per_second = Some((st.frames_encoded - *before) as f64 / secs);
+                *before = st.frames_encoded;
+            }
+            fps_since = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn recv(list: &[(&str, bool)]) -> Vec<(String, bool)> {
+        list.iter().map(|(r, p)| (r.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn layers_follow_the_offer() {
+        let enc = json!([
+            {"rid": "r0", "active": true, "scaleResolutionDownBy": 4.0, "maxBitrate": 150000},
+            {"rid": "r1", "active": false, "scaleResolutionDownBy": 2.0},
+            {"rid": "r2", "scaleResolutionDownTo": {"maxWidth": 960, "maxHeight": 540}, "maxFramerate": 15},
+        ]);
+        let l = layers_from_offer(&recv(&[("r0", false), ("r1", false), ("r2", false)]), Some(&enc));
+        assert_eq!(l.iter().map(|l| l.active).collect::<Vec<_>>(), [true, false, true]);
+        assert_eq!(l[0].size(1280, 720), (320, 180));
+        assert_eq!(l[2].size(1280, 720), (960, 540));
+        assert_eq!(l[2].size(640, 360), (640, 360)); // never scaled up
+        assert_eq!((l[0].max_bitrate_bps, l[2].max_framerate), (Some(150_000), Some(15.0)));
+        // without encodings: libwebrtc's default scales; a paused rid is inactive
+        let d = layers_from_offer(&recv(&[("r0", false), ("r1", true), ("r2", false)]), None);
+        assert_eq!(d.iter().map(|l| l.scale_down_by).collect::<Vec<_>>(), [4.0, 2.0, 1.0]);
+        assert!(!d[1].active);
+        assert_eq!(d[0].size(1281, 721), (320, 180)); // even
+        assert_eq!(d[0].size(3, 3), (2, 2));
+        // hostile numbers are ignored, not trusted
+        let bad = json!([{"rid": "r0", "scaleResolutionDownBy": -1, "maxBitrate": "x", "scaleResolutionDownTo": {"maxWidth": 0}}]);
+        let b = layers_from_offer(&recv(&[("r0", false)]), Some(&bad));
+        assert_eq!((b[0].scale_down_by, b[0].max_bitrate_bps, b[0].scale_down_to), (1.0, None, None));
+    }
+
+    #[test]
+    fn bitrates_give_fixed_ones_and_share_the_rest_by_pixels() {
+        let l = layers_from_offer(&recv(&[("r0", false), ("r1", false), ("r2", false)]), None);
+        let b = layer_bitrates(&l, 2100);
+        // 1/16 : 1/4 : 1 of 2100
+        assert_eq!(b, vec![100, 400, 1600]);
+        let mut fixed = l.clone();
+        fixed[0].max_bitrate_bps = Some(200_000);
+        assert_eq!(layer_bitrates(&fixed, 2100)[0], 200);
+        assert_eq!(adapter_name("libvpx", 3), "SimulcastEncoderAdapter (libvpx, libvpx, libvpx)");
+    }
+}
