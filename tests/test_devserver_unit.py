@@ -644,3 +644,31 @@ def test_channel_join_and_leave_cost_is_linear():
     assert left["event_type"] == "connection.destroyed" and left["connection_id"] == "c0"
     ch.remove(sender, was_established=True)
     assert all(m.renegotiations == 2 for m in members[1:])
+
+
+def test_forwarding_filters_by_priority_then_order():
+    from sora_ffi.devserver import filters
+
+    def rule(field, op, *values):
+        return {"field": field, "operator": op, "values": list(values)}
+
+    fs = filters.parse_filters(None, [
+        {"action": "block", "rules": [[rule("kind", "is_in", "video")]]},  # priority 32767
+        {"action": "allow", "priority": 5, "rules": [[rule("client_id", "is_in", "vip")]]},
+    ])
+    assert [f.action for f in fs] == ["allow", "block"]  # lower priority number first
+    assert filters.forwards(fs, "C1", "vip", "video")  # the allow filter decides first
+    assert not filters.forwards(fs, "C2", "other", "video")  # blocked
+    assert not filters.forwards(fs, "C2", "other", "audio")  # an allow filter exists: whitelist
+    only_block = filters.parse_filters({"rules": [[rule("connection_id", "is_not_in", "C1")],
+                                                   [rule("kind", "is_in", "audio")]]}, None)
+    assert filters.forwards(only_block, "C1", "x", "video")
+    assert not filters.forwards(only_block, "C1", "x", "audio")  # second OR-ed group
+    assert not filters.forwards(only_block, "C2", "x", "video")
+    assert filters.forwards([], "C", "x", "video")
+    for bad in ({"rules": [[rule("kind", "is_in", 1)]]}, {"rules": [[]]}, {"priority": -1, "rules": [[rule("kind", "is_in")]]},
+                {"action": "allow", "rules": [[{"field": "kind"}]]}):
+        with pytest.raises(ValueError):
+            filters.parse_filters(bad, None)
+    with pytest.raises(ValueError):
+        filters.parse_filters({"rules": [[rule("kind", "is_in")]]}, [])

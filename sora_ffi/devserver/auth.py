@@ -45,6 +45,8 @@ PLAIN_OVERRIDES = (
     "spotlight_unfocus_rid",
     "rpc_methods",
     "audio_streaming_language_code",
+    "forwarding_filter",
+    "forwarding_filters",
 )
 
 #: Overrides that land inside the connect's ``audio`` / ``video`` objects.
@@ -120,6 +122,10 @@ def apply_overrides(connect: dict, overrides: dict) -> tuple:
     """
     out = copy.deepcopy(connect)
     extras: dict[str, Any] = {}
+    if "forwarding_filter" in overrides or "forwarding_filters" in overrides:
+        # the auth result's filters replace the connect's, whichever form either uses
+        out.pop("forwarding_filter", None)
+        out.pop("forwarding_filters", None)
     for key in PLAIN_OVERRIDES:
         if key in overrides:
             out[key] = copy.deepcopy(overrides[key])

@@ -14,7 +14,7 @@ import logging
 import zlib
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from . import strictjson
+from . import filters, strictjson
 from .auth import now_iso
 from .inflate import inflate
 
@@ -68,10 +68,11 @@ class Channel:
                 continue
             if not s.params.sends:
                 continue
-            if s.params.audio and receiver.params.audio:
-                out.append((s, "audio"))
-            if s.params.video and receiver.params.video:
-                out.append((s, "video"))
+            for kind in ("audio", "video"):
+                if (getattr(s.params, kind) and getattr(receiver.params, kind)
+                        and filters.forwards(receiver.params.forwarding_filters, s.connection_id,
+                                             s.client_id, kind)):
+                    out.append((s, kind))
         return out
 
     # ------------------------------------------------------------------ notifies

@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from . import filters
 from .sdp import OpusParams, VideoCodec
 
 ROLES = ("sendrecv", "sendonly", "recvonly")
@@ -113,6 +114,8 @@ class ConnectParams:
     ignore_disconnect_websocket: bool = False
     data_channels: list = field(default_factory=list)  # DataChannelSpec, requested ones
     rpc_methods: Optional[list] = None
+    #: ``forwarding_filter(s)``, in the order they are tried (filters.py)
+    forwarding_filters: list = field(default_factory=list)
     redirect: bool = False
     sora_client: Optional[str] = None
     environment: Optional[str] = None
@@ -306,6 +309,10 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
     if rpc is not None and not (isinstance(rpc, list) and all(isinstance(m, str) for m in rpc)):
         raise ProtocolError("INVALID-PARAMETER: rpc_methods must be an array of strings")
     p.rpc_methods = rpc
+    try:
+        p.forwarding_filters = filters.parse_filters(msg.get("forwarding_filter"), msg.get("forwarding_filters"))
+    except ValueError as e:
+        raise ProtocolError(f"INVALID-PARAMETER: {e}") from None
     p.redirect = msg.get("redirect") is True
     for key in ("sora_client", "environment", "libwebrtc"):
         val = msg.get(key)
