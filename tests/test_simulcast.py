@@ -355,3 +355,18 @@ def test_browsers_receive_sora_ffi_simulcast(ffi, server, channel_id, clients, b
     assert all(b > a for a, b in zip(indices, indices[1:])), indices
     assert inbound and inbound[0]["framesDecoded"] >= 20, inbound
     assert (inbound[0]["frameWidth"], inbound[0]["frameHeight"]) == (320, 180)
+
+
+def test_bad_rpc_layer_requests_get_json_rpc_errors(ffi, make_server, channel_id, clients):
+    server = make_server(jwt_secret=SECRET)
+    c = clients(ffi, server, channel_id, "recvonly", video=True, data_channel_signaling=True,
+                metadata=token(channel_id, rpc_methods=[RPC])).connect()
+    c.wait_dc("rpc")
+    calls = [(RPC, {"rid": "r7"}), (RPC, {"rid": "r1", "sender_connection_id": "NOPE"}),
+             (RPC, {"rid": 1}), ("2025.2.0/RequestSpotlightRid", {"rid": "r1"})]
+    for n, (method, params) in enumerate(calls, 1):
+        assert c.conn.send_rpc(n, method, params)
+    c.wait_for(lambda: len(c.rpcs) >= len(calls), 5, "rpc replies")
+    codes = {r["id"]: r["error"]["code"] for r in map(json.loads, c.rpcs)}
+    assert codes == {1: -32602, 2: -32602, 3: -32602, 4: -32601}
+    assert not c.disconnected.is_set()  # errors, not disconnects

@@ -44,12 +44,26 @@ impl LayerSpec {
     }
 }
 
+/// At most this many layers are encoded (Sora's r0, r1, r2); an offer naming more is cut.
+pub const MAX_LAYERS: usize = 3;
+
 /// The layers an offer asks for: each rid of its `a=simulcast:recv` (in order, lowest
-/// first as Sora lists them) with the `offer.encodings` entry of the same rid. Without an
-/// entry a layer is scaled as libwebrtc's default is (by 4, 2, 1 for three layers).
+/// first as Sora lists them; repeated rids once, at most [`MAX_LAYERS`]) with the
+/// `offer.encodings` entry of the same rid. Without an entry a layer is scaled as
+/// libwebrtc's default is (by 4, 2, 1 for three layers).
 pub fn layers_from_offer(recv: &[(String, bool)], encodings: Option<&Value>) -> Vec<LayerSpec> {
-    let n = recv.len();
-    recv.iter()
+    let mut unique: Vec<&(String, bool)> = Vec::new();
+    for entry in recv {
+        if unique.len() < MAX_LAYERS && !unique.iter().any(|(rid, _)| *rid == entry.0) {
+            unique.push(entry);
+        }
+    }
+    if unique.len() < recv.len() {
+        log::warn!("simulcast: the offer names {} layers; sending {} (repeated rids once, at most {MAX_LAYERS})", recv.len(), unique.len());
+    }
+    let n = unique.len();
+    unique
+        .into_iter()
         .enumerate()
         .map(|(i, (rid, paused))| {
             let e = encodings
@@ -279,6 +293,11 @@ mod tests {
         let bad = json!([{"rid": "r0", "scaleResolutionDownBy": -1, "maxBitrate": "x", "scaleResolutionDownTo": {"maxWidth": 0}}]);
         let b = layers_from_offer(&recv(&[("r0", false)]), Some(&bad));
         assert_eq!((b[0].scale_down_by, b[0].max_bitrate_bps, b[0].scale_down_to), (1.0, None, None));
+        // ten layers, repeated rids: three distinct layers
+        let many: Vec<(String, bool)> = ["a", "a", "b", "c", "d", "e", "f", "g", "h", "i"].iter().map(|r| (r.to_string(), false)).collect();
+        let m = layers_from_offer(&many, Some(&json!([{"rid": "zz", "scaleResolutionDownBy": 0}])));
+        assert_eq!(m.iter().map(|l| l.rid.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(m.iter().map(|l| l.scale_down_by).collect::<Vec<_>>(), [4.0, 2.0, 1.0]);
     }
 
     #[test]

@@ -858,7 +858,13 @@ impl Session {
             l.ssrc = rand::random::<u32>() | 1;
         }
         let sim = sdp::SimulcastSend {
-            layers: section.simulcast_recv.iter().zip(&layers).map(|((rid, paused), l)| (rid.clone(), *paused, l.ssrc)).collect(),
+            layers: layers
+                .iter()
+                .map(|l| {
+                    let paused = section.simulcast_recv.iter().any(|(rid, p)| *rid == l.rid && *p);
+                    (l.rid.clone(), paused, l.ssrc)
+                })
+                .collect(),
             mid_ext,
             rid_ext,
         };
