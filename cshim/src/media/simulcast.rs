@@ -139,12 +139,16 @@ impl Layer {
     }
 
     /// Encodes `frame` (captured at `capture_us`, RTP timestamp `ts`) for this layer and
-    /// queues its packets. False when the send loop is gone.
-    fn send(&mut self, frame: &I420Frame, capture_us: i64, ts: u32, enabled: bool, cfg: &VideoSendConfig, taken: Instant) -> bool {
+    /// queues its packets; `larger` (a bigger layer's picture of the same frame, if any) is
+    /// scaled from instead of the source: cheaper, and a box filter of a box filter. Returns
+    /// whether the send loop is still there, and whether `self.scaled()` holds this frame.
+    fn send(&mut self, frame: &I420Frame, larger: Option<&I420Frame>, capture_us: i64, ts: u32, enabled: bool, cfg: &VideoSendConfig, taken: Instant) -> (bool, bool) {
         if !self.limiter.admit(capture_us, self.spec.max_framerate) {
-            return true;
+            return (true, false);
         }
+        let started = Instant::now();
         let (w, h) = self.spec.size(frame.width, frame.height);
+        let mut scaled = false;
         let input: &I420Frame = if !enabled {
             // a disabled source: black frames of the layer's size (as send::encode_loop)
             let b = self.black.get_or_insert_with(|| I420Frame::new(w, h).expect("frame"));
@@ -155,11 +159,15 @@ impl Layer {
             b.v.fill(128);
             b
         } else if (w, h) != (frame.width, frame.height) {
-            match self.scaler.scale(frame, w, h) {
-                Ok(f) => f,
+            let from = larger.filter(|l| l.width >= w && l.height >= h).unwrap_or(frame);
+            match self.scaler.scale(from, w, h) {
+                Ok(f) => {
+                    scaled = true;
+                    f
+                }
                 Err(e) => {
                     log::warn!("simulcast layer {}: scaling to {w}x{h} failed: {e}", self.spec.rid);
-                    return true;
+                    return (true, false);
                 }
             }
         } else {
@@ -178,7 +186,7 @@ impl Layer {
                 Ok(e) => self.encoder.insert(e),
                 Err(e) => {
                     self.failures.failed(&format!("opening the encoder of layer {}", self.spec.rid), input.width, input.height, &e);
-                    return true;
+                    return (true, scaled);
                 }
             },
         };
@@ -186,7 +194,7 @@ impl Layer {
         match enc.encode(input, ts, force) {
             Ok(frames) => {
                 self.failures.recovered();
-                let elapsed = taken.elapsed().as_secs_f64();
+                let elapsed = started.elapsed().as_secs_f64(); // this layer's scaling and encoding
                 for f in frames {
                     {
                         let mut st = self.shared.stats.lock();
@@ -200,7 +208,7 @@ impl Layer {
                     }
                     let packets = self.packetizer.packetize(&f.data, ts);
                     if self.tx.send(Input::Packets(packets, taken)).is_err() {
-                        return false;
+                        return (false, scaled);
                     }
                 }
             }
@@ -209,7 +217,12 @@ impl Layer {
                 self.encoder = None;
             }
         }
-        true
+        (true, scaled)
+    }
+
+    /// The picture the last `send` scaled to.
+    fn scaled(&self) -> &I420Frame {
+        self.scaler.output()
     }
 }
 
@@ -220,6 +233,10 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
     let mut last_ts: Option<u32> = None;
     let (mut fps_since, mut counted) = (Instant::now(), vec![0u64; layers.len()]);
     let stop = layers[0].shared.clone();
+    // Largest first: the layers by their scale (scaleResolutionDownTo caps fall in place
+    // per frame, as `larger` is only used when it is big enough).
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by(|&a, &b| layers[a].spec.scale_down_by.total_cmp(&layers[b].spec.scale_down_by));
     while !stop.stop.load(Ordering::Acquire) {
         let Some((frame, capture_us)) = slot.take(Duration::from_millis(100)) else {
             if slot.is_closed() {
@@ -237,15 +254,27 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         }
         last_ts = Some(ts);
         let enabled = slot.enabled.load(Ordering::Relaxed);
-        for layer in layers.iter_mut().filter(|l| l.spec.active) {
+        // Largest layer first, each smaller one scaled from the last picture scaled.
+        let mut larger: Option<usize> = None;
+        for &i in &order {
+            if !layers[i].spec.active {
+                continue;
+            }
             {
-                let mut st = layer.shared.stats.lock();
+                let mut st = layers[i].shared.stats.lock();
                 st.source.frames += 1;
                 st.source.width = frame.width;
                 st.source.height = frame.height;
             }
-            if !layer.send(&frame, capture_us, ts, enabled, &cfg, taken) {
+            let (before, rest) = layers.split_at_mut(i);
+            let (layer, after) = rest.split_first_mut().expect("layer");
+            let from = larger.map(|j| if j < i { before[j].scaled() } else { after[j - i - 1].scaled() });
+            let (alive, scaled) = layer.send(&frame, from, capture_us, ts, enabled, &cfg, taken);
+            if !alive {
                 return;
+            }
+            if scaled {
+                larger = Some(i);
             }
         }
         let now = Instant::now();

@@ -66,6 +66,11 @@ impl Scaler {
     }
 
     /// `src` resized to `width` x `height`, in a buffer reused from call to call.
+    /// The picture the last [`Scaler::scale`] made (empty before any).
+    pub fn output(&self) -> &I420Frame {
+        &self.out
+    }
+
     pub fn scale(&mut self, src: &I420Frame, width: u32, height: u32) -> Result<&I420Frame> {
         src.check()?;
         self.out.resize(width, height)?;
