@@ -672,3 +672,15 @@ def test_forwarding_filters_by_priority_then_order():
             filters.parse_filters(bad, None)
     with pytest.raises(ValueError):
         filters.parse_filters({"rules": [[rule("kind", "is_in")]]}, [])
+
+
+def test_transport_cc_is_offered_upstream_only():
+    up = _attrs(sdp.video_section("1", "recvonly", transport_cc=True))
+    assert f"a=extmap:3 {sdp.EXT_TWCC[1]}" in up and "a=rtcp-fb:98 transport-cc" in up
+    audio = _attrs(sdp.audio_section("0", "recvonly", transport_cc=True))
+    assert f"a=extmap:3 {sdp.EXT_TWCC[1]}" in audio and "a=rtcp-fb:111 transport-cc" in audio
+    down = sdp.video_section("2", "sendonly", msid=("c", "t"), ssrc=5)
+    assert "transport" not in down
+    answer = "m=video 9 X 96\r\na=mid:1\r\na=extmap:7/sendrecv " + sdp.EXT_TWCC[1] + "\r\n"
+    assert sdp.section_extmap_id(answer, "1", sdp.EXT_TWCC[1]) == 7
+    assert sdp.section_extmap_id(answer, "2", sdp.EXT_TWCC[1]) is None

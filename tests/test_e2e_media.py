@@ -227,6 +227,10 @@ def test_official_sender_bandwidth_estimate(ffi, official, server, channel_id, c
     answer = next(m for _, _, m in sender.signaling
                   if isinstance(m, dict) and m.get("type") == "answer")
     assert "goog-remb" in answer["sdp"]  # negotiated from the server's offer
+    # ... and transport-cc: the server reports arrivals, libwebrtc's own estimator (send
+    # side) runs on them, the REMB a ceiling. Without valid reports it would stay near its
+    # 300 kbps start value.
+    assert "a=rtcp-fb:96 transport-cc" in answer["sdp"] and "transport-wide-cc" in answer["sdp"]
     rx = VideoReceiver(ffi, receiver, 1280)
     warmup, measured = 60, 90  # 2 s to settle, then 3 s measured
     push_video(vsrc, warmup, 1280, 720)

@@ -679,6 +679,16 @@ int32_t sora_peer_request_keyframe(const SoraPeer *p, int32_t track);
 int32_t sora_peer_set_track_bitrate(const SoraPeer *p, int32_t track, uint64_t bps);
 
 /*
+ The receiving tracks `tracks[0..count]` (this peer's upstream: one transport) carry
+ transport-wide sequence numbers in header extension `ext_id` (1..=14): their arrivals
+ are reported to the sender in transport-cc feedback (RTCP RTPFB 15) about every 50 ms.
+ */
+int32_t sora_peer_set_transport_cc(const SoraPeer *p,
+                                   const int32_t *tracks,
+                                   size_t count,
+                                   uint8_t ext_id);
+
+/*
  The receiving track `track` carries simulcast: up to three layers, one SSRC each, whose
  RTP names its rid ("r0", "r1", "r2") in the RID header extension `rid_ext_id`, coded
  with `codec` ("VP8", "VP9", "AV1", "H264", "H265"). From then on each track it is

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::media::rtp::hdrext::{extension, replace_extension};
 use crate::media::rtp::nack::PacketHistory;
 use crate::media::rtp::rtcp::{build_nack, build_pli, build_remb, build_sr, parse_compound, take_nacks_and_rembs, RtcpEvent};
+use crate::media::rtp::twcc::FeedbackRecorder;
 use crate::media::rtp::RtpCodec;
 use layers::{Layers, Selection, Verdict};
 pub use layers::rid_index;
@@ -111,6 +112,8 @@ struct Routes {
     simulcast: HashMap<i32, Arc<Mutex<Layers>>>,
     /// destination track → the layer of a simulcast source it gets
     selection: HashMap<i32, Arc<Mutex<Selection>>>,
+    /// source track → (transport-cc extension id, the arrivals of its peer's transport)
+    twcc: HashMap<i32, (u8, Arc<Mutex<FeedbackRecorder>>)>,
 }
 
 /// RTP counted on one track (relaxed atomics: the forwarding path takes no lock for them).
@@ -154,6 +157,17 @@ impl PacketHandler for Forwarder {
             }
             if let Some(b) = r.remb.get(&track) {
                 b.on_rtp(track, ssrc, *now.get_or_insert_with(Instant::now));
+            }
+            if let Some((id, recorder)) = r.twcc.get(&track) {
+                if let Some(seq) = extension(packet, *id).filter(|v| v.len() == 2) {
+                    let now = *now.get_or_insert_with(Instant::now);
+                    let mut rec = recorder.lock();
+                    rec.on_packet(u16::from_be_bytes([seq[0], seq[1]]), now);
+                    if let Some(fb) = rec.poll(now, SERVER_SSRC, ssrc) {
+                        drop(rec);
+                        let _ = rtc::track_send(track, &fb);
+                    }
+                }
             }
         }
         if let Some(dsts) = r.down.get(&track) {
@@ -380,6 +394,7 @@ pub fn forget(track: i32) {
         r.counters.remove(&track);
         r.simulcast.remove(&track);
         r.selection.remove(&track);
+        r.twcc.remove(&track);
         for l in r.down.values_mut() {
             l.retain(|&d| d != track);
         }
@@ -445,6 +460,26 @@ pub fn request_keyframe(src: i32) -> Result<bool> {
         rtc::track_send(src, &build_pli(SERVER_SSRC, ssrc))?;
     }
     Ok(!ssrcs.is_empty())
+}
+
+/// The receiving `tracks` (one peer's: they share its transport) carry transport-wide
+/// sequence numbers in header extension `ext_id`: their arrivals are reported to the
+/// sender in transport-cc feedback about every 50 ms, which its bandwidth estimator reads.
+pub fn set_transport_cc(tracks: &[i32], ext_id: u8) -> Result<()> {
+    if ext_id == 0 || ext_id >= 15 {
+        return Err(Error::invalid("the transport-cc extension id must be 1..=14 (one-byte header)"));
+    }
+    let recorder = Arc::new(Mutex::new(FeedbackRecorder::new()));
+    let mut guard = ROUTES.write();
+    let r = guard.get_or_insert_with(Routes::default);
+    for &t in tracks {
+        r.twcc.insert(t, (ext_id, recorder.clone()));
+    }
+    drop(guard);
+    for &t in tracks {
+        rtc::set_packet_handler(t, forwarder());
+    }
+    Ok(())
 }
 
 /// The receiving track `src` carries simulcast: RTP whose RID header extension (id

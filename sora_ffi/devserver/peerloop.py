@@ -145,6 +145,12 @@ class Peer:
         packet, then about once a second while RTP flows); 0 stops it."""
         self._call(lambda p: check(lib.sora_peer_set_track_bitrate(p, track, max(0, int(bps)))))
 
+    def set_transport_cc(self, tracks: list, ext_id: int) -> None:
+        """Our receiving ``tracks`` (one transport) carry transport-wide sequence numbers in
+        extension ``ext_id``: their arrivals go back to the sender as transport-cc feedback."""
+        arr = ffi.new("int32_t[]", list(tracks))
+        self._call(lambda p: check(lib.sora_peer_set_transport_cc(p, arr, len(tracks), ext_id)))
+
     def set_track_simulcast(self, track: int, rid_ext_id: int, codec: str) -> None:
         """Our receiving ``track`` carries simulcast (layers named by the RID extension
         ``rid_ext_id``, coded with ``codec``): each track it is forwarded to then gets the

@@ -48,6 +48,10 @@ EXT_AUDIO_LEVEL = (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level")
 EXT_MID = (4, "urn:ietf:params:rtp-hdrext:sdes:mid")
 EXT_RID = (10, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id")
 EXT_RRID = (11, "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id")
+#: transport-wide sequence numbers, on the clients' upstream only: the server reports their
+#: arrivals (transport-cc feedback) for the sender's bandwidth estimate. Downstream sections
+#: leave it out: forwarded packets carry the sender's numbers, not the server's.
+EXT_TWCC = (3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01")
 
 SIMULCAST_RIDS = ("r0", "r1", "r2")
 
@@ -207,19 +211,22 @@ def audio_section(
     msid: Optional[tuple] = None,
     ssrc: Optional[int] = None,
     cname: Optional[str] = None,
+    transport_cc: bool = False,
 ) -> str:
-    """An Opus m-section. ``msid`` = (stream id, track id) and ``ssrc`` for send-only ones."""
+    """An Opus m-section. ``msid`` = (stream id, track id) and ``ssrc`` for send-only ones;
+    ``transport_cc`` offers transport-wide congestion control (upstream)."""
     opus = opus or OpusParams()
     lines = [
         f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}",
         "c=IN IP4 0.0.0.0",
         f"a=mid:{mid}",
         f"a={direction}",
-        *_extmaps([EXT_AUDIO_LEVEL, EXT_MID]),
+        *_extmaps([EXT_AUDIO_LEVEL, EXT_MID] + ([EXT_TWCC] if transport_cc else [])),
         f"a=msid:{msid[0]} {msid[1]}" if msid else None,
         "a=rtcp-mux",
         f"a=rtpmap:{OPUS_PT} opus/48000/2",
         f"a=fmtp:{OPUS_PT} {opus.fmtp()}",
+        f"a=rtcp-fb:{OPUS_PT} transport-cc" if transport_cc else None,
     ]
     lines += _ssrc_lines(ssrc, cname, msid)
     return _lines(*lines)
@@ -236,6 +243,7 @@ def video_section(
     simulcast: bool = False,
     paused_rids: Iterable[str] = (),
     bit_rate_kbps: Optional[int] = None,
+    transport_cc: bool = False,
 ) -> str:
     """A video m-section for one codec; ``simulcast`` adds ``rid … recv`` lines (upstream),
     ``paused_rids`` marks layers ``~`` (RFC 8853: a libwebrtc sender leaves them off)."""
@@ -244,6 +252,8 @@ def video_section(
     exts = [EXT_MID]
     if simulcast:
         exts += [EXT_RID, EXT_RRID]
+    if transport_cc:
+        exts.append(EXT_TWCC)
     fmtp = codec.fmtp()
     lines = [
         f"m=video 9 UDP/TLS/RTP/SAVPF {pt}",
@@ -256,7 +266,7 @@ def video_section(
         "a=rtcp-mux",
         f"a=rtpmap:{pt} {VIDEO_PAYLOAD_TYPES[codec.name][1]}/90000",
         f"a=fmtp:{pt} {fmtp}" if fmtp else None,
-        *[f"a=rtcp-fb:{pt} {fb}" for fb in VIDEO_RTCP_FB],
+        *[f"a=rtcp-fb:{pt} {fb}" for fb in VIDEO_RTCP_FB + (("transport-cc",) if transport_cc else ())],
     ]
     if simulcast:
         lines += [f"a=rid:{rid} recv" for rid in SIMULCAST_RIDS]
@@ -357,7 +367,13 @@ def simulcast_send_rid_ext(sdp: str, mid: str) -> Optional[int]:
     part = _section(sdp, mid)
     if part is None or not re.search(r"^a=simulcast:\s*send ", part, re.M):
         return None
-    m = re.search(r"^a=extmap:(\d+)(?:/\w+)? " + re.escape(EXT_RID[1]) + r"\s*$", part, re.M)
+    return section_extmap_id(sdp, mid, EXT_RID[1])
+
+
+def section_extmap_id(sdp: str, mid: str, uri: str) -> Optional[int]:
+    """The id section ``mid`` of ``sdp`` gives the header extension ``uri`` (None: none)."""
+    part = _section(sdp, mid)
+    m = re.search(r"^a=extmap:(\d+)(?:/\w+)? " + re.escape(uri) + r"\s*$", part, re.M) if part else None
     return int(m.group(1)) if m else None
 
 

@@ -144,6 +144,7 @@ class Session:
         # simulcast (whose layers the answer does not name), one the forwarder rewrites to.
         self.out_ssrc = {"audio": random.randrange(1, 1 << 32), "video": random.randrange(1, 1 << 32)}
         self.simulcast_up = False  # our video upstream arrives as simulcast layers
+        self.transport_cc = False  # its arrivals are reported (transport-cc feedback)
         #: layers asked for mid-session (API, RPC): sender connection_id (None: every
         #: sender) -> rid
         self.requested_rids: dict = {}
@@ -395,14 +396,14 @@ class Session:
         if p.sends and p.audio:
             mid = self._new_mid()
             self.upstream_tracks["audio"] = self.peer.add_track(
-                sdp.audio_section(mid, "recvonly", p.opus))
+                sdp.audio_section(mid, "recvonly", p.opus, transport_cc=True))
             self.upstream["audio"] = mid
         if p.sends and p.video:
             mid = self._new_mid()
             self.upstream_tracks["video"] = self.peer.add_track(sdp.video_section(
                 mid, "recvonly", p.video_codec, simulcast=p.simulcast,
                 paused_rids=sdp.paused_rids(p.video_bit_rate, p.simulcast_encodings),
-                bit_rate_kbps=p.video_bit_rate))
+                bit_rate_kbps=p.video_bit_rate, transport_cc=True))
             self.upstream["video"] = mid
             # BWE feedback as a Sora server gives it: without it a libwebrtc sender stays
             # near its 300 kbps start value.
@@ -520,6 +521,16 @@ class Session:
             changed = True
         return changed
 
+    def _start_transport_cc(self, answer: str) -> None:
+        """Reports the arrivals of the upstream's transport-wide sequence numbers
+        (transport-cc feedback) when the answer took the extension, once."""
+        if self.transport_cc or not self.upstream:
+            return
+        ids = {sdp.section_extmap_id(answer, mid, sdp.EXT_TWCC[1]) for mid in self.upstream.values()}
+        if len(ids) == 1 and None not in ids:
+            self.peer.set_transport_cc(list(self.upstream_tracks.values()), ids.pop())
+            self.transport_cc = True
+
     # ------------------------------------------------------------------ simulcast
     def rid_for(self, sender: "Session") -> str:
         """The layer of ``sender``'s simulcast this connection asks for: the latest request
@@ -629,6 +640,7 @@ class Session:
             ssrc = sdp.section_ssrc(sdp_text, mid)
             if ssrc:
                 self.out_ssrc[kind] = ssrc
+        self._start_transport_cc(sdp_text)
         if self.params.simulcast and not self.simulcast_up and "video" in self.upstream:
             rid_ext = sdp.simulcast_send_rid_ext(sdp_text, self.upstream["video"])
             if rid_ext is not None:

@@ -192,6 +192,22 @@ pub unsafe extern "C" fn sora_peer_set_track_bitrate(p: *const SoraPeer, track: 
     })
 }
 
+/// The receiving tracks `tracks[0..count]` (this peer's upstream: one transport) carry
+/// transport-wide sequence numbers in header extension `ext_id` (1..=14): their arrivals
+/// are reported to the sender in transport-cc feedback (RTCP RTPFB 15) about every 50 ms.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_set_transport_cc(p: *const SoraPeer, tracks: *const i32, count: usize, ext_id: u8) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        if tracks.is_null() || count == 0 || count > 64 {
+            return Err(Error::invalid("tracks must hold 1 to 64 track ids"));
+        }
+        let tracks = std::slice::from_raw_parts(tracks, count);
+        crate::forward::set_transport_cc(tracks, ext_id)?;
+        Ok(0)
+    })
+}
+
 /// The receiving track `track` carries simulcast: up to three layers, one SSRC each, whose
 /// RTP names its rid ("r0", "r1", "r2") in the RID header extension `rid_ext_id`, coded
 /// with `codec` ("VP8", "VP9", "AV1", "H264", "H265"). From then on each track it is

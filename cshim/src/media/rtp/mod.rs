@@ -53,6 +53,7 @@ pub mod rtcp;
 pub mod seq;
 pub mod stats;
 pub mod timing;
+pub mod twcc;
 
 pub use depacketize::{parse_rtp, ParsedRtp, Vp8Descriptor, Vp9Descriptor};
 pub use jitter::{AssembledFrame, ReceiverCounters, RtpReceiver};

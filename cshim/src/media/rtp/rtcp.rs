@@ -147,19 +147,24 @@ fn is_remb(p: &[u8]) -> bool {
     p.len() >= 16 && p[1] == 206 && p[0] & 0x1f == 15 && &p[12..16] == b"REMB"
 }
 
+/// Whether one RTCP sub-packet is transport-cc feedback (RTPFB, FMT 15).
+fn is_transport_cc(p: &[u8]) -> bool {
+    p[1] == 205 && p[0] & 0x1f == 15
+}
+
 /// For an SFU that answers NACKs itself: the generic NACKs of a compound packet, and the
-/// other sub-packets unchanged and in order, less any REMB (a receiver's estimate covers
-/// only its own SFU→receiver leg; the SFU announces its own estimate to the sender). None
-/// when there is neither a NACK nor a REMB (forward as is).
+/// other sub-packets unchanged and in order, less any REMB or transport-cc feedback (a
+/// receiver's estimate, or the arrivals it reports, cover only its own SFU→receiver leg;
+/// the SFU gives the sender its own). None when there is none of these (forward as is).
 pub fn take_nacks_and_rembs(data: &[u8]) -> Option<(Vec<Nack>, Vec<u8>)> {
     let (parts, _) = split_compound(data);
     let is_nack = |p: &[u8]| p[1] == 205 && p[0] & 0x1f == 1;
-    if !parts.iter().any(|p| is_nack(p) || is_remb(p)) {
+    if !parts.iter().any(|p| is_nack(p) || is_remb(p) || is_transport_cc(p)) {
         return None;
     }
     let (mut nacks, mut rest) = (Vec::new(), Vec::new());
     for p in parts {
-        if is_remb(p) {
+        if is_remb(p) || is_transport_cc(p) {
             continue;
         }
         if !is_nack(p) {
