@@ -143,15 +143,28 @@ def send(args) -> dict:
     # Frames after the measured ones: a loss in the last measured frame is only noticed (and
     # repaired) when later packets arrive, as in any live stream.
     pushed = args.frames + int(args.linger * 30)
+    samples = []  # with --sample-stats: once a second, what congestion control sees
     for i in range(pushed):
         time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
         img = scenes[i % testpattern.PERIOD].copy()
         video.on_captured(testpattern.stamp(img, i, int(time.time() * 1000)))
+        if args.sample_stats and i % 15 == 14:
+            samples.append(_cc_sample(conn, time.perf_counter() - t0))
     feeder.stop()
     out = _stats(conn)
     conn.disconnect()
     return {"frames_pushed": pushed, "video": out.get("outbound-rtp:video", {}),
-            "audio": out.get("outbound-rtp:audio", {})}
+            "audio": out.get("outbound-rtp:audio", {}), "samples": samples}
+
+
+def _cc_sample(conn, t: float) -> dict:
+    stats = json.loads(conn.get_stats())
+    pair = next((s for s in stats if s.get("type") == "candidate-pair"), {})
+    video = next((s for s in stats if s.get("type") == "outbound-rtp" and s.get("kind") == "video"), {})
+    remote = next((s for s in stats if s.get("type") == "remote-inbound-rtp" and s.get("kind") == "video"), {})
+    return {"t": t, "estimate": pair.get("availableOutgoingBitrate"), "target": video.get("targetBitrate"),
+            "bytes": video.get("bytesSent", 0), "packets": video.get("packetsSent", 0),
+            "lost": remote.get("packetsLost", 0), "width": video.get("frameWidth")}
 
 
 class _Video:
@@ -273,6 +286,7 @@ def main() -> None:
     p.add_argument("--codec", default="VP8")
     p.add_argument("--openh264", default=None, help="OpenH264 library (for --codec H264)")
     p.add_argument("--linger", type=float, default=1.0, help="seconds sent after --frames")
+    p.add_argument("--sample-stats", action="store_true", help="send: sample congestion control every 0.5 s")
     p.add_argument("--units", default=None, help="access units to send as they are (--codec H265)")
     p.add_argument("--sdk", default="sora_ffi", choices=["sora_ffi", "sora_sdk"], help="recv: the SDK that receives")
     args = p.parse_args()

@@ -53,6 +53,7 @@ class LossyLink:
         tag = f"{os.getpid() % 10000}{random.randrange(1000)}"
         self.ns = f"sffi{tag}"
         host_if, ns_if = f"sfh{tag}", f"sfn{tag}"
+        self.ns_if = ns_if
         a, b = random.randrange(1, 255), random.randrange(0, 64) * 4
         self.host_ip, self.ns_ip = f"10.{a}.{b}.1", f"10.{a}.{b}.2"
         _run("ip", "netns", "add", self.ns)
@@ -72,6 +73,12 @@ class LossyLink:
         for chain in ("INPUT", "OUTPUT"):
             _run("ip", "netns", "exec", self.ns, "iptables", "-A", chain, "-p", "udp", "-m", "statistic",
                  "--mode", "random", "--probability", str(self.loss), "-j", "DROP")
+
+    def shape(self, rate: str) -> None:
+        """Limits what leaves the namespace to `rate` (tc tbf, e.g. "1mbit"): a bottleneck
+        with a 500 ms queue, whose overflow is dropped."""
+        _run("ip", "netns", "exec", self.ns, "tc", "qdisc", "replace", "dev", self.ns_if, "root",
+             "tbf", "rate", rate, "burst", "16kb", "latency", "500ms")
 
     def close(self) -> None:
         # deleting the namespace deletes its end of the veth, and with it the host end

@@ -63,6 +63,8 @@ pub struct State {
     pub receivers: HashMap<u64, Arc<crate::media::recv::Receiver>>,
     /// Send pipelines' shared state (for stats and set_enabled).
     pub senders: Vec<Arc<crate::media::send::SendShared>>,
+    /// The congestion control of what we send (transport-cc negotiated), for stats.
+    pub cc: Option<Arc<crate::media::cc::CongestionController>>,
 }
 
 pub struct Shared {

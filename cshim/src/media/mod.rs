@@ -3,6 +3,7 @@
 //! (what the application pushes) and `sink`s (what it receives); they run as tasks on the
 //! shared media runtime (`exec`), except video encoding (a thread per video sender).
 pub mod adapt;
+pub mod cc;
 pub mod codec;
 pub mod encoded;
 pub mod exec;

@@ -14,6 +14,7 @@ use super::encoded::EncodedFeed;
 use super::source::{AudioFeed, FrameSlot, SEND_RATE};
 use super::transform::{frame_metadata, Pending, TransformTarget, Transformer, SENDER};
 use super::exec::{self, next_input, TaskEnd, Wake};
+use super::cc::CongestionController;
 use crate::rtc::{self, PacketHandler};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +41,7 @@ pub struct SendShared {
     pub(super) keyframe_requested: AtomicBool,
     pub(super) stop: AtomicBool,
     /// An encoded source's feed: keyframe requests go on to the application.
-    encoded: Option<Arc<EncodedFeed>>,
+    pub(super) encoded: Option<Arc<EncodedFeed>>,
     /// `encoderImplementation` of a video sender that encodes here (None: frames come
     /// encoded, or audio).
     pub encoder_implementation: Option<String>,
@@ -200,26 +201,33 @@ impl Sender {
     }
 }
 
-fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>) -> (UnboundedSender<Input>, TaskEnd) {
-    let (tx, end) = spawn_send_loop(track, shared, clock, cname, pacer);
+type Cc = Option<Arc<CongestionController>>;
+
+fn start_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>, cc: Cc) -> (UnboundedSender<Input>, TaskEnd) {
+    let (tx, end) = spawn_send_loop(track, shared, clock, cname, pacer, cc);
     rtc::set_packet_handler(track, Arc::new(RtcpIn(vec![tx.clone()])));
     (tx, end)
 }
 
 /// A send loop for one stream of `track`; the caller routes the track's RTCP to it.
-fn spawn_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>) -> (UnboundedSender<Input>, TaskEnd) {
+fn spawn_send_loop(track: i32, shared: Arc<SendShared>, clock: RtpClock, cname: String, pacer: Option<Pacer>, cc: Cc) -> (UnboundedSender<Input>, TaskEnd) {
     let (tx, rx) = unbounded_channel::<Input>();
-    let end = exec::spawn(send_loop(track, shared, rx, clock, cname, pacer));
+    let end = exec::spawn(send_loop(track, shared, rx, clock, cname, pacer, cc));
     (tx, end)
 }
 
-async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceiver<Input>, clock: RtpClock, cname: String, mut pacer: Option<Pacer>) {
+async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceiver<Input>, clock: RtpClock, cname: String, mut pacer: Option<Pacer>, cc: Cc) {
+    // The pacer's rate as configured; with congestion control it follows the estimate below it.
+    let configured_rate = pacer.as_ref().map(|p| p.rate());
     let ntp = NtpClock::new();
     let mut history = PacketHistory::new(1024, Duration::from_secs(1));
     let mut next_sr = Instant::now() + Duration::from_millis(200);
     let mut sent_any = false;
-    let send = |p: &[u8], retransmission: bool, delay: Duration, shared: &SendShared| {
-        if rtc::track_send(track, p).is_ok() {
+    let send = |mut p: Vec<u8>, retransmission: bool, delay: Duration, shared: &SendShared| {
+        if let Some(cc) = &cc {
+            cc.stamp(&mut p, Instant::now()); // a transport-wide number at the moment it leaves
+        }
+        if rtc::track_send(track, &p).is_ok() {
             let payload = p.len().saturating_sub(super::rtp::RTP_HEADER_LEN);
             shared.stats.lock().on_packet_sent(p.len(), payload, retransmission, delay);
         }
@@ -241,10 +249,16 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
                 sent_any = true;
                 match pacer.as_mut() {
                     Some(pc) => pc.enqueue(packets, queued_at),
-                    None => packets.iter().for_each(|p| send(p, false, now - queued_at, &shared)),
+                    None => packets.into_iter().for_each(|p| send(p, false, now - queued_at, &shared)),
                 }
             }
             Wake::Input(Input::Rtcp(packet)) => {
+                if let Some(cc) = &cc {
+                    cc.on_rtcp(&packet, Instant::now());
+                    if let (Some(pc), Some(rate)) = (pacer.as_mut(), configured_rate) {
+                        pc.set_rate(rate.min(cc.video_budget_bps().max(1)));
+                    }
+                }
                 for ev in parse_compound(&packet) {
                     let rtt = match &ev {
                         RtcpEvent::Rr { reports, .. } | RtcpEvent::Sr { reports, .. } => reports
@@ -267,7 +281,7 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
                                 .filter_map(|&s| history.get_for_retransmit(s, Instant::now(), Duration::from_millis(10)))
                                 .collect();
                             // Retransmissions skip the pacer queue: they are few, and late.
-                            resend.iter().for_each(|p| send(p, true, Duration::ZERO, &shared));
+                            resend.into_iter().for_each(|p| send(p, true, Duration::ZERO, &shared));
                         }
                         _ => {}
                     }
@@ -278,7 +292,7 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
         let now = Instant::now();
         if let Some(pc) = pacer.as_mut() {
             for (p, queued_at) in pc.poll(now) {
-                send(&p, false, now.saturating_duration_since(queued_at), &shared);
+                send(p, false, now.saturating_duration_since(queued_at), &shared);
             }
         }
         if now >= next_sr {
@@ -316,6 +330,16 @@ pub struct VideoSendConfig {
     pub pacing_factor: Option<f64>,
     /// The pacer's queue time limit (None: 2 s; zero: none).
     pub pacing_max_delay: Option<Duration>,
+    /// The connection's congestion control, when transport-cc was negotiated.
+    pub cc: Cc,
+}
+
+/// Packets of a connection with congestion control carry a transport-wide sequence number,
+/// written as each goes out (`CongestionController::stamp`).
+fn reserve_transport_cc(packetizer: &mut RtpPacketizer, cc: &Cc) {
+    if let Some(cc) = cc {
+        packetizer.set_extension(cc.ext_id, &[0, 0]);
+    }
 }
 
 /// A video sender's pacer: 2.5x the target bitrate unless told otherwise (libwebrtc's
@@ -347,8 +371,9 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
     });
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
-    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
+    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());
     let mut packetizer = RtpPacketizer::new(rtp_codec(cfg.codec), cfg.ssrc, cfg.payload_type, 90_000, MTU);
+    reserve_transport_cc(&mut packetizer, &cfg.cc);
     if let EncoderEngine::OpenH264 { params, .. } = &cfg.engine {
         packetizer.set_h264_single_nal_mode(params.single_nal_mode);
     }
@@ -390,8 +415,9 @@ pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendCon
             active: spec.active,
         });
         let pacer = video_pacer(kbps, cfg.pacing_factor, cfg.pacing_max_delay);
-        let (tx, task) = spawn_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
+        let (tx, task) = spawn_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());
         let mut packetizer = RtpPacketizer::new(rtp_codec(cfg.codec), spec.ssrc, cfg.payload_type, 90_000, MTU);
+        reserve_transport_cc(&mut packetizer, &cfg.cc);
         if let EncoderEngine::OpenH264 { params, .. } = &cfg.engine {
             packetizer.set_h264_single_nal_mode(params.single_nal_mode);
         }
@@ -472,6 +498,7 @@ fn encode_loop(
     let mut last_tick: Option<Instant> = None;
     let (mut fps_since, mut fps_frames) = (Instant::now(), 0u32);
     let mut source_frames = 0u32; // captured (offered) in the current second
+    let mut target_kbps = cfg.bitrate_kbps;
     while !shared.stop.load(Ordering::Acquire) {
         let Some((frame, capture_us)) = slot.take(Duration::from_millis(100)) else {
             if slot.is_closed() {
@@ -532,13 +559,26 @@ fn encode_loop(
         } else {
             &frame
         };
+        // Congestion control: the encoder's target follows the estimate below the configured
+        // bitrate (changes of under 5 % are left alone: each costs the rate control a step).
+        if let Some(cc) = &cfg.cc {
+            let want = ((cc.video_budget_bps() / 1000) as u32).clamp(30, cfg.bitrate_kbps.max(30));
+            if want.abs_diff(target_kbps) * 20 > target_kbps {
+                target_kbps = want;
+                if let Some(e) = encoder.as_mut() {
+                    if let Err(e) = e.set_bitrate(target_kbps) {
+                        log::warn!("video encoder: setting {target_kbps} kbps failed: {e}");
+                    }
+                }
+            }
+        }
         let enc = match encoder.as_mut() {
             Some(e) => e,
             None => match VideoEncoder::new(&cfg.engine, VideoEncoderConfig {
                 codec: cfg.codec,
                 width: input.width,
                 height: input.height,
-                bitrate_kbps: cfg.bitrate_kbps,
+                bitrate_kbps: target_kbps,
                 framerate: 30,
                 vp9_profile: cfg.vp9_profile,
             }) {
@@ -570,7 +610,7 @@ fn encode_loop(
                         st.frame_width = f.width;
                         st.frame_height = f.height;
                         st.total_encode_time += elapsed;
-                        st.target_bitrate = cfg.bitrate_kbps as f64 * 1000.0;
+                        st.target_bitrate = target_kbps as f64 * 1000.0;
                     }
                     if let Some(r) = handed_out {
                         let meta = FrameMeta { keyframe: f.keyframe, size: (f.width as u16, f.height as u16), taken };
@@ -650,6 +690,8 @@ pub struct EncodedSendConfig {
     pub transformer: Option<Arc<Transformer>>,
     pub pacing_factor: Option<f64>,
     pub pacing_max_delay: Option<Duration>,
+    /// Stamps its packets (the application picks the bitrate, so nothing adapts here).
+    pub cc: Cc,
 }
 
 /// Starts sending `feed`'s access units on `track`: packetized and paced, no codec.
@@ -668,8 +710,9 @@ pub fn start_encoded_video(track: i32, feed: Arc<EncodedFeed>, cfg: EncodedSendC
     });
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
-    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer));
+    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());
     let mut packetizer = RtpPacketizer::new(cfg.codec, cfg.ssrc, cfg.payload_type, 90_000, MTU);
+    reserve_transport_cc(&mut packetizer, &cfg.cc);
     packetizer.set_h264_single_nal_mode(cfg.h264_single_nal_mode);
     let packetizer = Arc::new(Mutex::new(packetizer));
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
@@ -735,6 +778,7 @@ pub struct AudioSendConfig {
     pub transformer: Option<Arc<Transformer>>,
     /// The least loss (percent) the encoder's in-band FEC plans for, whatever receivers report.
     pub min_packet_loss_percent: u32,
+    pub cc: Cc,
 }
 
 /// Starts sending `feed`'s audio on `track`, paced in real time (one packet per ptime).
@@ -753,8 +797,10 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     });
     let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
     let clock = RtpClock::new(SEND_RATE);
-    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), None);
-    let packetizer = Arc::new(Mutex::new(RtpPacketizer::new(RtpCodec::Opus, cfg.ssrc, cfg.payload_type, SEND_RATE, MTU)));
+    let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), None, cfg.cc.clone());
+    let mut packetizer = RtpPacketizer::new(RtpCodec::Opus, cfg.ssrc, cfg.payload_type, SEND_RATE, MTU);
+    reserve_transport_cc(&mut packetizer, &cfg.cc);
+    let packetizer = Arc::new(Mutex::new(packetizer));
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
     let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
     let audio_task = exec::spawn(audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent));

@@ -111,7 +111,11 @@ pub fn adapter_name(engine: &str, layers: usize) -> String {
 /// What the encoder thread keeps per layer.
 pub(super) struct Layer {
     pub spec: LayerSpec,
+    /// Its share of the configured bitrate, and what the bandwidth estimate leaves it now.
     pub bitrate_kbps: u32,
+    alloc_kbps: u32,
+    /// False while the estimate cannot carry it (switched off from the top, as libwebrtc).
+    bw_on: bool,
     pub shared: Arc<SendShared>,
     pub tx: UnboundedSender<Input>,
     pub packetizer: RtpPacketizer,
@@ -127,6 +131,8 @@ impl Layer {
         Layer {
             spec,
             bitrate_kbps,
+            alloc_kbps: bitrate_kbps,
+            bw_on: true,
             shared,
             tx,
             packetizer,
@@ -143,7 +149,7 @@ impl Layer {
     /// scaled from instead of the source: cheaper, and a box filter of a box filter. Returns
     /// whether the send loop is still there, and whether `self.scaled()` holds this frame.
     fn send(&mut self, frame: &I420Frame, larger: Option<&I420Frame>, capture_us: i64, ts: u32, enabled: bool, cfg: &VideoSendConfig, taken: Instant) -> (bool, bool) {
-        if !self.limiter.admit(capture_us, self.spec.max_framerate) {
+        if !self.bw_on || !self.limiter.admit(capture_us, self.spec.max_framerate) {
             return (true, false);
         }
         let started = Instant::now();
@@ -179,7 +185,7 @@ impl Layer {
                 codec: cfg.codec,
                 width: input.width,
                 height: input.height,
-                bitrate_kbps: self.bitrate_kbps,
+                bitrate_kbps: self.alloc_kbps,
                 framerate: self.spec.max_framerate.map_or(30, |f| f.round().clamp(1.0, 60.0) as u32),
                 vp9_profile: cfg.vp9_profile,
             }) {
@@ -204,7 +210,7 @@ impl Layer {
                         st.frame_width = f.width;
                         st.frame_height = f.height;
                         st.total_encode_time += elapsed;
-                        st.target_bitrate = self.bitrate_kbps as f64 * 1000.0;
+                        st.target_bitrate = self.alloc_kbps as f64 * 1000.0;
                     }
                     let packets = self.packetizer.packetize(&f.data, ts);
                     if self.tx.send(Input::Packets(packets, taken)).is_err() {
@@ -220,9 +226,53 @@ impl Layer {
         (true, scaled)
     }
 
+    /// Gives the layer `kbps` of the estimate (None: switched off for want of bandwidth).
+    fn allocate(&mut self, kbps: Option<u32>) {
+        let on = kbps.is_some();
+        if on != self.bw_on {
+            log::info!("simulcast layer {} {} by the bandwidth estimate", self.spec.rid, if on { "back on" } else { "switched off" });
+            self.bw_on = on;
+            if on {
+                self.shared.keyframe_requested.store(true, Ordering::Release); // receivers resume
+            }
+        }
+        let Some(kbps) = kbps else { return };
+        if kbps.abs_diff(self.alloc_kbps) * 20 > self.alloc_kbps {
+            self.alloc_kbps = kbps;
+            if let Some(e) = self.encoder.as_mut() {
+                if let Err(e) = e.set_bitrate(kbps) {
+                    log::warn!("simulcast layer {}: setting {kbps} kbps failed: {e}", self.spec.rid);
+                }
+            }
+        }
+    }
+
     /// The picture the last `send` scaled to.
     fn scaled(&self) -> &I420Frame {
         self.scaler.output()
+    }
+}
+
+/// Shares `budget_kbps` (the bandwidth estimate for video) among the active layers from the
+/// lowest up: each gets up to its bitrate; a layer that cannot have 40 % of it is switched
+/// off, with every layer above it (20 % more brings it back). The lowest layer always goes.
+fn allocate(layers: &mut [Layer], budget_kbps: u32) {
+    let mut lowest_first: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].spec.active).collect();
+    lowest_first.sort_by(|&a, &b| layers[b].spec.scale_down_by.total_cmp(&layers[a].spec.scale_down_by));
+    let mut left = budget_kbps;
+    let mut off_above = false;
+    for (n, i) in lowest_first.into_iter().enumerate() {
+        let l = &mut layers[i];
+        let min = (l.bitrate_kbps * 2 / 5).max(30);
+        let need = if l.bw_on { min } else { min * 6 / 5 };
+        if n == 0 || (!off_above && left >= need) {
+            let kbps = l.bitrate_kbps.min(left).max(30);
+            left = left.saturating_sub(kbps);
+            l.allocate(Some(kbps));
+        } else {
+            off_above = true;
+            l.allocate(None);
+        }
     }
 }
 
@@ -254,6 +304,9 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         }
         last_ts = Some(ts);
         let enabled = slot.enabled.load(Ordering::Relaxed);
+        if let Some(cc) = &cfg.cc {
+            allocate(&mut layers, (cc.video_budget_bps() / 1000) as u32);
+        }
         // Largest layer first, each smaller one scaled from the last picture scaled.
         let mut larger: Option<usize> = None;
         for &i in &order {
@@ -339,5 +392,40 @@ mod tests {
         fixed[0].max_bitrate_bps = Some(200_000);
         assert_eq!(layer_bitrates(&fixed, 2100)[0], 200);
         assert_eq!(adapter_name("libvpx", 3), "SimulcastEncoderAdapter (libvpx, libvpx, libvpx)");
+    }
+
+    #[test]
+    fn the_estimate_switches_layers_off_from_the_top_and_back() {
+        use crate::media::rtp::{OutboundRtpStats, RtpCodec};
+        use std::sync::atomic::AtomicBool;
+        let specs = layers_from_offer(&recv(&[("r0", false), ("r1", false), ("r2", false)]), None);
+        let mut layers: Vec<Layer> = specs
+            .into_iter()
+            .zip([250, 750, 2500])
+            .map(|(spec, kbps)| {
+                let shared = Arc::new(SendShared {
+                    ssrc: 1, kind: "video", info: Default::default(), stats: parking_lot::Mutex::new(OutboundRtpStats::new(1, 90_000)),
+                    keyframe_requested: AtomicBool::new(false), stop: AtomicBool::new(false), encoded: None,
+                    encoder_implementation: None, rid: None, active: true,
+                });
+                let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+                Layer::new(spec, kbps, shared, tx, RtpPacketizer::new(RtpCodec::Vp8, 1, 96, 90_000, 1200))
+            })
+            .collect();
+        let on = |l: &[Layer]| l.iter().map(|l| l.bw_on).collect::<Vec<_>>();
+        allocate(&mut layers, 3500);
+        assert_eq!(on(&layers), [true, true, true]);
+        allocate(&mut layers, 1500); // r2 needs 1000 of the 500 left
+        assert_eq!(on(&layers), [true, true, false]);
+        assert_eq!(layers[1].alloc_kbps, 750);
+        allocate(&mut layers, 400); // r1 gets 150 < 300
+        assert_eq!(on(&layers), [true, false, false]);
+        allocate(&mut layers, 100); // the lowest stays, at what there is
+        assert_eq!((on(&layers), layers[0].alloc_kbps), (vec![true, false, false], 100));
+        allocate(&mut layers, 2000); // r1 back (r2 needs 1200 of the 1000 left)
+        assert_eq!(on(&layers), [true, true, false]);
+        assert!(layers[1].shared.keyframe_requested.load(Ordering::Acquire)); // resumes on a keyframe
+        allocate(&mut layers, 2300);
+        assert_eq!(on(&layers), [true, true, true]);
     }
 }

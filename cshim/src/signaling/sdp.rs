@@ -171,6 +171,8 @@ pub struct Upstream<'a> {
     pub track_id: &'a str,
     /// Simulcast layers sent instead of one stream.
     pub simulcast: Option<&'a SimulcastSend>,
+    /// Header extensions (id, URI) every packet of ours may carry (e.g. transport-cc).
+    pub extmaps: &'a [(u8, &'a str)],
 }
 
 /// Our answer to an offer that takes simulcast: one SSRC per layer, each packet naming its
@@ -201,6 +203,9 @@ pub fn upstream_section(u: &Upstream) -> String {
     }
     for fb in &f.rtcp_fb {
         s += &format!("a=rtcp-fb:{} {}\r\n", f.pt, fb);
+    }
+    for (id, uri) in u.extmaps {
+        s += &format!("a=extmap:{id} {uri}\r\n");
     }
     let ssrcs = match u.simulcast {
         None => vec![u.ssrc],
@@ -283,7 +288,7 @@ mod tests {
         assert_eq!((vp9.fmtp_param("profile-id"), vp9.fmtp_param("profile")), (Some("0"), None));
         let text = upstream_section(&Upstream {
             mid: "1", kind: "video", format: m.format("VP8").unwrap(), fmtp: None,
-            ssrc: 7, cname: "c", stream_id: "S", track_id: "T", simulcast: None,
+            ssrc: 7, cname: "c", stream_id: "S", track_id: "T", simulcast: None, extmaps: &[],
         });
         assert!(text.contains("a=sendonly\r\n") && text.contains("a=rtcp-fb:96 nack pli\r\n"));
         assert!(text.contains("a=ssrc:7 cname:c\r\n") && text.starts_with("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
@@ -305,9 +310,9 @@ mod tests {
         let sim = SimulcastSend { layers: vec![("r0".into(), false, 5), ("r1".into(), true, 6)], mid_ext: 4, rid_ext: 10 };
         let text = upstream_section(&Upstream {
             mid: "1", kind: "video", format: m.format("VP8").unwrap(), fmtp: None,
-            ssrc: 7, cname: "c", stream_id: "S", track_id: "T", simulcast: Some(&sim),
+            ssrc: 7, cname: "c", stream_id: "S", track_id: "T", simulcast: Some(&sim), extmaps: &[(3, "x")],
         });
-        for line in ["a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "a=rid:r0 send", "a=rid:r1 send",
+        for line in ["a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "a=extmap:3 x", "a=rid:r0 send", "a=rid:r1 send",
                      "a=simulcast:send r0;~r1", "a=ssrc:5 cname:c", "a=ssrc:6 cname:c"] {
             assert!(text.contains(&format!("{line}\r\n")), "{line} missing from {text}");
         }

@@ -647,6 +647,10 @@ impl Session {
             let mid = msg.pointer(&format!("/mid/{kind}")).and_then(Value::as_str)?;
             sections.iter().find(|m| m.mid == mid && m.kind == kind && m.port != 0)
         };
+        let cc = self.congestion_control(msg, &[find("audio"), find("video")]);
+        self.shared.state.lock().cc = cc.clone();
+        let twcc_ext = cc.as_ref().map(|c| [(c.ext_id, media::rtp::twcc::URI)]);
+        let extmaps: &[(u8, &str)] = twcc_ext.as_ref().map_or(&[], |e| &e[..]);
         if let Some(src) = self.cfg.video_source.and_then(media::source::video_source) {
             if let Some(section) = find("video") {
                 let wanted = msg
@@ -680,7 +684,7 @@ impl Session {
                 };
                 let engine = self.encoder_engine(codec, format)?;
                 let simulcast = self.simulcast_layers(msg, section)?;
-                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id, simulcast.as_ref())?;
+                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id, simulcast.as_ref(), extmaps)?;
                 let vp9_profile = format.fmtp_param("profile-id").and_then(|p| p.parse().ok()).unwrap_or(0);
                 let cfg = media::send::VideoSendConfig {
                     codec, engine, payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), vp9_profile, info,
@@ -689,6 +693,7 @@ impl Session {
                     transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
                     pacing_factor: self.cfg.tuning.video_pacing_factor,
                     pacing_max_delay: self.cfg.tuning.video_pacing_max_delay_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                    cc: cc.clone(),
                 };
                 pending.push(match simulcast {
                     Some((layers, sim)) => PendingSender::Simulcast(track, src.subscribe(), cfg, layers, sim.mid_ext, sim.rid_ext),
@@ -711,7 +716,7 @@ impl Session {
                 if self.cfg.simulcast == Some(true) {
                     log::warn!("simulcast: an encoded video source sends its access units as they are, as one stream");
                 }
-                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id, None)?;
+                let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id, None, extmaps)?;
                 pending.push(PendingSender::Encoded(track, src.subscribe(), media::send::EncodedSendConfig {
                     codec: media::encoded::rtp_codec(src.codec),
                     payload_type: format.pt, ssrc, bitrate_kbps, cname: self.cname.clone(), info,
@@ -719,6 +724,7 @@ impl Session {
                     transformer: self.cfg.video_frame_transformer.and_then(media::transform::transformer),
                     pacing_factor: self.cfg.tuning.video_pacing_factor,
                     pacing_max_delay: self.cfg.tuning.video_pacing_max_delay_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                    cc: cc.clone(),
                 }));
             }
         }
@@ -745,7 +751,7 @@ impl Session {
                 let ssrc: u32 = rand::random::<u32>() | 1;
                 let text = sdp::upstream_section(&sdp::Upstream {
                     mid: &section.mid, kind: "audio", format, fmtp: Some(fmtp.join(";")), ssrc,
-                    cname: &self.cname, stream_id: &stream_id, track_id: "audio", simulcast: None,
+                    cname: &self.cname, stream_id: &stream_id, track_id: "audio", simulcast: None, extmaps,
                 });
                 let track = peer.add_track(&text)?;
                 let info = media::rtp::StreamInfo {
@@ -760,6 +766,7 @@ impl Session {
                     payload_type: format.pt, ssrc, bitrate_bps, params, cname: self.cname.clone(), info,
                     transformer: self.cfg.audio_frame_transformer.and_then(media::transform::transformer),
                     min_packet_loss_percent: self.cfg.tuning.opus_min_packet_loss_percent.unwrap_or(0),
+                    cc: cc.clone(),
                 }));
             }
         }
@@ -836,6 +843,35 @@ impl Session {
     /// Adds our video track for `format` of the offer's `section`: the track, its SSRC, the
     /// bitrate to send at (the server's `video_bit_rate`, ours, or the default) and the stream
     /// facts stats report.
+    /// Congestion control for what we send, when the offer takes transport-cc (its extension
+    /// and feedback on our upstream sections, with one id): the estimate starts at and never
+    /// exceeds the configured bitrates.
+    fn congestion_control(&self, msg: &Value, upstream: &[Option<&sdp::MediaSection>]) -> Option<Arc<media::cc::CongestionController>> {
+        let sections: Vec<&sdp::MediaSection> = upstream.iter().flatten().copied().collect();
+        let ids: Vec<Option<u8>> = sections.iter().map(|m| m.extmap_id(media::rtp::twcc::URI)).collect();
+        let id = (*ids.first()?)?;
+        let takes_feedback = sections.iter().all(|m| m.formats.iter().any(|f| f.rtcp_fb.iter().any(|fb| fb == "transport-cc")));
+        if !ids.iter().all(|i| *i == Some(id)) || !takes_feedback || !(1..=14).contains(&id) {
+            return None;
+        }
+        let mut video_bps = msg.get("video_bit_rate").and_then(Value::as_u64).map(|k| k as u32)
+            .or(self.cfg.video_bit_rate).unwrap_or(DEFAULT_VIDEO_KBPS) as u64 * 1000;
+        if self.cfg.simulcast == Some(true) {
+            // simulcast layers add up to the active encodings' maxBitrate (what Sora's REMB says)
+            let layers: u64 = msg.get("encodings").and_then(Value::as_array).map_or(0, |list| {
+                list.iter()
+                    .filter(|e| e.get("active").and_then(Value::as_bool) != Some(false))
+                    .filter_map(|e| e.get("maxBitrate").and_then(Value::as_f64))
+                    .filter(|b| b.is_finite() && *b > 0.0)
+                    .map(|b| b.min(1e9) as u64)
+                    .sum()
+            });
+            video_bps = video_bps.max(layers);
+        }
+        let audio_bps = if self.cfg.audio_source.is_some() { self.cfg.audio_bit_rate.map_or(64_000, |k| k as u64 * 1000) } else { 0 };
+        Some(media::cc::CongestionController::new(id, video_bps + audio_bps, video_bps + audio_bps, audio_bps))
+    }
+
     /// With `simulcast` asked for and an offer that takes it (`a=simulcast:recv` and the
     /// MID and RID header extensions): the layers to send (`offer.encodings`), each with an
     /// SSRC of its own, and what the answer says about them. None: one stream.
@@ -872,13 +908,13 @@ impl Session {
     }
 
     fn add_video_upstream(&self, msg: &Value, section: &sdp::MediaSection, format: &sdp::Format, stream_id: &str,
-                          simulcast: Option<&(Vec<media::simulcast::LayerSpec>, sdp::SimulcastSend)>)
+                          simulcast: Option<&(Vec<media::simulcast::LayerSpec>, sdp::SimulcastSend)>, extmaps: &[(u8, &str)])
         -> Result<(i32, u32, u32, media::rtp::StreamInfo)> {
         let peer = self.peer.as_ref().ok_or_else(|| crate::error::Error::state("no peer connection"))?;
         let ssrc: u32 = simulcast.map_or_else(|| rand::random::<u32>() | 1, |(layers, _)| layers[0].ssrc);
         let text = sdp::upstream_section(&sdp::Upstream {
             mid: &section.mid, kind: "video", format, fmtp: None, ssrc,
-            cname: &self.cname, stream_id, track_id: "video", simulcast: simulcast.map(|(_, sim)| sim),
+            cname: &self.cname, stream_id, track_id: "video", simulcast: simulcast.map(|(_, sim)| sim), extmaps,
         });
         let track = peer.add_track(&text)?;
         let bitrate_kbps = msg

@@ -246,6 +246,12 @@ pub fn report(shared: &Shared) -> Value {
     if let Some(pc) = st.pc {
         transport_entries(pc, ts, &mut reports);
     }
+    if let Some(cc) = &st.cc {
+        // libwebrtc reports its bandwidth estimate on the selected pair
+        if let Some(pair) = reports.iter_mut().find(|r| r["type"] == "candidate-pair") {
+            pair["availableOutgoingBitrate"] = json!(cc.target_bps());
+        }
+    }
     Value::Array(reports)
 }
 

@@ -62,6 +62,19 @@ pub fn extension(packet: &[u8], id: u8) -> Option<&[u8]> {
     block(packet)?.elements.into_iter().find(|(eid, _)| *eid == id).map(|(_, data)| data)
 }
 
+/// Overwrites the value of element `id` in place with `value` of the same length; false when
+/// the packet has no such element of that length.
+pub fn write_extension(packet: &mut [u8], id: u8, value: &[u8]) -> bool {
+    let base = packet.as_ptr() as usize;
+    let Some(offset) = block(packet).and_then(|b| {
+        b.elements.iter().find(|(eid, data)| *eid == id && data.len() == value.len()).map(|(_, data)| data.as_ptr() as usize - base)
+    }) else {
+        return false;
+    };
+    packet[offset..offset + value.len()].copy_from_slice(value);
+    true
+}
+
 /// A copy of `packet` whose header extension element `id` holds `value`; None when the
 /// packet has no such element, is malformed, or `value` does not fit the packet's format
 /// (one-byte: 1 to 16 bytes; two-byte: up to 255). Padding and payload are kept as they are.
@@ -96,7 +109,7 @@ pub fn replace_extension(packet: &[u8], id: u8, value: &[u8]) -> Option<Vec<u8>>
 
 #[cfg(test)]
 mod tests {
-    use super::{extension, replace_extension};
+    use super::{extension, replace_extension, write_extension};
 
     fn packet(profile: u16, body: &[u8], payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7];
@@ -141,6 +154,16 @@ mod tests {
         assert!(replace_extension(&p[..14], 1, b"1").is_none(), "truncated");
         assert!(replace_extension(&p, 1, &[0; 17]).is_none(), "too long for one byte");
         assert!(replace_extension(&packet(0xBEDE, &[0x1f, 0, 0, 0], b""), 1, b"1").is_none());
+    }
+
+    #[test]
+    fn writes_an_element_in_place() {
+        let mut p = packet(0xBEDE, &[0x10, 0x7f, 0x31, 0, 0, 0, 0, 0], b"x");
+        assert!(write_extension(&mut p, 3, &[0xAB, 0xCD]));
+        assert_eq!(extension(&p, 3), Some(&[0xAB, 0xCD][..]));
+        assert_eq!(extension(&p, 1), Some(&[0x7f][..]));
+        assert!(!write_extension(&mut p, 3, &[1])); // another length
+        assert!(!write_extension(&mut p, 9, &[1, 2]));
     }
 
     #[test]
