@@ -80,6 +80,18 @@ def nvidia_codecs(sdk, encoder: bool = False) -> list:
     return [] if nvidia is None else [c.type.name for c in nvidia.codecs if (c.encoder if encoder else c.decoder)]
 
 
+def attach_video_sink(sdk, client, on_frame):
+    """A SoraVideoSink on ``client``'s first video track (waited for), calling ``on_frame``;
+    an official SDK's sink is kept until the session ends (see _OFFICIAL_GRAVEYARD)."""
+    track = client.wait_for(lambda: next((t for t in client.tracks if t.kind == "video"), None),
+                            what="video track")
+    sink = sdk.SoraVideoSink(track)
+    sink.on_frame = on_frame
+    if sdk.__name__ == "sora_sdk":
+        _OFFICIAL_GRAVEYARD.append(sink)
+    return sink
+
+
 def official_sora(h264: bool = False):
     """The shared sora_sdk.Sora (one more, made with the OpenH264 library, for H.264)."""
     global _OFFICIAL_SORA, _OFFICIAL_SORA_H264

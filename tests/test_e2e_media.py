@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import _OFFICIAL_GRAVEYARD, new_sora
+from conftest import _OFFICIAL_GRAVEYARD, attach_video_sink, new_sora
 from sora_ffi import testpattern
 
 
@@ -30,12 +30,7 @@ class VideoReceiver:
         self.sizes: set = set()
         self.unreadable = 0
         self.psnr_every = psnr_every
-        track = client.wait_for(lambda: next((t for t in client.tracks if t.kind == "video"), None),
-                                what="video track")
-        self.sink = sdk.SoraVideoSink(track)
-        self.sink.on_frame = self._on_frame
-        if sdk.__name__ == "sora_sdk":
-            _OFFICIAL_GRAVEYARD.append(self.sink)
+        self.sink = attach_video_sink(sdk, client, self._on_frame)
 
     def _on_frame(self, frame):
         img = frame.data()

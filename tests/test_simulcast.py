@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from browser import browser_peer, chromium  # noqa: F401  (fixtures)
-from conftest import _OFFICIAL_GRAVEYARD, new_sora
+from conftest import _OFFICIAL_GRAVEYARD, attach_video_sink, new_sora
 from sora_ffi import testpattern
 
 SECRET = "simulcast-secret-long-enough-for-hs256"
@@ -33,12 +33,7 @@ class Frames:
         self.sent_width = sent_width
         self.lock = threading.Lock()
         self.frames: list = []
-        track = client.wait_for(lambda: next((t for t in client.tracks if t.kind == "video"), None),
-                                what="video track")
-        self.sink = sdk.SoraVideoSink(track)
-        self.sink.on_frame = self._on_frame
-        if sdk.__name__ == "sora_sdk":
-            _OFFICIAL_GRAVEYARD.append(self.sink)
+        self.sink = attach_video_sink(sdk, client, self._on_frame)
 
     def _on_frame(self, frame):
         img = frame.data()
@@ -278,12 +273,14 @@ def test_browser_simulcast_sender(ffi, server, channel_id, clients, browser_peer
     frames = {c: Frames(ffi, c, 640) for c in (low, high)}
     wait_frames(low, frames[low], 0, 30, 160, "r0")
     wait_frames(high, frames[high], 0, 30, 320, "r2 asked, r1 given")
-    # the r2 receiver may start on r0 while r1 is not flowing yet, then moves up for good
+    # the r2 receiver may start on r0 while r1 is not flowing yet, then moves up for good;
+    # Chromium's estimate starts at 300 kbps (transport-cc), so its first frames of a layer
+    # may be too coarse for the code to read
     for c, width in ((low, 160), (high, 320)):
         got = frames[c].since(0)
         first = next(n for n, (w, _) in enumerate(got) if w == width)
         assert {w for w, _ in got[first:]} == {width}
-        assert_clean(got)
+        assert_clean(got, 0.1)
 
 
 ENGINES = {"VP8": "libvpx", "VP9": "libvpx", "AV1": "libaom", "H264": "OpenH264"}

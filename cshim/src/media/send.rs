@@ -51,6 +51,25 @@ pub struct SendShared {
     pub active: bool,
 }
 
+impl SendShared {
+    /// The shared state of a video stream (`encoded`: an encoded source's feed; the
+    /// implementation None then). A keyframe is asked for at once when something encodes.
+    pub(super) fn video(ssrc: u32, info: &super::rtp::StreamInfo, implementation: Option<String>, rid: Option<String>, active: bool, encoded: Option<Arc<EncodedFeed>>) -> Arc<Self> {
+        Arc::new(SendShared {
+            ssrc,
+            kind: "video",
+            info: info.clone(),
+            stats: Mutex::new(OutboundRtpStats::new(ssrc, 90_000)),
+            keyframe_requested: AtomicBool::new(encoded.is_none()),
+            stop: AtomicBool::new(false),
+            encoded,
+            encoder_implementation: implementation,
+            rid,
+            active,
+        })
+    }
+}
+
 /// Routes RTCP arriving on the sending track into its send loops (one per simulcast
 /// layer: each takes what names its SSRC).
 struct RtcpIn(Vec<UnboundedSender<Input>>);
@@ -357,18 +376,7 @@ fn video_pacer(bitrate_kbps: u32, factor: Option<f64>, max_delay: Option<Duratio
 
 /// Starts sending `slot`'s frames on `track`.
 pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Sender {
-    let shared = Arc::new(SendShared {
-        ssrc: cfg.ssrc,
-        kind: "video",
-        info: cfg.info.clone(),
-        stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, 90_000)),
-        keyframe_requested: AtomicBool::new(true),
-        stop: AtomicBool::new(false),
-        encoded: None,
-        encoder_implementation: Some(cfg.engine.implementation_name(cfg.codec).to_string()),
-        rid: None,
-        active: true,
-    });
+    let shared = SendShared::video(cfg.ssrc, &cfg.info, Some(cfg.engine.implementation_name(cfg.codec).to_string()), None, true, None);
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
     let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());
@@ -402,18 +410,7 @@ pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendCon
     let mut tasks = Vec::new();
     let mut streams = Vec::new();
     for (spec, kbps) in layers.into_iter().zip(bitrates) {
-        let shared = Arc::new(SendShared {
-            ssrc: spec.ssrc,
-            kind: "video",
-            info: cfg.info.clone(),
-            stats: Mutex::new(OutboundRtpStats::new(spec.ssrc, 90_000)),
-            keyframe_requested: AtomicBool::new(true),
-            stop: AtomicBool::new(false),
-            encoded: None,
-            encoder_implementation: Some(implementation.clone()),
-            rid: Some(spec.rid.clone()),
-            active: spec.active,
-        });
+        let shared = SendShared::video(spec.ssrc, &cfg.info, Some(implementation.clone()), Some(spec.rid.clone()), spec.active, None);
         let pacer = video_pacer(kbps, cfg.pacing_factor, cfg.pacing_max_delay);
         let (tx, task) = spawn_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());
         let mut packetizer = RtpPacketizer::new(rtp_codec(cfg.codec), spec.ssrc, cfg.payload_type, 90_000, MTU);
@@ -444,6 +441,32 @@ fn rtp_codec(codec: VideoCodec) -> RtpCodec {
         VideoCodec::H264 => RtpCodec::H264,
         VideoCodec::H265 => RtpCodec::H265,
         VideoCodec::Av1 => RtpCodec::Av1,
+    }
+}
+
+/// RTP timestamps from capture times (epoch µs): anchored on the first frame, so that A/V
+/// sync holds, and strictly increasing (two frames never share a timestamp).
+pub(super) struct CaptureClock {
+    clock: RtpClock,
+    start: Instant,
+    first: Option<i64>,
+    last: Option<u32>,
+}
+
+impl CaptureClock {
+    pub(super) fn new(clock: RtpClock) -> Self {
+        CaptureClock { clock, start: Instant::now(), first: None, last: None }
+    }
+
+    pub(super) fn timestamp(&mut self, capture_us: i64) -> u32 {
+        let first = *self.first.get_or_insert(capture_us);
+        let at = self.start + Duration::from_micros((capture_us - first).max(0) as u64);
+        let mut ts = self.clock.rtp_timestamp(at);
+        if let Some(prev) = self.last.filter(|p| (ts.wrapping_sub(*p) as i32) <= 0) {
+            ts = prev.wrapping_add(1);
+        }
+        self.last = Some(ts);
+        ts
     }
 }
 
@@ -484,9 +507,7 @@ fn encode_loop(
     let mut encoder: Option<VideoEncoder> = None;
     let mut failures = EncoderFailures::default();
     let mut black: Option<I420Frame> = None;
-    let start = Instant::now();
-    let mut first_capture: Option<i64> = None;
-    let mut last_ts: Option<u32> = None;
+    let mut capture_clock = CaptureClock::new(clock);
     // CPU adaptation (media::adapt): every frame's scaling + encoding time feeds the detector,
     // whose signals move the restrictions (resolution step, frame-rate cap) applied here.
     let adapting = cfg.degradation != DegradationPreference::Disabled;
@@ -528,17 +549,7 @@ fn encode_loop(
         if !limiter.admit(capture_us, max_fps) {
             continue;
         }
-        // Capture times (epoch µs) drive the RTP clock so that A/V sync holds; they are
-        // anchored on the first frame and kept strictly increasing.
-        let first = *first_capture.get_or_insert(capture_us);
-        let at = start + Duration::from_micros((capture_us - first).max(0) as u64);
-        let mut ts = clock.rtp_timestamp(at);
-        if let Some(prev) = last_ts {
-            if (ts.wrapping_sub(prev) as i32) <= 0 {
-                ts = prev.wrapping_add(1);
-            }
-        }
-        last_ts = Some(ts);
+        let ts = capture_clock.timestamp(capture_us);
         let (w, h) = adapter.target_size(frame.width, frame.height);
         let input: &I420Frame = if !slot.enabled.load(Ordering::Relaxed) {
             let b = black.get_or_insert_with(|| I420Frame::new(w, h).expect("frame"));
@@ -696,18 +707,7 @@ pub struct EncodedSendConfig {
 
 /// Starts sending `feed`'s access units on `track`: packetized and paced, no codec.
 pub fn start_encoded_video(track: i32, feed: Arc<EncodedFeed>, cfg: EncodedSendConfig) -> Sender {
-    let shared = Arc::new(SendShared {
-        ssrc: cfg.ssrc,
-        kind: "video",
-        info: cfg.info.clone(),
-        stats: Mutex::new(OutboundRtpStats::new(cfg.ssrc, 90_000)),
-        keyframe_requested: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-        encoded: Some(feed.clone()),
-        encoder_implementation: None,
-        rid: None,
-        active: true,
-    });
+    let shared = SendShared::video(cfg.ssrc, &cfg.info, None, None, true, Some(feed.clone()));
     let clock = RtpClock::new(90_000);
     let pacer = video_pacer(cfg.bitrate_kbps, cfg.pacing_factor, cfg.pacing_max_delay);
     let (tx, send_task) = start_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());
@@ -728,25 +728,13 @@ async fn encoded_loop(
     packetizer: Arc<Mutex<RtpPacketizer>>,
     transform: Option<Arc<SendReturn>>,
 ) {
-    let start = Instant::now();
-    let mut first_capture: Option<i64> = None;
-    let mut last_ts: Option<u32> = None;
+    let mut capture_clock = CaptureClock::new(clock);
     while let Some(frame) = feed.next().await {
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
         let taken = Instant::now();
-        // As for encoded video: capture times anchored on the first frame drive the RTP
-        // clock, strictly increasing (two access units never share a timestamp).
-        let first = *first_capture.get_or_insert(frame.capture_us);
-        let at = start + Duration::from_micros((frame.capture_us - first).max(0) as u64);
-        let mut ts = clock.rtp_timestamp(at);
-        if let Some(prev) = last_ts {
-            if (ts.wrapping_sub(prev) as i32) <= 0 {
-                ts = prev.wrapping_add(1);
-            }
-        }
-        last_ts = Some(ts);
+        let ts = capture_clock.timestamp(frame.capture_us);
         let handed_out = transform.as_ref().filter(|r| r.transformer.active());
         {
             let mut st = shared.stats.lock();

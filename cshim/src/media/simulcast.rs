@@ -5,7 +5,7 @@
 //! (pacer, history for NACKs, sender reports); one thread encodes every layer, scaling the
 //! source once per layer.
 use super::codec::{I420Frame, Scaler, VideoEncoder, VideoEncoderConfig};
-use super::send::{EncoderFailures, Input, SendShared, VideoSendConfig};
+use super::send::{CaptureClock, EncoderFailures, Input, SendShared, VideoSendConfig};
 use super::adapt::FrameRateLimiter;
 use super::rtp::{RtpClock, RtpPacketizer};
 use super::source::FrameSlot;
@@ -278,9 +278,7 @@ fn allocate(layers: &mut [Layer], budget_kbps: u32) {
 
 /// The simulcast encoder thread: every frame of `slot` to every active layer.
 pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: RtpClock, cfg: VideoSendConfig) {
-    let start = Instant::now();
-    let mut first_capture: Option<i64> = None;
-    let mut last_ts: Option<u32> = None;
+    let mut capture_clock = CaptureClock::new(clock);
     let (mut fps_since, mut counted) = (Instant::now(), vec![0u64; layers.len()]);
     let stop = layers[0].shared.clone();
     // Largest first: the layers by their scale (scaleResolutionDownTo caps fall in place
@@ -295,14 +293,7 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
             continue;
         };
         let taken = Instant::now();
-        // As for one stream (send::encode_loop): capture times drive the RTP clock.
-        let first = *first_capture.get_or_insert(capture_us);
-        let at = start + Duration::from_micros((capture_us - first).max(0) as u64);
-        let mut ts = clock.rtp_timestamp(at);
-        if let Some(prev) = last_ts.filter(|p| (ts.wrapping_sub(*p) as i32) <= 0) {
-            ts = prev.wrapping_add(1);
-        }
-        last_ts = Some(ts);
+        let ts = capture_clock.timestamp(capture_us);
         let enabled = slot.enabled.load(Ordering::Relaxed);
         if let Some(cc) = &cfg.cc {
             allocate(&mut layers, (cc.video_budget_bps() / 1000) as u32);
@@ -396,18 +387,13 @@ mod tests {
 
     #[test]
     fn the_estimate_switches_layers_off_from_the_top_and_back() {
-        use crate::media::rtp::{OutboundRtpStats, RtpCodec};
-        use std::sync::atomic::AtomicBool;
+        use crate::media::rtp::RtpCodec;
         let specs = layers_from_offer(&recv(&[("r0", false), ("r1", false), ("r2", false)]), None);
         let mut layers: Vec<Layer> = specs
             .into_iter()
             .zip([250, 750, 2500])
             .map(|(spec, kbps)| {
-                let shared = Arc::new(SendShared {
-                    ssrc: 1, kind: "video", info: Default::default(), stats: parking_lot::Mutex::new(OutboundRtpStats::new(1, 90_000)),
-                    keyframe_requested: AtomicBool::new(false), stop: AtomicBool::new(false), encoded: None,
-                    encoder_implementation: None, rid: None, active: true,
-                });
+                let shared = SendShared::video(1, &Default::default(), None, None, true, None);
                 let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
                 Layer::new(spec, kbps, shared, tx, RtpPacketizer::new(RtpCodec::Vp8, 1, 96, 90_000, 1200))
             })
