@@ -8,6 +8,7 @@ Needs what the loss tests need (root, ip, iptables) and tc.
 """
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -67,3 +68,41 @@ def test_a_sender_settles_below_a_1_mbps_bottleneck(shaped_link, channel_id):
     assert sent_kbps < 1000
     assert loss < 0.02
     assert fps >= 20
+
+
+@pytest.mark.parametrize("pref", ["MAINTAIN_FRAMERATE", "MAINTAIN_RESOLUTION", "BALANCED", "DISABLED"])
+def test_a_low_bitrate_degrades_by_preference(ffi, server, channel_id, clients, pref):
+    """300 kbps for a 960x528 source (issue 11): MAINTAIN_FRAMERATE sends at most 640x360 at
+    the full rate, MAINTAIN_RESOLUTION keeps 960x528 at fewer frames, BALANCED gives up some
+    of both, DISABLED neither; the receiver decodes what was sent."""
+    from sora_ffi import testpattern
+    from test_e2e_media import VideoReceiver
+
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True).connect()
+    sora = ffi.Sora()
+    source = sora.create_video_source()
+    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, video_codec_type="VP8",
+                     video_bit_rate=300, video_source=source,
+                     degradation_preference=getattr(ffi.SoraDegradationPreference, pref)).connect()
+    rx = VideoReceiver(ffi, receiver, 960)
+    with testpattern.PatternFeeder(source, 960, 528, 30):
+        receiver.wait_for(lambda: len(rx.indices) >= 20, 5, f"frames ({len(rx.indices)} so far)")
+        import time
+        time.sleep(1.5)  # a second of steady rate for framesPerSecond
+        out = next(s for s in json.loads(sender.conn.get_stats())
+                   if s.get("type") == "outbound-rtp" and s.get("kind") == "video")
+    width, height, fps = out["frameWidth"], out["frameHeight"], out.get("framesPerSecond", 0)
+    print(f"\n{pref} at 300 kbps: {width}x{height} {fps:.1f} fps, {out['qualityLimitationReason']}, "
+          f"received sizes {rx.sizes}")
+    assert out["targetBitrate"] <= 300_000
+    if pref == "MAINTAIN_FRAMERATE":
+        assert width * height <= 640 * 360 and fps > 20
+        assert out["qualityLimitationReason"] == "bandwidth"
+    elif pref == "MAINTAIN_RESOLUTION":
+        assert (width, height) == (960, 528) and fps < 20
+    elif pref == "BALANCED":
+        assert 640 * 360 < width * height < 960 * 528 and fps < 25
+    else:
+        assert (width, height) == (960, 528) and fps > 20
+        assert out["qualityLimitationReason"] == "none"
+    assert {(h, w) for h, w, _ in rx.sizes} == {(height, width)}

@@ -277,6 +277,62 @@ impl Restrictions {
     }
 }
 
+impl Restrictions {
+    /// Both sets of restrictions at once (CPU and bandwidth): the larger step, the lower cap.
+    pub fn combine(self, other: Restrictions) -> Restrictions {
+        let max_fps = match (self.max_fps, other.max_fps) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Restrictions { scale_step: self.scale_step.max(other.scale_step), max_fps }
+    }
+}
+
+/// The least video bitrate (kbps) each frame size is sent at, after libwebrtc's default
+/// single-stream bitrate limits (their minimum start bitrates) [I]: below 200 kbps only
+/// 320x180 and smaller.
+const START_BITRATE_LIMITS: [(u64, u32); 4] = [(480 * 270, 200), (640 * 360, 300), (960 * 540, 500), (1280 * 720, 900)];
+
+/// The most pixels a frame sent at `kbps` should have (None: no limit from the bitrate).
+fn max_pixels_for(kbps: u32) -> Option<u64> {
+    if kbps >= START_BITRATE_LIMITS[3].1 {
+        return None;
+    }
+    Some(START_BITRATE_LIMITS.iter().rev().find(|(_, k)| kbps >= *k).map_or(MIN_PIXELS, |(p, _)| *p))
+}
+
+/// What a video target of `kbps` gives up for a `w` x `h` source at `input_fps`, by
+/// `degradation_preference` (libwebrtc adapts to bandwidth as to CPU):
+/// MAINTAIN_FRAMERATE scales down to the largest size the bitrate carries, MAINTAIN_RESOLUTION
+/// lowers the frame rate in proportion (10 fps at least), BALANCED goes half the steps and
+/// the frame rate worth keeping at that size, DISABLED nothing.
+pub fn bandwidth_restrictions(pref: DegradationPreference, w: u32, h: u32, kbps: u32, input_fps: f64) -> Restrictions {
+    let pixels = w as u64 * h as u64;
+    let Some(max_pixels) = max_pixels_for(kbps).filter(|&m| pixels > m) else {
+        return Restrictions::default();
+    };
+    let limit = max_scale_step(w, h);
+    let steps = (0..=limit)
+        .find(|&s| {
+            let (sw, sh) = scaled_size(w, h, s);
+            sw as u64 * sh as u64 <= max_pixels
+        })
+        .unwrap_or(limit);
+    let fps_for = |p: u64| (input_fps * max_pixels as f64 / p as f64).max(MIN_FPS);
+    match pref {
+        DegradationPreference::Disabled => Restrictions::default(),
+        DegradationPreference::MaintainFramerate => Restrictions { scale_step: steps, max_fps: None },
+        DegradationPreference::MaintainResolution => Restrictions { scale_step: 0, max_fps: Some(fps_for(pixels)) },
+        DegradationPreference::Balanced => {
+            let step = steps.div_ceil(2);
+            let (sw, sh) = scaled_size(w, h, step);
+            let p = sw as u64 * sh as u64;
+            let fps = balanced_fps(p).unwrap_or_else(|| fps_for(p));
+            Restrictions { scale_step: step, max_fps: Some(fps.min(input_fps)) }
+        }
+    }
+}
+
 /// What one step changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -424,6 +480,29 @@ impl FrameRateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_low_bitrate_degrades_by_preference() {
+        use DegradationPreference::*;
+        // 300 kbps, 960x528 at 30 fps (issue 11's case)
+        let mf = bandwidth_restrictions(MaintainFramerate, 960, 528, 300, 30.0);
+        let (w, h) = scaled_size(960, 528, mf.scale_step);
+        assert!(w * h <= 640 * 360 && mf.max_fps.is_none(), "{w}x{h}");
+        let mr = bandwidth_restrictions(MaintainResolution, 960, 528, 300, 30.0);
+        assert_eq!(mr.scale_step, 0);
+        assert!(mr.max_fps.is_some_and(|f| (10.0..20.0).contains(&f)), "{mr:?}");
+        let b = bandwidth_restrictions(Balanced, 960, 528, 300, 30.0);
+        assert!(b.scale_step > 0 && b.scale_step < mf.scale_step && b.max_fps.is_some_and(|f| f < 30.0), "{b:?}");
+        assert_eq!(bandwidth_restrictions(Disabled, 960, 528, 300, 30.0), Restrictions::default());
+        // enough bitrate: nothing; 720p at 2.5 Mbps neither
+        assert_eq!(bandwidth_restrictions(MaintainFramerate, 960, 528, 600, 30.0), Restrictions::default());
+        assert_eq!(bandwidth_restrictions(MaintainFramerate, 1280, 720, 2500, 30.0), Restrictions::default());
+        // very little: the smallest size there is
+        let tiny = bandwidth_restrictions(MaintainFramerate, 1280, 720, 50, 30.0);
+        assert_eq!(tiny.scale_step, max_scale_step(1280, 720));
+        let both = mf.combine(Restrictions { scale_step: 1, max_fps: Some(20.0) });
+        assert_eq!((both.scale_step, both.max_fps), (mf.scale_step, Some(20.0)));
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

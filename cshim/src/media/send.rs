@@ -502,7 +502,7 @@ fn encode_loop(
     packetizer: Arc<Mutex<RtpPacketizer>>,
     transform: Option<Arc<SendReturn>>,
 ) {
-    use super::adapt::{Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
+    use super::adapt::{bandwidth_restrictions, max_scale_step, scaled_size, Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
     use super::codec::{I420Frame, Scaler};
     let mut encoder: Option<VideoEncoder> = None;
     let mut failures = EncoderFailures::default();
@@ -537,6 +537,7 @@ fn encode_loop(
         let limited = adapter.restrictions().is_limited();
         {
             let mut st = shared.stats.lock();
+            st.bandwidth_limited = bandwidth_restrictions(cfg.degradation, frame.width, frame.height, target_kbps, 30.0).is_limited();
             st.source.frames += 1;
             st.source.width = frame.width;
             st.source.height = frame.height;
@@ -545,12 +546,17 @@ fn encode_loop(
                 if limited { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
             }
         }
-        let max_fps = adapter.restrictions().max_fps;
+        // What the CPU (adapter) and the bitrate (congestion control or the configured
+        // rate) make the sender give up, by degradation_preference.
+        let source_fps = shared.stats.lock().source.frames_per_second.unwrap_or(30.0);
+        let by_bitrate = bandwidth_restrictions(cfg.degradation, frame.width, frame.height, target_kbps, source_fps);
+        let restrictions = adapter.restrictions().combine(by_bitrate);
+        let max_fps = restrictions.max_fps;
         if !limiter.admit(capture_us, max_fps) {
             continue;
         }
         let ts = capture_clock.timestamp(capture_us);
-        let (w, h) = adapter.target_size(frame.width, frame.height);
+        let (w, h) = scaled_size(frame.width, frame.height, restrictions.scale_step.min(max_scale_step(frame.width, frame.height)));
         let input: &I420Frame = if !slot.enabled.load(Ordering::Relaxed) {
             let b = black.get_or_insert_with(|| I420Frame::new(w, h).expect("frame"));
             if b.width != w || b.height != h {

@@ -140,7 +140,7 @@ pub fn report(shared: &Shared) -> Value {
                 ("framesEncoded", json!(o.frames_encoded)), ("keyFramesEncoded", json!(o.key_frames_encoded)),
                 ("framesSent", json!(o.frames_sent)), ("frameWidth", json!(o.frame_width)),
                 ("frameHeight", json!(o.frame_height)), ("totalEncodeTime", json!(o.total_encode_time)),
-                ("qualityLimitationReason", json!(if o.cpu_limited { "cpu" } else { "none" })),
+                ("qualityLimitationReason", json!(if o.cpu_limited { "cpu" } else if o.bandwidth_limited { "bandwidth" } else { "none" })),
                 ("qualityLimitationResolutionChanges", json!(o.quality_limitation_resolution_changes)),
                 ("qualityLimitationDurations",
                  json!({"other": 0.0, "cpu": o.cpu_limited_time, "bandwidth": 0.0, "none": o.unlimited_time})),

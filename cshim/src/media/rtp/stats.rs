@@ -148,6 +148,8 @@ pub struct OutboundRtpStats {
     /// reduced (`qualityLimitationReason` "cpu", else "none"), how often the resolution
     /// changed for it, and the seconds spent limited / unlimited (`qualityLimitationDurations`).
     pub cpu_limited: bool,
+    /// The video bitrate makes the sender send less (`degradation_preference`).
+    pub bandwidth_limited: bool,
     pub quality_limitation_resolution_changes: u64,
     pub cpu_limited_time: f64,
     pub unlimited_time: f64,
