@@ -272,13 +272,14 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
                 }
             }
             Wake::Input(Input::Rtcp(packet)) => {
+                let events = parse_compound(&packet);
                 if let Some(cc) = &cc {
-                    cc.on_rtcp(&packet, Instant::now());
+                    cc.on_rtcp(&packet, &events, Instant::now());
                     if let (Some(pc), Some(rate)) = (pacer.as_mut(), configured_rate) {
                         pc.set_rate(rate.min(cc.video_budget_bps().max(1)));
                     }
                 }
-                for ev in parse_compound(&packet) {
+                for ev in events {
                     let rtt = match &ev {
                         RtcpEvent::Rr { reports, .. } | RtcpEvent::Sr { reports, .. } => reports
                             .iter()
@@ -535,9 +536,13 @@ fn encode_loop(
         source_frames += offered as u32;
         replaced_seen = replaced;
         let limited = adapter.restrictions().is_limited();
-        {
+        // What the bitrate (congestion control or the configured rate) makes the sender
+        // give up, by degradation_preference; combined with the CPU adapter's below.
+        let by_bitrate = {
             let mut st = shared.stats.lock();
-            st.bandwidth_limited = bandwidth_restrictions(cfg.degradation, frame.width, frame.height, target_kbps, 30.0).is_limited();
+            let source_fps = st.source.frames_per_second.unwrap_or(30.0);
+            let by_bitrate = bandwidth_restrictions(cfg.degradation, frame.width, frame.height, target_kbps, source_fps);
+            st.bandwidth_limited = by_bitrate.is_limited();
             st.source.frames += 1;
             st.source.width = frame.width;
             st.source.height = frame.height;
@@ -545,11 +550,8 @@ fn encode_loop(
                 let dt = (taken - prev).as_secs_f64();
                 if limited { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
             }
-        }
-        // What the CPU (adapter) and the bitrate (congestion control or the configured
-        // rate) make the sender give up, by degradation_preference.
-        let source_fps = shared.stats.lock().source.frames_per_second.unwrap_or(30.0);
-        let by_bitrate = bandwidth_restrictions(cfg.degradation, frame.width, frame.height, target_kbps, source_fps);
+            by_bitrate
+        };
         let restrictions = adapter.restrictions().combine(by_bitrate);
         let max_fps = restrictions.max_fps;
         if !limiter.admit(capture_us, max_fps) {

@@ -5,7 +5,7 @@ pub mod estimator;
 
 use super::rtp::hdrext::write_extension;
 use super::rtp::twcc::parse_feedback;
-use super::rtp::{parse_compound, RtcpEvent};
+use super::rtp::RtcpEvent;
 use estimator::{BandwidthEstimator, PacketResult};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -86,12 +86,12 @@ impl CongestionController {
         }
     }
 
-    /// RTCP that arrived on one of the connection's sending tracks: transport-cc reports
-    /// feed the estimate, a REMB caps it.
-    pub fn on_rtcp(&self, rtcp: &[u8], now: Instant) {
+    /// RTCP that arrived on one of the connection's sending tracks (`events`: the send
+    /// loop's parse of it): transport-cc reports feed the estimate, a REMB caps it.
+    pub fn on_rtcp(&self, rtcp: &[u8], events: &[RtcpEvent], now: Instant) {
         let reports = parse_feedback(rtcp);
-        let remb = parse_compound(rtcp).into_iter().find_map(|ev| match ev {
-            RtcpEvent::Remb { bitrate, .. } if bitrate > 0 => Some(bitrate),
+        let remb = events.iter().find_map(|ev| match ev {
+            RtcpEvent::Remb { bitrate, .. } if *bitrate > 0 => Some(*bitrate),
             _ => None,
         });
         if reports.is_empty() && remb.is_none() {
