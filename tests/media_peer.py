@@ -113,6 +113,9 @@ def recv_units(args) -> dict:
 
     transformer.on_transform = on_transform
     tracks[0].set_frame_transformer(transformer)
+    # a stored stream cannot answer a keyframe request before its next keyframe: the test
+    # starts the sender only once every unit from the first on will be seen
+    print("subscribed" if tracks else "no track", flush=True)
     stats: dict = {}
     deadline = time.monotonic() + len(units) / 30 + 15
     while time.monotonic() < deadline and (not got or got[-1] < len(units) - 1):
