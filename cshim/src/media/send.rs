@@ -775,6 +775,9 @@ pub struct AudioSendConfig {
     /// The least loss (percent) the encoder's in-band FEC plans for, whatever receivers report.
     pub min_packet_loss_percent: u32,
     pub cc: Cc,
+    /// The `ssrc-audio-level` extension id, when negotiated: every packet says how loud it
+    /// is (what an SFU's speaker detection reads).
+    pub audio_level_ext: Option<u8>,
 }
 
 /// Starts sending `feed`'s audio on `track`, paced in real time (one packet per ptime).
@@ -799,7 +802,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
     let packetizer = Arc::new(Mutex::new(packetizer));
     let ret = cfg.transformer.clone().map(|t| SendReturn::new(t, packetizer.clone(), tx.clone(), shared.clone()));
     let (a_tx, a_shared, a_feed, a_ret) = (tx.clone(), shared.clone(), feed.clone(), ret.clone());
-    let audio_task = exec::spawn(audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent));
+    let audio_task = exec::spawn(audio_loop(a_feed, a_shared, a_tx, encoder, clock, packetizer, a_ret, cfg.min_packet_loss_percent, cfg.audio_level_ext));
     Ok(Sender { track, shared, tx, threads: Vec::new(), tasks: vec![audio_task, send_task], slot: None, feed: Some(feed), encoded: None, _transform_return: ret, layers: Vec::new() })
 }
 
@@ -813,6 +816,7 @@ async fn audio_loop(
     packetizer: Arc<Mutex<RtpPacketizer>>,
     transform: Option<Arc<SendReturn>>,
     min_loss_percent: u32,
+    audio_level_ext: Option<u8>,
 ) {
     let frame = encoder.frame_samples();
     let mut planned_loss = None;
@@ -841,6 +845,12 @@ async fn audio_loop(
             src.total_samples_duration += ptime.as_secs_f64();
             st.remote.as_ref().map_or(0.0, |r| r.fraction_lost)
         };
+        if let Some(id) = audio_level_ext {
+            // V stays clear: no voice detector runs on the send path (libwebrtc without
+            // its audio processing does the same); the level is what SFUs read.
+            let level = super::rtp::audio_level::level_dbov(&pcm);
+            packetizer.lock().set_extension(id, &[super::rtp::audio_level::value(level, false)]);
+        }
         let loss = planned_loss_percent(reported_loss, min_loss_percent);
         if planned_loss != Some(loss) {
             match encoder.set_packet_loss_perc(loss) {

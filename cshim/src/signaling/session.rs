@@ -713,7 +713,7 @@ impl Session {
                          connect with video_codec_type=\"{name}\")"
                     )));
                 };
-                if self.cfg.simulcast == Some(true) {
+                if offers_simulcast(msg, self.cfg.simulcast) {
                     log::warn!("simulcast: an encoded video source sends its access units as they are, as one stream");
                 }
                 let (track, ssrc, bitrate_kbps, info) = self.add_video_upstream(msg, section, format, &stream_id, None, extmaps)?;
@@ -749,9 +749,12 @@ impl Session {
                     fmtp.push(format!("maxplaybackrate={r}"));
                 }
                 let ssrc: u32 = rand::random::<u32>() | 1;
+                let audio_level_ext = section.extmap_id(media::rtp::audio_level::URI).filter(|id| (1..=14).contains(id));
+                let mut audio_extmaps = extmaps.to_vec();
+                audio_extmaps.extend(audio_level_ext.map(|id| (id, media::rtp::audio_level::URI)));
                 let text = sdp::upstream_section(&sdp::Upstream {
                     mid: &section.mid, kind: "audio", format, fmtp: Some(fmtp.join(";")), ssrc,
-                    cname: &self.cname, stream_id: &stream_id, track_id: "audio", simulcast: None, extmaps,
+                    cname: &self.cname, stream_id: &stream_id, track_id: "audio", simulcast: None, extmaps: &audio_extmaps,
                 });
                 let track = peer.add_track(&text)?;
                 let info = media::rtp::StreamInfo {
@@ -767,6 +770,7 @@ impl Session {
                     transformer: self.cfg.audio_frame_transformer.and_then(media::transform::transformer),
                     min_packet_loss_percent: self.cfg.tuning.opus_min_packet_loss_percent.unwrap_or(0),
                     cc: cc.clone(),
+                    audio_level_ext,
                 }));
             }
         }
@@ -856,7 +860,7 @@ impl Session {
         }
         let mut video_bps = msg.get("video_bit_rate").and_then(Value::as_u64).map(|k| k as u32)
             .or(self.cfg.video_bit_rate).unwrap_or(DEFAULT_VIDEO_KBPS) as u64 * 1000;
-        if self.cfg.simulcast == Some(true) {
+        if offers_simulcast(msg, self.cfg.simulcast) {
             // simulcast layers add up to the active encodings' maxBitrate (what Sora's REMB says)
             let layers: u64 = msg.get("encodings").and_then(Value::as_array).map_or(0, |list| {
                 list.iter()
@@ -877,7 +881,7 @@ impl Session {
     /// SSRC of its own, and what the answer says about them. None: one stream.
     fn simulcast_layers(&self, msg: &Value, section: &sdp::MediaSection)
         -> Result<Option<(Vec<media::simulcast::LayerSpec>, sdp::SimulcastSend)>> {
-        if self.cfg.simulcast != Some(true) || section.simulcast_recv.is_empty() {
+        if !offers_simulcast(msg, self.cfg.simulcast) || section.simulcast_recv.is_empty() {
             return Ok(None);
         }
         let (Some(mid_ext), Some(rid_ext)) = (section.extmap_id(sdp::MID_URI), section.extmap_id(sdp::RID_URI)) else {
@@ -1234,6 +1238,12 @@ fn add_candidates(peer: &Peer, candidates: impl IntoIterator<Item = (String, Opt
             log::warn!("ignoring remote candidate {cand:?}: {e}");
         }
     }
+}
+
+/// Whether we send simulcast: asked for at connect, or because the server's offer says so
+/// (Sora turns it on for spotlight; the official SDKs follow the offer's `simulcast` flag).
+fn offers_simulcast(offer: &Value, asked: Option<bool>) -> bool {
+    asked == Some(true) || offer.get("simulcast").and_then(Value::as_bool) == Some(true)
 }
 
 enum PendingSender {

@@ -24,6 +24,7 @@
 //! * [`timing`] — NTP helpers, capture time → RTP timestamp ([`RtpClock`]), monotonic SR
 //!   NTP ([`NtpClock`]) and remote RTP → sender NTP from SRs ([`timing::RemoteClock`]).
 //! * [`seq`] — 16-bit sequence number unwrapping.
+//! * [`audio_level`] — the `ssrc-audio-level` header extension (RFC 6464).
 //!
 //! Typical send path: encoder → [`RtpPacketizer::packetize`] → [`PacketHistory::store`] →
 //! [`Pacer::enqueue`] → (at [`Pacer::next_wakeup`]) [`Pacer::poll`] → track send; count with
@@ -40,6 +41,7 @@
 //! crates' VP9 payloader never sets the P bit, so every frame would look like a keyframe).
 
 pub mod annexb;
+pub mod audio_level;
 pub mod av1;
 pub mod depacketize;
 pub mod h264;
