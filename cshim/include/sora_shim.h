@@ -689,6 +689,26 @@ int32_t sora_peer_set_transport_cc(const SoraPeer *p,
                                    uint8_t ext_id);
 
 /*
+ The receiving audio track `track` carries the `ssrc-audio-level` header extension
+ (RFC 6464) as `ext_id`: from now on its packets are counted, those with a level of at
+ least -`voice_level` dBov (0..127) as voice (`sora_peer_track_voice_activity`). Nothing
+ is decoded. Thread-safe.
+ */
+int32_t sora_peer_set_track_voice_meter(const SoraPeer *p,
+                                        int32_t track,
+                                        uint8_t ext_id,
+                                        uint8_t voice_level);
+
+/*
+ Packets of `track` that carried a level, and those loud enough for voice, since
+ `sora_peer_set_track_voice_meter` (SORA_ERR_NOT_FOUND without one). Thread-safe.
+ */
+int32_t sora_peer_track_voice_activity(const SoraPeer *p,
+                                       int32_t track,
+                                       uint64_t *packets,
+                                       uint64_t *voiced);
+
+/*
  The receiving track `track` carries simulcast: up to three layers, one SSRC each, whose
  RTP names its rid ("r0", "r1", "r2") in the RID header extension `rid_ext_id`, coded
  with `codec` ("VP8", "VP9", "AV1", "H264", "H265"). From then on each track it is

@@ -11,6 +11,10 @@
 //! A simulcast source ([`set_simulcast`]) sends several layers on one track; each of its
 //! destinations gets one of them as a stream of its own ([`select_layer`], `layers`).
 //!
+//! An audio source whose packets carry their level (`ssrc-audio-level`, [`set_voice_meter`])
+//! counts those loud enough to be voice, for the dev server's speaker detection
+//! (spotlight): nothing is decoded.
+//!
 //! Bandwidth estimation is per hop, as in an SFU: receivers' REMBs are not relayed, and a
 //! source with a bitrate set ([`set_bitrate`]) gets the server's own REMB with that value,
 //! at its first RTP packet and then about once a second while RTP flows. libwebrtc
@@ -114,6 +118,27 @@ struct Routes {
     selection: HashMap<i32, Arc<Mutex<Selection>>>,
     /// source track → (transport-cc extension id, the arrivals of its peer's transport)
     twcc: HashMap<i32, (u8, Arc<Mutex<FeedbackRecorder>>)>,
+    /// audio source track → its packets with a level, and those loud enough for voice
+    voice: HashMap<i32, Arc<VoiceMeter>>,
+}
+
+/// Counts an audio source's packets by their `ssrc-audio-level` (lock-free).
+struct VoiceMeter {
+    ext_id: u8,
+    /// -dBov at or below which (as loud or louder) a packet counts as voice
+    voice_level: u8,
+    packets: AtomicU64,
+    voiced: AtomicU64,
+}
+
+impl VoiceMeter {
+    fn on_rtp(&self, packet: &[u8]) {
+        let Some((level, _)) = extension(packet, self.ext_id).and_then(crate::media::rtp::audio_level::parse) else { return };
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        if level <= self.voice_level {
+            self.voiced.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// RTP counted on one track (relaxed atomics: the forwarding path takes no lock for them).
@@ -157,6 +182,9 @@ impl PacketHandler for Forwarder {
             }
             if let Some(b) = r.remb.get(&track) {
                 b.on_rtp(track, ssrc, *now.get_or_insert_with(Instant::now));
+            }
+            if let Some(meter) = r.voice.get(&track) {
+                meter.on_rtp(packet);
             }
             if let Some((id, recorder)) = r.twcc.get(&track) {
                 if let Some(seq) = extension(packet, *id).filter(|v| v.len() == 2) {
@@ -247,7 +275,8 @@ fn forward_layer(r: &Routes, src: i32, layers: &Mutex<Layers>, dsts: &[i32], pac
             }
         }
         if let Verdict::Forward { seq, ts } = verdict {
-            let Some(out) = layers::rewrite(packet, sel.out_ssrc, seq, ts) else { continue };
+            let Some(mut out) = layers::rewrite(packet, sel.out_ssrc, seq, ts) else { continue };
+            sel.renumber_pictures(l.codec, &mut out, false);
             let out = with_mid(r, d, out);
             if rtc::track_send(d, &out).is_ok() {
                 count_sent(r, d, out.len());
@@ -280,7 +309,7 @@ fn forward_sender_reports(r: &Routes, layers: &Mutex<Layers>, dsts: &[i32], pack
 fn layer_feedback(r: &Routes, src: i32, dst: i32, layers: &Mutex<Layers>, sel: &Mutex<Selection>, packet: &[u8]) {
     let now = Instant::now();
     let mut l = layers.lock();
-    let sel = sel.lock();
+    let mut sel = sel.lock();
     let mut keyframe = false;
     let mut missing: HashMap<u32, Vec<u16>> = HashMap::new();
     for ev in parse_compound(packet) {
@@ -292,7 +321,8 @@ fn layer_feedback(r: &Routes, src: i32, dst: i32, layers: &Mutex<Layers>, sel: &
                     match l.retransmission(layer, seq, now) {
                         Some(p) => {
                             let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
-                            if let Some(out) = layers::rewrite(&p, sel.out_ssrc, out_seq, sel.out_timestamp(ts)) {
+                            if let Some(mut out) = layers::rewrite(&p, sel.out_ssrc, out_seq, sel.out_timestamp(ts)) {
+                                sel.renumber_pictures(l.codec, &mut out, true);
                                 let _ = rtc::track_send(dst, &with_mid(r, dst, out));
                             }
                         }
@@ -395,6 +425,7 @@ pub fn forget(track: i32) {
         r.simulcast.remove(&track);
         r.selection.remove(&track);
         r.twcc.remove(&track);
+        r.voice.remove(&track);
         for l in r.down.values_mut() {
             l.retain(|&d| d != track);
         }
@@ -482,6 +513,27 @@ pub fn set_transport_cc(tracks: &[i32], ext_id: u8) -> Result<()> {
     Ok(())
 }
 
+/// The receiving audio track `src` carries `ssrc-audio-level` in header extension `ext_id`:
+/// from now on its packets are counted, and those at or above -`voice_level` dBov
+/// (`level <= voice_level`) as voice ([`voice_activity`]).
+pub fn set_voice_meter(src: i32, ext_id: u8, voice_level: u8) -> Result<()> {
+    if ext_id == 0 || ext_id >= 15 || voice_level > 127 {
+        return Err(Error::invalid("the audio level extension id must be 1..=14 and the voice level 0..=127"));
+    }
+    let meter = Arc::new(VoiceMeter { ext_id, voice_level, packets: AtomicU64::new(0), voiced: AtomicU64::new(0) });
+    ROUTES.write().get_or_insert_with(Routes::default).voice.insert(src, meter);
+    rtc::set_packet_handler(src, forwarder());
+    Ok(())
+}
+
+/// (packets with a level, packets loud enough for voice) of `src` since
+/// [`set_voice_meter`]; None when it has no meter.
+pub fn voice_activity(src: i32) -> Option<(u64, u64)> {
+    let routes = ROUTES.read();
+    let m = routes.as_ref()?.voice.get(&src)?;
+    Some((m.packets.load(Ordering::Relaxed), m.voiced.load(Ordering::Relaxed)))
+}
+
 /// The receiving track `src` carries simulcast: RTP whose RID header extension (id
 /// `rid_ext`) names its layer (r0, r1, r2), in `codec`, whose keyframes start layer
 /// switches. From then on each destination of `src` gets the one layer [`select_layer`]
@@ -525,6 +577,25 @@ pub fn forwarded_layer(dst: i32) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_voice_meter_counts_loud_packets() {
+        let m = VoiceMeter { ext_id: 1, voice_level: 45, packets: AtomicU64::new(0), voiced: AtomicU64::new(0) };
+        // RTP header with a one-byte extension block holding id 1 (audio level)
+        let packet = |level: u8| {
+            let mut p = vec![0x90, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0xBE, 0xDE, 0, 1];
+            p.extend_from_slice(&[0x10, level, 0, 0]);
+            p.extend_from_slice(&[1, 2, 3]);
+            p
+        };
+        m.on_rtp(&packet(15));
+        m.on_rtp(&packet(0x80 | 44));
+        m.on_rtp(&packet(46));
+        m.on_rtp(&packet(127));
+        m.on_rtp(&[0x80, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3]); // no extension: not counted
+        m.on_rtp(&[0x90, 111]); // truncated
+        assert_eq!((m.packets.load(Ordering::Relaxed), m.voiced.load(Ordering::Relaxed)), (4, 2));
+    }
 
     #[test]
     fn remb_at_the_first_packet_then_once_a_second() {

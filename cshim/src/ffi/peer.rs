@@ -208,6 +208,36 @@ pub unsafe extern "C" fn sora_peer_set_transport_cc(p: *const SoraPeer, tracks: 
     })
 }
 
+/// The receiving audio track `track` carries the `ssrc-audio-level` header extension
+/// (RFC 6464) as `ext_id`: from now on its packets are counted, those with a level of at
+/// least -`voice_level` dBov (0..127) as voice (`sora_peer_track_voice_activity`). Nothing
+/// is decoded. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_set_track_voice_meter(p: *const SoraPeer, track: i32, ext_id: u8, voice_level: u8) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        crate::forward::set_voice_meter(track, ext_id, voice_level)?;
+        Ok(0)
+    })
+}
+
+/// Packets of `track` that carried a level, and those loud enough for voice, since
+/// `sora_peer_set_track_voice_meter` (SORA_ERR_NOT_FOUND without one). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_track_voice_activity(p: *const SoraPeer, track: i32, packets: *mut u64, voiced: *mut u64) -> i32 {
+    guard(|| {
+        arg_ref(p, "peer")?;
+        if packets.is_null() || voiced.is_null() {
+            return Err(Error::invalid("out pointers must not be NULL"));
+        }
+        let (n, v) = crate::forward::voice_activity(track)
+            .ok_or_else(|| Error::new(crate::error::Kind::NotFound, format!("track {track} has no voice meter")))?;
+        *packets = n;
+        *voiced = v;
+        Ok(0)
+    })
+}
+
 /// The receiving track `track` carries simulcast: up to three layers, one SSRC each, whose
 /// RTP names its rid ("r0", "r1", "r2") in the RID header extension `rid_ext_id`, coded
 /// with `codec` ("VP8", "VP9", "AV1", "H264", "H265"). From then on each track it is

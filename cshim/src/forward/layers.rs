@@ -7,6 +7,11 @@
 //! (Sora: "r2 asked while only r0 and r1 are sent gives r1"), else the lowest one flowing.
 //! A switch waits for a keyframe of the new layer (asked for by PLI), so no frame that
 //! refers to another layer's pictures reaches the receiver; until then the old layer goes on.
+//!
+//! VP8 and VP9 payloads also carry a picture ID and a TL0PICIDX numbered per layer; they
+//! are renumbered too, on from the last ones forwarded. libwebrtc receivers number frames
+//! by picture ID: a keyframe whose ID lies behind the last decoded frame's is taken as
+//! old and dropped, and the stream then stalls (seen with the official SDK receiving).
 use crate::media::rtp::depacketize::payload_info;
 use crate::media::rtp::nack::PacketHistory;
 use crate::media::rtp::RtpCodec;
@@ -136,6 +141,73 @@ pub struct Selection {
     /// The newest packet forwarded: outgoing sequence number, timestamp, when.
     last_out: Option<(u16, u32, Instant)>,
     last_pli: Option<Instant>,
+    /// VP8/VP9 picture ID and TL0PICIDX renumbering of the current run.
+    pictures: PictureIds,
+}
+
+/// Picture ID (15 bits) and TL0PICIDX offsets of the current run, and the last ones sent.
+#[derive(Default)]
+struct PictureIds {
+    pid_offset: u16,
+    tl0_offset: u8,
+    last_pid: Option<u16>,
+    last_tl0: Option<u8>,
+    /// The next packet starts a run: its IDs follow the last ones sent.
+    rebase: bool,
+}
+
+/// Where a VP8/VP9 payload descriptor keeps its picture ID (offset, 15 bits?) and
+/// TL0PICIDX (offset).
+fn picture_fields(codec: RtpCodec, payload: &[u8]) -> (Option<(usize, bool)>, Option<usize>) {
+    let long = |at: usize| payload.get(at).map(|b| b & 0x80 != 0);
+    match codec {
+        RtpCodec::Vp8 => {
+            let (Some(&b0), Some(&b1)) = (payload.first(), payload.get(1)) else { return (None, None) };
+            if b0 & 0x80 == 0 {
+                return (None, None);
+            }
+            let mut at = 2;
+            let mut pid = None;
+            if b1 & 0x80 != 0 {
+                let Some(m) = long(at) else { return (None, None) };
+                pid = Some((at, m));
+                at += 1 + usize::from(m);
+            }
+            let tl0 = (b1 & 0x40 != 0).then_some(at).filter(|&a| a < payload.len());
+            (pid.filter(|&(a, m)| a + usize::from(m) < payload.len()), tl0)
+        }
+        RtpCodec::Vp9 => {
+            let Some(&b0) = payload.first() else { return (None, None) };
+            let mut at = 1;
+            let mut pid = None;
+            if b0 & 0x80 != 0 {
+                let Some(m) = long(at) else { return (None, None) };
+                pid = Some((at, m));
+                at += 1 + usize::from(m);
+            }
+            // L: layer indices, then TL0PICIDX in non-flexible mode (F clear)
+            let tl0 = (b0 & 0x20 != 0 && b0 & 0x10 == 0).then_some(at + 1).filter(|&a| a < payload.len());
+            (pid.filter(|&(a, m)| a + usize::from(m) < payload.len()), tl0)
+        }
+        _ => (None, None),
+    }
+}
+
+fn read_pid(p: &[u8], at: usize, long: bool) -> u16 {
+    if long {
+        u16::from_be_bytes([p[at] & 0x7f, p[at + 1]])
+    } else {
+        u16::from(p[at] & 0x7f)
+    }
+}
+
+fn write_pid(p: &mut [u8], at: usize, long: bool, pid: u16) {
+    if long {
+        p[at] = 0x80 | ((pid >> 8) as u8 & 0x7f);
+        p[at + 1] = pid as u8;
+    } else {
+        p[at] = pid as u8 & 0x7f;
+    }
 }
 
 /// `a` comes after `b` in sequence-number order (RFC 3550 wrap-around).
@@ -155,6 +227,7 @@ impl Selection {
             run_start: 0,
             last_out: None,
             last_pli: None,
+            pictures: PictureIds::default(),
         }
     }
 
@@ -224,6 +297,44 @@ impl Selection {
         self.run_start = seq.wrapping_add(self.seq_offset);
         self.current = Some(layer);
         self.pending = None;
+        self.pictures.rebase = true;
+    }
+
+    /// Renumbers the picture ID and TL0PICIDX of a forwarded packet (`packet`: the
+    /// rewritten copy) for this destination; a run's first packet sets the offsets so that
+    /// its IDs follow the last ones sent. `retransmission`: an old packet of the run (the
+    /// offsets apply, the last IDs sent stay).
+    pub fn renumber_pictures(&mut self, codec: RtpCodec, packet: &mut [u8], retransmission: bool) {
+        let Some(start) = payload_start(packet) else { return };
+        let (pid, tl0) = picture_fields(codec, &packet[start..]);
+        let pic = &mut self.pictures;
+        if let Some((at, long)) = pid {
+            let at = start + at;
+            let src = read_pid(packet, at, long);
+            let modulo: u16 = if long { 0x8000 } else { 0x80 };
+            if pic.rebase && !retransmission {
+                pic.pid_offset = pic.last_pid.map_or(0, |last| last.wrapping_add(1).wrapping_sub(src) % modulo);
+            }
+            let out = src.wrapping_add(pic.pid_offset) % modulo;
+            write_pid(packet, at, long, out);
+            if !retransmission {
+                pic.last_pid = Some(out);
+            }
+        }
+        if let Some(at) = tl0 {
+            let at = start + at;
+            let src = packet[at];
+            if pic.rebase && !retransmission {
+                pic.tl0_offset = pic.last_tl0.map_or(0, |last| last.wrapping_add(1).wrapping_sub(src));
+            }
+            packet[at] = src.wrapping_add(pic.tl0_offset);
+            if !retransmission {
+                pic.last_tl0 = Some(packet[at]);
+            }
+        }
+        if !retransmission {
+            pic.rebase = false;
+        }
     }
 
     /// The source packet (layer, sequence number) an outgoing sequence number came from,
@@ -247,15 +358,21 @@ impl Selection {
     }
 }
 
-/// The payload of an RTP packet: after its header, CSRCs and extension, before its padding.
-pub fn payload(packet: &[u8]) -> Option<&[u8]> {
+/// Where the payload of an RTP packet starts (after its header, CSRCs and extension).
+fn payload_start(packet: &[u8]) -> Option<usize> {
     let first = *packet.first()?;
     let mut start = 12 + 4 * (first & 0x0f) as usize;
     if first & 0x10 != 0 {
         let words = u16::from_be_bytes([*packet.get(start + 2)?, *packet.get(start + 3)?]) as usize;
         start += 4 + 4 * words;
     }
-    let padding = if first & 0x20 != 0 { *packet.last()? as usize } else { 0 };
+    (start <= packet.len()).then_some(start)
+}
+
+/// The payload of an RTP packet: after its header, CSRCs and extension, before its padding.
+pub fn payload(packet: &[u8]) -> Option<&[u8]> {
+    let start = payload_start(packet)?;
+    let padding = if packet[0] & 0x20 != 0 { *packet.last()? as usize } else { 0 };
     packet.get(start..packet.len().checked_sub(padding)?)
 }
 
@@ -404,6 +521,65 @@ mod tests {
         let p = rewrite(&[0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 9], 0xAABBCCDD, 7, 8).unwrap();
         assert_eq!(p, vec![0x80, 96, 0, 7, 0, 0, 0, 8, 0xAA, 0xBB, 0xCC, 0xDD, 9]);
         assert!(rewrite(&[0x80; 11], 1, 1, 1).is_none());
+    }
+
+    #[test]
+    fn picture_ids_run_on_across_switches() {
+        // RTP header + VP8 descriptor with a 15-bit picture ID and TL0PICIDX
+        let vp8 = |pid: u16, tl0: u8| {
+            let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+            p.extend_from_slice(&[0x90, 0xC0, 0x80 | (pid >> 8) as u8, pid as u8, tl0, 0, 0]);
+            p
+        };
+        let ids = |p: &[u8]| (u16::from_be_bytes([p[14] & 0x7f, p[15]]), p[16]);
+        let mut sel = Selection::new(Some(0), 7);
+        let now = Instant::now();
+        sel.switch_to(0, 1, 0, now);
+        let mut out = Vec::new();
+        for (pid, tl0) in [(1000, 5), (1001, 6), (1002, 7)] {
+            let mut p = vp8(pid, tl0);
+            sel.renumber_pictures(RtpCodec::Vp8, &mut p, false);
+            out.push(ids(&p));
+        }
+        assert_eq!(out, [(1000, 5), (1001, 6), (1002, 7)]); // the first run keeps its IDs
+        // another layer numbered far behind (and across the 15-bit wrap) continues the run
+        sel.switch_to(1, 50, 0, now);
+        for (pid, tl0) in [(32767, 250), (0, 251)] {
+            let mut p = vp8(pid, tl0);
+            sel.renumber_pictures(RtpCodec::Vp8, &mut p, false);
+            out.push(ids(&p));
+        }
+        assert_eq!(&out[3..], [(1003, 8), (1004, 9)]);
+        // a retransmission of the run gets the same offsets and changes nothing after it
+        let mut p = vp8(32767, 250);
+        sel.renumber_pictures(RtpCodec::Vp8, &mut p, true);
+        assert_eq!(ids(&p), (1003, 8));
+        let mut p = vp8(1, 252);
+        sel.renumber_pictures(RtpCodec::Vp8, &mut p, false);
+        assert_eq!(ids(&p), (1005, 10));
+        // truncated or foreign payloads are left alone
+        let mut short = vp8(5, 5);
+        short.truncate(15);
+        let before = short.clone();
+        sel.renumber_pictures(RtpCodec::Vp8, &mut short, false);
+        assert_eq!(short, before);
+        let mut h264 = vp8(5, 5);
+        sel.renumber_pictures(RtpCodec::H264, &mut h264, false);
+        assert_eq!(h264, vp8(5, 5));
+        // VP9 (I, L, non-flexible): picture ID, layer byte, TL0PICIDX
+        let mut sel = Selection::new(Some(0), 7);
+        sel.switch_to(0, 1, 0, now);
+        let vp9 = |pid: u16, tl0: u8| {
+            let mut p = vec![0x80, 98, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+            p.extend_from_slice(&[0xA8, 0x80 | (pid >> 8) as u8, pid as u8, 0, tl0, 0]);
+            p
+        };
+        let mut p = vp9(10, 1);
+        sel.renumber_pictures(RtpCodec::Vp9, &mut p, false);
+        sel.switch_to(1, 9, 0, now);
+        let mut p = vp9(500, 77);
+        sel.renumber_pictures(RtpCodec::Vp9, &mut p, false);
+        assert_eq!((u16::from_be_bytes([p[13] & 0x7f, p[14]]), p[16]), (11, 2));
     }
 
     #[test]
