@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import ssl
+import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -230,6 +231,87 @@ async def reset_rtp_stream(core, params):
     return _request_rid(core, params, "recv_connection_id", "send_connection_id", reset=True)
 
 
+# ------------------------------------------------------------------ spotlight
+def _spotlight(core, params: dict):
+    """(channel, its Spotlight) — 400 when no spotlight connection started one."""
+    ch = _channel(core, params)
+    if ch.spotlight is None:
+        raise bad_request(f"channel {ch.channel_id!r} has no spotlight connection")
+    return ch, ch.spotlight
+
+
+def _spotlight_sender(ch, spot, params: dict) -> str:
+    cid = require_str(params, "connection_id")
+    if cid not in spot.speakers:
+        raise not_found(f"connection {cid!r} is not a sender of the spotlight channel")
+    return cid
+
+
+async def focus_spotlight(core, params, fixed: bool = False):
+    ch, spot = _spotlight(core, params)
+    cid = _spotlight_sender(ch, spot, params)
+    try:
+        ch.apply_spotlight(spot.focus(cid, time.monotonic(), fixed=fixed))
+    except ValueError as e:
+        raise bad_request(str(e)) from None
+    return {"channel_id": ch.channel_id, "connection_id": cid}
+
+
+async def focus_spotlight_fixed(core, params):
+    return await focus_spotlight(core, params, fixed=True)
+
+
+async def unfocus_spotlight(core, params):
+    ch, spot = _spotlight(core, params)
+    cid = _spotlight_sender(ch, spot, params)
+    ch.apply_spotlight(spot.unfocus(cid, time.monotonic()))
+    return {"channel_id": ch.channel_id, "connection_id": cid}
+
+
+async def change_spotlight_number(core, params):
+    ch, spot = _spotlight(core, params)
+    number = params.get("spotlight_number")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise bad_request("spotlight_number must be an integer")
+    try:
+        ch.apply_spotlight(spot.set_number(number, time.monotonic()))
+    except ValueError as e:
+        raise bad_request(str(e)) from None
+    return {"channel_id": ch.channel_id, "spotlight_number": number}
+
+
+def _spotlight_rids(params: dict) -> tuple:
+    rids = tuple(params.get(k) for k in ("spotlight_focus_rid", "spotlight_unfocus_rid"))
+    if any(r not in RIDS for r in rids):
+        raise bad_request("spotlight_focus_rid and spotlight_unfocus_rid must be none, r0, r1 or r2")
+    return rids
+
+
+async def request_spotlight_rid(core, params, reset: bool = False):
+    ch = _channel(core, params)
+    receiver_id = require_str(params, "recv_connection_id")
+    receiver = ch.sessions.get(receiver_id)
+    if receiver is None:
+        raise not_found(f"connection {receiver_id!r} not found")
+    if not receiver.params.spotlight:
+        raise bad_request(f"connection {receiver_id!r} did not connect with spotlight")
+    sender_id = params.get("send_connection_id")
+    if sender_id is not None and (not isinstance(sender_id, str) or ch.sessions.get(sender_id) is None):
+        raise not_found(f"connection {sender_id!r} not found")
+    rids = None if reset else _spotlight_rids(params)
+    receiver.request_spotlight_rids(rids, sender_id)
+    out = {"channel_id": ch.channel_id, "recv_connection_id": receiver_id}
+    if rids is not None:
+        out["spotlight_focus_rid"], out["spotlight_unfocus_rid"] = rids
+    if sender_id is not None:
+        out["send_connection_id"] = sender_id
+    return out
+
+
+async def reset_spotlight_rid(core, params):
+    return await request_spotlight_rid(core, params, reset=True)
+
+
 TARGETS: dict = {
     "Sora_20151104.DisconnectConnection": disconnect_connection,
     "Sora_20151104.DisconnectChannel": disconnect_channel,
@@ -246,6 +328,12 @@ TARGETS: dict = {
     "Sora_20201005.ResetRtpStream": reset_rtp_stream,
     "Sora_20251210.RequestSimulcastRid": request_simulcast_rid,
     "Sora_20251217.RequestSimulcastRid": request_simulcast_rid,
+    "Sora_20200807.FocusSpotlight": focus_spotlight,
+    "Sora_20200807.FocusSpotlightFixed": focus_spotlight_fixed,
+    "Sora_20200807.UnfocusSpotlight": unfocus_spotlight,
+    "Sora_20200807.ChangeSpotlightNumber": change_spotlight_number,
+    "Sora_20211215.RequestSpotlightRid": request_spotlight_rid,
+    "Sora_20211215.ResetSpotlightRid": reset_spotlight_rid,
 }
 
 

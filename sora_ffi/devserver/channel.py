@@ -10,11 +10,13 @@ members' ``data`` list, and have their media offered to others.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import zlib
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from . import filters, strictjson
+from . import filters, spotlight, strictjson
 from .auth import now_iso
 from .inflate import inflate
 
@@ -32,6 +34,9 @@ class Channel:
     def __init__(self, channel_id: str):
         self.channel_id = channel_id
         self.sessions: dict = {}  # connection_id -> Session, in join order
+        #: who is focused, once a spotlight connection is established (spotlight.py)
+        self.spotlight: Optional[spotlight.Spotlight] = None
+        self._spotlight_task: Optional[asyncio.Task] = None
 
     # ----------------------------------------------------------------- membership
     def add(self, s: "Session") -> None:
@@ -96,6 +101,7 @@ class Channel:
         # Re-offer first (Sora's order over WebSocket, §2.8), then the notify.
         self._renegotiate_for(s)
         self._broadcast(self._event("connection.created", s, counts), others, about=s)
+        self._spotlight_join(s)
 
     def notify_updated(self, s: "Session") -> None:
         """``s`` changed (its signaling_notify_metadata): ``connection.updated`` about it to
@@ -114,6 +120,10 @@ class Channel:
         if not was_established:
             return
         self._broadcast(self._event("connection.destroyed", s, self.counts()), self.established(), about=s)
+        if self.spotlight is not None and s.connection_id in self.spotlight.speakers:
+            self.apply_spotlight(self.spotlight.remove(s.connection_id, time.monotonic()))
+        if not self.sessions and self._spotlight_task is not None:
+            self._spotlight_task.cancel()
 
     def _renegotiate_for(self, s: "Session") -> None:
         """Re-offers to the others after ``s`` joined or left, when that changes what they
@@ -125,6 +135,79 @@ class Channel:
         for o in list(self.sessions.values()):
             if o is not s:
                 o.request_renegotiation()
+
+    # ------------------------------------------------------------------ spotlight
+    def _spotlight_join(self, s: "Session") -> None:
+        """A spotlight connection starts the channel's spotlight; every sender of a
+        spotlight channel competes for focus."""
+        if self.spotlight is None and s.params.spotlight:
+            self.spotlight = spotlight.Spotlight(s.params.spotlight_number or spotlight.DEFAULT_NUMBER)
+            now = time.monotonic()
+            changes = []
+            for o in self.established():
+                if o.params.sends:
+                    changes += self.spotlight.add(o.connection_id, now)
+            self._spotlight_task = asyncio.get_running_loop().create_task(self._spotlight_loop())
+            self.apply_spotlight(changes)
+        elif self.spotlight is not None and s.params.sends:
+            self.apply_spotlight(self.spotlight.add(s.connection_id, time.monotonic()))
+        elif self.spotlight is not None and s.params.spotlight:
+            s.reselect_layers()
+        if self.spotlight is not None and s.params.spotlight:
+            # a newcomer hears who is focused now (it missed those notifies)
+            for slot, cid in enumerate(self.spotlight.slots):
+                if cid is not None and cid != s.connection_id:
+                    s.send_notify(self._spotlight_notify("focused", cid))
+
+    async def _spotlight_loop(self) -> None:
+        """Reads the senders' voice counters every POLL_INTERVAL and moves focus."""
+        while self.sessions and self.spotlight is not None:
+            await asyncio.sleep(spotlight.POLL_INTERVAL)
+            readings = {}
+            for cid in self.spotlight.speakers:
+                s = self.sessions.get(cid)
+                try:
+                    reading = s.voice_activity() if s is not None else None
+                except Exception as e:  # its peer closed under us: it is leaving
+                    log.debug("%s: no voice reading (%s)", cid, e)
+                    reading = None
+                if reading is not None:
+                    readings[cid] = reading
+            try:
+                self.apply_spotlight(self.spotlight.tick(time.monotonic(), readings))
+            except Exception:  # one bad member must not stop focus for the channel
+                log.exception("%s: spotlight update failed", self.channel_id)
+
+    def apply_spotlight(self, changes: list) -> None:
+        """Announces focus changes to the spotlight connections and moves their layers."""
+        if not changes or self.spotlight is None:
+            return
+        members = [o for o in self.established() if o.params.spotlight]
+        for what, cid, slot in changes:
+            if cid not in self.sessions:
+                continue
+            text = self._spotlight_notify(what, cid)
+            for o in members:
+                o.send_notify(text)
+            if what == "focused":
+                changed = self._spotlight_notify("changed", cid, spotlight_id=str(slot))
+                for o in members:
+                    o.send_notify(changed)
+        for o in members:
+            o.reselect_layers()
+
+    def _spotlight_notify(self, what: str, cid: str, **extra) -> str:
+        subject = self.sessions[cid]
+        return strictjson.dumps({
+            "type": "notify",
+            "event_type": f"spotlight.{what}",
+            "client_id": subject.client_id,
+            "connection_id": cid,
+            "audio": bool(subject.params.audio),
+            "video": bool(subject.params.video),
+            "fixed": cid in self.spotlight.fixed,
+            **extra,
+        })
 
     @staticmethod
     def _broadcast(msg: dict, members: Iterable, about: "Session") -> None:

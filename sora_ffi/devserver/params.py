@@ -110,6 +110,9 @@ class ConnectParams:
     simulcast_encodings: Optional[list] = None
     spotlight: bool = False
     spotlight_number: Optional[int] = None
+    #: layers a spotlight receiver gets of focused / unfocused senders (None: the defaults)
+    spotlight_focus_rid: Optional[str] = None
+    spotlight_unfocus_rid: Optional[str] = None
     data_channel_signaling: bool = False
     ignore_disconnect_websocket: bool = False
     data_channels: list = field(default_factory=list)  # DataChannelSpec, requested ones
@@ -296,7 +299,14 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
     p.simulcast_encodings = enc
     spot = msg.get("spotlight")
     p.spotlight = bool(spot) if isinstance(spot, (bool, int)) else False
-    p.spotlight_number = _opt_int(msg, "spotlight_number", 0, 1000)
+    p.spotlight_number = _opt_int(msg, "spotlight_number", 1, 8)
+    for key in ("spotlight_focus_rid", "spotlight_unfocus_rid"):
+        value = msg.get(key)
+        if value is not None and value not in ("none", "r0", "r1", "r2"):
+            raise ProtocolError(f"INVALID-PARAMETER: {key} must be none, r0, r1 or r2")
+        setattr(p, key, value)
+    if p.spotlight:
+        p.simulcast = True  # spotlight moves receivers between a sender's simulcast layers
 
     p.data_channel_signaling = _opt_bool(
         msg, "data_channel_signaling", default_data_channel_signaling)

@@ -151,6 +151,20 @@ class Peer:
         arr = ffi.new("int32_t[]", list(tracks))
         self._call(lambda p: check(lib.sora_peer_set_transport_cc(p, arr, len(tracks), ext_id)))
 
+    def set_track_voice_meter(self, track: int, ext_id: int, voice_level: int) -> None:
+        """Our receiving audio ``track`` carries ``ssrc-audio-level`` as ``ext_id``: its
+        packets are counted, those at or above -``voice_level`` dBov as voice."""
+        self._call(lambda p: check(lib.sora_peer_set_track_voice_meter(p, track, ext_id, voice_level)))
+
+    def voice_activity(self, track: int) -> tuple:
+        """(packets with a level, voiced packets) of ``track`` since its voice meter started."""
+        def call(p):
+            n = ffi.new("uint64_t *")
+            v = ffi.new("uint64_t *")
+            check(lib.sora_peer_track_voice_activity(p, track, n, v))
+            return int(n[0]), int(v[0])
+        return self._call(call)
+
     def set_track_simulcast(self, track: int, rid_ext_id: int, codec: str) -> None:
         """Our receiving ``track`` carries simulcast (layers named by the RID extension
         ``rid_ext_id``, coded with ``codec``): each track it is forwarded to then gets the

@@ -7,6 +7,10 @@ server implements, for the connections whose `rpc_methods` grant them.
 * `2025.2.0/RequestSimulcastRid` `{rid, sender_connection_id?}`: the simulcast layer
   (`none`, `r0`..`r2`) the caller gets of one sender, or of every sender; result:
   `{channel_id, receiver_connection_id, rid, sender_connection_id?}`.
+* `2025.2.0/RequestSpotlightRid` `{spotlight_focus_rid, spotlight_unfocus_rid,
+  send_connection_id?}`: the layers a spotlight connection gets of focused / unfocused
+  senders (of one sender, or of all); `2025.2.0/ResetSpotlightRid` `{send_connection_id?}`
+  goes back to the connect's. Results: `{channel_id, recv_connection_id, ...}`.
 
 With `push: true` every established member of the channel (the caller too, bundle siblings
 excepted) gets a `connection.updated` notify about the caller carrying the new `metadata`;
@@ -77,10 +81,44 @@ def request_simulcast_rid(s: "Session", params: dict) -> Any:
     return result
 
 
+def _spotlight_sender(s: "Session", params: dict) -> Optional[str]:
+    if not s.params.spotlight:
+        raise RpcError(INVALID_PARAMS, "the connection did not connect with spotlight")
+    sender = params.get("send_connection_id")
+    if sender is not None and (not isinstance(sender, str) or s.channel is None
+                               or sender not in s.channel.sessions):
+        raise RpcError(INVALID_PARAMS, "send_connection_id is not a connection of the channel")
+    return sender
+
+
+def request_spotlight_rid(s: "Session", params: dict) -> Any:
+    sender = _spotlight_sender(s, params)
+    rids = tuple(params.get(k) for k in ("spotlight_focus_rid", "spotlight_unfocus_rid"))
+    if any(r not in ("none", "r0", "r1", "r2") for r in rids):
+        raise RpcError(INVALID_PARAMS, "spotlight_focus_rid and spotlight_unfocus_rid must be none, r0, r1 or r2")
+    s.request_spotlight_rids(rids, sender)
+    result = {"channel_id": s.params.channel_id, "recv_connection_id": s.connection_id,
+              "spotlight_focus_rid": rids[0], "spotlight_unfocus_rid": rids[1]}
+    if sender is not None:
+        result["send_connection_id"] = sender
+    return result
+
+
+def reset_spotlight_rid(s: "Session", params: dict) -> Any:
+    sender = _spotlight_sender(s, params)
+    s.request_spotlight_rids(None, sender)
+    result = {"channel_id": s.params.channel_id, "recv_connection_id": s.connection_id}
+    if sender is not None:
+        result["send_connection_id"] = sender
+    return result
+
+
 METHODS: dict[str, Callable[["Session", dict], Any]] = {
     "2025.2.0/PutSignalingNotifyMetadata": put_metadata,
     "2025.2.0/PutSignalingNotifyMetadataItem": put_metadata_item,
     "2025.2.0/RequestSimulcastRid": request_simulcast_rid,
+    "2025.2.0/RequestSpotlightRid": request_spotlight_rid,
+    "2025.2.0/ResetSpotlightRid": reset_spotlight_rid,
 }
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from websockets.exceptions import ConnectionClosed
 
-from . import auth, ids, rpc, sdp, strictjson
+from . import auth, ids, rpc, sdp, spotlight, strictjson
 from .inflate import inflate
 from .params import (
     CLOSE_BAD_REQUEST,
@@ -148,6 +148,10 @@ class Session:
         #: layers asked for mid-session (API, RPC): sender connection_id (None: every
         #: sender) -> rid
         self.requested_rids: dict = {}
+        #: spotlight layers asked for mid-session: sender connection_id (None: every
+        #: sender) -> (focus rid, unfocus rid)
+        self.spotlight_rids: dict = {}
+        self.voice_meter = False  # our audio's level is counted (spotlight)
         self.track_ids = {"audio": str(uuid.uuid4()), "video": str(uuid.uuid4())}
         self._tasks: set = set()
         self._timers: list = []
@@ -531,14 +535,51 @@ class Session:
             self.peer.set_transport_cc(list(self.upstream_tracks.values()), ids.pop())
             self.transport_cc = True
 
+    def _start_voice_meter(self, answer: str) -> None:
+        """Counts how much of our audio is voice (its ``ssrc-audio-level``), once: what
+        spotlight focus follows."""
+        track = self.upstream_tracks.get("audio")
+        if self.voice_meter or track is None:
+            return
+        ext = sdp.section_extmap_id(answer, self.upstream["audio"], sdp.EXT_AUDIO_LEVEL[1])
+        if ext is not None and 1 <= ext <= 14:
+            self.peer.set_track_voice_meter(track, ext, spotlight.VOICE_LEVEL)
+            self.voice_meter = True
+
+    def voice_activity(self) -> Optional[tuple]:
+        """(packets with a level, voiced packets) of our audio so far; None without."""
+        if not self.voice_meter or self.peer is None or self.peer.closed:
+            return None
+        return self.peer.voice_activity(self.upstream_tracks["audio"])
+
     # ------------------------------------------------------------------ simulcast
     def rid_for(self, sender: "Session") -> str:
-        """The layer of ``sender``'s simulcast this connection asks for: the latest request
-        (API, RPC) for that sender or for every sender, else its connect's
-        ``simulcast_request_rid`` / ``simulcast_rid``, else :data:`DEFAULT_SIMULCAST_RID`."""
+        """The layer of ``sender``'s simulcast this connection asks for. A spotlight
+        connection: its focus or unfocus rid for that sender (the latest
+        ``RequestSpotlightRid`` for it or for every sender, else its connect's, else
+        spotlight's defaults). Otherwise the latest request (API, RPC) for that sender or
+        for every sender, else its connect's ``simulcast_request_rid`` /
+        ``simulcast_rid``, else :data:`DEFAULT_SIMULCAST_RID`."""
         p = self.params
+        spot = self.channel.spotlight if self.channel is not None else None
+        if p.spotlight and spot is not None:
+            focus, unfocus = (self.spotlight_rids.get(sender.connection_id) or self.spotlight_rids.get(None)
+                              or (p.spotlight_focus_rid or spotlight.DEFAULT_FOCUS_RID,
+                                  p.spotlight_unfocus_rid or spotlight.DEFAULT_UNFOCUS_RID))
+            return focus if sender.connection_id in spot.focused else unfocus
         return (self.requested_rids.get(sender.connection_id) or self.requested_rids.get(None)
                 or p.simulcast_request_rid or p.simulcast_rid or DEFAULT_SIMULCAST_RID)
+
+    def request_spotlight_rids(self, rids: Optional[tuple], sender_connection_id: Optional[str] = None) -> None:
+        """(focus rid, unfocus rid) for one sender or every sender (a request for all
+        replaces the per-sender ones); None resets to the connect's."""
+        if sender_connection_id is None:
+            self.spotlight_rids = {} if rids is None else {None: rids}
+        elif rids is None:
+            self.spotlight_rids.pop(sender_connection_id, None)
+        else:
+            self.spotlight_rids[sender_connection_id] = rids
+        self.reselect_layers()
 
     def request_rid(self, rid: Optional[str], sender_connection_id: Optional[str] = None) -> None:
         """Asks for layer ``rid`` ("r0".."r2", "none"; None resets to the connect's choice)
@@ -550,6 +591,11 @@ class Session:
             self.requested_rids.pop(sender_connection_id, None)
         else:
             self.requested_rids[sender_connection_id] = rid
+        self.reselect_layers()
+
+    def reselect_layers(self) -> None:
+        """Asks the forwarder for the layer :meth:`rid_for` now names, of every simulcast
+        sender (a change happens at the new layer's next keyframe)."""
         if self.peer is None or self.peer.closed or self.channel is None:
             return
         for (cid, kind), dt in self.down_tracks.items():
@@ -641,6 +687,7 @@ class Session:
             if ssrc:
                 self.out_ssrc[kind] = ssrc
         self._start_transport_cc(sdp_text)
+        self._start_voice_meter(sdp_text)
         if self.params.simulcast and not self.simulcast_up and "video" in self.upstream:
             rid_ext = sdp.simulcast_send_rid_ext(sdp_text, self.upstream["video"])
             if rid_ext is not None:
