@@ -684,3 +684,32 @@ def test_transport_cc_is_offered_upstream_only():
     answer = "m=video 9 X 96\r\na=mid:1\r\na=extmap:7/sendrecv " + sdp.EXT_TWCC[1] + "\r\n"
     assert sdp.section_extmap_id(answer, "1", sdp.EXT_TWCC[1]) == 7
     assert sdp.section_extmap_id(answer, "2", sdp.EXT_TWCC[1]) is None
+
+
+@pytest.mark.parametrize("bad", [
+    {"rid": "r3"}, {"rid": "r1", "scaleResolutionDownBy": 0}, {"rid": "r1", "scaleResolutionDownBy": -2},
+    {"rid": "r0", "maxBitrate": 0}, {"rid": "r0", "maxBitrate": "1000"}, {"rid": "r0", "active": "no"},
+    {"rid": "r2", "scaleResolutionDownTo": {"maxWidth": 0, "maxHeight": 10}},
+    {"rid": "r2", "scale_resolution_down_to": {"max_width": 640}}, "r0",
+])
+def test_malformed_simulcast_encodings_are_refused(bad):
+    from sora_ffi.devserver.params import ProtocolError, parse_connect
+    base = {"type": "connect", "role": "sendonly", "channel_id": "c", "simulcast": True}
+    with pytest.raises(ProtocolError, match="INVALID-PARAMETER: simulcast_encodings"):
+        parse_connect({**base, "simulcast_encodings": [bad]})
+    for many in ([{"rid": "r0"}, {"rid": "r0"}], [{"rid": f"r{i % 3}"} for i in range(10)]):
+        with pytest.raises(ProtocolError, match="given twice"):
+            parse_connect({**base, "simulcast_encodings": many})
+
+
+def test_scale_resolution_down_to_in_either_spelling():
+    from sora_ffi.devserver.params import parse_connect
+    base = {"type": "connect", "role": "sendonly", "channel_id": "c", "simulcast": True}
+    p = parse_connect({**base, "simulcast_encodings": [
+        {"rid": "r2", "scale_resolution_down_to": {"max_width": 640, "max_height": 360}},
+        {"rid": "r1", "scaleResolutionDownTo": {"maxWidth": 320, "maxHeight": 180}, "active": False}]})
+    enc = {e["rid"]: e for e in sdp.simulcast_encodings(1000, p.simulcast_encodings)}
+    assert enc["r2"]["scaleResolutionDownTo"] == {"maxWidth": 640, "maxHeight": 360}
+    assert enc["r1"]["scaleResolutionDownTo"] == {"maxWidth": 320, "maxHeight": 180}
+    assert "scale_resolution_down_to" not in enc["r2"]
+    assert sdp.paused_rids(1000, p.simulcast_encodings) == ["r1"]

@@ -178,6 +178,55 @@ def _opt_int(obj: dict, key: str, lo: int = 0, hi: int = 1 << 31) -> Optional[in
     return val
 
 
+_ENCODING_NUMBERS = {"scaleResolutionDownBy": 1.0, "maxBitrate": 1, "maxFramerate": 1}
+
+
+def parse_simulcast_encodings(value: object) -> Optional[list]:
+    """``simulcast_encodings`` (connect or auth result): at most one entry per rid r0-r2,
+    each overriding that layer's ``offer.encodings`` entry. Numbers must be positive
+    (``scaleResolutionDownBy`` at least 1); ``scaleResolutionDownTo`` (also written
+    ``scale_resolution_down_to``, with ``max_width``/``max_height``) becomes the camelCase
+    object the clients' ``setParameters`` takes. Raises ValueError."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError("must be an array")
+    out, seen = [], set()
+    for e in value:
+        if not isinstance(e, dict):
+            raise ValueError("every entry must be an object")
+        rid = e.get("rid")
+        if rid not in ("r0", "r1", "r2"):
+            raise ValueError(f"rid must be r0, r1 or r2, not {rid!r}")
+        if rid in seen:
+            raise ValueError(f"rid {rid} given twice")
+        seen.add(rid)
+        entry = dict(e)
+        if "active" in entry and not isinstance(entry["active"], bool):
+            raise ValueError("active must be a boolean")
+        for key, least in _ENCODING_NUMBERS.items():
+            v = entry.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not v >= least or v != v or v == float("inf")):
+                raise ValueError(f"{key} must be a number of at least {least}")
+        to = entry.pop("scale_resolution_down_to", None)
+        if to is not None:
+            if "scaleResolutionDownTo" in entry:
+                raise ValueError("scaleResolutionDownTo given twice")
+            if isinstance(to, dict):
+                to = {"maxWidth": to.get("max_width", to.get("maxWidth")),
+                      "maxHeight": to.get("max_height", to.get("maxHeight"))}
+            entry["scaleResolutionDownTo"] = to
+        to = entry.get("scaleResolutionDownTo")
+        if to is not None and not (isinstance(to, dict) and set(to) == {"maxWidth", "maxHeight"} and all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in to.values())):
+            raise ValueError("scaleResolutionDownTo must be {maxWidth, maxHeight} in pixels")
+        if "scalabilityMode" in entry and not isinstance(entry["scalabilityMode"], str):
+            raise ValueError("scalabilityMode must be a string")
+        out.append(entry)
+    return out
+
+
 def parse_data_channels(value: object) -> list:
     if value is None:
         return []
@@ -293,10 +342,10 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
     if request_rid is not None and request_rid not in ("none", "r0", "r1", "r2"):
         raise ProtocolError("INVALID-PARAMETER: simulcast_request_rid must be none, r0, r1 or r2")
     p.simulcast_request_rid = request_rid
-    enc = msg.get("simulcast_encodings")
-    if enc is not None and not isinstance(enc, list):
-        raise ProtocolError("INVALID-PARAMETER: simulcast_encodings must be an array")
-    p.simulcast_encodings = enc
+    try:
+        p.simulcast_encodings = parse_simulcast_encodings(msg.get("simulcast_encodings"))
+    except ValueError as e:
+        raise ProtocolError(f"INVALID-PARAMETER: simulcast_encodings: {e}") from None
     spot = msg.get("spotlight")
     p.spotlight = bool(spot) if isinstance(spot, (bool, int)) else False
     p.spotlight_number = _opt_int(msg, "spotlight_number", 1, 8)

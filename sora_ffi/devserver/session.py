@@ -371,8 +371,6 @@ class Session:
             )
         except ProtocolError as e:
             raise ProtocolError(f"AUTH-ERROR: invalid override ({e.reason})", CLOSE_AUTH) from None
-        if "simulcast_encodings" in overrides:
-            params.simulcast_encodings = overrides["simulcast_encodings"]
         self.auth_metadata = extras.get("auth_metadata")
         self.connection_lifetime = extras.get("connection_lifetime")
         self.signaling_notify = extras.get("signaling_notify", True)
