@@ -133,11 +133,13 @@ def recv_units(args) -> dict:
 def send(args) -> dict:
     if args.units:
         return send_units(args)
-    sora = sora_ffi.Sora(openh264=args.openh264)
+    sdk = importlib.import_module(args.sdk)
+    sora = sdk.Sora(openh264=args.openh264) if args.sdk == "sora_ffi" else sdk.Sora()
     video = sora.create_video_source()
     audio = sora.create_audio_source(1, RATE)
+    extra = {"simulcast": True} if args.simulcast else {}
     conn, _ = _connect(sora, args, "sendonly", video=True, audio=True, video_codec_type=args.codec,
-                       video_bit_rate=args.bitrate, video_source=video, audio_source=audio)
+                       video_bit_rate=args.bitrate, video_source=video, audio_source=audio, **extra)
     print("ready", flush=True)
     sys.stdin.readline()  # the test says when to start (after switching the loss on)
     feeder = testpattern.ToneFeeder(audio, RATE, TONE_HZ).start()
@@ -165,9 +167,11 @@ def _cc_sample(conn, t: float) -> dict:
     pair = next((s for s in stats if s.get("type") == "candidate-pair"), {})
     video = next((s for s in stats if s.get("type") == "outbound-rtp" and s.get("kind") == "video"), {})
     remote = next((s for s in stats if s.get("type") == "remote-inbound-rtp" and s.get("kind") == "video"), {})
+    layers = {s["rid"]: s.get("bytesSent", 0) for s in stats
+              if s.get("type") == "outbound-rtp" and s.get("kind") == "video" and s.get("rid")}
     return {"t": t, "estimate": pair.get("availableOutgoingBitrate"), "target": video.get("targetBitrate"),
             "bytes": video.get("bytesSent", 0), "packets": video.get("packetsSent", 0),
-            "lost": remote.get("packetsLost", 0), "width": video.get("frameWidth")}
+            "lost": remote.get("packetsLost", 0), "width": video.get("frameWidth"), "layers": layers}
 
 
 class _Video:
@@ -290,8 +294,9 @@ def main() -> None:
     p.add_argument("--openh264", default=None, help="OpenH264 library (for --codec H264)")
     p.add_argument("--linger", type=float, default=1.0, help="seconds sent after --frames")
     p.add_argument("--sample-stats", action="store_true", help="send: sample congestion control every 0.5 s")
+    p.add_argument("--simulcast", action="store_true", help="send: simulcast (r0, r1, r2)")
     p.add_argument("--units", default=None, help="access units to send as they are (--codec H265)")
-    p.add_argument("--sdk", default="sora_ffi", choices=["sora_ffi", "sora_sdk"], help="recv: the SDK that receives")
+    p.add_argument("--sdk", default="sora_ffi", choices=["sora_ffi", "sora_sdk"], help="the SDK that sends or receives")
     args = p.parse_args()
     if os.environ.get("MEDIA_PEER_LOG"):  # e.g. MEDIA_PEER_LOG=1 for the shim's INFO log on stderr
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)

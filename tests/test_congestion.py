@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
 from sora_ffi.devserver import DevServer
 from test_e2e_loss import _peer, _report, lossy_link  # noqa: F401  (fixture)
 
-SECONDS = 10
+NARROW_SECONDS = 10
+WIDE_SECONDS = 10
+SECONDS = NARROW_SECONDS + WIDE_SECONDS
 FRAMES = SECONDS * 30
 
 
@@ -27,8 +30,9 @@ def shaped_link(lossy_link):  # noqa: F811
     return lossy_link
 
 
-def test_a_sender_settles_below_a_1_mbps_bottleneck(shaped_link, channel_id):
-    link = shaped_link
+def _narrow_then_wide(link, channel_id, *send_args) -> tuple:
+    """A sora_ffi sender at 2.5 Mbps in the namespace, 1 Mbps for NARROW_SECONDS, then
+    5 Mbps; a receiver on the host side. (receiver's report, sender's report)."""
     with DevServer(host=link.host_ip, bind_address=link.host_ip, ping_interval=5.0) as server:
         url = server.signaling_url
         procs = []
@@ -36,39 +40,74 @@ def test_a_sender_settles_below_a_1_mbps_bottleneck(shaped_link, channel_id):
             recv = _peer("recv", url, channel_id, None, "VP8", "--frames", str(FRAMES))
             procs.append(recv)
             send = _peer("send", url, channel_id, link.ns, "VP8", "--frames", str(FRAMES), "--bitrate", "2500",
-                         "--sample-stats")
+                         "--sample-stats", *send_args)
             procs.append(send)
             link.shape("1mbit")
             send.stdin.write("go\n")
             send.stdin.flush()
-            received, sent = _report(recv, SECONDS + 30), _report(send, SECONDS + 30)
+            time.sleep(NARROW_SECONDS)
+            link.shape("5mbit")
+            return _report(recv, SECONDS + 30), _report(send, SECONDS + 30)
         finally:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
+
+
+def _rates(samples: list, key=lambda s: s["bytes"]) -> list:
+    """(t, kbps over the preceding sample interval) of each sample after the first."""
+    return [(b["t"], (key(b) - key(a)) * 8 / (b["t"] - a["t"]) / 1000) for a, b in zip(samples, samples[1:])]
+
+
+def test_a_sender_settles_below_a_1_mbps_bottleneck_and_grows_back_when_it_widens(shaped_link, channel_id):
+    received, sent = _narrow_then_wide(shaped_link, channel_id)
     samples = sent["samples"]
     print("\nt s, estimate kbps, encoder target kbps, sent kbps (last 0.5 s)")
-    prev = None
-    for s in samples:
-        rate = (s["bytes"] - prev["bytes"]) * 8 / (s["t"] - prev["t"]) / 1000 if prev else 0
+    for s, (_, rate) in zip(samples[1:], _rates(samples)):
         print(f"{s['t']:.1f} {s['estimate'] / 1000:.0f} {s['target'] / 1000:.0f} {rate:.0f}")
-        prev = s
-    late = [s for s in samples if s["t"] >= 5.0]
-    # The estimate climbs a little past the link until the queue's delay shows, then backs
-    # off: a sawtooth of about 0.88-1.11 Mbps (measured). What settles below the link is
-    # what is sent; the estimate stays near it.
+    late = [s for s in samples if 5.0 <= s["t"] < NARROW_SECONDS]
+    # The estimate climbs past the link until the queue's delay shows, then backs off: a
+    # sawtooth of about 0.79-1.24 Mbps (measured; the longer a calm spell, the faster the
+    # climb). What settles below the link is what is sent; the estimate stays near it.
     estimate = sum(s["estimate"] for s in late) / len(late)
     assert estimate < 1_050_000, [s["estimate"] for s in late]
-    assert all(s["estimate"] < 1_200_000 for s in late), [s["estimate"] for s in late]
+    assert all(s["estimate"] < 1_350_000 for s in late), [s["estimate"] for s in late]
     first, last = late[0], late[-1]
     sent_kbps = (last["bytes"] - first["bytes"]) * 8 / (last["t"] - first["t"]) / 1000
     loss = (last["lost"] - first["lost"]) / max(1, last["packets"] - first["packets"])
-    fps = sum(1 for i in range(FRAMES // 2, FRAMES) if i not in set(received["missing"])) / (SECONDS / 2)
-    print(f"after 5 s: estimate {estimate / 1000:.0f} kbps, sent {sent_kbps:.0f} kbps, loss {loss:.1%}, "
+    narrow_frames = range(FRAMES // 4, NARROW_SECONDS * 30)
+    fps = sum(1 for i in narrow_frames if i not in set(received["missing"])) / (len(narrow_frames) / 30)
+    print(f"5-10 s (1 Mbps): estimate {estimate / 1000:.0f} kbps, sent {sent_kbps:.0f} kbps, loss {loss:.1%}, "
           f"{fps:.1f} fps received")
     assert sent_kbps < 1000
     assert loss < 0.02
     assert fps >= 20
+    # 5 Mbps from NARROW_SECONDS on: back at 2.5 Mbps (the configured bitrate) within 10 s
+    back = next((s["t"] - NARROW_SECONDS for s in samples
+                 if s["t"] > NARROW_SECONDS and s["estimate"] >= 2_400_000), None)
+    wide_rates = [r for t, r in _rates(samples) if t >= SECONDS - 2]
+    print(f"after the link widened: estimate at 2.4 Mbps after {back} s; sent {wide_rates} kbps in the last 2 s")
+    assert back is not None and back <= 10
+    assert sum(wide_rates) / len(wide_rates) >= 1800
+
+
+def test_simulcast_drops_its_top_layer_behind_a_bottleneck_and_brings_it_back(shaped_link, channel_id):
+    """Three layers (250, 750 and 2500 kbps of a 1280x720 source) behind 1 Mbps: r2 goes
+    off first and r0 keeps flowing; when the link widens to 5 Mbps, r2 comes back."""
+    _, sent = _narrow_then_wide(shaped_link, channel_id, "--simulcast")
+    samples = sent["samples"]
+    rates = {rid: _rates(samples, key=lambda s, rid=rid: s["layers"].get(rid, 0)) for rid in ("r0", "r1", "r2")}
+    print("\nt s, estimate kbps, r0 r1 r2 kbps")
+    for i, s in enumerate(samples[1:]):
+        print(f"{s['t']:.1f} {s['estimate'] / 1000:.0f} " + " ".join(f"{rates[r][i][1]:.0f}" for r in rates))
+
+    def mean(rid, lo, hi):
+        vals = [r for t, r in rates[rid] if lo <= t < hi]
+        return sum(vals) / len(vals)
+
+    assert mean("r2", 5, NARROW_SECONDS) < 50, "r2 still sent behind 1 Mbps"
+    assert mean("r0", 5, NARROW_SECONDS) > 100, "the lowest layer stopped"
+    assert mean("r2", SECONDS - 3, SECONDS) > 800, "r2 did not come back"
 
 
 @pytest.mark.parametrize("pref", ["MAINTAIN_FRAMERATE", "MAINTAIN_RESOLUTION", "BALANCED", "DISABLED"])

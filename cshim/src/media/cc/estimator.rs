@@ -4,6 +4,17 @@
 //! whether the path is over-used, and an AIMD controller moves the target (a cut to 85 % of
 //! what got through on over-use, +8 %/s otherwise, held on under-use). A loss-based bound
 //! backs off when more than 10 % is lost. The result never leaves [min, max].
+//!
+//! The increase speeds up the longer no over-use is seen: 8 %/s for the first 2 s, then
+//! 4 points more each second, up to 30 %/s. libwebrtc gets back up after a link widens by
+//! probing (clusters of padding packets above the target); 8 %/s alone needs ~13 s from
+//! 0.9 to 2.5 Mbps. A narrow link keeps showing over-use and keeps the increase at 8 %/s.
+//!
+//! A sender held back by its own output (simulcast with its top layer off, a static
+//! picture) cannot show that the path carries more: the target stays within 1.5× what got
+//! through. After a calm spell (3 s, doubled after each failed try up to 24 s) it probes
+//! with its media: for 3 s the target may grow past that bound, so the allocation turns
+//! the next layer on; over-use during the try ends it and cuts the target as always.
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -24,6 +35,17 @@ const THRESHOLD_GAIN: f64 = 4.0;
 const OVERUSE_TIME_MS: f64 = 10.0;
 const DECREASE_FACTOR: f64 = 0.85;
 const INCREASE_PER_SECOND: f64 = 1.08;
+/// Without over-use for longer than this, the increase grows by ACCELERATION per second...
+const CALM: f64 = 2.0;
+const ACCELERATION: f64 = 0.04;
+/// ...up to this.
+const MAX_INCREASE_PER_SECOND: f64 = 1.30;
+/// A sender whose target sits at the bound of what got through tries above it after this
+/// long without over-use (doubled after each failed try, up to PROBE_WAIT_MAX)...
+const PROBE_WAIT: f64 = 3.0;
+const PROBE_WAIT_MAX: f64 = 24.0;
+/// ...for this long.
+const PROBE_SPAN: Duration = Duration::from_secs(3);
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +183,12 @@ pub struct BandwidthEstimator {
     lost: u64,
     reported: u64,
     loss_since: Option<Instant>,
+    /// Since when no over-use (nor loss cut) was seen.
+    calm_since: Option<Instant>,
+    /// A try above what got through: until when.
+    probe_until: Option<Instant>,
+    /// Calm seconds the next try waits for.
+    probe_wait: f64,
 }
 
 impl BandwidthEstimator {
@@ -177,7 +205,20 @@ impl BandwidthEstimator {
             lost: 0,
             reported: 0,
             loss_since: None,
+            calm_since: None,
+            probe_until: None,
+            probe_wait: PROBE_WAIT,
         }
+    }
+
+    /// Whether the target may now grow past 1.5× what got through (a probe with media).
+    pub fn probing(&self, now: Instant) -> bool {
+        self.probe_until.is_some_and(|t| now < t)
+    }
+
+    /// The multiplicative increase per second after `calm` seconds without over-use.
+    fn increase_per_second(calm: f64) -> f64 {
+        (INCREASE_PER_SECOND + ACCELERATION * (calm - CALM).max(0.0)).min(MAX_INCREASE_PER_SECOND)
     }
 
     pub fn target_bps(&self) -> u64 {
@@ -219,8 +260,14 @@ impl BandwidthEstimator {
         self.reported += packets.len() as u64;
         let dt = self.last_update.replace(now).map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64().min(1.0));
         self.update_loss_bound(now, dt);
+        let calm_since = *self.calm_since.get_or_insert(now);
         match self.trendline.usage {
             Usage::Over => {
+                self.calm_since = Some(now);
+                if self.probing(now) {
+                    self.probe_wait = (self.probe_wait * 2.0).min(PROBE_WAIT_MAX); // the path did not carry it
+                }
+                self.probe_until = None;
                 let base = self.acked_bps().unwrap_or(self.target);
                 // one cut per round of over-use: the next waits for fresh delay samples
                 self.target = (base * DECREASE_FACTOR).min(self.target);
@@ -228,11 +275,20 @@ impl BandwidthEstimator {
             }
             Usage::Under => {}
             Usage::Normal => {
-                let grown = self.target * INCREASE_PER_SECOND.powf(dt);
+                let calm = now.saturating_duration_since(calm_since).as_secs_f64();
+                let grown = self.target * Self::increase_per_second(calm).powf(dt);
                 // never far above what got through: an idle or app-limited sender must not
                 // grow a target the path never carried
                 let cap = self.acked_bps().map_or(f64::INFINITY, |a| 1.5 * a + 10_000.0);
-                self.target = grown.min(cap.max(self.target));
+                if self.probe_until.is_some_and(|t| now >= t) {
+                    self.probe_until = None; // a try without over-use: the path carried it
+                    self.probe_wait = PROBE_WAIT;
+                }
+                let held = grown >= cap && self.target < self.max;
+                if held && !self.probing(now) && calm >= self.probe_wait {
+                    self.probe_until = Some(now + PROBE_SPAN);
+                }
+                self.target = if self.probing(now) { grown } else { grown.min(cap.max(self.target)) };
             }
         }
         self.target = self.target.min(self.loss_bound).clamp(self.min, self.max);
@@ -252,6 +308,10 @@ impl BandwidthEstimator {
         let loss = self.lost as f64 / self.reported as f64;
         if loss > 0.10 {
             self.loss_bound = self.target * (1.0 - 0.5 * loss);
+            self.calm_since = Some(now);
+            if self.probe_until.take().is_some() {
+                self.probe_wait = (self.probe_wait * 2.0).min(PROBE_WAIT_MAX);
+            }
         } else if loss < 0.02 {
             self.loss_bound = f64::INFINITY;
         }
@@ -301,7 +361,43 @@ mod tests {
         let wide = run(&mut est, 5_000_000.0, origin, 8.0, 23.0, &mut q);
         assert!(*wide.last().unwrap() >= 2_400_000, "{:?}", &wide[wide.len() - 5..]);
         let back = wide.iter().position(|&r| r >= 2_400_000).expect("back up");
+        assert!(back as f64 * 0.05 < 9.0, "{:.2} s to grow back", back as f64 * 0.05);
         println!("below the 1 Mbps link after {:.2} s; back at 2.4 Mbps {:.2} s after it widened", below as f64 * 0.05, back as f64 * 0.05);
+    }
+
+    #[test]
+    fn the_increase_speeds_up_only_while_calm() {
+        assert_eq!(BandwidthEstimator::increase_per_second(0.0), INCREASE_PER_SECOND);
+        assert_eq!(BandwidthEstimator::increase_per_second(2.0), INCREASE_PER_SECOND);
+        assert!((BandwidthEstimator::increase_per_second(4.5) - 1.18).abs() < 1e-9);
+        assert_eq!(BandwidthEstimator::increase_per_second(60.0), MAX_INCREASE_PER_SECOND);
+    }
+
+    #[test]
+    fn an_app_limited_sender_tries_above_what_it_sends_after_a_calm_spell() {
+        // 800 kbps sent on a wide path, 2.5 Mbps allowed: the target stays within 1.5x
+        // until the try, then grows past it
+        let t0 = Instant::now();
+        let mut est = BandwidthEstimator::new(1_200_000, 50_000, 2_500_000);
+        let mut at = 0i64;
+        let mut seen = Vec::new();
+        for i in 0..200u64 {
+            let sent = t0 + Duration::from_millis(i * 50);
+            // 800 kbps: 5000 bytes per 50 ms, in 4 packets, no queuing
+            let packets: Vec<PacketResult> = (0..4)
+                .map(|k| {
+                    at += 12_500;
+                    PacketResult { sent: sent + Duration::from_micros(k * 12_500), size: 1250, arrival_us: Some(at) }
+                })
+                .collect();
+            est.on_feedback(&packets, sent + Duration::from_millis(50));
+            seen.push((i as f64 * 0.05, est.target_bps(), est.probing(sent + Duration::from_millis(50))));
+        }
+        let before: Vec<u64> = seen.iter().filter(|(t, _, _)| *t < 2.9).map(|s| s.1).collect();
+        assert!(before.iter().all(|&r| r <= 1_220_000), "{before:?}");
+        let first_try = seen.iter().find(|s| s.2).expect("a try").0;
+        assert!((2.9..=3.5).contains(&first_try), "{first_try}");
+        assert!(seen.iter().any(|s| s.1 > 1_500_000), "the try grew past 1.5x");
     }
 
     #[test]
