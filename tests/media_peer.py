@@ -157,6 +157,7 @@ def send(args) -> dict:
             samples.append(_cc_sample(conn, time.perf_counter() - t0))
     feeder.stop()
     out = _stats(conn)
+    _KEEP.extend([sora, conn, video, audio])  # see _KEEP
     conn.disconnect()
     return {"frames_pushed": pushed, "video": out.get("outbound-rtp:video", {}),
             "audio": out.get("outbound-rtp:audio", {}), "samples": samples}
