@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from browser import browser_peer, chromium  # noqa: F401  (fixtures)
 from conftest import _OFFICIAL_GRAVEYARD, new_sora, server_call, server_session
 from sora_ffi.devserver import spotlight
 
@@ -354,3 +355,59 @@ def test_bad_spotlight_connect_parameters(bad):
     with pytest.raises(ProtocolError, match="INVALID-PARAMETER"):
         parse_connect(msg)
     assert parse_connect({"type": "connect", "role": "sendonly", "channel_id": "c", "spotlight": True}).simulcast
+
+
+# ------------------------------------------------------------------------- Chromium
+def test_chromium_spotlight_sender_takes_focus_by_its_voice(ffi, server, channel_id, clients, browser_peer):
+    """sora-js-sdk in Chromium as a spotlight sender (its page plays a steady 440 Hz tone;
+    libwebrtc writes the audio level): it takes focus from a silent sora_ffi sender that
+    joined first, and a sora_ffi receiver gets its video at its top layer (Chromium sends
+    r0 and r1 of 640x360) and the other at r0."""
+    silent, sources = spotlight_sender(ffi, server, channel_id, clients)
+    receiver = clients(ffi, server, channel_id, "recvonly", audio=True, video=True, spotlight=True)
+    receiver.connect()
+    receiver.wait_notify("spotlight.focused", connection_id=silent.connection_id)
+    with Media([sources]):
+        peer = browser_peer()
+        chromium_id = peer.connect(server.signaling_url, channel_id, "sendonly", spotlight=True, simulcast=True,
+                                   spotlightNumber=1, videoCodecType="VP8")
+        t0 = time.monotonic()
+        receiver.wait_notify("spotlight.focused", timeout=5, connection_id=chromium_id)
+        took = time.monotonic() - t0
+        receiver.wait_for(lambda: sum(t.kind == "video" for t in receiver.tracks) == 2, what="2 video tracks")
+        widths = Widths(ffi, receiver)
+        widths.attach_all()
+        receiver.wait_for(lambda: widths.of(chromium_id) in (SIZES["r1"], SIZES["r2"])
+                          and widths.of(silent.connection_id) == SIZES["r0"], 5, "the layers of the focus")
+    print(f"\nChromium focused {took:.2f} s after its connect returned")
+    events = focus_events(receiver)
+    assert events[-2:] == [("spotlight.unfocused", silent.connection_id), ("spotlight.focused", chromium_id)]
+
+
+def test_chromium_spotlight_receiver_follows_focus(ffi, server, channel_id, clients, browser_peer):
+    """sora-js-sdk in Chromium as a spotlight receiver of two sora_ffi senders: when the
+    second speaks, Chromium decodes it at r2 (640 wide) and the first at r0 (160 wide),
+    across the layer switch the dev server makes (picture IDs renumbered)."""
+    made = [spotlight_sender(ffi, server, channel_id, clients) for _ in range(2)]
+    (a, _), (b, _) = made
+    peer = browser_peer()
+    peer.connect(server.signaling_url, channel_id, "recvonly", spotlight=True, spotlightNumber=1,
+                 spotlightFocusRid="r2", spotlightUnfocusRid="r0", simulcast=True)
+    ssrc = {c.connection_id: server_session(server, c.connection_id).out_ssrc["video"] for c in (a, b)}
+
+    def widths():
+        return {s.get("ssrc"): s.get("frameWidth") for s in peer.stats("inbound-rtp", "video")}
+
+    def wait(wa, wb, what):
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            w = widths()
+            if (w.get(ssrc[a.connection_id]), w.get(ssrc[b.connection_id])) == (wa, wb):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{what}: {w}")
+
+    with Media([s for _, s in made]) as media:
+        wait(640, 160, "the first sender focused")
+        media.speaker = 1
+        wait(160, 640, "the second sender focused once it speaks")
