@@ -1,5 +1,5 @@
 """JSON-RPC on the `rpc` DataChannel (issue 8 §2 and §7): the dev server offers
-`rpc_methods` granted by a JWT, answers PutSignalingNotifyMetadata(Item) with the notify
+`rpc_methods` granted by a JWT, answers PutSignalingNotifyMetadata(Item) with the push
 they cause, and errors as JSON-RPC does; `SoraConnection.send_rpc` sends requests and
 notifications, returns False before the channel is open, and `on_rpc` gets the raw reply,
 malformed or not."""
@@ -50,20 +50,35 @@ def test_put_metadata_and_item_with_push(ffi, rpc_server, channel_id, clients):
     c.wait_dc("rpc")
     assert c.conn.send_rpc(1, PUT, {"metadata": {"name": "b", "n": 1}, "push": True})
     assert replies(c, 1)[0] == {"jsonrpc": "2.0", "id": 1, "result": {"name": "b", "n": 1}}
-    seen = other.wait_notify("connection.updated", connection_id=c.connection_id)
-    assert seen["metadata"] == {"name": "b", "n": 1}
-    c.wait_notify("connection.updated", connection_id=c.connection_id)
-    assert c.conn.send_rpc(2, PUT_ITEM, {"key": "n", "value": 2})  # no push: no notify
+    # every member, the caller too, gets the change as a push
+    expected = {"type": "signaling_notify_metadata_ext", "action": "PutMetadata",
+                "connection_id": c.connection_id, "metadata": {"name": "b", "n": 1}}
+    for member in (other, c):
+        assert member.wait_for(lambda m=member: m.pushes and m.pushes[0], 5, "push")["data"] == expected
+    assert c.conn.send_rpc(2, PUT_ITEM, {"key": "n", "value": 2})  # no push: nobody told
     assert replies(c, 2)[1]["result"] == {"name": "b", "n": 2}
     time.sleep(0.2)
-    updates = [m for m in other.notifies if m.get("event_type") == "connection.updated"]
-    assert len(updates) == 1
+    assert len(other.pushes) == 1
     sess = server_session(rpc_server, c.connection_id)
     assert server_call(rpc_server, lambda: sess.params.signaling_notify_metadata) == {"name": "b", "n": 2}
     # a notification (id None) gets no reply
     assert c.conn.send_rpc(None, PUT_ITEM, {"key": "x", "value": True})
     time.sleep(0.2)
     assert len(c.rpcs) == 2
+
+
+def test_put_metadata_item_as_sora_js_sdk_calls_it(ffi, rpc_server, channel_id, clients):
+    """sora-js-sdk's RPC end-to-end page: `Sora_20201124.PutSignalingNotifyMetadataItem`
+    {key, value, push: true} sent as a notification; both pages get the push it checks."""
+    method = "Sora_20201124.PutSignalingNotifyMetadataItem"
+    pages = [rpc_client(ffi, rpc_server, channel_id, clients, methods=(method,)).connect() for _ in range(2)]
+    pages[0].wait_dc("rpc")
+    assert pages[0].conn.send_rpc(None, method, {"key": "abc", "value": "test-value-from-page1", "push": True})
+    for page in pages:
+        data = page.wait_for(lambda p=page: p.pushes and p.pushes[0], 5, "push")["data"]
+        assert data == {"type": "signaling_notify_metadata_ext", "action": "PutMetadataItem",
+                        "connection_id": pages[0].connection_id, "key": "abc", "value": "test-value-from-page1"}
+    assert pages[0].rpcs == []  # a notification: no reply
 
 
 @pytest.mark.parametrize("method,params,code", [

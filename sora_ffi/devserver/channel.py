@@ -103,14 +103,6 @@ class Channel:
         self._broadcast(self._event("connection.created", s, counts), others, about=s)
         self._spotlight_join(s)
 
-    def notify_updated(self, s: "Session") -> None:
-        """``s`` changed (its signaling_notify_metadata): ``connection.updated`` about it to
-        every established member, itself included, bundle siblings excepted."""
-        msg = self._event("connection.updated", s, self.counts())
-        for o in self.established():
-            if o is s or not same_bundle(o, s):
-                o.send_notify(msg)
-
     def remove(self, s: "Session", was_established: bool) -> None:
         """``s`` leaves: re-offers without its media, ``connection.destroyed`` to the others."""
         if self.sessions.get(s.connection_id) is not s:

@@ -12,11 +12,12 @@ server implements, for the connections whose `rpc_methods` grant them.
   senders (of one sender, or of all); `2025.2.0/ResetSpotlightRid` `{send_connection_id?}`
   goes back to the connect's. Results: `{channel_id, recv_connection_id, ...}`.
 
-With `push: true` every established member of the channel (the caller too, bundle siblings
-excepted) gets a `connection.updated` notify about the caller carrying the new `metadata`;
-without it the change shows in later notifies (`data` of newcomers) only. (Which notify
-Sora sends is not documented; `connection.updated` is the notify that describes a changed
-connection [I].) Errors are JSON-RPC errors: -32600 invalid request, -32601 method not
+Both are also answered under the names `Sora_20201124.PutSignalingNotifyMetadata(Item)`,
+which sora-js-sdk's RPC end-to-end page uses. With `push: true` every established member
+of the channel (the caller too) gets a push `{"type": "signaling_notify_metadata_ext",
+"action": "PutMetadataItem", "connection_id", "key", "value"}` (what that page expects
+[V]); for the whole metadata `"action": "PutMetadata", "metadata"` [I]. Without it the
+change shows in later notifies (`data` of newcomers) only. Errors are JSON-RPC errors: -32600 invalid request, -32601 method not
 found or not granted, -32602 invalid params. Requests without `id` are notifications and
 get no answer.
 """
@@ -49,7 +50,8 @@ def _push(params: dict) -> bool:
 def put_metadata(s: "Session", params: dict) -> Any:
     if "metadata" not in params:
         raise RpcError(INVALID_PARAMS, "metadata is required")
-    s.set_notify_metadata(params["metadata"], push=_push(params))
+    push = _push(params)
+    s.set_notify_metadata(params["metadata"], {"action": "PutMetadata", "metadata": params["metadata"]} if push else None)
     return params["metadata"]
 
 
@@ -61,7 +63,8 @@ def put_metadata_item(s: "Session", params: dict) -> Any:
     if current is not None and not isinstance(current, dict):
         raise RpcError(INVALID_PARAMS, "the signaling_notify_metadata is not an object")
     metadata = {**(current or {}), key: params["value"]}
-    s.set_notify_metadata(metadata, push=_push(params))
+    push = _push(params)
+    s.set_notify_metadata(metadata, {"action": "PutMetadataItem", "key": key, "value": params["value"]} if push else None)
     return metadata
 
 
@@ -116,6 +119,9 @@ def reset_spotlight_rid(s: "Session", params: dict) -> Any:
 METHODS: dict[str, Callable[["Session", dict], Any]] = {
     "2025.2.0/PutSignalingNotifyMetadata": put_metadata,
     "2025.2.0/PutSignalingNotifyMetadataItem": put_metadata_item,
+    # the names sora-js-sdk's own RPC end-to-end page calls them by
+    "Sora_20201124.PutSignalingNotifyMetadata": put_metadata,
+    "Sora_20201124.PutSignalingNotifyMetadataItem": put_metadata_item,
     "2025.2.0/RequestSimulcastRid": request_simulcast_rid,
     "2025.2.0/RequestSpotlightRid": request_spotlight_rid,
     "2025.2.0/ResetSpotlightRid": reset_spotlight_rid,

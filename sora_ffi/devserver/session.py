@@ -893,12 +893,15 @@ class Session:
         if reply is not None:
             self.send_dc_json("rpc", reply)
 
-    def set_notify_metadata(self, metadata: Any, push: bool) -> None:
-        """RPC PutSignalingNotifyMetadata(Item): the new metadata, told to the channel
-        with ``connection.updated`` when ``push``."""
+    def set_notify_metadata(self, metadata: Any, push: Optional[dict] = None) -> None:
+        """RPC PutSignalingNotifyMetadata(Item): the new metadata; ``push`` (the change:
+        action and its fields) goes to every established member of the channel, this one
+        too, as a ``signaling_notify_metadata_ext`` push."""
         self.params.signaling_notify_metadata = metadata
-        if push and self.channel is not None and self.is_established:
-            self.channel.notify_updated(self)
+        if push is not None and self.channel is not None and self.is_established:
+            data = {"type": "signaling_notify_metadata_ext", "connection_id": self.connection_id, **push}
+            for o in self.channel.established():
+                o.send_push(data)
 
     def _on_dc_closed(self, dc_id: int) -> None:
         st = self.dcs.get(dc_id)
