@@ -92,7 +92,7 @@ def test_a_sender_settles_below_a_1_mbps_bottleneck_and_grows_back_when_it_widen
 
 
 def test_simulcast_drops_its_top_layer_behind_a_bottleneck_and_brings_it_back(shaped_link, channel_id):
-    """Three layers (250, 750 and 2500 kbps of a 1280x720 source) behind 1 Mbps: r2 goes
+    """Three layers (250, 583 and 1500 kbps of a 1280x720 source) behind 1 Mbps: r2 goes
     off first and r0 keeps flowing; when the link widens to 5 Mbps, r2 comes back."""
     _, sent = _narrow_then_wide(shaped_link, channel_id, "--simulcast")
     samples = sent["samples"]

@@ -89,10 +89,12 @@ def test_upstream_bitrate_announced_by_remb():
     assert sdp.upstream_bitrate(2500) == 2_500_000  # video.bit_rate is kbps
     assert sdp.upstream_bitrate(None) == sdp.DEFAULT_UPSTREAM_BPS == 5_000_000
     # simulcast: the active encodings of offer.encodings together
-    assert sdp.upstream_bitrate(1000, simulcast=True) == 100_000 + 300_000 + 1_000_000
-    assert sdp.upstream_bitrate(None, simulcast=True) == 150_000 + 450_000 + 1_500_000
-    assert sdp.upstream_bitrate(1000, True, [{"rid": "r2", "active": False}]) == 400_000
-    assert sdp.upstream_bitrate(1000, True, [{"rid": "r2", "maxBitrate": 3_000_000}]) == 3_400_000
+    assert sdp.upstream_bitrate(1000, simulcast=True) == 100_000 + 233_333 + 600_000
+    # Sora's split at 1500 kbps (sora-js-sdk's simulcast_rid test): 150, 350, 900 kbps
+    assert [e["maxBitrate"] for e in sdp.simulcast_encodings(1500)] == [150_000, 350_000, 900_000]
+    assert sdp.upstream_bitrate(None, simulcast=True) == 150_000 + 350_000 + 900_000
+    assert sdp.upstream_bitrate(1000, True, [{"rid": "r2", "active": False}]) == 333_333
+    assert sdp.upstream_bitrate(1000, True, [{"rid": "r2", "maxBitrate": 3_000_000}]) == 3_333_333
     everything_off = [{"rid": r, "active": False} for r in ("r0", "r1", "r2")]
     assert sdp.upstream_bitrate(1000, True, everything_off) == 1_000_000
 
@@ -107,7 +109,7 @@ def test_simulcast_upstream_and_encodings():
     assert any("rtp-stream-id" in line for line in lines)
     enc = sdp.simulcast_encodings(1000, [{"rid": "r2", "active": False}])
     assert [e["rid"] for e in enc] == ["r0", "r1", "r2"]
-    assert enc[2]["active"] is False and enc[2]["maxBitrate"] == 1_000_000
+    assert enc[2]["active"] is False and enc[2]["maxBitrate"] == 600_000
     assert enc[0]["scaleResolutionDownBy"] == 4.0
 
 

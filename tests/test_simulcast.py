@@ -320,6 +320,7 @@ def test_sora_ffi_sends_simulcast(ffi, official, server, channel_id, clients, co
     assert sorted(layers) == ["r0", "r1", "r2"]
     for rid, s in layers.items():
         assert s["encoderImplementation"] == f"SimulcastEncoderAdapter ({', '.join([ENGINES[codec]] * 3)})"
+        assert s["scalabilityMode"] == "L1T1"  # as libwebrtc reports (sora-js-sdk's simulcast tests check it)
         assert s["frameWidth"] == SIZES[rid] and s["packetsSent"] > 0 and s["bytesSent"] > 0
     assert len({s["ssrc"] for s in layers.values()}) == 3
 

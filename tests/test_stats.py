@@ -30,7 +30,7 @@ NOT_MEASURED = {
     # ECN, FEC, NetEq time stretching and libwebrtc's playout/freeze model do not exist here
     "outbound-rtp:audio": {"packetsSentWithEct1"},
     "outbound-rtp:video": {"encodingIndex", "hugeFramesSent", "packetsSentWithEct1",
-                           "powerEfficientEncoder", "qpSum", "scalabilityMode", "totalEncodedBytesTarget"},
+                           "powerEfficientEncoder", "qpSum", "totalEncodedBytesTarget"},
     "inbound-rtp:audio": {"delayedPacketOutageSamples", "fecPacketsDiscarded", "fecPacketsReceived",
                           "insertedSamplesForDeceleration", "interruptionCount", "jitterBufferFlushes",
                           "jitterBufferMinimumDelay", "jitterBufferTargetDelay", "packetsReceivedWithCe",

@@ -6,7 +6,8 @@
 //! the stable toolchain, run by `cargo test` in CI). Not part of the C ABI.
 use crate::media::rtp::depacketize::{self, Vp8Descriptor, Vp9Descriptor};
 use crate::media::rtp::jitter::RtpReceiver;
-use crate::media::rtp::{rtcp, RtpCodec};
+use crate::media::cc::estimator::{BandwidthEstimator, PacketResult};
+use crate::media::rtp::{rtcp, twcc, RtpCodec};
 use crate::signaling::{sdp, session, zlib};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,19 @@ pub fn rtcp_packets(data: &[u8]) {
     if let Some((nacks, rest)) = rtcp::take_nacks_and_rembs(data) {
         assert!(rest.len() <= data.len());
         let _ = nacks;
+    }
+    // transport-cc reports (any sequence ranges, deltas and counts) into the estimator:
+    // whatever they say, the target stays within its bounds
+    let t0 = Instant::now();
+    let mut est = BandwidthEstimator::new(1_000_000, 50_000, 2_500_000);
+    for (n, fb) in twcc::parse_feedback(data).into_iter().enumerate() {
+        let packets: Vec<PacketResult> = fb
+            .packets
+            .iter()
+            .map(|&(seq, arrival_us)| PacketResult { sent: t0 + Duration::from_micros(u64::from(seq) * 1000), size: 1200, arrival_us })
+            .collect();
+        let target = est.on_feedback(&packets, t0 + Duration::from_millis(50 * n as u64));
+        assert!((50_000..=2_500_000).contains(&target), "{target}");
     }
 }
 

@@ -129,6 +129,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 [rtcp::build_rr(1, &[]), rtcp::build_nack(1, 2, &[5, 6, 9, 40])].concat(),
                 [rtcp::build_pli(1, 2), rtcp::build_fir(1, 2, 3), rtcp::build_remb(1, 300_000, &[2, 3])].concat(),
                 rtcp::build_bye(&[1, 2]),
+                transport_cc_report(),
             ]
         }
         "vpx_descriptors" => vec![vp8_key.to_vec(), vp9.to_vec(), vec![0x10, 0x00]],
@@ -172,4 +173,16 @@ fn every_target_survives_mutation() {
         }
         eprintln!("fuzz smoke: {name}: {} seeds + {iters} mutations clean", seeds.len());
     }
+}
+
+/// A transport-cc report of a few packets, one lost, one late (what the dev server sends).
+fn transport_cc_report() -> Vec<u8> {
+    use sora_shim::media::rtp::twcc::FeedbackRecorder;
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let mut r = FeedbackRecorder::new();
+    for (seq, ms) in [(10u16, 0u64), (11, 4), (13, 9), (12, 60), (14, 61)] {
+        r.on_packet(seq, t0 + Duration::from_millis(ms));
+    }
+    r.poll(t0 + Duration::from_millis(200), 1, 2).expect("a report")
 }

@@ -70,6 +70,10 @@ pub fn layers_from_offer(recv: &[(String, bool)], encodings: Option<&Value>) -> 
                 .and_then(Value::as_array)
                 .and_then(|list| list.iter().find(|e| e.get("rid").and_then(Value::as_str) == Some(rid)));
             let num = |key: &str| e.and_then(|e| e.get(key)).and_then(Value::as_f64).filter(|v| v.is_finite() && *v > 0.0);
+            if let Some(mode) = e.and_then(|e| e.get("scalabilityMode")).and_then(Value::as_str).filter(|m| *m != "L1T1") {
+                // one spatial and one temporal layer per encoding is all our encoders make
+                log::warn!("simulcast: scalabilityMode {mode:?} for {rid} is not supported; it is sent as L1T1 (stats say so)");
+            }
             let to = e.and_then(|e| e.get("scaleResolutionDownTo")).and_then(|t| {
                 let dim = |k: &str| t.get(k).and_then(Value::as_u64).filter(|v| *v > 0).map(|v| v.min(16384) as u32);
                 Some((dim("maxWidth")?, dim("maxHeight")?))

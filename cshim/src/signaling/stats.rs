@@ -135,6 +135,10 @@ pub fn report(shared: &Shared) -> Value {
             if let Some(rid) = &s.rid {
                 m.insert("rid".into(), json!(rid));
             }
+            if s.encoder_implementation.is_some() {
+                // what our encoders make: one spatial, one temporal layer (libwebrtc says L1T1 too)
+                m.insert("scalabilityMode".into(), json!("L1T1"));
+            }
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),
                 ("framesEncoded", json!(o.frames_encoded)), ("keyFramesEncoded", json!(o.key_frames_encoded)),
