@@ -18,6 +18,9 @@ from sora_ffi.devserver import spotlight
 WIDTH, HEIGHT = 640, 360
 #: decoded width of each rid of a 640x360 source (scaleResolutionDownBy 4, 2, 1)
 SIZES = {"r0": 160, "r1": 320, "r2": 640}
+#: the top layer both SDKs send of 640x360: libwebrtc sends two layers of a picture that
+#: size (r0, r1), and so do we; a receiver asking for r2 gets the highest layer flowing
+TOP = SIZES["r1"]
 TONE = (8000 * np.sin(2 * np.pi * 440 * np.arange(480) / 48000)).astype(np.int16).reshape(-1, 1)
 SILENCE = np.zeros((480, 1), np.int16)
 
@@ -212,7 +215,7 @@ def test_focus_follows_the_speaker(sdk, speaker_sdk, official, ffi, server, chan
     with Media([s for _, s in made]) as media:
         # before anyone speaks the first sender is focused; everyone's video flows
         receiver.wait_for(lambda: all(widths.of(i) for i in ids), 10, "video of every sender")
-        assert receiver.wait_for(lambda: widths.of(ids[0]) == SIZES["r2"], 5, "first sender at r2")
+        assert receiver.wait_for(lambda: widths.of(ids[0]) == TOP, 5, "first sender at its top layer")
         timeline = []
         for speaker in (2, 1, 2):
             mark = len(receiver.notifies)
@@ -224,10 +227,7 @@ def test_focus_follows_the_speaker(sdk, speaker_sdk, official, ffi, server, chan
             timeline.append(round(time.monotonic() - t0, 2))
             assert focus_events(receiver, mark) == [("spotlight.unfocused", previous),
                                                     ("spotlight.focused", ids[speaker])]
-            # libwebrtc starts at 300 kbps and sends r2 only once its estimate allows (r0 and
-            # r1 until then); a receiver asking for r2 gets the highest layer flowing
-            top = (SIZES["r1"], SIZES["r2"]) if speaker == 1 and speaker_sdk == "sora_sdk" else (SIZES["r2"],)
-            receiver.wait_for(lambda: widths.of(ids[speaker]) in top, 2.0, f"sender {speaker} at its top layer")
+            receiver.wait_for(lambda: widths.of(ids[speaker]) == TOP, 2.0, f"sender {speaker} at its top layer")
             receiver.wait_for(lambda: all(widths.of(c) == SIZES["r0"] for k, c in enumerate(ids) if k != speaker),
                               2.0, "the others at r0")
             timeline.append(round(time.monotonic() - t0, 2))
@@ -274,35 +274,35 @@ def test_focus_by_api_and_layers_by_api_and_rpc(ffi, make_server, channel_id, cl
         receiver.wait_for(lambda: (widths.of(a), widths.of(b)) == (wa, wb), 3, what)
 
     with Media([s for _, s in made]) as media:
-        layers(640, 160, "a focused (joined first; default focus r2, unfocus r0)")
+        layers(TOP, 160, "a focused (joined first; default focus r2, unfocus r0)")
         st, reply = server.api("Sora_20200807.FocusSpotlightFixed", {"channel_id": channel_id, "connection_id": b})
         assert st == 200, reply
         receiver.wait_notify("spotlight.focused", connection_id=b, fixed=True)
-        layers(160, 640, "b fixed")
+        layers(160, TOP, "b fixed")
         media.speaker = 0  # a speaks: b is fixed and keeps the floor
         time.sleep(1.5)
-        assert widths.of(b) == 640 and ("spotlight.focused", a) not in focus_events(receiver)[1:]
+        assert widths.of(b) == TOP and ("spotlight.focused", a) not in focus_events(receiver)[1:]
         st, _ = server.api("Sora_20200807.UnfocusSpotlight", {"channel_id": channel_id, "connection_id": b})
         assert st == 200
-        layers(640, 160, "b unfocused: a, speaking, gets the floor")
+        layers(TOP, 160, "b unfocused: a, speaking, gets the floor")
         media.speaker = None
         st, _ = server.api("Sora_20200807.ChangeSpotlightNumber", {"channel_id": channel_id, "spotlight_number": 2})
         assert st == 200
-        layers(640, 640, "two focused")
-        # one receiver asks for r1 of focused senders (API), then r0/r1 for b only (RPC)
+        layers(TOP, TOP, "two focused")
+        # one receiver asks for r0 of focused senders (API), then r1 for b only (RPC)
         st, reply = server.api("Sora_20211215.RequestSpotlightRid", {
             "channel_id": channel_id, "recv_connection_id": receiver.connection_id,
-            "spotlight_focus_rid": "r1", "spotlight_unfocus_rid": "none"})
-        assert st == 200 and reply["spotlight_focus_rid"] == "r1", reply
-        layers(320, 320, "focus rid r1")
-        assert receiver.conn.send_rpc(1, RPC_METHODS[0], {"send_connection_id": b, "spotlight_focus_rid": "r0",
+            "spotlight_focus_rid": "r0", "spotlight_unfocus_rid": "none"})
+        assert st == 200 and reply["spotlight_focus_rid"] == "r0", reply
+        layers(160, 160, "focus rid r0")
+        assert receiver.conn.send_rpc(1, RPC_METHODS[0], {"send_connection_id": b, "spotlight_focus_rid": "r1",
                                                           "spotlight_unfocus_rid": "r0"})
-        layers(320, 160, "b at r0 by RPC")
+        layers(160, TOP, "b at r1 by RPC")
         assert receiver.conn.send_rpc(2, RPC_METHODS[1], {})
-        layers(640, 640, "reset: the connect's rids")
+        layers(TOP, TOP, "reset: the connect's rids")
     replies = [__import__("json").loads(r) for r in receiver.rpcs]
     assert replies[0]["result"] == {"channel_id": channel_id, "recv_connection_id": receiver.connection_id,
-                                    "spotlight_focus_rid": "r0", "spotlight_unfocus_rid": "r0",
+                                    "spotlight_focus_rid": "r1", "spotlight_unfocus_rid": "r0",
                                     "send_connection_id": b}
     assert replies[1]["result"] == {"channel_id": channel_id, "recv_connection_id": receiver.connection_id}
 
@@ -377,7 +377,7 @@ def test_chromium_spotlight_sender_takes_focus_by_its_voice(ffi, server, channel
         receiver.wait_for(lambda: sum(t.kind == "video" for t in receiver.tracks) == 2, what="2 video tracks")
         widths = Widths(ffi, receiver)
         widths.attach_all()
-        receiver.wait_for(lambda: widths.of(chromium_id) in (SIZES["r1"], SIZES["r2"])
+        receiver.wait_for(lambda: widths.of(chromium_id) == TOP
                           and widths.of(silent.connection_id) == SIZES["r0"], 5, "the layers of the focus")
     print(f"\nChromium focused {took:.2f} s after its connect returned")
     events = focus_events(receiver)
@@ -386,7 +386,7 @@ def test_chromium_spotlight_sender_takes_focus_by_its_voice(ffi, server, channel
 
 def test_chromium_spotlight_receiver_follows_focus(ffi, server, channel_id, clients, browser_peer):
     """sora-js-sdk in Chromium as a spotlight receiver of two sora_ffi senders: when the
-    second speaks, Chromium decodes it at r2 (640 wide) and the first at r0 (160 wide),
+    second speaks, Chromium decodes it at its top layer (r1, 320 wide) and the first at r0,
     across the layer switch the dev server makes (picture IDs renumbered)."""
     made = [spotlight_sender(ffi, server, channel_id, clients) for _ in range(2)]
     (a, _), (b, _) = made
@@ -408,6 +408,6 @@ def test_chromium_spotlight_receiver_follows_focus(ffi, server, channel_id, clie
         raise AssertionError(f"{what}: {w}")
 
     with Media([s for _, s in made]) as media:
-        wait(640, 160, "the first sender focused")
+        wait(TOP, 160, "the first sender focused")
         media.speaker = 1
-        wait(160, 640, "the second sender focused once it speaks")
+        wait(160, TOP, "the second sender focused once it speaks")

@@ -107,6 +107,18 @@ pub fn layer_bitrates(layers: &[LayerSpec], total_kbps: u32) -> Vec<u32> {
         .collect()
 }
 
+/// How many layers libwebrtc sends of a picture this size (its simulcast format table:
+/// 3 from 960x540 up, 2 from 480x270, else 1); the layers above, from the top, send
+/// nothing, whatever the offer asks. A 640x360 source gives r0 and r1, as the official SDK.
+pub fn max_layers(width: u32, height: u32) -> usize {
+    let pixels = u64::from(width) * u64::from(height);
+    match pixels {
+        p if p >= 960 * 540 => 3,
+        p if p >= 480 * 270 => 2,
+        _ => 1,
+    }
+}
+
 /// `encoderImplementation` of a simulcast sender, as libwebrtc names its adapter.
 pub fn adapter_name(engine: &str, layers: usize) -> String {
     format!("SimulcastEncoderAdapter ({})", vec![engine; layers].join(", "))
@@ -120,6 +132,8 @@ pub(super) struct Layer {
     alloc_kbps: u32,
     /// False while the estimate cannot carry it (switched off from the top, as libwebrtc).
     bw_on: bool,
+    /// False while the source is too small for this many layers (`max_layers`).
+    size_on: bool,
     pub shared: Arc<SendShared>,
     pub tx: UnboundedSender<Input>,
     pub packetizer: RtpPacketizer,
@@ -137,6 +151,7 @@ impl Layer {
             bitrate_kbps,
             alloc_kbps: bitrate_kbps,
             bw_on: true,
+            size_on: true,
             shared,
             tx,
             packetizer,
@@ -153,7 +168,7 @@ impl Layer {
     /// scaled from instead of the source: cheaper, and a box filter of a box filter. Returns
     /// whether the send loop is still there, and whether `self.scaled()` holds this frame.
     fn send(&mut self, frame: &I420Frame, larger: Option<&I420Frame>, capture_us: i64, ts: u32, enabled: bool, cfg: &VideoSendConfig, taken: Instant) -> (bool, bool) {
-        if !self.bw_on || !self.limiter.admit(capture_us, self.spec.max_framerate) {
+        if !self.bw_on || !self.size_on || !self.limiter.admit(capture_us, self.spec.max_framerate) {
             return (true, false);
         }
         let started = Instant::now();
@@ -251,6 +266,17 @@ impl Layer {
         }
     }
 
+    /// Switches the layer on or off for the source's size (`max_layers`).
+    fn set_size_on(&mut self, on: bool, width: u32, height: u32) {
+        if on != self.size_on {
+            log::info!("simulcast layer {} {} for a {width}x{height} source", self.spec.rid, if on { "on" } else { "off" });
+            self.size_on = on;
+            if on {
+                self.shared.keyframe_requested.store(true, Ordering::Release);
+            }
+        }
+    }
+
     /// The picture the last `send` scaled to.
     fn scaled(&self) -> &I420Frame {
         self.scaler.output()
@@ -261,7 +287,7 @@ impl Layer {
 /// lowest up: each gets up to its bitrate; a layer that cannot have 40 % of it is switched
 /// off, with every layer above it (20 % more brings it back). The lowest layer always goes.
 fn allocate(layers: &mut [Layer], budget_kbps: u32) {
-    let mut lowest_first: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].spec.active).collect();
+    let mut lowest_first: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].spec.active && layers[i].size_on).collect();
     lowest_first.sort_by(|&a, &b| layers[b].spec.scale_down_by.total_cmp(&layers[a].spec.scale_down_by));
     let mut left = budget_kbps;
     let mut off_above = false;
@@ -299,6 +325,12 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         let taken = Instant::now();
         let ts = capture_clock.timestamp(capture_us);
         let enabled = slot.enabled.load(Ordering::Relaxed);
+        // as many active layers as the source's size allows, from the lowest (largest scale) up
+        let limit = max_layers(frame.width, frame.height);
+        let active: Vec<usize> = order.iter().rev().copied().filter(|&i| layers[i].spec.active).collect();
+        for (rank, i) in active.into_iter().enumerate() {
+            layers[i].set_size_on(rank < limit, frame.width, frame.height);
+        }
         if let Some(cc) = &cfg.cc {
             allocate(&mut layers, (cc.video_budget_bps() / 1000) as u32);
         }
@@ -341,6 +373,18 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_count_follows_the_source_size_as_libwebrtc() {
+        assert_eq!(max_layers(1920, 1080), 3);
+        assert_eq!(max_layers(1280, 720), 3);
+        assert_eq!(max_layers(960, 540), 3);
+        assert_eq!(max_layers(959, 540), 2);
+        assert_eq!(max_layers(640, 360), 2);
+        assert_eq!(max_layers(480, 270), 2);
+        assert_eq!(max_layers(320, 180), 1);
+        assert_eq!(max_layers(0, 0), 1);
+    }
     use serde_json::json;
 
     fn recv(list: &[(&str, bool)]) -> Vec<(String, bool)> {
