@@ -571,24 +571,14 @@ class Session:
     def request_spotlight_rids(self, rids: Optional[tuple], sender_connection_id: Optional[str] = None) -> None:
         """(focus rid, unfocus rid) for one sender or every sender (a request for all
         replaces the per-sender ones); None resets to the connect's."""
-        if sender_connection_id is None:
-            self.spotlight_rids = {} if rids is None else {None: rids}
-        elif rids is None:
-            self.spotlight_rids.pop(sender_connection_id, None)
-        else:
-            self.spotlight_rids[sender_connection_id] = rids
+        self.spotlight_rids = _with_request(self.spotlight_rids, rids, sender_connection_id)
         self.reselect_layers()
 
     def request_rid(self, rid: Optional[str], sender_connection_id: Optional[str] = None) -> None:
         """Asks for layer ``rid`` ("r0".."r2", "none"; None resets to the connect's choice)
         of one sender's simulcast, or of every sender's (a request for all replaces the
         per-sender ones). The switch happens at the new layer's next keyframe."""
-        if sender_connection_id is None:
-            self.requested_rids = {} if rid is None else {None: rid}
-        elif rid is None:
-            self.requested_rids.pop(sender_connection_id, None)
-        else:
-            self.requested_rids[sender_connection_id] = rid
+        self.requested_rids = _with_request(self.requested_rids, rid, sender_connection_id)
         self.reselect_layers()
 
     def reselect_layers(self) -> None:
@@ -1145,6 +1135,17 @@ class Session:
         self.closed.set()
         self.core.sessions.discard(self)
         log.info("%s: closed", self.connection_id)
+
+
+def _with_request(requests: dict, value: Any, sender: Optional[str]) -> dict:
+    """``requests`` (sender connection_id, None for every sender -> value) after a request
+    for one sender, or for all (which replaces the per-sender ones); a None value resets."""
+    if sender is None:
+        return {} if value is None else {None: value}
+    out = {k: v for k, v in requests.items() if k != sender}
+    if value is not None:
+        out[sender] = value
+    return out
 
 
 def _iso(t: float) -> str:

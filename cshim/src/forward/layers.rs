@@ -159,38 +159,30 @@ struct PictureIds {
 /// Where a VP8/VP9 payload descriptor keeps its picture ID (offset, 15 bits?) and
 /// TL0PICIDX (offset).
 fn picture_fields(codec: RtpCodec, payload: &[u8]) -> (Option<(usize, bool)>, Option<usize>) {
-    let long = |at: usize| payload.get(at).map(|b| b & 0x80 != 0);
-    match codec {
-        RtpCodec::Vp8 => {
-            let (Some(&b0), Some(&b1)) = (payload.first(), payload.get(1)) else { return (None, None) };
-            if b0 & 0x80 == 0 {
-                return (None, None);
-            }
-            let mut at = 2;
-            let mut pid = None;
-            if b1 & 0x80 != 0 {
-                let Some(m) = long(at) else { return (None, None) };
-                pid = Some((at, m));
-                at += 1 + usize::from(m);
-            }
-            let tl0 = (b1 & 0x40 != 0).then_some(at).filter(|&a| a < payload.len());
-            (pid.filter(|&(a, m)| a + usize::from(m) < payload.len()), tl0)
+    // the picture ID at `at` when `present` (M bit: 15 bits), and where the next field starts
+    let picture_id = |at: usize, present: bool| -> Option<(Option<(usize, bool)>, usize)> {
+        if !present {
+            return Some((None, at));
         }
-        RtpCodec::Vp9 => {
-            let Some(&b0) = payload.first() else { return (None, None) };
-            let mut at = 1;
-            let mut pid = None;
-            if b0 & 0x80 != 0 {
-                let Some(m) = long(at) else { return (None, None) };
-                pid = Some((at, m));
-                at += 1 + usize::from(m);
+        let long = payload.get(at)? & 0x80 != 0;
+        Some((Some((at, long)), at + 1 + usize::from(long)))
+    };
+    let found = match codec {
+        // X, then I and L in the extension byte
+        RtpCodec::Vp8 => match (payload.first(), payload.get(1)) {
+            (Some(&b0), Some(&b1)) if b0 & 0x80 != 0 => {
+                picture_id(2, b1 & 0x80 != 0).map(|(pid, at)| (pid, (b1 & 0x40 != 0).then_some(at)))
             }
-            // L: layer indices, then TL0PICIDX in non-flexible mode (F clear)
-            let tl0 = (b0 & 0x20 != 0 && b0 & 0x10 == 0).then_some(at + 1).filter(|&a| a < payload.len());
-            (pid.filter(|&(a, m)| a + usize::from(m) < payload.len()), tl0)
-        }
-        _ => (None, None),
-    }
+            _ => None,
+        },
+        // I; L: layer indices, then TL0PICIDX in non-flexible mode (F clear)
+        RtpCodec::Vp9 => payload.first().and_then(|&b0| {
+            picture_id(1, b0 & 0x80 != 0).map(|(pid, at)| (pid, (b0 & 0x20 != 0 && b0 & 0x10 == 0).then_some(at + 1)))
+        }),
+        _ => None,
+    };
+    let Some((pid, tl0)) = found else { return (None, None) };
+    (pid.filter(|&(a, m)| a + usize::from(m) < payload.len()), tl0.filter(|&a| a < payload.len()))
 }
 
 fn read_pid(p: &[u8], at: usize, long: bool) -> u16 {
