@@ -291,15 +291,18 @@ def simulcast_encodings(bit_rate_kbps: Optional[int], overrides: Optional[list] 
 
     ``maxBitrate`` is 10 %, 23.3 % and 60 % of the connection's video bitrate: at 1500 kbps
     Sora gives 150, 350 and 900 kbps (sora-js-sdk's simulcast_rid end-to-end test states
-    those maxima [I: one bitrate seen; the rule for others is assumed proportional])."""
+    those maxima [I: one bitrate seen; the rule for others is assumed proportional]).
+    ``scalabilityMode`` is L1T1: that test expects Chrome to report L1T1 on every layer while
+    its page sets none, and libwebrtc's VP8 simulcast defaults to L1T3 (the official SDK
+    reports L1T3 when the offer names no mode) [I]."""
     total = (bit_rate_kbps or 1500) * 1000
     enc = [
         {"rid": "r0", "active": True, "scaleResolutionDownBy": 4.0,
-         "maxBitrate": max(total // 10, 50_000)},
+         "maxBitrate": max(total // 10, 50_000), "scalabilityMode": "L1T1"},
         {"rid": "r1", "active": True, "scaleResolutionDownBy": 2.0,
-         "maxBitrate": max(total * 7 // 30, 100_000)},
+         "maxBitrate": max(total * 7 // 30, 100_000), "scalabilityMode": "L1T1"},
         {"rid": "r2", "active": True, "scaleResolutionDownBy": 1.0,
-         "maxBitrate": max(total * 3 // 5, 150_000)},
+         "maxBitrate": max(total * 3 // 5, 150_000), "scalabilityMode": "L1T1"},
     ]
     if overrides:
         by_rid = {e["rid"]: e for e in enc}
