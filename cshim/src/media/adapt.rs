@@ -275,9 +275,12 @@ impl Restrictions {
     pub fn is_limited(&self) -> bool {
         self.scale_step > 0 || self.max_fps.is_some()
     }
-}
 
-impl Restrictions {
+    /// The size to encode a `w` x `h` input at.
+    pub fn target_size(&self, w: u32, h: u32) -> (u32, u32) {
+        scaled_size(w, h, self.scale_step.min(max_scale_step(w, h)))
+    }
+
     /// Both sets of restrictions at once (CPU and bandwidth): the larger step, the lower cap.
     pub fn combine(self, other: Restrictions) -> Restrictions {
         let max_fps = match (self.max_fps, other.max_fps) {
@@ -360,7 +363,7 @@ impl Adapter {
 
     /// The size to encode a `w` x `h` input at.
     pub fn target_size(&self, w: u32, h: u32) -> (u32, u32) {
-        scaled_size(w, h, self.r.scale_step.min(max_scale_step(w, h)))
+        self.r.target_size(w, h)
     }
 
     /// Gives up one step for a `w` x `h` input arriving at `input_fps`; None at the limit.

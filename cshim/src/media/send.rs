@@ -503,7 +503,7 @@ fn encode_loop(
     packetizer: Arc<Mutex<RtpPacketizer>>,
     transform: Option<Arc<SendReturn>>,
 ) {
-    use super::adapt::{bandwidth_restrictions, max_scale_step, scaled_size, Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
+    use super::adapt::{bandwidth_restrictions, Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
     use super::codec::{I420Frame, Scaler};
     let mut encoder: Option<VideoEncoder> = None;
     let mut failures = EncoderFailures::default();
@@ -558,7 +558,7 @@ fn encode_loop(
             continue;
         }
         let ts = capture_clock.timestamp(capture_us);
-        let (w, h) = scaled_size(frame.width, frame.height, restrictions.scale_step.min(max_scale_step(frame.width, frame.height)));
+        let (w, h) = restrictions.target_size(frame.width, frame.height);
         let input: &I420Frame = if !slot.enabled.load(Ordering::Relaxed) {
             let b = black.get_or_insert_with(|| I420Frame::new(w, h).expect("frame"));
             if b.width != w || b.height != h {

@@ -315,6 +315,8 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
     // per frame, as `larger` is only used when it is big enough).
     let mut order: Vec<usize> = (0..layers.len()).collect();
     order.sort_by(|&a, &b| layers[a].spec.scale_down_by.total_cmp(&layers[b].spec.scale_down_by));
+    // the active layers lowest first: as many as the source's size allows are sent
+    let lowest_active: Vec<usize> = order.iter().rev().copied().filter(|&i| layers[i].spec.active).collect();
     while !stop.stop.load(Ordering::Acquire) {
         let Some((frame, capture_us)) = slot.take(Duration::from_millis(100)) else {
             if slot.is_closed() {
@@ -325,10 +327,8 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         let taken = Instant::now();
         let ts = capture_clock.timestamp(capture_us);
         let enabled = slot.enabled.load(Ordering::Relaxed);
-        // as many active layers as the source's size allows, from the lowest (largest scale) up
         let limit = max_layers(frame.width, frame.height);
-        let active: Vec<usize> = order.iter().rev().copied().filter(|&i| layers[i].spec.active).collect();
-        for (rank, i) in active.into_iter().enumerate() {
+        for (rank, &i) in lowest_active.iter().enumerate() {
             layers[i].set_size_on(rank < limit, frame.width, frame.height);
         }
         if let Some(cc) = &cfg.cc {
@@ -373,6 +373,7 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn layer_count_follows_the_source_size_as_libwebrtc() {
@@ -385,7 +386,6 @@ mod tests {
         assert_eq!(max_layers(320, 180), 1);
         assert_eq!(max_layers(0, 0), 1);
     }
-    use serde_json::json;
 
     fn recv(list: &[(&str, bool)]) -> Vec<(String, bool)> {
         list.iter().map(|(r, p)| (r.to_string(), *p)).collect()
