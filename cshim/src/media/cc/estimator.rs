@@ -216,6 +216,15 @@ impl BandwidthEstimator {
         self.probe_until.is_some_and(|t| now < t)
     }
 
+    /// Over-use or heavy loss: the calm spell ends, and a try above what got through that
+    /// is still running has failed (the next waits twice as long).
+    fn unsettled(&mut self, now: Instant) {
+        self.calm_since = Some(now);
+        if self.probe_until.take().is_some_and(|t| now < t) {
+            self.probe_wait = (self.probe_wait * 2.0).min(PROBE_WAIT_MAX);
+        }
+    }
+
     /// The multiplicative increase per second after `calm` seconds without over-use.
     fn increase_per_second(calm: f64) -> f64 {
         (INCREASE_PER_SECOND + ACCELERATION * (calm - CALM).max(0.0)).min(MAX_INCREASE_PER_SECOND)
@@ -263,11 +272,7 @@ impl BandwidthEstimator {
         let calm_since = *self.calm_since.get_or_insert(now);
         match self.trendline.usage {
             Usage::Over => {
-                self.calm_since = Some(now);
-                if self.probing(now) {
-                    self.probe_wait = (self.probe_wait * 2.0).min(PROBE_WAIT_MAX); // the path did not carry it
-                }
-                self.probe_until = None;
+                self.unsettled(now);
                 let base = self.acked_bps().unwrap_or(self.target);
                 // one cut per round of over-use: the next waits for fresh delay samples
                 self.target = (base * DECREASE_FACTOR).min(self.target);
@@ -308,10 +313,7 @@ impl BandwidthEstimator {
         let loss = self.lost as f64 / self.reported as f64;
         if loss > 0.10 {
             self.loss_bound = self.target * (1.0 - 0.5 * loss);
-            self.calm_since = Some(now);
-            if self.probe_until.take().is_some() {
-                self.probe_wait = (self.probe_wait * 2.0).min(PROBE_WAIT_MAX);
-            }
+            self.unsettled(now);
         } else if loss < 0.02 {
             self.loss_bound = f64::INFINITY;
         }
