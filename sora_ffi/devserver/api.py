@@ -21,6 +21,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import strictjson
+from .sdp import REQUESTABLE_RIDS as RIDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import AsyncDevServer
@@ -187,21 +188,25 @@ async def request_key_frame(core, params):
     return {}
 
 
-RIDS = ("none", "r0", "r1", "r2")
-
-
-def _request_rid(core, params: dict, receiver_key: str, sender_key: str, reset: bool = False) -> dict:
-    """Sets (or with ``reset`` clears) the simulcast layer a receiver gets of one sender
-    (``sender_key`` given) or of every sender; the answer echoes the request."""
+def _receiver_and_sender(core, params: dict, receiver_key: str, sender_key: str) -> tuple:
+    """(channel, the receiving session, the sender's connection_id or None) of a layer
+    request; 404 for a connection the channel does not have."""
     ch = _channel(core, params)
     receiver_id = require_str(params, receiver_key)
     receiver = ch.sessions.get(receiver_id)
     if receiver is None:
         raise not_found(f"connection {receiver_id!r} not found")
     sender_id = params.get(sender_key)
-    if sender_id is not None:
-        if not isinstance(sender_id, str) or ch.sessions.get(sender_id) is None:
-            raise not_found(f"connection {sender_id!r} not found")
+    if sender_id is not None and (not isinstance(sender_id, str) or ch.sessions.get(sender_id) is None):
+        raise not_found(f"connection {sender_id!r} not found")
+    return ch, receiver, sender_id
+
+
+def _request_rid(core, params: dict, receiver_key: str, sender_key: str, reset: bool = False) -> dict:
+    """Sets (or with ``reset`` clears) the simulcast layer a receiver gets of one sender
+    (``sender_key`` given) or of every sender; the answer echoes the request."""
+    ch, receiver, sender_id = _receiver_and_sender(core, params, receiver_key, sender_key)
+    receiver_id = receiver.connection_id
     rid = None
     if not reset:
         rid = params.get("rid")
@@ -288,16 +293,10 @@ def _spotlight_rids(params: dict) -> tuple:
 
 
 async def request_spotlight_rid(core, params, reset: bool = False):
-    ch = _channel(core, params)
-    receiver_id = require_str(params, "recv_connection_id")
-    receiver = ch.sessions.get(receiver_id)
-    if receiver is None:
-        raise not_found(f"connection {receiver_id!r} not found")
+    ch, receiver, sender_id = _receiver_and_sender(core, params, "recv_connection_id", "send_connection_id")
+    receiver_id = receiver.connection_id
     if not receiver.params.spotlight:
         raise bad_request(f"connection {receiver_id!r} did not connect with spotlight")
-    sender_id = params.get("send_connection_id")
-    if sender_id is not None and (not isinstance(sender_id, str) or ch.sessions.get(sender_id) is None):
-        raise not_found(f"connection {sender_id!r} not found")
     rids = None if reset else _spotlight_rids(params)
     receiver.request_spotlight_rids(rids, sender_id)
     out = {"channel_id": ch.channel_id, "recv_connection_id": receiver_id}

@@ -147,8 +147,8 @@ class Channel:
             s.reselect_layers()
         if self.spotlight is not None and s.params.spotlight:
             # a newcomer hears who is focused now (it missed those notifies)
-            for slot, cid in enumerate(self.spotlight.slots):
-                if cid is not None and cid != s.connection_id:
+            for cid in self.spotlight.focused:
+                if cid != s.connection_id:
                     s.send_notify(self._spotlight_notify("focused", cid))
 
     async def _spotlight_loop(self) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import filters
-from .sdp import OpusParams, VideoCodec
+from .sdp import REQUESTABLE_RIDS, SIMULCAST_RIDS, OpusParams, VideoCodec
 
 ROLES = ("sendrecv", "sendonly", "recvonly")
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly")
@@ -196,7 +196,7 @@ def parse_simulcast_encodings(value: object) -> Optional[list]:
         if not isinstance(e, dict):
             raise ValueError("every entry must be an object")
         rid = e.get("rid")
-        if rid not in ("r0", "r1", "r2"):
+        if rid not in SIMULCAST_RIDS:
             raise ValueError(f"rid must be r0, r1 or r2, not {rid!r}")
         if rid in seen:
             raise ValueError(f"rid {rid} given twice")
@@ -335,11 +335,11 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
             raise ProtocolError("INVALID-PARAMETER: simulcast must be a boolean")
         p.simulcast = sim
     rid = msg.get("simulcast_rid")
-    if rid is not None and rid not in ("r0", "r1", "r2"):
+    if rid is not None and rid not in SIMULCAST_RIDS:
         raise ProtocolError("INVALID-PARAMETER: simulcast_rid must be r0, r1 or r2")
     p.simulcast_rid = rid
     request_rid = msg.get("simulcast_request_rid")
-    if request_rid is not None and request_rid not in ("none", "r0", "r1", "r2"):
+    if request_rid is not None and request_rid not in REQUESTABLE_RIDS:
         raise ProtocolError("INVALID-PARAMETER: simulcast_request_rid must be none, r0, r1 or r2")
     p.simulcast_request_rid = request_rid
     try:
@@ -351,7 +351,7 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
     p.spotlight_number = _opt_int(msg, "spotlight_number", 1, 8)
     for key in ("spotlight_focus_rid", "spotlight_unfocus_rid"):
         value = msg.get(key)
-        if value is not None and value not in ("none", "r0", "r1", "r2"):
+        if value is not None and value not in REQUESTABLE_RIDS:
             raise ProtocolError(f"INVALID-PARAMETER: {key} must be none, r0, r1 or r2")
         setattr(p, key, value)
     if p.spotlight:

@@ -126,15 +126,18 @@ class Peer:
         MID header extension ``ext_id`` instead of the sender's own mid."""
         self._call(lambda p: check(lib.sora_peer_set_track_mid(p, track, ext_id, mid.encode())))
 
+    def _counter_pair(self, fn: Callable, track: int) -> tuple:
+        """``fn(peer, track, &a, &b)`` (a call that writes two uint64 counters): (a, b)."""
+        def call(p):
+            a, b = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+            check(fn(p, track, a, b))
+            return int(a[0]), int(b[0])
+        return self._call(call)
+
     def rtp_counters(self, track: int) -> tuple:
         """(packets, bytes) of RTP received on / forwarded onto ``track`` since counting
         started (the first call starts it and returns zeros)."""
-        def call(p):
-            n = ffi.new("uint64_t *")
-            b = ffi.new("uint64_t *")
-            check(lib.sora_peer_track_rtp_counters(p, track, n, b))
-            return int(n[0]), int(b[0])
-        return self._call(call)
+        return self._counter_pair(lib.sora_peer_track_rtp_counters, track)
 
     def request_keyframe(self, track: int) -> bool:
         """Sends a PLI to the client sending on ``track``; False before any media arrived."""
@@ -158,12 +161,7 @@ class Peer:
 
     def voice_activity(self, track: int) -> tuple:
         """(packets with a level, voiced packets) of ``track`` since its voice meter started."""
-        def call(p):
-            n = ffi.new("uint64_t *")
-            v = ffi.new("uint64_t *")
-            check(lib.sora_peer_track_voice_activity(p, track, n, v))
-            return int(n[0]), int(v[0])
-        return self._call(call)
+        return self._counter_pair(lib.sora_peer_track_voice_activity, track)
 
     def set_track_simulcast(self, track: int, rid_ext_id: int, codec: str) -> None:
         """Our receiving ``track`` carries simulcast (layers named by the RID extension

@@ -17,13 +17,15 @@ which sora-js-sdk's RPC end-to-end page uses. With `push: true` every establishe
 of the channel (the caller too) gets a push `{"type": "signaling_notify_metadata_ext",
 "action": "PutMetadataItem", "connection_id", "key", "value"}` (what that page expects
 [V]); for the whole metadata `"action": "PutMetadata", "metadata"` [I]. Without it the
-change shows in later notifies (`data` of newcomers) only. Errors are JSON-RPC errors: -32600 invalid request, -32601 method not
-found or not granted, -32602 invalid params. Requests without `id` are notifications and
-get no answer.
+change shows in later notifies (`data` of newcomers) only. Errors are JSON-RPC errors:
+-32600 invalid request, -32601 method not found or not granted, -32602 invalid params.
+Requests without `id` are notifications and get no answer.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from .sdp import REQUESTABLE_RIDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -68,14 +70,20 @@ def put_metadata_item(s: "Session", params: dict) -> Any:
     return metadata
 
 
-def request_simulcast_rid(s: "Session", params: dict) -> Any:
-    rid = params.get("rid")
-    if rid not in ("none", "r0", "r1", "r2"):
-        raise RpcError(INVALID_PARAMS, "rid must be none, r0, r1 or r2")
-    sender = params.get("sender_connection_id")
+def _sender(s: "Session", params: dict, key: str) -> Optional[str]:
+    """The sender a layer request names under ``key`` (None: every sender)."""
+    sender = params.get(key)
     if sender is not None and (not isinstance(sender, str) or s.channel is None
                                or sender not in s.channel.sessions):
-        raise RpcError(INVALID_PARAMS, "sender_connection_id is not a connection of the channel")
+        raise RpcError(INVALID_PARAMS, f"{key} is not a connection of the channel")
+    return sender
+
+
+def request_simulcast_rid(s: "Session", params: dict) -> Any:
+    rid = params.get("rid")
+    if rid not in REQUESTABLE_RIDS:
+        raise RpcError(INVALID_PARAMS, "rid must be none, r0, r1 or r2")
+    sender = _sender(s, params, "sender_connection_id")
     s.request_rid(rid, sender)
     result = {"channel_id": s.params.channel_id, "receiver_connection_id": s.connection_id,
               "rid": rid}
@@ -87,17 +95,13 @@ def request_simulcast_rid(s: "Session", params: dict) -> Any:
 def _spotlight_sender(s: "Session", params: dict) -> Optional[str]:
     if not s.params.spotlight:
         raise RpcError(INVALID_PARAMS, "the connection did not connect with spotlight")
-    sender = params.get("send_connection_id")
-    if sender is not None and (not isinstance(sender, str) or s.channel is None
-                               or sender not in s.channel.sessions):
-        raise RpcError(INVALID_PARAMS, "send_connection_id is not a connection of the channel")
-    return sender
+    return _sender(s, params, "send_connection_id")
 
 
 def request_spotlight_rid(s: "Session", params: dict) -> Any:
     sender = _spotlight_sender(s, params)
     rids = tuple(params.get(k) for k in ("spotlight_focus_rid", "spotlight_unfocus_rid"))
-    if any(r not in ("none", "r0", "r1", "r2") for r in rids):
+    if any(r not in REQUESTABLE_RIDS for r in rids):
         raise RpcError(INVALID_PARAMS, "spotlight_focus_rid and spotlight_unfocus_rid must be none, r0, r1 or r2")
     s.request_spotlight_rids(rids, sender)
     result = {"channel_id": s.params.channel_id, "recv_connection_id": s.connection_id,

@@ -54,6 +54,8 @@ EXT_RRID = (11, "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id")
 EXT_TWCC = (3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01")
 
 SIMULCAST_RIDS = ("r0", "r1", "r2")
+#: what a receiver may ask for of a simulcast sender ("none": no video)
+REQUESTABLE_RIDS = ("none",) + SIMULCAST_RIDS
 
 
 @dataclass

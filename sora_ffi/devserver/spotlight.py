@@ -50,7 +50,6 @@ DEFAULT_UNFOCUS_RID = "r0"
 class Speaker:
     """One sender's voice, from its cumulative (packets, voiced) counters."""
 
-    joined: float
     last: Optional[tuple] = None
     #: (time, packets, voiced) of each reading's increase, over the onset window
     window: deque = field(default_factory=deque)
@@ -58,8 +57,8 @@ class Speaker:
     last_voice: float = float("-inf")
     onset: float = float("-inf")
 
-    def feed(self, now: float, packets: int, voiced: int) -> bool:
-        """Takes a reading; True when the sender just started speaking."""
+    def feed(self, now: float, packets: int, voiced: int) -> None:
+        """Takes a reading: starts or stops ``speaking``."""
         if self.last is not None:
             dp, dv = packets - self.last[0], voiced - self.last[1]
             if dp >= 0 and dv >= 0:  # a meter that went backwards (replaced) starts over
@@ -74,11 +73,8 @@ class Speaker:
         if self.speaking:
             if now - self.last_voice >= RELEASE:
                 self.speaking = False
-            return False
-        if total and voice >= ONSET_FRACTION * total:
+        elif total and voice >= ONSET_FRACTION * total:
             self.speaking, self.onset = True, now
-            return True
-        return False
 
 
 class Spotlight:
@@ -98,17 +94,13 @@ class Spotlight:
     # -------------------------------------------------------------- membership
     def add(self, cid: str, now: float) -> list:
         """A sender joined; returns the changes (see :meth:`tick`)."""
-        self.speakers.setdefault(cid, Speaker(joined=now))
+        self.speakers.setdefault(cid, Speaker())
         return self._fill(now)
 
     def remove(self, cid: str, now: float) -> list:
         self.speakers.pop(cid, None)
         self.fixed.discard(cid)
-        changes = []
-        if cid in self.focused:
-            changes.append(("unfocused", cid, self._slot(cid)))
-            self._drop(cid)
-        return changes + self._fill(now)
+        return self._unfocus(cid) + self._fill(now)
 
     # ------------------------------------------------------------------ voice
     def tick(self, now: float, readings: dict) -> list:
@@ -120,7 +112,8 @@ class Spotlight:
             sp = self.speakers.get(cid)
             if sp is not None:
                 sp.feed(now, packets, voiced)
-        waiting = sorted((cid for cid, sp in self.speakers.items() if sp.speaking and cid not in self.focused),
+        focused = set(self.focused)
+        waiting = sorted((cid for cid, sp in self.speakers.items() if sp.speaking and cid not in focused),
                          key=lambda c: self.speakers[c].onset)
         for cid in waiting:
             if len(self.focused) < self.number:
@@ -145,18 +138,17 @@ class Spotlight:
         focused sender silent longest when every slot is taken (fixed ones stay)."""
         if cid not in self.speakers:
             raise KeyError(cid)
-        changes: list = []
         if fixed:
             self.fixed.add(cid)
         if cid in self.focused:
-            return changes
+            return []
         if len(self.focused) >= self.number:
             options = [c for c in self.focused if c not in self.fixed]
             if not options:
                 raise ValueError("every focus slot is fixed")
             victim = min(options, key=lambda c: self.speakers[c].last_voice)
-            return changes + self._replace(victim, cid, now)
-        return changes + self._focus(cid, now)
+            return self._replace(victim, cid, now)
+        return self._focus(cid, now)
 
     def unfocus(self, cid: str, now: float) -> list:
         """``UnfocusSpotlight``: unfocused (and no longer fixed); the slot goes to the
@@ -166,9 +158,7 @@ class Spotlight:
         self.fixed.discard(cid)
         if cid not in self.focused:
             return []
-        changes = [("unfocused", cid, self._slot(cid))]
-        self._drop(cid)
-        return changes + self._fill(now, exclude=(cid,))
+        return self._unfocus(cid) + self._fill(now, exclude=(cid,))
 
     def set_number(self, number: int, now: float) -> list:
         """``ChangeSpotlightNumber``: fewer slots drop the senders silent longest (fixed
@@ -178,12 +168,9 @@ class Spotlight:
         self.number = number
         changes = []
         while len(self.focused) > number:
-            victim = min(self.focused, key=lambda c: (c in self.fixed, self.speakers[c].last_voice))
-            changes.append(("unfocused", victim, self._slot(victim)))
-            self._drop(victim)
+            changes += self._unfocus(min(self.focused, key=lambda c: (c in self.fixed, self.speakers[c].last_voice)))
         # the slots left are renumbered from 0 (spotlight.changed follows the new numbers)
-        kept = self.focused
-        self.slots = kept
+        self.slots = self.focused
         return changes + self._fill(now)
 
     # ---------------------------------------------------------------- helpers
@@ -193,6 +180,14 @@ class Spotlight:
     def _drop(self, cid: str) -> None:
         self.slots[self._slot(cid)] = None
         self.focused_at.pop(cid, None)
+
+    def _unfocus(self, cid: str) -> list:
+        """``cid`` out of its slot, if it has one."""
+        if cid not in self.slots:
+            return []
+        change = ("unfocused", cid, self._slot(cid))
+        self._drop(cid)
+        return [change]
 
     def _focus(self, cid: str, now: float) -> list:
         """``cid`` into the first free slot."""
