@@ -139,14 +139,20 @@ def test_a_low_bitrate_degrades_by_preference(ffi, server, channel_id, clients, 
     print(f"\n{pref} at 300 kbps: {width}x{height} {fps:.1f} fps, {out['qualityLimitationReason']}, "
           f"received sizes {rx.sizes}")
     assert out["targetBitrate"] <= 300_000
+    durations = out["qualityLimitationDurations"]
     if pref == "MAINTAIN_FRAMERATE":
         assert width * height <= 640 * 360 and fps > 20
-        assert out["qualityLimitationReason"] == "bandwidth"
     elif pref == "MAINTAIN_RESOLUTION":
         assert (width, height) == (960, 528) and fps < 20
     elif pref == "BALANCED":
         assert 640 * 360 < width * height < 960 * 528 and fps < 25
     else:
         assert (width, height) == (960, 528) and fps > 20
+    if pref == "DISABLED":
         assert out["qualityLimitationReason"] == "none"
+        assert durations["bandwidth"] == 0 and durations["none"] > 1.5, durations
+    else:
+        # limited from the first frame on: the time is counted as the bandwidth's
+        assert out["qualityLimitationReason"] == "bandwidth"
+        assert durations["bandwidth"] > 1.5 and durations["none"] < 0.5, durations
     assert {(h, w) for h, w, _ in rx.sizes} == {(height, width)}

@@ -547,8 +547,13 @@ fn encode_loop(
             st.source.width = frame.width;
             st.source.height = frame.height;
             if let Some(prev) = last_tick.replace(taken) {
+                // One reason at a time, as qualityLimitationReason: the CPU's first.
                 let dt = (taken - prev).as_secs_f64();
-                if limited { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
+                match (limited, st.bandwidth_limited) {
+                    (true, _) => st.cpu_limited_time += dt,
+                    (false, true) => st.bandwidth_limited_time += dt,
+                    (false, false) => st.unlimited_time += dt,
+                }
             }
             by_bitrate
         };

@@ -147,7 +147,7 @@ pub fn report(shared: &Shared) -> Value {
                 ("qualityLimitationReason", json!(if o.cpu_limited { "cpu" } else if o.bandwidth_limited { "bandwidth" } else { "none" })),
                 ("qualityLimitationResolutionChanges", json!(o.quality_limitation_resolution_changes)),
                 ("qualityLimitationDurations",
-                 json!({"other": 0.0, "cpu": o.cpu_limited_time, "bandwidth": 0.0, "none": o.unlimited_time})),
+                 json!({"other": 0.0, "cpu": o.cpu_limited_time, "bandwidth": o.bandwidth_limited_time, "none": o.unlimited_time})),
             ] {
                 m.insert(k.into(), v);
             }

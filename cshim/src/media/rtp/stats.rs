@@ -145,13 +145,15 @@ pub struct OutboundRtpStats {
     /// Frames encoded in the last measured second (W3C `framesPerSecond`).
     pub frames_per_second: Option<f64>,
     /// Video, CPU adaptation (`media::adapt`): whether resolution or frame rate is currently
-    /// reduced (`qualityLimitationReason` "cpu", else "none"), how often the resolution
-    /// changed for it, and the seconds spent limited / unlimited (`qualityLimitationDurations`).
+    /// reduced (`qualityLimitationReason` "cpu") and how often the resolution changed for it.
     pub cpu_limited: bool,
-    /// The video bitrate makes the sender send less (`degradation_preference`).
+    /// The video bitrate makes the sender send less (`degradation_preference`; reason
+    /// "bandwidth" when the CPU does not limit it too).
     pub bandwidth_limited: bool,
     pub quality_limitation_resolution_changes: u64,
+    /// Seconds spent under each `qualityLimitationReason` (`qualityLimitationDurations`).
     pub cpu_limited_time: f64,
+    pub bandwidth_limited_time: f64,
     pub unlimited_time: f64,
     /// Sum of the time packets waited in the pacer, seconds.
     pub total_packet_send_delay: f64,
