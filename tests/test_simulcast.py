@@ -51,16 +51,17 @@ class Frames:
 
 
 class Pusher(threading.Thread):
-    """Sends the indexed 1280x720 test pattern at 30 fps until stopped."""
+    """Sends the indexed test pattern (1280x720 unless told) at 30 fps until stopped."""
 
-    def __init__(self, source):
+    def __init__(self, source, width: int = WIDTH, height: int = HEIGHT):
         super().__init__(daemon=True)
         self.source = source
+        self.size = (width, height)
         self.stop_event = threading.Event()
         self.sent = 0
 
     def run(self):
-        scenes = [testpattern.scene(i, WIDTH, HEIGHT) for i in range(testpattern.PERIOD)]
+        scenes = [testpattern.scene(i, *self.size) for i in range(testpattern.PERIOD)]
         t0 = time.perf_counter()
         while not self.stop_event.is_set():
             delay = t0 + self.sent / 30 - time.perf_counter()
@@ -289,12 +290,15 @@ def test_browser_simulcast_sender(ffi, server, channel_id, clients, browser_peer
 ENGINES = {"VP8": "libvpx", "VP9": "libvpx", "AV1": "libaom", "H264": "OpenH264"}
 
 
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (960, 540)], ids=lambda s: f"{s[1]}p")
 @pytest.mark.parametrize("codec", ["VP8", "VP9", "AV1", "H264"])
-def test_sora_ffi_sends_simulcast(ffi, official, server, channel_id, clients, codec):
+def test_sora_ffi_sends_simulcast(ffi, official, server, channel_id, clients, codec, size):
     """A sora_ffi sender answers with a=simulcast:send r0;r1;r2 (no SSRCs, as libwebrtc),
-    encodes the three layers from each captured frame at the sizes offer.encodings give,
-    reports one outbound-rtp per rid as the official SDK does, and receivers of both SDKs
-    get the layer they asked for."""
+    encodes the three layers from each captured frame at the sizes offer.encodings give
+    (1/4, 1/2 and all of the source), reports one outbound-rtp per rid as the official SDK
+    does, and receivers of both SDKs get the layer they asked for."""
+    width, height = size
+    sizes = {"r0": width // 4, "r1": width // 2, "r2": width}
     h264 = codec == "H264"  # every side with the same OpenH264 library
     receivers = {rid: clients(sdk, server, channel_id, "recvonly", sora=new_sora(sdk, h264), video=True,
                               simulcast_rid=rid).connect()
@@ -308,23 +312,23 @@ def test_sora_ffi_sends_simulcast(ffi, official, server, channel_id, clients, co
     video = answer["sdp"].split("m=video")[1].split("m=")[0]
     assert "a=simulcast:send r0;r1;r2" in video and "a=rid:r2 send" in video
     assert "a=ssrc:" not in video
-    frames = {rid: Frames(c.sdk, c) for rid, c in receivers.items()}
-    with Pusher(vsrc):
+    frames = {rid: Frames(c.sdk, c, width) for rid, c in receivers.items()}
+    with Pusher(vsrc, width, height):
         for rid, c in receivers.items():
-            wait_frames(c, frames[rid], 0, 20, SIZES[rid], rid)
+            wait_frames(c, frames[rid], 0, 20, sizes[rid], rid)
         stats = json.loads(sender.conn.get_stats())
     for rid, f in frames.items():
         got = f.since(0)
         # every layer starts with the same frame: the dev server gives each receiver its
         # own layer from the first frame on
-        assert {w for w, _ in got} == {SIZES[rid]}, describe(got)
+        assert {w for w, _ in got} == {sizes[rid]}, describe(got)
         assert_clean(got, 0.15 if codec == "AV1" else 0.0)
     layers = {s["rid"]: s for s in stats if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
     assert sorted(layers) == ["r0", "r1", "r2"]
     for rid, s in layers.items():
         assert s["encoderImplementation"] == f"SimulcastEncoderAdapter ({', '.join([ENGINES[codec]] * 3)})"
         assert s["scalabilityMode"] == "L1T1"  # as libwebrtc reports (sora-js-sdk's simulcast tests check it)
-        assert s["frameWidth"] == SIZES[rid] and s["packetsSent"] > 0 and s["bytesSent"] > 0
+        assert s["frameWidth"] == sizes[rid] and s["packetsSent"] > 0 and s["bytesSent"] > 0
     assert len({s["ssrc"] for s in layers.values()}) == 3
 
 

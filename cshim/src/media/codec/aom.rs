@@ -46,9 +46,10 @@ fn check(err: ffi::aom_codec_err_t, what: &str, ctx: &mut ffi::aom_codec_ctx_t) 
 /// Realtime speed by picture size. Never 10: libaom 3.6 at speed 10 skipped blocks whose
 /// source changed little, and left them stale (a third of the test pattern's frames had an
 /// unreadable code at 640x360, none at speed 9), and in 3.11 it saves only ~5 % of speed
-/// 9's CPU (docs/design.md).
+/// 9's CPU (docs/design.md). Speed 9 did the same at 480x270 (a 960x540 simulcast's middle
+/// layer at 583 kbps: a third of its codes unreadable); pictures that small get 8.
 fn speed(width: u32, height: u32) -> c_int {
-    if width as u64 * height as u64 > 320 * 240 {
+    if width as u64 * height as u64 > 480 * 270 {
         9
     } else {
         8
