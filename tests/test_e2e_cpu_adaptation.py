@@ -120,3 +120,76 @@ def test_cpu_overuse_follows_degradation_preference(ffi, server, channel_id, cli
         assert stats["qualityLimitationReason"] == "none"
         assert stats["qualityLimitationResolutionChanges"] == 0
         assert stats["qualityLimitationDurations"]["cpu"] == 0
+
+
+def layers(client) -> dict:
+    return {s["rid"]: s for s in json.loads(client.conn.get_stats())
+            if s["type"] == "outbound-rtp" and s["kind"] == "video"}
+
+
+@pytest.mark.parametrize("pref", ["MAINTAIN_FRAMERATE", "MAINTAIN_RESOLUTION"])
+def test_simulcast_cpu_overuse_adapts_every_layer(ffi, server, channel_id, clients, pref):
+    """A 3840x2160 VP9 simulcast sender (960x540, 1920x1080 and 3840x2160 layers from one
+    thread) cannot keep up either; adaptation works on the source, as libwebrtc's does:
+    MAINTAIN_FRAMERATE scales the picture all layers are made from (the r0 receiver sees
+    its layer shrink too), MAINTAIN_RESOLUTION caps every layer's frame rate."""
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_rid="r0")
+    receiver.connect()
+    sora = ffi.Sora()
+    source = sora.create_video_source()
+    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, simulcast=True,
+                     video_codec_type="VP9", video_bit_rate=10000, video_source=source,
+                     degradation_preference=getattr(ffi.SoraDegradationPreference, pref))
+    sender.connect()
+    track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "video"), None),
+                              what="video track")
+    lock = threading.Lock()
+    received: list = []
+    sink = ffi.SoraVideoSink(track)
+
+    def on_frame(frame):
+        with lock:
+            received.append(frame.data().shape[:2])
+
+    sink.on_frame = on_frame
+    frames = scenes(6)
+
+    def done() -> bool:
+        if pref == "MAINTAIN_FRAMERATE":
+            with lock:
+                return any(s != (H // 4, W // 4) for s in received)
+        return all(s["qualityLimitationReason"] == "cpu" for s in layers(sender).values())
+
+    t0 = time.perf_counter()
+    i, finished = 0, None
+    while time.perf_counter() - t0 < 9.0:
+        delay = t0 + i / FPS - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        source.on_captured(frames[i % len(frames)])
+        i += 1
+        if i % 10 == 0 and finished is None and done():
+            finished = time.perf_counter()
+        if finished is not None and time.perf_counter() - finished > 0.5:
+            break
+    time.sleep(0.3)
+    stats = layers(sender)
+    with lock:
+        sizes = sorted(set(received), reverse=True)
+    print(f"\n{pref}: r0 received at {sizes}; " + "; ".join(
+        f"{rid} {s['frameWidth']}x{s['frameHeight']} {s.get('framesPerSecond', 0):.1f} fps "
+        f"{s['qualityLimitationReason']} {s['qualityLimitationDurations']}" for rid, s in sorted(stats.items())))
+    assert finished is not None, f"no adaptation seen in 9 s (r0 received {sizes})"
+    assert sorted(stats) == ["r0", "r1", "r2"] and sizes[0] == (H // 4, W // 4)
+    for rid, s in stats.items():
+        assert s["qualityLimitationReason"] == "cpu", rid
+        assert s["qualityLimitationDurations"]["cpu"] > 0, rid
+    if pref == "MAINTAIN_FRAMERATE":
+        assert stats["r2"]["frameWidth"] < W and stats["r0"]["frameWidth"] < W // 4
+        assert all(s["qualityLimitationResolutionChanges"] >= 1 for s in stats.values())
+        assert all(abs(w / h - W / H) < 0.03 for h, w in sizes)  # 3/4 steps keep the aspect
+    else:
+        assert sizes == [(H // 4, W // 4)]
+        assert [stats[r]["frameWidth"] for r in ("r0", "r1", "r2")] == [W // 4, W // 2, W]
+        assert all(s["qualityLimitationResolutionChanges"] == 0 for s in stats.values())
+        assert all(s["framesPerSecond"] <= 22 for s in stats.values())

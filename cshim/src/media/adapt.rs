@@ -446,6 +446,79 @@ impl Adapter {
     }
 }
 
+/// The CPU adaptation of one video sender (a single stream, or all the layers of a simulcast
+/// sender together): the detector fed with every frame's processing time and the adapter
+/// whose restrictions its signals move. The send loops apply `restrictions()`.
+pub struct CpuAdaptation {
+    adapter: Adapter,
+    detector: OveruseDetector,
+    /// The source slot's count of frames it replaced, as last seen.
+    replaced_seen: u64,
+}
+
+impl CpuAdaptation {
+    pub fn new(pref: DegradationPreference, replaced: u64) -> Self {
+        CpuAdaptation { adapter: Adapter::new(pref), detector: OveruseDetector::new(OveruseConfig::default()), replaced_seen: replaced }
+    }
+
+    pub fn restrictions(&self) -> Restrictions {
+        self.adapter.restrictions()
+    }
+
+    /// A frame was taken from the source, whose slot has replaced `replaced` frames in all
+    /// (taken while the sender was busy): returns the frames offered since the last one.
+    pub fn on_taken(&mut self, now: Instant, replaced: u64) -> u64 {
+        let offered = 1 + replaced.saturating_sub(self.replaced_seen);
+        self.replaced_seen = replaced;
+        self.detector.on_offered(now, offered);
+        offered
+    }
+
+    /// The frame taken at `taken` was scaled and encoded (every layer of it) by `now`.
+    pub fn on_processed(&mut self, taken: Instant, now: Instant) {
+        self.detector.on_processed(now, now - taken);
+    }
+
+    /// Closes a complete measurement window; when it calls for a step (and the preference
+    /// allows one) takes it and returns it. `w`x`h` is the source's size, `fps_cap` the
+    /// frame-rate cap in force (the CPU's, or lower).
+    pub fn poll(&mut self, now: Instant, w: u32, h: u32, fps_cap: Option<f64>) -> Option<Step> {
+        if self.adapter.preference() == DegradationPreference::Disabled {
+            return None;
+        }
+        let signal = self.detector.poll(now, fps_cap)?;
+        let m = self.detector.last()?;
+        let before = (self.adapter.target_size(w, h), self.adapter.restrictions().max_fps);
+        let step = match signal {
+            Signal::Overuse => self.adapter.adapt_down(w, h, m.input_fps),
+            Signal::Underuse => self.adapter.adapt_up(w, h, m.input_fps),
+        };
+        let Some(step) = step else {
+            self.detector.on_ignored();
+            return None;
+        };
+        self.detector.on_adapted(now, signal == Signal::Underuse);
+        let after = (self.adapter.target_size(w, h), self.adapter.restrictions().max_fps);
+        let fps = |f: Option<f64>| f.map_or("all".into(), |f| format!("{f:.1}"));
+        log::info!(
+            "video CPU {} ({:.0} % of the frame interval, {:.1} ms/frame, {:.1} fps in, {:.1} encoded): {}x{} {} fps -> {}x{} {} fps ({:?})",
+            if signal == Signal::Overuse { "overuse" } else { "underuse" },
+            m.usage * 100.0,
+            m.frame_time * 1e3,
+            m.input_fps,
+            m.processed_fps,
+            before.0 .0,
+            before.0 .1,
+            fps(before.1),
+            after.0 .0,
+            after.0 .1,
+            fps(after.1),
+            self.adapter.preference(),
+        );
+        Some(step)
+    }
+}
+
 /// Drops frames on capture time so that at most `max_fps` are encoded.
 #[derive(Debug, Default)]
 pub struct FrameRateLimiter {
@@ -771,5 +844,35 @@ mod tests {
         assert!(l.admit(5_000_000, Some(10.0)));
         assert!(l.admit(1_000, Some(10.0)));
         assert!(l.admit(90_000_000, Some(10.0)));
+    }
+
+    #[test]
+    fn cpu_adaptation_counts_replaced_frames_and_steps_on_overuse() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut cpu = CpuAdaptation::new(DegradationPreference::MaintainFramerate, 5);
+        assert_eq!(cpu.on_taken(ms(0), 5), 1);
+        assert_eq!(cpu.on_taken(ms(33), 8), 4, "the three the slot replaced count as offered");
+        // 30 fps taking 50 ms each: 150 % of the interval. The first window settles, two
+        // more overused ones make a resolution step.
+        let mut steps = Vec::new();
+        for n in 0..120u64 {
+            let taken = ms(100 + n * 33);
+            cpu.on_taken(taken, 8);
+            cpu.on_processed(taken, taken + Duration::from_millis(50));
+            if let Some(step) = cpu.poll(taken + Duration::from_millis(50), 1280, 720, None) {
+                steps.push((n, step));
+            }
+        }
+        assert_eq!(steps.first().map(|s| s.1), Some(Step::Resolution), "{steps:?}");
+        assert!(cpu.restrictions().is_limited());
+        assert!(cpu.restrictions().target_size(1280, 720).0 < 1280);
+        let mut off = CpuAdaptation::new(DegradationPreference::Disabled, 0);
+        for n in 0..120u64 {
+            let taken = ms(n * 33);
+            off.on_taken(taken, 0);
+            off.on_processed(taken, taken + Duration::from_millis(50));
+            assert_eq!(off.poll(taken + Duration::from_millis(50), 1280, 720, None), None);
+        }
     }
 }

@@ -401,9 +401,6 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
 /// header extensions. Bitrates: `media::simulcast::layer_bitrates` of `cfg.bitrate_kbps`.
 pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig, layers: Vec<super::simulcast::LayerSpec>, mid_ext: u8, rid_ext: u8) -> Sender {
     use super::simulcast::{adapter_name, layer_bitrates, Layer};
-    if cfg.degradation != super::adapt::DegradationPreference::Disabled {
-        log::info!("simulcast: CPU adaptation ({:?}) is not applied to the layers; they keep the sizes offer.encodings gives", cfg.degradation);
-    }
     let clock = RtpClock::new(90_000);
     let implementation = adapter_name(cfg.engine.implementation_name(cfg.codec), layers.len());
     let bitrates = layer_bitrates(&layers, cfg.bitrate_kbps);
@@ -503,7 +500,7 @@ fn encode_loop(
     packetizer: Arc<Mutex<RtpPacketizer>>,
     transform: Option<Arc<SendReturn>>,
 ) {
-    use super::adapt::{bandwidth_restrictions, Adapter, DegradationPreference, FrameRateLimiter, OveruseConfig, OveruseDetector, Signal, Step};
+    use super::adapt::{bandwidth_restrictions, CpuAdaptation, FrameRateLimiter, Step};
     use super::codec::{I420Frame, Scaler};
     let mut encoder: Option<VideoEncoder> = None;
     let mut failures = EncoderFailures::default();
@@ -511,12 +508,9 @@ fn encode_loop(
     let mut capture_clock = CaptureClock::new(clock);
     // CPU adaptation (media::adapt): every frame's scaling + encoding time feeds the detector,
     // whose signals move the restrictions (resolution step, frame-rate cap) applied here.
-    let adapting = cfg.degradation != DegradationPreference::Disabled;
-    let mut adapter = Adapter::new(cfg.degradation);
-    let mut detector = OveruseDetector::new(OveruseConfig::default());
+    let mut cpu = CpuAdaptation::new(cfg.degradation, slot.dropped.load(Ordering::Relaxed));
     let mut limiter = FrameRateLimiter::default();
     let mut scaler = Scaler::new();
-    let mut replaced_seen = slot.dropped.load(Ordering::Relaxed);
     let mut last_tick: Option<Instant> = None;
     let (mut fps_since, mut fps_frames) = (Instant::now(), 0u32);
     let mut source_frames = 0u32; // captured (offered) in the current second
@@ -530,12 +524,8 @@ fn encode_loop(
         };
         let taken = Instant::now();
         // Offered = this frame plus those the slot replaced while we were busy.
-        let replaced = slot.dropped.load(Ordering::Relaxed);
-        let offered = 1 + replaced.saturating_sub(replaced_seen);
-        detector.on_offered(taken, offered);
-        source_frames += offered as u32;
-        replaced_seen = replaced;
-        let limited = adapter.restrictions().is_limited();
+        source_frames += cpu.on_taken(taken, slot.dropped.load(Ordering::Relaxed)) as u32;
+        let limited = cpu.restrictions().is_limited();
         // What the bitrate (congestion control or the configured rate) makes the sender
         // give up, by degradation_preference; combined with the CPU adapter's below.
         let by_bitrate = {
@@ -557,7 +547,7 @@ fn encode_loop(
             }
             by_bitrate
         };
-        let restrictions = adapter.restrictions().combine(by_bitrate);
+        let restrictions = cpu.restrictions().combine(by_bitrate);
         let max_fps = restrictions.max_fps;
         if !limiter.admit(capture_us, max_fps) {
             continue;
@@ -621,7 +611,7 @@ fn encode_loop(
                 failures.recovered();
                 let now = Instant::now();
                 let busy = now - taken;
-                detector.on_processed(now, busy);
+                cpu.on_processed(taken, now);
                 fps_frames += frames.len() as u32;
                 let elapsed = busy.as_secs_f64();
                 for f in frames {
@@ -663,40 +653,10 @@ fn encode_loop(
             drop(st);
             (fps_since, fps_frames, source_frames) = (now, 0, 0);
         }
-        if !adapting {
-            continue;
-        }
-        let Some(signal) = detector.poll(now, max_fps) else { continue };
-        let Some(m) = detector.last() else { continue };
-        let before = (adapter.target_size(frame.width, frame.height), adapter.restrictions().max_fps);
-        let step = match signal {
-            Signal::Overuse => adapter.adapt_down(frame.width, frame.height, m.input_fps),
-            Signal::Underuse => adapter.adapt_up(frame.width, frame.height, m.input_fps),
-        };
-        let Some(step) = step else {
-            detector.on_ignored();
-            continue;
-        };
-        detector.on_adapted(now, signal == Signal::Underuse);
-        let after = (adapter.target_size(frame.width, frame.height), adapter.restrictions().max_fps);
-        log::info!(
-            "video CPU {} ({:.0} % of the frame interval, {:.1} ms/frame, {:.1} fps in, {:.1} encoded): {}x{} {} fps -> {}x{} {} fps ({:?})",
-            if signal == Signal::Overuse { "overuse" } else { "underuse" },
-            m.usage * 100.0,
-            m.frame_time * 1e3,
-            m.input_fps,
-            m.processed_fps,
-            before.0 .0,
-            before.0 .1,
-            before.1.map_or("all".into(), |f| format!("{f:.1}")),
-            after.0 .0,
-            after.0 .1,
-            after.1.map_or("all".into(), |f| format!("{f:.1}")),
-            cfg.degradation,
-        );
+        let Some(step) = cpu.poll(now, frame.width, frame.height, max_fps) else { continue };
         let mut st = shared.stats.lock();
         st.quality_limitation_resolution_changes += (step == Step::Resolution) as u64;
-        st.cpu_limited = adapter.restrictions().is_limited();
+        st.cpu_limited = cpu.restrictions().is_limited();
     }
 }
 

@@ -3,10 +3,12 @@
 //! `a=simulcast:recv` and `offer.encodings` say (sora-protocol.md §6). Each layer has an SSRC,
 //! a packetizer writing the MID and RID header extensions, and a send loop of its own
 //! (pacer, history for NACKs, sender reports); one thread encodes every layer, scaling the
-//! source once per layer.
+//! source once per layer. CPU adaptation works on the source, as libwebrtc's: a resolution
+//! step scales the picture every layer is made from (so all layers shrink, and the top ones
+//! stop where `max_layers` says), a frame-rate cap holds for every layer.
 use super::codec::{I420Frame, Scaler, VideoEncoder, VideoEncoderConfig};
 use super::send::{CaptureClock, EncoderFailures, Input, SendShared, VideoSendConfig};
-use super::adapt::FrameRateLimiter;
+use super::adapt::{CpuAdaptation, FrameRateLimiter, Step};
 use super::rtp::{RtpClock, RtpPacketizer};
 use super::source::FrameSlot;
 use serde_json::Value;
@@ -309,6 +311,11 @@ fn allocate(layers: &mut [Layer], budget_kbps: u32) {
 /// The simulcast encoder thread: every frame of `slot` to every active layer.
 pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: RtpClock, cfg: VideoSendConfig) {
     let mut capture_clock = CaptureClock::new(clock);
+    // CPU adaptation over all the layers: one frame's time is the time of all its layers.
+    let mut cpu = CpuAdaptation::new(cfg.degradation, slot.dropped.load(Ordering::Relaxed));
+    let mut limiter = FrameRateLimiter::default();
+    let mut scaler = Scaler::new();
+    let mut last_tick: Option<Instant> = None;
     let (mut fps_since, mut counted) = (Instant::now(), vec![0u64; layers.len()]);
     let stop = layers[0].shared.clone();
     // Largest first: the layers by their scale (scaleResolutionDownTo caps fall in place
@@ -325,11 +332,35 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
             continue;
         };
         let taken = Instant::now();
+        cpu.on_taken(taken, slot.dropped.load(Ordering::Relaxed));
+        let restrictions = cpu.restrictions();
+        if let Some(prev) = last_tick.replace(taken) {
+            let dt = (taken - prev).as_secs_f64();
+            for layer in &layers {
+                let mut st = layer.shared.stats.lock();
+                if restrictions.is_limited() { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
+            }
+        }
+        if !limiter.admit(capture_us, restrictions.max_fps) {
+            continue;
+        }
         let ts = capture_clock.timestamp(capture_us);
         let enabled = slot.enabled.load(Ordering::Relaxed);
-        let limit = max_layers(frame.width, frame.height);
+        let (w, h) = restrictions.target_size(frame.width, frame.height);
+        let source: &I420Frame = if (w, h) == (frame.width, frame.height) {
+            &frame
+        } else {
+            match scaler.scale(&frame, w, h) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("simulcast: scaling the source to {w}x{h} failed: {e}");
+                    &frame
+                }
+            }
+        };
+        let limit = max_layers(source.width, source.height);
         for (rank, &i) in lowest_active.iter().enumerate() {
-            layers[i].set_size_on(rank < limit, frame.width, frame.height);
+            layers[i].set_size_on(rank < limit, source.width, source.height);
         }
         if let Some(cc) = &cfg.cc {
             allocate(&mut layers, (cc.video_budget_bps() / 1000) as u32);
@@ -349,7 +380,7 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
             let (before, rest) = layers.split_at_mut(i);
             let (layer, after) = rest.split_first_mut().expect("layer");
             let from = larger.map(|j| if j < i { before[j].scaled() } else { after[j - i - 1].scaled() });
-            let (alive, scaled) = layer.send(&frame, from, capture_us, ts, enabled, &cfg, taken);
+            let (alive, scaled) = layer.send(source, from, capture_us, ts, enabled, &cfg, taken);
             if !alive {
                 return;
             }
@@ -358,6 +389,7 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
             }
         }
         let now = Instant::now();
+        cpu.on_processed(taken, now);
         if now - fps_since >= Duration::from_secs(1) {
             let secs = (now - fps_since).as_secs_f64();
             for (layer, before) in layers.iter().zip(counted.iter_mut()) {
@@ -366,6 +398,13 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
                 *before = st.frames_encoded;
             }
             fps_since = now;
+        }
+        if let Some(step) = cpu.poll(now, frame.width, frame.height, restrictions.max_fps) {
+            for layer in &layers {
+                let mut st = layer.shared.stats.lock();
+                st.quality_limitation_resolution_changes += (step == Step::Resolution) as u64;
+                st.cpu_limited = cpu.restrictions().is_limited();
+            }
         }
     }
 }
