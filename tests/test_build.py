@@ -252,8 +252,9 @@ def test_library_needs_only_base_system_libraries():
 # NVENC encoders (H.264, H.265, AV1 through the same bindings) added 0.15 MB: 17.80 MB.
 # Simulcast forwarding (layers by RID, renumbered per receiver; libdatachannel's MID demux
 # patch) added 28 KB: 17.82 MB. Simulcast sending and congestion control (transport-cc
-# feedback built and read through rtc-rtcp, the estimator) added 0.13 MB: 17.95 MB.
-LIBRARY_MAX_BYTES = 17_960_000
+# feedback built and read through rtc-rtcp, the estimator) added 0.13 MB: 17.95 MB. The
+# spotlight's voice meter, the audio level header and CPU adaptation of simulcast: 17.96 MB.
+LIBRARY_MAX_BYTES = 17_970_000
 
 
 def test_library_size_is_bounded():
