@@ -192,10 +192,15 @@ def test_switching_layers_mid_session_is_clean(ffi, official, make_server, chann
             assert reply["result"] == {"channel_id": channel_id, "receiver_connection_id": receiver.connection_id,
                                        "rid": rid, "sender_connection_id": sender.connection_id}
 
+    def switched() -> list:
+        with receiver.cond:
+            return [n for n in receiver.notifies if n.get("event_type") == "simulcast.switched"]
+
     with Pusher(vsrc):
         wait_frames(receiver, frames, 0, 15, SIZES["r0"], "r0 at first")
+        previous = "r0"
         for rid in ("r2", "r1", "r0", "r2"):
-            mark = frames.count()
+            mark, told = frames.count(), len(switched())
             request(rid)
             wait_frames(receiver, frames, mark, 15, SIZES[rid], f"after asking for {rid}")
             got = frames.since(mark)
@@ -204,12 +209,24 @@ def test_switching_layers_mid_session_is_clean(ffi, official, make_server, chann
             assert all(s != SIZES[rid] for s, _ in got[:switch])
             assert {s for s, _ in got[switch:]} == {SIZES[rid]}
             assert_clean(got)
-        # "none": no more video
+            # and the receiver is told, once, when the switch happened
+            receiver.wait_for(lambda: len(switched()) > told, 2, f"simulcast.switched to {rid}")
+            news = switched()[told:]
+            assert [(n["previous_rid"], n["current_rid"]) for n in news] == [(previous, rid)], news
+            n = news[0]
+            assert (n["trigger"], n["request_rid"], n["sender_connection_id"]) == (
+                "receiver", rid, sender.connection_id)
+            assert n["priority"] == ("higher" if rid > previous else "lower")
+            assert n["rpc_rids"] == ["r0", "r1", "r2"] and n["auto_rids"] == [] and n["timestamp"]
+            previous = rid
+        # "none": no more video (and nothing to announce: no layer is a switch to none)
+        told = len(switched())
         request("none")
         time.sleep(0.3)
         mark = frames.count()
         time.sleep(0.7)
         assert frames.count() == mark
+        assert len(switched()) == told
 
 
 def test_no_layer_asked_gives_r0_and_none_gives_no_video(ffi, official, server, channel_id, clients):

@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("sora_ffi.devserver")
 
 
+#: how often receivers' forwarded simulcast layers are compared with the last seen (s)
+LAYER_POLL = 0.1
+
+
 def same_bundle(a: "Session", b: "Session") -> bool:
     return a.bundle_id == b.bundle_id
 
@@ -37,6 +41,7 @@ class Channel:
         #: who is focused, once a spotlight connection is established (spotlight.py)
         self.spotlight: Optional[spotlight.Spotlight] = None
         self._spotlight_task: Optional[asyncio.Task] = None
+        self._layers_task: Optional[asyncio.Task] = None
 
     # ----------------------------------------------------------------- membership
     def add(self, s: "Session") -> None:
@@ -114,8 +119,10 @@ class Channel:
         self._broadcast(self._event("connection.destroyed", s, self.counts()), self.established(), about=s)
         if self.spotlight is not None and s.connection_id in self.spotlight.speakers:
             self.apply_spotlight(self.spotlight.remove(s.connection_id, time.monotonic()))
-        if not self.sessions and self._spotlight_task is not None:
-            self._spotlight_task.cancel()
+        if not self.sessions:
+            for task in (self._spotlight_task, self._layers_task):
+                if task is not None:
+                    task.cancel()
 
     def _renegotiate_for(self, s: "Session") -> None:
         """Re-offers to the others after ``s`` joined or left, when that changes what they
@@ -127,6 +134,22 @@ class Channel:
         for o in list(self.sessions.values()):
             if o is not s:
                 o.request_renegotiation()
+
+    # ------------------------------------------------------------------ simulcast
+    def watch_layers(self) -> None:
+        """A member sends simulcast: from now on its receivers hear of their layer switches
+        (``simulcast.switched``), looked for every LAYER_POLL while a member sends it."""
+        if self._layers_task is None or self._layers_task.done():
+            self._layers_task = asyncio.get_running_loop().create_task(self._layers_loop())
+
+    async def _layers_loop(self) -> None:
+        while any(s.simulcast_up for s in self.sessions.values()):
+            await asyncio.sleep(LAYER_POLL)
+            for s in list(self.sessions.values()):
+                try:
+                    s.announce_layer_switches()
+                except Exception as e:  # its peer closed under us: it is leaving
+                    log.debug("%s: no layer reading (%s)", s.connection_id, e)
 
     # ------------------------------------------------------------------ spotlight
     def _spotlight_join(self, s: "Session") -> None:

@@ -151,6 +151,12 @@ class Session:
         #: spotlight layers asked for mid-session: sender connection_id (None: every
         #: sender) -> (focus rid, unfocus rid)
         self.spotlight_rids: dict = {}
+        #: simulcast.switched: per simulcast sender (connection_id), the layer we last
+        #: saw forwarded to us, the one we ask for, and whether that request changed
+        #: since the last switch (then the next switch is the receiver's doing)
+        self.layers_seen: dict = {}
+        self.layers_asked: dict = {}
+        self.layer_requests_new: set = set()
         self.voice_meter = False  # our audio's level is counted (spotlight)
         self.track_ids = {"audio": str(uuid.uuid4()), "video": str(uuid.uuid4())}
         self._tasks: set = set()
@@ -515,7 +521,7 @@ class Session:
             self.peer.rtp_counters(tid)  # counting starts (GetStatsConnection)
             if kind == "video" and s.simulcast_up:
                 # before forwarding starts: a simulcast source's packets go nowhere else
-                self.peer.select_layer(tid, self.rid_for(s), s.out_ssrc["video"])
+                self._select_layer(tid, s)
             self.down_tracks[key] = DownTrack(tid, mid, s.connection_id, kind)
             src_track = s.upstream_tracks.get(kind)
             if src_track is not None and s.peer is not None and not s.peer.closed:
@@ -589,7 +595,54 @@ class Session:
         for (cid, kind), dt in self.down_tracks.items():
             sender = self.channel.sessions.get(cid)
             if kind == "video" and sender is not None and sender.simulcast_up:
-                self.peer.select_layer(dt.track_id, self.rid_for(sender), sender.out_ssrc["video"])
+                self._select_layer(dt.track_id, sender)
+
+    def _select_layer(self, track: int, sender: "Session") -> None:
+        rid = self.rid_for(sender)
+        if self.layers_asked.get(sender.connection_id, rid) != rid:
+            self.layer_requests_new.add(sender.connection_id)
+        self.layers_asked[sender.connection_id] = rid
+        self.peer.select_layer(track, rid, sender.out_ssrc["video"])
+
+    def announce_layer_switches(self) -> None:
+        """Sends ``simulcast.switched`` for each simulcast sender whose layer forwarded to
+        us changed since the last look (the forwarder switches at a keyframe, so the
+        request alone says nothing). The first layer is not announced; a switch to no
+        video is not either (``current_rid`` is a rid). ``trigger`` is ``receiver`` when
+        what we ask for changed since the last switch (API, RPC, spotlight), else
+        ``sender`` (its layer stopped or came back). Field meanings beyond the names are
+        [U] (sora-protocol.md §notify): ``rpc_rids`` every rid a request may name,
+        ``auto_rids`` empty (this server picks no layer by bandwidth)."""
+        if self.peer is None or self.peer.closed or self.channel is None:
+            return
+        for (cid, kind), dt in list(self.down_tracks.items()):
+            sender = self.channel.sessions.get(cid)
+            if kind != "video" or sender is None or not sender.simulcast_up:
+                continue
+            current = self.peer.forwarded_layer(dt.track_id)
+            previous = self.layers_seen.get(cid)
+            if current is None or current == previous:
+                continue
+            self.layers_seen[cid] = current
+            if previous is None:
+                continue
+            requested = self.rid_for(sender)
+            by_receiver = cid in self.layer_requests_new and current == requested
+            if by_receiver:
+                self.layer_requests_new.discard(cid)
+            self.send_notify(strictjson.dumps({
+                "type": "notify",
+                "event_type": "simulcast.switched",
+                "timestamp": auth.now_iso(),
+                "sender_connection_id": cid,
+                "priority": "higher" if current > previous else "lower",
+                "trigger": "receiver" if by_receiver else "sender",
+                "rpc_rids": list(sdp.SIMULCAST_RIDS),
+                "auto_rids": [],
+                "request_rid": requested,
+                "current_rid": current,
+                "previous_rid": previous,
+            }))
 
     def forwarded_rid(self, sender_connection_id: str) -> Optional[str]:
         """The layer of that sender's simulcast this connection gets now (None: none)."""
@@ -682,6 +735,8 @@ class Session:
                 self.peer.set_track_simulcast(self.upstream_tracks["video"], rid_ext,
                                               self.params.video_codec.name)
                 self.simulcast_up = True
+                if self.channel is not None:
+                    self.channel.watch_layers()
         self.negotiating = False
         self._answer_seen.set()
         if self._reanswer_timer is not None:
