@@ -3,7 +3,7 @@
 
 The sender runs in a network namespace (tests/test_e2e_loss.LossyLink: a veth pair, no
 loss) whose egress is shaped with `tc tbf rate 1mbit burst 16kb latency 500ms`, then
-`rate 5mbit`; the dev server and a sora_ffi receiver run on the host side. Every 0.5 s the
+`rate 5mbit` (`--queue-ms` sets another queue); the dev server and a sora_ffi receiver run on the host side. Every 0.5 s the
 sender's own stats are sampled: `availableOutgoingBitrate` (candidate-pair), the
 `targetBitrate` and bytes of its outbound-rtp.
 
@@ -25,7 +25,7 @@ from sora_ffi.devserver import DevServer  # noqa: E402
 NARROW, WIDE = 12, 12
 
 
-def run(sdk: str, channel: str) -> list:
+def run(sdk: str, channel: str, queue_ms: int) -> list:
     link = LossyLink(0.0)
     try:
         with DevServer(host=link.host_ip, bind_address=link.host_ip, ping_interval=5.0) as server:
@@ -34,11 +34,11 @@ def run(sdk: str, channel: str) -> list:
             send = _peer("send", server.signaling_url, channel, link.ns, "VP8", "--frames", str(frames),
                          "--bitrate", "2500", "--sample-stats", "--sdk", sdk)
             try:
-                link.shape("1mbit")
+                link.shape("1mbit", queue_ms)
                 send.stdin.write("go\n")
                 send.stdin.flush()
                 time.sleep(NARROW)
-                link.shape("5mbit")
+                link.shape("5mbit", queue_ms)
                 _report(recv, NARROW + WIDE + 30)
                 return _report(send, NARROW + WIDE + 30)["samples"]
             finally:
@@ -73,10 +73,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--queue-ms", type=int, default=500, help="the bottleneck's queue (tbf latency)")
     args = ap.parse_args()
     for n in range(args.runs):
         for sdk in ("sora_ffi", "sora_sdk"):
-            samples = run(sdk, f"cc-bench-{sdk}-{os.getpid()}-{n}")
+            samples = run(sdk, f"cc-bench-{sdk}-{os.getpid()}-{n}", args.queue_ms)
             if args.verbose:
                 for s in samples:
                     print(f"  {s['t']:.1f} target {(s.get('target') or 0) / 1000:.0f} "

@@ -75,11 +75,11 @@ class LossyLink:
             _run("ip", "netns", "exec", self.ns, "iptables", "-A", chain, "-p", "udp", "-m", "statistic",
                  "--mode", "random", "--probability", str(self.loss), "-j", "DROP")
 
-    def shape(self, rate: str) -> None:
+    def shape(self, rate: str, queue_ms: int = 500) -> None:
         """Limits what leaves the namespace to `rate` (tc tbf, e.g. "1mbit"): a bottleneck
-        with a 500 ms queue, whose overflow is dropped."""
+        with a queue of `queue_ms`, whose overflow is dropped."""
         _run("ip", "netns", "exec", self.ns, "tc", "qdisc", "replace", "dev", self.ns_if, "root",
-             "tbf", "rate", rate, "burst", "16kb", "latency", "500ms")
+             "tbf", "rate", rate, "burst", "16kb", "latency", f"{queue_ms}ms")
 
     def close(self) -> None:
         # deleting the namespace deletes its end of the veth, and with it the host end
