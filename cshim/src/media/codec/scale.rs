@@ -32,6 +32,9 @@ fn boxes(src: u32, dst: u32) -> Vec<(usize, usize)> {
 }
 
 fn scale_plane(src: &[u8], sw: u32, sh: u32, dst: &mut [u8], dw: u32, dh: u32, sums: &mut Vec<u32>) {
+    if sw == 2 * dw && sh == 2 * dh {
+        return halve_plane(src, sw as usize, dst, dw as usize);
+    }
     let (sw, dwu) = (sw as usize, dw as usize);
     let cols = boxes(sw as u32, dw);
     let max_width = cols.iter().map(|(a, b)| b - a).max().unwrap_or(1);
@@ -56,6 +59,20 @@ fn scale_plane(src: &[u8], sw: u32, sh: u32, dst: &mut [u8], dw: u32, dh: u32, s
                 _ => sums[x0..x1].iter().sum(),
             };
             *o = ((total * recip[x1 - x0] + (1 << 15)) >> 16) as u8; // < 2^32: total <= 255 * area
+        }
+    }
+}
+
+/// The exact halving simulcast's default layers make (1/2, 1/4 of the source): each output
+/// pixel the rounded mean of its 2x2 block, `(a + b + c + d + 2) / 4`, what the box filter
+/// gives there, in a loop the compiler vectorizes (~10x the general path's speed).
+fn halve_plane(src: &[u8], sw: usize, dst: &mut [u8], dw: usize) {
+    for (oy, out) in dst.chunks_exact_mut(dw).enumerate() {
+        let top = &src[2 * oy * sw..][..2 * dw];
+        let bottom = &src[(2 * oy + 1) * sw..][..2 * dw];
+        for ((o, a), b) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+            let sum = u16::from(a[0]) + u16::from(a[1]) + u16::from(b[0]) + u16::from(b[1]);
+            *o = ((sum + 2) >> 2) as u8;
         }
     }
 }
@@ -134,6 +151,33 @@ mod tests {
         let odd = gradient(641, 361);
         assert_eq!(s.scale(&odd, 481, 271).unwrap().y.len(), 481 * 271);
         assert_eq!(s.scale(&odd, 641, 361).unwrap(), &odd);
+    }
+
+    #[test]
+    fn halving_matches_the_box_filter() {
+        let mut src = gradient(1280, 720);
+        let mut x = 12345u32;
+        for p in src.y.iter_mut().chain(src.u.iter_mut()).chain(src.v.iter_mut()) {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *p = (x >> 16) as u8; // noise: every rounding case
+        }
+        let halved = Scaler::new().scale(&src, 640, 360).unwrap().clone();
+        let mut general = I420Frame::new(640, 360).unwrap();
+        let mut sums = Vec::new();
+        for (from, to, w, h) in [(&src.y, &mut general.y, 1280, 720), (&src.u, &mut general.u, 640, 360), (&src.v, &mut general.v, 640, 360)] {
+            // the general path (a 2:1 box each way), not the halving
+            let cols = boxes(w, w / 2);
+            assert!(cols.iter().all(|(a, b)| b - a == 2));
+            let dw = (w / 2) as usize;
+            for oy in 0..(h / 2) as usize {
+                sums.clear();
+                sums.extend((0..w as usize).map(|c| u32::from(from[2 * oy * w as usize + c]) + u32::from(from[(2 * oy + 1) * w as usize + c])));
+                for (ox, &(x0, _)) in cols.iter().enumerate() {
+                    to[oy * dw + ox] = (((sums[x0] + sums[x0 + 1]) * 16384 + (1 << 15)) >> 16) as u8;
+                }
+            }
+        }
+        assert_eq!(halved, general);
     }
 
     #[test]
