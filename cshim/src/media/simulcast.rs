@@ -285,26 +285,50 @@ impl Layer {
     }
 }
 
-/// Shares `budget_kbps` (the bandwidth estimate for video) among the active layers from the
-/// lowest up: each gets up to its bitrate; a layer that cannot have 40 % of it is switched
-/// off, with every layer above it (20 % more brings it back). The lowest layer always goes.
-fn allocate(layers: &mut [Layer], budget_kbps: u32) {
+/// libwebrtc's simulcast format table, as (least pixels of a row, target kbps): the bitrate
+/// a layer of that size gets while a larger layer is sent above it.
+const TARGET_KBPS: [(u64, u32); 6] =
+    [(1920 * 1080, 4000), (1280 * 720, 2500), (960 * 540, 1200), (640 * 360, 500), (480 * 270, 350), (0, 150)];
+
+/// The target of a `width`x`height` layer in libwebrtc's simulcast format table.
+pub fn target_kbps(width: u32, height: u32) -> u32 {
+    let pixels = u64::from(width) * u64::from(height);
+    TARGET_KBPS.iter().find(|(least, _)| pixels >= *least).map_or(150, |&(_, kbps)| kbps)
+}
+
+/// Shares `budget_kbps` (the bandwidth estimate for video) among the active layers of a
+/// `source`-sized picture as libwebrtc's allocator does: from the lowest up, each layer
+/// below the top gets its size's target ([`target_kbps`], or its own bitrate when lower), the
+/// highest layer sent gets what is left, up to its bitrate. A layer that cannot have 40 % of
+/// its share is switched off, with every layer above it (20 % more brings it back). The
+/// lowest layer always goes.
+fn allocate(layers: &mut [Layer], budget_kbps: u32, source: (u32, u32)) {
     let mut lowest_first: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].spec.active && layers[i].size_on).collect();
     lowest_first.sort_by(|&a, &b| layers[b].spec.scale_down_by.total_cmp(&layers[a].spec.scale_down_by));
+    let top = lowest_first.last().copied();
     let mut left = budget_kbps;
-    let mut off_above = false;
-    for (n, i) in lowest_first.into_iter().enumerate() {
-        let l = &mut layers[i];
-        let min = (l.bitrate_kbps * 2 / 5).max(30);
+    let mut grants: Vec<(usize, Option<u32>)> = Vec::with_capacity(lowest_first.len());
+    for (n, &i) in lowest_first.iter().enumerate() {
+        let l = &layers[i];
+        let (w, h) = l.spec.size(source.0, source.1);
+        let share = if Some(i) == top { l.bitrate_kbps } else { l.bitrate_kbps.min(target_kbps(w, h)) };
+        let min = (share * 2 / 5).max(30);
         let need = if l.bw_on { min } else { min * 6 / 5 };
+        let off_above = grants.last().is_some_and(|g| g.1.is_none());
         if n == 0 || (!off_above && left >= need) {
-            let kbps = l.bitrate_kbps.min(left).max(30);
+            let kbps = share.min(left).max(30);
             left = left.saturating_sub(kbps);
-            l.allocate(Some(kbps));
+            grants.push((i, Some(kbps)));
         } else {
-            off_above = true;
-            l.allocate(None);
+            grants.push((i, None));
         }
+    }
+    // What is left goes to the highest layer sent, up to its own bitrate.
+    if let Some((i, Some(kbps))) = grants.iter_mut().rev().find(|g| g.1.is_some()) {
+        *kbps += layers[*i].bitrate_kbps.saturating_sub(*kbps).min(left);
+    }
+    for (i, grant) in grants {
+        layers[i].allocate(grant);
     }
 }
 
@@ -362,9 +386,8 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         for (rank, &i) in lowest_active.iter().enumerate() {
             layers[i].set_size_on(rank < limit, source.width, source.height);
         }
-        if let Some(cc) = &cfg.cc {
-            allocate(&mut layers, (cc.video_budget_bps() / 1000) as u32);
-        }
+        let budget = cfg.cc.as_ref().map_or(u32::MAX, |cc| (cc.video_budget_bps() / 1000) as u32);
+        allocate(&mut layers, budget, (source.width, source.height));
         // Largest layer first, each smaller one scaled from the last picture scaled.
         let mut larger: Option<usize> = None;
         for &i in &order {
@@ -486,19 +509,25 @@ mod tests {
             })
             .collect();
         let on = |l: &[Layer]| l.iter().map(|l| l.bw_on).collect::<Vec<_>>();
-        allocate(&mut layers, 3500);
-        assert_eq!(on(&layers), [true, true, true]);
-        allocate(&mut layers, 1500); // r2 needs 1000 of the 500 left
-        assert_eq!(on(&layers), [true, true, false]);
-        assert_eq!(layers[1].alloc_kbps, 750);
-        allocate(&mut layers, 400); // r1 gets 150 < 300
-        assert_eq!(on(&layers), [true, false, false]);
-        allocate(&mut layers, 100); // the lowest stays, at what there is
+        let kbps = |l: &[Layer]| l.iter().map(|l| l.alloc_kbps).collect::<Vec<_>>();
+        const HD: (u32, u32) = (1280, 720); // layers 320x180, 640x360, 1280x720
+        // Below the top, libwebrtc's targets (150 for 320x180, 500 for 640x360); the top
+        // gets up to its bitrate.
+        allocate(&mut layers, 3500, HD);
+        assert_eq!((on(&layers), kbps(&layers)), (vec![true, true, true], vec![150, 500, 2500]));
+        allocate(&mut layers, u32::MAX, HD); // no estimate: the same
+        assert_eq!(kbps(&layers), [150, 500, 2500]);
+        allocate(&mut layers, 1500, HD); // r2 needs 1000 of the 850 left; r1 is the top now
+        assert_eq!((on(&layers), kbps(&layers)[..2].to_vec()), (vec![true, true, false], vec![150, 750]));
+        allocate(&mut layers, 300, HD); // r1 would get 150 < 200; r0 the top
+        assert_eq!((on(&layers), layers[0].alloc_kbps), (vec![true, false, false], 250));
+        allocate(&mut layers, 100, HD); // the lowest stays, at what there is
         assert_eq!((on(&layers), layers[0].alloc_kbps), (vec![true, false, false], 100));
-        allocate(&mut layers, 2000); // r1 back (r2 needs 1200 of the 1000 left)
+        allocate(&mut layers, 1700, HD); // r1 back (r2 needs 1200 of the 1050 left)
         assert_eq!(on(&layers), [true, true, false]);
         assert!(layers[1].shared.keyframe_requested.load(Ordering::Acquire)); // resumes on a keyframe
-        allocate(&mut layers, 2300);
+        allocate(&mut layers, 2300, HD);
         assert_eq!(on(&layers), [true, true, true]);
+        assert_eq!((target_kbps(480, 270), target_kbps(1920, 1080), target_kbps(240, 135)), (350, 4000, 150));
     }
 }
