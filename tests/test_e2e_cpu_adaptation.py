@@ -41,43 +41,54 @@ def outbound(client) -> dict:
                 if s["type"] == "outbound-rtp" and s["kind"] == "video")
 
 
-@pytest.mark.parametrize("pref", ["MAINTAIN_FRAMERATE", "MAINTAIN_RESOLUTION", "DISABLED"])
-def test_cpu_overuse_follows_degradation_preference(ffi, server, channel_id, clients, pref):
-    receiver = clients(ffi, server, channel_id, "recvonly", video=True)
+class DecodedSizes:
+    """The (height, width) of every frame decoded on ``receiver``'s video track."""
+
+    def __init__(self, ffi, receiver):
+        track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "video"), None),
+                                  what="video track")
+        self.lock = threading.Lock()
+        self.received: list = []
+        self.sink = ffi.SoraVideoSink(track)
+        self.sink.on_frame = self._on_frame
+
+    def _on_frame(self, frame):
+        with self.lock:
+            self.received.append(frame.data().shape[:2])
+
+    def any_but(self, size: tuple) -> bool:
+        with self.lock:
+            return any(s != size for s in self.received)
+
+    def sizes(self) -> tuple:
+        """(distinct sizes, largest first; frame count)."""
+        with self.lock:
+            return sorted(set(self.received), reverse=True), len(self.received)
+
+
+def overloaded_sender(ffi, server, channel_id, clients, pref: str, simulcast: bool = False) -> tuple:
+    """A 3840x2160 VP9 sender at 10 Mbps with degradation_preference ``pref`` (simulcast:
+    three layers, received at r0) and a receiver: (sender, its video source, the receiver's
+    DecodedSizes)."""
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True,
+                       **({"simulcast_rid": "r0"} if simulcast else {}))
     receiver.connect()
     sora = ffi.Sora()
     source = sora.create_video_source()
     sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True,
                      video_codec_type="VP9", video_bit_rate=10000, video_source=source,
-                     degradation_preference=getattr(ffi.SoraDegradationPreference, pref))
+                     degradation_preference=getattr(ffi.SoraDegradationPreference, pref),
+                     **({"simulcast": True} if simulcast else {}))
     sender.connect()
-    track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "video"), None),
-                              what="video track")
-    lock = threading.Lock()
-    received: list = []  # (height, width) of each decoded frame
-    sink = ffi.SoraVideoSink(track)
+    return sender, source, DecodedSizes(ffi, receiver)
 
-    def on_frame(frame):
-        with lock:
-            received.append(frame.data().shape[:2])
 
-    sink.on_frame = on_frame
+def push_until(source, done, limit: float) -> tuple:
+    """Sends the 4K scenes at FPS until ``done()`` has held for 0.5 s (checked every 10
+    frames) or ``limit`` seconds passed: (frames pushed, seconds, when done held or None)."""
     frames = scenes(6)
-
-    def done() -> bool:
-        if pref == "MAINTAIN_FRAMERATE":
-            with lock:
-                return any(s != (H, W) for s in received)
-        if pref == "MAINTAIN_RESOLUTION":
-            return outbound(sender)["qualityLimitationReason"] == "cpu"
-        return False  # DISABLED: run the whole time, nothing may happen
-
-    # Adaptation needs a settling window plus two overused 1 s windows after the first
-    # (slow, ~0.5-1 s) 4K keyframe: 3-5 s here. DISABLED runs 6 s, longer than that.
     t0 = time.perf_counter()
-    limit = 6.0 if pref == "DISABLED" else 8.5
-    i = 0
-    finished = None
+    i, finished = 0, None
     while time.perf_counter() - t0 < limit:
         delay = t0 + i / FPS - time.perf_counter()
         if delay > 0:
@@ -90,10 +101,26 @@ def test_cpu_overuse_follows_degradation_preference(ffi, server, channel_id, cli
             break
     elapsed = time.perf_counter() - t0
     time.sleep(0.3)  # frames in flight
+    return i, elapsed, finished
+
+
+@pytest.mark.parametrize("pref", ["MAINTAIN_FRAMERATE", "MAINTAIN_RESOLUTION", "DISABLED"])
+def test_cpu_overuse_follows_degradation_preference(ffi, server, channel_id, clients, pref):
+    sender, source, decoded = overloaded_sender(ffi, server, channel_id, clients, pref)
+
+    def done() -> bool:
+        if pref == "MAINTAIN_FRAMERATE":
+            return decoded.any_but((H, W))
+        if pref == "MAINTAIN_RESOLUTION":
+            return outbound(sender)["qualityLimitationReason"] == "cpu"
+        return False  # DISABLED: run the whole time, nothing may happen
+
+    # Adaptation needs a settling window plus two overused 1 s windows after the first
+    # (slow, ~0.5-1 s) 4K keyframe: 3-5 s here. DISABLED runs 6 s, longer than that.
+    limit = 6.0 if pref == "DISABLED" else 8.5
+    i, elapsed, finished = push_until(source, done, limit)
     stats = outbound(sender)
-    with lock:
-        sizes = sorted(set(received), reverse=True)
-        count = len(received)
+    sizes, count = decoded.sizes()
     ms = 1000 * stats["totalEncodeTime"] / max(stats["framesEncoded"], 1)
     print(f"\n{pref}: {i} frames pushed in {elapsed:.1f} s, {stats['framesEncoded']} encoded "
           f"({ms:.0f} ms/frame), {count} received at {sizes}; sender now "
@@ -133,49 +160,16 @@ def test_simulcast_cpu_overuse_adapts_every_layer(ffi, server, channel_id, clien
     thread) cannot keep up either; adaptation works on the source, as libwebrtc's does:
     MAINTAIN_FRAMERATE scales the picture all layers are made from (the r0 receiver sees
     its layer shrink too), MAINTAIN_RESOLUTION caps every layer's frame rate."""
-    receiver = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_rid="r0")
-    receiver.connect()
-    sora = ffi.Sora()
-    source = sora.create_video_source()
-    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, simulcast=True,
-                     video_codec_type="VP9", video_bit_rate=10000, video_source=source,
-                     degradation_preference=getattr(ffi.SoraDegradationPreference, pref))
-    sender.connect()
-    track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "video"), None),
-                              what="video track")
-    lock = threading.Lock()
-    received: list = []
-    sink = ffi.SoraVideoSink(track)
-
-    def on_frame(frame):
-        with lock:
-            received.append(frame.data().shape[:2])
-
-    sink.on_frame = on_frame
-    frames = scenes(6)
+    sender, source, decoded = overloaded_sender(ffi, server, channel_id, clients, pref, simulcast=True)
 
     def done() -> bool:
         if pref == "MAINTAIN_FRAMERATE":
-            with lock:
-                return any(s != (H // 4, W // 4) for s in received)
+            return decoded.any_but((H // 4, W // 4))
         return all(s["qualityLimitationReason"] == "cpu" for s in layers(sender).values())
 
-    t0 = time.perf_counter()
-    i, finished = 0, None
-    while time.perf_counter() - t0 < 9.0:
-        delay = t0 + i / FPS - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        source.on_captured(frames[i % len(frames)])
-        i += 1
-        if i % 10 == 0 and finished is None and done():
-            finished = time.perf_counter()
-        if finished is not None and time.perf_counter() - finished > 0.5:
-            break
-    time.sleep(0.3)
+    _, _, finished = push_until(source, done, 9.0)
     stats = layers(sender)
-    with lock:
-        sizes = sorted(set(received), reverse=True)
+    sizes, _ = decoded.sizes()
     print(f"\n{pref}: r0 received at {sizes}; " + "; ".join(
         f"{rid} {s['frameWidth']}x{s['frameHeight']} {s.get('framesPerSecond', 0):.1f} fps "
         f"{s['qualityLimitationReason']} {s['qualityLimitationDurations']}" for rid, s in sorted(stats.items())))
