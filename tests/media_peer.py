@@ -172,7 +172,8 @@ def _cc_sample(conn, t: float) -> dict:
               if s.get("type") == "outbound-rtp" and s.get("kind") == "video" and s.get("rid")}
     return {"t": t, "estimate": pair.get("availableOutgoingBitrate"), "target": video.get("targetBitrate"),
             "bytes": video.get("bytesSent", 0), "packets": video.get("packetsSent", 0),
-            "lost": remote.get("packetsLost", 0), "width": video.get("frameWidth"), "layers": layers}
+            "lost": remote.get("packetsLost", 0), "width": video.get("frameWidth"), "layers": layers,
+            "reason": video.get("qualityLimitationReason"), "durations": video.get("qualityLimitationDurations")}
 
 
 class _Video:

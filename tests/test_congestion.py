@@ -113,6 +113,10 @@ def test_simulcast_drops_its_top_layer_behind_a_bottleneck_and_brings_it_back(sh
     # what r0 and r1 take, tries above it after a calm spell; over-use ends the try)
     narrow_r2 = [r for t, r in rates["r2"] if 5 <= t < NARROW_SECONDS]
     assert sum(r < 100 for r in narrow_r2) >= 0.7 * len(narrow_r2), "r2 still sent behind 1 Mbps"
+    # and the stats say why, as libwebrtc's do for a layer switched off by the estimate
+    narrow = [s for s in samples if 5 <= s["t"] < NARROW_SECONDS]
+    assert sum(s["reason"] == "bandwidth" for s in narrow) >= 0.7 * len(narrow), [s["reason"] for s in narrow]
+    assert samples[-1]["durations"]["bandwidth"] > 3, samples[-1]["durations"]
     assert mean("r2", 5, NARROW_SECONDS) < 250
     assert mean("r0", 5, NARROW_SECONDS) > 100, "the lowest layer stopped"
     assert mean("r2", SECONDS - 3, SECONDS) > 800, "r2 did not come back"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 from . import filters, spotlight, strictjson
 from .auth import now_iso
 from .inflate import inflate
+from .peerloop import PeerClosed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import DataChannelState, Session
@@ -148,8 +149,10 @@ class Channel:
             for s in list(self.sessions.values()):
                 try:
                     s.announce_layer_switches()
-                except Exception as e:  # its peer closed under us: it is leaving
-                    log.debug("%s: no layer reading (%s)", s.connection_id, e)
+                except PeerClosed:  # closed under us: it is leaving
+                    pass
+                except Exception:  # one bad member must not stop the others' notifies
+                    log.exception("%s: layer switch check failed", s.connection_id)
 
     # ------------------------------------------------------------------ spotlight
     def _spotlight_join(self, s: "Session") -> None:

@@ -608,13 +608,18 @@ class Session:
         """Sends ``simulcast.switched`` for each simulcast sender whose layer forwarded to
         us changed since the last look (the forwarder switches at a keyframe, so the
         request alone says nothing). The first layer is not announced; a switch to no
-        video is not either (``current_rid`` is a rid). ``trigger`` is ``receiver`` when
-        what we ask for changed since the last switch (API, RPC, spotlight), else
+        video is not either (``current_rid`` is a rid). ``trigger`` is ``receiver`` for
+        the first switch after what we ask for changed (API, RPC, spotlight), else
         ``sender`` (its layer stopped or came back). Field meanings beyond the names are
         [U] (sora-protocol.md §notify): ``rpc_rids`` every rid a request may name,
         ``auto_rids`` empty (this server picks no layer by bandwidth)."""
-        if self.peer is None or self.peer.closed or self.channel is None:
+        if not self.signaling_notify or self.peer is None or self.peer.closed or self.channel is None:
             return
+        live = {cid for cid, kind in self.down_tracks if kind == "video"}
+        for kept in (self.layers_seen, self.layers_asked):
+            for cid in [c for c in kept if c not in live]:  # senders gone
+                del kept[cid]
+        self.layer_requests_new &= live
         for (cid, kind), dt in list(self.down_tracks.items()):
             sender = self.channel.sessions.get(cid)
             if kind != "video" or sender is None or not sender.simulcast_up:
@@ -627,9 +632,8 @@ class Session:
             if previous is None:
                 continue
             requested = self.rid_for(sender)
-            by_receiver = cid in self.layer_requests_new and current == requested
-            if by_receiver:
-                self.layer_requests_new.discard(cid)
+            by_receiver = cid in self.layer_requests_new
+            self.layer_requests_new.discard(cid)
             self.send_notify(strictjson.dumps({
                 "type": "notify",
                 "event_type": "simulcast.switched",

@@ -398,7 +398,8 @@ pub fn start_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig) -> Se
 
 /// Starts sending `slot`'s frames on `track` as simulcast `layers` (each with its SSRC),
 /// every packet carrying the MID (`mid_ext`, value `cfg.info.mid`) and RID (`rid_ext`)
-/// header extensions. Bitrates: `media::simulcast::layer_bitrates` of `cfg.bitrate_kbps`.
+/// header extensions. Bitrates: at most `media::simulcast::layer_bitrates` of
+/// `cfg.bitrate_kbps`, shared out per frame by `media::simulcast::allocate`.
 pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendConfig, layers: Vec<super::simulcast::LayerSpec>, mid_ext: u8, rid_ext: u8) -> Sender {
     use super::simulcast::{adapter_name, layer_bitrates, Layer};
     let clock = RtpClock::new(90_000);

@@ -358,11 +358,22 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         let taken = Instant::now();
         cpu.on_taken(taken, slot.dropped.load(Ordering::Relaxed));
         let restrictions = cpu.restrictions();
-        if let Some(prev) = last_tick.replace(taken) {
-            let dt = (taken - prev).as_secs_f64();
-            for layer in &layers {
-                let mut st = layer.shared.stats.lock();
-                if restrictions.is_limited() { st.cpu_limited_time += dt } else { st.unlimited_time += dt }
+        // The sender's quality limitation (every layer reports it, as libwebrtc's): the CPU's
+        // restrictions, else a layer the estimate switched off.
+        let bandwidth_limited = layers.iter().any(|l| l.spec.active && l.size_on && !l.bw_on);
+        let dt = last_tick.replace(taken).map(|prev| (taken - prev).as_secs_f64());
+        for layer in layers.iter().filter(|l| l.spec.active) {
+            let mut st = layer.shared.stats.lock();
+            st.source.frames += 1;
+            st.source.width = frame.width;
+            st.source.height = frame.height;
+            st.bandwidth_limited = bandwidth_limited;
+            if let Some(dt) = dt {
+                match (restrictions.is_limited(), bandwidth_limited) {
+                    (true, _) => st.cpu_limited_time += dt,
+                    (false, true) => st.bandwidth_limited_time += dt,
+                    (false, false) => st.unlimited_time += dt,
+                }
             }
         }
         if !limiter.admit(capture_us, restrictions.max_fps) {
@@ -393,12 +404,6 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         for &i in &order {
             if !layers[i].spec.active {
                 continue;
-            }
-            {
-                let mut st = layers[i].shared.stats.lock();
-                st.source.frames += 1;
-                st.source.width = frame.width;
-                st.source.height = frame.height;
             }
             let (before, rest) = layers.split_at_mut(i);
             let (layer, after) = rest.split_first_mut().expect("layer");
