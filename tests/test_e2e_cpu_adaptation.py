@@ -56,9 +56,9 @@ class DecodedSizes:
         with self.lock:
             self.received.append(frame.data().shape[:2])
 
-    def any_but(self, size: tuple) -> bool:
+    def any_narrower(self, width: int) -> bool:
         with self.lock:
-            return any(s != size for s in self.received)
+            return any(w < width for _, w in self.received)
 
     def sizes(self) -> tuple:
         """(distinct sizes, largest first; frame count)."""
@@ -110,7 +110,7 @@ def test_cpu_overuse_follows_degradation_preference(ffi, server, channel_id, cli
 
     def done() -> bool:
         if pref == "MAINTAIN_FRAMERATE":
-            return decoded.any_but((H, W))
+            return decoded.any_narrower(W)
         if pref == "MAINTAIN_RESOLUTION":
             return outbound(sender)["qualityLimitationReason"] == "cpu"
         return False  # DISABLED: run the whole time, nothing may happen
@@ -164,7 +164,7 @@ def test_simulcast_cpu_overuse_adapts_every_layer(ffi, server, channel_id, clien
 
     def done() -> bool:
         if pref == "MAINTAIN_FRAMERATE":
-            return decoded.any_but((H // 4, W // 4))
+            return decoded.any_narrower(W // 4)
         return all(s["qualityLimitationReason"] == "cpu" for s in layers(sender).values())
 
     _, _, finished = push_until(source, done, 9.0)
@@ -174,7 +174,9 @@ def test_simulcast_cpu_overuse_adapts_every_layer(ffi, server, channel_id, clien
         f"{rid} {s['frameWidth']}x{s['frameHeight']} {s.get('framesPerSecond', 0):.1f} fps "
         f"{s['qualityLimitationReason']} {s['qualityLimitationDurations']}" for rid, s in sorted(stats.items())))
     assert finished is not None, f"no adaptation seen in 9 s (r0 received {sizes})"
-    assert sorted(stats) == ["r0", "r1", "r2"] and sizes[0] == (H // 4, W // 4)
+    # (until r0's first frame is out, the dev server forwards the lowest layer flowing:
+    # the first frames may be r1's)
+    assert sorted(stats) == ["r0", "r1", "r2"] and (H // 4, W // 4) in sizes
     for rid, s in stats.items():
         assert s["qualityLimitationReason"] == "cpu", rid
         assert s["qualityLimitationDurations"]["cpu"] > 0, rid
@@ -183,7 +185,7 @@ def test_simulcast_cpu_overuse_adapts_every_layer(ffi, server, channel_id, clien
         assert all(s["qualityLimitationResolutionChanges"] >= 1 for s in stats.values())
         assert all(abs(w / h - W / H) < 0.03 for h, w in sizes)  # 3/4 steps keep the aspect
     else:
-        assert sizes == [(H // 4, W // 4)]
+        assert all(w >= W // 4 for _, w in sizes)  # nothing scaled
         assert [stats[r]["frameWidth"] for r in ("r0", "r1", "r2")] == [W // 4, W // 2, W]
         assert all(s["qualityLimitationResolutionChanges"] == 0 for s in stats.values())
         assert all(s["framesPerSecond"] <= 22 for s in stats.values())
