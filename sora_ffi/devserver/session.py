@@ -592,10 +592,17 @@ class Session:
         sender (a change happens at the new layer's next keyframe)."""
         if self.peer is None or self.peer.closed or self.channel is None:
             return
-        for (cid, kind), dt in self.down_tracks.items():
-            sender = self.channel.sessions.get(cid)
-            if kind == "video" and sender is not None and sender.simulcast_up:
-                self._select_layer(dt.track_id, sender)
+        for sender, dt in self._simulcast_down_tracks():
+            self._select_layer(dt.track_id, sender)
+
+    def _simulcast_down_tracks(self) -> list:
+        """[(sender, its video DownTrack)] of the senders we get simulcast from."""
+        out = []
+        for (cid, kind), dt in list(self.down_tracks.items()):
+            sender = self.channel.sessions.get(cid) if kind == "video" else None
+            if sender is not None and sender.simulcast_up:
+                out.append((sender, dt))
+        return out
 
     def _select_layer(self, track: int, sender: "Session") -> None:
         rid = self.rid_for(sender)
@@ -620,10 +627,8 @@ class Session:
             for cid in [c for c in kept if c not in live]:  # senders gone
                 del kept[cid]
         self.layer_requests_new &= live
-        for (cid, kind), dt in list(self.down_tracks.items()):
-            sender = self.channel.sessions.get(cid)
-            if kind != "video" or sender is None or not sender.simulcast_up:
-                continue
+        for sender, dt in self._simulcast_down_tracks():
+            cid = sender.connection_id
             current = self.peer.forwarded_layer(dt.track_id)
             previous = self.layers_seen.get(cid)
             if current is None or current == previous:

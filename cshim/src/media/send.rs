@@ -533,19 +533,8 @@ fn encode_loop(
             let mut st = shared.stats.lock();
             let source_fps = st.source.frames_per_second.unwrap_or(30.0);
             let by_bitrate = bandwidth_restrictions(cfg.degradation, frame.width, frame.height, target_kbps, source_fps);
-            st.bandwidth_limited = by_bitrate.is_limited();
-            st.source.frames += 1;
-            st.source.width = frame.width;
-            st.source.height = frame.height;
-            if let Some(prev) = last_tick.replace(taken) {
-                // One reason at a time, as qualityLimitationReason: the CPU's first.
-                let dt = (taken - prev).as_secs_f64();
-                match (limited, st.bandwidth_limited) {
-                    (true, _) => st.cpu_limited_time += dt,
-                    (false, true) => st.bandwidth_limited_time += dt,
-                    (false, false) => st.unlimited_time += dt,
-                }
-            }
+            let dt = last_tick.replace(taken).map(|prev| (taken - prev).as_secs_f64());
+            st.on_source_frame(frame.width, frame.height, dt, limited, by_bitrate.is_limited());
             by_bitrate
         };
         let restrictions = cpu.restrictions().combine(by_bitrate);

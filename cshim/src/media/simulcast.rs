@@ -363,18 +363,7 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         let bandwidth_limited = layers.iter().any(|l| l.spec.active && l.size_on && !l.bw_on);
         let dt = last_tick.replace(taken).map(|prev| (taken - prev).as_secs_f64());
         for layer in layers.iter().filter(|l| l.spec.active) {
-            let mut st = layer.shared.stats.lock();
-            st.source.frames += 1;
-            st.source.width = frame.width;
-            st.source.height = frame.height;
-            st.bandwidth_limited = bandwidth_limited;
-            if let Some(dt) = dt {
-                match (restrictions.is_limited(), bandwidth_limited) {
-                    (true, _) => st.cpu_limited_time += dt,
-                    (false, true) => st.bandwidth_limited_time += dt,
-                    (false, false) => st.unlimited_time += dt,
-                }
-            }
+            layer.shared.stats.lock().on_source_frame(frame.width, frame.height, dt, restrictions.is_limited(), bandwidth_limited);
         }
         if !limiter.admit(capture_us, restrictions.max_fps) {
             continue;

@@ -168,6 +168,24 @@ impl OutboundRtpStats {
         Self { ssrc, clock_rate, ..Default::default() }
     }
 
+    /// Video: one frame of a `width`x`height` source taken, `dt` seconds after the last
+    /// (None for the first), while the CPU did (`cpu_limited`) or did not restrict the
+    /// sender and the bitrate did (`bandwidth_limited`) or did not. The time counts under
+    /// one reason, as `qualityLimitationReason` gives it: the CPU's first.
+    pub fn on_source_frame(&mut self, width: u32, height: u32, dt: Option<f64>, cpu_limited: bool, bandwidth_limited: bool) {
+        self.source.frames += 1;
+        self.source.width = width;
+        self.source.height = height;
+        self.bandwidth_limited = bandwidth_limited;
+        if let Some(dt) = dt {
+            match (cpu_limited, bandwidth_limited) {
+                (true, _) => self.cpu_limited_time += dt,
+                (false, true) => self.bandwidth_limited_time += dt,
+                (false, false) => self.unlimited_time += dt,
+            }
+        }
+    }
+
     /// Counts one RTP packet handed to the transport. `packet_len` is the whole packet,
     /// `payload_len` the RTP payload (descriptor included, as libwebrtc counts it).
     pub fn on_packet_sent(&mut self, packet_len: usize, payload_len: usize, retransmission: bool, pacer_delay: Duration) {
