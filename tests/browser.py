@@ -196,6 +196,10 @@ class BrowserPeer:
         return [s for s in self._eval("window.peer.stats()")
                 if s.get("type") == type_ and (kind is None or s.get("kind") == kind)]
 
+    def disconnects(self) -> list:
+        """The disconnect events sora-js-sdk reported ({type, code, reason} each)."""
+        return self._eval("window.peer.disconnects")
+
     def disconnect(self) -> None:
         self._eval("window.peer.disconnect()")
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from sora_ffi.devserver import DevServer
+from sora_ffi.devserver import DevServer, sdp
 
 websockets = pytest.importorskip("websockets")
 from websockets.asyncio.client import connect as ws_connect  # noqa: E402
@@ -286,6 +286,35 @@ class RawPeerClient:
     def close(self):
         self.peer.close_and_destroy()
         self.queue.destroy()
+
+
+def test_replacing_a_section_keeps_its_mid_in_the_bundle():
+    """sora_peer_replace_track: the section keeps its place and mid (it is not rejected),
+    with the new content; a section of another mid or a foreign track is refused."""
+    from sora_ffi._native import EventQueue, ShimError
+    from sora_ffi.devserver.peerloop import Peer
+
+    queue = EventQueue(0)
+    peer = Peer(queue, {"bind_address": "127.0.0.1"})
+    try:
+        a = peer.add_track(sdp.audio_section("0", "sendonly", msid=("S", "a"), ssrc=11, cname="S"))
+        peer.add_track(sdp.video_section("1", "sendonly", msid=("S", "v"), ssrc=12, cname="S"))
+        with pytest.raises(ShimError, match="a=mid:0"):
+            peer.replace_track(a, sdp.audio_section("5", "inactive"))
+        with pytest.raises(ShimError, match="not one of this peer's"):
+            peer.replace_track(a + 1000, sdp.audio_section("0", "inactive"))
+        a2 = peer.replace_track(a, sdp.audio_section("0", "inactive"))
+        assert a2 != a
+        peer.set_local_description("offer")
+        offer = peer.local_description()
+        assert sdp.bundle_tag(offer) == "0"
+        assert [(kind, port != 0, mid) for kind, port, mid in sdp.sections(offer)] == [
+            ("audio", True, "0"), ("video", True, "1")]
+        audio = offer.split("a=mid:0\r\n")[1].split("m=")[0]
+        assert "a=inactive" in audio and "msid" not in audio and "a=ssrc" not in audio
+    finally:
+        peer.close_and_destroy()
+        queue.destroy()
 
 
 def test_pong_timeout_and_establish_timeout(make_server):

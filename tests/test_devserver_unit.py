@@ -177,6 +177,8 @@ def test_sections_and_mids():
     assert sdp.sections(offer) == [("audio", 9, "0"), ("video", 9, "1"),
                                    ("application", 9, "2"), ("audio", 0, "3")]
     assert sdp.max_numeric_mid(offer) == 3
+    assert sdp.bundle_tag(offer) is None
+    assert sdp.bundle_tag(offer.replace("t=0 0\r\n", "t=0 0\r\na=group:BUNDLE 1 2\r\n")) == "1"
 
 
 # --------------------------------------------------------------------- connect

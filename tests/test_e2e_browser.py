@@ -128,3 +128,57 @@ def test_browser_to_browser(server, channel_id, browser_peer, order, codec):
     if order == "sender-first":
         receiver.connect(server.signaling_url, channel_id, "recvonly")
     _check_browser_received(receiver)
+
+
+def _bundle_tag(offer_sdp: str) -> str:
+    line = next(x for x in offer_sdp.split("\r\n") if x.startswith("a=group:BUNDLE "))
+    return line.split()[1]
+
+
+@pytest.mark.parametrize("receiver_kind", ["sora_ffi", "sora_sdk", "browser"])
+def test_receiver_outlives_the_sender_it_joined_for(request, server, channel_id, clients, browser_peer,
+                                                    receiver_kind):
+    """A receiver that joins after the only sender has that sender's audio as the first
+    m-section of its offer: the BUNDLE tag. When that sender leaves, the leave re-offer
+    must not reject the tag section (port 0): libwebrtc then drops the transport it
+    bundles on and the connection ends (sora_sdk did, 1011 PEER-CONNECTION-CLOSED; in
+    CI its signaling thread once crashed there). The receiver stays and gets the next
+    sender's media."""
+    url = server.signaling_url
+    first = browser_peer()
+    first_id = first.connect(url, channel_id, "sendonly", videoCodecType="VP8")
+    if receiver_kind == "browser":
+        rx_page = browser_peer()
+        rx_page.connect(url, channel_id, "recvonly")
+        assert rx_page.wait_frames(30) >= 30, rx_page.console[-5:]
+    else:
+        sdk = request.getfixturevalue("official" if receiver_kind == "sora_sdk" else "ffi")
+        receiver = clients(sdk, server, channel_id, "recvonly", sora=new_sora(sdk),
+                           video=True, audio=True).connect()
+        rx = VideoReceiver(sdk, receiver, 640, stream_id=first_id)
+        receiver.wait_for(lambda: len(rx.indices) >= 30, what="the first sender's frames")
+        tag = _bundle_tag(receiver.offer["sdp"])
+        assert f"a=msid:{first_id} " in receiver.offer["sdp"].split(f"a=mid:{tag}\r\n")[1].split("m=")[0]
+
+    first.close()
+    if receiver_kind == "browser":
+        seen = rx_page.poll_frames()
+    else:
+        receiver.wait_notify("connection.destroyed", connection_id=first_id)
+        reoffer = receiver.wait_for(
+            lambda: next((m for _, _, m in receiver.signaling
+                          if isinstance(m, dict) and m.get("type") == "re-offer"), None),
+            what="the leave re-offer")["sdp"]
+        assert _bundle_tag(reoffer) == tag  # kept, not rejected (inactive now)
+        assert f"m=audio 0 " not in reoffer.split(f"a=mid:{tag}\r\n")[0].rsplit("m=", 1)[-1]
+    time.sleep(0.5)  # a dropped transport ends the connection within this
+
+    second = browser_peer()
+    second_id = second.connect(url, channel_id, "sendonly", videoCodecType="VP8")
+    if receiver_kind == "browser":
+        assert rx_page.wait_frames(seen + 30) >= seen + 30, rx_page.console[-5:]
+        assert rx_page.disconnects() == []
+    else:
+        rx2 = VideoReceiver(sdk, receiver, 640, stream_id=second_id)
+        receiver.wait_for(lambda: len(rx2.indices) >= 30, what="the second sender's frames")
+        assert not receiver.disconnected.is_set(), receiver.events[-3:]

@@ -10,6 +10,7 @@ import json
 import statistics
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -19,9 +20,11 @@ from sora_ffi import testpattern
 
 
 class VideoReceiver:
-    """Attaches a SoraVideoSink to the first video track and records what it decodes."""
+    """Attaches a SoraVideoSink to the first video track (of ``stream_id``'s sender, when
+    given) and records what it decodes."""
 
-    def __init__(self, sdk, client, sent_width: int, psnr_every: int = 4):
+    def __init__(self, sdk, client, sent_width: int, psnr_every: int = 4,
+                 stream_id: Optional[str] = None):
         self.sdk, self.client, self.sent_width = sdk, client, sent_width
         self.lock = threading.Lock()
         self.indices: list = []
@@ -30,7 +33,7 @@ class VideoReceiver:
         self.sizes: set = set()
         self.unreadable = 0
         self.psnr_every = psnr_every
-        self.sink = attach_video_sink(sdk, client, self._on_frame)
+        self.sink = attach_video_sink(sdk, client, self._on_frame, stream_id)
 
     def _on_frame(self, frame):
         img = frame.data()

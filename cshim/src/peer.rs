@@ -100,6 +100,22 @@ impl PeerHandle {
         Ok(t)
     }
 
+    /// Gives the section of `track` new content (`media_sdp`, same `a=mid`) and stops
+    /// forwarding into it; returns the id to use from now on. libdatachannel rewrites the
+    /// same transceiver in place (the old id must not be deleted: that would reject it).
+    pub fn replace_track(&self, track: i32, media_sdp: &str) -> Result<i32> {
+        if !self.tracks.lock().contains(&track) {
+            return Err(Error::invalid(format!("track {track} is not one of this peer's")));
+        }
+        let mid = self.peer.track_mid(track)?;
+        let new_mid = media_sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=mid:"));
+        if new_mid != Some(mid.as_str()) {
+            return Err(Error::invalid(format!("media_sdp must keep the track's a=mid:{mid}")));
+        }
+        crate::forward::forget(track);
+        self.add_track(media_sdp)
+    }
+
     pub fn remove_track(&self, track: i32) -> Result<()> {
         crate::forward::forget(track);
         self.tracks.lock().retain(|&t| t != track);

@@ -343,6 +343,12 @@ impl Peer {
         Ok(tr)
     }
 
+    /// The mid of one of this peer's tracks.
+    pub fn track_mid(&self, track: i32) -> Result<String> {
+        let _in = gate()?;
+        read_string(|b, n| unsafe { sys::rtcGetTrackMid(track, b, n) }, "mid")
+    }
+
     pub fn delete_track(&self, track: i32) -> Result<()> {
         let _in = gate()?;
         check(unsafe { sys::rtcDeleteTrack(track) }, "deleteTrack")?;

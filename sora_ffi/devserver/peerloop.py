@@ -80,6 +80,13 @@ class Peer:
         self._call(lambda p: check(lib.sora_peer_add_track(p, media_sdp.encode(), out)))
         return int(out[0])
 
+    def replace_track(self, track: int, media_sdp: str) -> int:
+        """New content for ``track``'s section (same mid); forwarding into it stops. Returns
+        the id that names the section from now on."""
+        out = ffi.new("int32_t *")
+        self._call(lambda p: check(lib.sora_peer_replace_track(p, track, media_sdp.encode(), out)))
+        return int(out[0])
+
     def remove_track(self, track: int) -> None:
         self._call(lambda p: check(lib.sora_peer_remove_track(p, track)))
 

@@ -354,6 +354,17 @@ def sections(sdp: str) -> list:
     return out
 
 
+def bundle_tag(sdp: str) -> Optional[str]:
+    """The first mid of ``sdp``'s BUNDLE group: the section whose transport the others use.
+    libwebrtc drops that transport when a re-offer rejects this section (port 0), so a
+    departed sender's section that is the tag is kept, inactive, instead of rejected."""
+    for line in sdp.splitlines():
+        if line.startswith("a=group:BUNDLE"):
+            mids = line.split()[1:]
+            return mids[0] if mids else None
+    return None
+
+
 def max_numeric_mid(sdp: str) -> int:
     """Largest integer mid in ``sdp`` (-1 when none)."""
     best = -1

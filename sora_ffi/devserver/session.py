@@ -88,6 +88,9 @@ class DownTrack:
     mid: str
     sender_id: str
     kind: str
+    #: what the section becomes if its sender leaves while it is the BUNDLE tag: the same
+    #: codec, a=inactive, no msid/ssrc (the client ends that track as for port 0)
+    idle_section: str
 
 
 @dataclass
@@ -135,6 +138,8 @@ class Session:
         self.upstream: dict = {}  # kind -> mid of the client's own upstream section
         self.upstream_tracks: dict = {}  # kind -> shim track id of that section
         self.down_tracks: dict = {}
+        #: the first mid of the BUNDLE group of the last offer (sdp.bundle_tag)
+        self.bundle_tag: Optional[str] = None
         self._next_mid = 0
         self.dcs: dict = {}  # dc id -> DataChannelState
         self.dc_by_label: dict = {}
@@ -441,6 +446,7 @@ class Session:
         if self.state != OFFERING:
             return
         offer_sdp = self.peer.local_description()
+        self.bundle_tag = sdp.bundle_tag(offer_sdp)
         self._next_mid = max(self._next_mid, sdp.max_numeric_mid(offer_sdp) + 1)
         self.counters.offers += 1
         self.send_ws(self._offer_message(offer_sdp))
@@ -500,7 +506,11 @@ class Session:
         for key in list(self.down_tracks):
             if key not in keys:
                 dt = self.down_tracks.pop(key)
-                self.peer.remove_track(dt.track_id)
+                if dt.mid == self.bundle_tag:
+                    # rejecting it would make libwebrtc clients drop their transport (sdp.bundle_tag)
+                    self.peer.replace_track(dt.track_id, dt.idle_section)
+                else:
+                    self.peer.remove_track(dt.track_id)
                 changed = True
         for s, kind in wanted:
             key = (s.connection_id, kind)
@@ -511,9 +521,11 @@ class Session:
             if kind == "audio":
                 text = sdp.audio_section(mid, "sendonly", s.params.opus, msid=msid,
                                          ssrc=s.out_ssrc[kind], cname=s.connection_id)
+                idle = sdp.audio_section(mid, "inactive", s.params.opus)
             else:
                 text = sdp.video_section(mid, "sendonly", s.params.video_codec, msid=msid,
                                          ssrc=s.out_ssrc[kind], cname=s.connection_id)
+                idle = sdp.video_section(mid, "inactive", s.params.video_codec)
             tid = self.peer.add_track(text)
             # Forwarded RTP must carry this section's mid, not the sender's: libwebrtc
             # demultiplexes a BUNDLE by MID before SSRC.
@@ -522,7 +534,7 @@ class Session:
             if kind == "video" and s.simulcast_up:
                 # before forwarding starts: a simulcast source's packets go nowhere else
                 self._select_layer(tid, s)
-            self.down_tracks[key] = DownTrack(tid, mid, s.connection_id, kind)
+            self.down_tracks[key] = DownTrack(tid, mid, s.connection_id, kind, idle)
             src_track = s.upstream_tracks.get(kind)
             if src_track is not None and s.peer is not None and not s.peer.closed:
                 s.peer.forward_track(src_track, self.peer, tid)
@@ -674,6 +686,7 @@ class Session:
                 return
             self.peer.set_local_description("offer")
             offer_sdp = self.peer.local_description()
+            self.bundle_tag = sdp.bundle_tag(offer_sdp)
         except Exception as e:
             log.error("%s: re-offer failed: %s", self.connection_id, e)
             self._spawn(self.end(CLOSE_INTERNAL, "INTERNAL-ERROR"))

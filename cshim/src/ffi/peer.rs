@@ -40,6 +40,25 @@ pub unsafe extern "C" fn sora_peer_add_track(p: *const SoraPeer, media_sdp: *con
     })
 }
 
+/// Replaces the section of `track` by `media_sdp` (same a=mid; e.g. a=inactive without
+/// msid for a departed sender whose section must stay, being the BUNDLE tag) and stops
+/// forwarding into it. `*out_track` receives the id to use for that section from now on.
+#[no_mangle]
+pub unsafe extern "C" fn sora_peer_replace_track(
+    p: *const SoraPeer,
+    track: i32,
+    media_sdp: *const c_char,
+    out_track: *mut i32,
+) -> i32 {
+    guard(|| {
+        let tr = arg_ref(p, "peer")?.inner.replace_track(track, arg_str(media_sdp, "media_sdp")?)?;
+        if let Some(o) = out_track.as_mut() {
+            *o = tr;
+        }
+        Ok(0)
+    })
+}
+
 /// Removes a track: the next offer marks its section rejected (port 0).
 #[no_mangle]
 pub unsafe extern "C" fn sora_peer_remove_track(p: *const SoraPeer, track: i32) -> i32 {
