@@ -80,11 +80,14 @@ def nvidia_codecs(sdk, encoder: bool = False) -> list:
     return [] if nvidia is None else [c.type.name for c in nvidia.codecs if (c.encoder if encoder else c.decoder)]
 
 
-def attach_video_sink(sdk, client, on_frame):
-    """A SoraVideoSink on ``client``'s first video track (waited for), calling ``on_frame``;
-    an official SDK's sink is kept until the session ends (see _OFFICIAL_GRAVEYARD)."""
-    track = client.wait_for(lambda: next((t for t in client.tracks if t.kind == "video"), None),
-                            what="video track")
+def attach_video_sink(sdk, client, on_frame, stream_id: Optional[str] = None):
+    """A SoraVideoSink on ``client``'s first video track (of the stream ``stream_id``, i.e.
+    that sender's, when given; waited for), calling ``on_frame``; an official SDK's sink is
+    kept until the session ends (see _OFFICIAL_GRAVEYARD)."""
+    track = client.wait_for(
+        lambda: next((t for t in client.tracks if t.kind == "video"
+                      and (stream_id is None or t.stream_id == stream_id)), None),
+        what=f"video track of {stream_id or 'any stream'}")
     sink = sdk.SoraVideoSink(track)
     sink.on_frame = on_frame
     if sdk.__name__ == "sora_sdk":
@@ -117,6 +120,33 @@ def new_sora(sdk, h264: bool = False):
     if sdk.__name__ == "sora_sdk":
         return official_sora(h264)
     return sdk.Sora(openh264=openh264_path()) if h264 else sdk.Sora()
+
+
+# ----------------------------------------------------------- where a crash happened
+# A native crash kills pytest before it reports the test it was in; .ci/test points
+# SORA_FFI_TEST_TRAIL at a file that always names the test and phase running now.
+_TRAIL = os.environ.get("SORA_FFI_TEST_TRAIL")
+
+
+def _trail(item, phase: str) -> None:
+    if _TRAIL:
+        with open(_TRAIL, "w") as f:
+            f.write(f"{item.nodeid} ({phase})\n")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _trail(item, "setup")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    _trail(item, "call")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    _trail(item, "teardown")
 
 
 def pytest_sessionfinish(session, exitstatus):
