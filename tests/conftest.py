@@ -128,29 +128,37 @@ def new_sora(sdk, h264: bool = False):
 _TRAIL = os.environ.get("SORA_FFI_TEST_TRAIL")
 
 
-def _trail(item, phase: str) -> None:
+def _trail(where: str) -> None:
     if _TRAIL:
-        with open(_TRAIL, "w") as f:
-            f.write(f"{item.nodeid} ({phase})\n")
+        try:
+            with open(_TRAIL, "w") as f:
+                f.write(where + "\n")
+        except OSError:
+            pass  # a diagnostic only: never a reason for a test to fail
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    _trail(item, "setup")
+    _trail(f"{item.nodeid} (setup)")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item):
-    _trail(item, "call")
+    _trail(f"{item.nodeid} (call)")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item):
-    _trail(item, "teardown")
+    _trail(f"{item.nodeid} (teardown)")
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    _trail(f"between tests, after {nodeid}")
 
 
 def pytest_sessionfinish(session, exitstatus):
     _EXIT_STATUS[0] = int(exitstatus)
+    _trail("after the last test (the session's end)")
 
 
 @pytest.hookimpl(trylast=True)

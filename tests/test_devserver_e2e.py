@@ -289,31 +289,47 @@ class RawPeerClient:
 
 
 def test_replacing_a_section_keeps_its_mid_in_the_bundle():
-    """sora_peer_replace_track: the section keeps its place and mid (it is not rejected),
-    with the new content; a section of another mid or a foreign track is refused."""
+    """sora_peer_replace_track: in the re-offer after an answer the section keeps its place
+    and mid (not rejected) with the new content; another kind or mid, a foreign track and
+    the retired old id are refused."""
     from sora_ffi._native import EventQueue, ShimError
     from sora_ffi.devserver.peerloop import Peer
 
     queue = EventQueue(0)
-    peer = Peer(queue, {"bind_address": "127.0.0.1"})
+    offerer = Peer(queue, {"bind_address": "127.0.0.1"})
+    answerer = Peer(queue, {"bind_address": "127.0.0.1"})
     try:
-        a = peer.add_track(sdp.audio_section("0", "sendonly", msid=("S", "a"), ssrc=11, cname="S"))
-        peer.add_track(sdp.video_section("1", "sendonly", msid=("S", "v"), ssrc=12, cname="S"))
+        a = offerer.add_track(sdp.audio_section("0", "sendonly", msid=("S", "a"), ssrc=11, cname="S"))
+        offerer.add_track(sdp.video_section("1", "sendonly", msid=("S", "v"), ssrc=12, cname="S"))
+        offerer.set_local_description("offer")
+        answerer.set_remote_description(offerer.local_description(), "offer")
+        answerer.set_local_description("answer")
+        offerer.set_remote_description(answerer.local_description(), "answer")
+
         with pytest.raises(ShimError, match="a=mid:0"):
-            peer.replace_track(a, sdp.audio_section("5", "inactive"))
+            offerer.replace_track(a, sdp.audio_section("5", "inactive"))
+        with pytest.raises(ShimError, match="kind and mid"):
+            offerer.replace_track(a, sdp.video_section("0", "inactive"))
         with pytest.raises(ShimError, match="not one of this peer's"):
-            peer.replace_track(a + 1000, sdp.audio_section("0", "inactive"))
-        a2 = peer.replace_track(a, sdp.audio_section("0", "inactive"))
+            offerer.replace_track(a + 1000, sdp.audio_section("0", "inactive"))
+        a2 = offerer.replace_track(a, sdp.audio_section("0", "inactive"))
         assert a2 != a
-        peer.set_local_description("offer")
-        offer = peer.local_description()
-        assert sdp.bundle_tag(offer) == "0"
-        assert [(kind, port != 0, mid) for kind, port, mid in sdp.sections(offer)] == [
+        for retired in (lambda: offerer.remove_track(a),
+                        lambda: offerer.replace_track(a, sdp.audio_section("0", "inactive")),
+                        lambda: answerer.forward_track(1, offerer, a)):
+            with pytest.raises(ShimError, match="was replaced"):
+                retired()
+
+        offerer.set_local_description("offer")
+        reoffer = offerer.local_description()
+        assert sdp.bundle_tag(reoffer) == "0"
+        assert [(kind, port != 0, mid) for kind, port, mid in sdp.sections(reoffer)] == [
             ("audio", True, "0"), ("video", True, "1")]
-        audio = offer.split("a=mid:0\r\n")[1].split("m=")[0]
+        audio = reoffer.split("a=mid:0\r\n")[1].split("m=")[0]
         assert "a=inactive" in audio and "msid" not in audio and "a=ssrc" not in audio
     finally:
-        peer.close_and_destroy()
+        offerer.close_and_destroy()
+        answerer.close_and_destroy()
         queue.destroy()
 
 

@@ -589,9 +589,10 @@ uint64_t sora_peer_id(const SoraPeer *p);
 int32_t sora_peer_add_track(const SoraPeer *p, const char *media_sdp, int32_t *out_track);
 
 /*
- Replaces the section of `track` by `media_sdp` (same a=mid; e.g. a=inactive without
- msid for a departed sender whose section must stay, being the BUNDLE tag) and stops
- forwarding into it. `*out_track` receives the id to use for that section from now on.
+ Replaces the section of `track` by `media_sdp` (same kind and a=mid; e.g. a=inactive
+ without msid for a departed sender whose section must stay, being the BUNDLE tag) and
+ stops forwarding into it. `*out_track` receives the id that names the section from now
+ on; the old id is retired: removing, replacing or forwarding into it is refused.
  */
 int32_t sora_peer_replace_track(const SoraPeer *p,
                                 int32_t track,

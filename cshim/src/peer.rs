@@ -61,6 +61,8 @@ pub struct PeerHandle {
     pub peer: Peer,
     /// Tracks added through this handle, so their forwarding routes die with it.
     tracks: parking_lot::Mutex<Vec<i32>>,
+    /// Ids that replace_track gave a successor (they still name the same section).
+    retired: parking_lot::Mutex<Vec<i32>>,
 }
 
 impl Drop for PeerHandle {
@@ -88,7 +90,7 @@ impl PeerHandle {
         };
         let id = next_handle_id();
         let peer = Peer::new(&config, Arc::new(ToQueue { id, queue }))?;
-        Ok(PeerHandle { id, peer, tracks: parking_lot::Mutex::new(Vec::new()) })
+        Ok(PeerHandle { id, peer, tracks: parking_lot::Mutex::new(Vec::new()), retired: parking_lot::Mutex::new(Vec::new()) })
     }
 
     pub fn add_track(&self, media_sdp: &str) -> Result<i32> {
@@ -100,23 +102,44 @@ impl PeerHandle {
         Ok(t)
     }
 
-    /// Gives the section of `track` new content (`media_sdp`, same `a=mid`) and stops
-    /// forwarding into it; returns the id to use from now on. libdatachannel rewrites the
-    /// same transceiver in place (the old id must not be deleted: that would reject it).
+    /// Gives the section of `track` new content (`media_sdp`: same kind, same `a=mid`) and
+    /// stops forwarding into it; returns the id that names the section from now on.
+    /// libdatachannel rewrites the same track in place, so the old id still names it: it is
+    /// retired (refused from then on), never deleted, which would reject the section.
     pub fn replace_track(&self, track: i32, media_sdp: &str) -> Result<i32> {
+        self.check_current(track)?;
         if !self.tracks.lock().contains(&track) {
             return Err(Error::invalid(format!("track {track} is not one of this peer's")));
         }
-        let mid = self.peer.track_mid(track)?;
-        let new_mid = media_sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=mid:"));
-        if new_mid != Some(mid.as_str()) {
-            return Err(Error::invalid(format!("media_sdp must keep the track's a=mid:{mid}")));
+        let old = self.peer.track_description(track)?;
+        let first = |sdp: &str, prefix: &str| {
+            sdp.lines().find_map(|l| l.trim_end().strip_prefix(prefix).map(str::to_owned))
+        };
+        let kind = |sdp: &str| first(sdp, "m=").and_then(|m| m.split(' ').next().map(str::to_owned));
+        if first(media_sdp, "a=mid:") != first(&old, "a=mid:") || kind(media_sdp) != kind(&old) {
+            return Err(Error::invalid(format!(
+                "media_sdp must keep the track's kind and mid ({} a=mid:{})",
+                kind(&old).unwrap_or_default(),
+                first(&old, "a=mid:").unwrap_or_default()
+            )));
         }
+        let new = self.add_track(media_sdp)?;
         crate::forward::forget(track);
-        self.add_track(media_sdp)
+        self.tracks.lock().retain(|&t| t != track);
+        self.retired.lock().push(track);
+        Ok(new)
+    }
+
+    /// Refuses an id that [`PeerHandle::replace_track`] retired.
+    pub fn check_current(&self, track: i32) -> Result<()> {
+        if self.retired.lock().contains(&track) {
+            return Err(Error::invalid(format!("track {track} was replaced: use the id replace_track returned")));
+        }
+        Ok(())
     }
 
     pub fn remove_track(&self, track: i32) -> Result<()> {
+        self.check_current(track)?;
         crate::forward::forget(track);
         self.tracks.lock().retain(|&t| t != track);
         self.peer.delete_track(track)

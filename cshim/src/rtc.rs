@@ -349,6 +349,12 @@ impl Peer {
         read_string(|b, n| unsafe { sys::rtcGetTrackMid(track, b, n) }, "mid")
     }
 
+    /// The media section (SDP text) of one of this peer's tracks.
+    pub fn track_description(&self, track: i32) -> Result<String> {
+        let _in = gate()?;
+        read_string(|b, n| unsafe { sys::rtcGetTrackDescription(track, b, n) }, "description")
+    }
+
     pub fn delete_track(&self, track: i32) -> Result<()> {
         let _in = gate()?;
         check(unsafe { sys::rtcDeleteTrack(track) }, "deleteTrack")?;

@@ -40,9 +40,10 @@ pub unsafe extern "C" fn sora_peer_add_track(p: *const SoraPeer, media_sdp: *con
     })
 }
 
-/// Replaces the section of `track` by `media_sdp` (same a=mid; e.g. a=inactive without
-/// msid for a departed sender whose section must stay, being the BUNDLE tag) and stops
-/// forwarding into it. `*out_track` receives the id to use for that section from now on.
+/// Replaces the section of `track` by `media_sdp` (same kind and a=mid; e.g. a=inactive
+/// without msid for a departed sender whose section must stay, being the BUNDLE tag) and
+/// stops forwarding into it. `*out_track` receives the id that names the section from now
+/// on; the old id is retired: removing, replacing or forwarding into it is refused.
 #[no_mangle]
 pub unsafe extern "C" fn sora_peer_replace_track(
     p: *const SoraPeer,
@@ -167,7 +168,7 @@ pub unsafe extern "C" fn sora_peer_forward_track(
 ) -> i32 {
     guard(|| {
         arg_ref(src, "src")?;
-        arg_ref(dst, "dst")?;
+        arg_ref(dst, "dst")?.inner.check_current(dst_track)?;
         crate::forward::forward(src_track, dst_track, enable != 0)?;
         Ok(0)
     })
