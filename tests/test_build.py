@@ -255,7 +255,8 @@ def test_library_needs_only_base_system_libraries():
 # feedback built and read through rtc-rtcp, the estimator) added 0.13 MB: 17.95 MB. The
 # spotlight's voice meter, the audio level header and CPU adaptation of simulcast: 17.96 MB.
 # sora_peer_replace_track (the dev server keeps a BUNDLE-tag section): 17,976,416 bytes.
-LIBRARY_MAX_BYTES = 17_980_000
+# Deleting a peer's tracks and channels from libdatachannel's tables: 17,981,248 bytes.
+LIBRARY_MAX_BYTES = 17_985_000
 
 
 def test_library_size_is_bounded():

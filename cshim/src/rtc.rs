@@ -38,6 +38,26 @@ type Registry = HashMap<u64, Arc<dyn RtcObserver>>;
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
+/// A track or data channel id the C API handed out for a peer connection.
+#[derive(Clone, Copy)]
+enum Child {
+    Track(c_int),
+    Channel(c_int),
+}
+
+/// The C API keeps every track and data channel (made here or announced by a callback) in
+/// its tables until each is deleted on its own: deleting the peer connection does not do
+/// it. So each peer's ids are listed here, by its token, and deleted with the peer.
+static CHILDREN: Mutex<Option<HashMap<u64, Vec<Child>>>> = Mutex::new(None);
+
+/// Lists `child` under the peer of `ptr`, unless that peer is being dropped already.
+fn adopt(ptr: *mut c_void, child: Child) {
+    let token = ptr as usize as u64;
+    if observer(ptr).is_some() {
+        CHILDREN.lock().get_or_insert_with(HashMap::new).entry(token).or_default().push(child);
+    }
+}
+
 fn observer(ptr: *mut c_void) -> Option<Arc<dyn RtcObserver>> {
     let token = ptr as usize as u64;
     REGISTRY.lock().as_ref().and_then(|r| r.get(&token).cloned())
@@ -154,12 +174,14 @@ unsafe extern "C" fn on_gathering(_pc: c_int, state: sys::rtcGatheringState, ptr
 unsafe extern "C" fn on_data_channel(_pc: c_int, dc: c_int, ptr: *mut c_void) {
     // Setting callbacks on the new channel from here is what libdatachannel expects; messages
     // that arrived before are buffered until the message callback is set.
+    adopt(ptr, Child::Channel(dc));
     sys::rtcSetUserPointer(dc, ptr);
     set_dc_callbacks(dc);
     let label = read_string(|b, n| sys::rtcGetDataChannelLabel(dc, b, n), "label").unwrap_or_default();
     emit(ptr, RtcEvent::RemoteDataChannel { dc, label });
 }
 unsafe extern "C" fn on_track(_pc: c_int, tr: c_int, ptr: *mut c_void) {
+    adopt(ptr, Child::Track(tr));
     sys::rtcSetUserPointer(tr, ptr);
     let mid = read_string(|b, n| sys::rtcGetTrackMid(tr, b, n), "mid").unwrap_or_default();
     emit(ptr, RtcEvent::Track { track: tr, mid });
@@ -339,6 +361,7 @@ impl Peer {
         let _in = gate()?;
         let s = cstr(media_sdp)?;
         let tr = check(unsafe { sys::rtcAddTrack(self.pc, s.as_ptr()) }, "addTrack")?;
+        adopt(self.ptr(), Child::Track(tr));
         unsafe { sys::rtcSetUserPointer(tr, self.ptr()) };
         Ok(tr)
     }
@@ -358,6 +381,9 @@ impl Peer {
     pub fn delete_track(&self, track: i32) -> Result<()> {
         let _in = gate()?;
         check(unsafe { sys::rtcDeleteTrack(track) }, "deleteTrack")?;
+        if let Some(list) = CHILDREN.lock().as_mut().and_then(|m| m.get_mut(&self.token)) {
+            list.retain(|c| !matches!(c, Child::Track(t) if *t == track));
+        }
         Ok(())
     }
 
@@ -381,6 +407,7 @@ impl Peer {
             init.stream = s;
         }
         let dc = check(unsafe { sys::rtcCreateDataChannelEx(self.pc, l.as_ptr(), &init) }, "createDataChannel")?;
+        adopt(self.ptr(), Child::Channel(dc));
         unsafe {
             sys::rtcSetUserPointer(dc, self.ptr());
             set_dc_callbacks(dc);
@@ -406,6 +433,16 @@ impl Drop for Peer {
         }
         let Ok(_in) = gate() else { return };
         unsafe { sys::rtcDeletePeerConnection(self.pc) };
+        // Closed with it; now out of the C API's tables too (callbacks are already off).
+        let children = CHILDREN.lock().as_mut().and_then(|m| m.remove(&self.token)).unwrap_or_default();
+        for child in children {
+            unsafe {
+                match child {
+                    Child::Track(t) => sys::rtcDeleteTrack(t),
+                    Child::Channel(d) => sys::rtcDeleteDataChannel(d),
+                };
+            }
+        }
     }
 }
 
@@ -510,4 +547,35 @@ pub fn track_send(track: i32, packet: &[u8]) -> Result<()> {
         "track send",
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quiet;
+    impl RtcObserver for Quiet {
+        fn on_rtc_event(&self, _ev: RtcEvent) {}
+    }
+
+    fn exists(id: c_int) -> bool {
+        // any id-taking call fails once the C API has forgotten the id
+        let mut buf = [0 as c_char; 64];
+        unsafe { sys::rtcGetTrackMid(id, buf.as_mut_ptr(), 64) >= 0 || sys::rtcGetDataChannelLabel(id, buf.as_mut_ptr(), 64) >= 0 }
+    }
+
+    #[test]
+    fn a_dropped_peer_leaves_no_tracks_or_channels_in_the_c_api() {
+        let peer = Peer::new(&PeerConfig { disable_auto_negotiation: true, ..Default::default() }, Arc::new(Quiet)).unwrap();
+        let audio = peer.add_track("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n").unwrap();
+        let video = peer.add_track("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n").unwrap();
+        let again = peer.add_track("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=inactive\r\na=rtpmap:111 opus/48000/2\r\n").unwrap();
+        let dc = peer.create_data_channel("x", &DataChannelOptions::default()).unwrap();
+        peer.delete_track(video).unwrap();
+        assert!([audio, again, dc].iter().all(|&id| exists(id)));
+        assert!(!exists(video));
+        drop(peer);
+        // before, each stayed in the C API's tables (about 18 KB a connection, both ends)
+        assert!([audio, again, dc].iter().all(|&id| !exists(id)));
+    }
 }
