@@ -677,7 +677,10 @@ class Session:
         if (self.state not in (OFFERING, CONNECTING, ESTABLISHED) or self.peer is None
                 or self.leaving or self.core.stopping):
             return
-        if self.negotiating:
+        if self.negotiating or self.state != ESTABLISHED:
+            # Reconciled when the answer arrives, or once established: a re-offer while the
+            # peer connection is still coming up (ICE/DTLS) made libdatachannel clients lose
+            # it now and then (two connect loops sharing channels: 2-9 in 1600 connects).
             self.renegotiate_pending = True
             return
         self.renegotiate_pending = False
@@ -898,6 +901,8 @@ class Session:
             self._later(self.connection_lifetime,
                         lambda: self._spawn(self.end(CLOSE_NORMAL, "LIFETIME-EXPIRED")))
         self.channel.on_established(self)
+        if self.renegotiate_pending:  # members came or went while it was connecting
+            self.request_renegotiation()
 
     def _establish_timeout(self) -> None:
         if self.state in (OFFERING, CONNECTING):
