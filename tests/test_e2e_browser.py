@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sora_ffi import testpattern
+from sora_ffi.devserver.sdp import bundle_tag
 from browser import browser_peer, chromium  # noqa: F401  (fixtures)
 from conftest import _OFFICIAL_GRAVEYARD, new_sora, wait_until
 from test_e2e_media import VideoReceiver, push_video
@@ -130,11 +131,6 @@ def test_browser_to_browser(server, channel_id, browser_peer, order, codec):
     _check_browser_received(receiver)
 
 
-def _bundle_tag(offer_sdp: str) -> str:
-    line = next(x for x in offer_sdp.split("\r\n") if x.startswith("a=group:BUNDLE "))
-    return line.split()[1]
-
-
 def _leave_answered(server, connection_id: str, sender_id: str):
     """The dev server's view of ``connection_id`` once the re-offer for ``sender_id``'s
     leave was answered: (its offer SDP, whether it is still there)."""
@@ -171,7 +167,8 @@ def test_receiver_outlives_the_sender_it_joined_for(request, server, channel_id,
         rx = VideoReceiver(sdk, receiver, 640, stream_id=first_id)
         receiver.wait_for(lambda: len(rx.indices) >= 30, what="the first sender's frames")
     joined = _leave_answered(server, rx_id, "")[0]
-    tag = _bundle_tag(joined)
+    tag = bundle_tag(joined)
+    assert tag is not None
     assert f"a=msid:{first_id} " in joined.split(f"a=mid:{tag}\r\n")[1].split("m=")[0]
 
     first.close()
@@ -179,7 +176,7 @@ def test_receiver_outlives_the_sender_it_joined_for(request, server, channel_id,
         "the leave re-offer was not answered"
     reoffer, present = _leave_answered(server, rx_id, first_id)
     assert present, "the receiver's connection ended when its sender left"
-    assert _bundle_tag(reoffer) == tag
+    assert bundle_tag(reoffer) == tag
     tag_section = "m=" + reoffer.split(f"a=mid:{tag}\r\n")[0].rsplit("m=", 1)[-1] + \
         reoffer.split(f"a=mid:{tag}\r\n")[1].split("m=")[0]
     assert tag_section.split()[1] != "0" and "a=inactive" in tag_section and "msid" not in tag_section

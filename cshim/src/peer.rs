@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::events::{next_handle_id, Event, EventQueue, EventType};
 use crate::rtc::{self, DataChannelOptions, Peer, PeerConfig, RtcEvent, RtcObserver};
+use crate::signaling::sdp::media_sections;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -111,17 +112,12 @@ impl PeerHandle {
         if !self.tracks.lock().contains(&track) {
             return Err(Error::invalid(format!("track {track} is not one of this peer's")));
         }
-        let old = self.peer.track_description(track)?;
-        let first = |sdp: &str, prefix: &str| {
-            sdp.lines().find_map(|l| l.trim_end().strip_prefix(prefix).map(str::to_owned))
-        };
-        let kind = |sdp: &str| first(sdp, "m=").and_then(|m| m.split(' ').next().map(str::to_owned));
-        if first(media_sdp, "a=mid:") != first(&old, "a=mid:") || kind(media_sdp) != kind(&old) {
-            return Err(Error::invalid(format!(
-                "media_sdp must keep the track's kind and mid ({} a=mid:{})",
-                kind(&old).unwrap_or_default(),
-                first(&old, "a=mid:").unwrap_or_default()
-            )));
+        // (kind, mid) of the first section of an SDP text
+        let id = |text: &str| media_sections(text).into_iter().next().map(|m| (m.kind, m.mid)).unwrap_or_default();
+        let current = id(&self.peer.track_description(track)?);
+        if id(media_sdp) != current {
+            let (kind, mid) = current;
+            return Err(Error::invalid(format!("media_sdp must keep the track's kind and mid ({kind} a=mid:{mid})")));
         }
         let new = self.add_track(media_sdp)?;
         crate::forward::forget(track);

@@ -366,12 +366,6 @@ impl Peer {
         Ok(tr)
     }
 
-    /// The mid of one of this peer's tracks.
-    pub fn track_mid(&self, track: i32) -> Result<String> {
-        let _in = gate()?;
-        read_string(|b, n| unsafe { sys::rtcGetTrackMid(track, b, n) }, "mid")
-    }
-
     /// The media section (SDP text) of one of this peer's tracks.
     pub fn track_description(&self, track: i32) -> Result<String> {
         let _in = gate()?;

@@ -138,8 +138,6 @@ class Session:
         self.upstream: dict = {}  # kind -> mid of the client's own upstream section
         self.upstream_tracks: dict = {}  # kind -> shim track id of that section
         self.down_tracks: dict = {}
-        #: the first mid of the BUNDLE group of the last offer (sdp.bundle_tag)
-        self.bundle_tag: Optional[str] = None
         self._next_mid = 0
         self.dcs: dict = {}  # dc id -> DataChannelState
         self.dc_by_label: dict = {}
@@ -446,7 +444,6 @@ class Session:
         if self.state != OFFERING:
             return
         offer_sdp = self.peer.local_description()
-        self.bundle_tag = sdp.bundle_tag(offer_sdp)
         self._next_mid = max(self._next_mid, sdp.max_numeric_mid(offer_sdp) + 1)
         self.counters.offers += 1
         self.send_ws(self._offer_message(offer_sdp))
@@ -503,15 +500,17 @@ class Session:
         wanted = self.channel.downstream_for(self) if self.channel else []
         keys = {(s.connection_id, kind) for s, kind in wanted}
         changed = False
-        for key in list(self.down_tracks):
-            if key not in keys:
-                dt = self.down_tracks.pop(key)
-                if dt.mid == self.bundle_tag:
-                    # rejecting it would make libwebrtc clients drop their transport (sdp.bundle_tag)
-                    self.peer.replace_track(dt.track_id, dt.idle_section)
-                else:
-                    self.peer.remove_track(dt.track_id)
-                changed = True
+        gone = [key for key in self.down_tracks if key not in keys]
+        # Only called with no offer outstanding: the local description is the last offer.
+        tag = sdp.bundle_tag(self.peer.local_description()) if gone else None
+        for key in gone:
+            dt = self.down_tracks.pop(key)
+            if dt.mid == tag:
+                # rejecting it would make libwebrtc clients drop their transport (sdp.bundle_tag)
+                self.peer.replace_track(dt.track_id, dt.idle_section)
+            else:
+                self.peer.remove_track(dt.track_id)
+            changed = True
         for s, kind in wanted:
             key = (s.connection_id, kind)
             if key in self.down_tracks:
@@ -689,7 +688,6 @@ class Session:
                 return
             self.peer.set_local_description("offer")
             offer_sdp = self.peer.local_description()
-            self.bundle_tag = sdp.bundle_tag(offer_sdp)
         except Exception as e:
             log.error("%s: re-offer failed: %s", self.connection_id, e)
             self._spawn(self.end(CLOSE_INTERNAL, "INTERNAL-ERROR"))
