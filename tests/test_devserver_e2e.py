@@ -312,6 +312,15 @@ def test_replacing_a_section_keeps_its_mid_in_the_bundle():
             offerer.replace_track(a, sdp.video_section("0", "inactive"))
         with pytest.raises(ShimError, match="not one of this peer's"):
             offerer.replace_track(a + 1000, sdp.audio_section("0", "inactive"))
+        for garbage in ("", "not sdp at all", "m=\r\na=mid:\r\n", "x" * 1_000_000):
+            with pytest.raises(ShimError, match="kind and mid"):
+                offerer.replace_track(a, garbage)
+        # NULL arguments through the C ABI: an error status, never a crash
+        from sora_ffi._native import ffi, lib
+        out = ffi.new("int32_t *")
+        assert lib.sora_peer_replace_track(ffi.NULL, a, b"m=audio 9 X 111\r\na=mid:0\r\n", out) < 0
+        with offerer._lock:
+            assert lib.sora_peer_replace_track(offerer._ptr, a, ffi.NULL, out) < 0
         a2 = offerer.replace_track(a, sdp.audio_section("0", "inactive"))
         assert a2 != a
         for retired in (lambda: offerer.remove_track(a),
