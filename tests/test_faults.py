@@ -154,6 +154,65 @@ def test_connection_reset_dc_only_session_survives(ffi, server, channel_id, clie
     assert (code, message) == (CLOSE_SUCCEEDED, CLIENT_DISCONNECT_MESSAGE["dconly"])
 
 
+def _without_candidates(sdp: str) -> tuple[str, list]:
+    """The SDP without its candidate lines, and those candidates (without "a=")."""
+    lines = sdp.split("\r\n")
+    kept = [x for x in lines if not x.startswith(("a=candidate", "a=end-of-candidates"))]
+    return "\r\n".join(kept), [x[2:] for x in lines if x.startswith("a=candidate")]
+
+
+def test_re_offer_while_ice_is_coming_up_is_answered_once_connected(
+        ffi, server, channel_id, clients, ws_mitm):
+    """A re-offer that arrives before the peer connection is up is applied (and answered)
+    only once it is: renegotiating during ICE/DTLS made libdatachannel lose the connection
+    now and then. A relay strips the candidates from both sides, so ICE cannot connect,
+    sends a re-offer right after the offer, and lets the candidates through only after a
+    second."""
+    held, held_s2c, re_answers, released = [], [], [], threading.Event()
+
+    def hook(direction, m):
+        msg = json.loads(m) if isinstance(m, str) else None
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if direction == "s2c" and kind == "offer":
+            msg["sdp"], cands = _without_candidates(msg["sdp"])
+            held_s2c.extend(json.dumps({"type": "candidate", "candidate": c}) for c in cands)
+            return [json.dumps(msg), json.dumps({"type": "re-offer", "sdp": msg["sdp"]})]
+        if direction == "c2s" and kind == "answer":
+            msg["sdp"], cands = _without_candidates(msg["sdp"])
+            held.extend(json.dumps({"type": "candidate", "candidate": c}) for c in cands)
+            return [json.dumps(msg)]
+        if direction == "c2s" and kind == "candidate" and not released.is_set():
+            held.append(m)
+            return []
+        if direction == "c2s" and kind == "re-answer" and not re_answers:
+            re_answers.append(released.is_set())
+            return []  # the server never sent this re-offer
+        return None
+
+    mitm = ws_mitm(server.signaling_url, hook)
+    c = clients(ffi, mitm.url, channel_id, role="recvonly", audio=True).connect(wait=False)
+    c.wait_for(lambda: c.offer, what="offer")
+    time.sleep(1.0)
+    assert re_answers == [] and not c.connected.is_set() and c.disconnects == []
+    assert held, "the client gathered no candidates"
+
+    released.set()
+    ws, up = mitm.pairs[0]
+    for frame in held:
+        mitm.call_soon(lambda f=frame: asyncio.ensure_future(up.send(f)))
+    for frame in held_s2c:
+        mitm.call_soon(lambda f=frame: asyncio.ensure_future(ws.send(f)))
+    c.wait_connected()
+    c.wait_for(lambda: re_answers, what="the re-answer")
+    assert re_answers == [True]
+
+    # and the session is healthy: a real re-offer (a sender joining) gives it a track
+    sender = clients(ffi, server, channel_id, role="sendonly", audio=True).connect()
+    c.wait_for(lambda: c.tracks, what="the sender's track")
+    assert c.disconnects == []
+    sender.disconnect()
+
+
 # ------------------------------------------------------------ fake servers
 async def _until_closed(ws):
     try:

@@ -151,6 +151,10 @@ struct Session {
     /// Redirects followed so far (at most MAX_REDIRECTS).
     redirects: u32,
     pc_connected: bool,
+    /// A re-offer that came while ICE/DTLS was still coming up, applied once connected:
+    /// renegotiating then made libdatachannel lose the connection now and then. Only the
+    /// latest is kept (it describes the whole session) and answered.
+    deferred_re_offer: Option<(Value, String)>,
     self_notified: bool,
     connected: bool,
     connection_id: String,
@@ -204,6 +208,7 @@ impl Session {
             offer_received: false,
             redirects: 0,
             pc_connected: false,
+            deferred_re_offer: None,
             self_notified: false,
             connected: false,
             connection_id: String::new(),
@@ -588,6 +593,11 @@ impl Session {
         };
         if self.peer.is_none() {
             return self.finish(code::INTERNAL_ERROR, format!("{kind} before offer"));
+        }
+        if !self.pc_connected {
+            log::debug!("{kind} before the peer connection is up: applied once connected");
+            self.deferred_re_offer = Some((v.clone(), kind.to_string()));
+            return;
         }
         if let Some(answer) = self.apply_offer(sdp_text, None).await {
             let reply = if kind == "update" { "update" } else { "re-answer" };
@@ -1098,6 +1108,9 @@ impl Session {
                 2 => {
                     self.pc_connected = true;
                     self.check_connected();
+                    if let Some((v, kind)) = self.deferred_re_offer.take() {
+                        self.on_re_offer(&v, &kind).await;
+                    }
                 }
                 // While disconnecting the server tears the peer down: that is the expected end.
                 4 if self.disconnecting.is_none() => {
