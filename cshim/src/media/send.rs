@@ -247,7 +247,7 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
             cc.stamp(&mut p, Instant::now()); // a transport-wide number at the moment it leaves
         }
         if rtc::track_send(track, &p).is_ok() {
-            let payload = p.len().saturating_sub(super::rtp::RTP_HEADER_LEN);
+            let payload = p.len() - super::rtp::hdrext::header_len(&p);
             shared.stats.lock().on_packet_sent(p.len(), payload, retransmission, delay);
         }
     };

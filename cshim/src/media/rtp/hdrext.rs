@@ -56,6 +56,22 @@ fn block(packet: &[u8]) -> Option<Block<'_>> {
     Some(Block { start, end, one_byte, elements })
 }
 
+/// The length of an RTP packet's header: the fixed part, the CSRCs and the extension block
+/// (what W3C stats count as header bytes); the whole packet when it is cut short.
+pub fn header_len(packet: &[u8]) -> usize {
+    if packet.len() < 12 {
+        return packet.len();
+    }
+    let mut len = 12 + 4 * (packet[0] & 0x0f) as usize;
+    if packet[0] & 0x10 != 0 {
+        len += match packet.get(len + 2..len + 4) {
+            Some(w) => 4 + 4 * u16::from_be_bytes([w[0], w[1]]) as usize,
+            None => return packet.len(),
+        };
+    }
+    len.min(packet.len())
+}
+
 /// The value of header extension element `id` of `packet`; None when it has none or is
 /// malformed.
 pub fn extension(packet: &[u8], id: u8) -> Option<&[u8]> {
@@ -109,7 +125,7 @@ pub fn replace_extension(packet: &[u8], id: u8, value: &[u8]) -> Option<Vec<u8>>
 
 #[cfg(test)]
 mod tests {
-    use super::{extension, replace_extension, write_extension};
+    use super::{extension, header_len, replace_extension, write_extension};
 
     fn packet(profile: u16, body: &[u8], payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7];
@@ -164,6 +180,20 @@ mod tests {
         assert_eq!(extension(&p, 1), Some(&[0x7f][..]));
         assert!(!write_extension(&mut p, 3, &[1])); // another length
         assert!(!write_extension(&mut p, 9, &[1, 2]));
+    }
+
+    #[test]
+    fn header_length_counts_csrcs_and_the_extension_block() {
+        let mut p = vec![0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2];
+        p.extend_from_slice(&[9; 20]);
+        assert_eq!(header_len(&p), 12);
+        // one CSRC and a one-byte block of two words
+        let mut q = vec![0x91, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xBE, 0xDE, 0, 2];
+        q.extend_from_slice(&[0x10, 1, 0x21, 2, 3, 0, 0, 0]);
+        q.extend_from_slice(&[9; 20]);
+        assert_eq!(header_len(&q), 28);
+        assert_eq!(header_len(&q[..18]), 18, "cut short");
+        assert_eq!(header_len(&[0x80, 1]), 2);
     }
 
     #[test]
