@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional, Union
 
@@ -30,7 +31,7 @@ from ._track import SoraMediaTrack
 __all__ = [
     "connect", "AsyncConnection", "SoraConnectionError",
     "SetOffer", "WsClose", "Disconnect", "SignalingMessage", "Notify", "Push", "Message", "Rpc",
-    "Switched", "Track", "DataChannel", "Connected", "SoraEvent",
+    "Switched", "Track", "DataChannel", "Connected", "SoraEvent", "AudioStreamingResult",
 ]
 
 
@@ -112,6 +113,38 @@ class Connected:
     connection_id: str
 
 
+@dataclass(frozen=True)
+class AudioStreamingResult:
+    """One audio streaming result push: what the gateway said (`result`, e.g.
+    `{"type": ..., "message": "hello", "is_final": True}`) about the audio of the connection
+    `connection_id` (the speaker, not necessarily this one)."""
+    connection_id: str
+    result: Any
+
+    @property
+    def text(self) -> Optional[str]:
+        """The recognized text of a result that carries one (`message`)."""
+        msg = self.result.get("message") if isinstance(self.result, dict) else None
+        return msg if isinstance(msg, str) else None
+
+    @property
+    def is_final(self) -> bool:
+        return isinstance(self.result, dict) and self.result.get("is_final") is True
+
+
+def parse_audio_streaming_result(push: str) -> Optional[AudioStreamingResult]:
+    """The AudioStreamingResult in a push message, or None for other pushes."""
+    try:
+        msg = json.loads(push)
+    except ValueError:
+        return None
+    data = msg.get("data") if isinstance(msg, dict) else None
+    if not isinstance(data, dict) or data.get("type") != "audio_streaming_result":
+        return None
+    cid = data.get("connection_id")
+    return AudioStreamingResult(cid if isinstance(cid, str) else "", data.get("result"))
+
+
 SoraEvent = Union[SetOffer, WsClose, Disconnect, SignalingMessage, Notify, Push, Message, Rpc,
                   Switched, Track, DataChannel, Connected]
 
@@ -150,6 +183,8 @@ class AsyncConnection:
         self._ended: Optional[asyncio.Future[tuple[Any, str]]] = None
         self._open_channels: set[str] = set()
         self._channel_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        #: one queue per audio_streaming_results() iterator; None ends it
+        self._result_queues: list[asyncio.Queue[Optional[AudioStreamingResult]]] = []
         self.dropped = 0
 
     @property
@@ -203,6 +238,28 @@ class AsyncConnection:
             yield event
             if isinstance(event, Disconnect):
                 return
+
+    def audio_streaming_results(self) -> AsyncIterator[AudioStreamingResult]:
+        """The audio streaming results pushed to this connection (Sora's
+        `audio_streaming_result` pushes, parsed), from now on, ending when the session
+        ends. Any number of iterators; each gets every result. `events()` still sees them
+        as `Push`."""
+        self._require_open()
+        queue: asyncio.Queue[Optional[AudioStreamingResult]] = asyncio.Queue()
+        if self._ended is not None and self._ended.done():
+            queue.put_nowait(None)
+        else:
+            self._result_queues.append(queue)
+        return self._iterate_results(queue)
+
+    async def _iterate_results(self, queue: "asyncio.Queue[Optional[AudioStreamingResult]]"
+                               ) -> AsyncIterator[AudioStreamingResult]:
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            if queue in self._result_queues:
+                self._result_queues.remove(queue)
 
     async def send(self, label: str, data: bytes) -> bool:
         """Sends on a messaging channel; False when it is not open (see `wait_data_channel`)."""
@@ -261,6 +318,11 @@ class AsyncConnection:
         self._events.append(event_type(*args))
         assert self._wakeup is not None and self._connected is not None and self._ended is not None
         self._wakeup.set()
+        if kind == "push" and self._result_queues:
+            result = parse_audio_streaming_result(args[0])
+            if result is not None:
+                for q in self._result_queues:
+                    q.put_nowait(result)
         if kind == "connected" and not self._connected.done():
             self._connected.set_result(args[0])
         elif kind == "data_channel":
@@ -272,6 +334,9 @@ class AsyncConnection:
             code, message = args
             if not self._ended.done():
                 self._ended.set_result((code, message))
+            for q in self._result_queues:
+                q.put_nowait(None)
+            self._result_queues.clear()
             error = SoraConnectionError(code, message)
             if not self._connected.done():
                 self._connected.set_exception(error)

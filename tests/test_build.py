@@ -256,7 +256,9 @@ def test_library_needs_only_base_system_libraries():
 # spotlight's voice meter, the audio level header and CPU adaptation of simulcast: 17.96 MB.
 # sora_peer_replace_track (the dev server keeps a BUNDLE-tag section): 17,976,416 bytes.
 # Deleting a peer's tracks and channels from libdatachannel's tables: 17,981,248 bytes.
-LIBRARY_MAX_BYTES = 17_985_000
+# Audio streaming: an HTTP/2 client (h2 and http, tracing compiled out, size-optimised),
+# the Opus decoder at any rate for the gateway: 18,414,784 bytes.
+LIBRARY_MAX_BYTES = 18_420_000
 
 
 def test_library_size_is_bounded():

@@ -112,6 +112,16 @@
 #define SORA_EVENT_KEYFRAME_REQUEST 20
 
 /*
+ A JSON line from an audio streaming gateway (see sora_peer_stream_audio).
+ */
+#define SORA_EVENT_AUDIO_STREAM_RESULT 21
+
+/*
+ An audio stream's state: a = 1 streaming, 2 retrying, 3 stopped, 4 warning; text = why.
+ */
+#define SORA_EVENT_AUDIO_STREAM_STATE 22
+
+/*
  Low-level peer events.
  */
 #define SORA_EVENT_PEER_LOCAL_DESCRIPTION 100
@@ -171,6 +181,11 @@ typedef struct SoraEventQueue SoraEventQueue;
 typedef struct SoraFrameTransformer SoraFrameTransformer;
 
 /*
+ An Opus decoder (opaque): packets in, int16 PCM out at the rate asked for.
+ */
+typedef struct SoraOpusDecoder SoraOpusDecoder;
+
+/*
  A WebRTC peer connection (opaque).
  */
 typedef struct SoraPeer SoraPeer;
@@ -210,6 +225,40 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/*
+ Streams the Opus that the receiving audio track `track` gets to a gateway: one HTTP/2
+ POST (h2c for http://, h2 over TLS for https://) whose body is the payloads as they
+ arrive, made again after a back-off when it fails or ends. Events go to `queue` with
+ source = `*out_stream`: SORA_EVENT_AUDIO_STREAM_RESULT (text = a JSON line of the
+ response) and SORA_EVENT_AUDIO_STREAM_STATE (a = 1 streaming, 2 retrying, 3 stopped,
+ 4 warning; text = why). `config_json`: {"url" (required), "headers": {name: value},
+ "framed" (20-byte header before each payload: Unix µs u64, sequence u64, length u32,
+ big-endian; default false), "ca_cert", "client_cert", "client_key" (PEM text, https
+ only), "retry_interval_ms" (first back-off, default 500, doubling up to 5 s),
+ "queue_packets" (what waits for the gateway, default 250; more is dropped and counted)}.
+ One stream per track. It ends by itself when the track goes. Thread-safe.
+ */
+int32_t sora_peer_stream_audio(const SoraPeer *p,
+                               int32_t track,
+                               const SoraEventQueue *queue,
+                               const char *config_json,
+                               uint64_t *out_stream);
+
+/*
+ Stops a stream: its request body is ended and no new request made; a last
+ SORA_EVENT_AUDIO_STREAM_STATE with a = 3 follows. Thread-safe.
+ */
+int32_t sora_audio_stream_stop(uint64_t stream);
+
+/*
+ What a running stream has done: packets and Opus bytes handed to the gateway, packets
+ dropped because the gateway was not taking them fast enough. Thread-safe.
+ */
+int32_t sora_audio_stream_counters(uint64_t stream,
+                                   uint64_t *packets,
+                                   uint64_t *bytes,
+                                   uint64_t *dropped);
 
 /*
  The video codec engines of this build on this machine, as the official
@@ -550,6 +599,30 @@ int32_t sora_buffer_view(const SoraBuffer *b, const uint8_t **data, size_t *len)
  Frees a buffer. NULL is ignored.
  */
 void sora_buffer_free(SoraBuffer *b);
+
+/*
+ Creates an Opus decoder whose output is `channels` (1 or 2) interleaved at
+ `sample_rate` (8000, 12000, 16000, 24000 or 48000) whatever the packets carry.
+ */
+int32_t sora_opus_decoder_new(int32_t sample_rate, int32_t channels, SoraOpusDecoder **out);
+
+/*
+ Decodes one Opus packet (`packet` NULL: conceals one lost packet) into `out`, which
+ holds `capacity` samples per channel (120 ms is always enough). `*out_samples`
+ receives the samples per channel written. A corrupt packet is an error and changes
+ nothing. Not thread-safe per decoder.
+ */
+int32_t sora_opus_decoder_decode(SoraOpusDecoder *d,
+                                 const uint8_t *packet,
+                                 size_t len,
+                                 int16_t *out,
+                                 size_t capacity,
+                                 size_t *out_samples);
+
+/*
+ Frees an Opus decoder. NULL is ignored.
+ */
+void sora_opus_decoder_destroy(SoraOpusDecoder *d);
 
 /*
  Creates a voice activity detector (earshot network plus a tonal check; see docs).

@@ -36,6 +36,13 @@ pub enum EventType {
     /// An encoded video source should send a keyframe (media::encoded): source = the
     /// source's id, text = why.
     KeyframeRequest = 20,
+    /// A result from an audio streaming gateway (audio_stream): source = the stream's id,
+    /// text = one line of its response (a JSON object).
+    AudioStreamResult = 21,
+    /// An audio stream's state changed: source = the stream's id, a = 1 streaming (the
+    /// gateway answered 200), 2 failed and retrying (text = why), 3 stopped, 4 warning
+    /// (text = what: a bad line, audio dropped).
+    AudioStreamState = 22,
     PeerLocalDescription = 100,
     PeerLocalCandidate = 101,
     PeerState = 102,

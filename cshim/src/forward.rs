@@ -120,6 +120,14 @@ struct Routes {
     twcc: HashMap<i32, (u8, Arc<Mutex<FeedbackRecorder>>)>,
     /// audio source track → its packets with a level, and those loud enough for voice
     voice: HashMap<i32, Arc<VoiceMeter>>,
+    /// source track → who else takes its RTP (the audio streaming client)
+    taps: HashMap<i32, Arc<dyn RtpTap>>,
+}
+
+/// Takes a copy of a source track's RTP as it arrives ([`set_tap`]), on the thread that
+/// received it: must not block.
+pub trait RtpTap: Send + Sync {
+    fn on_rtp(&self, packet: &[u8]);
 }
 
 /// Counts an audio source's packets by their `ssrc-audio-level` (lock-free).
@@ -185,6 +193,9 @@ impl PacketHandler for Forwarder {
             }
             if let Some(meter) = r.voice.get(&track) {
                 meter.on_rtp(packet);
+            }
+            if let Some(tap) = r.taps.get(&track) {
+                tap.on_rtp(packet);
             }
             if let Some((id, recorder)) = r.twcc.get(&track) {
                 if let Some(seq) = extension(packet, *id).filter(|v| v.len() == 2) {
@@ -426,6 +437,7 @@ pub fn forget(track: i32) {
         r.selection.remove(&track);
         r.twcc.remove(&track);
         r.voice.remove(&track);
+        r.taps.remove(&track);
         for l in r.down.values_mut() {
             l.retain(|&d| d != track);
         }
@@ -524,6 +536,23 @@ pub fn set_voice_meter(src: i32, ext_id: u8, voice_level: u8) -> Result<()> {
     ROUTES.write().get_or_insert_with(Routes::default).voice.insert(src, meter);
     rtc::set_packet_handler(src, forwarder());
     Ok(())
+}
+
+/// From now on `tap` also gets the RTP that the receiving track `src` receives (None: no
+/// longer). One tap per track; a new one replaces the last.
+pub fn set_tap(src: i32, tap: Option<Arc<dyn RtpTap>>) {
+    let mut guard = ROUTES.write();
+    let r = guard.get_or_insert_with(Routes::default);
+    match tap {
+        Some(t) => {
+            r.taps.insert(src, t);
+            drop(guard);
+            rtc::set_packet_handler(src, forwarder());
+        }
+        None => {
+            r.taps.remove(&src);
+        }
+    }
 }
 
 /// (packets with a level, packets loud enough for voice) of `src` since

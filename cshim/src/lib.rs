@@ -1,5 +1,6 @@
 //! sora_shim: Sora signaling and WebRTC (libdatachannel) behind a flat C ABI.
 //! See docs/c-abi.md for the contract and docs/design.md for why it is shaped this way.
+pub mod audio_stream;
 pub mod connection;
 pub mod error;
 pub mod events;

@@ -58,6 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="UDP port range for the WebRTC peers")
     p.add_argument("--establish-timeout", type=float, default=30.0,
                    help="seconds a client has from the offer to being connected")
+    p.add_argument("--session-webhook", metavar="URL",
+                   help="POST session.created / session.destroyed to this URL")
+    a = p.add_argument_group("audio streaming (docs/audio-streaming.md)")
+    a.add_argument("--audio-streaming-url", metavar="URL",
+                   help="the gateway: http:// (h2c) or https:// (h2), e.g. the one "
+                        "python -m sora_ffi.gateway serves")
+    a.add_argument("--audio-streaming-header", action="store_true",
+                   help="each Opus payload after 20 bytes: Unix µs, sequence number, length")
+    a.add_argument("--audio-streaming-tls-cert", metavar="PEM",
+                   help="client certificate (chain) for an https:// gateway")
+    a.add_argument("--audio-streaming-tls-key", metavar="PEM", help="its private key")
+    a.add_argument("--audio-streaming-ca", metavar="PEM",
+                   help="CA the gateway's certificate is checked against (default: the system's)")
+    a.add_argument("--no-default-audio-streaming-result-push", action="store_true",
+                   help="connections start unsubscribed from audio streaming results")
+    a.add_argument("--audio-streaming-webhooks", action="store_true",
+                   help="send audio-streaming.started/.stopped to --session-webhook")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     p.add_argument("-v", "--verbose", action="store_true", help="same as --log-level INFO")
@@ -82,6 +99,14 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
         bind_address=args.bind_address,
         port_range=args.port_range,
         establish_timeout=args.establish_timeout,
+        session_webhook=args.session_webhook,
+        audio_streaming_url=args.audio_streaming_url,
+        audio_streaming_header=args.audio_streaming_header,
+        audio_streaming_tls_cert=args.audio_streaming_tls_cert,
+        audio_streaming_tls_key=args.audio_streaming_tls_key,
+        audio_streaming_ca=args.audio_streaming_ca,
+        default_audio_streaming_result_push=not args.no_default_audio_streaming_result_push,
+        audio_streaming_webhooks=args.audio_streaming_webhooks,
     )
 
 

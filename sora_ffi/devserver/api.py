@@ -21,6 +21,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import strictjson
+from .audio_streaming import StreamingError
 from .sdp import REQUESTABLE_RIDS as RIDS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -311,6 +312,62 @@ async def reset_spotlight_rid(core, params):
     return await request_spotlight_rid(core, params, reset=True)
 
 
+# ---------------------------------------------------------------- audio streaming
+def _streaming(core, params: dict):
+    ch = _channel(core, params)
+    if ch.audio_streaming is None:  # pragma: no cover - every served channel has one
+        raise bad_request("audio streaming is not available")
+    return ch, ch.audio_streaming
+
+
+def _streaming_call(fn: Callable) -> None:
+    try:
+        fn()
+    except StreamingError as e:
+        raise bad_request(str(e)) from None
+
+
+async def start_audio_streaming(core, params):
+    _, st = _streaming(core, params)
+    _streaming_call(st.api_start)
+    return {}
+
+
+async def stop_audio_streaming(core, params):
+    _, st = _streaming(core, params)
+    _streaming_call(st.api_stop)
+    return {}
+
+
+async def _set_subscription(core, params, on: bool):
+    s = _connection(core, params)
+    s.channel.audio_streaming.api_subscribe(s.connection_id, on)
+    return {}
+
+
+async def subscribe_audio_streaming_result_push(core, params):
+    return await _set_subscription(core, params, True)
+
+
+async def unsubscribe_audio_streaming_result_push(core, params):
+    return await _set_subscription(core, params, False)
+
+
+async def list_audio_streaming_result_push_state(core, params):
+    _, st = _streaming(core, params)
+    return st.api_list()
+
+
+async def terminate_session(core, params):
+    """Ends every connection of the session (the way out of an auto-streaming session)."""
+    ch = _channel(core, params)
+    session_id = require_str(params, "session_id")
+    if session_id != ch.session_id:
+        raise not_found(f"session {session_id!r} not found in channel {ch.channel_id!r}")
+    core.end_sessions(ch.sessions.values(), 1000, "DISCONNECTED-API")
+    return {}
+
+
 TARGETS: dict = {
     "Sora_20151104.DisconnectConnection": disconnect_connection,
     "Sora_20151104.DisconnectChannel": disconnect_channel,
@@ -333,6 +390,12 @@ TARGETS: dict = {
     "Sora_20200807.ChangeSpotlightNumber": change_spotlight_number,
     "Sora_20211215.RequestSpotlightRid": request_spotlight_rid,
     "Sora_20211215.ResetSpotlightRid": reset_spotlight_rid,
+    "Sora_20221221.StartAudioStreaming": start_audio_streaming,
+    "Sora_20221221.StopAudioStreaming": stop_audio_streaming,
+    "Sora_20221221.SubscribeAudioStreamingResultPush": subscribe_audio_streaming_result_push,
+    "Sora_20221221.UnsubscribeAudioStreamingResultPush": unsubscribe_audio_streaming_result_push,
+    "Sora_20230628.ListAudioStreamingResultPushState": list_audio_streaming_result_push_state,
+    "Sora_20230628.TerminateSession": terminate_session,
 }
 
 

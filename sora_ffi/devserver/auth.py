@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import copy
 import datetime
-import urllib.error
-import urllib.request
 import uuid
 import warnings
 from typing import Any, Optional
 
 from . import strictjson
+from .httpclient import HttpClientError, post_json
 
 #: JWT claims that are not overrides.
 REGISTERED_CLAIMS = {"channel_id", "exp", "nbf", "iat", "iss", "aud", "sub", "jti"}
@@ -219,21 +218,10 @@ def call_webhook(url: str, body: dict, *, timeout: float = 5.0) -> dict:
 
     Blocking (urllib): call it from a worker thread.
     """
-    data = strictjson.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "sora_ffi-devserver"},
-    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status = resp.status
-            payload = resp.read(1 << 20)
-    except urllib.error.HTTPError as e:
-        raise AuthError(f"AUTH-WEBHOOK-ERROR: status {e.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        payload = post_json(url, body, timeout=timeout)
+    except HttpClientError as e:
         raise AuthError(f"AUTH-WEBHOOK-ERROR: {e}") from None
-    if status != 200:
-        raise AuthError(f"AUTH-WEBHOOK-ERROR: status {status}")
     try:
         reply = strictjson.loads(payload)
     except ValueError as e:

@@ -17,6 +17,7 @@ import zlib
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import filters, spotlight, strictjson
+from .audio_streaming import SessionStreaming
 from .auth import now_iso
 from .inflate import inflate
 from .peerloop import PeerClosed
@@ -36,9 +37,20 @@ def same_bundle(a: "Session", b: "Session") -> bool:
 
 
 class Channel:
-    def __init__(self, channel_id: str):
+    """One channel while it has connections: a Sora session (its ``session_id``)."""
+
+    def __init__(self, channel_id: str, session_id: str = "", core=None):
         self.channel_id = channel_id
+        self.session_id = session_id
+        self.created_time = time.time()
+        #: connections the session has had, and the most at once (session webhooks)
+        self.total_connections = 0
+        self.max_connections = 0
         self.sessions: dict = {}  # connection_id -> Session, in join order
+        #: audio streaming state (audio_streaming.py); None for a channel without a server
+        self.audio_streaming: Optional[SessionStreaming] = (
+            SessionStreaming(self, core) if core is not None else None)
+        self.webhooks = None  # session_webhook.Sender, set by the server
         #: who is focused, once a spotlight connection is established (spotlight.py)
         self.spotlight: Optional[spotlight.Spotlight] = None
         self._spotlight_task: Optional[asyncio.Task] = None
@@ -47,6 +59,8 @@ class Channel:
     # ----------------------------------------------------------------- membership
     def add(self, s: "Session") -> None:
         self.sessions[s.connection_id] = s
+        self.total_connections += 1
+        self.max_connections = max(self.max_connections, len(self.sessions))
 
     def established(self) -> list:
         return [s for s in self.sessions.values() if s.is_established]
@@ -114,6 +128,8 @@ class Channel:
         if self.sessions.get(s.connection_id) is not s:
             return
         del self.sessions[s.connection_id]
+        if self.audio_streaming is not None:
+            self.audio_streaming.member_left(s)
         self._renegotiate_for(s)
         if not was_established:
             return
@@ -274,14 +290,22 @@ class Channel:
 class Channels:
     """All channels of one server (created on first join, dropped when empty)."""
 
-    def __init__(self):
+    def __init__(self, core=None):
         self._channels: dict = {}
+        self._core = core
 
     def join(self, s: "Session") -> Channel:
+        """Adds ``s`` to its channel. The first connection of a channel starts its Sora
+        session (whose id ``s`` brings); later ones take the session's id."""
         ch = self._channels.get(s.params.channel_id)
+        created = ch is None
         if ch is None:
-            ch = self._channels[s.params.channel_id] = Channel(s.params.channel_id)
+            ch = self._channels[s.params.channel_id] = Channel(
+                s.params.channel_id, s.session_id, self._core)
+        s.session_id = ch.session_id
         ch.add(s)
+        if created and self._core is not None:
+            self._core.on_session_created(ch)
         return ch
 
     def leave(self, s: "Session", was_established: bool) -> None:
@@ -289,8 +313,10 @@ class Channels:
         if ch is None:
             return
         ch.remove(s, was_established)
-        if not ch.sessions:
-            self._channels.pop(ch.channel_id, None)
+        if not ch.sessions and self._channels.get(ch.channel_id) is ch:
+            del self._channels[ch.channel_id]
+            if self._core is not None:
+                self._core.on_session_destroyed(ch)
 
     def get(self, channel_id: str) -> Optional[Channel]:
         return self._channels.get(channel_id)

@@ -117,6 +117,8 @@ class ConnectParams:
     ignore_disconnect_websocket: bool = False
     data_channels: list = field(default_factory=list)  # DataChannelSpec, requested ones
     rpc_methods: Optional[list] = None
+    #: audio streaming: this connection's audio goes to the gateway with this code
+    audio_streaming_language_code: Optional[str] = None
     #: ``forwarding_filter(s)``, in the order they are tried (filters.py)
     forwarding_filters: list = field(default_factory=list)
     redirect: bool = False
@@ -275,6 +277,30 @@ def parse_data_channels(value: object) -> list:
     return out
 
 
+#: the longest language code accepted (bytes of UTF-8) [U: Sora's own limit is not known]
+MAX_LANGUAGE_CODE_BYTES = 255
+
+
+def parse_language_code(value: object) -> Optional[str]:
+    """``audio_streaming_language_code`` of a connect or an auth result: None (absent) or a
+    non-empty string that can be sent as an HTTP header value; ValueError otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("audio_streaming_language_code must be a string")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("audio_streaming_language_code is not valid UTF-8") from None
+    if not raw:
+        raise ValueError("audio_streaming_language_code must not be empty")
+    if len(raw) > MAX_LANGUAGE_CODE_BYTES:
+        raise ValueError(f"audio_streaming_language_code is longer than {MAX_LANGUAGE_CODE_BYTES} bytes")
+    if any(c < 0x20 or c == 0x7F for c in raw):
+        raise ValueError("audio_streaming_language_code must not contain control characters")
+    return value
+
+
 def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
                   default_ignore_disconnect_websocket: bool = False) -> ConnectParams:
     """Validates ``msg`` (an already-decoded JSON value) as a ``connect`` message."""
@@ -370,6 +396,10 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
     p.rpc_methods = rpc
     try:
         p.forwarding_filters = filters.parse_filters(msg.get("forwarding_filter"), msg.get("forwarding_filters"))
+    except ValueError as e:
+        raise ProtocolError(f"INVALID-PARAMETER: {e}") from None
+    try:
+        p.audio_streaming_language_code = parse_language_code(msg.get("audio_streaming_language_code"))
     except ValueError as e:
         raise ProtocolError(f"INVALID-PARAMETER: {e}") from None
     p.redirect = msg.get("redirect") is True

@@ -36,6 +36,9 @@ EV_PEER_DC_MESSAGE = _const("SORA_EVENT_PEER_DC_MESSAGE", 105)
 EV_PEER_DC_CLOSED = _const("SORA_EVENT_PEER_DC_CLOSED", 106)
 EV_PEER_TRACK = _const("SORA_EVENT_PEER_TRACK", 107)
 EV_PEER_DATA_CHANNEL = _const("SORA_EVENT_PEER_DATA_CHANNEL", 108)
+EV_AUDIO_STREAM_RESULT = _const("SORA_EVENT_AUDIO_STREAM_RESULT", 21)
+EV_AUDIO_STREAM_STATE = _const("SORA_EVENT_AUDIO_STREAM_STATE", 22)
+AUDIO_STREAMING, AUDIO_RETRYING, AUDIO_STOPPED, AUDIO_WARNING = 1, 2, 3, 4
 
 PC_NEW, PC_CONNECTING, PC_CONNECTED, PC_DISCONNECTED, PC_FAILED, PC_CLOSED = range(6)
 GATHERING_COMPLETE = 2
@@ -186,6 +189,15 @@ class Peer:
         layer = self._call(lambda p: check(lib.sora_peer_forwarded_layer(p, track)))
         return f"r{layer}" if 0 <= layer <= 2 else None
 
+    def stream_audio(self, track: int, queue: EventQueue, config: dict) -> int:
+        """Streams the Opus our receiving audio ``track`` gets to an HTTP/2 gateway
+        (``sora_peer_stream_audio``; ``config`` as there); its events go to ``queue`` with
+        the returned stream id as source. Stop it with :func:`stop_audio_stream`."""
+        out = ffi.new("uint64_t *")
+        self._call(lambda p: check(lib.sora_peer_stream_audio(
+            p, track, queue.ptr, json.dumps(config).encode(), out)))
+        return int(out[0])
+
     def close_and_destroy(self) -> None:
         """Closes and frees the peer; idempotent; may block briefly (call off the loop)."""
         self._closing = True
@@ -197,6 +209,19 @@ class Peer:
                 lib.sora_peer_close(ptr)
             finally:
                 lib.sora_peer_destroy(ptr)
+
+
+def stop_audio_stream(stream: int) -> None:
+    """Ends a stream's request body; no new request is made. A stream whose track went
+    with its peer has ended already: nothing to do then."""
+    check(lib.sora_audio_stream_stop(stream))
+
+
+def audio_stream_counters(stream: int) -> tuple:
+    """(packets, Opus bytes) handed to the gateway and packets dropped, of a stream."""
+    p, b, d = ffi.new("uint64_t *"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    check(lib.sora_audio_stream_counters(stream, p, b, d))
+    return int(p[0]), int(b[0]), int(d[0])
 
 
 class PeerLoop:

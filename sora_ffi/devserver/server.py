@@ -20,14 +20,17 @@ import asyncio
 import concurrent.futures
 import http
 import logging
+import os
 import ssl
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from websockets.asyncio.server import serve
 
-from . import api
+from . import api, session_webhook
+from .audio_streaming import GatewayConfig
 from .channel import Channels
 from .session import CLOSE_GOING_AWAY, Session
 
@@ -57,6 +60,22 @@ class DevServerConfig:
     establish_timeout: float = 30.0
     disconnected_timeout: float = 10.0
     api: bool = True
+    #: session webhooks (session.created / session.destroyed) go here
+    session_webhook: Optional[str] = None
+    #: audio streaming (docs/audio-streaming.md): the gateway's http:// (h2c) or https://
+    #: (h2) URL; None: off
+    audio_streaming_url: Optional[str] = None
+    #: each Opus payload after 20 bytes (Unix µs, sequence number, length)
+    audio_streaming_header: bool = False
+    #: PEM files: our client certificate and key for the gateway, and the CA it is checked
+    #: against (default: the system's)
+    audio_streaming_tls_cert: Optional[str] = None
+    audio_streaming_tls_key: Optional[str] = None
+    audio_streaming_ca: Optional[str] = None
+    #: whether a connection starts subscribed to audio streaming result pushes
+    default_audio_streaming_result_push: bool = True
+    #: send audio-streaming.started / .stopped to the session webhook
+    audio_streaming_webhooks: bool = False
 
     def __post_init__(self):
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -67,9 +86,40 @@ class DevServerConfig:
             self.ping_interval = None
         if self.redirect_to is not None and not self.redirect_to.startswith(("ws://", "wss://")):
             raise ValueError("redirect_to must be a ws:// or wss:// URL")
-        if self.auth_webhook is not None and not self.auth_webhook.startswith(
-                ("http://", "https://")):
-            raise ValueError("auth_webhook must be an http:// URL")
+        for name in ("auth_webhook", "session_webhook"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must be an http:// or https:// URL")
+        self._check_audio_streaming()
+
+    def _check_audio_streaming(self) -> None:
+        url = self.audio_streaming_url
+        files = (self.audio_streaming_tls_cert, self.audio_streaming_tls_key, self.audio_streaming_ca)
+        if url is None:
+            if any(files) or self.audio_streaming_header:
+                raise ValueError("the audio_streaming_* options need audio_streaming_url")
+            return
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("audio_streaming_url must be an http:// (h2c) or https:// (h2) URL")
+        if ":" in parsed.hostname:
+            raise ValueError("audio_streaming_url: IPv6 gateways are not supported (nor by Sora)")
+        if any(files) and parsed.scheme != "https":
+            raise ValueError("audio streaming TLS files need an https:// audio_streaming_url")
+        if (self.audio_streaming_tls_cert is None) != (self.audio_streaming_tls_key is None):
+            raise ValueError("audio_streaming_tls_cert and audio_streaming_tls_key go together")
+        for path in files:
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"no such file: {path}")
+        if self.audio_streaming_webhooks and not self.session_webhook:
+            raise ValueError("audio_streaming_webhooks needs session_webhook")
+
+    def audio_streaming_gateway(self) -> "Optional[GatewayConfig]":
+        if self.audio_streaming_url is None:
+            return None
+        return GatewayConfig(self.audio_streaming_url, self.audio_streaming_header,
+                             self.audio_streaming_tls_cert, self.audio_streaming_tls_key,
+                             self.audio_streaming_ca)
 
 
 def _url_host(host: str) -> str:
@@ -88,7 +138,7 @@ class AsyncDevServer:
     def __init__(self, config: Optional[DevServerConfig] = None, **kwargs: Any):
         self.config = config or DevServerConfig(**kwargs)
         self.version = VERSION
-        self.channels = Channels()
+        self.channels = Channels(self)
         self.sessions: set = set()
         self.peerloop = None
         self._ws_server = None
@@ -136,6 +186,19 @@ class AsyncDevServer:
         c = ch.counts()
         return {k: v for k, v in c.items() if not k.endswith(("upstream_connections",
                                                                 "downstream_connections"))}
+
+    # ---------------------------------------------------- Sora sessions (channels)
+    def on_session_created(self, ch) -> None:
+        """A channel got its first connection: a Sora session begins."""
+        ch.webhooks = session_webhook.Sender(self, ch)
+        if self.config.audio_streaming_webhooks:
+            ch.audio_streaming.on_webhook = ch.webhooks.send_audio_streaming
+        ch.webhooks.send_created()
+
+    def on_session_destroyed(self, ch) -> None:
+        """A channel's last connection left: the session ends, streaming with it."""
+        ch.audio_streaming.disable(ending=True)
+        ch.webhooks.send_destroyed()
 
     def end_sessions(self, sessions, code: int, reason: str) -> None:
         """Ends several sessions together (no re-offers among them while they go)."""

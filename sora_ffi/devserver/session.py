@@ -422,6 +422,9 @@ class Session:
                 p.video_bit_rate, p.simulcast, p.simulcast_encodings))
         for track in self.upstream_tracks.values():
             self.peer.rtp_counters(track)  # counting starts (GetStatsConnection)
+        if self.channel.audio_streaming is not None:
+            # subscribed by default, and streamed from its first packet if it should be
+            self.channel.audio_streaming.member_joined(self)
         self._sync_downstream()
         if p.data_channel_signaling:
             for spec in p.server_data_channels():

@@ -30,6 +30,10 @@ pub const SORA_EVENT_AUDIO_FORMAT: i32 = 18;
 pub const SORA_EVENT_TRANSFORM_FRAME: i32 = 19;
 /// An encoded video source should send a keyframe (see sora_encoded_video_source_new).
 pub const SORA_EVENT_KEYFRAME_REQUEST: i32 = 20;
+/// A JSON line from an audio streaming gateway (see sora_peer_stream_audio).
+pub const SORA_EVENT_AUDIO_STREAM_RESULT: i32 = 21;
+/// An audio stream's state: a = 1 streaming, 2 retrying, 3 stopped, 4 warning; text = why.
+pub const SORA_EVENT_AUDIO_STREAM_STATE: i32 = 22;
 /// Low-level peer events.
 pub const SORA_EVENT_PEER_LOCAL_DESCRIPTION: i32 = 100;
 pub const SORA_EVENT_PEER_LOCAL_CANDIDATE: i32 = 101;

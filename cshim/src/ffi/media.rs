@@ -37,6 +37,11 @@ pub struct SoraBuffer {
     data: Vec<u8>,
 }
 
+/// An Opus decoder (opaque): packets in, int16 PCM out at the rate asked for.
+pub struct SoraOpusDecoder {
+    inner: crate::media::codec::opus::OpusDecoder,
+}
+
 /// Voice activity detection (opaque).
 pub struct SoraVad {
     inner: Vad,
@@ -386,6 +391,62 @@ pub unsafe extern "C" fn sora_buffer_view(b: *const SoraBuffer, data: *mut *cons
 pub unsafe extern "C" fn sora_buffer_free(b: *mut SoraBuffer) {
     if !b.is_null() {
         drop(Box::from_raw(b));
+    }
+}
+
+/// Creates an Opus decoder whose output is `channels` (1 or 2) interleaved at
+/// `sample_rate` (8000, 12000, 16000, 24000 or 48000) whatever the packets carry.
+#[no_mangle]
+pub unsafe extern "C" fn sora_opus_decoder_new(sample_rate: i32, channels: i32, out: *mut *mut SoraOpusDecoder) -> i32 {
+    guard(|| {
+        if sample_rate <= 0 || !(1..=2).contains(&channels) {
+            return Err(Error::invalid("sample_rate must be positive and channels 1 or 2"));
+        }
+        let inner = crate::media::codec::opus::OpusDecoder::with_rate(channels as u32, sample_rate as u32)?;
+        out_ptr(SoraOpusDecoder { inner }, out)
+    })
+}
+
+/// Decodes one Opus packet (`packet` NULL: conceals one lost packet) into `out`, which
+/// holds `capacity` samples per channel (120 ms is always enough). `*out_samples`
+/// receives the samples per channel written. A corrupt packet is an error and changes
+/// nothing. Not thread-safe per decoder.
+#[no_mangle]
+pub unsafe extern "C" fn sora_opus_decoder_decode(
+    d: *mut SoraOpusDecoder,
+    packet: *const u8,
+    len: usize,
+    out: *mut i16,
+    capacity: usize,
+    out_samples: *mut usize,
+) -> i32 {
+    guard(|| {
+        let d = d.as_mut().ok_or_else(|| Error::invalid("decoder must not be NULL"))?;
+        let written = out_samples.as_mut().ok_or_else(|| Error::invalid("out_samples must not be NULL"))?;
+        if out.is_null() || capacity == 0 {
+            return Err(Error::invalid("out must hold at least one sample"));
+        }
+        let channels = d.inner.channels() as usize;
+        let pcm = std::slice::from_raw_parts_mut(out, capacity.saturating_mul(channels));
+        let data = if packet.is_null() {
+            None
+        } else {
+            if len == 0 {
+                return Err(Error::invalid("an Opus packet is never empty"));
+            }
+            Some(std::slice::from_raw_parts(packet, len))
+        };
+        // libopus refuses only what it cannot decode: the caller's input.
+        *written = d.inner.decode(data, pcm).map_err(|e| Error::invalid(e.message))?;
+        Ok(0)
+    })
+}
+
+/// Frees an Opus decoder. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sora_opus_decoder_destroy(d: *mut SoraOpusDecoder) {
+    if !d.is_null() {
+        drop(Box::from_raw(d));
     }
 }
 

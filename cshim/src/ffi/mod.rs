@@ -1,5 +1,6 @@
 //! The C ABI: the only place with `extern "C"`. Every export runs inside `guard`, so errors
 //! become status codes plus `sora_last_error()`, and a panic never unwinds into C.
+pub mod audio_stream;
 pub mod codec;
 pub mod common;
 pub mod connection;

@@ -7,7 +7,7 @@ use std::ffi::c_char;
 
 /// A WebRTC peer connection (opaque).
 pub struct SoraPeer {
-    inner: PeerHandle,
+    pub(crate) inner: PeerHandle,
 }
 
 /// Creates a peer whose events go to `queue`. `config_json` (may be NULL):

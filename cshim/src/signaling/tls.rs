@@ -31,9 +31,21 @@ fn certificates(pem: &str, what: &str) -> Result<Vec<X509>, OpenError> {
 
 impl Tls {
     pub fn new(opts: &TransportOptions) -> Result<Tls, OpenError> {
+        Self::build(opts, None)
+    }
+
+    /// The same, offering the ALPN protocols `alpn` (wire format, e.g. b"\x02h2").
+    pub fn with_alpn(opts: &TransportOptions, alpn: &[u8]) -> Result<Tls, OpenError> {
+        Self::build(opts, Some(alpn))
+    }
+
+    fn build(opts: &TransportOptions, alpn: Option<&[u8]>) -> Result<Tls, OpenError> {
         let setup = |e| OpenError::Failed(format!("TLS setup: {e}"));
         let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
         b.set_min_proto_version(Some(SslVersion::TLS1_2)).map_err(setup)?;
+        if let Some(protos) = alpn {
+            b.set_alpn_protos(protos).map_err(setup)?;
+        }
         if opts.insecure {
             b.set_verify(SslVerifyMode::NONE);
         } else if let Some(pem) = &opts.ca_cert {

@@ -168,6 +168,8 @@ impl OpusEncoder {
 pub struct OpusDecoder {
     st: NonNull<ffi::OpusDecoder>,
     channels: u32,
+    /// output samples per second (libopus resamples internally)
+    rate: u32,
 }
 
 // SAFETY: as for OpusEncoder.
@@ -183,13 +185,27 @@ impl Drop for OpusDecoder {
 impl OpusDecoder {
     /// Decodes to `channels` (1 or 2) at 48 kHz whatever the stream carries.
     pub fn new(channels: u32) -> Result<Self> {
+        Self::with_rate(channels, OPUS_RATE)
+    }
+
+    /// Decodes to `channels` at `rate` (8, 12, 16, 24 or 48 kHz), whatever the stream
+    /// carries: libopus decodes to the rate asked for (a speech recognizer takes 16 kHz).
+    pub fn with_rate(channels: u32, rate: u32) -> Result<Self> {
         check_channels(channels)?;
+        if ![8_000, 12_000, 16_000, 24_000, 48_000].contains(&rate) {
+            return Err(Error::invalid("the Opus decoder's rate must be 8000, 12000, 16000, 24000 or 48000"));
+        }
         let mut err: c_int = 0;
         // SAFETY: plain constructor; err receives the status.
-        let st = unsafe { ffi::opus_decoder_create(OPUS_RATE as i32, channels as c_int, &mut err) };
+        let st = unsafe { ffi::opus_decoder_create(rate as i32, channels as c_int, &mut err) };
         let st =
             NonNull::new(st).filter(|_| err == ffi::OPUS_OK).ok_or_else(|| opus_error("opus_decoder_create", err))?;
-        Ok(OpusDecoder { st, channels })
+        Ok(OpusDecoder { st, channels, rate })
+    }
+
+    /// The most samples per channel one packet decodes to (120 ms).
+    pub fn max_frame_samples(&self) -> usize {
+        MAX_FRAME_SAMPLES * self.rate as usize / OPUS_RATE as usize
     }
 
     pub fn channels(&self) -> u32 {
@@ -220,7 +236,7 @@ impl OpusDecoder {
     }
 
     fn capacity(&self, out: &[i16]) -> usize {
-        (out.len() / self.channels as usize).min(MAX_FRAME_SAMPLES)
+        (out.len() / self.channels as usize).min(self.max_frame_samples())
     }
 
     /// The lost packet is assumed as long as the last one (20 ms before any packet).
@@ -230,13 +246,14 @@ impl OpusDecoder {
         let r = unsafe {
             ffi::opus_decoder_ctl(self.st.as_ptr(), ffi::OPUS_GET_LAST_PACKET_DURATION_REQUEST, &mut last as *mut i32)
         };
-        let last = if r == ffi::OPUS_OK && last > 0 { last as usize } else { 960 };
+        let last = if r == ffi::OPUS_OK && last > 0 { last as usize } else { self.rate as usize / 50 };
         last.min(self.capacity(out))
     }
 
     fn run(&mut self, data: &[u8], out: &mut [i16], frame_size: usize, fec: bool) -> Result<usize> {
         // Opus decodes in 2.5 ms units; a smaller buffer could not hold any frame.
-        let frame_size = frame_size / 120 * 120;
+        let unit = self.rate as usize / 400;
+        let frame_size = frame_size / unit * unit;
         if frame_size == 0 {
             return Err(Error::invalid("output buffer smaller than 2.5 ms"));
         }
@@ -263,6 +280,27 @@ mod tests {
                 std::iter::repeat_n(v, channels)
             })
             .collect()
+    }
+
+    #[test]
+    fn decodes_to_16_khz_mono_for_a_recognizer() {
+        let mut enc = OpusEncoder::new(1, Some(32_000), OpusParams::default()).unwrap();
+        let mut dec = OpusDecoder::with_rate(1, 16_000).unwrap();
+        let pcm = tone(440.0, 48_000 / 2, 1, 8000.0);
+        let mut out = vec![0i16; dec.max_frame_samples()];
+        assert_eq!(out.len(), 1920, "120 ms at 16 kHz");
+        let mut decoded = Vec::new();
+        for frame in pcm.chunks(enc.frame_samples()) {
+            let packet = enc.encode(frame).unwrap();
+            let n = dec.decode(Some(&packet), &mut out).unwrap();
+            assert_eq!(n, 320, "20 ms at 16 kHz");
+            decoded.extend_from_slice(&out[..n]);
+        }
+        // the same 440 Hz tone at a third of the rate: 176 periods in 0.4 s (6400 samples)
+        let crossings = decoded[1600..].windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+        assert!((174..=178).contains(&crossings), "{crossings} upward crossings in 0.4 s");
+        assert_eq!(dec.decode(None, &mut out).unwrap(), 320, "a lost packet conceals 20 ms");
+        assert!(OpusDecoder::with_rate(1, 44_100).is_err());
     }
 
     /// Best normalised cross-correlation of `b` against `a` over lags 0..max_lag.

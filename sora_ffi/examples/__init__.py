@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m sora_ffi.examples.<name>``."""
