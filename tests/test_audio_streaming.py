@@ -408,3 +408,376 @@ def test_gateway_down_at_start_then_killed_and_restarted(ffi, make_server, clien
         before = inbound()
         assert wait_until(lambda: inbound() > before + 10)
     assert listener.disconnects == [] and spk.disconnects == []
+
+
+# ------------------------------------------------------------------ bad input
+class AsgiServer:
+    """Hypercorn serving ``app`` (ASGI) on a free port, in a thread: h2c and HTTP/1.1."""
+
+    def __init__(self, app):
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        config.accesslog = None
+        config.graceful_timeout = 0.2
+        asyncio.set_event_loop(self._loop)
+        with contextlib.suppress(RuntimeError, asyncio.CancelledError):  # stopped or cancelled
+            self._loop.run_until_complete(serve(self.app, config, shutdown_trigger=self._stop.wait))
+
+    def __enter__(self):
+        self._thread.start()
+        assert wait_until(lambda: _port_open(self.port), 5)
+        return self
+
+    def __exit__(self, *exc):
+        def stop():
+            self._stop.set()
+            for task in asyncio.all_tasks(self._loop):  # an app that never returns, too
+                task.cancel()
+        self._loop.call_soon_threadsafe(stop)
+        self._thread.join(1)
+        if self._thread.is_alive():  # Hypercorn still waiting on a stream that never ends
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(2)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class BadGateway:
+    """An ASGI gateway that answers each stream with junk around two good lines, then ends
+    the response; records each request's headers."""
+
+    GOOD = {"type": "test", "message": "still here"}
+    ERROR = {"type": "error", "reason": "the recognizer gave up"}
+
+    def __init__(self):
+        self.requests: list = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        self.requests.append({k.decode(): v.decode("latin-1") for k, v in scope["headers"]})
+
+        async def drain():  # a gateway reads the audio (Hypercorn stops reading the
+            while (await receive())["type"] != "http.disconnect":  # socket otherwise)
+                pass
+        reader = asyncio.ensure_future(drain())
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        junk = [b"not json\n", b"\xff\xfe\x00\x01 binary\n", b"[1, 2]\n",
+                b"x" * (10 * 1024 * 1024) + b"\n"]
+        for chunk in junk + [json.dumps(self.GOOD).encode() + b"\n",
+                             json.dumps(self.ERROR).encode() + b"\n"]:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        reader.cancel()
+
+
+def test_malformed_gateway_responses_are_dropped_and_nothing_ends(ffi, make_server, clients, channel_id):
+    """Non-JSON, binary, a non-object and a 10 MB line are dropped (and logged); the good
+    lines around them, the gateway's own error object included, are pushed; the request is
+    made again when the response ends. Request headers carry the stream's identity and a
+    UTF-8 language code as is."""
+    bad = BadGateway()
+    with AsgiServer(bad) as gw:
+        server = make_server(audio_streaming_url=gw.url + "/speech")
+        listener = clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+        start_streaming(server, channel_id)
+        spk = speaker(clients, ffi, server, channel_id, client_id="talker",
+                      audio_streaming_language_code="日本語-JP").connect()
+        with Pump(spk.source):
+            assert wait_until(lambda: len(bad.requests) >= 2 and len(results_of(listener)) >= 4)
+        got = [r.result for r in results_of(listener)]
+        assert got[:4] == [bad.GOOD, bad.ERROR, bad.GOOD, bad.ERROR]
+        h = bad.requests[0]
+        assert h["sora-channel-id"] == channel_id and h["sora-connection-id"] == spk.connection_id
+        assert h["sora-client-id"] == "talker" and h["sora-session-id"]
+        assert h["sora-audio-streaming-language-code"].encode("latin-1").decode() == "日本語-JP"
+        assert listener.disconnects == [] and spk.disconnects == []
+
+
+class SilentGateway:
+    """Takes the request and never answers nor reads."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            await asyncio.sleep(3600)
+
+
+def test_a_gateway_that_never_answers_harms_nothing(ffi, make_server, clients, channel_id):
+    with AsgiServer(SilentGateway()) as gw:
+        server = make_server(audio_streaming_url=gw.url + "/speech")
+        listener = clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+        start_streaming(server, channel_id)
+        spk = speaker(clients, ffi, server, channel_id).connect()
+        with Pump(spk.source):
+            assert wait_until(lambda: streaming_state(server, channel_id)["counters"].get(
+                spk.connection_id, (0,))[0] >= 50)  # the audio went into the request
+            inbound = lambda: sum(s.get("packetsReceived", 0)  # noqa: E731
+                                  for s in json.loads(listener.conn.get_stats()) if s.get("type") == "inbound-rtp")
+            before = inbound()
+            assert wait_until(lambda: inbound() > before + 20)  # forwarding goes on
+    assert results_of(listener) == []
+    assert listener.disconnects == [] and spk.disconnects == []
+
+
+def test_a_hung_gateway_is_found_by_ping_and_left(ffi, make_server, clients, channel_id):
+    """A gateway that accepts the TCP connection and then does nothing (a hung process)
+    answers no HTTP/2 PING: the request is given up and made again."""
+    listener_sock = socket.socket()
+    listener_sock.bind(("127.0.0.1", 0))
+    listener_sock.listen(8)
+    accepted: list = []
+    threading.Thread(target=lambda: [accepted.append(listener_sock.accept()) for _ in range(3)],
+                     daemon=True).start()
+    try:
+        server = make_server(audio_streaming_url=f"http://127.0.0.1:{listener_sock.getsockname()[1]}/speech")
+        clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+        start_streaming(server, channel_id)
+        spk = speaker(clients, ffi, server, channel_id).connect()
+        with Pump(spk.source):
+            assert wait_until(lambda: len(accepted) == 1)
+            assert wait_until(lambda: len(accepted) == 2, timeout=6)  # PING: 1 s + 2 s
+        assert spk.disconnects == []
+    finally:
+        for conn, _ in accepted:
+            conn.close()
+        listener_sock.close()
+
+
+def test_an_http1_only_gateway_is_retried_and_harms_nothing(ffi, make_server, clients, channel_id):
+    """HTTP/2 to a server that speaks only HTTP/1.1: it refuses the preface, the request
+    fails and is made again after a back-off; the sessions go on."""
+    hits: list = []
+
+    class H1(BaseHTTPRequestHandler):
+        def do_POST(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+        def send_error(self, code, message=None, explain=None):
+            hits.append(code)
+            super().send_error(code, message, explain)
+
+    h1 = HTTPServer(("127.0.0.1", 0), H1)
+    threading.Thread(target=h1.serve_forever, daemon=True).start()
+    try:
+        server = make_server(audio_streaming_url=f"http://127.0.0.1:{h1.server_address[1]}/speech")
+        listener = clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+        start_streaming(server, channel_id)
+        spk = speaker(clients, ffi, server, channel_id).connect()
+        with Pump(spk.source):
+            assert wait_until(lambda: len(hits) >= 2)  # refused, then tried again
+        assert results_of(listener) == []
+        assert listener.disconnects == [] and spk.disconnects == []
+    finally:
+        h1.shutdown()
+        h1.server_close()
+
+
+def _h2_post(url: str, path: str, body: bytes) -> tuple:
+    """One HTTP/2 (prior knowledge) POST with ``body``: (status, response body)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "POST"), (":path", path), (":scheme", "http"),
+                          (":authority", f"{host}:{port}")])
+    conn.send_data(1, body, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status, out, done = None, b"", False
+    while not done:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = int(dict(ev.headers)[b":status"])
+            elif isinstance(ev, h2.events.DataReceived):
+                out += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, 1)
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    return status, out
+
+
+@pytest.mark.parametrize("length", [0x1000000, 0xFFFFFFFF, 0])
+def test_gateway_refuses_a_framed_payload_length_out_of_range(gateways, length):
+    import struct
+    gw = gateways(options=GatewayOptions(framed=True))
+    good = struct.pack(">QQI", 1, 1, 3) + b"\xfc\xff\xfe"
+    status, body = _h2_post(gw.url, "/test", good + struct.pack(">QQI", 2, 2, length) + b"x" * 64)
+    lines = [json.loads(x) for x in body.splitlines()]
+    assert status == 200
+    assert lines[0] == {"type": "test", "message": "n: 3"}
+    assert lines[1]["type"] == "error" and f"payload length {length}" in lines[1]["reason"]
+    assert len(lines) == 2
+
+
+def test_gateway_answers_http1_and_unknown_paths_clearly(gateways):
+    import urllib.error
+    import urllib.request
+    gw = gateways()
+    assert urllib.request.urlopen(gw.url + "/.ok", timeout=5).status == 200
+    for path, method, code in (("/speech", "POST", 400), ("/nope", "GET", 404), ("/test", "GET", 405)):
+        req = urllib.request.Request(gw.url + path, data=b"x" if method == "POST" else None, method=method)
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            urllib.request.urlopen(req, timeout=5)
+        assert ei.value.code == code, path
+    # an unsupported language: an error line, and the response ends
+    status, body = _h2_post(gw.url, "/speech", b"")
+    assert status == 200 and json.loads(body)["type"] == "error"
+
+
+def test_framed_reader_reassembles_records_split_anywhere():
+    import struct
+    from sora_ffi.gateway import FramedReader, FramingError
+
+    records = b"".join(struct.pack(">QQI", 10 + i, i, n) + bytes([i]) * n for i, n in enumerate((1, 7, 300)))
+    for cut in range(1, len(records)):
+        r = FramedReader()
+        got = list(r.feed(records[:cut])) + list(r.feed(records[cut:]))
+        r.finish()
+        assert [(p.timestamp_us, p.sequence_number, p.payload) for p in got] == [
+            (10, 0, b"\x00"), (11, 1, b"\x01" * 7), (12, 2, b"\x02" * 300)]
+    r = FramedReader()
+    assert len(list(r.feed(records[:30]))) == 1
+    with pytest.raises(FramingError, match="ended inside a record"):
+        r.finish()
+
+
+@pytest.mark.parametrize("code,why", [
+    ("", "INVALID-PARAMETER: audio_streaming_language_code must not be empty"),
+    ("x" * 256, "INVALID-PARAMETER: audio_streaming_language_code is longer than 255 bytes"),
+    ("\ud800", "INVALID-MESSAGE: string holds a lone UTF-16 surrogate"),
+    ("en\nUS", "INVALID-PARAMETER: audio_streaming_language_code must not contain control characters"),
+    (5, "INVALID-PARAMETER: audio_streaming_language_code must be a string")])
+def test_bad_language_codes_are_refused_at_connect(make_server, code, why):
+    """The dev server refuses them with a clear reason (they go into an HTTP header)."""
+    from websockets.asyncio.client import connect as ws_connect
+
+    server = make_server(audio_streaming_url="http://127.0.0.1:9/speech")
+
+    async def run():
+        async with ws_connect(server.signaling_url) as ws:
+            await ws.send(json.dumps({"type": "connect", "role": "sendonly", "channel_id": "c",
+                                      "audio": True, "video": False,
+                                      "audio_streaming_language_code": code}))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.recv(), 5)
+            return ws.close_code, ws.close_reason
+
+    close_code, reason = asyncio.run(run())
+    assert (close_code, reason) == (4400, why)
+
+
+def test_audio_streaming_api_bad_requests(ffi, make_server, gateways, clients, channel_id):
+    gw = gateways()
+    server = make_server(audio_streaming_url=gw.url + "/test")
+    bare = make_server()  # no gateway configured
+    c = clients(ffi, server, channel_id, "recvonly").connect()
+    clients(ffi, bare, channel_id, "recvonly").connect()
+    cases = [
+        (server, "Sora_20221221.StartAudioStreaming", {}, 400, "channel_id"),
+        (server, "Sora_20221221.StartAudioStreaming", {"channel_id": 5}, 400, "channel_id"),
+        (server, "Sora_20221221.StartAudioStreaming", {"channel_id": "nope"}, 404, "nope"),
+        (server, "Sora_20221221.StopAudioStreaming", {"channel_id": channel_id}, 400, "not started"),
+        (server, "Sora_20221221.SubscribeAudioStreamingResultPush", {"channel_id": channel_id}, 400,
+         "connection_id"),
+        (server, "Sora_20221221.UnsubscribeAudioStreamingResultPush",
+         {"channel_id": channel_id, "connection_id": "X" * 26}, 404, "X" * 26),
+        (server, "Sora_20230628.ListAudioStreamingResultPushState", {"channel_id": []}, 400, "channel_id"),
+        (server, "Sora_20230628.TerminateSession", {"channel_id": channel_id, "session_id": "S"}, 404, "S"),
+        (server, "Sora_20230628.TerminateSession", {"channel_id": channel_id}, 400, "session_id"),
+        (bare, "Sora_20221221.StartAudioStreaming", {"channel_id": channel_id}, 400, "not configured"),
+    ]
+    for srv, target, body, status, text in cases:
+        got_status, got = srv.api(target, body)
+        assert got_status == status and text in got["message"], (target, body, got_status, got)
+    assert c.disconnects == []
+
+
+def test_stream_audio_refuses_bad_configs(make_server):
+    """The C ABI's checks (through cffi): a clear error for each, nothing started."""
+    from sora_ffi._native import EventQueue, ShimError, ffi as cffi, lib
+    from sora_ffi.devserver.peerloop import Peer
+
+    queue = EventQueue(0)
+    peer = Peer(queue, {})
+    try:
+        track = peer.add_track("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n"
+                               "a=rtpmap:111 opus/48000/2\r\n")
+        bad = [
+            ({}, "url"), ({"url": "ftp://x/"}, "not http"), ({"url": "http://[::1]:5/"}, "IPv6"),
+            ({"url": "http://127.0.0.1:5/", "ca_cert": "x"}, "http:// gateway"),
+            ({"url": "https://127.0.0.1:5/", "ca_cert": "not pem"}, "TLS: ca_cert"),
+            ({"url": "http://127.0.0.1:5/", "headers": {"a b": "c"}}, "header name"),
+            ({"url": "http://127.0.0.1:5/", "headers": {"x": "a\nb"}}, "cannot be sent"),
+            ({"url": "http://127.0.0.1:5/", "headers": {"x": "y" * 20000}}, "exceed"),
+            ({"url": "http://127.0.0.1:5/", "retry_interval_ms": 0}, "retry_interval_ms"),
+            ({"url": "http://127.0.0.1:5/", "queue_packets": 0}, "queue_packets"),
+            ({"url": "http://127.0.0.1:5/", "bogus": 1}, "unknown field"),
+        ]
+        for cfg, why in bad:
+            with pytest.raises(ShimError, match=why):
+                peer.stream_audio(track, queue, cfg)
+        out = cffi.new("uint64_t *")
+        assert lib.sora_peer_stream_audio(cffi.NULL, track, queue.ptr, b"{}", out) < 0
+        assert lib.sora_peer_stream_audio(peer._ptr, track, queue.ptr, b"not json", out) < 0
+        assert lib.sora_peer_stream_audio(peer._ptr, track, queue.ptr, cffi.NULL, out) < 0
+        assert lib.sora_peer_stream_audio(peer._ptr, track, cffi.NULL, b'{"url":"http://a/"}', out) < 0
+        assert lib.sora_peer_stream_audio(peer._ptr, track, queue.ptr, b'{"url":"http://a/"}', cffi.NULL) < 0
+        assert lib.sora_audio_stream_stop(123456789) < 0
+        p = cffi.new("uint64_t *")
+        assert lib.sora_audio_stream_counters(123456789, p, p, p) < 0
+        # one stream per track; a stopped one can be started again
+        sid = peer.stream_audio(track, queue, {"url": "http://127.0.0.1:9/"})
+        with pytest.raises(ShimError, match="already streamed"):
+            peer.stream_audio(track, queue, {"url": "http://127.0.0.1:9/"})
+        assert lib.sora_audio_stream_counters(sid, p, p, cffi.NULL) < 0
+        assert lib.sora_audio_stream_stop(sid) == 0
+        assert lib.sora_audio_stream_stop(sid) < 0
+        lib.sora_audio_stream_stop(peer.stream_audio(track, queue, {"url": "http://127.0.0.1:9/"}))
+    finally:
+        peer.close_and_destroy()
+        queue.close()
+
+
+def test_opus_decoder_bad_input():
+    from sora_ffi._opus import OpusDecoder
+
+    d = OpusDecoder(16000, 1)
+    with pytest.raises(ValueError):
+        d.decode(b"\xff" * 5)
+    with pytest.raises(TypeError):
+        d.decode("text")
+    assert d.decode(b"\xfc\xff\xfe").shape == (320, 1)  # still decoding after a bad packet
+    with pytest.raises(ValueError):
+        OpusDecoder(44100, 1)
+    with pytest.raises(ValueError):
+        OpusDecoder(16000, 3)
+    with pytest.raises(TypeError):
+        OpusDecoder(16000.0, 1)

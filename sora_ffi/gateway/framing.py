@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 HEADER = struct.Struct(">QQI")
 #: the longest payload taken: more than any Opus packet (120 ms of 1275-byte frames)
@@ -27,8 +27,9 @@ class Packet:
 class UnframedReader:
     """Each body chunk is one packet (as Suzu reads it)."""
 
-    def feed(self, data: bytes) -> list:
-        return [Packet(bytes(data))] if data else []
+    def feed(self, data: bytes) -> Iterator[Packet]:
+        if data:
+            yield Packet(bytes(data))
 
     def finish(self) -> None:
         pass
@@ -40,9 +41,10 @@ class FramedReader:
     def __init__(self) -> None:
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> Iterator[Packet]:
+        """The packets completed by `data`, in order; a bad record raises FramingError when
+        reached (the packets before it are still handed out)."""
         self._buf += data
-        out = []
         while len(self._buf) >= HEADER.size:
             ts, seq, length = HEADER.unpack_from(self._buf)
             if length == 0 or length > MAX_PAYLOAD:
@@ -50,9 +52,9 @@ class FramedReader:
             end = HEADER.size + length
             if len(self._buf) < end:
                 break
-            out.append(Packet(bytes(self._buf[HEADER.size:end]), ts, seq))
+            packet = Packet(bytes(self._buf[HEADER.size:end]), ts, seq)
             del self._buf[:end]
-        return out
+            yield packet
 
     def finish(self) -> None:
         """The body ended: a record cut short is an error."""

@@ -17,8 +17,8 @@ pub const MAX_LINE: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A gateway that does not answer an HTTP/2 PING this long after it was sent is taken for
 /// dead (a hung process, a half-open connection): the request is made again.
-const PING_INTERVAL: Duration = Duration::from_secs(2);
-const PING_TIMEOUT: Duration = Duration::from_secs(3);
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How one request ended.
@@ -71,8 +71,8 @@ async fn connect(cfg: &Config) -> Result<Box<dyn Io>, String> {
     match &cfg.tls {
         None => Ok(Box::new(tcp)),
         Some(opts) => {
-            let tls = Tls::with_alpn(opts, b"\x02h2").map_err(|e| format!("{e:?}"))?;
-            tls.wrap(Box::new(tcp), &cfg.host).await.map_err(|e| format!("{e:?}"))
+            let tls = Tls::with_alpn(opts, b"\x02h2").map_err(|e| e.to_string())?;
+            tls.wrap(Box::new(tcp), &cfg.host).await.map_err(|e| e.to_string())
         }
     }
 }

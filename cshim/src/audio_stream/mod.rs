@@ -110,7 +110,7 @@ impl Config {
         });
         if let Some(opts) = &tls {
             // Bad PEM is the caller's error now, not a retry loop later.
-            crate::signaling::tls::Tls::with_alpn(opts, b"\x02h2").map_err(|e| Error::invalid(format!("audio stream TLS: {e:?}")))?;
+            crate::signaling::tls::Tls::with_alpn(opts, b"\x02h2").map_err(|e| Error::invalid(format!("audio stream TLS: {e}")))?;
         }
         if raw.retry_interval_ms == 0 || raw.retry_interval_ms > 60_000 {
             return Err(Error::invalid("audio stream retry_interval_ms must be 1..=60000"));
