@@ -19,7 +19,7 @@ import pytest
 
 from conftest import new_sora, wait_until
 from sora_ffi.aio import parse_audio_streaming_result
-from sora_ffi.gateway import AsyncGateway, Gateway, GatewayOptions
+from sora_ffi.gateway import Gateway, GatewayOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -394,7 +394,7 @@ def test_gateway_down_at_start_then_killed_and_restarted(ffi, make_server, clien
     with Pump(spk.source):
         time.sleep(0.8)
         assert results_of(listener) == []
-        with Gateway(port=port) as gw:
+        with Gateway(port=port):
             assert wait_until(lambda: len(results_of(listener)) >= 5)
         time.sleep(0.3)  # what was in flight lands
         n = len(results_of(listener))
@@ -781,3 +781,38 @@ def test_opus_decoder_bad_input():
         OpusDecoder(16000, 3)
     with pytest.raises(TypeError):
         OpusDecoder(16000.0, 1)
+
+
+# ------------------------------------------------------------------------ TLS
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from test_tls_proxy import Pki
+
+    p = Pki(tmp_path_factory.mktemp("pki"))
+    p.client_cert_file = p._write("client.pem", p.client_cert)
+    p.client_key_file = p._write("client.key", p.client_key)
+    p.other_ca_file = p._write("other-ca.pem", p.other_ca_pem)
+    return p
+
+
+@pytest.mark.parametrize("case", ["mtls", "wrong-ca", "no-client-cert"])
+def test_https_gateway_with_client_certificate(ffi, make_server, gateways, clients, channel_id, pki, case):
+    """h2 over TLS (ALPN) with our certificate checked by the gateway and the gateway's by
+    the CA given; a CA that did not sign the gateway's, or no client certificate for a
+    gateway that requires one, streams nothing and ends no session."""
+    gw = gateways(tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=pki.ca_file)
+    assert gw.url.startswith("https://")
+    tls = {"audio_streaming_ca": pki.other_ca_file if case == "wrong-ca" else pki.ca_file}
+    if case != "no-client-cert":
+        tls.update(audio_streaming_tls_cert=pki.client_cert_file, audio_streaming_tls_key=pki.client_key_file)
+    server = make_server(audio_streaming_url=gw.url + "/test", **tls)
+    listener = clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+    start_streaming(server, channel_id)
+    spk = speaker(clients, ffi, server, channel_id).connect()
+    with Pump(spk.source):
+        if case == "mtls":
+            assert wait_until(lambda: len(results_of(listener)) >= 10)
+        else:
+            time.sleep(1.0)
+            assert results_of(listener) == [] and gw.app.streams_started == 0
+    assert listener.disconnects == [] and spk.disconnects == []

@@ -26,6 +26,8 @@ from .speech import synthesize, word_accuracy
 DEFAULT_TEXT = "please call me back tomorrow, we will meet at the station at noon"
 #: audio pushed per step (s); the speaker keeps real time
 STEP = 0.02
+#: no result for this long after the speech (and a final): the results are all in (s)
+QUIET = 0.7
 
 
 async def speak(source, pcm: "np.ndarray", rate: int, silence: float = 1.5) -> None:
@@ -56,7 +58,7 @@ async def transcribe(text: str, *, out=sys.stdout, timeout: float = 15.0) -> dic
             if status != 200:
                 raise RuntimeError(f"StartAudioStreaming: {status} {body}")
             finals: list = []
-            got_final = asyncio.Event()
+            arrived = asyncio.Event()
 
             async def collect() -> None:
                 async for r in results:
@@ -66,15 +68,20 @@ async def transcribe(text: str, *, out=sys.stdout, timeout: float = 15.0) -> dic
                                       "result": r.result}, ensure_ascii=False), file=out, flush=True)
                     if r.is_final and r.text:
                         finals.append(r.text)
-                        got_final.set()
+                    arrived.set()
 
             collector = asyncio.ensure_future(collect())
             await speak(source, pcm, rate)
-            # The recognizer ends the utterance at the silence after the speech.
-            try:
-                await asyncio.wait_for(got_final.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            # The recognizer ends the last utterance in the silence after the speech: wait
+            # until a final has come and then nothing for a moment.
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), QUIET)
+                except asyncio.TimeoutError:
+                    if finals:
+                        break
             collector.cancel()
     recognized = " ".join(finals)
     summary = {"spoken": text, "recognized": recognized,
