@@ -352,24 +352,24 @@ def test_webhook_accept_reject_and_errors(webhook):
     assert body["connection_id"] == "C" * 26 and body["channel_connections"] == 0
 
     _Hook.status, _Hook.reply = 200, {"allowed": True, "client_id": "bob", "audio": False}
-    assert auth.call_webhook(webhook, body) == {"client_id": "bob", "audio": False}
+    assert asyncio.run(auth.call_webhook(webhook, body)) == {"client_id": "bob", "audio": False}
     assert _Hook.seen[-1]["channel_id"] == "room"
 
     _Hook.reply = {"allowed": False, "reason": "NOPE"}
     with pytest.raises(auth.AuthError) as ei:
-        auth.call_webhook(webhook, body)
+        asyncio.run(auth.call_webhook(webhook, body))
     assert ei.value.reason == "NOPE"
 
     _Hook.reply = {"something": 1}
     with pytest.raises(auth.AuthError):
-        auth.call_webhook(webhook, body)
+        asyncio.run(auth.call_webhook(webhook, body))
 
     _Hook.status, _Hook.reply = 500, {"allowed": True}
     with pytest.raises(auth.AuthError):
-        auth.call_webhook(webhook, body)
+        asyncio.run(auth.call_webhook(webhook, body))
 
     with pytest.raises(auth.AuthError):
-        auth.call_webhook("http://127.0.0.1:9/none", body, timeout=1)
+        asyncio.run(auth.call_webhook("http://127.0.0.1:9/none", body, timeout=1))
 
 
 # ------------------------------------------------------------------------ API
@@ -490,14 +490,12 @@ def test_api_dispatch():
 
 
 def test_api_http_roundtrip():
-    """The tiny HTTP/1.1 server: keep-alive, chunked bodies, errors."""
+    """The API over HTTP/1.1 (aiohttp): keep-alive, chunked bodies, errors."""
     a = _FakeSession("A" * 26)
     core = _FakeCore({"room": _FakeChannel([a])})
 
     async def go():
-        server = await asyncio.start_server(
-            lambda r, w: api.serve_connection(core, r, w), "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+        runner, port = await api.start_server(core, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{port}/"
         loop = asyncio.get_running_loop()
         st, v = await loop.run_in_executor(None, api.api_request, url,
@@ -522,13 +520,22 @@ def test_api_http_roundtrip():
             n = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0]
                     .split(b":")[1])
             assert json.loads(await reader.readexactly(n)) == {}
+        big = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (2 << 20)
+        writer.write(big + b"{" * (2 << 20))
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), head
+        n = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0]
+                .split(b":")[1])
+        assert "larger than" in json.loads(await reader.readexactly(n))["message"]
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"garbage\r\n\r\n")
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 400")
+        assert head.split()[1] == b"400", head
         writer.close()
-        server.close()
-        await server.wait_closed()
+        await runner.cleanup()
         assert a.pushed == [{"k": 1}, {"k": 1}]
 
     asyncio.run(go())

@@ -10,10 +10,10 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from typing import Optional
 
+from .._background import serve_until_signalled
 from .server import AsyncDevServer, DevServerConfig
 
 
@@ -111,21 +111,9 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
 
 
 async def _serve(config: DevServerConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     server = AsyncDevServer(config)
-    await server.start()
-    try:
-        sys.stdout.write(json.dumps(server.info()) + "\n")
-        sys.stdout.flush()
-        await stop.wait()
-    finally:
-        await server.stop()
+    await serve_until_signalled(server.start, server.stop,
+                                lambda: print(json.dumps(server.info()), flush=True))
 
 
 def main(argv: Optional[list] = None) -> int:

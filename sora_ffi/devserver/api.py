@@ -1,7 +1,7 @@
 """The dev server's HTTP API, modelled on Sora's (``POST /`` + ``x-sora-target``).
 
-A deliberately small HTTP/1.1 server on asyncio streams (keep-alive, Content-Length or
-chunked bodies, 1 MiB limit): no dependency beyond the standard library.
+Served by aiohttp (HTTP/1.1: keep-alive, Content-Length or chunked bodies, 1 MiB limit;
+malformed requests get aiohttp's 400).
 
 Replies are JSON. Errors: 400 (bad JSON, missing/invalid fields, unknown target), 404
 (unknown channel or connection), 405 (not POST), 413 (body too large), each with
@@ -11,7 +11,6 @@ Targets: see :data:`TARGETS`.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import ssl
@@ -19,6 +18,8 @@ import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from aiohttp import web
 
 from . import strictjson
 from .audio_streaming import StreamingError
@@ -30,8 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("sora_ffi.devserver")
 
 MAX_BODY = 1 << 20
-MAX_HEADER_LINE = 8192
-MAX_HEADERS = 100
 ROLES = ("sendrecv", "sendonly", "recvonly")
 
 
@@ -416,143 +415,51 @@ async def dispatch(core: "AsyncDevServer", method: str, headers: dict, body: byt
         return e.status, e.body()
 
 
-# --------------------------------------------------------------------- HTTP/1.1
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-async def _readline(reader: asyncio.StreamReader) -> bytes:
-    try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.LimitOverrunError:
-        raise _HttpError(431, "header line too long") from None
-    except asyncio.IncompleteReadError as e:
-        if not e.partial:
-            raise EOFError from None
-        raise _HttpError(400, "truncated request") from None
-    if len(line) > MAX_HEADER_LINE:
-        raise _HttpError(431, "header line too long")
-    return line
-
-
-async def read_request(reader: asyncio.StreamReader):
-    """``(method, target, version, headers, body)`` or None at a clean EOF."""
-    try:
-        line = await _readline(reader)
-    except EOFError:
-        return None
-    while line in (b"\r\n", b"\n"):  # tolerate leading empty lines
-        try:
-            line = await _readline(reader)
-        except EOFError:
-            return None
-    parts = line.decode("latin-1").strip().split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _HttpError(400, "bad request line")
-    method, target, version = parts
-    headers: dict = {}
-    for _ in range(MAX_HEADERS + 1):
-        try:
-            h = await _readline(reader)
-        except EOFError:
-            raise _HttpError(400, "truncated headers") from None
-        if h in (b"\r\n", b"\n"):
-            break
-        name, sep, value = h.decode("latin-1").partition(":")
-        if not sep:
-            raise _HttpError(400, "bad header line")
-        headers[name.strip().lower()] = value.strip()
-    else:
-        raise _HttpError(431, "too many headers")
-    body = b""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        chunks = []
-        total = 0
-        while True:
-            size_line = await _readline(reader)
-            try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise _HttpError(400, "bad chunk size") from None
-            if size == 0:
-                while (await _readline(reader)) not in (b"\r\n", b"\n"):
-                    pass
-                break
-            total += size
-            if total > MAX_BODY:
-                raise _HttpError(413, "body too large")
-            chunks.append(await reader.readexactly(size))
-            await _readline(reader)
-        body = b"".join(chunks)
-    elif "content-length" in headers:
-        try:
-            n = int(headers["content-length"])
-        except ValueError:
-            raise _HttpError(400, "bad content-length") from None
-        if n < 0:
-            raise _HttpError(400, "bad content-length")
-        if n > MAX_BODY:
-            raise _HttpError(413, "body too large")
-        body = await reader.readexactly(n)
-    return method, target, version, headers, body
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Payload Too Large", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error"}
-
-
-def _response(status: int, value: Any, keep_alive: bool) -> bytes:
-    payload = strictjson.dumps(value).encode()
-    head = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(payload)}",
-        "Server: sora_ffi-devserver",
-        "Connection: " + ("keep-alive" if keep_alive else "close"),
-    ]
+# ------------------------------------------------------------------------ HTTP
+def _json_response(status: int, value: Any) -> "web.Response":
+    headers = {"Server": "sora_ffi-devserver"}
     if status == 405:
-        head.append("Allow: POST")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+        headers["Allow"] = "POST"
+    return web.Response(status=status, body=strictjson.dumps(value).encode(),
+                        content_type="application/json", headers=headers)
 
 
-async def serve_connection(core: "AsyncDevServer", reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            try:
-                req = await asyncio.wait_for(read_request(reader), 60)
-            except _HttpError as e:
-                writer.write(_response(e.status, {"error_type": "BAD-REQUEST",
-                                                   "message": str(e)}, False))
-                await writer.drain()
-                return
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                return
-            if req is None:
-                return
-            method, _target, version, headers, body = req
-            conn_hdr = headers.get("connection", "").lower()
-            keep = (version == "HTTP/1.1" and conn_hdr != "close") or conn_hdr == "keep-alive"
-            try:
-                status, value = await dispatch(core, method, headers, body)
-            except Exception:
-                log.exception("API request failed")
-                status, value = 500, {"error_type": "INTERNAL-ERROR", "message": "internal error"}
-            log.debug("API %s %s -> %d", method, headers.get("x-sora-target"), status)
-            writer.write(_response(status, value, keep))
-            await writer.drain()
-            if not keep:
-                return
-    except (ConnectionError, ssl.SSLError):
-        pass
-    finally:
+def make_app(core: "AsyncDevServer") -> "web.Application":
+    """The API as an aiohttp application: every path, every method, JSON replies."""
+
+    async def handle(request: "web.Request") -> "web.Response":
         try:
-            writer.close()
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _json_response(413, {"error_type": "BAD-REQUEST",
+                                        "message": f"body larger than {MAX_BODY} bytes"})
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            status, value = await dispatch(core, request.method, headers, body)
         except Exception:
-            pass
+            log.exception("API request failed")
+            status, value = 500, {"error_type": "INTERNAL-ERROR", "message": "internal error"}
+        log.debug("API %s %s -> %d", request.method, headers.get("x-sora-target"), status)
+        return _json_response(status, value)
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def start_server(core: "AsyncDevServer", host: str, port: int,
+                       ssl_context: Optional[ssl.SSLContext] = None) -> tuple:
+    """Serves the API: ``(runner, bound port)``; ``await runner.cleanup()`` stops it."""
+    runner = web.AppRunner(make_app(core), access_log=None, handle_signals=False,
+                           shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, runner.addresses[0][1]
 
 
 # --------------------------------------------------------------------- client

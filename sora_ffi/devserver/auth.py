@@ -213,13 +213,10 @@ def webhook_request(connect: dict, *, connection_id: str, session_id: str,
     return {k: v for k, v in body.items() if v is not None}
 
 
-def call_webhook(url: str, body: dict, *, timeout: float = 5.0) -> dict:
-    """POSTs ``body``; returns the overrides of an accept response, raises :class:`AuthError`.
-
-    Blocking (urllib): call it from a worker thread.
-    """
+async def call_webhook(url: str, body: dict, *, timeout: float = 5.0) -> dict:
+    """POSTs ``body``; returns the overrides of an accept response, raises :class:`AuthError`."""
     try:
-        payload = post_json(url, body, timeout=timeout)
+        payload = await post_json(url, body, timeout=timeout)
     except HttpClientError as e:
         raise AuthError(f"AUTH-WEBHOOK-ERROR: {e}") from None
     try:

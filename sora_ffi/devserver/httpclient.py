@@ -1,11 +1,11 @@
-"""The dev server's outgoing HTTP/1.1 requests (auth and session webhooks): one place.
-
-Blocking (urllib), so callers run :func:`post_json` in a worker thread."""
+"""The dev server's outgoing HTTP requests (auth and session webhooks): one place, on
+aiohttp's client."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import asyncio
 from typing import Any
+
+import aiohttp
 
 from . import strictjson
 
@@ -14,24 +14,23 @@ MAX_REPLY_BYTES = 1 << 20
 
 
 class HttpClientError(Exception):
-    """The request failed: no connection, a timeout, or a non-200 status."""
+    """The request failed: no connection, a timeout, a non-200 status, a reply too long."""
 
 
-def post_json(url: str, body: Any, *, timeout: float = 5.0) -> bytes:
+async def post_json(url: str, body: Any, *, timeout: float = 5.0) -> bytes:
     """POSTs ``body`` as JSON; returns the body of a 200 reply (at most 1 MiB)."""
     data = strictjson.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "sora_ffi-devserver"},
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": "sora_ffi-devserver"}
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status = resp.status
-            payload = resp.read(MAX_REPLY_BYTES)
-    except urllib.error.HTTPError as e:
-        raise HttpClientError(f"status {e.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise HttpClientError(str(e)) from None
-    if status != 200:
-        raise HttpClientError(f"status {status}")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.post(url, data=data, headers=headers) as resp:
+                if resp.status != 200:
+                    raise HttpClientError(f"status {resp.status}")
+                payload = await resp.content.read(MAX_REPLY_BYTES + 1)
+    except asyncio.TimeoutError:
+        raise HttpClientError(f"no reply within {timeout} s") from None
+    except (aiohttp.ClientError, OSError, ValueError) as e:
+        raise HttpClientError(str(e) or type(e).__name__) from None
+    if len(payload) > MAX_REPLY_BYTES:
+        raise HttpClientError(f"reply longer than {MAX_REPLY_BYTES} bytes")
     return payload

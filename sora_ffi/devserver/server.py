@@ -17,7 +17,6 @@ DataChannel-only sessions), destroys every peer, then the event queue.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import http
 import logging
 import os
@@ -29,6 +28,7 @@ from typing import Any, Optional
 
 from websockets.asyncio.server import serve
 
+from .._background import LoopThread
 from . import api, session_webhook
 from .audio_streaming import GatewayConfig
 from .channel import Channels
@@ -248,10 +248,8 @@ class AsyncDevServer:
             )
             self.port = self._ws_server.sockets[0].getsockname()[1]
             if cfg.api:
-                self._api_server = await asyncio.start_server(
-                    lambda r, w: api.serve_connection(self, r, w),
-                    cfg.host, cfg.api_port, ssl=self._ssl_context(client_auth=False))
-                self.api_port = self._api_server.sockets[0].getsockname()[1]
+                self._api_server, self.api_port = await api.start_server(
+                    self, cfg.host, cfg.api_port, self._ssl_context(client_auth=False))
         except BaseException:
             await self.stop()
             raise
@@ -278,7 +276,7 @@ class AsyncDevServer:
         self._stopped = True
         self.stopping = True  # no more re-offers: everyone is leaving
         if self._api_server is not None:
-            self._api_server.close()
+            await self._api_server.cleanup()
         if self._ws_server is not None:
             self._ws_server.close(close_connections=False)
         sessions = list(self.sessions)
@@ -295,11 +293,6 @@ class AsyncDevServer:
                 await asyncio.wait_for(self._ws_server.wait_closed(), 5)
             except asyncio.TimeoutError:
                 log.warning("WebSocket server did not close in time")
-        if self._api_server is not None:
-            try:
-                await asyncio.wait_for(self._api_server.wait_closed(), 2)
-            except asyncio.TimeoutError:
-                pass
         for t in list(self._tasks):
             t.cancel()
         if self.peerloop is not None:
@@ -330,8 +323,7 @@ class DevServer:
     def __init__(self, config: Optional[DevServerConfig] = None, **kwargs: Any):
         self.config = config or DevServerConfig(**kwargs)
         self._server = AsyncDevServer(self.config)
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread = LoopThread("sora-devserver")
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -356,57 +348,24 @@ class DevServer:
 
     def start(self, timeout: float = 30.0) -> "DevServer":
         with self._lock:
-            if self._thread is not None:
+            if self._thread.started:
                 return self
-            ready: concurrent.futures.Future = concurrent.futures.Future()
-            self._thread = threading.Thread(
-                target=self._run, args=(ready,), name="sora-devserver", daemon=True)
-            self._thread.start()
-        try:
-            ready.result(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _run(self, ready: concurrent.futures.Future) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._server.start())
-        except BaseException as e:
-            ready.set_exception(e)
-            loop.close()
-            self._loop = None
-            return
-        ready.set_result(None)
-        try:
-            loop.run_forever()
-        finally:
             try:
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                loop.close()
+                self._thread.start(self._server.start, timeout)
+            except BaseException:
+                self._stopped = True
+                raise
+        return self
 
     def call(self, fn, *args, timeout: float = 10.0):
         """Runs ``fn(async_server, *args)`` on the server loop (a coroutine function or not)."""
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("server not running")
-
         async def runner():
             res = fn(self._server, *args)
             if asyncio.iscoroutine(res):
                 res = await res
             return res
 
-        return asyncio.run_coroutine_threadsafe(runner(), loop).result(timeout)
+        return self._thread.call(runner(), timeout)
 
     def connections(self, channel_id: Optional[str] = None) -> list:
         return self.call(lambda s: s.connections(channel_id))
@@ -424,16 +383,10 @@ class DevServer:
             if self._stopped:
                 return
             self._stopped = True
-            loop, thread = self._loop, self._thread
-        if loop is not None and loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self._server.stop(), loop)
-            try:
-                fut.result(timeout)
-            except Exception:
-                log.exception("dev server stop failed")
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout)
+        try:
+            self._thread.stop(self._server.stop, timeout)
+        except Exception:
+            log.exception("dev server stop failed")
 
     def __enter__(self) -> "DevServer":
         return self.start()
@@ -443,7 +396,7 @@ class DevServer:
 
     def __del__(self):  # pragma: no cover - best effort
         try:
-            if not self._stopped and self._thread is not None:
+            if not self._stopped and self._thread.started:
                 self.stop()
         except Exception:
             pass

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -366,7 +365,7 @@ class Session:
                     msg, connection_id=self.connection_id, session_id=self.session_id,
                     counts=self.core.channel_counts(params.channel_id),
                     version=self.core.version)
-                overrides.update(await asyncio.to_thread(auth.call_webhook, cfg.auth_webhook, body))
+                overrides.update(await auth.call_webhook(cfg.auth_webhook, body))
         except auth.AuthError as e:
             raise ProtocolError(e.reason, CLOSE_AUTH) from None
         if not overrides:

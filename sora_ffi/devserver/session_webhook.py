@@ -94,7 +94,7 @@ class Sender:
         """Sends one webhook (after those before it); returns the JSON reply, or None."""
         async with self._lock:
             try:
-                payload = await asyncio.to_thread(post_json, self.url, body)
+                payload = await post_json(self.url, body)
             except HttpClientError as e:
                 log.warning("session webhook %s failed: %s", body["type"], e)
                 return None

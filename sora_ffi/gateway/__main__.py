@@ -12,10 +12,10 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from typing import Optional
 
+from .._background import serve_until_signalled
 from .app import GatewayOptions
 from .recognizers import load_factory
 from .server import AsyncGateway
@@ -38,22 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _serve(gateway: AsyncGateway) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-    await gateway.start()
-    try:
-        print(json.dumps({"url": gateway.url}), flush=True)
-        await stop.wait()
-    finally:
-        await gateway.stop()
-
-
 def main(argv: Optional[list] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,7 +50,8 @@ def main(argv: Optional[list] = None) -> int:
                                tls_key=args.tls_key, client_ca=args.client_ca)
     except (ValueError, ImportError) as e:
         parser.error(str(e))
-    asyncio.run(_serve(gateway))
+    asyncio.run(serve_until_signalled(gateway.start, gateway.stop,
+                                      lambda: print(json.dumps({"url": gateway.url}), flush=True)))
     return 0
 
 

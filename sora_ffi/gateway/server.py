@@ -5,13 +5,12 @@ socket, h2 (ALPN) with TLS."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import socket
 import ssl
-import threading
 from typing import Optional
 
+from .._background import LoopThread
 from .app import GatewayApp, GatewayOptions
 
 log = logging.getLogger("sora_ffi.gateway")
@@ -101,8 +100,7 @@ class Gateway:
 
     def __init__(self, *args, **kwargs) -> None:
         self._gateway = AsyncGateway(*args, **kwargs)
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread = LoopThread("sora-gateway")
 
     @property
     def url(self) -> str:
@@ -113,45 +111,12 @@ class Gateway:
         return self._gateway.app
 
     def start(self, timeout: float = 10.0) -> "Gateway":
-        ready: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._gateway.start())
-            except BaseException as e:
-                ready.set_exception(e)
-                loop.close()
-                return
-            ready.set_result(None)
-            try:
-                loop.run_forever()
-            finally:
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_default_executor())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="sora-gateway", daemon=True)
-        self._thread.start()
-        ready.result(timeout)
+        self._thread.start(self._gateway.start, timeout)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Closes the listener and every connection (as a gateway process that ends)."""
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            try:
-                asyncio.run_coroutine_threadsafe(self._gateway.stop(), loop).result(timeout)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(timeout)
-        self._thread = None
+        self._thread.stop(self._gateway.stop, timeout)
 
     def __enter__(self) -> "Gateway":
         return self.start()
