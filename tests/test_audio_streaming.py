@@ -816,3 +816,67 @@ def test_https_gateway_with_client_certificate(ffi, make_server, gateways, clien
             time.sleep(1.0)
             assert results_of(listener) == [] and gw.app.streams_started == 0
     assert listener.disconnects == [] and spk.disconnects == []
+
+
+class StatusGateway:
+    """Answers every stream with one status and no body."""
+
+    def __init__(self, status: int):
+        self.status = status
+        self.requests = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        self.requests += 1
+        await send({"type": "http.response.start", "status": self.status, "headers": []})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def test_a_gateway_answering_non_200_is_retried_with_back_off(ffi, make_server, clients, channel_id):
+    bad = StatusGateway(503)
+    with AsgiServer(bad) as gw:
+        server = make_server(audio_streaming_url=gw.url + "/speech")
+        listener = clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+        start_streaming(server, channel_id)
+        spk = speaker(clients, ffi, server, channel_id).connect()
+        with Pump(spk.source):
+            assert wait_until(lambda: bad.requests >= 2)  # after 0.5 s
+            time.sleep(1.0)
+        # backing off: 0.5, 1, 2 s apart, not a request per packet
+        assert 2 <= bad.requests <= 4, bad.requests
+        assert results_of(listener) == []
+        assert listener.disconnects == [] and spk.disconnects == []
+
+
+def test_asyncio_results_iterators(ffi, make_server, gateways, channel_id):
+    """`AsyncConnection.audio_streaming_results()`: every iterator gets every result (with
+    the speaker's connection id), and they end when the session ends."""
+    from sora_ffi import aio
+
+    gw = gateways()
+    server = make_server(audio_streaming_url=gw.url + "/test")
+
+    async def run():
+        sora = ffi.Sora()
+        source = sora.create_audio_source(1, RATE)
+        url = [server.signaling_url]
+        async with aio.connect(sora, signaling_urls=url, role="recvonly", channel_id=channel_id,
+                               audio=True, video=False) as listener:
+            first, second = listener.audio_streaming_results(), listener.audio_streaming_results()
+            await asyncio.to_thread(start_streaming, server, channel_id)
+            async with aio.connect(sora, signaling_urls=url, role="sendonly", channel_id=channel_id,
+                                   audio=True, video=False, audio_source=source,
+                                   audio_streaming_language_code="en-US") as spk:
+                with Pump(source):
+                    a = [await anext(first) for _ in range(5)]
+                    b = [await anext(second) for _ in range(5)]
+                speaker_id = spk.connection_id
+            await listener.disconnect()
+            rest = [r async for r in first]  # ends with the session
+        return a, b, rest, speaker_id
+
+    a, b, rest, speaker_id = asyncio.run(run())
+    assert a == b and {r.connection_id for r in a} == {speaker_id}
+    assert all(r.result["type"] == "test" and r.text.startswith("n: ") and not r.is_final for r in a)
+    assert all(r.connection_id == speaker_id for r in rest)

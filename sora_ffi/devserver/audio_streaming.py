@@ -231,6 +231,9 @@ class SessionStreaming:
             result = json.loads(line)
         except ValueError:  # pragma: no cover - the shim passes JSON objects only
             return
+        if isinstance(result, dict) and result.get("type") == "error":
+            log.warning("%s: the audio streaming gateway reports an error: %s", connection_id,
+                        result.get("reason"))
         data = {"type": "audio_streaming_result", "connection_id": connection_id, "result": result}
         for cid, on in self.subscribed.items():
             s = self.channel.sessions.get(cid)
