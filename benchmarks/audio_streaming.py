@@ -1,10 +1,12 @@
 """Audio streaming: what it costs the dev server, and how soon a result comes back.
 
 * ``cpu``: N sendonly speakers (sora_ffi, in this process) send Opus to a dev server in a
-  child process, first with streaming off, then on (to a gateway's ``/test`` service in
-  another child). The dev server's CPU (from /proc) with streaming on minus off, per
-  streamed connection, is the cost of streaming (goal: ≤ 1 % of a core per connection at
-  100 connections). The gateway's own CPU is reported apart.
+  child process, first with streaming off, then on, to a gateway in another child whose
+  recognizer (``OncePerSecond`` below, a plug-in) says one thing a second per stream, as a
+  recognizer does about an utterance; one recvonly listener is subscribed to the results.
+  The dev server's CPU (from /proc) with streaming on minus off, per streamed connection,
+  is the cost of streaming (goal: ≤ 1 % of a core per connection at 100 connections). The
+  gateway's CPU (it decodes every packet) is reported apart.
 * ``delay``: espeak-ng says a sentence into a speaker, PocketSphinx recognizes it; the time
   from the last sample of speech handed to the audio source to the final result's push at a
   listener, over several runs.
@@ -35,6 +37,24 @@ ROOT = os.path.dirname(HERE)
 RATE = 48000
 
 
+class OncePerSecond:
+    """A recognizer plug-in (``--recognizer audio_streaming:OncePerSecond``): one final
+    result per second of audio."""
+
+    def __init__(self, language_code: str) -> None:
+        self.samples = 0
+
+    def feed(self, pcm) -> list:
+        before = self.samples // 16000
+        self.samples += len(pcm)
+        if self.samples // 16000 > before:
+            return [{"type": "bench", "message": f"{self.samples // 16000} s", "is_final": True}]
+        return []
+
+    def finish(self) -> list:
+        return []
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -44,7 +64,7 @@ def cpu_seconds(pid: int) -> float:
 def spawn(args: list) -> tuple:
     """A child printing one JSON line when ready: (process, that line)."""
     p = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": ROOT})
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, HERE])})
     return p, json.loads(p.stdout.readline())
 
 
@@ -66,12 +86,22 @@ def bench_cpu(args) -> dict:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    gw, gw_info = spawn(["sora_ffi.gateway", "--port", "0"])
+    gw, gw_info = spawn(["sora_ffi.gateway", "--port", "0", "--recognizer", "audio_streaming:OncePerSecond"])
     ds, ds_info = spawn(["sora_ffi.devserver", "--port", "0", "--ping-interval", "0",
-                         "--audio-streaming-url", gw_info["url"] + "/test"])
+                         "--no-default-audio-streaming-result-push",
+                         "--audio-streaming-url", gw_info["url"] + "/speech"])
     sora = sora_ffi.Sora()
     speakers, sources = [], []
+    results: list = []
+    listener = None
     try:
+        listener = sora.create_connection(signaling_urls=[ds_info["signaling_url"]], role="recvonly",
+                                          channel_id="bench", audio=False, video=False)
+        listener.on_push = results.append
+        listener.connect()
+        listener.wait_connected(20)
+        assert api(ds_info["api_url"], "Sora_20221221.SubscribeAudioStreamingResultPush",
+                   {"channel_id": "bench", "connection_id": listener.connection_id})[0] == 200
         for i in range(args.n):
             src = sora.create_audio_source(1, RATE)
             c = sora.create_connection(signaling_urls=[ds_info["signaling_url"]], role="sendonly",
@@ -81,7 +111,9 @@ def bench_cpu(args) -> dict:
             speakers.append(c)
             sources.append(src)
         for c in speakers:
-            c.wait_connected(20)
+            if not c.wait_connected(30):
+                raise RuntimeError("a speaker did not connect")
+        print(f"{args.n} speakers connected", file=sys.stderr)
         stop = threading.Event()
 
         def pump() -> None:  # 10 ms of noise to every source, in real time
@@ -101,16 +133,17 @@ def bench_cpu(args) -> dict:
         status, body = api(ds_info["api_url"], "Sora_20221221.StartAudioStreaming", {"channel_id": "bench"})
         assert status == 200, body
         time.sleep(2)
-        g0 = cpu_seconds(gw.pid)
+        g0, r0 = cpu_seconds(gw.pid), len(results)
         on = measure(ds.pid, args.seconds)
         gateway = (cpu_seconds(gw.pid) - g0) / args.seconds
+        pushed = (len(results) - r0) / args.seconds
         stop.set()
         t.join()
         return {"connections": args.n, "devserver_cpu_off": round(off, 3), "devserver_cpu_on": round(on, 3),
                 "per_streamed_connection_percent_of_a_core": round((on - off) / args.n * 100, 3),
-                "gateway_cpu": round(gateway, 3)}
+                "gateway_cpu": round(gateway, 3), "results_pushed_per_second": round(pushed, 1)}
     finally:
-        for c in speakers:
+        for c in speakers + ([listener] if listener is not None else []):
             c.disconnect()
         for p in (ds, gw):
             p.terminate()

@@ -544,13 +544,14 @@ def test_a_hung_gateway_is_found_by_ping_and_left(ffi, make_server, clients, cha
     threading.Thread(target=lambda: [accepted.append(listener_sock.accept()) for _ in range(3)],
                      daemon=True).start()
     try:
-        server = make_server(audio_streaming_url=f"http://127.0.0.1:{listener_sock.getsockname()[1]}/speech")
+        server = make_server(audio_streaming_url=f"http://127.0.0.1:{listener_sock.getsockname()[1]}/speech",
+                             audio_streaming_keepalive=0.5)
         clients(ffi, server, channel_id, "recvonly", audio=True).connect()
         start_streaming(server, channel_id)
         spk = speaker(clients, ffi, server, channel_id).connect()
         with Pump(spk.source):
             assert wait_until(lambda: len(accepted) == 1)
-            assert wait_until(lambda: len(accepted) == 2, timeout=6)  # PING: 1 s + 2 s
+            assert wait_until(lambda: len(accepted) == 2, timeout=4)  # PING: 0.5 s + 1 s
         assert spk.disconnects == []
     finally:
         for conn, _ in accepted:
@@ -739,6 +740,7 @@ def test_stream_audio_refuses_bad_configs(make_server):
             ({"url": "http://127.0.0.1:5/", "headers": {"x": "y" * 20000}}, "exceed"),
             ({"url": "http://127.0.0.1:5/", "retry_interval_ms": 0}, "retry_interval_ms"),
             ({"url": "http://127.0.0.1:5/", "queue_packets": 0}, "queue_packets"),
+            ({"url": "http://127.0.0.1:5/", "keepalive_ms": 50}, "keepalive_ms"),
             ({"url": "http://127.0.0.1:5/", "bogus": 1}, "unknown field"),
         ]
         for cfg, why in bad:

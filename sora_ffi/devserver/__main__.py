@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--audio-streaming-tls-key", metavar="PEM", help="its private key")
     a.add_argument("--audio-streaming-ca", metavar="PEM",
                    help="CA the gateway's certificate is checked against (default: the system's)")
+    a.add_argument("--audio-streaming-keepalive", type=float, default=5.0, metavar="SECONDS",
+                   help="HTTP/2 PING interval; a gateway silent for twice that is left and "
+                        "connected again (default 5)")
     a.add_argument("--no-default-audio-streaming-result-push", action="store_true",
                    help="connections start unsubscribed from audio streaming results")
     a.add_argument("--audio-streaming-webhooks", action="store_true",
@@ -105,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
         audio_streaming_tls_cert=args.audio_streaming_tls_cert,
         audio_streaming_tls_key=args.audio_streaming_tls_key,
         audio_streaming_ca=args.audio_streaming_ca,
+        audio_streaming_keepalive=args.audio_streaming_keepalive,
         default_audio_streaming_result_push=not args.no_default_audio_streaming_result_push,
         audio_streaming_webhooks=args.audio_streaming_webhooks,
     )

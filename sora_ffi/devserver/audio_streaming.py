@@ -40,10 +40,12 @@ class GatewayConfig:
     tls_cert: Optional[str] = None  # PEM files
     tls_key: Optional[str] = None
     ca: Optional[str] = None
+    keepalive: float = 5.0  # s
 
     def native(self) -> dict:
         """What ``sora_peer_stream_audio`` takes, less the per-connection headers."""
-        cfg: dict = {"url": self.url, "framed": self.framed}
+        cfg: dict = {"url": self.url, "framed": self.framed,
+                     "keepalive_ms": round(self.keepalive * 1000)}
         for key, path in (("client_cert", self.tls_cert), ("client_key", self.tls_key),
                           ("ca_cert", self.ca)):
             if path:

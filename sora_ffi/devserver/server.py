@@ -72,6 +72,9 @@ class DevServerConfig:
     audio_streaming_tls_cert: Optional[str] = None
     audio_streaming_tls_key: Optional[str] = None
     audio_streaming_ca: Optional[str] = None
+    #: seconds between HTTP/2 PINGs to the gateway; one not answered within twice that
+    #: makes the request start over (a hung gateway)
+    audio_streaming_keepalive: float = 5.0
     #: whether a connection starts subscribed to audio streaming result pushes
     default_audio_streaming_result_push: bool = True
     #: send audio-streaming.started / .stopped to the session webhook
@@ -111,6 +114,8 @@ class DevServerConfig:
         for path in files:
             if path is not None and not os.path.isfile(path):
                 raise ValueError(f"no such file: {path}")
+        if not 0.1 <= self.audio_streaming_keepalive <= 600:
+            raise ValueError("audio_streaming_keepalive must be 0.1..600 seconds")
         if self.audio_streaming_webhooks and not self.session_webhook:
             raise ValueError("audio_streaming_webhooks needs session_webhook")
 
@@ -119,7 +124,7 @@ class DevServerConfig:
             return None
         return GatewayConfig(self.audio_streaming_url, self.audio_streaming_header,
                              self.audio_streaming_tls_cert, self.audio_streaming_tls_key,
-                             self.audio_streaming_ca)
+                             self.audio_streaming_ca, self.audio_streaming_keepalive)
 
 
 def _url_host(host: str) -> str:

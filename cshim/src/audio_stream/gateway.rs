@@ -15,10 +15,7 @@ use tokio::sync::{mpsc, watch};
 /// A response line longer than this is dropped (and reported), not buffered.
 pub const MAX_LINE: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A gateway that does not answer an HTTP/2 PING this long after it was sent is taken for
-/// dead (a hung process, a half-open connection): the request is made again.
-const PING_INTERVAL: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How one request ended.
@@ -95,20 +92,24 @@ async fn request(cfg: &Config, shared: &std::sync::Arc<Shared>, body: &mut mpsc:
     let conn_task = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let liveness = tokio::spawn(keep_alive(pings));
+    let liveness = tokio::spawn(keep_alive(pings, cfg.keepalive));
     let end = exchange(cfg, shared, client, body, stop, liveness).await;
     conn_task.abort();
     end
 }
 
-/// PINGs the gateway every PING_INTERVAL; returns why it stopped answering.
-async fn keep_alive(mut pings: h2::PingPong) -> String {
+/// PINGs the gateway every `interval`; returns why it stopped answering. A gateway that
+/// does not answer within twice the interval is taken for dead (a hung process, a
+/// half-open connection): the request is made again. Flow control alone would leave such
+/// a request open forever, dropping the audio.
+async fn keep_alive(mut pings: h2::PingPong, interval: Duration) -> String {
+    let timeout = interval * 2;
     loop {
-        tokio::time::sleep(PING_INTERVAL).await;
-        match tokio::time::timeout(PING_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
+        tokio::time::sleep(interval).await;
+        match tokio::time::timeout(timeout, pings.ping(h2::Ping::opaque())).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return format!("HTTP/2 connection: {e}"),
-            Err(_) => return format!("the gateway did not answer a PING within {} s", PING_TIMEOUT.as_secs()),
+            Err(_) => return format!("the gateway did not answer a PING within {} ms", timeout.as_millis()),
         }
     }
 }

@@ -49,6 +49,8 @@ struct RawConfig {
     retry_interval_ms: u64,
     #[serde(default = "default_queue")]
     queue_packets: usize,
+    #[serde(default = "default_keepalive_ms")]
+    keepalive_ms: u64,
 }
 
 fn default_retry_ms() -> u64 {
@@ -56,6 +58,9 @@ fn default_retry_ms() -> u64 {
 }
 fn default_queue() -> usize {
     250 // 5 s of 20 ms packets
+}
+fn default_keepalive_ms() -> u64 {
+    5000
 }
 
 /// A stream's settings, checked.
@@ -68,6 +73,8 @@ pub struct Config {
     tls: Option<TransportOptions>,
     retry_interval: Duration,
     queue_packets: usize,
+    /// HTTP/2 PING interval; no answer within twice this ends the request
+    keepalive: Duration,
 }
 
 impl Config {
@@ -118,6 +125,9 @@ impl Config {
         if raw.queue_packets == 0 || raw.queue_packets > 100_000 {
             return Err(Error::invalid("audio stream queue_packets must be 1..=100000"));
         }
+        if !(100..=600_000).contains(&raw.keepalive_ms) {
+            return Err(Error::invalid("audio stream keepalive_ms must be 100..=600000"));
+        }
         Ok(Config {
             uri,
             host,
@@ -127,6 +137,7 @@ impl Config {
             tls,
             retry_interval: Duration::from_millis(raw.retry_interval_ms),
             queue_packets: raw.queue_packets,
+            keepalive: Duration::from_millis(raw.keepalive_ms),
         })
     }
 }
@@ -199,7 +210,7 @@ static STREAMS: Mutex<Option<HashMap<u64, Handle>>> = Mutex::new(None);
 
 /// Starts streaming the receiving audio track `track` as `config_json` says ({"url",
 /// "headers", "framed", "ca_cert", "client_cert", "client_key", "retry_interval_ms",
-/// "queue_packets"}); its events go to `queue`. Returns the stream's id.
+/// "queue_packets", "keepalive_ms"}); its events go to `queue`. Returns the stream's id.
 pub fn start(queue: Arc<EventQueue>, track: i32, config_json: &str) -> Result<u64> {
     let cfg = Config::parse(config_json)?;
     let mut streams = STREAMS.lock();

@@ -15,7 +15,9 @@ use std::ffi::c_char;
 /// "framed" (20-byte header before each payload: Unix µs u64, sequence u64, length u32,
 /// big-endian; default false), "ca_cert", "client_cert", "client_key" (PEM text, https
 /// only), "retry_interval_ms" (first back-off, default 500, doubling up to 5 s),
-/// "queue_packets" (what waits for the gateway, default 250; more is dropped and counted)}.
+/// "queue_packets" (what waits for the gateway, default 250; more is dropped and counted),
+/// "keepalive_ms" (an HTTP/2 PING this often, default 5000; no answer within twice that
+/// and the request is made again)}.
 /// One stream per track. It ends by itself when the track goes. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn sora_peer_stream_audio(
