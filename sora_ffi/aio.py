@@ -242,10 +242,12 @@ class AsyncConnection:
     def audio_streaming_results(self) -> AsyncIterator[AudioStreamingResult]:
         """The audio streaming results pushed to this connection (Sora's
         `audio_streaming_result` pushes, parsed), from now on, ending when the session
-        ends. Any number of iterators; each gets every result. `events()` still sees them
-        as `Push`."""
+        ends. Any number of iterators; each gets every result (at most `max_queued_events`
+        wait for one; beyond that its oldest are dropped and counted in `dropped`).
+        `events()` still sees them as `Push`."""
         self._require_open()
-        queue: asyncio.Queue[Optional[AudioStreamingResult]] = asyncio.Queue()
+        queue: asyncio.Queue[Optional[AudioStreamingResult]] = asyncio.Queue(
+            maxsize=self._events.maxlen or 0)
         if self._ended is not None and self._ended.done():
             queue.put_nowait(None)
         else:
@@ -322,6 +324,9 @@ class AsyncConnection:
             result = parse_audio_streaming_result(args[0])
             if result is not None:
                 for q in self._result_queues:
+                    if q.full():  # an iterator that is not being read: drop its oldest
+                        q.get_nowait()
+                        self.dropped += 1
                     q.put_nowait(result)
         if kind == "connected" and not self._connected.done():
             self._connected.set_result(args[0])
@@ -335,6 +340,8 @@ class AsyncConnection:
             if not self._ended.done():
                 self._ended.set_result((code, message))
             for q in self._result_queues:
+                if q.full():
+                    q.get_nowait()
                 q.put_nowait(None)
             self._result_queues.clear()
             error = SoraConnectionError(code, message)

@@ -105,7 +105,7 @@ class SessionHook:
     """A session webhook endpoint: records what it gets, answers session.created with
     ``reply``."""
 
-    def __init__(self, reply: dict):
+    def __init__(self, reply: dict, delay: float = 0.0):
         self.reply = reply
         self.seen: list = []
         hook = self
@@ -114,6 +114,7 @@ class SessionHook:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 hook.seen.append(body)
+                time.sleep(delay)
                 out = json.dumps(hook.reply if body.get("type") == "session.created" else {}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -140,8 +141,8 @@ class SessionHook:
 def session_hooks():
     made = []
 
-    def make(reply):
-        h = SessionHook(reply)
+    def make(reply, delay=0.0):
+        h = SessionHook(reply, delay)
         made.append(h)
         return h
     yield make
@@ -242,6 +243,7 @@ def test_joining_and_leaving_mid_stream(ffi, make_server, gateways, clients, cha
                               == {a.connection_id, b.connection_id})
         b.disconnect()
         assert wait_until(lambda: gw.app.streams_open == 1)
+        assert gw.app.streams_finished == 1  # its body was ended, not cut
         n = len(results_of(listener))
         assert wait_until(lambda: len(results_of(listener)) > n + 10)  # a goes on
     assert streaming_state(server, channel_id)["streams"] == [a.connection_id]
@@ -882,3 +884,52 @@ def test_asyncio_results_iterators(ffi, make_server, gateways, channel_id):
     assert a == b and {r.connection_id for r in a} == {speaker_id}
     assert all(r.result["type"] == "test" and r.text.startswith("n: ") and not r.is_final for r in a)
     assert all(r.connection_id == speaker_id for r in rest)
+
+
+def test_a_late_webhook_reply_does_not_undo_the_api(ffi, make_server, gateways, session_hooks,
+                                                    clients, channel_id):
+    """StartAudioStreaming while session.created's reply is still coming: the reply (auto
+    on) comes after the API's decision and is ignored."""
+    gw = gateways()
+    hook = session_hooks({"audio_streaming": True, "audio_streaming_auto": True}, delay=0.5)
+    server = make_server(audio_streaming_url=gw.url + "/test", session_webhook=hook.url,
+                         default_audio_streaming_result_push=False)
+    clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+    start_streaming(server, channel_id)
+    time.sleep(1.0)  # the reply has come by now
+    assert hook.types() == ["session.created"]
+    state = streaming_state(server, channel_id)
+    assert state["enabled"] is True and state["auto"] is False
+    assert server.api("Sora_20221221.StopAudioStreaming", {"channel_id": channel_id}) == (200, {})
+
+
+class LastWords:
+    """A recognizer plug-in that says nothing until the audio ends, then how much it heard:
+    a stream that is stopped must still get the gateway's answer to its end."""
+
+    def __init__(self, language_code):
+        self.samples = 0
+
+    def feed(self, pcm):
+        self.samples += len(pcm)
+        return []
+
+    def finish(self):
+        return [{"type": "last", "message": f"{self.samples} samples", "is_final": True}]
+
+
+def test_a_speaker_leaving_gets_the_gateways_answer_to_the_end(ffi, make_server, gateways, clients,
+                                                               channel_id):
+    gw = gateways(options=GatewayOptions(recognizer=LastWords))
+    server = make_server(audio_streaming_url=gw.url + "/speech")
+    listener = clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+    start_streaming(server, channel_id)
+    spk = speaker(clients, ffi, server, channel_id).connect()
+    with Pump(spk.source):
+        assert wait_until(lambda: gw.app.streams_open == 1)
+        time.sleep(0.5)
+    spk.disconnect()
+    got = wait_until(lambda: results_of(listener))
+    assert [r.result["type"] for r in got] == ["last"] and got[0].connection_id == spk.connection_id
+    assert int(got[0].text.split()[0]) >= 16000 * 0.4
+    assert gw.app.streams_finished == 1

@@ -69,6 +69,9 @@ class SessionStreaming:
         self.default_subscribe: bool = cfg.default_audio_streaming_result_push
         self.enabled = False
         self.auto = False
+        #: StartAudioStreaming / StopAudioStreaming was used: a session webhook reply that
+        #: comes later does not undo it
+        self.decided_by_api = False
         self.started_timestamp: Optional[str] = None
         #: connection_id -> subscribed to result pushes
         self.subscribed: dict = {}
@@ -152,6 +155,7 @@ class SessionStreaming:
             raise StreamingError("audio_streaming_auto is on: StartAudioStreaming cannot be used")
         if self.enabled:
             raise StreamingError("audio streaming has already started")
+        self.decided_by_api = True
         self.enable(auto=False)
 
     def api_stop(self) -> None:
@@ -160,6 +164,7 @@ class SessionStreaming:
                                  "(TerminateSession ends such a session)")
         if not self.enabled:
             raise StreamingError("audio streaming has not started")
+        self.decided_by_api = True
         self.disable()
 
     def api_subscribe(self, connection_id: str, on: bool) -> None:
@@ -173,8 +178,6 @@ class SessionStreaming:
     # --------------------------------------------------------------- streams
     def _start_stream(self, s: "Session") -> None:
         assert self.gateway is not None
-        if self._native_config is None:
-            self._native_config = self.gateway.native()
         p = s.params
         headers = {
             "sora-channel-id": p.channel_id,
@@ -185,6 +188,8 @@ class SessionStreaming:
         if s.client_id:
             headers["sora-client-id"] = s.client_id
         try:
+            if self._native_config is None:
+                self._native_config = self.gateway.native()
             stream = s.peer.stream_audio(s.upstream_tracks["audio"], self.core.peerloop.queue,
                                          {**self._native_config, "headers": headers})
         except PeerClosed:

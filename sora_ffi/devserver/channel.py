@@ -321,5 +321,11 @@ class Channels:
     def get(self, channel_id: str) -> Optional[Channel]:
         return self._channels.get(channel_id)
 
+    def session_id_for(self, channel_id: str, fresh: str) -> str:
+        """The session id a connection to `channel_id` will have: the running session's,
+        or `fresh` (the connection's own) when it will start one."""
+        ch = self._channels.get(channel_id)
+        return ch.session_id if ch is not None else fresh
+
     def all_sessions(self) -> list:
         return [s for ch in self._channels.values() for s in ch.sessions.values()]

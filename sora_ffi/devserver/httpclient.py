@@ -26,7 +26,12 @@ async def post_json(url: str, body: Any, *, timeout: float = 5.0) -> bytes:
             async with session.post(url, data=data, headers=headers) as resp:
                 if resp.status != 200:
                     raise HttpClientError(f"status {resp.status}")
-                payload = await resp.content.read(MAX_REPLY_BYTES + 1)
+                payload = b""  # read() hands out what has arrived: until the end or too much
+                while len(payload) <= MAX_REPLY_BYTES:
+                    chunk = await resp.content.read(MAX_REPLY_BYTES + 1 - len(payload))
+                    if not chunk:
+                        break
+                    payload += chunk
     except asyncio.TimeoutError:
         raise HttpClientError(f"no reply within {timeout} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as e:

@@ -112,8 +112,15 @@ class DevServerConfig:
         if (self.audio_streaming_tls_cert is None) != (self.audio_streaming_tls_key is None):
             raise ValueError("audio_streaming_tls_cert and audio_streaming_tls_key go together")
         for path in files:
-            if path is not None and not os.path.isfile(path):
-                raise ValueError(f"no such file: {path}")
+            if path is None:
+                continue
+            try:  # read here: a bad file is the configuration's error, not a stream's
+                with open(path, encoding="utf-8") as f:
+                    pem = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ValueError(f"cannot read {path} as a PEM file: {e}") from None
+            if "-----BEGIN" not in pem:
+                raise ValueError(f"{path} is not a PEM file")
         if not 0.1 <= self.audio_streaming_keepalive <= 600:
             raise ValueError("audio_streaming_keepalive must be 0.1..600 seconds")
         if self.audio_streaming_webhooks and not self.session_webhook:
@@ -149,6 +156,8 @@ class AsyncDevServer:
         self._ws_server = None
         self._api_server = None
         self._tasks: set = set()
+        #: webhook requests in flight (a stop lets them finish, for 2 s at most)
+        self.webhook_tasks: set = set()
         self.port: Optional[int] = None
         self.api_port: Optional[int] = None
         self._started = False
@@ -298,6 +307,8 @@ class AsyncDevServer:
                 await asyncio.wait_for(self._ws_server.wait_closed(), 5)
             except asyncio.TimeoutError:
                 log.warning("WebSocket server did not close in time")
+        if self.webhook_tasks:  # session.destroyed and the like, still going out
+            await asyncio.wait(list(self.webhook_tasks), timeout=2)
         for t in list(self._tasks):
             t.cancel()
         if self.peerloop is not None:
@@ -359,6 +370,7 @@ class DevServer:
                 self._thread.start(self._server.start, timeout)
             except BaseException:
                 self._stopped = True
+                self._thread.stop(self._server.stop, timeout)  # one that started late, too
                 raise
         return self
 

@@ -362,7 +362,8 @@ class Session:
                 overrides.update(auth.jwt_overrides(claims))
             if cfg.auth_webhook:
                 body = auth.webhook_request(
-                    msg, connection_id=self.connection_id, session_id=self.session_id,
+                    msg, connection_id=self.connection_id,
+                    session_id=self.core.channels.session_id_for(params.channel_id, self.session_id),
                     counts=self.core.channel_counts(params.channel_id),
                     version=self.core.version)
                 overrides.update(await auth.call_webhook(cfg.auth_webhook, body))

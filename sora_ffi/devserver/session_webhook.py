@@ -74,7 +74,9 @@ class Sender:
             self._spawn(self._post({**self.body(event_type), "data": data}))
 
     def _spawn(self, coro) -> None:
-        self.core.spawn(coro)
+        task = self.core.spawn(coro)
+        self.core.webhook_tasks.add(task)
+        task.add_done_callback(self.core.webhook_tasks.discard)
 
     async def _created(self, body: dict) -> None:
         reply = await self._post(body)
@@ -84,6 +86,10 @@ class Sender:
         st = self.ch.audio_streaming
         if self.core.channels.get(self.ch.channel_id) is not self.ch:
             return  # the session ended meanwhile
+        if st.decided_by_api:
+            log.info("session %s: the webhook's audio streaming flags come after the API's "
+                     "Start/StopAudioStreaming: ignored", self.ch.session_id)
+            return
         if st.gateway is None:
             log.warning("session %s: the webhook asks for audio streaming, but no "
                         "audio_streaming_url is configured", self.ch.session_id)

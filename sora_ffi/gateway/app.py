@@ -43,6 +43,8 @@ class GatewayApp:
         #: streams served so far and now (for tests and logs)
         self.streams_started = 0
         self.streams_open = 0
+        #: streams whose body ended cleanly (Sora stopped them), not by a broken connection
+        self.streams_finished = 0
         self.closing = False
 
     def close(self) -> None:
@@ -110,6 +112,7 @@ class GatewayApp:
                 for packet in body.feed(msg.get("body", b"")):
                     await write(await service.on_packet(packet))
                 if not msg.get("more_body", False):
+                    self.streams_finished += 1
                     body.finish()
                     await write(await service.finish())
                     return

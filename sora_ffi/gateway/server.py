@@ -111,7 +111,11 @@ class Gateway:
         return self._gateway.app
 
     def start(self, timeout: float = 10.0) -> "Gateway":
-        self._thread.start(self._gateway.start, timeout)
+        try:
+            self._thread.start(self._gateway.start, timeout)
+        except BaseException:
+            self._thread.stop(self._gateway.stop, timeout)  # one that started late, too
+            raise
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

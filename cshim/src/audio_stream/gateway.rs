@@ -15,6 +15,11 @@ use tokio::sync::{mpsc, watch};
 /// A response line longer than this is dropped (and reported), not buffered.
 pub const MAX_LINE: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request that lasted this long was a working one: the back-off starts over after it.
+const STEADY: Duration = Duration::from_secs(10);
+/// How long a stopped stream waits for the gateway's last results (its response to the end
+/// of the audio: the final of the last utterance).
+const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -26,16 +31,22 @@ enum End {
     Retry(String),
 }
 
-/// Runs requests until stopped; `body` is the stream's queue of chunks.
+/// Runs requests until stopped or until the track goes (the tap, which holds the body's
+/// sender, is dropped with it); `body` is the stream's queue of chunks.
 pub async fn run(cfg: Config, shared: std::sync::Arc<Shared>, mut body: mpsc::Receiver<Bytes>, mut stop: watch::Receiver<bool>) {
     let mut backoff = cfg.retry_interval;
     loop {
-        let streamed = shared.answered();
+        if body.is_closed() && body.is_empty() {
+            break; // the track went
+        }
+        let began = tokio::time::Instant::now();
         match request(&cfg, &shared, &mut body, &mut stop).await {
             End::Stopped => break,
             End::Retry(why) => {
-                // A request that got its 200 starts the back-off over.
-                if shared.answered() > streamed {
+                // Only a request that went on for a while starts the back-off over: a
+                // gateway that answers 200, one error line and ends would otherwise be
+                // asked again every half second for the whole session.
+                if began.elapsed() >= STEADY {
                     backoff = cfg.retry_interval;
                 }
                 log::warn!("audio stream {}: {why}; again in {} ms", shared.id, backoff.as_millis());
@@ -48,6 +59,7 @@ pub async fn run(cfg: Config, shared: std::sync::Arc<Shared>, mut body: mpsc::Re
         }
         backoff = (backoff * 2).min(MAX_BACKOFF.max(cfg.retry_interval));
     }
+    super::forget(shared.id);
     shared.emit_state(State::Stopped, "");
 }
 
@@ -77,24 +89,31 @@ async fn connect(cfg: &Config) -> Result<Box<dyn Io>, String> {
 /// One request: connect, send the headers, then pump the body until stopped or until the
 /// response ends or fails.
 async fn request(cfg: &Config, shared: &std::sync::Arc<Shared>, body: &mut mpsc::Receiver<Bytes>, stop: &mut watch::Receiver<bool>) -> End {
-    let io = tokio::select! {
-        r = connect(cfg) => match r {
-            Ok(io) => io,
-            Err(e) => return End::Retry(e),
+    // TCP, TLS and the HTTP/2 preface together within CONNECT_TIMEOUT: a gateway that
+    // accepts and then says nothing must not hold the stream before PINGs start.
+    let opened = async {
+        let io = connect(cfg).await?;
+        h2::client::handshake(io).await.map_err(|e| format!("HTTP/2 handshake: {e}"))
+    };
+    let (client, mut connection) = tokio::select! {
+        r = tokio::time::timeout(CONNECT_TIMEOUT, opened) => match r {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return End::Retry(e),
+            Err(_) => return End::Retry(format!("no HTTP/2 connection to {}:{} within {} s", cfg.host, cfg.port, CONNECT_TIMEOUT.as_secs())),
         },
         _ = stop.changed() => return End::Stopped,
     };
-    let (client, mut connection) = match h2::client::handshake(io).await {
-        Ok(x) => x,
-        Err(e) => return End::Retry(format!("HTTP/2 handshake: {e}")),
-    };
     let pings = connection.ping_pong().expect("the first ping_pong() of a connection");
-    let conn_task = tokio::spawn(async move {
+    let mut conn_task = AbortOnDrop(tokio::spawn(async move {
         let _ = connection.await;
-    });
+    }));
     let liveness = tokio::spawn(keep_alive(pings, cfg.keepalive));
     let end = exchange(cfg, shared, client, body, stop, liveness).await;
-    conn_task.abort();
+    if matches!(end, End::Stopped) {
+        // Every handle to the connection is gone: it ends once it has written what is
+        // queued (the end of the body) and the gateway has closed the stream.
+        let _ = tokio::time::timeout(FINISH_TIMEOUT, &mut conn_task.0).await;
+    }
     end
 }
 
@@ -175,7 +194,7 @@ async fn exchange(
                     shared.emit_state(State::Warning, "the gateway is not reading the audio: dropping what does not fit");
                 }
                 why = &mut reader_done => return End::Retry(why),
-                _ = stop.changed() => return finish(send),
+                _ = stop.changed() => return finish(send, reader_done).await,
             }
         } else {
             tokio::select! {
@@ -184,10 +203,10 @@ async fn exchange(
                         send.reserve_capacity(c.len());
                         pending = Some(c);
                     }
-                    None => return finish(send),
+                    None => return finish(send, reader_done).await,
                 },
                 why = &mut reader_done => return End::Retry(why),
-                _ = stop.changed() => return finish(send),
+                _ = stop.changed() => return finish(send, reader_done).await,
             }
         }
     }
@@ -203,9 +222,12 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Ends the request body (the gateway sees the end of the audio).
-fn finish(mut send: h2::SendStream<Bytes>) -> End {
+/// Ends the request body (the gateway sees the end of the audio) and lets the response
+/// run for up to FINISH_TIMEOUT, so that what the gateway says about the last audio still
+/// arrives.
+async fn finish(mut send: h2::SendStream<Bytes>, response: impl std::future::Future<Output = String>) -> End {
     let _ = send.send_data(Bytes::new(), true);
+    let _ = tokio::time::timeout(FINISH_TIMEOUT, response).await;
     End::Stopped
 }
 

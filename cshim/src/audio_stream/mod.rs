@@ -246,6 +246,13 @@ pub fn stop(id: u64) -> Result<()> {
     Ok(())
 }
 
+/// The stream has ended by itself (its track went): it is no longer listed.
+fn forget(id: u64) {
+    if let Some(streams) = STREAMS.lock().as_mut() {
+        streams.remove(&id);
+    }
+}
+
 /// (packets sent to the gateway, their Opus bytes, packets dropped because the queue was
 /// full) of a stream.
 pub fn counters(id: u64) -> Result<(u64, u64, u64)> {

@@ -427,7 +427,8 @@ pub unsafe extern "C" fn sora_opus_decoder_decode(
             return Err(Error::invalid("out must hold at least one sample"));
         }
         let channels = d.inner.channels() as usize;
-        let pcm = std::slice::from_raw_parts_mut(out, capacity.saturating_mul(channels));
+        let samples = capacity.checked_mul(channels).filter(|n| *n <= isize::MAX as usize / 2);
+        let pcm = std::slice::from_raw_parts_mut(out, samples.ok_or_else(|| Error::invalid("capacity is too large"))?);
         let data = if packet.is_null() {
             None
         } else {
