@@ -257,8 +257,9 @@ def test_library_needs_only_base_system_libraries():
 # sora_peer_replace_track (the dev server keeps a BUNDLE-tag section): 17,976,416 bytes.
 # Deleting a peer's tracks and channels from libdatachannel's tables: 17,981,248 bytes.
 # Audio streaming: an HTTP/2 client (h2 and http, tracing compiled out, size-optimised),
-# the Opus decoder at any rate for the gateway: 18,414,784 bytes.
-LIBRARY_MAX_BYTES = 18_420_000
+# the Opus decoder at any rate for the gateway: 18,414,784 bytes; its keepalive, clean stop
+# and bounded connect: 18,422,720.
+LIBRARY_MAX_BYTES = 18_430_000
 
 
 def test_library_size_is_bounded():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import os
 import ssl
 import threading
 import urllib.parse
