@@ -275,11 +275,16 @@ TABLE = [
                  id="on-auto-0-subscribers"),
     pytest.param({"audio_streaming": True, "audio_streaming_auto": True}, True, True, True,
                  id="on-auto-subscribers"),
-    pytest.param({"audio_streaming": True}, False, True, False, id="on-0-subscribers"),
+    pytest.param({"audio_streaming": True}, False, True, False, id="on-unset-0-subscribers"),
+    pytest.param({"audio_streaming": True}, True, True, True, id="on-unset-subscribers"),
+    pytest.param({"audio_streaming": True, "audio_streaming_auto": False}, False, True, False,
+                 id="on-not-auto-0-subscribers"),
     pytest.param({"audio_streaming": True, "audio_streaming_auto": False}, True, True, True,
-                 id="on-subscribers"),
+                 id="on-not-auto-subscribers"),
     pytest.param({"audio_streaming_auto": True}, True, False, False, id="auto-without-on-ignored"),
     pytest.param({"audio_streaming": False}, True, False, False, id="off"),
+    pytest.param({"audio_streaming": False, "audio_streaming_auto": True}, True, False, False,
+                 id="off-auto"),
     pytest.param({}, True, False, False, id="unset"),
 ]
 
