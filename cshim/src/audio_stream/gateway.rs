@@ -4,7 +4,6 @@
 //! OpenSSL as the rest of the library. A failed or ended request is made again after a
 //! back-off, for as long as the stream runs.
 use super::{Config, Shared, State};
-use crate::signaling::tls::Tls;
 use crate::signaling::transport::Io;
 use bytes::{Buf, Bytes};
 use futures_util::future::poll_fn;
@@ -79,10 +78,7 @@ async fn connect(cfg: &Config) -> Result<Box<dyn Io>, String> {
     let _ = tcp.set_nodelay(true);
     match &cfg.tls {
         None => Ok(Box::new(tcp)),
-        Some(opts) => {
-            let tls = Tls::with_alpn(opts, b"\x02h2").map_err(|e| e.to_string())?;
-            tls.wrap(Box::new(tcp), &cfg.host).await.map_err(|e| e.to_string())
-        }
+        Some(tls) => tls.wrap(Box::new(tcp), &cfg.host).await.map_err(|e| e.to_string()),
     }
 }
 

@@ -10,6 +10,7 @@ mod gateway;
 use crate::error::{Error, Result};
 use crate::events::{next_handle_id, Event, EventQueue, EventType};
 use crate::forward::{self, RtpTap};
+use crate::signaling::tls::Tls;
 use crate::signaling::transport::TransportOptions;
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -70,7 +71,8 @@ pub struct Config {
     port: u16,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     framed: bool,
-    tls: Option<TransportOptions>,
+    /// https://: the connector every request uses (built once, from the PEM given)
+    tls: Option<Tls>,
     retry_interval: Duration,
     queue_packets: usize,
     /// HTTP/2 PING interval; no answer within twice this ends the request
@@ -109,16 +111,18 @@ impl Config {
         if any_tls_file && !secure {
             return Err(Error::invalid("audio stream: TLS certificates given for an http:// gateway"));
         }
-        let tls = secure.then(|| TransportOptions {
-            ca_cert: raw.ca_cert,
-            client_cert: raw.client_cert,
-            client_key: raw.client_key,
-            ..Default::default()
-        });
-        if let Some(opts) = &tls {
+        let tls = if secure {
+            let opts = TransportOptions {
+                ca_cert: raw.ca_cert,
+                client_cert: raw.client_cert,
+                client_key: raw.client_key,
+                ..Default::default()
+            };
             // Bad PEM is the caller's error now, not a retry loop later.
-            crate::signaling::tls::Tls::with_alpn(opts, b"\x02h2").map_err(|e| Error::invalid(format!("audio stream TLS: {e}")))?;
-        }
+            Some(Tls::with_alpn(&opts, b"\x02h2").map_err(|e| Error::invalid(format!("audio stream TLS: {e}")))?)
+        } else {
+            None
+        };
         if raw.retry_interval_ms == 0 || raw.retry_interval_ms > 60_000 {
             return Err(Error::invalid("audio stream retry_interval_ms must be 1..=60000"));
         }
