@@ -73,7 +73,8 @@ class SessionStreaming:
         #: comes later does not undo it
         self.decided_by_api = False
         self.started_timestamp: Optional[str] = None
-        #: connection_id -> subscribed to result pushes
+        #: connection_id -> subscribed to result pushes; only members (a leaving connection
+        #: is removed by member_left, the API only names members)
         self.subscribed: dict = {}
         #: connection_id -> native stream id
         self.streams: dict = {}
@@ -89,7 +90,7 @@ class SessionStreaming:
         return not self.auto or self.subscriber_count() > 0
 
     def subscriber_count(self) -> int:
-        return sum(1 for cid, on in self.subscribed.items() if on and cid in self.channel.sessions)
+        return sum(self.subscribed.values())
 
     @staticmethod
     def streamable(s: "Session") -> bool:
@@ -172,8 +173,7 @@ class SessionStreaming:
         self.reconcile()
 
     def api_list(self) -> list:
-        return [{"connection_id": cid, "subscribe": on} for cid, on in self.subscribed.items()
-                if cid in self.channel.sessions]
+        return [{"connection_id": cid, "subscribe": on} for cid, on in self.subscribed.items()]
 
     # --------------------------------------------------------------- streams
     def _start_stream(self, s: "Session") -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import time
 import uuid
 import warnings
 from typing import Any, Optional
@@ -158,12 +159,14 @@ def apply_overrides(connect: dict, overrides: dict) -> tuple:
     return out, extras
 
 
+def iso_time(t: float) -> str:
+    """Unix time `t` as Sora writes timestamps (UTC, milliseconds, "Z")."""
+    return (datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+
+
 def now_iso() -> str:
-    return (
-        datetime.datetime.now(datetime.timezone.utc)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return iso_time(time.time())
 
 
 def webhook_request(connect: dict, *, connection_id: str, session_id: str,

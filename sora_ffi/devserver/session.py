@@ -1086,7 +1086,7 @@ class Session:
             "data_channel_signaling": p.data_channel_signaling,
             "ignore_disconnect_websocket": p.ignore_disconnect_websocket,
             "created_time": int(self.created_time),
-            "created_timestamp": _iso(self.created_time),
+            "created_timestamp": auth.iso_time(self.created_time),
             "state": self.state,
         }
         if p.video:
@@ -1230,9 +1230,3 @@ def _with_request(requests: dict, value: Any, sender: Optional[str]) -> dict:
         out[sender] = value
     return out
 
-
-def _iso(t: float) -> str:
-    import datetime
-
-    return (datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"))

@@ -9,13 +9,12 @@ reply may turn audio streaming on, and ``audio-streaming.started`` follows it), 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import uuid
 from typing import TYPE_CHECKING, Optional
 
 from . import strictjson
-from .auth import now_iso
+from .auth import iso_time, now_iso
 from .httpclient import HttpClientError, post_json
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +55,7 @@ class Sender:
             "multistream": True,
             "spotlight": any(s.params.spotlight for s in ch.sessions.values() if s.params),
             "created_time": int(ch.created_time),
-            "created_timestamp": now_iso_at(ch.created_time),
+            "created_timestamp": iso_time(ch.created_time),
             "total_connections": ch.total_connections,
             "max_connections": ch.max_connections,
         }
@@ -112,7 +111,3 @@ class Sender:
             log.warning("session webhook %s: the reply is not JSON", body["type"])
             return None
 
-
-def now_iso_at(t: float) -> str:
-    return (datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"))
