@@ -438,8 +438,15 @@ class AsgiServer:
         config.accesslog = None
         config.graceful_timeout = 0.2
         asyncio.set_event_loop(self._loop)
-        with contextlib.suppress(RuntimeError, asyncio.CancelledError):  # stopped or cancelled
+        try:
             self._loop.run_until_complete(serve(self.app, config, shutdown_trigger=self._stop.wait))
+        except* (RuntimeError, asyncio.CancelledError):  # stopped or cancelled
+            pass
+        except* KeyError:
+            # Hypercorn's h2 protocol raises KeyError for DATA on a stream it has answered
+            # and forgotten (an app that replies 503 before the request body ends); the
+            # client is right to keep sending until it reads the answer.
+            pass
 
     def __enter__(self):
         self._thread.start()

@@ -116,8 +116,10 @@ def test_cpu_overuse_follows_degradation_preference(ffi, server, channel_id, cli
         return False  # DISABLED: run the whole time, nothing may happen
 
     # Adaptation needs a settling window plus two overused 1 s windows after the first
-    # (slow, ~0.5-1 s) 4K keyframe: 3-5 s here. DISABLED runs 6 s, longer than that.
-    limit = 6.0 if pref == "DISABLED" else 8.5
+    # (slow, ~0.5-1 s) 4K keyframe: 3-5 s here alone, up to ~9 s with the whole suite running
+    # beside it (270 ms/frame seen in CI); the loop ends as soon as it happened. DISABLED runs
+    # 6 s, longer than the quiet case.
+    limit = 6.0 if pref == "DISABLED" else 13.0
     i, elapsed, finished = push_until(source, done, limit)
     stats = outbound(sender)
     sizes, count = decoded.sizes()
@@ -167,13 +169,13 @@ def test_simulcast_cpu_overuse_adapts_every_layer(ffi, server, channel_id, clien
             return decoded.any_narrower(W // 4)
         return all(s["qualityLimitationReason"] == "cpu" for s in layers(sender).values())
 
-    _, _, finished = push_until(source, done, 9.0)
+    _, _, finished = push_until(source, done, 13.0)  # as above: ends when adapted
     stats = layers(sender)
     sizes, _ = decoded.sizes()
     print(f"\n{pref}: r0 received at {sizes}; " + "; ".join(
         f"{rid} {s['frameWidth']}x{s['frameHeight']} {s.get('framesPerSecond', 0):.1f} fps "
         f"{s['qualityLimitationReason']} {s['qualityLimitationDurations']}" for rid, s in sorted(stats.items())))
-    assert finished is not None, f"no adaptation seen in 9 s (r0 received {sizes})"
+    assert finished is not None, f"no adaptation seen in 13 s (r0 received {sizes})"
     # (until r0's first frame is out, the dev server forwards the lowest layer flowing:
     # the first frames may be r1's)
     assert sorted(stats) == ["r0", "r1", "r2"] and (H // 4, W // 4) in sizes
