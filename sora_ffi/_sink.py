@@ -138,6 +138,11 @@ class _Sink:
         if destroy_now and self._finalizer is not None:
             self._finalizer()
 
+    def close(self) -> None:
+        """Detaches the sink now, as `del` does once the last reference goes (sora_ffi
+        addition: for code that cannot rely on when collection happens)."""
+        self._close()
+
     def _release(self) -> None:
         """The dispatcher is stopping for good (interpreter exit)."""
         self._close()

@@ -126,6 +126,7 @@ class SoraAudioSource(_Source):
         super().__init__("audio", ptr, int(lib.sora_audio_source_id(ptr)), lib.sora_audio_source_destroy)
         self._channels = channels
         self._sample_rate = sample_rate
+        self._max_queued = 0.5  # the shim's default (media::source::MAX_QUEUED)
 
     @property
     def channels(self) -> int:
@@ -202,6 +203,37 @@ class SoraAudioSource(_Source):
     def set_enabled(self, enable: bool) -> bool:
         """Disabling sends silence instead of the pushed audio (the track stays); returns True."""
         return self._set_native_enabled(lib.sora_audio_source_set_enabled, enable)
+
+    @property
+    def queued_duration(self) -> float:
+        """Seconds of pushed audio that the connections using this source have still to
+        send (the fullest one); 0.0 while none is sending (sora_ffi addition)."""
+        out = ffi.new("uint64_t *")
+        check(lib.sora_audio_source_queued_us(self._ptr, out))
+        return int(out[0]) / 1e6
+
+    @property
+    def max_queued(self) -> float:
+        """How many seconds a sending connection may have queued before `on_data` waits
+        (default 0.5; sora_ffi addition). An asyncio producer that waits on
+        `queued_duration` itself sets its own queue size here so `on_data` never blocks."""
+        return self._max_queued
+
+    @max_queued.setter
+    def max_queued(self, seconds: float) -> None:
+        value = _seconds_arg("max_queued", seconds)
+        if not 0 < value <= 3600:
+            raise ValueError(f"max_queued must be more than 0 and at most 3600 seconds, not {value}")
+        check(lib.sora_audio_source_set_max_queued_us(self._ptr, int(value * 1e6)))
+        self._max_queued = value
+
+    def clear_queue(self) -> int:
+        """Drops the audio queued and not yet sent (barge-in: the rest of an utterance
+        is not heard); returns how many frames (at 48 kHz) the fullest queue lost (sora_ffi
+        addition)."""
+        out = ffi.new("uint64_t *")
+        check(lib.sora_audio_source_clear(self._ptr, out))
+        return int(out[0])
 
 
 class SoraVideoSource(_Source):

@@ -200,6 +200,19 @@ CONTRACT_C = textwrap.dedent(r"""
         sora_encoded_video_source_destroy(NULL);
         sora_event_queue_destroy(kq);
 
+        /* an audio source's queue controls: NULL refused; with no sender nothing is queued */
+        SoraAudioSource *as = NULL;
+        CHECK(sora_audio_source_new(1, 16000, &as) == SORA_OK && as != NULL);
+        uint64_t queued = 1, cleared = 1;
+        CHECK(sora_audio_source_queued_us(as, &queued) == SORA_OK && queued == 0);
+        CHECK(sora_audio_source_queued_us(NULL, &queued) == SORA_ERR_INVALID_ARGUMENT);
+        CHECK(sora_audio_source_queued_us(as, NULL) == SORA_ERR_INVALID_ARGUMENT);
+        CHECK(sora_audio_source_set_max_queued_us(NULL, 1) == SORA_ERR_INVALID_ARGUMENT);
+        CHECK(sora_audio_source_set_max_queued_us(as, 2000000) == SORA_OK);
+        CHECK(sora_audio_source_clear(as, &cleared) == SORA_OK && cleared == 0);
+        CHECK(sora_audio_source_clear(as, NULL) == SORA_OK);
+        sora_audio_source_destroy(as);
+
         /* NULL is ignored by the free/destroy functions */
         sora_connection_destroy(NULL);
         sora_event_queue_destroy(NULL);

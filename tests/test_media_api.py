@@ -327,6 +327,22 @@ def test_sources_without_a_connection_never_block_or_crash(sora):
     gc.collect()
 
 
+def test_audio_source_queue_controls_without_a_connection(audio):
+    """sora_ffi additions: nothing sends, so nothing counts as queued and clearing is a
+    no-op; max_queued is checked. (Their effect with a sending connection: test_rtc.)"""
+    audio.on_data(np.zeros((4800, 2), np.int16))
+    assert audio.queued_duration == 0.0
+    assert audio.clear_queue() == 0
+    assert audio.max_queued == 0.5
+    audio.max_queued = 2
+    assert audio.max_queued == 2.0
+    for bad, error in ((0, ValueError), (-1, ValueError), (4000, ValueError),
+                       (float("nan"), ValueError), ("1", TypeError), (True, TypeError)):
+        with pytest.raises(error):
+            audio.max_queued = bad
+    assert audio.max_queued == 2.0
+
+
 def test_pushing_from_threads_while_the_source_is_in_use(sora):
     audio = sora.create_audio_source(2, 48000)
     video = sora.create_video_source()

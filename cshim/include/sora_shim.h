@@ -442,6 +442,25 @@ int32_t sora_audio_source_push(const SoraAudioSource *s,
 int32_t sora_audio_source_set_enabled(const SoraAudioSource *s, int32_t enabled);
 
 /*
+ Sets how much audio (µs) a connection using the source may hold before
+ `sora_audio_source_push` waits (default 500 ms). Callers that wait on their own (on
+ `sora_audio_source_queued_us`) set their queue size here so that push never blocks.
+ */
+int32_t sora_audio_source_set_max_queued_us(const SoraAudioSource *s, uint64_t us);
+
+/*
+ The most audio (µs) that any connection using the source still has to send; 0 when no
+ connection is sending it.
+ */
+int32_t sora_audio_source_queued_us(const SoraAudioSource *s, uint64_t *out);
+
+/*
+ Drops the audio every connection using the source has queued and not sent yet (the
+ frames dropped from the fullest queue go to `*dropped`, which may be NULL).
+ */
+int32_t sora_audio_source_clear(const SoraAudioSource *s, uint64_t *dropped);
+
+/*
  Frees the source; connections using it stop sending audio. NULL is ignored.
  */
 void sora_audio_source_destroy(SoraAudioSource *s);

@@ -151,8 +151,6 @@ pub struct Shared {
     pub id: u64,
     queue: Arc<EventQueue>,
     framed: bool,
-    /// 200 responses so far
-    answered: AtomicU64,
     sent_packets: AtomicU64,
     sent_bytes: AtomicU64,
     dropped: AtomicU64,
@@ -163,11 +161,7 @@ impl Shared {
         self.queue.push(Event::new(EventType::AudioStreamState, self.id).a(s as i64).text(text));
     }
     fn on_answered(&self) {
-        self.answered.fetch_add(1, Ordering::Relaxed);
         self.emit_state(State::Streaming, "");
-    }
-    fn answered(&self) -> u64 {
-        self.answered.load(Ordering::Relaxed)
     }
     /// A chunk went into the request body.
     fn on_sent(&self, chunk_len: usize) {
@@ -226,7 +220,6 @@ pub fn start(queue: Arc<EventQueue>, track: i32, config_json: &str) -> Result<u6
         id: next_handle_id(),
         queue,
         framed: cfg.framed,
-        answered: AtomicU64::new(0),
         sent_packets: AtomicU64::new(0),
         sent_bytes: AtomicU64::new(0),
         dropped: AtomicU64::new(0),

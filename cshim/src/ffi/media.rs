@@ -2,7 +2,7 @@
 //! buffers that carry frames out zero-copy, and the VAD.
 use super::connection::SoraConnection;
 use super::events::{SoraEvent, SoraEventQueue};
-use super::{arg_ref, guard, out_ptr};
+use super::{arg_ref, guard, out_ptr, out_value};
 use crate::error::{Error, Kind, Result};
 use crate::media::codec::Vad;
 use crate::media::recv::Receiver;
@@ -100,6 +100,39 @@ pub unsafe extern "C" fn sora_audio_source_push(
 pub unsafe extern "C" fn sora_audio_source_set_enabled(s: *const SoraAudioSource, enabled: i32) -> i32 {
     guard(|| {
         arg_ref(s, "source")?.inner.set_enabled(enabled != 0);
+        Ok(0)
+    })
+}
+
+/// Sets how much audio (µs) a connection using the source may hold before
+/// `sora_audio_source_push` waits (default 500 ms). Callers that wait on their own (on
+/// `sora_audio_source_queued_us`) set their queue size here so that push never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_set_max_queued_us(s: *const SoraAudioSource, us: u64) -> i32 {
+    guard(|| {
+        arg_ref(s, "source")?.inner.set_max_queued(Duration::from_micros(us));
+        Ok(0)
+    })
+}
+
+/// The most audio (µs) that any connection using the source still has to send; 0 when no
+/// connection is sending it.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_queued_us(s: *const SoraAudioSource, out: *mut u64) -> i32 {
+    guard(|| {
+        out_value(arg_ref(s, "source")?.inner.queued().as_micros() as u64, out)
+    })
+}
+
+/// Drops the audio every connection using the source has queued and not sent yet (the
+/// frames dropped from the fullest queue go to `*dropped`, which may be NULL).
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_source_clear(s: *const SoraAudioSource, dropped: *mut u64) -> i32 {
+    guard(|| {
+        let n = arg_ref(s, "source")?.inner.clear();
+        if !dropped.is_null() {
+            *dropped = n;
+        }
         Ok(0)
     })
 }

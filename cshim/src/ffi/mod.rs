@@ -67,6 +67,15 @@ pub(crate) fn out_string(s: String, out: *mut *mut c_char) -> Result<i32> {
     Ok(0)
 }
 
+/// Writes a plain value to a caller's out-pointer.
+pub(crate) fn out_value<T>(v: T, out: *mut T) -> Result<i32> {
+    if out.is_null() {
+        return Err(Error::invalid("out pointer must not be NULL"));
+    }
+    unsafe { *out = v };
+    Ok(0)
+}
+
 pub(crate) fn out_ptr<T>(v: T, out: *mut *mut T) -> Result<i32> {
     if out.is_null() {
         return Err(Error::invalid("out pointer must not be NULL"));

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 /// Audio is sent at this rate (Opus' RTP clock).
 pub const SEND_RATE: u32 = 48_000;
-/// `push` waits while a sender has more than this queued: producers that hand over
-/// whole utterances at once are paced to real time without changing the call signature.
+/// By default `push` waits while a sender has more than this queued: producers that hand
+/// over whole utterances at once are paced to real time without changing the call
+/// signature. `AudioSource::set_max_queued` changes it per source.
 pub const MAX_QUEUED: Duration = Duration::from_millis(500);
 
 /// Samples queued for one sender, already at 48 kHz and the sender's channel count.
@@ -75,6 +76,8 @@ pub struct AudioSource {
     send_channels: u32,
     inner: Mutex<AudioSourceState>,
     pub dropped_frames: AtomicU64,
+    /// What `push` lets a draining sender hold before it waits, in µs (MAX_QUEUED).
+    max_queued_us: AtomicU64,
 }
 
 struct AudioSourceState {
@@ -102,6 +105,7 @@ impl AudioSource {
             send_channels,
             inner: Mutex::new(AudioSourceState { resampler, next_timestamp: None, feeds: Vec::new() }),
             dropped_frames: AtomicU64::new(0),
+            max_queued_us: AtomicU64::new(MAX_QUEUED.as_micros() as u64),
         });
         registry().lock().audio.insert(src.id, Arc::downgrade(&src));
         Ok(src)
@@ -123,6 +127,49 @@ impl AudioSource {
         self.enabled.store(on, Ordering::Relaxed);
     }
 
+    /// How much a draining sender may hold before `push` waits (asyncio callers wait
+    /// themselves, on `queued`, and set this to their own queue size so `push` never does).
+    pub fn set_max_queued(&self, limit: Duration) {
+        self.max_queued_us.store(limit.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn max_queued(&self) -> Duration {
+        Duration::from_micros(self.max_queued_us.load(Ordering::Relaxed))
+    }
+
+    fn live_feeds(&self) -> Vec<Arc<AudioFeed>> {
+        let mut st = self.inner.lock();
+        st.feeds.retain(|f| f.strong_count() > 0);
+        st.feeds.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// The most audio any sender that is draining has still to send (zero without one).
+    pub fn queued(&self) -> Duration {
+        self.live_feeds()
+            .iter()
+            .filter_map(|f| {
+                let st = f.state.lock();
+                AudioFeed::draining(&st).then(|| f.queued(&st))
+            })
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Drops everything queued and not yet sent (a barge-in); returns the frames dropped
+    /// from the fullest sender's queue.
+    pub fn clear(&self) -> u64 {
+        let mut most = 0;
+        for feed in self.live_feeds() {
+            let mut st = feed.state.lock();
+            most = most.max((st.samples.len() / feed.channels as usize) as u64);
+            st.samples.clear();
+            st.first_capture = None;
+            drop(st);
+            feed.drained.notify_all();
+        }
+        most
+    }
+
     /// Queues interleaved samples (`frames` × channels). `timestamp` is the capture time of
     /// the first sample in epoch seconds; None continues from the previous push.
     pub fn push(&self, pcm: &[i16], timestamp: Option<f64>) -> Result<()> {
@@ -138,12 +185,13 @@ impl AudioSource {
             let feeds: Vec<Arc<AudioFeed>> = st.feeds.iter().filter_map(Weak::upgrade).collect();
             (st.resampler.process(pcm), capture, feeds)
         };
+        let limit = self.max_queued();
         for feed in feeds {
             let mut fs = feed.state.lock();
             // Backpressure: while the sender drains in real time, wait until less than
-            // MAX_QUEUED is queued, then take the whole chunk (a long utterance in one call
+            // `limit` is queued, then take the whole chunk (a long utterance in one call
             // is accepted and paced). A feed nobody drains keeps only the newest audio.
-            while !fs.closed && AudioFeed::draining(&fs) && feed.queued(&fs) > MAX_QUEUED {
+            while !fs.closed && AudioFeed::draining(&fs) && feed.queued(&fs) > limit {
                 feed.drained.wait_for(&mut fs, Duration::from_millis(100));
             }
             if fs.closed {
