@@ -280,6 +280,7 @@ class SoraConnection:
         track = self._tracks.pop(int(ev.a), None)
         if track is not None:
             track._end()
+            self._emit("track_ended", None, track)  # observers only: no official callback
 
     def _on_connected(self, ev: Event) -> None:
         self._connected.set()

@@ -31,7 +31,8 @@ from ._track import SoraMediaTrack
 __all__ = [
     "connect", "AsyncConnection", "SoraConnectionError",
     "SetOffer", "WsClose", "Disconnect", "SignalingMessage", "Notify", "Push", "Message", "Rpc",
-    "Switched", "Track", "DataChannel", "Connected", "SoraEvent", "AudioStreamingResult",
+    "Switched", "Track", "TrackEnded", "DataChannel", "Connected", "SoraEvent",
+    "AudioStreamingResult",
 ]
 
 
@@ -103,6 +104,12 @@ class Track:
 
 
 @dataclass(frozen=True)
+class TrackEnded:
+    """A remote track went away (its sender left, or the session ended)."""
+    track: SoraMediaTrack
+
+
+@dataclass(frozen=True)
 class DataChannel:
     """A messaging channel is open and ready for `send`."""
     label: str
@@ -146,12 +153,13 @@ def parse_audio_streaming_result(push: str) -> Optional[AudioStreamingResult]:
 
 
 SoraEvent = Union[SetOffer, WsClose, Disconnect, SignalingMessage, Notify, Push, Message, Rpc,
-                  Switched, Track, DataChannel, Connected]
+                  Switched, Track, TrackEnded, DataChannel, Connected]
 
 _EVENT_TYPES: dict[str, Any] = {
     "set_offer": SetOffer, "ws_close": WsClose, "disconnect": Disconnect,
     "signaling_message": SignalingMessage, "notify": Notify, "push": Push, "message": Message,
-    "rpc": Rpc, "switched": Switched, "track": Track, "data_channel": DataChannel,
+    "rpc": Rpc, "switched": Switched, "track": Track, "track_ended": TrackEnded,
+    "data_channel": DataChannel,
     "connected": Connected,
 }
 
