@@ -1,0 +1,303 @@
+"""Audio in the LiveKit shape: `AudioFrame`, `AudioSource` (publish, paced by awaiting
+`capture_frame`) and `AudioStream` (subscribe, an async iterator of frames)."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+
+from .._frame import SoraAudioFrame
+from .._sink import SoraAudioStreamSink
+from .._source import SoraAudioSource
+from ._handoff import Handoff
+
+if TYPE_CHECKING:
+    from ._participant import RemoteParticipant
+    from ._track import RemoteAudioTrack, TrackSource
+
+__all__ = ["AudioFrame", "AudioSource", "AudioStream", "AudioFrameEvent"]
+
+#: The native sink delivers 10 ms frames; frame_size_ms must be a multiple.
+_SINK_FRAME_MS = 10
+#: capture_frame hands frames longer than this over in pieces, waiting for room between
+#: them, so that one long frame (a whole utterance) never blocks the event loop.
+_CAPTURE_CHUNK_S = 0.1
+#: AudioStream's capacity when none is given: 5 s of frames.
+_DEFAULT_CAPACITY_S = 5.0
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, not {value}")
+    return int(value)
+
+
+class AudioFrame:
+    """Interleaved int16 audio: `samples_per_channel` frames of `num_channels` channels.
+    `data` is a memoryview of the samples (format "h"); `to_ndarray()` is a (samples,
+    channels) numpy view of the same memory. Received frames are views of the native
+    buffer: no copy is made on the way to Python."""
+
+    __slots__ = ("_array", "_sample_rate")
+
+    def __init__(self, data: Union[bytes, bytearray, memoryview, np.ndarray], sample_rate: int,
+                 num_channels: int, samples_per_channel: int) -> None:
+        self._sample_rate = _positive_int("sample_rate", sample_rate)
+        channels = _positive_int("num_channels", num_channels)
+        if isinstance(samples_per_channel, bool) or not isinstance(samples_per_channel, (int, np.integer)):
+            raise TypeError("samples_per_channel must be an int")
+        if samples_per_channel < 0:
+            raise ValueError("samples_per_channel must not be negative")
+        if isinstance(data, np.ndarray):
+            if data.dtype != np.int16:
+                raise TypeError(f"AudioFrame data must be int16 samples, not {data.dtype}")
+            flat = data.reshape(-1)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = memoryview(data).cast("B")
+            if raw.nbytes % 2:
+                raise ValueError("AudioFrame data must hold whole int16 samples (an even byte count)")
+            flat = np.frombuffer(raw, np.int16)
+        else:
+            raise TypeError("AudioFrame data must be bytes, bytearray, memoryview or an int16 "
+                            f"numpy array, not {type(data).__name__}")
+        if flat.size != samples_per_channel * channels:
+            raise ValueError(f"AudioFrame data holds {flat.size} samples, not "
+                             f"{samples_per_channel} x {channels} channel(s)")
+        self._array = flat.reshape(int(samples_per_channel), channels)
+
+    @classmethod
+    def create(cls, sample_rate: int, num_channels: int, samples_per_channel: int) -> "AudioFrame":
+        """A silent frame to fill in (through `data` or `to_ndarray()`)."""
+        channels = _positive_int("num_channels", num_channels)
+        return cls(np.zeros(max(int(samples_per_channel), 0) * channels, np.int16), sample_rate,
+                   channels, samples_per_channel)
+
+    @classmethod
+    def _wrap(cls, array: np.ndarray, sample_rate: int) -> "AudioFrame":
+        frame = cls.__new__(cls)
+        frame._array = array
+        frame._sample_rate = sample_rate
+        return frame
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self._array).cast("B").cast("h")
+
+    def to_ndarray(self) -> np.ndarray:
+        return self._array
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def num_channels(self) -> int:
+        return int(self._array.shape[1])
+
+    @property
+    def samples_per_channel(self) -> int:
+        return int(self._array.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Seconds."""
+        return self.samples_per_channel / self._sample_rate
+
+    def __repr__(self) -> str:
+        return (f"<AudioFrame {self.samples_per_channel} x {self.num_channels} ch "
+                f"at {self._sample_rate} Hz>")
+
+
+class AudioSource:
+    """Audio to publish. `await capture_frame(frame)` queues a frame and returns at once
+    while less than `queue_size_ms` is queued, otherwise when there is room: awaiting it is
+    the pacing, a producer that is ahead of real time simply waits. Until the source is
+    published (and the connection sends), nothing is queued and frames are dropped."""
+
+    def __init__(self, sample_rate: int, num_channels: int, queue_size_ms: int = 1000,
+                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        self._sample_rate = _positive_int("sample_rate", sample_rate)
+        self._num_channels = _positive_int("num_channels", num_channels)
+        queue_ms = _positive_int("queue_size_ms", queue_size_ms)
+        if queue_ms < 10:
+            raise ValueError(f"queue_size_ms must be at least 10, not {queue_ms}")
+        self._queue_size = queue_ms / 1000
+        self._loop = loop
+        self._source = SoraAudioSource(self._num_channels, self._sample_rate)
+        # We wait for room ourselves, before pushing; the native wait (which would block
+        # the event loop) only guards against a frame that outruns a slow sender.
+        self._source.max_queued = self._queue_size + 2 * _CAPTURE_CHUNK_S
+        self._lock: Optional[asyncio.Lock] = None
+        self._closed = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def num_channels(self) -> int:
+        return self._num_channels
+
+    @property
+    def queued_duration(self) -> float:
+        """Seconds queued and not yet sent."""
+        return self._source.queued_duration
+
+    @property
+    def sora_source(self) -> SoraAudioSource:
+        """The callback API's source underneath (what a connection is configured with)."""
+        return self._source
+
+    async def capture_frame(self, frame: AudioFrame) -> None:
+        """Queues `frame` (its rate and channel count must be the source's); waits for room
+        first. Cancelling the wait leaves the frame (or the rest of a long one) unqueued."""
+        if not isinstance(frame, AudioFrame):
+            raise TypeError(f"capture_frame takes an AudioFrame, not {type(frame).__name__}")
+        if frame.sample_rate != self._sample_rate:
+            raise ValueError(f"the frame is at {frame.sample_rate} Hz; this source takes "
+                             f"{self._sample_rate} Hz")
+        if frame.num_channels != self._num_channels:
+            raise ValueError(f"the frame has {frame.num_channels} channel(s); this source takes "
+                             f"{self._num_channels}")
+        if self._closed:
+            raise RuntimeError("the AudioSource is closed")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        samples = frame.to_ndarray()
+        if not samples.flags.c_contiguous:
+            samples = np.ascontiguousarray(samples)
+        step = max(int(self._sample_rate * _CAPTURE_CHUNK_S), 1)
+        async with self._lock:  # concurrent callers queue their frames whole, in turn
+            for start in range(0, samples.shape[0], step):
+                chunk = samples[start:start + step]
+                await self._wait_for_room(chunk.shape[0] / self._sample_rate)
+                self._source.on_data(chunk)
+
+    async def _wait_for_room(self, duration: float) -> None:
+        room_needed = self._queue_size - duration
+        queued = self._source.queued_duration
+        if queued > room_needed and queued > 0:
+            await asyncio.sleep(queued - max(room_needed, 0.0))
+
+    def clear_queue(self) -> None:
+        """Drops what is queued and not yet sent (barge-in)."""
+        self._source.clear_queue()
+
+    async def wait_for_playout(self) -> None:
+        """Returns once everything queued has been sent."""
+        while (queued := self._source.queued_duration) > 0:
+            await asyncio.sleep(queued)
+
+    async def aclose(self) -> None:
+        """Drops the queue; later capture_frame calls raise."""
+        self._closed = True
+        self._source.clear_queue()
+
+
+@dataclass(frozen=True)
+class AudioFrameEvent:
+    frame: AudioFrame
+
+
+class AudioStream:
+    """The audio of a remote track as an async iterator of `AudioFrameEvent`, converted to
+    `sample_rate` and `num_channels`, in frames of `frame_size_ms` (a multiple of 10; None:
+    10 ms as they arrive). At most `capacity` frames wait (0: 5 s worth); when the reader
+    lags the oldest are dropped and counted in `dropped`. The event loop is woken at most
+    once per frame (less when frames arrive faster than it runs). Ends when the track ends
+    or on `aclose()`."""
+
+    def __init__(self, track: "RemoteAudioTrack", loop: Optional[asyncio.AbstractEventLoop] = None,
+                 capacity: int = 0, sample_rate: int = 48000, num_channels: int = 1,
+                 frame_size_ms: Optional[int] = None, **kwargs: Any) -> None:
+        from ._track import RemoteAudioTrack
+        if kwargs:
+            raise TypeError(f"AudioStream does not support {', '.join(sorted(kwargs))} "
+                            "(noise cancellation and other LiveKit processing have no "
+                            "equivalent here)")
+        if not isinstance(track, RemoteAudioTrack):
+            raise TypeError(f"AudioStream needs a RemoteAudioTrack, not {type(track).__name__}")
+        rate = _positive_int("sample_rate", sample_rate)
+        channels = _positive_int("num_channels", num_channels)
+        if channels > 2:
+            raise ValueError(f"num_channels must be 1 or 2, not {channels}")
+        if frame_size_ms is None:
+            per_frame = 1
+        else:
+            size = _positive_int("frame_size_ms", frame_size_ms)
+            if size % _SINK_FRAME_MS:
+                raise ValueError(f"frame_size_ms must be a multiple of {_SINK_FRAME_MS}, not {size}")
+            per_frame = size // _SINK_FRAME_MS
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"capacity must be a non-negative int, not {capacity!r}")
+        self._capacity = capacity or max(int(_DEFAULT_CAPACITY_S * 1000 / (_SINK_FRAME_MS * per_frame)), 1)
+        self._rate = rate
+        self._channels = channels
+        self._per_frame = per_frame
+        self._pending: list[np.ndarray] = []  # dispatcher thread: 10 ms pieces of the next frame
+        self._queue: Handoff[AudioFrameEvent] = Handoff(loop or asyncio.get_running_loop(), self._capacity)
+        self._sink: Optional[Any] = None
+        self._track = track
+        track._streams.add(self)
+        if track._ended:
+            self._end()
+        elif track._sora_track is not None:
+            self._attach(track._sora_track)
+
+    @classmethod
+    def from_track(cls, *, track: "RemoteAudioTrack", **kwargs: Any) -> "AudioStream":
+        return cls(track, **kwargs)
+
+    @classmethod
+    def from_participant(cls, *, participant: "RemoteParticipant",
+                         track_source: Optional["TrackSource"] = None, **kwargs: Any) -> "AudioStream":
+        """The stream of `participant`'s audio track (it must be subscribed)."""
+        from ._track import TrackKind
+        track = participant._track_of(TrackKind.KIND_AUDIO, track_source)
+        return cls(track, **kwargs)  # type: ignore[arg-type]
+
+    def _on_frame(self, frame: SoraAudioFrame) -> None:
+        samples = frame.data()
+        if self._per_frame > 1:
+            self._pending.append(samples)
+            if len(self._pending) < self._per_frame:
+                return
+            samples = np.concatenate(self._pending)
+            self._pending = []
+        self._queue.put(AudioFrameEvent(AudioFrame._wrap(samples, self._rate)))
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped because the reader lagged by more than `capacity`."""
+        return self._queue.dropped
+
+    def _end(self) -> None:
+        """The track ended: what is queued is still read, then iteration stops."""
+        self._queue.close()
+
+    def __aiter__(self) -> "AudioStream":
+        return self
+
+    async def __anext__(self) -> AudioFrameEvent:
+        return await self._queue.get()
+
+    def _attach(self, sora_track: Any) -> None:
+        self._detach()
+        self._sink = SoraAudioStreamSink(sora_track, self._rate, self._channels)
+        self._sink.on_frame = self._on_frame
+
+    def _detach(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.on_frame = None
+            sink.close()
+
+    async def aclose(self) -> None:
+        """Detaches from the track; iteration ends."""
+        self._detach()
+        self._track._streams.discard(self)
+        self._end()

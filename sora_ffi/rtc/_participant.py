@@ -1,0 +1,114 @@
+"""Participants: a Sora connection seen as a LiveKit participant. Identity is the
+connection's `client_id` (Sora sets it to the connection id when the client gives none);
+name and metadata come from `signaling_notify_metadata` (see `notify_profile`)."""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteTrackPublication,
+                     TrackKind, TrackPublication, TrackPublishOptions, TrackSource, _RemoteTrack)
+
+if TYPE_CHECKING:
+    from ._room import Room
+
+__all__ = ["Participant", "LocalParticipant", "RemoteParticipant"]
+
+
+def notify_profile(metadata: Any) -> tuple[str, str]:
+    """(name, metadata) from a connection's `signaling_notify_metadata`: rtc rooms send
+    `{"name": ..., "metadata": ...}`; anything else (other Sora clients) is the metadata,
+    as JSON text unless it is a string."""
+    if isinstance(metadata, dict) and set(metadata) <= {"name", "metadata"} and metadata:
+        name, meta = metadata.get("name", ""), metadata.get("metadata", "")
+        if isinstance(name, str) and isinstance(meta, str):
+            return name, meta
+    if metadata is None:
+        return "", ""
+    return "", metadata if isinstance(metadata, str) else json.dumps(metadata, ensure_ascii=False)
+
+
+class Participant:
+    def __init__(self, sid: str, identity: str, name: str = "", metadata: str = "") -> None:
+        self._sid = sid
+        self._identity = identity
+        self._name = name
+        self._metadata = metadata
+        self._publications: dict[str, TrackPublication] = {}
+
+    @property
+    def sid(self) -> str:
+        """The Sora connection id (the newest one, when the participant reconnected)."""
+        return self._sid
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def metadata(self) -> str:
+        return self._metadata
+
+    @property
+    def track_publications(self) -> dict[str, TrackPublication]:
+        return dict(self._publications)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} identity={self._identity!r} sid={self._sid!r}>"
+
+
+class RemoteParticipant(Participant):
+    def __init__(self, sid: str, identity: str, name: str = "", metadata: str = "") -> None:
+        super().__init__(sid, identity, name, metadata)
+        #: the Sora connections of this identity now in the room (usually one)
+        self._connections: set[str] = set()
+
+    @property
+    def track_publications(self) -> dict[str, RemoteTrackPublication]:  # type: ignore[override]
+        return {sid: p for sid, p in self._publications.items() if isinstance(p, RemoteTrackPublication)}
+
+    def _publication(self, kind: TrackKind) -> Optional[RemoteTrackPublication]:
+        return next((p for p in self.track_publications.values() if p.kind == kind), None)
+
+    def _track_of(self, kind: TrackKind, source: Optional[TrackSource]) -> _RemoteTrack:
+        pub = self._publication(kind)
+        if pub is None or (source is not None and pub.source != source):
+            raise ValueError(f"{self._identity!r} publishes no {kind.name} track"
+                             + (f" from {source.name}" if source is not None else ""))
+        if not isinstance(pub.track, _RemoteTrack):
+            raise ValueError(f"{self._identity!r}'s {kind.name} track is not subscribed yet")
+        return pub.track
+
+
+class LocalParticipant(Participant):
+    """This room's own participant: publishes tracks and data."""
+
+    def __init__(self, room: "Room", identity: str, name: str, metadata: str) -> None:
+        super().__init__("", identity, name, metadata)
+        self._room = room
+
+    @property
+    def track_publications(self) -> dict[str, LocalTrackPublication]:  # type: ignore[override]
+        return {sid: p for sid, p in self._publications.items() if isinstance(p, LocalTrackPublication)}
+
+    async def publish_track(self, track: Union[LocalAudioTrack, LocalVideoTrack],
+                            options: Optional[TrackPublishOptions] = None) -> LocalTrackPublication:
+        """Publishes `track`. Sora fixes a connection's media when it connects, so this
+        connects again with the track (make before break: the new connection is up before
+        the old one goes, and other participants keep seeing the same identity)."""
+        return await self._room._publish(track, options or TrackPublishOptions())
+
+    async def unpublish_track(self, track_sid: str) -> None:
+        """Stops publishing (connects again without the track, as publish_track does)."""
+        await self._room._unpublish(track_sid)
+
+    async def publish_data(self, payload: Union[bytes, str], *, reliable: bool = True,
+                           destination_identities: Sequence[str] = (), topic: str = "") -> None:
+        """Sends `payload` on `topic` (declared in RoomOptions.data_topics). Destinations
+        are honoured by receivers but Sora delivers the message to every member with the
+        topic: it is a filter, not privacy. Raises ValueError beyond MAX_PACKET_BYTES."""
+        await self._room._send_data(payload, reliable, destination_identities, topic)

@@ -1,0 +1,578 @@
+"""`Room`: a Sora channel seen as a LiveKit room (docs/rtc.md).
+
+One Sora connection at a time carries the room. It is replaced when the local tracks
+change (Sora fixes a connection's media when it connects: the new connection is up before
+the old one goes) and when the session is lost (reconnection with back-off). Remote
+participants, tracks and streams survive both: a participant is an identity, and its
+tracks move to the new connection's media."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Optional, Sequence, Union
+
+from .. import aio
+from .._sora import Sora
+from .._track import SoraMediaTrack
+from . import _data
+from ._emitter import EventEmitter, logger
+from ._events import (EVENT_TYPES, ConnectionState, DisconnectReason, Disconnected, RoomEvent)
+from ._handoff import Handoff
+from ._participant import LocalParticipant, RemoteParticipant, notify_profile
+from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteAudioTrack,
+                     RemoteTrackPublication, RemoteVideoTrack, TrackKind, TrackPublishOptions,
+                     _RemoteTrack, default_source, kind_name)
+
+__all__ = ["Room", "RoomOptions", "ReconnectPolicy", "ConnectError"]
+
+_shared_sora: Optional[Sora] = None
+
+
+def _default_sora() -> Sora:
+    """One Sora (one dispatcher thread) for every room of the process that brings none."""
+    global _shared_sora
+    if _shared_sora is None:
+        _shared_sora = Sora()
+    return _shared_sora
+
+
+class ConnectError(ConnectionError):
+    """`Room.connect` failed; `reason` says why in DisconnectReason terms."""
+
+    def __init__(self, message: str, reason: DisconnectReason) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class ReconnectPolicy:
+    """After a lost session: `max_attempts` new connections, the first at once, then
+    `initial_delay` seconds apart, doubling up to `max_delay`. 0 attempts: no reconnection."""
+    max_attempts: int = 5
+    initial_delay: float = 0.5
+    max_delay: float = 5.0
+
+
+@dataclass
+class RoomOptions:
+    """How the room connects. `identity` becomes the Sora `client_id` (a token's
+    `client_id` claim wins on the server); `name` and `metadata` travel in
+    `signaling_notify_metadata`. `role` None: "sendrecv" while publishing, "recvonly"
+    otherwise. `audio`/`video`: which kinds the room sends and receives. `data_topics`:
+    the topics publish_data and data_received use (Sora fixes them at connect).
+    `connection_options`: further `Sora.create_connection` arguments (simulcast,
+    spotlight, forwarding_filters...)."""
+    identity: Optional[str] = None
+    name: str = ""
+    metadata: str = ""
+    role: Optional[str] = None
+    audio: bool = True
+    video: bool = True
+    audio_codec_type: Optional[str] = None
+    video_codec_type: Optional[str] = None
+    audio_bit_rate: Optional[int] = None
+    video_bit_rate: Optional[int] = None
+    data_topics: Sequence[str] = ("",)
+    connect_timeout: float = 10.0
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    sora: Optional[Sora] = None
+    connection_options: dict = field(default_factory=dict)
+    max_queued_events: int = 1000
+
+
+class Room(EventEmitter):
+    """`await room.connect(...)`, then events through `@room.on("name")` handlers and
+    `async for event in room.events()`; `await room.disconnect()` (or `async with`)."""
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        super().__init__()
+        self._loop = loop
+        self._state = ConnectionState.CONN_DISCONNECTED
+        self._conn: Optional[aio.AsyncConnection] = None
+        self._readers: set[asyncio.Task[None]] = set()
+        self._reconnect_task: Optional[asyncio.Task[None]] = None
+        self._closing = False
+        self._participants: dict[str, RemoteParticipant] = {}
+        self._by_connection: dict[str, RemoteParticipant] = {}
+        self._pending_tracks: dict[str, list[SoraMediaTrack]] = {}
+        self._local_tracks: dict[TrackKind, tuple[Union[LocalAudioTrack, LocalVideoTrack], TrackPublishOptions]] = {}
+        self._local: Optional[LocalParticipant] = None
+        self._queues: list[Handoff[RoomEvent]] = []
+        self._name = ""
+        self._joined: Optional[asyncio.Future[None]] = None  # our first connection.created
+        self._args: dict[str, Any] = {}
+
+    # -- public ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The Sora channel id."""
+        return self._name
+
+    @property
+    def metadata(self) -> str:
+        """Sora has no room metadata: always ""."""
+        return ""
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        return self._state
+
+    def isconnected(self) -> bool:
+        return self._state != ConnectionState.CONN_DISCONNECTED
+
+    @property
+    def local_participant(self) -> LocalParticipant:
+        if self._local is None:
+            raise RuntimeError("the room is not connected")
+        return self._local
+
+    @property
+    def remote_participants(self) -> dict[str, RemoteParticipant]:
+        return dict(self._participants)
+
+    @property
+    def connection_id(self) -> Optional[str]:
+        """The Sora connection id now carrying the room."""
+        return self._conn.connection_id if self._conn is not None else None
+
+    async def connect(self, signaling_urls: Union[str, Sequence[str]], channel_id: str, *,
+                      token: Optional[str] = None, metadata: Optional[dict] = None,
+                      options: Optional[RoomOptions] = None) -> None:
+        """Joins `channel_id`. `token` goes to the server as `metadata.access_token` (what
+        the dev server's --jwt-secret checks); `metadata` is the rest of the connect
+        metadata. Raises ConnectError (with a DisconnectReason) when joining fails."""
+        if self._conn is not None or self._args:
+            raise RuntimeError("connect() was already called on this Room")
+        urls = [signaling_urls] if isinstance(signaling_urls, str) else list(signaling_urls)
+        if not urls or not all(isinstance(u, str) for u in urls):
+            raise TypeError("signaling_urls must be a URL or a list of URLs")
+        if not isinstance(channel_id, str) or not channel_id:
+            raise TypeError("channel_id must be a non-empty str")
+        options = options or RoomOptions()
+        if not isinstance(options, RoomOptions):
+            raise TypeError(f"options must be RoomOptions, not {type(options).__name__}")
+        auth = dict(metadata or {})
+        if token is not None:
+            if not isinstance(token, str):
+                raise TypeError("token must be a str")
+            auth["access_token"] = token
+        topics = [_data.check_topic(t) for t in options.data_topics]
+        if len(set(topics)) != len(topics):
+            raise ValueError("data_topics has duplicates")
+        identity = options.identity if options.identity is not None else f"rtc-{uuid.uuid4().hex[:16]}"
+        if not isinstance(identity, str) or not identity:
+            raise ValueError("identity must be a non-empty str")
+        self._loop = self._loop or asyncio.get_running_loop()
+        self._name = channel_id
+        self._options = options
+        self._topics = topics
+        self._local = LocalParticipant(self, identity, options.name, options.metadata)
+        self._args = dict(
+            signaling_urls=urls, channel_id=channel_id, client_id=identity,
+            # our successive connections must not receive each other (Sora leaves bundle
+            # siblings out of media, notifies and messages)
+            bundle_id=f"rtc-{uuid.uuid4().hex}",
+            metadata=auth or None,
+            signaling_notify_metadata={"name": options.name, "metadata": options.metadata},
+            data_channel_signaling=True,
+            data_channels=_data.data_channels(topics) or None,
+            audio_codec_type=options.audio_codec_type, video_codec_type=options.video_codec_type,
+            audio_bit_rate=options.audio_bit_rate, video_bit_rate=options.video_bit_rate,
+            **options.connection_options,
+        )
+        try:
+            conn = await self._establish()
+        except ConnectError:
+            self._args = {}
+            self._local = None
+            raise
+        self._joined = self._loop.create_future()
+        self._adopt(conn)
+        # Sora sends our own connection.created (who is here) before the session counts as
+        # connected: it is queued already, and remote_participants is filled on return.
+        await asyncio.wait_for(asyncio.shield(self._joined), self._options.connect_timeout)
+        self._set_state(ConnectionState.CONN_CONNECTED)
+
+    async def disconnect(self) -> None:
+        """Leaves the room; `disconnected` (CLIENT_INITIATED) is the last event."""
+        if self._closing or self._state == ConnectionState.CONN_DISCONNECTED:
+            return
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        conn = self._conn
+        if conn is not None:
+            await conn.disconnect()
+        self._finish(DisconnectReason.CLIENT_INITIATED, "")
+
+    async def __aenter__(self) -> "Room":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.disconnect()
+
+    def events(self) -> AsyncIterator[RoomEvent]:
+        """Every event from now on, typed (`sora_ffi.rtc.events`), ending with
+        `Disconnected`. Any number of iterators; each lags on its own (at most
+        RoomOptions.max_queued_events, then its oldest are dropped)."""
+        loop = self._loop or asyncio.get_running_loop()
+        queue: Handoff[RoomEvent] = Handoff(loop, getattr(self, "_options", RoomOptions()).max_queued_events)
+        if self._state == ConnectionState.CONN_DISCONNECTED and self._args:
+            queue.close()
+        else:
+            self._queues.append(queue)
+        return self._iterate(queue)
+
+    async def _iterate(self, queue: Handoff[RoomEvent]) -> AsyncIterator[RoomEvent]:
+        try:
+            while True:
+                yield await queue.get()
+        except StopAsyncIteration:
+            return
+        finally:
+            if queue in self._queues:
+                self._queues.remove(queue)
+
+    def emit(self, event: str, *args: Any) -> None:
+        cls = EVENT_TYPES.get(event)
+        if cls is not None:
+            item = cls(*args)
+            for queue in self._queues:
+                queue.put(item)
+        super().emit(event, *args)
+
+    # -- connections ------------------------------------------------------------------------
+    def _connect_kwargs(self) -> dict[str, Any]:
+        tracks = self._local_tracks
+        sends = bool(tracks)
+        role = self._options.role or ("sendrecv" if sends else "recvonly")
+        kwargs = dict(self._args, role=role, audio=self._options.audio, video=self._options.video)
+        for kind, (track, opts) in tracks.items():
+            if kind == TrackKind.KIND_AUDIO:
+                kwargs["audio_source"] = track.source.sora_source
+                if opts.audio_bit_rate is not None:
+                    kwargs["audio_bit_rate"] = opts.audio_bit_rate
+            else:
+                kwargs["video_source"] = track.source.sora_source
+                if opts.video_codec is not None:
+                    kwargs["video_codec_type"] = opts.video_codec
+                if opts.video_bit_rate is not None:
+                    kwargs["video_bit_rate"] = opts.video_bit_rate
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    async def _establish(self) -> aio.AsyncConnection:
+        """A new connection, connected (its events are queued until it is adopted)."""
+        sora = self._options.sora or _default_sora()
+        conn = aio.connect(sora, timeout=self._options.connect_timeout,
+                           max_queued_events=self._options.max_queued_events, **self._connect_kwargs())
+        try:
+            await conn.open()
+        except aio.SoraConnectionError as e:
+            raise ConnectError(f"could not join {self._name!r}: {e}", DisconnectReason.JOIN_FAILURE) from e
+        except asyncio.TimeoutError:
+            raise ConnectError(f"could not join {self._name!r} in {self._options.connect_timeout} s",
+                               DisconnectReason.CONNECTION_TIMEOUT) from None
+        return conn
+
+    def _adopt(self, conn: aio.AsyncConnection) -> None:
+        """`conn` carries the room from now on."""
+        self._conn = conn
+        if self._local is not None:
+            self._local._sid = conn.connection_id or ""
+        task = asyncio.get_running_loop().create_task(self._read(conn))
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+
+    async def _switch(self) -> None:
+        """Make before break: a new connection with the current local tracks."""
+        new = await self._establish()
+        old = self._conn
+        self._adopt(new)
+        if old is not None:
+            await old.disconnect()
+
+    async def _read(self, conn: aio.AsyncConnection) -> None:
+        async for event in conn.events():
+            try:
+                self._handle(conn, event)
+            except Exception:
+                logger.exception("sora_ffi.rtc: handling %r failed", event)
+        if conn is self._conn and not self._closing:
+            code, message = await conn.disconnect()  # the result of the ended session
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect(code, message))
+
+    async def _reconnect(self, code: Any, message: str) -> None:
+        policy = self._options.reconnect
+        if policy.max_attempts <= 0:
+            self._finish(_reason_of(code), message)
+            return
+        self._set_state(ConnectionState.CONN_RECONNECTING)
+        self.emit("reconnecting")
+        delay = policy.initial_delay
+        for attempt in range(policy.max_attempts):
+            if attempt:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, policy.max_delay)
+            try:
+                conn = await self._establish()
+            except ConnectError as e:
+                logger.info("sora_ffi.rtc: reconnect attempt %d failed: %s", attempt + 1, e)
+                message = str(e)
+                continue
+            self._adopt(conn)
+            self._set_state(ConnectionState.CONN_CONNECTED)
+            self.emit("reconnected")
+            return
+        self._finish(_reason_of(code), message)
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state != self._state:
+            self._state = state
+            self.emit("connection_state_changed", state)
+
+    def _finish(self, reason: DisconnectReason, message: str) -> None:
+        if self._state == ConnectionState.CONN_DISCONNECTED:
+            return
+        for participant in list(self._participants.values()):
+            for pub in participant.track_publications.values():
+                if isinstance(pub.track, _RemoteTrack):
+                    pub.track._end()
+        self._participants.clear()
+        self._by_connection.clear()
+        self._pending_tracks.clear()
+        self._set_state(ConnectionState.CONN_DISCONNECTED)
+        self.emit("disconnected", reason, message)
+        for queue in self._queues:
+            queue.close()
+        self._queues.clear()
+
+    # -- local tracks and data ---------------------------------------------------------------
+    async def _publish(self, track: Union[LocalAudioTrack, LocalVideoTrack],
+                       options: TrackPublishOptions) -> LocalTrackPublication:
+        if not isinstance(track, (LocalAudioTrack, LocalVideoTrack)):
+            raise TypeError(f"publish_track takes a LocalAudioTrack or LocalVideoTrack, not {type(track).__name__}")
+        if not isinstance(options, TrackPublishOptions):
+            raise TypeError("options must be TrackPublishOptions")
+        self._require_connected()
+        kind = track.kind
+        if kind in self._local_tracks:
+            raise ValueError(f"a {kind_name(kind)} track is already published (Sora sends one per connection)")
+        if not (self._options.audio if kind == TrackKind.KIND_AUDIO else self._options.video):
+            raise ValueError(f"the room was joined with {kind_name(kind)}=False (RoomOptions)")
+        self._local_tracks[kind] = (track, options)
+        try:
+            await self._switch()
+        except BaseException:
+            del self._local_tracks[kind]
+            raise
+        local = self.local_participant
+        sid = f"{local.identity}/{kind_name(kind)}"
+        track._sid = sid
+        source = options.source if options.source else default_source(kind)
+        pub = LocalTrackPublication(sid, kind, track.name, source)
+        pub._track = track
+        local._publications[sid] = pub
+        self.emit("local_track_published", pub, track)
+        return pub
+
+    async def _unpublish(self, track_sid: str) -> None:
+        self._require_connected()
+        local = self.local_participant
+        pub = local._publications.get(track_sid)
+        if pub is None:
+            raise ValueError(f"no published track {track_sid!r}")
+        saved = self._local_tracks.pop(pub.kind)
+        try:
+            await self._switch()
+        except BaseException:
+            self._local_tracks[pub.kind] = saved
+            raise
+        del local._publications[track_sid]
+        self.emit("local_track_unpublished", pub)
+
+    async def _send_data(self, payload: Union[bytes, str], reliable: bool,
+                         destinations: Sequence[str], topic: str) -> None:
+        if isinstance(payload, str):
+            payload = payload.encode()
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"payload must be bytes or str, not {type(payload).__name__}")
+        if isinstance(destinations, str) or not all(isinstance(d, str) for d in destinations):
+            raise TypeError("destination_identities must be a sequence of str")
+        _data.check_topic(topic)
+        if topic not in self._topics:
+            raise ValueError(f"topic {topic!r} was not declared in RoomOptions.data_topics "
+                             f"({self._topics}); Sora fixes messaging labels when connecting")
+        message = _data.encode(bytes(payload), tuple(destinations))
+        self._require_connected()
+        conn = self._conn
+        assert conn is not None
+        kind = _data.DataPacketKind.KIND_RELIABLE if reliable else _data.DataPacketKind.KIND_LOSSY
+        label = _data.label(topic, kind)
+        await conn.wait_data_channel(label, timeout=self._options.connect_timeout)
+        if not await conn.send(label, message):
+            raise ConnectionError(f"the data channel {label!r} is closed")
+
+    def _require_connected(self) -> None:
+        if self._state != ConnectionState.CONN_CONNECTED or self._conn is None:
+            raise ConnectionError(f"the room is {self._state.name}")
+
+    # -- events of a connection ------------------------------------------------------------------
+    def _handle(self, conn: aio.AsyncConnection, event: aio.SoraEvent) -> None:
+        if isinstance(event, aio.Track):
+            self._on_track(event.track)
+        elif isinstance(event, aio.TrackEnded):
+            self._on_track_ended(event.track)
+        elif conn is not self._conn:
+            return  # a connection being replaced: the new one reports the same
+        elif isinstance(event, aio.Notify):
+            self._on_notify(conn, event.message)
+        elif isinstance(event, aio.Message):
+            self._on_message(event.label, event.data)
+
+    def _on_notify(self, conn: aio.AsyncConnection, text: str) -> None:
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        event_type, cid = msg.get("event_type"), msg.get("connection_id")
+        if not isinstance(cid, str):
+            return
+        if event_type == "connection.created":
+            if cid == conn.connection_id:
+                self._on_joined(msg)
+            else:
+                self._member_joined(msg, announce=True)
+        elif event_type == "connection.destroyed":
+            self._member_left(cid)
+
+    def _on_joined(self, msg: dict) -> None:
+        """Our own connection.created: who is in the room (after a reconnect, who left
+        meanwhile is let go)."""
+        local = self.local_participant
+        client_id = msg.get("client_id")
+        if isinstance(client_id, str) and client_id:
+            local._identity = client_id
+        members = [m for m in msg.get("data") or [] if isinstance(m, dict)]
+        present = {m.get("connection_id") for m in members}
+        for cid in list(self._by_connection):
+            if cid not in present:
+                self._member_left(cid)
+        first = self._joined is not None and not self._joined.done()
+        for member in members:
+            # LiveKit announces only those who come after the join
+            self._member_joined(member, announce=not first)
+        if first:
+            assert self._joined is not None
+            self._joined.set_result(None)
+
+    def _member_joined(self, info: dict, announce: bool) -> None:
+        cid = info.get("connection_id")
+        if not isinstance(cid, str) or cid in self._by_connection:
+            return
+        identity = info.get("client_id") if isinstance(info.get("client_id"), str) and info.get("client_id") else cid
+        participant = self._participants.get(identity)
+        new = participant is None
+        if participant is None:
+            name, metadata = notify_profile(info.get("metadata"))
+            participant = RemoteParticipant(cid, identity, name, metadata)
+            self._participants[identity] = participant
+        participant._connections.add(cid)
+        participant._sid = cid
+        self._by_connection[cid] = participant
+        if new and announce:
+            self.emit("participant_connected", participant)
+        if info.get("role") in ("sendrecv", "sendonly"):
+            for kind, flag in ((TrackKind.KIND_AUDIO, "audio"), (TrackKind.KIND_VIDEO, "video")):
+                if info.get(flag) is True:
+                    self._publication(participant, kind)
+        for track in self._pending_tracks.pop(cid, []):
+            self._on_track(track)
+
+    def _member_left(self, cid: str) -> None:
+        self._pending_tracks.pop(cid, None)
+        participant = self._by_connection.pop(cid, None)
+        if participant is None:
+            return
+        participant._connections.discard(cid)
+        if participant._connections:
+            participant._sid = next(iter(participant._connections))
+            return
+        for sid, pub in list(participant._publications.items()):
+            assert isinstance(pub, RemoteTrackPublication)
+            self._unsubscribe(participant, pub)
+            del participant._publications[sid]
+            self.emit("track_unpublished", pub, participant)
+        self._participants.pop(participant.identity, None)
+        self.emit("participant_disconnected", participant)
+
+    def _publication(self, participant: RemoteParticipant, kind: TrackKind) -> RemoteTrackPublication:
+        pub = participant._publication(kind)
+        if pub is None:
+            sid = f"{participant.identity}/{kind_name(kind)}"
+            pub = RemoteTrackPublication(sid, kind, kind_name(kind), default_source(kind))
+            participant._publications[sid] = pub
+            self.emit("track_published", pub, participant)
+        return pub
+
+    def _on_track(self, sora_track: SoraMediaTrack) -> None:
+        cid = sora_track.stream_id
+        participant = self._by_connection.get(cid)
+        if participant is None:  # the media came before the notify (Sora's usual order)
+            self._pending_tracks.setdefault(cid, []).append(sora_track)
+            return
+        kind = TrackKind.KIND_AUDIO if sora_track.kind == "audio" else TrackKind.KIND_VIDEO
+        pub = self._publication(participant, kind)
+        track = pub.track
+        if isinstance(track, _RemoteTrack):
+            track._bind(sora_track)  # the same publication's media, on a new connection
+            return
+        cls = RemoteAudioTrack if kind == TrackKind.KIND_AUDIO else RemoteVideoTrack
+        track = cls(pub.sid, sora_track)
+        pub._track = track
+        self.emit("track_subscribed", track, pub, participant)
+
+    def _on_track_ended(self, sora_track: SoraMediaTrack) -> None:
+        pending = self._pending_tracks.get(sora_track.stream_id)
+        if pending and sora_track in pending:
+            pending.remove(sora_track)
+        for participant in self._participants.values():
+            for pub in participant.track_publications.values():
+                if isinstance(pub.track, _RemoteTrack) and pub.track._unbind(sora_track):
+                    return
+
+    def _unsubscribe(self, participant: RemoteParticipant, pub: RemoteTrackPublication) -> None:
+        track = pub.track
+        if isinstance(track, _RemoteTrack):
+            pub._track = None
+            track._end()
+            self.emit("track_unsubscribed", track, pub, participant)
+
+    def _on_message(self, label: str, message: bytes) -> None:
+        parsed = _data.parse_label(label)
+        if parsed is None or parsed[0] not in self._topics:
+            return
+        decoded = _data.decode(message)
+        if decoded is None:
+            logger.warning("sora_ffi.rtc: dropped a malformed message on %r", label)
+            return
+        sender, payload, destinations = decoded
+        local = self.local_participant
+        if destinations is not None and local.identity not in destinations:
+            return
+        packet = _data.DataPacket(payload, parsed[1], self._by_connection.get(sender), parsed[0])
+        self.emit("data_received", packet)
+
+
+def _reason_of(code: Any) -> DisconnectReason:
+    from .._enums import SoraSignalingErrorCode as C
+    if code == C.CLOSE_SUCCEEDED:
+        return DisconnectReason.PARTICIPANT_REMOVED
+    return DisconnectReason.SIGNAL_CLOSE
+
+
+# re-exported for `Disconnected` users
+__all__ += ["ConnectionState", "DisconnectReason", "Disconnected"]

@@ -1,0 +1,302 @@
+"""sora_ffi.rtc end to end through the dev server: rooms, participants, tracks, audio in
+and out through AudioSource/AudioStream, data on topics, reconnection, bad input."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from sora_ffi import rtc
+
+RATE = 48000
+
+
+def run(coro, timeout: float = 30.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def sine(freq: float, seconds: float, rate: int = RATE, amplitude: int = 8000, start: int = 0) -> np.ndarray:
+    n = np.arange(start, start + int(seconds * rate))
+    return (amplitude * np.sin(2 * np.pi * freq * n / rate)).astype(np.int16)
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> float:
+    x = samples.astype(np.float64).reshape(-1)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * rate / len(x))
+
+
+async def wait_for(pred, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Recorder:
+    """Every event of a room, as (name, identity-or-detail) in order."""
+
+    NAMES = ("participant_connected", "participant_disconnected", "track_published",
+             "track_unpublished", "track_subscribed", "track_unsubscribed", "data_received",
+             "connection_state_changed", "reconnecting", "reconnected", "disconnected")
+
+    def __init__(self, room: rtc.Room) -> None:
+        self.log: list[tuple] = []
+        for name in self.NAMES:
+            room.on(name, lambda *args, name=name: self.log.append((name, *args)))
+
+    def names(self, *wanted: str) -> list:
+        out = []
+        for name, *args in self.log:
+            if wanted and name not in wanted:
+                continue
+            who = next((a.identity for a in args if isinstance(a, rtc.RemoteParticipant)), None)
+            out.append((name, who))
+        return out
+
+
+async def join(server, channel_id, identity: str, **options) -> rtc.Room:
+    room = rtc.Room()
+    await room.connect(server.signaling_url, channel_id,
+                       options=rtc.RoomOptions(identity=identity, **options))
+    return room
+
+
+async def publish_sine(room: rtc.Room, freq: float, seconds: float, *, queue_size_ms: int = 200,
+                       frame_ms: int = 20) -> rtc.AudioSource:
+    source = rtc.AudioSource(RATE, 1, queue_size_ms=queue_size_ms)
+    track = rtc.LocalAudioTrack.create_audio_track("tone", source)
+    await room.local_participant.publish_track(track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+    samples = sine(freq, seconds)
+    step = RATE * frame_ms // 1000
+    for i in range(0, len(samples), step):
+        chunk = samples[i:i + step]
+        await source.capture_frame(rtc.AudioFrame(chunk, RATE, 1, len(chunk)))
+    return source
+
+
+def test_participants_join_and_leave_in_order(server, channel_id):
+    async def main():
+        a = await join(server, channel_id, "alice")
+        rec_a = Recorder(a)
+        assert a.connection_state == rtc.ConnectionState.CONN_CONNECTED
+        assert a.local_participant.identity == "alice" and a.remote_participants == {}
+        b = await join(server, channel_id, "bob", name="Bob", metadata='{"x":1}')
+        rec_b = Recorder(b)
+        # present before the join: known at once, not announced
+        assert list(b.remote_participants) == ["alice"]
+        await wait_for(lambda: "bob" in a.remote_participants, what="bob at alice")
+        bob = a.remote_participants["bob"]
+        assert (bob.name, bob.metadata, bob.sid) == ("Bob", '{"x":1}', b.local_participant.sid)
+        c = await join(server, channel_id, "carol")
+        await wait_for(lambda: "carol" in a.remote_participants and "carol" in b.remote_participants)
+        assert sorted(c.remote_participants) == ["alice", "bob"]
+        await b.disconnect()
+        assert b.connection_state == rtc.ConnectionState.CONN_DISCONNECTED
+        await wait_for(lambda: "bob" not in a.remote_participants and "bob" not in c.remote_participants)
+        await a.disconnect()
+        await wait_for(lambda: c.remote_participants == {})
+        await c.disconnect()
+        assert rec_a.names() == [("participant_connected", "bob"), ("participant_connected", "carol"),
+                                 ("participant_disconnected", "bob"),
+                                 ("connection_state_changed", None), ("disconnected", None)]
+        assert rec_b.names() == [("participant_connected", "carol"),
+                                 ("connection_state_changed", None), ("disconnected", None)]
+        assert rec_a.log[-1][1:] == (rtc.DisconnectReason.CLIENT_INITIATED, "")
+    run(main())
+
+
+def test_audio_published_with_capture_frame_is_heard_through_audio_stream(server, channel_id):
+    async def main():
+        listener = await join(server, channel_id, "listener")
+        subscribed = asyncio.get_running_loop().create_future()
+        listener.on("track_subscribed", lambda track, pub, who: subscribed.done() or subscribed.set_result((track, pub, who)))
+        speaker = await join(server, channel_id, "speaker")
+        publisher = asyncio.ensure_future(publish_sine(speaker, 440.0, 3.0))
+        track, pub, who = await asyncio.wait_for(subscribed, 10)
+        assert who.identity == "speaker" and isinstance(track, rtc.RemoteAudioTrack)
+        assert pub.kind == rtc.TrackKind.KIND_AUDIO and pub.subscribed and pub.track is track
+        stream = rtc.AudioStream(track, sample_rate=16000, num_channels=1, frame_size_ms=20)
+        frames = []
+        async for event in stream:
+            assert event.frame.sample_rate == 16000 and event.frame.samples_per_channel == 320
+            frames.append(event.frame.to_ndarray().copy())
+            if len(frames) == 75:  # 1.5 s
+                break
+        audio = np.concatenate(frames)[16000 // 2:]  # past the decoder's start
+        assert abs(dominant_frequency(audio, 16000) - 440.0) < 5
+        assert np.abs(audio).max() > 3000  # the tone, not silence
+        await stream.aclose()
+        await publisher
+        await speaker.disconnect()
+        await listener.disconnect()
+    run(main())
+
+
+def test_capture_frame_paces_to_real_time_and_queue_controls(server, channel_id):
+    async def main():
+        listener = await join(server, channel_id, "listener")
+        speaker = await join(server, channel_id, "speaker")
+        t0 = time.monotonic()
+        source = await publish_sine(speaker, 300.0, 1.5, queue_size_ms=200, frame_ms=10)
+        elapsed = time.monotonic() - t0
+        # 1.5 s of audio behind a 200 ms queue: the awaits took ~1.3 s (plus the publish)
+        assert 1.2 < elapsed < 4.0, elapsed
+        assert 0.05 < source.queued_duration <= 0.3
+        await source.wait_for_playout()
+        assert source.queued_duration == 0
+        await speaker.disconnect()
+        await listener.disconnect()
+    run(main())
+
+
+def test_clear_queue_drops_what_is_not_sent_yet(server, channel_id):
+    async def main():
+        listener = await join(server, channel_id, "listener")
+        speaker = await join(server, channel_id, "speaker")
+        t0 = time.monotonic()
+        source = await publish_sine(speaker, 300.0, 1.5, queue_size_ms=2000)
+        assert time.monotonic() - t0 < 1.0  # it all fit in the queue: no waiting
+        assert source.queued_duration > 1.0
+        source.clear_queue()  # barge-in
+        assert source.queued_duration < 0.05
+        t0 = time.monotonic()
+        await source.wait_for_playout()
+        assert time.monotonic() - t0 < 0.2
+        await speaker.disconnect()
+        await listener.disconnect()
+    run(main())
+
+
+def test_data_on_topics_reliable_lossy_and_destinations(server, channel_id):
+    async def main():
+        topics = ("", "chat")
+        a = await join(server, channel_id, "a", data_topics=topics)
+        b = await join(server, channel_id, "b", data_topics=topics)
+        c = await join(server, channel_id, "c", data_topics=topics)
+        got = {"b": [], "c": []}
+        b.on("data_received", lambda p: got["b"].append(p))
+        c.on("data_received", lambda p: got["c"].append(p))
+        await wait_for(lambda: len(a.remote_participants) == 2)
+        await a.local_participant.publish_data(b"hello all")
+        await a.local_participant.publish_data("to chat", topic="chat", reliable=False)
+        await a.local_participant.publish_data(b"only c", destination_identities=["c"], topic="chat")
+        await a.local_participant.publish_data(b"\x00sfd looks like an envelope")
+        await wait_for(lambda: len(got["b"]) == 3 and len(got["c"]) == 4, what="packets")
+        for name in ("b", "c"):
+            for p in got[name]:
+                assert p.participant is not None and p.participant.identity == "a"
+        seen_c = [(p.data, p.topic, p.kind) for p in got["c"]]
+        assert (b"hello all", "", rtc.DataPacketKind.KIND_RELIABLE) in seen_c
+        assert (b"to chat", "chat", rtc.DataPacketKind.KIND_LOSSY) in seen_c
+        assert (b"only c", "chat", rtc.DataPacketKind.KIND_RELIABLE) in seen_c
+        assert (b"\x00sfd looks like an envelope", "", rtc.DataPacketKind.KIND_RELIABLE) in seen_c
+        assert b"only c" not in [p.data for p in got["b"]]
+        # bad input: clear errors, nothing sent
+        with pytest.raises(ValueError, match="not declared"):
+            await a.local_participant.publish_data(b"x", topic="other")
+        with pytest.raises(ValueError, match="at most"):
+            await a.local_participant.publish_data(b"x" * (rtc.MAX_PACKET_BYTES + 1))
+        with pytest.raises(TypeError):
+            await a.local_participant.publish_data(123)  # type: ignore[arg-type]
+        for room in (a, b, c):
+            await room.disconnect()
+    run(main())
+
+
+def test_reconnects_after_the_server_ends_the_session_and_streams_survive(server, channel_id):
+    async def main():
+        listener = await join(server, channel_id, "listener",
+                              reconnect=rtc.ReconnectPolicy(max_attempts=3, initial_delay=0.2))
+        rec = Recorder(listener)
+        subscribed = asyncio.get_running_loop().create_future()
+        listener.on("track_subscribed", lambda track, *a: subscribed.done() or subscribed.set_result(track))
+        speaker = await join(server, channel_id, "speaker")
+        publisher = asyncio.ensure_future(publish_sine(speaker, 500.0, 6.0))
+        track = await asyncio.wait_for(subscribed, 10)
+        stream = rtc.AudioStream(track, sample_rate=16000)
+        await anext(stream)
+        old_id = listener.connection_id
+        status, _ = await asyncio.to_thread(server.api, "Sora_20151104.DisconnectConnection",
+                                            {"channel_id": channel_id, "connection_id": old_id})
+        assert status == 200
+        await wait_for(lambda: ("reconnected", None) in rec.names(), what="reconnected")
+        assert listener.connection_id != old_id
+        assert listener.connection_state == rtc.ConnectionState.CONN_CONNECTED
+        assert list(listener.remote_participants) == ["speaker"]
+        # the same stream object hears the speaker through the new connection
+        await wait_for(lambda: track.sora_track is not None and track.sora_track.stream_id
+                       == speaker.connection_id and track.stream_state == rtc.StreamState.STATE_ACTIVE)
+        tail = []
+        async for event in stream:
+            tail.append(event.frame.to_ndarray().copy())
+            if len(tail) == 100:
+                break
+        assert abs(dominant_frequency(np.concatenate(tail)[-8000:], 16000) - 500.0) < 5
+        assert rec.names("reconnecting", "reconnected", "participant_disconnected", "track_unsubscribed") == [
+            ("reconnecting", None), ("reconnected", None)]
+        publisher.cancel()
+        await speaker.disconnect()
+        await listener.disconnect()
+    run(main())
+
+
+def test_handlers_that_raise_are_logged_and_others_still_run(server, channel_id, caplog):
+    async def main():
+        a = await join(server, channel_id, "a")
+        seen = []
+
+        @a.on("participant_connected")
+        def bad(p):
+            raise RuntimeError("handler bug")
+
+        a.on("participant_connected", lambda p: seen.append(p.identity))
+        events = a.events()
+        b = await join(server, channel_id, "b")
+        await wait_for(lambda: seen == ["b"])
+        first = await anext(events)
+        assert isinstance(first, rtc.events.ParticipantConnected) and first.participant.identity == "b"
+        await b.disconnect()
+        await a.disconnect()
+        rest = [e async for e in events]
+        assert isinstance(rest[-1], rtc.events.Disconnected)
+    with caplog.at_level(logging.ERROR, logger="sora_ffi.rtc"):
+        run(main())
+    assert any("handler bug" in (r.exc_text or "") or "raised" in r.message for r in caplog.records)
+
+
+def test_bad_frames_and_arguments_are_refused(server, channel_id):
+    async def main():
+        source = rtc.AudioSource(16000, 1)
+        with pytest.raises(ValueError, match="16000 Hz"):
+            await source.capture_frame(rtc.AudioFrame(np.zeros(480, np.int16), 48000, 1, 480))
+        with pytest.raises(ValueError, match="channel"):
+            await source.capture_frame(rtc.AudioFrame(np.zeros(320, np.int16), 16000, 2, 160))
+        with pytest.raises(TypeError, match="int16"):
+            rtc.AudioFrame(np.zeros(160, np.float32), 16000, 1, 160)
+        with pytest.raises(ValueError, match="samples"):
+            rtc.AudioFrame(b"\x00" * 100, 16000, 1, 160)
+        with pytest.raises(TypeError, match="AudioFrame"):
+            await source.capture_frame(np.zeros(160, np.int16))  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            rtc.AudioSource(48000, 1, queue_size_ms=0)
+        room = rtc.Room()
+        with pytest.raises(TypeError):
+            await room.connect(server.signaling_url, "")
+        with pytest.raises(rtc.ConnectError) as info:
+            await rtc.Room().connect(server.signaling_url.replace("/signaling", "/nowhere"), channel_id,
+                                     options=rtc.RoomOptions(connect_timeout=5))
+        assert info.value.reason in (rtc.DisconnectReason.JOIN_FAILURE, rtc.DisconnectReason.CONNECTION_TIMEOUT)
+        a = await join(server, channel_id, "a")
+        with pytest.raises(ValueError, match="publishes no"):
+            rtc.AudioStream.from_participant(participant=rtc.RemoteParticipant("x", "x"))
+        with pytest.raises(TypeError):
+            await a.local_participant.publish_track(source)  # type: ignore[arg-type]
+        await a.disconnect()
+        with pytest.raises(ConnectionError):
+            await a.local_participant.publish_data(b"late")
+    run(main())
