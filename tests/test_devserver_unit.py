@@ -724,3 +724,27 @@ def test_scale_resolution_down_to_in_either_spelling():
     assert enc["r1"]["scaleResolutionDownTo"] == {"maxWidth": 320, "maxHeight": 180}
     assert "scale_resolution_down_to" not in enc["r2"]
     assert sdp.paused_rids(1000, p.simulcast_encodings) == ["r1"]
+
+
+def test_grants_map_onto_the_connect():
+    from sora_ffi.devserver.grants import BLOCK_ALL, GrantError, apply_grants
+
+    base = {"role": "sendrecv", "forwarding_filter": {"rules": []}, "data_channels": [
+        {"label": "#a", "direction": "sendrecv"}, {"label": "#b", "direction": "sendonly"},
+        {"label": "#c", "direction": "recvonly"}, {"label": "signaling", "direction": "sendrecv"}]}
+    msg = json.loads(json.dumps(base))
+    apply_grants(msg, {"can_subscribe": False, "can_publish_data": False, "room_join": True})
+    assert msg["forwarding_filters"] == [BLOCK_ALL] and "forwarding_filter" not in msg
+    assert msg["data_channels"] == [{"label": "#a", "direction": "recvonly"},
+                                    {"label": "#c", "direction": "recvonly"},
+                                    {"label": "signaling", "direction": "sendrecv"}]
+    msg = json.loads(json.dumps(base))
+    apply_grants(msg, {})  # nothing refused: unchanged
+    assert msg == base
+    for grants, match in (({"room_join": False}, "room_join"), ({"can_publish": False}, "can_publish"),
+                          ({"can_fly": True}, "unknown"), ({"can_publish": "no"}, "boolean"), ([], "object")):
+        with pytest.raises(GrantError, match=match):
+            apply_grants(json.loads(json.dumps(base)), grants)
+    recv = {"role": "recvonly"}
+    apply_grants(recv, {"can_publish": False})  # a recvonly join needs no can_publish
+    assert recv == {"role": "recvonly"}

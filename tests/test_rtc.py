@@ -300,3 +300,115 @@ def test_bad_frames_and_arguments_are_refused(server, channel_id):
         with pytest.raises(ConnectionError):
             await a.local_participant.publish_data(b"late")
     run(main())
+
+
+def test_the_livekit_quickstart_shape_runs():
+    """sora_ffi/examples/rtc_quickstart.py: LiveKit's quick-start (AudioStream on every
+    subscribed audio track, a sine published with AudioFrame.create + capture_frame) with
+    only the import and connect arguments changed; the listener hears the frequency."""
+    from sora_ffi.examples.rtc_quickstart import demo
+
+    result = run(demo(523.0, 1.5))
+    assert result["frames_sent"] == 150
+    assert result["heard_hz"] is not None and abs(result["heard_hz"] - 523.0) < 5, result
+    assert result["frames_heard"] >= 0.95 * 150, result
+
+
+@pytest.mark.parametrize("fmt", ["RGBA", "RGB24", "I420"])
+def test_video_published_with_video_source_arrives_in_the_asked_format(server, channel_id, fmt):
+    async def main():
+        viewer = await join(server, channel_id, "viewer")
+        subscribed = asyncio.get_running_loop().create_future()
+        viewer.on("track_subscribed", lambda track, *a: isinstance(track, rtc.RemoteVideoTrack)
+                  and not subscribed.done() and subscribed.set_result(track))
+        camera = await join(server, channel_id, "camera")
+        w, h = 320, 240
+        color = (200, 60, 120)  # RGB
+        source = rtc.VideoSource(w, h)
+        await camera.local_participant.publish_track(rtc.LocalVideoTrack.create_video_track("cam", source))
+        if fmt == "I420":  # the same colour as BT.601 limited-range YUV
+            r, g, b = color
+            y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+            u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+            v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+            data = np.concatenate([np.full(w * h, round(y)), np.full(w * h // 4, round(u)),
+                                   np.full(w * h // 4, round(v))]).astype(np.uint8)
+            frame = rtc.VideoFrame(w, h, rtc.VideoBufferType.I420, data)
+        else:
+            px = color + ((255,) if fmt == "RGBA" else ())
+            frame = rtc.VideoFrame(w, h, rtc.VideoBufferType[fmt], np.tile(np.array(px, np.uint8), w * h))
+
+        async def push():
+            while True:
+                source.capture_frame(frame)
+                await asyncio.sleep(1 / 30)
+
+        pusher = asyncio.ensure_future(push())
+        track = await asyncio.wait_for(subscribed, 10)
+        stream = rtc.VideoStream(track, format=rtc.VideoBufferType.RGBA)
+        got = [await anext(stream) for _ in range(5)]
+        pusher.cancel()
+        last = got[-1].frame
+        assert (last.width, last.height, last.type) == (w, h, rtc.VideoBufferType.RGBA)
+        mean = last.to_ndarray().reshape(-1, 4).mean(axis=0)
+        assert np.allclose(mean[:3], color, atol=12), mean
+        assert mean[3] == 255
+        await stream.aclose()
+        await camera.disconnect()
+        await viewer.disconnect()
+    run(main())
+
+
+def test_tokens_carry_identity_name_and_grants_the_dev_server_enforces(make_server, channel_id):
+    import datetime
+
+    secret = "a dev server secret of 32 bytes or more"
+    server = make_server(jwt_secret=secret)
+
+    def token(identity: str, **grants) -> str:
+        return (rtc.AccessToken("api-key", secret).with_identity(identity).with_name(identity.title())
+                .with_metadata(f"{identity}'s metadata")
+                .with_grants(rtc.VideoGrants(room_join=True, room=channel_id, **grants)).to_jwt())
+
+    async def main():
+        full = rtc.Room()
+        await full.connect(server.signaling_url, channel_id, token=token("alice"))
+        # the token's identity wins over the room's own (client_id override)
+        assert full.local_participant.identity == "alice"
+        mute = rtc.Room()
+        await mute.connect(server.signaling_url, channel_id, token=token("bob", can_publish=False, can_publish_data=False))
+        await wait_for(lambda: "bob" in full.remote_participants)
+        bob = full.remote_participants["bob"]
+        assert (bob.name, bob.metadata) == ("Bob", "bob's metadata")
+        # no can_publish: publishing (a recvonly -> sendrecv connection) is refused
+        source = rtc.AudioSource(RATE, 1)
+        with pytest.raises(rtc.ConnectError, match="can_publish"):
+            await mute.local_participant.publish_track(rtc.LocalAudioTrack.create_audio_track("mic", source))
+        assert mute.connection_state == rtc.ConnectionState.CONN_CONNECTED  # still in the room
+        assert mute.local_participant.track_publications == {}
+        # no can_publish_data: refused before sending, and the server would drop it anyway
+        with pytest.raises(PermissionError, match="can_publish_data"):
+            await mute.local_participant.publish_data(b"hi")
+        got = []
+        mute.on("data_received", got.append)
+        await full.local_participant.publish_data(b"to bob")
+        await wait_for(lambda: [p.data for p in got] == [b"to bob"])  # receiving still works
+        # bad tokens: refused with a clear reason
+        for bad, reason in (
+            (rtc.AccessToken("not the secret the dev server checks with").with_grants(rtc.VideoGrants(room_join=True, room=channel_id)).to_jwt(), "(?i)signature"),
+            (rtc.AccessToken(secret).with_ttl(datetime.timedelta(seconds=1)).with_grants(
+                rtc.VideoGrants(room_join=True, room=channel_id)).to_jwt(), "expired"),
+            (rtc.AccessToken(secret).with_grants(rtc.VideoGrants(room_join=True, room="elsewhere")).to_jwt(), "channel_id"),
+            (rtc.AccessToken(secret).with_grants(rtc.VideoGrants(room_join=False, room=channel_id)).to_jwt(), "room_join"),
+        ):
+            if reason == "expired":
+                await asyncio.sleep(2.1)
+            with pytest.raises(rtc.ConnectError, match=reason) as info:
+                await rtc.Room().connect(server.signaling_url, channel_id, token=bad)
+            assert info.value.reason == rtc.DisconnectReason.JOIN_FAILURE
+        assert rtc.TokenVerifier("api-key", secret).verify(token("carol"))["client_id"] == "carol"
+        with pytest.raises(ValueError, match="room"):
+            rtc.AccessToken(secret).to_jwt()
+        await mute.disconnect()
+        await full.disconnect()
+    run(main())

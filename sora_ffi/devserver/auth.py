@@ -9,6 +9,8 @@ return in its accept response):
 * ``--auth-webhook URL``: the Sora-shaped auth request is POSTed as JSON; the reply must be
   ``200`` with ``{"allowed": true, ...overrides}`` or ``{"allowed": false, "reason": ...}``.
 
+Either may also give ``grants`` (what ``sora_ffi.rtc.AccessToken`` writes; see grants.py).
+
 A rejection is an :class:`AuthError`; the session closes the WebSocket with 4401 + reason.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import warnings
 from typing import Any, Optional
 
 from . import strictjson
+from .grants import GrantError, apply_grants
 from .httpclient import HttpClientError, post_json
 
 #: JWT claims that are not overrides.
@@ -119,6 +122,7 @@ def apply_overrides(connect: dict, overrides: dict) -> tuple:
     ``new_connect`` is a copy of the connect message with the overrides applied;
     ``extras`` holds what is not a connect field: ``auth_metadata`` (→ ``offer.metadata``),
     ``connection_lifetime`` (seconds), ``signaling_notify`` (bool), ``event_metadata``.
+    Raises :class:`AuthError` when ``grants`` refuse the connect.
     """
     out = copy.deepcopy(connect)
     extras: dict[str, Any] = {}
@@ -146,6 +150,11 @@ def apply_overrides(connect: dict, overrides: dict) -> tuple:
             obj = dict(obj) if isinstance(obj, dict) else {}
             obj[field] = copy.deepcopy(overrides[key])
             out[kind] = obj
+    if "grants" in overrides:
+        try:
+            apply_grants(out, overrides["grants"])
+        except GrantError as e:
+            raise AuthError(f"AUTH-ERROR: {e}") from None
     if "metadata" in overrides:
         extras["auth_metadata"] = copy.deepcopy(overrides["metadata"])
     if "connection_lifetime" in overrides:

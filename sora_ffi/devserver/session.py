@@ -371,7 +371,10 @@ class Session:
             raise ProtocolError(e.reason, CLOSE_AUTH) from None
         if not overrides:
             return params
-        new_msg, extras = auth.apply_overrides(msg, overrides)
+        try:
+            new_msg, extras = auth.apply_overrides(msg, overrides)
+        except auth.AuthError as e:  # grants that refuse this connect
+            raise ProtocolError(e.reason, CLOSE_AUTH) from None
         try:
             params = parse_connect(
                 new_msg,

@@ -28,6 +28,7 @@ from ._room import ConnectError, ReconnectPolicy, Room, RoomOptions
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteAudioTrack,
                      RemoteTrackPublication, RemoteVideoTrack, StreamState, Track, TrackKind,
                      TrackPublication, TrackPublishOptions, TrackSource)
+from ._token import AccessToken, TokenVerifier, VideoGrants
 from ._video import VideoBufferType, VideoFrame, VideoFrameEvent, VideoSource, VideoStream
 
 __all__ = [
@@ -38,5 +39,5 @@ __all__ = [
     "RemoteTrackPublication", "TrackPublishOptions",
     "AudioFrame", "AudioFrameEvent", "AudioSource", "AudioStream",
     "VideoBufferType", "VideoFrame", "VideoFrameEvent", "VideoSource", "VideoStream",
-    "DataPacket", "DataPacketKind", "MAX_PACKET_BYTES",
+    "DataPacket", "DataPacketKind", "MAX_PACKET_BYTES", "AccessToken", "VideoGrants", "TokenVerifier",
 ]

@@ -102,6 +102,8 @@ class Room(EventEmitter):
         self._queues: list[Handoff[RoomEvent]] = []
         self._name = ""
         self._joined: Optional[asyncio.Future[None]] = None  # our first connection.created
+        #: per connection: the messaging labels the server lets it send on (from the offer)
+        self._sendable: dict[aio.AsyncConnection, set[str]] = {}
         self._args: dict[str, Any] = {}
 
     # -- public ---------------------------------------------------------------------------
@@ -410,6 +412,10 @@ class Room(EventEmitter):
         assert conn is not None
         kind = _data.DataPacketKind.KIND_RELIABLE if reliable else _data.DataPacketKind.KIND_LOSSY
         label = _data.label(topic, kind)
+        sendable = self._sendable.get(conn)
+        if sendable is not None and label not in sendable:
+            raise PermissionError(f"the server does not let this participant send on {label!r} "
+                                  "(its token does not grant can_publish_data)")
         await conn.wait_data_channel(label, timeout=self._options.connect_timeout)
         if not await conn.send(label, message):
             raise ConnectionError(f"the data channel {label!r} is closed")
@@ -420,7 +426,13 @@ class Room(EventEmitter):
 
     # -- events of a connection ------------------------------------------------------------------
     def _handle(self, conn: aio.AsyncConnection, event: aio.SoraEvent) -> None:
-        if isinstance(event, aio.Track):
+        if isinstance(event, aio.SetOffer):
+            labels = _sendable_labels(event.offer)
+            if labels is not None:
+                self._sendable[conn] = labels
+        elif isinstance(event, aio.Disconnect):
+            self._sendable.pop(conn, None)
+        elif isinstance(event, aio.Track):
             self._on_track(event.track)
         elif isinstance(event, aio.TrackEnded):
             self._on_track_ended(event.track)
@@ -565,6 +577,18 @@ class Room(EventEmitter):
             return
         packet = _data.DataPacket(payload, parsed[1], self._by_connection.get(sender), parsed[0])
         self.emit("data_received", packet)
+
+
+def _sendable_labels(offer: str) -> Optional[set[str]]:
+    """The messaging labels an offer lets the connection send on (None: it does not say)."""
+    try:
+        entries = json.loads(offer).get("data_channels")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(entries, list):
+        return None
+    return {e["label"] for e in entries if isinstance(e, dict) and isinstance(e.get("label"), str)
+            and e.get("direction", "sendrecv") in ("sendrecv", "sendonly")}
 
 
 def _reason_of(code: Any) -> DisconnectReason:
