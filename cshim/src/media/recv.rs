@@ -44,6 +44,10 @@ pub struct RecvShared {
     decoder: DecoderEngine,
     /// `decoderImplementation` in stats.
     pub decoder_implementation: &'static str,
+    /// Audio: the `ssrc-audio-level` extension id, when negotiated, and what it measured
+    /// (stats report the level from it: it is there whether or not anything decodes).
+    level_ext: Option<u8>,
+    pub levels: Mutex<Option<super::rtp::audio_level::LevelMeter>>,
 }
 
 /// The receive side's return path for transformed frames: into the receive loop.
@@ -70,7 +74,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn start(track: i32, codec: RtpCodec, stereo: bool, info: super::rtp::StreamInfo, decoder: DecoderEngine) -> Receiver {
+    pub fn start(track: i32, codec: RtpCodec, stereo: bool, info: super::rtp::StreamInfo, decoder: DecoderEngine,
+                 level_ext: Option<u8>) -> Receiver {
         let decoder_implementation = video_codec_type(codec).map_or("", |c| decoder.implementation_name(c));
         let shared = Arc::new(RecvShared {
             kind: if codec.is_video() { "video" } else { "audio" },
@@ -83,6 +88,8 @@ impl Receiver {
             decode: Mutex::new(Default::default()),
             decoder,
             decoder_implementation,
+            level_ext: level_ext.filter(|_| !codec.is_video()),
+            levels: Mutex::new(None),
         });
         let (tx, rx) = unbounded_channel();
         rtc::set_packet_handler(track, Arc::new(PacketIn(tx.clone())));
@@ -235,6 +242,17 @@ impl Decoding {
     }
 }
 
+/// Counts one packet's `ssrc-audio-level` into the track's LevelMeter.
+fn meter_level(shared: &RecvShared, packet: &[u8], id: u8) {
+    let Some((level, _voice)) = super::rtp::hdrext::extension(packet, id).and_then(super::rtp::audio_level::parse) else {
+        return;
+    };
+    let Some(ts) = packet.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+        return;
+    };
+    shared.levels.lock().get_or_insert_with(Default::default).on_packet(level, ts, shared.info.clock_rate);
+}
+
 async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx: UnboundedReceiver<Input>) {
     let mut rtp = RtpReceiver::new(codec, codec.default_clock_rate());
     let our_ssrc: u32 = rand::random();
@@ -273,6 +291,9 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
                 }
             }
             Wake::Input(Input::Packet(p)) => {
+                if let Some(id) = shared.level_ext {
+                    meter_level(&shared, &p, id);
+                }
                 rtp.push(&p, Instant::now());
             }
             Wake::Input(Input::Transformed(seq, data, _ts)) => transformed = Some((seq, data)),

@@ -1038,7 +1038,8 @@ impl Session {
             Some(engine::Implementation::NvidiaVideoCodecSdk) => media::codec::DecoderEngine::Nvdec,
             _ => media::codec::DecoderEngine::Unavailable,
         };
-        let r = media::recv::Receiver::start(track, codec, stereo, info, decoder);
+        let level_ext = m.extmap_id(media::rtp::audio_level::URI).filter(|id| (1..=14).contains(id));
+        let r = media::recv::Receiver::start(track, codec, stereo, info, decoder, level_ext);
         self.shared.state.lock().receivers.insert(id, Arc::new(r));
     }
 

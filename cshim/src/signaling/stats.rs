@@ -225,9 +225,20 @@ pub fn report(shared: &Shared) -> Value {
             for (k, v) in [
                 ("totalSamplesReceived", json!(d.total_samples_received)),
                 ("concealedSamples", json!(d.concealed_samples)),
-                ("concealmentEvents", json!(d.concealment_events)), ("audioLevel", json!(d.audio_level)),
-                ("totalAudioEnergy", json!(d.total_audio_energy)),
-                ("totalSamplesDuration", json!(d.total_samples_duration)),
+                ("concealmentEvents", json!(d.concealment_events)),
+            ] {
+                m.insert(k.into(), v);
+            }
+            // The level: from the packets' audio level extension when it is negotiated (it
+            // is there whether or not anything decodes), else from the decoded audio.
+            let levels = r.shared.levels.lock().clone();
+            let (level, energy, duration) = match &levels {
+                Some(l) => (l.audio_level, l.total_audio_energy, l.total_samples_duration),
+                None => (d.audio_level, d.total_audio_energy, d.total_samples_duration),
+            };
+            for (k, v) in [
+                ("audioLevel", json!(level)), ("totalAudioEnergy", json!(energy)),
+                ("totalSamplesDuration", json!(duration)),
             ] {
                 m.insert(k.into(), v);
             }

@@ -31,9 +31,62 @@ pub fn parse(value: &[u8]) -> Option<(u8, bool)> {
     Some((b & 0x7f, b & 0x80 != 0))
 }
 
+/// A packet's audio when its RTP timestamps do not tell (the first, reordered, gaps): 20 ms.
+const DEFAULT_PACKET_SECS: f64 = 0.02;
+/// Timestamp steps longer than this are gaps (DTX, loss), not one packet's audio.
+const MAX_PACKET_SECS: f64 = 0.12;
+
+/// W3C `audioLevel`, `totalAudioEnergy` and `totalSamplesDuration` of a received track from
+/// the extension of each packet: its loudness without decoding it (docs/design.md).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LevelMeter {
+    pub audio_level: f64,
+    pub total_audio_energy: f64,
+    pub total_samples_duration: f64,
+    last_timestamp: Option<u32>,
+}
+
+impl LevelMeter {
+    /// One packet: its extension's level (-dBov) and its RTP timestamp.
+    pub fn on_packet(&mut self, level: u8, rtp_timestamp: u32, clock_rate: u32) {
+        let rate = f64::from(clock_rate.max(1));
+        // Forward steps (mod 2^32) move the clock; a step back is a reordered packet.
+        let forward = self.last_timestamp.map(|prev| rtp_timestamp.wrapping_sub(prev)).filter(|d| *d > 0 && *d < u32::MAX / 2);
+        let secs = match forward.map(|d| f64::from(d) / rate) {
+            Some(s) if s <= MAX_PACKET_SECS => s,
+            _ => DEFAULT_PACKET_SECS,
+        };
+        if forward.is_some() || self.last_timestamp.is_none() {
+            self.last_timestamp = Some(rtp_timestamp);
+        }
+        // 127 is "silence or quieter" (RFC 6464): zero, not -127 dBov.
+        let linear = if level >= 127 { 0.0 } else { 10f64.powf(-f64::from(level) / 20.0) };
+        self.audio_level = linear;
+        self.total_audio_energy += linear * linear * secs;
+        self.total_samples_duration += secs;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_meter_sums_energy_over_the_packets_duration() {
+        let mut m = LevelMeter::default();
+        for i in 0..50u32 {
+            m.on_packet(20, 1000 + i * 960, 48_000); // -20 dBov = 0.1, 20 ms each
+        }
+        assert!((m.audio_level - 0.1).abs() < 1e-9);
+        assert!((m.total_samples_duration - 1.0).abs() < 1e-9);
+        assert!((m.total_audio_energy - 0.01).abs() < 1e-9);
+        m.on_packet(127, 1000 + 50 * 960, 48_000); // silence counts as zero
+        assert_eq!(m.audio_level, 0.0);
+        m.on_packet(20, 1000 + 10 * 960, 48_000); // reordered: 20 ms, and the clock stays
+        assert!((m.total_samples_duration - 1.04).abs() < 1e-9);
+        m.on_packet(20, 1000 + 52 * 960, 48_000); // one packet lost: its 20 ms count too
+        assert!((m.total_samples_duration - 1.08).abs() < 1e-9);
+    }
 
     #[test]
     fn levels_follow_the_rms_in_dbov() {
