@@ -412,3 +412,114 @@ def test_tokens_carry_identity_name_and_grants_the_dev_server_enforces(make_serv
         await mute.disconnect()
         await full.disconnect()
     run(main())
+
+
+def test_speaking_and_muted_are_measured_from_the_media(server, channel_id):
+    """An espeak-ng speaker becomes an active speaker while it talks and stops after; a
+    participant sending quiet noise never does; muting a track (digital silence) is seen by
+    the others as track_muted, unmuting as track_unmuted."""
+    speech_mod = pytest.importorskip("sora_ffi.examples.speech")
+    if not speech_mod.espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    pcm, rate = speech_mod.synthesize("hello there, this is a test of speaking detection")
+
+    async def main():
+        watcher = await join(server, channel_id, "watcher", monitor_interval=0.2)
+        changes: list = []
+        watcher.on("active_speakers_changed", lambda speakers: changes.append(
+            (time.monotonic(), [p.identity for p in speakers])))
+        muted: list = []
+        watcher.on("track_muted", lambda p, pub: muted.append(("muted", p.identity, pub.kind)))
+        watcher.on("track_unmuted", lambda p, pub: muted.append(("unmuted", p.identity, pub.kind)))
+        talker = await join(server, channel_id, "talker", video=False)
+        quiet = await join(server, channel_id, "quiet", video=False)
+        talk_src = rtc.AudioSource(rate, 1, queue_size_ms=100)
+        quiet_src = rtc.AudioSource(RATE, 1, queue_size_ms=100)
+        talk_track = rtc.LocalAudioTrack.create_audio_track("voice", talk_src)
+        await talker.local_participant.publish_track(talk_track)
+        await quiet.local_participant.publish_track(rtc.LocalAudioTrack.create_audio_track("noise", quiet_src))
+        rng = np.random.default_rng(1)
+
+        async def noise():
+            while True:
+                await quiet_src.capture_frame(rtc.AudioFrame(rng.normal(0, 20, 480).astype(np.int16), RATE, 1, 480))
+
+        async def say(samples):
+            for i in range(0, len(samples), rate // 50):
+                chunk = samples[i:i + rate // 50]
+                await talk_src.capture_frame(rtc.AudioFrame(chunk, rate, 1, len(chunk)))
+
+        quiet_task = asyncio.ensure_future(noise())
+        # quiet, not digital zero (which is what a muted sender sends)
+        silence = rng.normal(0, 20, rate).astype(np.int16)
+        await say(np.concatenate([silence, pcm]))
+        spoken_end = time.monotonic()
+        await say(np.concatenate([silence, silence]))  # two seconds of quiet
+        await wait_for(lambda: changes and changes[-1][1] == [], what=f"speaking to stop: {changes}")
+        starts = [t for t, who in changes if who == ["talker"]]
+        assert starts, changes
+        assert all("quiet" not in who for _, who in changes)
+        assert changes[-1][0] - spoken_end < 1.5  # it stopped soon after the speech
+        assert watcher.remote_participants["quiet"].is_speaking is False
+        # muting: the talker's track goes silent (digital zero), then comes back
+        talk_track.mute()
+        await say(pcm[: rate])
+        await wait_for(lambda: ("muted", "talker", rtc.TrackKind.KIND_AUDIO) in muted, what="track_muted")
+        pub = watcher.remote_participants["talker"].track_publications["talker/audio"]
+        assert pub.muted
+        talk_track.unmute()
+        await say(pcm[: rate])
+        await wait_for(lambda: ("unmuted", "talker", rtc.TrackKind.KIND_AUDIO) in muted, what="track_unmuted")
+        assert not pub.muted
+        assert muted == [("muted", "talker", rtc.TrackKind.KIND_AUDIO),
+                         ("unmuted", "talker", rtc.TrackKind.KIND_AUDIO)], muted
+        quiet_task.cancel()
+        for room in (talker, quiet, watcher):
+            await room.disconnect()
+    run(main(), timeout=40)
+
+
+def test_the_measurements_behind_speaking_muted_and_quality():
+    """rtc._monitor on its own, with made-up counters: hysteresis, muted by digital silence
+    or stopped packets, quality from loss/jitter/RTT."""
+    from sora_ffi.rtc import _monitor as m
+
+    t = m.Tracker()
+    energy = duration = 0.0
+    packets = 0
+
+    def step(level: float, new_packets: int = 15):
+        nonlocal energy, duration, packets
+        energy += level * level * 0.3
+        duration += 0.3
+        packets += new_packets
+        return t.interval("a", {"kind": "audio", "totalAudioEnergy": energy,
+                                "totalSamplesDuration": duration, "packetsReceived": packets})
+
+    assert step(0.0) is None  # the first report only seeds
+    iv = step(0.1)
+    assert iv is not None and abs(iv.level - 0.1) < 1e-9 and iv.packets == 15
+    assert t.speaking("a", iv.level) is True
+    assert [t.speaking("a", 0.005) for _ in range(m.SPEAKING_HOLD)] == [True] * (m.SPEAKING_HOLD - 1) + [False]
+    assert t.speaking("a", 0.015) is False  # between OFF and ON: no change
+    assert t.muted("a") is None
+    step(0.0)  # digital silence: one interval is not enough
+    assert t.muted("a") is None
+    step(0.0)
+    assert t.muted("a") is True
+    step(0.001)  # a microphone's noise floor: unmuted at once
+    assert t.muted("a") is False
+    step(0.1, new_packets=0)
+    step(0.1, new_packets=0)  # nothing arrives: muted (a stopped sender)
+    assert t.muted("a") is True
+    t.keep_only([], [])
+    assert t.streams == {} and t.speakers == {}
+    Q = m.ConnectionQuality
+    assert m.quality_of(0.0, 0.005) == Q.QUALITY_EXCELLENT
+    assert m.quality_of(0.05, 0.02) == Q.QUALITY_GOOD
+    assert m.quality_of(0.0, 0.01, rtt=0.4) == Q.QUALITY_GOOD
+    assert m.quality_of(0.2, 0.01) == Q.QUALITY_POOR
+    assert m.loss_fraction(5, 95) == 0.05 and m.loss_fraction(0, 0) == 0.0
+    assert m.local_quality([{"type": "remote-inbound-rtp", "fractionLost": 0.1, "jitter": 0.0,
+                             "roundTripTime": 0.01}]) == Q.QUALITY_POOR
+    assert m.local_quality([]) is None

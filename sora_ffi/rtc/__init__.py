@@ -22,6 +22,7 @@ as numpy views, as in the callback API.
 from ._audio import AudioFrame, AudioFrameEvent, AudioSource, AudioStream
 from ._data import MAX_PACKET_BYTES, DataPacket, DataPacketKind
 from ._events import ConnectionState, DisconnectReason
+from ._monitor import ConnectionQuality
 from . import _events as events
 from ._participant import LocalParticipant, Participant, RemoteParticipant
 from ._room import ConnectError, ReconnectPolicy, Room, RoomOptions
@@ -33,6 +34,7 @@ from ._video import VideoBufferType, VideoFrame, VideoFrameEvent, VideoSource, V
 
 __all__ = [
     "Room", "RoomOptions", "ReconnectPolicy", "ConnectError", "ConnectionState", "DisconnectReason",
+    "ConnectionQuality",
     "events", "Participant", "LocalParticipant", "RemoteParticipant",
     "Track", "LocalAudioTrack", "LocalVideoTrack", "RemoteAudioTrack", "RemoteVideoTrack",
     "TrackKind", "TrackSource", "StreamState", "TrackPublication", "LocalTrackPublication",

@@ -6,9 +6,11 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+from ._monitor import ConnectionQuality
+
 if TYPE_CHECKING:
     from ._data import DataPacket
-    from ._participant import RemoteParticipant
+    from ._participant import Participant, RemoteParticipant
     from ._track import LocalTrackPublication, RemoteTrackPublication, Track
 
 
@@ -76,6 +78,30 @@ class LocalTrackUnpublished:
 
 
 @dataclass(frozen=True)
+class TrackMuted:
+    participant: "RemoteParticipant"
+    publication: "RemoteTrackPublication"
+
+
+@dataclass(frozen=True)
+class TrackUnmuted:
+    participant: "RemoteParticipant"
+    publication: "RemoteTrackPublication"
+
+
+@dataclass(frozen=True)
+class ActiveSpeakersChanged:
+    """Who is speaking now, loudest first (the local participant too)."""
+    speakers: list["Participant"]
+
+
+@dataclass(frozen=True)
+class ConnectionQualityChanged:
+    participant: "Participant"
+    quality: ConnectionQuality
+
+
+@dataclass(frozen=True)
 class DataReceived:
     packet: "DataPacket"
 
@@ -104,6 +130,7 @@ class Disconnected:
 
 RoomEvent = Union[ParticipantConnected, ParticipantDisconnected, TrackPublished, TrackUnpublished,
                   TrackSubscribed, TrackUnsubscribed, LocalTrackPublished, LocalTrackUnpublished,
+                  TrackMuted, TrackUnmuted, ActiveSpeakersChanged, ConnectionQualityChanged,
                   DataReceived, ConnectionStateChanged, Reconnecting, Reconnected, Disconnected]
 
 #: `room.on` name -> event class
@@ -116,6 +143,10 @@ EVENT_TYPES: dict[str, Any] = {
     "track_unsubscribed": TrackUnsubscribed,
     "local_track_published": LocalTrackPublished,
     "local_track_unpublished": LocalTrackUnpublished,
+    "track_muted": TrackMuted,
+    "track_unmuted": TrackUnmuted,
+    "active_speakers_changed": ActiveSpeakersChanged,
+    "connection_quality_changed": ConnectionQualityChanged,
     "data_received": DataReceived,
     "connection_state_changed": ConnectionStateChanged,
     "reconnecting": Reconnecting,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
+from ._monitor import ConnectionQuality
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteTrackPublication,
                      TrackKind, TrackPublication, TrackPublishOptions, TrackSource, _RemoteTrack)
 
@@ -35,6 +36,10 @@ class Participant:
         self._name = name
         self._metadata = metadata
         self._publications: dict[str, TrackPublication] = {}
+        # derived from the media (rtc._monitor), while the room measures it
+        self._speaking = False
+        self._audio_level = 0.0
+        self._quality = ConnectionQuality.QUALITY_EXCELLENT
 
     @property
     def sid(self) -> str:
@@ -56,6 +61,21 @@ class Participant:
     @property
     def track_publications(self) -> dict[str, TrackPublication]:
         return dict(self._publications)
+
+    @property
+    def is_speaking(self) -> bool:
+        """Measured from the audio (see docs/rtc.md): kept up to date while the room has a
+        handler for active_speakers_changed (or an events() reader)."""
+        return self._speaking
+
+    @property
+    def audio_level(self) -> float:
+        """The average audio level (0..1) over the last measured interval."""
+        return self._audio_level
+
+    @property
+    def connection_quality(self) -> ConnectionQuality:
+        return self._quality
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} identity={self._identity!r} sid={self._sid!r}>"

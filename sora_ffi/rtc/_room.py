@@ -20,12 +20,18 @@ from . import _data
 from ._emitter import EventEmitter, logger
 from ._events import (EVENT_TYPES, ConnectionState, DisconnectReason, Disconnected, RoomEvent)
 from ._handoff import Handoff
+from ._monitor import (ConnectionQuality, Tracker, by_type, local_quality, loss_fraction,
+                       media_source_level, quality_of)
 from ._participant import LocalParticipant, RemoteParticipant, notify_profile
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteAudioTrack,
                      RemoteTrackPublication, RemoteVideoTrack, TrackKind, TrackPublishOptions,
                      _RemoteTrack, default_source, kind_name)
 
 __all__ = ["Room", "RoomOptions", "ReconnectPolicy", "ConnectError"]
+
+#: events measured from the media (rtc._monitor): stats are polled only while wanted
+_MEASURED = frozenset({"active_speakers_changed", "track_muted", "track_unmuted",
+                       "connection_quality_changed"})
 
 _shared_sora: Optional[Sora] = None
 
@@ -80,6 +86,8 @@ class RoomOptions:
     sora: Optional[Sora] = None
     connection_options: dict = field(default_factory=dict)
     max_queued_events: int = 1000
+    #: seconds between the stats polls behind speaking, muted and quality (docs/rtc.md)
+    monitor_interval: float = 0.3
 
 
 class Room(EventEmitter):
@@ -99,11 +107,15 @@ class Room(EventEmitter):
         self._pending_tracks: dict[str, list[SoraMediaTrack]] = {}
         self._local_tracks: dict[TrackKind, tuple[Union[LocalAudioTrack, LocalVideoTrack], TrackPublishOptions]] = {}
         self._local: Optional[LocalParticipant] = None
+        self._options = RoomOptions()  # connect() sets the caller's
         self._queues: list[Handoff[RoomEvent]] = []
         self._name = ""
         self._joined: Optional[asyncio.Future[None]] = None  # our first connection.created
         #: per connection: the messaging labels the server lets it send on (from the offer)
         self._sendable: dict[aio.AsyncConnection, set[str]] = {}
+        self._measure = False  # someone listens for what rtc._monitor derives
+        self._monitor_task: Optional[asyncio.Task[None]] = None
+        self._active_speakers: list[str] = []
         self._args: dict[str, Any] = {}
 
     # -- public ---------------------------------------------------------------------------
@@ -196,6 +208,7 @@ class Room(EventEmitter):
         # connected: it is queued already, and remote_participants is filled on return.
         await asyncio.wait_for(asyncio.shield(self._joined), self._options.connect_timeout)
         self._set_state(ConnectionState.CONN_CONNECTED)
+        self._start_monitor()
 
     async def disconnect(self) -> None:
         """Leaves the room; `disconnected` (CLIENT_INITIATED) is the last event."""
@@ -220,11 +233,13 @@ class Room(EventEmitter):
         `Disconnected`. Any number of iterators; each lags on its own (at most
         RoomOptions.max_queued_events, then its oldest are dropped)."""
         loop = self._loop or asyncio.get_running_loop()
-        queue: Handoff[RoomEvent] = Handoff(loop, getattr(self, "_options", RoomOptions()).max_queued_events)
+        queue: Handoff[RoomEvent] = Handoff(loop, self._options.max_queued_events)
         if self._state == ConnectionState.CONN_DISCONNECTED and self._args:
             queue.close()
         else:
             self._queues.append(queue)
+            self._measure = True
+            self._start_monitor()
         return self._iterate(queue)
 
     async def _iterate(self, queue: Handoff[RoomEvent]) -> AsyncIterator[RoomEvent]:
@@ -236,6 +251,12 @@ class Room(EventEmitter):
         finally:
             if queue in self._queues:
                 self._queues.remove(queue)
+
+    def on(self, event: str, callback: Any = None) -> Any:
+        if event in _MEASURED:
+            self._measure = True
+            self._start_monitor()
+        return super().on(event, callback)
 
     def emit(self, event: str, *args: Any) -> None:
         cls = EVENT_TYPES.get(event)
@@ -345,10 +366,84 @@ class Room(EventEmitter):
         self._by_connection.clear()
         self._pending_tracks.clear()
         self._set_state(ConnectionState.CONN_DISCONNECTED)
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
         self.emit("disconnected", reason, message)
         for queue in self._queues:
             queue.close()
         self._queues.clear()
+
+    # -- measured state (rtc._monitor) --------------------------------------------------------
+    def _start_monitor(self) -> None:
+        if (self._measure and self._monitor_task is None and self._options.monitor_interval > 0
+                and self._state != ConnectionState.CONN_DISCONNECTED):
+            self._monitor_task = asyncio.get_running_loop().create_task(self._monitor())
+
+    async def _monitor(self) -> None:
+        tracker = Tracker()
+        while self._state != ConnectionState.CONN_DISCONNECTED:
+            await asyncio.sleep(self._options.monitor_interval)
+            conn = self._conn
+            if conn is None or self._state != ConnectionState.CONN_CONNECTED:
+                continue
+            try:
+                reports = json.loads(conn.get_stats())
+            except Exception:  # the connection is going: the next poll sees the new one
+                continue
+            self._measured(tracker, reports if isinstance(reports, list) else [])
+
+    def _measured(self, tracker: Tracker, reports: list) -> None:
+        tracks = {}
+        for participant in self._participants.values():
+            for pub in participant.track_publications.values():
+                track = pub.track
+                if isinstance(track, _RemoteTrack) and track.sora_track is not None:
+                    tracks[track.sora_track.id] = (participant, pub, track)
+        levels: dict[str, float] = {}
+        quality: dict[str, ConnectionQuality] = {}
+        streams = ["local/audio"]
+        for report in by_type(reports, "inbound-rtp"):
+            entry = tracks.get(report.get("trackIdentifier"))
+            if entry is None:
+                continue
+            participant, pub, track = entry
+            key = f"{report.get('trackIdentifier')}/{report.get('ssrc')}"
+            streams.append(key)
+            interval = tracker.interval(key, report)
+            if interval is None:
+                continue
+            change = tracker.muted(key)
+            if change is not None:
+                track._muted = change
+                self.emit("track_muted" if change else "track_unmuted", participant, pub)
+            if interval.level is not None:
+                levels[participant.identity] = max(levels.get(participant.identity, 0.0), interval.level)
+            if track.muted:
+                continue
+            q = (ConnectionQuality.QUALITY_LOST if interval.packets == 0 else
+                 quality_of(loss_fraction(interval.lost, interval.packets), interval.jitter))
+            quality[participant.identity] = _worst(quality.get(participant.identity), q)
+        local = self.local_participant
+        level = media_source_level(tracker, reports)
+        if level is not None:
+            levels[local.identity] = level
+        q_local = local_quality(reports)
+        if q_local is not None:
+            quality[local.identity] = q_local
+        everyone = [local, *self._participants.values()]
+        for participant in everyone:
+            participant._speaking = tracker.speaking(participant.identity, levels.get(participant.identity))
+            participant._audio_level = levels.get(participant.identity, 0.0)
+            q = quality.get(participant.identity)
+            if q is not None and q != participant._quality:
+                participant._quality = q
+                self.emit("connection_quality_changed", participant, q)
+        speakers = sorted((p for p in everyone if p._speaking), key=lambda p: -p._audio_level)
+        ids = [p.identity for p in speakers]
+        if sorted(ids) != sorted(self._active_speakers):
+            self._active_speakers = ids
+            self.emit("active_speakers_changed", speakers)
+        tracker.keep_only(streams, [p.identity for p in everyone])
 
     # -- local tracks and data ---------------------------------------------------------------
     async def _publish(self, track: Union[LocalAudioTrack, LocalVideoTrack],
@@ -577,6 +672,14 @@ class Room(EventEmitter):
             return
         packet = _data.DataPacket(payload, parsed[1], self._by_connection.get(sender), parsed[0])
         self.emit("data_received", packet)
+
+
+def _worst(a: Optional[ConnectionQuality], b: ConnectionQuality) -> ConnectionQuality:
+    if a is None:
+        return b
+    if ConnectionQuality.QUALITY_LOST in (a, b):
+        return ConnectionQuality.QUALITY_LOST
+    return min(a, b)
 
 
 def _sendable_labels(offer: str) -> Optional[set[str]]:

@@ -50,14 +50,15 @@ def default_source(kind: TrackKind) -> TrackSource:
 
 
 class Track:
-    """`sid`, `name`, `kind`. (Remote tracks have no `muted` yet: Sora does not signal
-    muting, and deriving it from the media is still to be done; see docs/rtc.md.)"""
+    """`sid`, `name`, `kind`, `muted` (for remote tracks measured from the media: Sora does
+    not signal muting; see docs/rtc.md)."""
 
     kind: TrackKind = TrackKind.KIND_UNKNOWN
 
     def __init__(self, sid: str, name: str) -> None:
         self._sid = sid
         self._name = name
+        self._muted = False
 
     @property
     def sid(self) -> str:
@@ -66,6 +67,10 @@ class Track:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} sid={self._sid!r} name={self._name!r}>"
@@ -127,11 +132,6 @@ class _LocalTrack(Track):
     def __init__(self, name: str, source: Any) -> None:
         super().__init__("", name)
         self._source = source
-        self._muted = False
-
-    @property
-    def muted(self) -> bool:
-        return self._muted
 
     @property
     def source(self) -> Any:
@@ -217,14 +217,16 @@ class TrackPublication:
     def track(self) -> Optional[Track]:
         return self._track
 
+    @property
+    def muted(self) -> bool:
+        return self._track is not None and self._track.muted
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} sid={self._sid!r} kind={self._kind.name}>"
 
 
 class LocalTrackPublication(TrackPublication):
-    @property
-    def muted(self) -> bool:
-        return isinstance(self._track, _LocalTrack) and self._track.muted
+    pass
 
 
 class RemoteTrackPublication(TrackPublication):
