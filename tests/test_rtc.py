@@ -523,3 +523,147 @@ def test_the_measurements_behind_speaking_muted_and_quality():
     assert m.local_quality([{"type": "remote-inbound-rtp", "fractionLost": 0.1, "jitter": 0.0,
                              "roundTripTime": 0.01}]) == Q.QUALITY_POOR
     assert m.local_quality([]) is None
+
+
+def test_streams_text_and_a_5_mb_file_arrive_intact(server, channel_id, tmp_path):
+    import hashlib
+    import os
+
+    blob = os.urandom(5 * 1024 * 1024)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(blob)
+    text = "héllo wörld ☃ " * 9000  # ~150 KB, characters cut across chunks
+
+    async def main():
+        a = await join(server, channel_id, "a")
+        b = await join(server, channel_id, "b")
+        c = await join(server, channel_id, "c")
+        await wait_for(lambda: len(a.remote_participants) == 2)
+        got: dict = {"b": [], "c": []}
+
+        def handlers(room, name):
+            async def on_bytes(reader, who):
+                data = await reader.read_all()
+                got[name].append(("bytes", who, reader.info.name, reader.info.size, reader.info.attributes,
+                                  hashlib.sha256(data).hexdigest()))
+
+            async def on_text(reader, who):
+                parts = [part async for part in reader]
+                got[name].append(("text", who, reader.info.topic, "".join(parts), len(parts) > 1))
+            room.register_byte_stream_handler("files", on_bytes)
+            room.register_text_stream_handler("chat", on_text)
+        handlers(b, "b")
+        handlers(c, "c")
+        t0 = time.monotonic()
+        info = await a.local_participant.send_file(str(path), topic="files", attributes={"k": "v"})
+        assert info.size == len(blob) and info.name == "blob.bin"
+        await a.local_participant.send_text(text, topic="chat", destination_identities=["b"])
+        writer = await a.local_participant.stream_text(topic="chat")
+        for word in ("one ", "two ", "three"):
+            await writer.write(word)
+        await writer.aclose()
+        await wait_for(lambda: len(got["b"]) == 3 and len(got["c"]) == 2, timeout=20, what=f"streams {got}")
+        elapsed = time.monotonic() - t0
+        digest = hashlib.sha256(blob).hexdigest()
+        for name in ("b", "c"):
+            assert ("bytes", "a", "blob.bin", len(blob), {"k": "v"}, digest) in got[name]
+            assert ("text", "a", "chat", "one two three", True) in got[name]
+        assert ("text", "a", "chat", text, True) in got["b"]  # only b was a destination
+        print(f"\n5 MB file to two receivers in {elapsed:.2f} s")
+        with pytest.raises(ValueError, match="already registered"):
+            b.register_text_stream_handler("chat", lambda r, w: None)
+        for room in (a, b, c):
+            await room.disconnect()
+    run(main(), timeout=60)
+
+
+def test_streams_abandoned_duplicated_or_unhandled_fail_cleanly(server, channel_id):
+    async def main():
+        a = await join(server, channel_id, "a")
+        b = await join(server, channel_id, "b")
+        await wait_for(lambda: "a" in b.remote_participants)
+        errors: list = []
+        done: list = []
+
+        async def on_bytes(reader, who):
+            try:
+                done.append(await reader.read_all())
+            except rtc.StreamError as e:
+                errors.append(str(e))
+        b.register_byte_stream_handler("up", on_bytes)
+        # the same id twice from one sender: the open stream fails
+        sid = "0b3f7a4e-0a53-4b8e-9d2c-1a2b3c4d5e6f"
+        first = await a.local_participant.stream_bytes("x", topic="up", stream_id=sid)
+        await first.write(b"123")
+        await a.local_participant.stream_bytes("y", topic="up", stream_id=sid)
+        await wait_for(lambda: any("same id" in e for e in errors), what=f"duplicate error {errors}")
+        # no handler for the topic: ignored, nothing waits
+        await a.local_participant.send_text("nobody listens", topic="elsewhere")
+        # the sender leaves in the middle
+        half = await a.local_participant.stream_bytes("z", topic="up")
+        await half.write(b"x" * 100_000)
+        await a.disconnect()
+        await wait_for(lambda: any("left before" in e for e in errors), what=f"abandoned error {errors}")
+        assert done == []
+        with pytest.raises(TypeError):
+            await b.local_participant.send_text(b"bytes")  # type: ignore[arg-type]
+        await b.disconnect()
+    run(main())
+
+
+def test_rpc_round_trip_and_every_error_code(server, channel_id):
+    E = rtc.RpcError.ErrorCode
+
+    async def main():
+        caller = await join(server, channel_id, "caller")
+        callee = await join(server, channel_id, "callee")
+        await wait_for(lambda: "callee" in caller.remote_participants)
+        lp = callee.local_participant
+
+        @lp.register_rpc_method("greet")
+        async def greet(data: rtc.RpcInvocationData) -> str:
+            return f"hello {data.caller_identity}: {data.payload}"
+
+        lp.register_rpc_method("fail", lambda d: (_ for _ in ()).throw(ValueError("boom")))
+        lp.register_rpc_method("custom", lambda d: (_ for _ in ()).throw(rtc.RpcError(42, "mine", "extra")))
+        lp.register_rpc_method("big", lambda d: "x" * 20000)
+
+        async def slow(d):
+            await asyncio.sleep(5)
+            return "late"
+        lp.register_rpc_method("slow", slow)
+        call = caller.local_participant.perform_rpc
+        assert await call(destination_identity="callee", method="greet", payload="hi") == "hello caller: hi"
+
+        async def code_of(**kw):
+            with pytest.raises(rtc.RpcError) as info:
+                await call(**kw)
+            return info.value
+        assert (await code_of(destination_identity="callee", method="nope", payload="")).code == E.UNSUPPORTED_METHOD
+        assert (await code_of(destination_identity="nobody", method="greet", payload="")).code == E.RECIPIENT_NOT_FOUND
+        assert (await code_of(destination_identity="callee", method="greet", payload="x" * 16000)).code == E.REQUEST_PAYLOAD_TOO_LARGE
+        assert (await code_of(destination_identity="callee", method="big", payload="")).code == E.RESPONSE_PAYLOAD_TOO_LARGE
+        err = await code_of(destination_identity="callee", method="fail", payload="")
+        assert err.code == E.APPLICATION_ERROR and "boom" in err.data
+        err = await code_of(destination_identity="callee", method="custom", payload="")
+        assert (err.code, err.message, err.data) == (42, "mine", "extra")
+        assert (await code_of(destination_identity="callee", method="slow", payload="",
+                              response_timeout=0.5)).code == E.RESPONSE_TIMEOUT
+        # the callee leaves while answering
+        pending = asyncio.ensure_future(call(destination_identity="callee", method="slow", payload=""))
+        await asyncio.sleep(0.3)
+        await callee.disconnect()
+        with pytest.raises(rtc.RpcError) as info:
+            await pending
+        assert info.value.code == E.RECIPIENT_DISCONNECTED
+        # a participant that does not speak RPC (a plain Sora connection): no acknowledgement
+        import sora_ffi
+        from sora_ffi import aio
+        async with aio.connect(sora_ffi.Sora(), signaling_urls=[server.signaling_url], role="recvonly",
+                               channel_id=channel_id, client_id="plain", audio=False, video=False,
+                               data_channel_signaling=True,
+                               data_channels=[{"label": "#_rtc.rpc", "direction": "sendrecv"}]):
+            await wait_for(lambda: "plain" in caller.remote_participants)
+            assert (await code_of(destination_identity="plain", method="greet", payload="")).code == E.CONNECTION_TIMEOUT
+        await caller.disconnect()
+    run(main())

@@ -29,6 +29,9 @@ from ._room import ConnectError, ReconnectPolicy, Room, RoomOptions
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteAudioTrack,
                      RemoteTrackPublication, RemoteVideoTrack, StreamState, Track, TrackKind,
                      TrackPublication, TrackPublishOptions, TrackSource)
+from ._rpc import RpcError, RpcInvocationData
+from ._streams import (ByteStreamInfo, ByteStreamReader, ByteStreamWriter, StreamError, TextStreamInfo,
+                       TextStreamReader, TextStreamWriter)
 from ._token import AccessToken, TokenVerifier, VideoGrants
 from ._video import VideoBufferType, VideoFrame, VideoFrameEvent, VideoSource, VideoStream
 
@@ -42,4 +45,6 @@ __all__ = [
     "AudioFrame", "AudioFrameEvent", "AudioSource", "AudioStream",
     "VideoBufferType", "VideoFrame", "VideoFrameEvent", "VideoSource", "VideoStream",
     "DataPacket", "DataPacketKind", "MAX_PACKET_BYTES", "AccessToken", "VideoGrants", "TokenVerifier",
+    "RpcError", "RpcInvocationData", "StreamError", "TextStreamInfo", "ByteStreamInfo",
+    "TextStreamReader", "ByteStreamReader", "TextStreamWriter", "ByteStreamWriter",
 ]

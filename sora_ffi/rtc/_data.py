@@ -27,6 +27,10 @@ MAX_PACKET_BYTES = 65536 - SENDER_ID_BYTES - 512
 _ENVELOPE = b"\x00sfd"  # a packet with destinations: magic, u16 length, JSON list, payload
 _LOSSY = "~"
 _TOPIC_MAX_BYTES = 200
+#: topics the room uses itself (streams, RPC): reliable labels `#_rtc.<name>`
+RESERVED = "_rtc."
+STREAM_TOPIC = RESERVED + "stream"
+RPC_TOPIC = RESERVED + "rpc"
 
 
 class DataPacketKind(enum.IntEnum):
@@ -49,6 +53,8 @@ def check_topic(topic: object) -> str:
         raise TypeError(f"topic must be a str, not {type(topic).__name__}")
     if topic.startswith(_LOSSY):
         raise ValueError(f"topic must not start with {_LOSSY!r} (it marks lossy labels)")
+    if topic.startswith(RESERVED):
+        raise ValueError(f"topics starting with {RESERVED!r} are the room's own (streams, RPC)")
     if len(topic.encode()) > _TOPIC_MAX_BYTES:
         raise ValueError(f"topic must be at most {_TOPIC_MAX_BYTES} bytes")
     return topic
@@ -67,15 +73,20 @@ def parse_label(name: str) -> Optional[tuple[str, DataPacketKind]]:
     return name[1:], DataPacketKind.KIND_RELIABLE
 
 
-def data_channels(topics: Iterable[str]) -> list[dict]:
-    """The connect's `data_channels` entries for `topics`."""
+def data_channels(topics: Iterable[str], reserved: Iterable[str] = ()) -> list[dict]:
+    """The connect's `data_channels` entries for the user's `topics` (a reliable and a
+    lossy label each) and the room's `reserved` topics (reliable only)."""
     header = [{"type": "sender_connection_id"}]
+
+    def reliable(topic: str) -> dict:
+        return {"label": label(topic, DataPacketKind.KIND_RELIABLE), "direction": "sendrecv",
+                "ordered": True, "header": header}
     out = []
     for topic in topics:
-        out.append({"label": label(topic, DataPacketKind.KIND_RELIABLE), "direction": "sendrecv",
-                    "ordered": True, "header": header})
+        out.append(reliable(topic))
         out.append({"label": label(topic, DataPacketKind.KIND_LOSSY), "direction": "sendrecv",
                     "ordered": False, "max_retransmits": 0, "header": header})
+    out.extend(reliable(topic) for topic in reserved)
     return out
 
 

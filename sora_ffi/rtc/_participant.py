@@ -7,6 +7,8 @@ import json
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from ._monitor import ConnectionQuality
+from ._rpc import RpcHandler
+from ._streams import ByteStreamWriter, StreamInfo, TextStreamWriter
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteTrackPublication,
                      TrackKind, TrackPublication, TrackPublishOptions, TrackSource, _RemoteTrack)
 
@@ -132,3 +134,51 @@ class LocalParticipant(Participant):
         are honoured by receivers but Sora delivers the message to every member with the
         topic: it is a filter, not privacy. Raises ValueError beyond MAX_PACKET_BYTES."""
         await self._room._send_data(payload, reliable, destination_identities, topic)
+
+    # -- streams (rtc._streams) -------------------------------------------------------------
+    async def send_text(self, text: str, *, topic: str = "", destination_identities: Optional[Sequence[str]] = None,
+                        attributes: Optional[dict] = None, stream_id: Optional[str] = None) -> StreamInfo:
+        """Sends `text` of any length as a stream (chunked, verified on receipt)."""
+        return await self._room._streams.send_text(
+            text, topic=topic, destination_identities=destination_identities, attributes=attributes,
+            stream_id=stream_id)
+
+    async def stream_text(self, *, topic: str = "", destination_identities: Optional[Sequence[str]] = None,
+                          attributes: Optional[dict] = None, stream_id: Optional[str] = None) -> TextStreamWriter:
+        """A writer: `await writer.write(str)` as often as needed, then `await writer.aclose()`."""
+        writer = await self._room._streams.open(
+            text=True, topic=topic, name="", mime_type="text/plain", total_size=None, attributes=attributes,
+            destination_identities=destination_identities, stream_id=stream_id)
+        assert isinstance(writer, TextStreamWriter)
+        return writer
+
+    async def send_file(self, file_path: str, *, topic: str = "", mime_type: str = "application/octet-stream",
+                        destination_identities: Optional[Sequence[str]] = None, attributes: Optional[dict] = None,
+                        stream_id: Optional[str] = None) -> StreamInfo:
+        """Sends a file as a byte stream (its name and size go in the stream's info)."""
+        return await self._room._streams.send_file(
+            file_path, mime_type=mime_type, topic=topic, destination_identities=destination_identities,
+            attributes=attributes, stream_id=stream_id)
+
+    async def stream_bytes(self, name: str, *, total_size: Optional[int] = None,
+                           mime_type: str = "application/octet-stream", topic: str = "",
+                           destination_identities: Optional[Sequence[str]] = None,
+                           attributes: Optional[dict] = None, stream_id: Optional[str] = None) -> ByteStreamWriter:
+        writer = await self._room._streams.open(
+            text=False, topic=topic, name=name, mime_type=mime_type, total_size=total_size,
+            attributes=attributes, destination_identities=destination_identities, stream_id=stream_id)
+        assert isinstance(writer, ByteStreamWriter)
+        return writer
+
+    # -- RPC (rtc._rpc) --------------------------------------------------------------------------
+    async def perform_rpc(self, *, destination_identity: str, method: str, payload: str,
+                          response_timeout: float = 10.0) -> str:
+        """Calls `method` on `destination_identity`; its answer, or RpcError (LiveKit's codes)."""
+        return await self._room._rpc.perform(destination_identity, method, payload, response_timeout)
+
+    def register_rpc_method(self, method_name: str, handler: Optional[RpcHandler] = None) -> Any:
+        """`handler(RpcInvocationData) -> str` (sync or async); without it, a decorator."""
+        return self._room._rpc.register(method_name, handler)
+
+    def unregister_rpc_method(self, method: str) -> None:
+        self._room._rpc.unregister(method)

@@ -23,6 +23,8 @@ from ._handoff import Handoff
 from ._monitor import (ConnectionQuality, Tracker, by_type, local_quality, loss_fraction,
                        media_source_level, quality_of)
 from ._participant import LocalParticipant, RemoteParticipant, notify_profile
+from ._rpc import Rpc
+from ._streams import Streams
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteAudioTrack,
                      RemoteTrackPublication, RemoteVideoTrack, TrackKind, TrackPublishOptions,
                      _RemoteTrack, default_source, kind_name)
@@ -116,6 +118,9 @@ class Room(EventEmitter):
         self._measure = False  # someone listens for what rtc._monitor derives
         self._monitor_task: Optional[asyncio.Task[None]] = None
         self._active_speakers: list[str] = []
+        self._streams = Streams(self)
+        self._rpc = Rpc(self)
+        self._housekeeping: Optional[asyncio.Task[None]] = None
         self._args: dict[str, Any] = {}
 
     # -- public ---------------------------------------------------------------------------
@@ -191,7 +196,7 @@ class Room(EventEmitter):
             metadata=auth or None,
             signaling_notify_metadata={"name": options.name, "metadata": options.metadata},
             data_channel_signaling=True,
-            data_channels=_data.data_channels(topics) or None,
+            data_channels=_data.data_channels(topics, reserved=(_data.STREAM_TOPIC, _data.RPC_TOPIC)),
             audio_codec_type=options.audio_codec_type, video_codec_type=options.video_codec_type,
             audio_bit_rate=options.audio_bit_rate, video_bit_rate=options.video_bit_rate,
             **options.connection_options,
@@ -209,6 +214,7 @@ class Room(EventEmitter):
         await asyncio.wait_for(asyncio.shield(self._joined), self._options.connect_timeout)
         self._set_state(ConnectionState.CONN_CONNECTED)
         self._start_monitor()
+        self._housekeeping = self._loop.create_task(self._keep_house())
 
     async def disconnect(self) -> None:
         """Leaves the room; `disconnected` (CLIENT_INITIATED) is the last event."""
@@ -265,6 +271,37 @@ class Room(EventEmitter):
             for queue in self._queues:
                 queue.put(item)
         super().emit(event, *args)
+
+    # -- streams ---------------------------------------------------------------------------------
+    def register_text_stream_handler(self, topic: str, handler: Any) -> None:
+        """`handler(reader: TextStreamReader, participant_identity)` (sync or async) for
+        every text stream on `topic`."""
+        self._register(self._streams.text_handlers, topic, handler)
+
+    def unregister_text_stream_handler(self, topic: str) -> None:
+        self._streams.text_handlers.pop(topic, None)
+
+    def register_byte_stream_handler(self, topic: str, handler: Any) -> None:
+        """`handler(reader: ByteStreamReader, participant_identity)` for every byte stream
+        (send_file, stream_bytes) on `topic`."""
+        self._register(self._streams.byte_handlers, topic, handler)
+
+    def unregister_byte_stream_handler(self, topic: str) -> None:
+        self._streams.byte_handlers.pop(topic, None)
+
+    @staticmethod
+    def _register(handlers: dict, topic: str, handler: Any) -> None:
+        _data.check_topic(topic)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        if topic in handlers:
+            raise ValueError(f"a handler for topic {topic!r} is already registered")
+        handlers[topic] = handler
+
+    async def _keep_house(self) -> None:
+        while self._state != ConnectionState.CONN_DISCONNECTED:
+            await asyncio.sleep(5.0)
+            self._streams.expire()
 
     # -- connections ------------------------------------------------------------------------
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -366,8 +403,11 @@ class Room(EventEmitter):
         self._by_connection.clear()
         self._pending_tracks.clear()
         self._set_state(ConnectionState.CONN_DISCONNECTED)
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
+        for task in (self._monitor_task, self._housekeeping):
+            if task is not None:
+                task.cancel()
+        self._streams.close("the room was left")
+        self._rpc.close()
         self.emit("disconnected", reason, message)
         for queue in self._queues:
             queue.close()
@@ -502,11 +542,17 @@ class Room(EventEmitter):
             raise ValueError(f"topic {topic!r} was not declared in RoomOptions.data_topics "
                              f"({self._topics}); Sora fixes messaging labels when connecting")
         message = _data.encode(bytes(payload), tuple(destinations))
+        kind = _data.DataPacketKind.KIND_RELIABLE if reliable else _data.DataPacketKind.KIND_LOSSY
+        await self._send_label(_data.label(topic, kind), message)
+
+    async def _send_reserved(self, topic: str, message: bytes) -> None:
+        """A message of the room's own (streams, RPC) on `#<topic>`."""
+        await self._send_label(_data.label(topic, _data.DataPacketKind.KIND_RELIABLE), message)
+
+    async def _send_label(self, label: str, message: bytes) -> None:
         self._require_connected()
         conn = self._conn
         assert conn is not None
-        kind = _data.DataPacketKind.KIND_RELIABLE if reliable else _data.DataPacketKind.KIND_LOSSY
-        label = _data.label(topic, kind)
         sendable = self._sendable.get(conn)
         if sendable is not None and label not in sendable:
             raise PermissionError(f"the server does not let this participant send on {label!r} "
@@ -614,6 +660,8 @@ class Room(EventEmitter):
             del participant._publications[sid]
             self.emit("track_unpublished", pub, participant)
         self._participants.pop(participant.identity, None)
+        self._streams.sender_left(participant.identity)
+        self._rpc.participant_left(participant.identity)
         self.emit("participant_disconnected", participant)
 
     def _publication(self, participant: RemoteParticipant, kind: TrackKind) -> RemoteTrackPublication:
@@ -660,18 +708,24 @@ class Room(EventEmitter):
 
     def _on_message(self, label: str, message: bytes) -> None:
         parsed = _data.parse_label(label)
-        if parsed is None or parsed[0] not in self._topics:
+        if parsed is None:
             return
+        topic, kind = parsed
         decoded = _data.decode(message)
         if decoded is None:
             logger.warning("sora_ffi.rtc: dropped a malformed message on %r", label)
             return
         sender, payload, destinations = decoded
-        local = self.local_participant
-        if destinations is not None and local.identity not in destinations:
+        participant = self._by_connection.get(sender)
+        if topic in (_data.STREAM_TOPIC, _data.RPC_TOPIC):
+            who = participant.identity if participant is not None else sender
+            (self._streams if topic == _data.STREAM_TOPIC else self._rpc).on_message(who, payload)
             return
-        packet = _data.DataPacket(payload, parsed[1], self._by_connection.get(sender), parsed[0])
-        self.emit("data_received", packet)
+        if topic not in self._topics:
+            return
+        if destinations is not None and self.local_participant.identity not in destinations:
+            return
+        self.emit("data_received", _data.DataPacket(payload, kind, participant, topic))
 
 
 def _worst(a: Optional[ConnectionQuality], b: ConnectionQuality) -> ConnectionQuality:
