@@ -53,7 +53,8 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
 
 
 class SoraAudioFrame:
-    """10 ms of received audio (argument of `SoraAudioStreamSink.on_frame`), or audio
+    """10 ms of received audio (argument of `SoraAudioStreamSink.on_frame`; more with its
+    `frame_size_ms`), or audio
     rebuilt from a pickled state.
 
     Picklable: the state is `(samples: list[int], samples_per_channel, num_channels,

@@ -295,8 +295,29 @@ class SoraAudioStreamSink(_Sink):
 
     def __init__(self, track: SoraTrackInterface, output_frequency: int = -1, output_channels: int = 0) -> None:
         rate, channels = _check_output(output_frequency, output_channels)
+        self._frame_size_ms = 10
         super().__init__(track, lambda queue, conn, track_id, out: lib.sora_audio_stream_sink_new(
             queue, conn, track_id, rate, channels, out))
+
+    @property
+    def frame_size_ms(self) -> int:
+        """Milliseconds of audio per `on_frame` (default 10; sora_ffi addition): a multiple
+        of 10 up to 1000, for consumers that want larger frames (fewer callbacks)."""
+        return self._frame_size_ms
+
+    @frame_size_ms.setter
+    def frame_size_ms(self, ms: int) -> None:
+        if isinstance(ms, bool) or not isinstance(ms, numbers.Integral):
+            raise TypeError(f"frame_size_ms must be an int, not {type(ms).__name__}")
+        if ms <= 0 or ms % 10 or ms > 1000:
+            raise ValueError(f"frame_size_ms must be a multiple of 10 up to 1000, not {ms}")
+        ptr = self._enter()
+        if ptr != ffi.NULL:
+            try:
+                check(lib.sora_audio_stream_sink_set_frame_ms(ptr, int(ms)))
+            finally:
+                self._leave()
+        self._frame_size_ms = int(ms)
 
     def _handle_event(self, ev: Event) -> None:
         if ev.type != EventType.AUDIO_FRAME or ev.buffer is None:

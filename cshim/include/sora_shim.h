@@ -584,7 +584,8 @@ int32_t sora_audio_sink_read(const SoraSink *s,
                              int32_t *out_channels);
 
 /*
- Attaches an audio stream sink: every 10 ms of converted audio arrives on `queue` as
+ Attaches an audio stream sink: every 10 ms of converted audio (or the frame size set
+ with sora_audio_stream_sink_set_frame_ms) arrives on `queue` as
  SORA_EVENT_AUDIO_FRAME (a = rate | channels << 32, b = absolute capture time in epoch ms
  or INT64_MIN, data = interleaved int16).
  */
@@ -594,6 +595,12 @@ int32_t sora_audio_stream_sink_new(const SoraEventQueue *queue,
                                    int32_t output_rate,
                                    int32_t output_channels,
                                    SoraSink **out);
+
+/*
+ An audio stream sink's events carry `ms` of audio from now on: a multiple of 10, at
+ most 1000 (default 10). Fewer, larger events for consumers that want larger frames.
+ */
+int32_t sora_audio_stream_sink_set_frame_ms(const SoraSink *s, uint32_t ms);
 
 /*
  The id this sink's events carry in `source`.

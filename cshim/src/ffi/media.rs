@@ -30,6 +30,7 @@ pub struct SoraSink {
     id: u64,
     receiver: Arc<Receiver>,
     audio: Option<Arc<AudioSink>>,
+    stream: Option<Arc<AudioStreamSink>>,
 }
 
 /// A byte buffer moved out of an event or a read (opaque); the caller views it in place.
@@ -284,10 +285,11 @@ fn check_output_format(rate: i32, channels: i32) -> Result<()> {
     Ok(())
 }
 
-fn attach(c: &SoraConnection, track: u64, sink: Arc<dyn MediaSink>, audio: Option<Arc<AudioSink>>, out: *mut *mut SoraSink) -> Result<i32> {
+fn attach(c: &SoraConnection, track: u64, sink: Arc<dyn MediaSink>, audio: Option<Arc<AudioSink>>,
+          stream: Option<Arc<AudioStreamSink>>, out: *mut *mut SoraSink) -> Result<i32> {
     let id = sink.id();
     let receiver = c.inner.attach_sink(track, sink)?;
-    out_ptr(SoraSink { id, receiver, audio }, out)
+    out_ptr(SoraSink { id, receiver, audio, stream }, out)
 }
 
 /// Attaches a video sink to remote track `track_id`: each decoded frame arrives on `queue`
@@ -298,7 +300,7 @@ fn attach(c: &SoraConnection, track: u64, sink: Arc<dyn MediaSink>, audio: Optio
 pub unsafe extern "C" fn sora_video_sink_new(queue: *const SoraEventQueue, c: *const SoraConnection, track_id: u64, out: *mut *mut SoraSink) -> i32 {
     guard(|| {
         let q = arg_ref(queue, "queue")?;
-        attach(arg_ref(c, "connection")?, track_id, VideoSink::new(q.inner.clone()), None, out)
+        attach(arg_ref(c, "connection")?, track_id, VideoSink::new(q.inner.clone()), None, None, out)
     })
 }
 
@@ -309,7 +311,7 @@ pub unsafe extern "C" fn sora_audio_sink_new(c: *const SoraConnection, track_id:
     guard(|| {
         check_output_format(output_rate, output_channels)?;
         let sink = AudioSink::new(output_rate, output_channels);
-        attach(arg_ref(c, "connection")?, track_id, sink.clone(), Some(sink), out)
+        attach(arg_ref(c, "connection")?, track_id, sink.clone(), Some(sink), None, out)
     })
 }
 
@@ -356,7 +358,8 @@ pub unsafe extern "C" fn sora_audio_sink_read(
     })
 }
 
-/// Attaches an audio stream sink: every 10 ms of converted audio arrives on `queue` as
+/// Attaches an audio stream sink: every 10 ms of converted audio (or the frame size set
+/// with sora_audio_stream_sink_set_frame_ms) arrives on `queue` as
 /// SORA_EVENT_AUDIO_FRAME (a = rate | channels << 32, b = absolute capture time in epoch ms
 /// or INT64_MIN, data = interleaved int16).
 #[no_mangle]
@@ -372,7 +375,19 @@ pub unsafe extern "C" fn sora_audio_stream_sink_new(
         check_output_format(output_rate, output_channels)?;
         let q = arg_ref(queue, "queue")?;
         let sink = AudioStreamSink::new(q.inner.clone(), output_rate, output_channels);
-        attach(arg_ref(c, "connection")?, track_id, sink, None, out)
+        attach(arg_ref(c, "connection")?, track_id, sink.clone(), None, Some(sink), out)
+    })
+}
+
+/// An audio stream sink's events carry `ms` of audio from now on: a multiple of 10, at
+/// most 1000 (default 10). Fewer, larger events for consumers that want larger frames.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_stream_sink_set_frame_ms(s: *const SoraSink, ms: u32) -> i32 {
+    guard(|| {
+        let sink = arg_ref(s, "sink")?;
+        let stream = sink.stream.as_ref().ok_or_else(|| Error::invalid("not an audio stream sink"))?;
+        stream.set_frame_ms(ms)?;
+        Ok(0)
     })
 }
 

@@ -200,6 +200,9 @@ pub struct AudioStreamSink {
     pub id: u64,
     queue: Arc<EventQueue>,
     state: Mutex<(Converter, Vec<i16>)>,
+    /// 10 ms blocks per event (`set_frame_ms`): fewer, larger events for consumers that
+    /// want 20 or 50 ms frames anyway.
+    blocks: std::sync::atomic::AtomicU32,
 }
 
 /// Packs an audio frame's format into `SoraEventView.a`: rate | channels << 32.
@@ -216,7 +219,17 @@ impl AudioStreamSink {
             id: next_handle_id(),
             queue,
             state: Mutex::new((Converter::new(output_rate, output_channels), Vec::new())),
+            blocks: std::sync::atomic::AtomicU32::new(1),
         })
+    }
+
+    /// Events carry `ms` of audio from now on (a multiple of 10, at most 1000).
+    pub fn set_frame_ms(&self, ms: u32) -> crate::error::Result<()> {
+        if ms == 0 || ms % 10 != 0 || ms > 1000 {
+            return Err(crate::error::Error::invalid(format!("frame size must be a multiple of 10 ms up to 1000, not {ms}")));
+        }
+        self.blocks.store(ms / 10, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -229,13 +242,14 @@ impl MediaSink for AudioStreamSink {
         let (conv, pending) = &mut *st;
         let Ok((out, r, c)) = conv.convert(pcm, rate, channels) else { return };
         pending.extend_from_slice(&out);
-        let chunk = (r / 100) as usize * c as usize;
+        let blocks = self.blocks.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        let chunk = (r / 100) as usize * c as usize * blocks as usize;
         let mut offset_ms = 0i64;
         while chunk > 0 && pending.len() >= chunk {
             let frame: Vec<i16> = pending.drain(..chunk).collect();
             let bytes = pcm_bytes(&frame);
             let ts = capture_ms.map_or(NO_CAPTURE_TIME, |t| t + offset_ms);
-            offset_ms += 10;
+            offset_ms += 10 * i64::from(blocks);
             let mut ev = Event::new(EventType::AudioFrame, self.id).a(pack_format(r, c)).b(ts).data(bytes);
             ev.droppable = true;
             self.queue.push(ev);
