@@ -258,8 +258,9 @@ def test_library_needs_only_base_system_libraries():
 # Deleting a peer's tracks and channels from libdatachannel's tables: 17,981,248 bytes.
 # Audio streaming: an HTTP/2 client (h2 and http, tracing compiled out, size-optimised),
 # the Opus decoder at any rate for the gateway: 18,414,784 bytes; its keepalive, clean stop
-# and bounded connect: 18,422,720.
-LIBRARY_MAX_BYTES = 18_430_000
+# and bounded connect: 18,422,720. For sora_ffi.rtc: an audio source's queue controls, the
+# received audio level from the header extension, the stream sink's frame size: 18,430,592.
+LIBRARY_MAX_BYTES = 18_435_000
 
 
 def test_library_size_is_bounded():

@@ -212,6 +212,7 @@ CONTRACT_C = textwrap.dedent(r"""
         CHECK(sora_audio_source_clear(as, &cleared) == SORA_OK && cleared == 0);
         CHECK(sora_audio_source_clear(as, NULL) == SORA_OK);
         sora_audio_source_destroy(as);
+        CHECK(sora_audio_stream_sink_set_frame_ms(NULL, 20) == SORA_ERR_INVALID_ARGUMENT);
 
         /* NULL is ignored by the free/destroy functions */
         sora_connection_destroy(NULL);

@@ -610,6 +610,20 @@ def test_sink_on_an_ended_track_is_inert(monkeypatch):
     sink.__del__()
 
 
+def test_audio_stream_sink_frame_size_is_checked():
+    """sora_ffi addition (its effect end to end: test_rtc's AudioStream frame sizes)."""
+    sink = sora_ffi.SoraAudioStreamSink(_orphan_track("audio"), 16000, 1)
+    assert sink.frame_size_ms == 10
+    sink.frame_size_ms = 50
+    assert sink.frame_size_ms == 50
+    for bad, error in ((0, ValueError), (15, ValueError), (1010, ValueError), (20.0, TypeError), (True, TypeError)):
+        with pytest.raises(error):
+            sink.frame_size_ms = bad
+    assert sink.frame_size_ms == 50
+    sink.close()
+    sink.close()  # idempotent, like del
+
+
 def test_audio_sink_read_argument_errors():
     sink = sora_ffi.SoraAudioSink(_orphan_track("audio"))
     with pytest.raises(TypeError):

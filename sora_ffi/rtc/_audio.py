@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AudioFrame", "AudioSource", "AudioStream", "AudioFrameEvent"]
 
-#: The native sink delivers 10 ms frames; frame_size_ms must be a multiple.
+#: The native sink's frames are multiples of 10 ms.
 _SINK_FRAME_MS = 10
 #: capture_frame hands frames longer than this over in pieces, waiting for room between
 #: them, so that one long frame (a whole utterance) never blocks the event loop.
@@ -198,9 +197,16 @@ class AudioSource:
         self._source.clear_queue()
 
 
-@dataclass(frozen=True)
 class AudioFrameEvent:
-    frame: AudioFrame
+    """One item of an AudioStream (a plain slotted class: one is made per frame)."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: AudioFrame) -> None:
+        self.frame = frame
+
+    def __repr__(self) -> str:
+        return f"AudioFrameEvent({self.frame!r})"
 
 
 class AudioStream:
@@ -226,19 +232,17 @@ class AudioStream:
         if channels > 2:
             raise ValueError(f"num_channels must be 1 or 2, not {channels}")
         if frame_size_ms is None:
-            per_frame = 1
+            frame_ms = _SINK_FRAME_MS
         else:
-            size = _positive_int("frame_size_ms", frame_size_ms)
-            if size % _SINK_FRAME_MS:
-                raise ValueError(f"frame_size_ms must be a multiple of {_SINK_FRAME_MS}, not {size}")
-            per_frame = size // _SINK_FRAME_MS
+            frame_ms = _positive_int("frame_size_ms", frame_size_ms)
+            if frame_ms % _SINK_FRAME_MS or frame_ms > 1000:
+                raise ValueError(f"frame_size_ms must be a multiple of {_SINK_FRAME_MS} up to 1000, not {frame_ms}")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be a non-negative int, not {capacity!r}")
-        self._capacity = capacity or max(int(_DEFAULT_CAPACITY_S * 1000 / (_SINK_FRAME_MS * per_frame)), 1)
+        self._capacity = capacity or max(int(_DEFAULT_CAPACITY_S * 1000 / frame_ms), 1)
         self._rate = rate
         self._channels = channels
-        self._per_frame = per_frame
-        self._pending: list[np.ndarray] = []  # dispatcher thread: 10 ms pieces of the next frame
+        self._frame_ms = frame_ms
         self._queue: Handoff[AudioFrameEvent] = Handoff(loop or asyncio.get_running_loop(), self._capacity)
         self._sink: Optional[Any] = None
         self._track = track
@@ -260,15 +264,8 @@ class AudioStream:
         track = participant._track_of(TrackKind.KIND_AUDIO, track_source)
         return cls(track, **kwargs)  # type: ignore[arg-type]
 
-    def _on_frame(self, frame: SoraAudioFrame) -> None:
-        samples = frame.data()
-        if self._per_frame > 1:
-            self._pending.append(samples)
-            if len(self._pending) < self._per_frame:
-                return
-            samples = np.concatenate(self._pending)
-            self._pending = []
-        self._queue.put(AudioFrameEvent(AudioFrame._wrap(samples, self._rate)))
+    def _on_frame(self, frame: SoraAudioFrame) -> None:  # dispatcher thread
+        self._queue.put(AudioFrameEvent(AudioFrame._wrap(frame.data(), self._rate)))
 
     @property
     def dropped(self) -> int:
@@ -288,6 +285,7 @@ class AudioStream:
     def _attach(self, sora_track: Any) -> None:
         self._detach()
         self._sink = SoraAudioStreamSink(sora_track, self._rate, self._channels)
+        self._sink.frame_size_ms = self._frame_ms  # frames come whole from the engine
         self._sink.on_frame = self._on_frame
 
     def _detach(self) -> None:

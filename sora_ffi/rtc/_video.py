@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -181,11 +180,16 @@ class VideoSource:
         self._source.set_enabled(False)
 
 
-@dataclass(frozen=True)
 class VideoFrameEvent:
-    frame: VideoFrame
-    timestamp_us: int  # when the frame reached Python (receive time, epoch µs)
-    rotation: int = 0
+    """One item of a VideoStream: the frame, when it reached Python (epoch µs), rotation 0."""
+
+    __slots__ = ("frame", "timestamp_us", "rotation")
+
+    def __init__(self, frame: VideoFrame, timestamp_us: int, rotation: int = 0) -> None:
+        self.frame, self.timestamp_us, self.rotation = frame, timestamp_us, rotation
+
+    def __repr__(self) -> str:
+        return f"VideoFrameEvent({self.frame!r}, timestamp_us={self.timestamp_us})"
 
 
 class VideoStream:
