@@ -2,7 +2,9 @@
 
 Native threads only push events; this thread pulls them (the wait releases the GIL) and
 calls into Python. So user callbacks always run here, one at a time, and may call anything,
-`disconnect()` included. Targets (connections and sinks) are held weakly: the dispatcher never
+`disconnect()` included. A Sora made for an asyncio event loop (`aio.event_loop_sora`) has
+no thread: the loop watches the queue's descriptor and delivers the events itself, which
+saves a thread hop (and the GIL changing hands) per event. Targets (connections and sinks) are held weakly: the dispatcher never
 keeps one alive, and events for a collected one are dropped.
 
 Media frames are droppable events: the queue keeps at most `MEDIA_EVENTS_PER_SINK` of them
@@ -11,8 +13,10 @@ of growing memory. Control events are never dropped.
 """
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
+import os
 import threading
 import weakref
 from typing import Callable, Optional, Protocol
@@ -28,6 +32,8 @@ _STOP_JOIN_S = 2.0
 # Queued media frames per sink before the oldest is dropped: 8 video frames are ~270 ms at
 # 30 fps; 8 audio stream frames are 80 ms.
 MEDIA_EVENTS_PER_SINK = 8
+# Events one turn of an event loop delivers before it lets the loop run other work.
+_LOOP_BATCH = 256
 
 
 class EventType(enum.IntEnum):
@@ -84,13 +90,27 @@ class _Loop:
         self.targets: dict[int, weakref.ref] = {}
         self.thread: Optional[threading.Thread] = None
         self.stopped = False
+        # event-loop mode (attach_loop): the loop, its thread, the queue's descriptor
+        self.event_loop: Optional[asyncio.AbstractEventLoop] = None
+        self.loop_thread = 0
+        self.fd = -1
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Delivers on `loop` (call from its thread) instead of a thread of our own. Raises
+        NotImplementedError where the loop cannot watch descriptors (Windows' proactor)."""
+        with self.lock:
+            if self.thread is not None or self.event_loop is not None:
+                raise RuntimeError("this dispatcher already delivers its events")
+            fd = self.queue.notify_fd()
+            loop.add_reader(fd, self.drain)
+            self.event_loop, self.loop_thread, self.fd = loop, threading.get_ident(), fd
 
     def register(self, source: int, target: EventTarget) -> None:
         with self.lock:
             if self.stopped:
                 raise RuntimeError("this Sora's event dispatcher has been stopped")
             self.targets[source] = weakref.ref(target)
-            if self.thread is None:  # started lazily: a Sora without connections costs no thread
+            if self.thread is None and self.event_loop is None:  # lazily: a Sora without connections costs no thread
                 self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
                 self.thread.start()
 
@@ -108,24 +128,63 @@ class _Loop:
             except Exception:  # pragma: no cover - the shim failing to hand out an event
                 logger.exception("sora_ffi: waiting for events failed; the dispatcher stops")
                 return
-            if event is None:
-                continue
-            with self.lock:
-                ref = self.targets.get(event.source)
-            target = ref() if ref is not None else None
-            if target is None:
-                continue  # its owner was collected: nobody is listening any more
+            if event is not None:
+                self.deliver(event)
+                del event  # the loop must not keep it (or its target) alive while it waits
+
+    def drain(self) -> None:
+        """Event-loop mode: the descriptor is readable. Clears it, then delivers what waits
+        (at most _LOOP_BATCH before letting the loop run; the rest on its next turn)."""
+        try:
+            os.read(self.fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:  # pragma: no cover - the queue went away under us
+            return
+        self._deliver_batch()
+
+    def _deliver_batch(self) -> None:
+        for _ in range(_LOOP_BATCH):
             try:
-                target._handle_event(event)
-            except BaseException:  # a callback must never end the dispatcher
-                logger.exception("sora_ffi: exception in an event callback (%s)", _event_name(event.type))
-            # Drop our references before blocking again: the loop must not keep them alive.
-            del target, event
+                event = self.queue.wait(0)
+            except EOFError:
+                self._detach_loop()
+                return
+            if event is None:
+                return
+            self.deliver(event)
+        loop = self.event_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon(self._deliver_batch)  # more wait; the descriptor will not say so
+
+    def deliver(self, event: Event) -> None:
+        with self.lock:
+            ref = self.targets.get(event.source)
+        target = ref() if ref is not None else None
+        if target is None:
+            return  # its owner was collected: nobody is listening any more
+        try:
+            target._handle_event(event)
+        except BaseException:  # a callback must never end the dispatcher
+            logger.exception("sora_ffi: exception in an event callback (%s)", _event_name(event.type))
+
+    def _detach_loop(self) -> None:
+        loop, self.event_loop = self.event_loop, None
+        if loop is None or loop.is_closed():
+            return
+        try:
+            if threading.get_ident() == self.loop_thread:
+                loop.remove_reader(self.fd)
+            else:
+                loop.call_soon_threadsafe(loop.remove_reader, self.fd)
+        except (RuntimeError, ValueError):  # the loop is closing
+            pass
 
     def stop(self) -> None:
         with self.lock:
             self.stopped = True
             thread = self.thread
+        self._detach_loop()
         try:
             self.queue.close()
             idle = True
@@ -187,8 +246,15 @@ class Dispatcher:
         return self._loop.unregister
 
     def on_dispatch_thread(self) -> bool:
-        """True when called from inside a callback of this dispatcher."""
+        """True when called from the thread that runs this dispatcher's callbacks (in
+        event-loop mode: the loop's thread, which must never block on them)."""
+        if self._loop.event_loop is not None:
+            return threading.get_ident() == self._loop.loop_thread
         return self._loop.thread is threading.current_thread()
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Event-loop mode (see the module docstring); before the first registration."""
+        self._loop.attach_loop(loop)
 
     def stop(self) -> None:
         """Closes the queue and ends the thread (waits briefly for a running callback)."""

@@ -265,6 +265,16 @@ class EventQueue:
             if destroy_now:
                 self._finalizer()
 
+    def notify_fd(self) -> int:
+        """A descriptor that becomes readable when events wait (Unix): for event loops,
+        which read its bytes away, then take events with `wait(0)` until None."""
+        out = ffi.new("int32_t *")
+        with self._lock:
+            if self._destroy_pending or self.ptr == ffi.NULL:
+                raise EOFError("event queue is closed")
+            check(lib.sora_event_queue_notify_fd(self.ptr, out))
+        return int(out[0])
+
     def close(self) -> None:
         """Wakes all waiters; queued events are still handed out, then waits raise EOFError."""
         with self._lock:

@@ -12,7 +12,8 @@
                 case sora_ffi.aio.Notify(message): print(message)
 
 Events come from the Sora's dispatcher thread and are handed to the event loop with
-`loop.call_soon_threadsafe`, so everything here runs on the loop. The official callback
+`loop.call_soon_threadsafe`, so everything here runs on the loop; with a Sora from
+`event_loop_sora()` the loop delivers them itself (no thread, no hop). The official callback
 properties of the underlying `SoraConnection` (`conn.connection`) keep working alongside.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ._sora import Sora
 from ._track import SoraMediaTrack
 
 __all__ = [
-    "connect", "AsyncConnection", "SoraConnectionError",
+    "connect", "event_loop_sora", "AsyncConnection", "SoraConnectionError",
     "SetOffer", "WsClose", "Disconnect", "SignalingMessage", "Notify", "Push", "Message", "Rpc",
     "Switched", "Track", "TrackEnded", "DataChannel", "Connected", "SoraEvent",
     "AudioStreamingResult",
@@ -162,6 +163,23 @@ _EVENT_TYPES: dict[str, Any] = {
     "data_channel": DataChannel,
     "connected": Connected,
 }
+
+
+def event_loop_sora(loop: Optional[asyncio.AbstractEventLoop] = None, **sora_kwargs: Any) -> Sora:
+    """A `Sora` whose events are delivered by `loop` (the running one by default) instead of
+    a dispatcher thread: the loop watches the native queue's descriptor, so an event reaches
+    its coroutine without a thread hop. Its callbacks (and sinks' callbacks) run on the loop
+    and must not block; its blocking methods (`wait_connected`, `disconnect()` from a
+    callback) must not be used on the loop: use `connect()` and `AsyncConnection` with it.
+    Where the loop cannot watch descriptors (Windows' proactor loop) the Sora keeps its
+    thread. `sora_kwargs` are `Sora()`'s."""
+    loop = loop or asyncio.get_running_loop()
+    sora = Sora(**sora_kwargs)
+    try:
+        sora._dispatcher.attach_loop(loop)
+    except NotImplementedError:
+        pass  # a loop without add_reader: the dispatcher thread it is
+    return sora
 
 
 def connect(sora: Sora, *, timeout: Optional[float] = None, max_queued_events: int = 1000,
@@ -310,10 +328,13 @@ class AsyncConnection:
             raise SoraConnectionError(code, message)
 
     def _observe(self, kind: str, args: tuple) -> None:
-        # Dispatcher thread: hand over to the loop, never touch asyncio objects here.
         loop = self._loop
         if loop is None:
             return
+        if _running_loop() is loop:  # an event_loop_sora: already on the loop
+            self._deliver(kind, args)
+            return
+        # Dispatcher thread: hand over to the loop, never touch asyncio objects here.
         try:
             loop.call_soon_threadsafe(self._deliver, kind, args)
         except RuntimeError:  # the loop is closed: nobody is listening any more
@@ -361,3 +382,10 @@ class AsyncConnection:
                     if not fut.done():
                         fut.set_exception(error)
             self._channel_waiters.clear()
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -259,8 +259,9 @@ def test_library_needs_only_base_system_libraries():
 # Audio streaming: an HTTP/2 client (h2 and http, tracing compiled out, size-optimised),
 # the Opus decoder at any rate for the gateway: 18,414,784 bytes; its keepalive, clean stop
 # and bounded connect: 18,422,720. For sora_ffi.rtc: an audio source's queue controls, the
-# received audio level from the header extension, the stream sink's frame size: 18,430,592.
-LIBRARY_MAX_BYTES = 18_435_000
+# received audio level from the header extension, the stream sink's frame size: 18,430,592;
+# an event queue's descriptor for event loops (a Unix socket pair): 18,438,528.
+LIBRARY_MAX_BYTES = 18_440_000
 
 
 def test_library_size_is_bounded():

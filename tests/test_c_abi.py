@@ -67,9 +67,11 @@ def test_session_c_with_echo_peer(session_bin, server, channel_id, clients):
 
 
 CONTRACT_C = textwrap.dedent(r"""
+    #include <poll.h>
     #include <stdint.h>
     #include <stdio.h>
     #include <string.h>
+    #include <unistd.h>
     #include "sora_shim.h"
 
     static int failures = 0;
@@ -213,6 +215,43 @@ CONTRACT_C = textwrap.dedent(r"""
         CHECK(sora_audio_source_clear(as, NULL) == SORA_OK);
         sora_audio_source_destroy(as);
         CHECK(sora_audio_stream_sink_set_frame_ms(NULL, 20) == SORA_ERR_INVALID_ARGUMENT);
+
+        /* an event loop's view of a queue: its descriptor becomes readable when events
+           wait; read it, then take them with a zero timeout */
+        SoraEventQueue *lq = NULL;
+        CHECK(sora_event_queue_new(0, &lq) == SORA_OK);
+        int32_t fd = -1;
+        CHECK(sora_event_queue_notify_fd(NULL, &fd) == SORA_ERR_INVALID_ARGUMENT);
+        CHECK(sora_event_queue_notify_fd(lq, NULL) == SORA_ERR_INVALID_ARGUMENT);
+        CHECK(sora_event_queue_notify_fd(lq, &fd) == SORA_OK && fd >= 0);
+        int32_t fd_again = -1;
+        CHECK(sora_event_queue_notify_fd(lq, &fd_again) == SORA_OK && fd_again == fd);
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        CHECK(poll(&pfd, 1, 50) == 0);  /* nothing waits: not readable */
+        snprintf(cfg, sizeof cfg, "{\"signaling_urls\":[\"%s\"],\"role\":\"recvonly\","
+                 "\"channel_id\":\"%s-loop\",\"audio\":false,\"video\":false}", argv[1], argv[2]);
+        SoraConnection *lc = NULL;
+        CHECK(sora_connection_new(lq, cfg, &lc) == SORA_OK);
+        CHECK(sora_connection_connect(lc) == SORA_OK);
+        /* an event loop's turn: poll, clear the descriptor, take what waits; until CONNECTED */
+        int taken = 0, loop_connected = 0;
+        for (int turn = 0; turn < 100 && !loop_connected; turn++) {
+            if (poll(&pfd, 1, 10000) != 1 || !(pfd.revents & POLLIN)) break;
+            char drain[64];
+            CHECK(read(fd, drain, sizeof drain) >= 1);
+            while (sora_event_queue_wait(lq, 0, &ev) == 1) {
+                SoraEventView view;
+                memset(&view, 0, sizeof view);
+                view.size = sizeof view;
+                if (sora_event_view(ev, &view) == SORA_OK && view.type == SORA_EVENT_CONNECTED) loop_connected = 1;
+                taken++;
+                sora_event_free(ev);
+            }
+        }
+        CHECK(taken >= 2 && loop_connected);
+        CHECK(sora_connection_disconnect(lc) == SORA_OK);
+        sora_connection_destroy(lc);
+        sora_event_queue_destroy(lq);
 
         /* NULL is ignored by the free/destroy functions */
         sora_connection_destroy(NULL);

@@ -248,3 +248,32 @@ def test_aio_validation_errors_are_raised_at_once():
     sora = sora_ffi.Sora()
     with pytest.raises(ValueError):
         aio.connect(sora, signaling_urls=["http://x"], role="sendonly", channel_id="c")
+
+
+def test_event_loop_sora_delivers_on_the_loop_without_a_thread(server, channel_id):
+    """aio.event_loop_sora: events and sink frames reach the loop's own thread through the
+    queue's descriptor; no dispatcher thread is started; the session works as usual."""
+    import threading
+
+    async def main():
+        before = {t.name for t in threading.enumerate()}
+        sora = aio.event_loop_sora()
+        loop_thread = threading.get_ident()
+        seen_threads = set()
+        kw = dict(signaling_urls=[server.signaling_url], channel_id=channel_id, role="sendrecv",
+                  audio=False, video=False, data_channel_signaling=True,
+                  data_channels=[{"label": "#chat", "direction": "sendrecv"}])
+        async with aio.connect(sora, timeout=10, **kw) as a, aio.connect(sora, timeout=10, **kw) as b:
+            a.connection.on_notify = lambda _: seen_threads.add(threading.get_ident())
+            await a.wait_data_channel("#chat", 5)
+            await b.wait_data_channel("#chat", 5)
+            await b.send("#chat", b"hi")
+            async for event in a.events():
+                if isinstance(event, aio.Message):
+                    assert event == aio.Message("#chat", b"hi")
+                    break
+            assert {t.name for t in threading.enumerate()} - before == set()  # no dispatcher
+            # a blocking call on the loop must not deadlock: disconnect() only starts there
+            b.connection.disconnect()
+        assert seen_threads <= {loop_thread}
+    asyncio.run(asyncio.wait_for(main(), 20))

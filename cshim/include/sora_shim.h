@@ -404,6 +404,15 @@ int32_t sora_event_queue_wait(const SoraEventQueue *q, int32_t timeout_ms, SoraE
 uint64_t sora_event_queue_dropped(const SoraEventQueue *q);
 
 /*
+ For event loops (asyncio, epoll, kqueue): `*out_fd` becomes readable when events wait
+ in the queue. Read (and discard) its bytes first, then take events with
+ sora_event_queue_wait(q, 0, ...) until it returns 0; a wake-up may find nothing. The
+ descriptor belongs to the queue (do not close it). Unix only (SORA_ERR_INVALID_STATE
+ elsewhere: wait on a thread there).
+ */
+int32_t sora_event_queue_notify_fd(const SoraEventQueue *q, int32_t *out_fd);
+
+/*
  Fills `out` with a view of `ev`.
  */
 int32_t sora_event_view(const SoraEvent *ev, SoraEventView *out);

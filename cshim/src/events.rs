@@ -108,6 +108,37 @@ pub struct EventQueue {
     ready: Condvar,
     capacity: usize,
     dropped: AtomicU64,
+    /// For event loops (`notify_fd`): a socket pair whose read end becomes readable when
+    /// the queue goes from empty to not empty.
+    notifier: std::sync::OnceLock<Notifier>,
+}
+
+#[cfg(unix)]
+struct Notifier {
+    read: std::os::unix::net::UnixStream,
+    write: std::os::unix::net::UnixStream,
+}
+
+#[cfg(not(unix))]
+struct Notifier;
+
+impl Notifier {
+    #[cfg(unix)]
+    fn new() -> std::io::Result<Notifier> {
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?; // a full buffer already means "readable": never block
+        Ok(Notifier { read, write })
+    }
+
+    #[cfg(unix)]
+    fn signal(&self) {
+        use std::io::Write;
+        let _ = (&self.write).write(&[1]);
+    }
+
+    #[cfg(not(unix))]
+    fn signal(&self) {}
 }
 
 pub enum Wait {
@@ -124,7 +155,24 @@ impl EventQueue {
             ready: Condvar::new(),
             capacity,
             dropped: AtomicU64::new(0),
+            notifier: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A file descriptor that becomes readable when events wait (made on first use). The
+    /// reader reads its bytes away *before* taking events, so that none is missed.
+    #[cfg(unix)]
+    pub fn notify_fd(&self) -> std::io::Result<i32> {
+        use std::os::fd::AsRawFd;
+        if self.notifier.get().is_none() {
+            let made = Notifier::new()?;
+            let _ = self.notifier.set(made); // a racing caller's pair wins: same queue either way
+        }
+        let n = self.notifier.get().expect("just set");
+        if !self.state.lock().events.is_empty() {
+            n.signal(); // events from before the notifier existed
+        }
+        Ok(n.read.as_raw_fd())
     }
 
     pub fn push(&self, ev: Event) {
@@ -141,9 +189,15 @@ impl EventQueue {
                 }
             }
         }
+        let was_empty = st.events.is_empty();
         st.events.push_back(ev);
         drop(st);
         self.ready.notify_one();
+        if was_empty {
+            if let Some(n) = self.notifier.get() {
+                n.signal();
+            }
+        }
     }
 
     /// Waits up to `timeout` (None = forever) for the next event.
@@ -172,6 +226,9 @@ impl EventQueue {
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.ready.notify_all();
+        if let Some(n) = self.notifier.get() {
+            n.signal(); // the reader sees the close
+        }
     }
 
     pub fn dropped(&self) -> u64 {

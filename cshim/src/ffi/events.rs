@@ -1,5 +1,5 @@
 //! Event queues and event views.
-use super::{arg_ref, guard, out_ptr};
+use super::{arg_ref, guard, out_ptr, out_value};
 use crate::error::{Error, Kind};
 use crate::events::{Event, EventQueue, Wait};
 use std::ffi::c_char;
@@ -122,6 +122,28 @@ pub unsafe extern "C" fn sora_event_queue_wait(q: *const SoraEventQueue, timeout
 #[no_mangle]
 pub unsafe extern "C" fn sora_event_queue_dropped(q: *const SoraEventQueue) -> u64 {
     q.as_ref().map_or(0, |q| q.inner.dropped())
+}
+
+/// For event loops (asyncio, epoll, kqueue): `*out_fd` becomes readable when events wait
+/// in the queue. Read (and discard) its bytes first, then take events with
+/// sora_event_queue_wait(q, 0, ...) until it returns 0; a wake-up may find nothing. The
+/// descriptor belongs to the queue (do not close it). Unix only (SORA_ERR_INVALID_STATE
+/// elsewhere: wait on a thread there).
+#[no_mangle]
+pub unsafe extern "C" fn sora_event_queue_notify_fd(q: *const SoraEventQueue, out_fd: *mut i32) -> i32 {
+    guard(|| {
+        let q = arg_ref(q, "queue")?;
+        #[cfg(unix)]
+        {
+            let fd = q.inner.notify_fd().map_err(|e| Error::internal(format!("cannot make the notifier: {e}")))?;
+            out_value(fd, out_fd)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (q, out_fd);
+            Err(Error::state("event queue descriptors exist on Unix only"))
+        }
+    })
 }
 
 /// Fills `out` with a view of `ev`.
