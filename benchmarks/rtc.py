@@ -127,6 +127,8 @@ def rtc_child(args) -> None:
         tasks = []
         for i, (room, subscribed) in enumerate(joined):
             track = await asyncio.wait_for(subscribed, 30)
+            if args.frame_ms == 0:  # rooms only: what the rooms cost without reading media
+                continue
             stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms)
             streams.append(stream)
             tasks.append(asyncio.ensure_future(read(i, stream)))
@@ -137,9 +139,10 @@ def rtc_child(args) -> None:
         await asyncio.sleep(args.seconds)
         c1, w1 = cpu_s(), time.monotonic()
         got, woke = list(counts), wakes[0]
-        frames = sum(got) / (RATE * args.frame_ms // 1000)
+        frames = sum(got) / (RATE * max(args.frame_ms, 10) // 1000)
         shares = sorted(c / (RATE * (w1 - w0)) for c in got)
-        report(variant=f"rtc AudioStream {args.frame_ms} ms", n=args.n, connected=len(streams),
+        name = f"rtc AudioStream {args.frame_ms} ms" if args.frame_ms else "rtc rooms, no stream read"
+        report(variant=name, n=args.n, connected=len(joined),
                join_s=round(join_s, 2), cpu_per_s=round((c1 - c0) / (w1 - w0), 3), rss_mib=round(rss_mib(), 1),
                frames_per_s=round(sum(got) / (w1 - w0) / (RATE // 100)),
                median=shares[len(shares) // 2], min=shares[0],
@@ -263,7 +266,8 @@ def main() -> None:
                                             audio=True, video=False, audio_source=source)
             sender.connect()
             assert sender.wait_connected(10)
-            variants = [["--kind", "callback", "--sdk", "sora_sdk", "--frame-ms", "10"]]
+            variants = [["--kind", "callback", "--sdk", "sora_sdk", "--frame-ms", "10"],
+                        ["--kind", "rtc", "--frame-ms", "0"]]
             for ms in ("10", "20", "50"):
                 variants += [["--kind", "callback", "--sdk", "sora_ffi", "--frame-ms", ms],
                              ["--kind", "rtc", "--frame-ms", ms]]
@@ -287,7 +291,7 @@ def main() -> None:
                     continue
                 med = lambda key: sorted(r[key] for r in ok)[len(ok) // 2]  # noqa: E731
                 extra_us = ""
-                if name.startswith("rtc"):
+                if name.startswith("rtc AudioStream"):
                     ms = int(name.split()[2])
                     base = [r for r in rows.get(f"sora_ffi callback {ms} ms", []) if "error" not in r]
                     if base:

@@ -30,7 +30,10 @@ class _Pump:
                 return
             self._scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._run)
+            if _on(self._loop):  # the loop delivers the events itself (aio.event_loop_sora)
+                self._loop.call_soon(self._run)
+            else:
+                self._loop.call_soon_threadsafe(self._run)
         except RuntimeError:  # the loop is closed: nobody reads any more
             pass
 
@@ -39,6 +42,13 @@ class _Pump:
             ready, self._ready, self._scheduled = self._ready, [], False
         for handoff in ready:
             handoff._wake()
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 _pumps: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pump]" = weakref.WeakKeyDictionary()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional, Sequence, Union
 
@@ -35,15 +36,17 @@ __all__ = ["Room", "RoomOptions", "ReconnectPolicy", "ConnectError"]
 _MEASURED = frozenset({"active_speakers_changed", "track_muted", "track_unmuted",
                        "connection_quality_changed"})
 
-_shared_sora: Optional[Sora] = None
+_soras: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sora]" = weakref.WeakKeyDictionary()
 
 
 def _default_sora() -> Sora:
-    """One Sora (one dispatcher thread) for every room of the process that brings none."""
-    global _shared_sora
-    if _shared_sora is None:
-        _shared_sora = Sora()
-    return _shared_sora
+    """One Sora per event loop for every room that brings none, delivering its events on
+    the loop itself (aio.event_loop_sora: no dispatcher thread, no thread hop per frame)."""
+    loop = asyncio.get_running_loop()
+    sora = _soras.get(loop)
+    if sora is None:
+        sora = _soras[loop] = aio.event_loop_sora(loop)
+    return sora
 
 
 class ConnectError(ConnectionError):
