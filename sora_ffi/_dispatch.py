@@ -90,27 +90,32 @@ class _Loop:
         self.targets: dict[int, weakref.ref] = {}
         self.thread: Optional[threading.Thread] = None
         self.stopped = False
-        # event-loop mode (attach_loop): the loop, its thread, the queue's descriptor
-        self.event_loop: Optional[asyncio.AbstractEventLoop] = None
+        # event-loop mode (attach_loop): the loop (weakly: a Sora kept per loop must not keep
+        # its loop alive), its thread, the queue's descriptor
+        self._event_loop: Optional["weakref.ref[asyncio.AbstractEventLoop]"] = None
         self.loop_thread = 0
         self.fd = -1
+
+    @property
+    def event_loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        return self._event_loop() if self._event_loop is not None else None
 
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Delivers on `loop` (call from its thread) instead of a thread of our own. Raises
         NotImplementedError where the loop cannot watch descriptors (Windows' proactor)."""
         with self.lock:
-            if self.thread is not None or self.event_loop is not None:
+            if self.thread is not None or self._event_loop is not None:
                 raise RuntimeError("this dispatcher already delivers its events")
             fd = self.queue.notify_fd()
             loop.add_reader(fd, self.drain)
-            self.event_loop, self.loop_thread, self.fd = loop, threading.get_ident(), fd
+            self._event_loop, self.loop_thread, self.fd = weakref.ref(loop), threading.get_ident(), fd
 
     def register(self, source: int, target: EventTarget) -> None:
         with self.lock:
             if self.stopped:
                 raise RuntimeError("this Sora's event dispatcher has been stopped")
             self.targets[source] = weakref.ref(target)
-            if self.thread is None and self.event_loop is None:  # lazily: a Sora without connections costs no thread
+            if self.thread is None and self._event_loop is None:  # lazily: a Sora without connections costs no thread
                 self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
                 self.thread.start()
 
@@ -169,7 +174,7 @@ class _Loop:
             logger.exception("sora_ffi: exception in an event callback (%s)", _event_name(event.type))
 
     def _detach_loop(self) -> None:
-        loop, self.event_loop = self.event_loop, None
+        loop, self._event_loop = self.event_loop, None
         if loop is None or loop.is_closed():
             return
         try:
@@ -248,7 +253,7 @@ class Dispatcher:
     def on_dispatch_thread(self) -> bool:
         """True when called from the thread that runs this dispatcher's callbacks (in
         event-loop mode: the loop's thread, which must never block on them)."""
-        if self._loop.event_loop is not None:
+        if self._loop.loop_thread:
             return threading.get_ident() == self._loop.loop_thread
         return self._loop.thread is threading.current_thread()
 

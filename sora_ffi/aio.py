@@ -165,15 +165,15 @@ _EVENT_TYPES: dict[str, Any] = {
 }
 
 
-def event_loop_sora(loop: Optional[asyncio.AbstractEventLoop] = None, **sora_kwargs: Any) -> Sora:
-    """A `Sora` whose events are delivered by `loop` (the running one by default) instead of
-    a dispatcher thread: the loop watches the native queue's descriptor, so an event reaches
+def event_loop_sora(**sora_kwargs: Any) -> Sora:
+    """A `Sora` whose events are delivered by the running event loop instead of a
+    dispatcher thread (call it inside a coroutine): the loop watches the native queue's descriptor, so an event reaches
     its coroutine without a thread hop. Its callbacks (and sinks' callbacks) run on the loop
     and must not block; its blocking methods (`wait_connected`, `disconnect()` from a
     callback) must not be used on the loop: use `connect()` and `AsyncConnection` with it.
     Where the loop cannot watch descriptors (Windows' proactor loop) the Sora keeps its
     thread. `sora_kwargs` are `Sora()`'s."""
-    loop = loop or asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()
     sora = Sora(**sora_kwargs)
     try:
         sora._dispatcher.attach_loop(loop)

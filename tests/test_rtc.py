@@ -667,3 +667,27 @@ def test_rpc_round_trip_and_every_error_code(server, channel_id):
             assert (await code_of(destination_identity="plain", method="greet", payload="")).code == E.CONNECTION_TIMEOUT
         await caller.disconnect()
     run(main())
+
+
+def test_rooms_in_successive_event_loops_leave_nothing_behind(server, channel_id):
+    """Each asyncio.run gets its own event-loop Sora; when the loop goes, so do it, its
+    native queue and the queue's descriptors (no leak per loop)."""
+    import gc
+    import os
+
+    async def one(i):
+        room = await join(server, f"{channel_id}-{i}", "x")
+        await room.local_participant.publish_data(b"x")
+        await room.disconnect()
+
+    def fds() -> int:
+        gc.collect()
+        time.sleep(0.3)  # native sockets of ended sessions close on their own threads
+        return len(os.listdir("/proc/self/fd"))
+    for i in range(2):
+        run(one(i))
+    before = fds()
+    for i in range(2, 8):
+        run(one(i))
+    after = fds()
+    assert after - before <= 2, (before, after)

@@ -23,6 +23,8 @@ _SINK_FRAME_MS = 10
 #: capture_frame hands frames longer than this over in pieces, waiting for room between
 #: them, so that one long frame (a whole utterance) never blocks the event loop.
 _CAPTURE_CHUNK_S = 0.1
+#: how much more room than needed capture_frame waits for once it has to wait
+_WAIT_SLACK_S = 0.05
 #: AudioStream's capacity when none is given: 5 s of frames.
 _DEFAULT_CAPACITY_S = 5.0
 
@@ -180,7 +182,11 @@ class AudioSource:
         room_needed = self._queue_size - duration
         queued = self._source.queued_duration
         if queued > room_needed and queued > 0:
-            await asyncio.sleep(queued - max(room_needed, 0.0))
+            # Once waiting, wait for a little more room than this frame needs (a quarter of
+            # the queue, at most 50 ms): the next frames then go in without a wait each, so a
+            # producer far ahead of real time wakes every few frames, not every frame.
+            slack = min(_WAIT_SLACK_S, self._queue_size / 4)
+            await asyncio.sleep(queued - max(room_needed - slack, 0.0))
 
     def clear_queue(self) -> None:
         """Drops what is queued and not yet sent (barge-in)."""

@@ -109,6 +109,8 @@ class Handoff(Generic[T]):
                     return self._items.popleft()
             if self._closed:
                 raise StopAsyncIteration
+            if self._waiter is not None:
+                raise RuntimeError("this stream is already being read (one reader at a time)")
             waiter = self._waiter = self._loop.create_future()
             with self._lock:
                 if self._items:  # arrived meanwhile

@@ -45,7 +45,7 @@ def _default_sora() -> Sora:
     loop = asyncio.get_running_loop()
     sora = _soras.get(loop)
     if sora is None:
-        sora = _soras[loop] = aio.event_loop_sora(loop)
+        sora = _soras[loop] = aio.event_loop_sora()
     return sora
 
 
