@@ -691,3 +691,30 @@ def test_rooms_in_successive_event_loops_leave_nothing_behind(server, channel_id
         run(one(i))
     after = fds()
     assert after - before <= 2, (before, after)
+
+
+@pytest.mark.parametrize("leave_order", ["abc", "acb", "bac", "bca", "cab", "cba"])
+def test_every_leave_order_is_seen_by_those_who_stay(server, channel_id, leave_order):
+    async def main():
+        rooms, records = {}, {}
+        for name in "abc":
+            # b signals over WebSocket only: rooms work the same without DataChannels
+            rooms[name] = await join(server, channel_id, name, data_channel_signaling=(name != "b"))
+            records[name] = Recorder(rooms[name])
+        await wait_for(lambda: all(len(r.remote_participants) == 2 for r in rooms.values()))
+        with pytest.raises(ConnectionError, match="data_channel_signaling"):
+            await rooms["b"].local_participant.publish_data(b"x")
+        left = []
+        for name in leave_order:
+            await rooms[name].disconnect()
+            left.append(name)
+            stay = [n for n in "abc" if n not in left]
+            await wait_for(lambda: all(sorted(rooms[n].remote_participants) == sorted(set(stay) - {n})
+                                       for n in stay), what=f"after {left}")
+        for name in "abc":
+            joined_after = [n for n in "abc" if n > name]
+            gone_before_me = [n for n in leave_order[:leave_order.index(name)]]
+            assert records[name].names("participant_connected", "participant_disconnected") == \
+                [("participant_connected", n) for n in joined_after] + \
+                [("participant_disconnected", n) for n in gone_before_me], name
+    run(main())

@@ -86,6 +86,7 @@ class RoomOptions:
     audio_bit_rate: Optional[int] = None
     video_bit_rate: Optional[int] = None
     data_topics: Sequence[str] = ("",)
+    data_channel_signaling: bool = True
     connect_timeout: float = 10.0
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     sora: Optional[Sora] = None
@@ -198,8 +199,9 @@ class Room(EventEmitter):
             bundle_id=f"rtc-{uuid.uuid4().hex}",
             metadata=auth or None,
             signaling_notify_metadata={"name": options.name, "metadata": options.metadata},
-            data_channel_signaling=True,
-            data_channels=_data.data_channels(topics, reserved=(_data.STREAM_TOPIC, _data.RPC_TOPIC)),
+            data_channel_signaling=options.data_channel_signaling,
+            data_channels=(_data.data_channels(topics, reserved=(_data.STREAM_TOPIC, _data.RPC_TOPIC))
+                           if options.data_channel_signaling else None),
             audio_codec_type=options.audio_codec_type, video_codec_type=options.video_codec_type,
             audio_bit_rate=options.audio_bit_rate, video_bit_rate=options.video_bit_rate,
             **options.connection_options,
@@ -553,6 +555,9 @@ class Room(EventEmitter):
         await self._send_label(_data.label(topic, _data.DataPacketKind.KIND_RELIABLE), message)
 
     async def _send_label(self, label: str, message: bytes) -> None:
+        if not self._options.data_channel_signaling:
+            raise ConnectionError("the room was joined with data_channel_signaling=False: "
+                                  "Sora's messaging (data, streams, RPC) needs DataChannel signaling")
         self._require_connected()
         conn = self._conn
         assert conn is not None
