@@ -111,6 +111,9 @@ pub unsafe extern "C" fn sora_audio_source_set_enabled(s: *const SoraAudioSource
 #[no_mangle]
 pub unsafe extern "C" fn sora_audio_source_set_max_queued_us(s: *const SoraAudioSource, us: u64) -> i32 {
     guard(|| {
+        if us == 0 {
+            return Err(Error::invalid("the queue limit must be more than 0 µs"));
+        }
         arg_ref(s, "source")?.inner.set_max_queued(Duration::from_micros(us));
         Ok(0)
     })

@@ -50,15 +50,20 @@ impl LevelMeter {
     /// One packet: its extension's level (-dBov) and its RTP timestamp.
     pub fn on_packet(&mut self, level: u8, rtp_timestamp: u32, clock_rate: u32) {
         let rate = f64::from(clock_rate.max(1));
-        // Forward steps (mod 2^32) move the clock; a step back is a reordered packet.
-        let forward = self.last_timestamp.map(|prev| rtp_timestamp.wrapping_sub(prev)).filter(|d| *d > 0 && *d < u32::MAX / 2);
-        let secs = match forward.map(|d| f64::from(d) / rate) {
-            Some(s) if s <= MAX_PACKET_SECS => s,
-            _ => DEFAULT_PACKET_SECS,
+        // Time is counted from forward steps of the RTP clock only: a duplicate or a
+        // reordered (older) packet covers audio whose time is already counted.
+        let step = match self.last_timestamp {
+            None => Some(DEFAULT_PACKET_SECS),
+            Some(prev) => {
+                let d = rtp_timestamp.wrapping_sub(prev);
+                (d > 0 && d < u32::MAX / 2).then(|| {
+                    let s = f64::from(d) / rate;
+                    if s <= MAX_PACKET_SECS { s } else { DEFAULT_PACKET_SECS } // a gap: one packet
+                })
+            }
         };
-        if forward.is_some() || self.last_timestamp.is_none() {
-            self.last_timestamp = Some(rtp_timestamp);
-        }
+        let Some(secs) = step else { return };
+        self.last_timestamp = Some(rtp_timestamp);
         // 127 is "silence or quieter" (RFC 6464): zero, not -127 dBov.
         let linear = if level >= 127 { 0.0 } else { 10f64.powf(-f64::from(level) / 20.0) };
         self.audio_level = linear;
@@ -82,9 +87,12 @@ mod tests {
         assert!((m.total_audio_energy - 0.01).abs() < 1e-9);
         m.on_packet(127, 1000 + 50 * 960, 48_000); // silence counts as zero
         assert_eq!(m.audio_level, 0.0);
-        m.on_packet(20, 1000 + 10 * 960, 48_000); // reordered: 20 ms, and the clock stays
-        assert!((m.total_samples_duration - 1.04).abs() < 1e-9);
+        m.on_packet(20, 1000 + 10 * 960, 48_000); // reordered: its time is counted already
+        m.on_packet(20, 1000 + 50 * 960, 48_000); // a duplicate: likewise
+        assert!((m.total_samples_duration - 1.02).abs() < 1e-9);
         m.on_packet(20, 1000 + 52 * 960, 48_000); // one packet lost: its 20 ms count too
+        assert!((m.total_samples_duration - 1.06).abs() < 1e-9);
+        m.on_packet(20, 1000 + 500 * 960, 48_000); // a gap (DTX): one packet's 20 ms
         assert!((m.total_samples_duration - 1.08).abs() < 1e-9);
     }
 
