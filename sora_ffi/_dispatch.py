@@ -140,6 +140,8 @@ class _Loop:
     def drain(self) -> None:
         """Event-loop mode: the descriptor is readable. Clears it, then delivers what waits
         (at most _LOOP_BATCH before letting the loop run; the rest on its next turn)."""
+        if self._event_loop is None:  # detached (stopping): the descriptor may be gone
+            return
         try:
             os.read(self.fd, 4096)
         except (BlockingIOError, InterruptedError):
@@ -149,6 +151,8 @@ class _Loop:
         self._deliver_batch()
 
     def _deliver_batch(self) -> None:
+        if self._event_loop is None:
+            return
         for _ in range(_LOOP_BATCH):
             try:
                 event = self.queue.wait(0)
@@ -170,7 +174,11 @@ class _Loop:
             return  # its owner was collected: nobody is listening any more
         try:
             target._handle_event(event)
-        except BaseException:  # a callback must never end the dispatcher
+        except Exception:  # a callback must never end the dispatcher
+            logger.exception("sora_ffi: exception in an event callback (%s)", _event_name(event.type))
+        except BaseException:
+            if self._event_loop is not None:
+                raise  # Ctrl-C or exit on the loop's (main) thread: not ours to swallow
             logger.exception("sora_ffi: exception in an event callback (%s)", _event_name(event.type))
 
     def _detach_loop(self) -> None:
@@ -186,6 +194,18 @@ class _Loop:
             pass
 
     def stop(self) -> None:
+        loop = self.event_loop
+        if loop is not None and threading.get_ident() != self.loop_thread:
+            # Event-loop mode, from another thread (a finalizer): tear down on the loop, so
+            # that no drain already scheduled there reads a descriptor that is gone.
+            try:
+                loop.call_soon_threadsafe(self._stop_now)
+                return
+            except RuntimeError:  # the loop is closed: nothing runs there any more
+                pass
+        self._stop_now()
+
+    def _stop_now(self) -> None:
         with self.lock:
             self.stopped = True
             thread = self.thread

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional, Union
 
 from ._connection import SoraConnection
+from ._native import ShimError
 from ._enums import SoraSignalingDirection, SoraSignalingErrorCode, SoraSignalingType
 from ._sora import Sora
 from ._track import SoraMediaTrack
@@ -177,8 +178,8 @@ def event_loop_sora(**sora_kwargs: Any) -> Sora:
     sora = Sora(**sora_kwargs)
     try:
         sora._dispatcher.attach_loop(loop)
-    except NotImplementedError:
-        pass  # a loop without add_reader: the dispatcher thread it is
+    except (NotImplementedError, ShimError):
+        pass  # a loop without add_reader, or no descriptor here (Windows): the thread it is
     return sora
 
 
@@ -221,6 +222,11 @@ class AsyncConnection:
     @property
     def connection_id(self) -> Optional[str]:
         return self._conn.connection_id
+
+    @property
+    def pending_events(self) -> int:
+        """Events queued for `events()` and not read yet."""
+        return len(self._events)
 
     async def __aenter__(self) -> "AsyncConnection":
         await self.open()
