@@ -718,3 +718,110 @@ def test_every_leave_order_is_seen_by_those_who_stay(server, channel_id, leave_o
                 [("participant_connected", n) for n in joined_after] + \
                 [("participant_disconnected", n) for n in gone_before_me], name
     run(main())
+
+
+def test_unpublishing_is_seen_and_capture_frame_keeps_time_while_nothing_sends(server, channel_id):
+    async def main():
+        watcher = await join(server, channel_id, "watcher")
+        rec = Recorder(watcher)
+        speaker = await join(server, channel_id, "speaker", video=False)
+        await wait_for(lambda: "speaker" in watcher.remote_participants)
+        source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
+        # not published: nothing sends, yet the await keeps the producer to real time
+        # (and lets the loop run: a ticker keeps ticking)
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.05)
+        tick_task = asyncio.ensure_future(ticker())
+        t0 = time.monotonic()
+        frame = rtc.AudioFrame.create(RATE, 1, 480)
+        for _ in range(50):  # 0.5 s
+            await source.capture_frame(frame)
+        assert time.monotonic() - t0 > 0.35
+        assert len(ticks) >= 5
+        tick_task.cancel()
+        track = rtc.LocalAudioTrack.create_audio_track("mic", source)
+        pub = await speaker.local_participant.publish_track(track)
+        await wait_for(lambda: ("track_subscribed", "speaker") in rec.names(), what="subscribed")
+        await speaker.local_participant.unpublish_track(pub.sid)
+        assert speaker.local_participant.track_publications == {}
+        await wait_for(lambda: ("track_unpublished", "speaker") in rec.names(), what=f"unpublished {rec.names()}")
+        assert rec.names("track_published", "track_subscribed", "track_unsubscribed", "track_unpublished",
+                         "participant_disconnected") == [
+            ("track_published", "speaker"), ("track_subscribed", "speaker"),
+            ("track_unsubscribed", "speaker"), ("track_unpublished", "speaker")]
+        assert watcher.remote_participants["speaker"].track_publications == {}
+        with pytest.raises(ValueError, match="no published track"):
+            await speaker.local_participant.unpublish_track(pub.sid)
+        await speaker.disconnect()
+        await watcher.disconnect()
+    run(main())
+
+
+def test_hostile_peers_on_the_rooms_own_labels(server, channel_id):
+    """A plain Sora connection speaking garbage on `#_rtc.stream` and `#_rtc.rpc`: malformed
+    messages are dropped, a text stream that is not UTF-8 fails with StreamError, and an RPC
+    answer with a malformed error code still ends the call (APPLICATION_ERROR), at once."""
+    import hashlib
+    import json as _json
+    import uuid
+
+    import sora_ffi
+    from sora_ffi import aio
+
+    async def main():
+        room = await join(server, channel_id, "room")
+        errors: list = []
+
+        async def on_text(reader, who):
+            try:
+                await reader.read_all()
+            except rtc.StreamError as e:
+                errors.append((who, str(e)))
+        room.register_text_stream_handler("t", on_text)
+        labels = [{"label": "#_rtc.stream", "direction": "sendrecv"},
+                  {"label": "#_rtc.rpc", "direction": "sendrecv"}]
+        async with aio.connect(sora_ffi.Sora(), signaling_urls=[server.signaling_url], role="recvonly",
+                               channel_id=channel_id, client_id="evil", audio=False, video=False,
+                               data_channel_signaling=True, data_channels=labels) as evil:
+            await evil.wait_data_channel("#_rtc.stream", 5)
+            await evil.wait_data_channel("#_rtc.rpc", 5)
+            await wait_for(lambda: "evil" in room.remote_participants)
+            for junk in (b"", b"X", b"Hnot json", b'H{"id": "nope"}', b"C" + b"\x00" * 5,
+                         b"C" + uuid.uuid4().bytes + b"\x00\x00\x00\x00data", b"T{}", b"T[1]"):
+                await evil.send("#_rtc.stream", junk)
+            for junk in (b"", b"{", b"[]", b'{"id": 1}', b'{"t": "res", "id": "x", "to": "room"}'):
+                await evil.send("#_rtc.rpc", junk)
+            sid = str(uuid.uuid4())
+            bad = b"\xff\xfe not utf-8"
+            await evil.send("#_rtc.stream", b"H" + _json.dumps({"id": sid, "topic": "t", "kind": "text"}).encode())
+            await evil.send("#_rtc.stream", b"C" + uuid.UUID(sid).bytes + (0).to_bytes(4, "big") + bad)
+            await evil.send("#_rtc.stream", b"T" + _json.dumps({"id": sid, "chunks": 1, "size": len(bad),
+                                                                 "sha256": hashlib.sha256(bad).hexdigest()}).encode())
+            await wait_for(lambda: errors, what="the stream error")
+            assert errors[0][0] == "evil" and "UTF-8" in errors[0][1]
+
+            async def answer_badly():
+                async for event in evil.events():
+                    if isinstance(event, aio.Message) and event.label == "#_rtc.rpc":
+                        req = _json.loads(event.data)
+                        if req.get("t") == "req":
+                            for reply in ({"t": "ack", "id": req["id"], "to": "room"},
+                                          {"t": "res", "id": req["id"], "to": "room",
+                                           "error": {"code": "abc", "message": 5, "data": {"x": 1}}}):
+                                await evil.send("#_rtc.rpc", _json.dumps(reply).encode())
+                            return
+            responder = asyncio.ensure_future(answer_badly())
+            t0 = time.monotonic()
+            with pytest.raises(rtc.RpcError) as info:
+                await room.local_participant.perform_rpc(destination_identity="evil", method="m", payload="p")
+            assert info.value.code == rtc.RpcError.ErrorCode.APPLICATION_ERROR
+            assert time.monotonic() - t0 < 2
+            await responder
+        # the room took all of it and still works
+        assert room.connection_state == rtc.ConnectionState.CONN_CONNECTED
+        await room.disconnect()
+    run(main())

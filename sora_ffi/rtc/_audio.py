@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
@@ -117,7 +118,9 @@ class AudioSource:
     """Audio to publish. `await capture_frame(frame)` queues a frame and returns at once
     while less than `queue_size_ms` is queued, otherwise when there is room: awaiting it is
     the pacing, a producer that is ahead of real time simply waits. Until the source is
-    published (and the connection sends), nothing is queued and frames are dropped."""
+    published (and while its room reconnects) nothing sends: frames are dropped, and the
+    await still keeps the producer to real time. `loop`: the event loop capture_frame must
+    be awaited on (any, when None)."""
 
     def __init__(self, sample_rate: int, num_channels: int, queue_size_ms: int = 1000,
                  loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
@@ -134,6 +137,10 @@ class AudioSource:
         self._source.max_queued = self._queue_size + 2 * _CAPTURE_CHUNK_S
         self._lock: Optional[asyncio.Lock] = None
         self._closed = False
+        # real-time clock of what was pushed: paces the producer when nothing is sending
+        # (the engine then queues nothing to wait on)
+        self._clock_start: Optional[float] = None
+        self._pushed = 0.0
 
     @property
     def sample_rate(self) -> int:
@@ -166,6 +173,8 @@ class AudioSource:
                              f"{self._num_channels}")
         if self._closed:
             raise RuntimeError("the AudioSource is closed")
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("capture_frame must be awaited on the loop given to AudioSource")
         if self._lock is None:
             self._lock = asyncio.Lock()
         samples = frame.to_ndarray()
@@ -175,12 +184,26 @@ class AudioSource:
         async with self._lock:  # concurrent callers queue their frames whole, in turn
             for start in range(0, samples.shape[0], step):
                 chunk = samples[start:start + step]
-                await self._wait_for_room(chunk.shape[0] / self._sample_rate)
+                duration = chunk.shape[0] / self._sample_rate
+                await self._wait_for_room(duration)
                 self._source.on_data(chunk)
+                self._pushed += duration
+
+    def _ahead(self) -> float:
+        """How far the producer is ahead of real time by the clock (0 when behind: a
+        producer that fell behind starts counting again, it does not get to burst)."""
+        now = time.monotonic()
+        if self._clock_start is None:
+            self._clock_start, self._pushed = now, 0.0
+        ahead = self._pushed - (now - self._clock_start)
+        if ahead < 0:
+            self._clock_start, self._pushed, ahead = now, 0.0, 0.0
+        return ahead
 
     async def _wait_for_room(self, duration: float) -> None:
         room_needed = self._queue_size - duration
-        queued = self._source.queued_duration
+        # what the engine holds while sending; the clock's view while nothing sends
+        queued = max(self._source.queued_duration, self._ahead())
         if queued > room_needed and queued > 0:
             # Once waiting, wait for a little more room than this frame needs (a quarter of
             # the queue, at most 50 ms): the next frames then go in without a wait each, so a
@@ -191,10 +214,11 @@ class AudioSource:
     def clear_queue(self) -> None:
         """Drops what is queued and not yet sent (barge-in)."""
         self._source.clear_queue()
+        self._clock_start = None
 
     async def wait_for_playout(self) -> None:
-        """Returns once everything queued has been sent."""
-        while (queued := self._source.queued_duration) > 0:
+        """Returns once everything queued has been sent (by the clock, when nothing sends)."""
+        while (queued := max(self._source.queued_duration, self._ahead())) > 0:
             await asyncio.sleep(queued)
 
     async def aclose(self) -> None:

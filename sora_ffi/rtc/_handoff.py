@@ -17,7 +17,9 @@ class _Pump:
     """One per event loop: the handoffs with news, and whether the loop has been told."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # weakly: the pump is kept per loop and must not keep its loop (and the loop's
+        # event-loop Sora, its queue and descriptors) alive
+        self._loop = weakref.ref(loop)
         self._lock = threading.Lock()
         self._ready: list["Handoff"] = []
         self._scheduled = False
@@ -29,11 +31,14 @@ class _Pump:
             if self._scheduled:
                 return
             self._scheduled = True
+        loop = self._loop()
+        if loop is None:
+            return
         try:
-            if _on(self._loop):  # the loop delivers the events itself (aio.event_loop_sora)
-                self._loop.call_soon(self._run)
+            if _on(loop):  # the loop delivers the events itself (aio.event_loop_sora)
+                loop.call_soon(self._run)
             else:
-                self._loop.call_soon_threadsafe(self._run)
+                loop.call_soon_threadsafe(self._run)
         except RuntimeError:  # the loop is closed: nobody reads any more
             pass
 

@@ -86,8 +86,9 @@ class Participant:
 class RemoteParticipant(Participant):
     def __init__(self, sid: str, identity: str, name: str = "", metadata: str = "") -> None:
         super().__init__(sid, identity, name, metadata)
-        #: the Sora connections of this identity now in the room (usually one)
-        self._connections: set[str] = set()
+        #: the Sora connections of this identity now in the room (usually one), each with
+        #: the kinds of track it sends (from its notify, and from the tracks that arrive)
+        self._connections: dict[str, set[TrackKind]] = {}
 
     @property
     def track_publications(self) -> dict[str, RemoteTrackPublication]:  # type: ignore[override]

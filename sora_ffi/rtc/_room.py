@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, Re
                      _RemoteTrack, default_source, kind_name)
 
 __all__ = ["Room", "RoomOptions", "ReconnectPolicy", "ConnectError"]
+
+#: messages held per unknown sender until its connection.created arrives, and how long
+_HELD_MESSAGES = 256
+_HELD_SECONDS = 30.0
 
 #: events measured from the media (rtc._monitor): stats are polled only while wanted
 _MEASURED = frozenset({"active_speakers_changed", "track_muted", "track_unmuted",
@@ -116,7 +121,12 @@ class Room(EventEmitter):
         self._options = RoomOptions()  # connect() sets the caller's
         self._queues: list[Handoff[RoomEvent]] = []
         self._name = ""
-        self._joined: Optional[asyncio.Future[None]] = None  # our first connection.created
+        # each new connection's own connection.created, awaited before it counts as joined
+        self._join_waiters: dict[aio.AsyncConnection, asyncio.Future[None]] = {}
+        self._joined_once = False
+        self._conn_lock: Optional[asyncio.Lock] = None  # one connection change at a time
+        #: messages from connections not known as participants yet (their notify is late)
+        self._pending_messages: dict[str, list[tuple[float, str, bytes]]] = {}
         #: per connection: the messaging labels the server lets it send on (from the offer)
         self._sendable: dict[aio.AsyncConnection, set[str]] = {}
         self._measure = False  # someone listens for what rtc._monitor derives
@@ -207,16 +217,12 @@ class Room(EventEmitter):
             **options.connection_options,
         )
         try:
-            conn = await self._establish()
-        except ConnectError:
+            await self._replace(drop_overlap=False)
+        except BaseException:  # refused, timed out or cancelled: as if never called
             self._args = {}
             self._local = None
+            self._conn = None
             raise
-        self._joined = self._loop.create_future()
-        self._adopt(conn)
-        # Sora sends our own connection.created (who is here) before the session counts as
-        # connected: it is queued already, and remote_participants is filled on return.
-        await asyncio.wait_for(asyncio.shield(self._joined), self._options.connect_timeout)
         self._set_state(ConnectionState.CONN_CONNECTED)
         self._start_monitor()
         self._housekeeping = self._loop.create_task(self._keep_house())
@@ -307,6 +313,10 @@ class Room(EventEmitter):
         while self._state != ConnectionState.CONN_DISCONNECTED:
             await asyncio.sleep(5.0)
             self._streams.expire()
+            # messages from a connection that never became a participant (it left first)
+            stale = time.monotonic() - _HELD_SECONDS
+            for cid in [c for c, held in self._pending_messages.items() if held[-1][0] < stale]:
+                del self._pending_messages[cid]
 
     # -- connections ------------------------------------------------------------------------
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -341,31 +351,80 @@ class Room(EventEmitter):
                                DisconnectReason.CONNECTION_TIMEOUT) from None
         return conn
 
-    def _adopt(self, conn: aio.AsyncConnection) -> None:
+    async def _replace(self, drop_overlap: bool) -> None:
+        """A new connection carries the room: connected, its data channels open, adopted,
+        and its own connection.created handled (who is here). On any failure the new one
+        is closed and the room is as it was. `drop_overlap`: the current connection is alive
+        and has had every message the new one queued before taking over (its channels were
+        open before the new one's), so those are not delivered twice."""
+        new = await self._establish()
+        old = self._conn
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[None] = loop.create_future()
+        try:
+            for label in self._labels():
+                await new.wait_data_channel(label, timeout=self._options.connect_timeout)
+            if self._closing:
+                raise ConnectError("the room was left meanwhile", DisconnectReason.CLIENT_INITIATED)
+            self._join_waiters[new] = joined
+            self._adopt(new, new.pending_events if drop_overlap else 0)
+            await asyncio.wait_for(asyncio.shield(joined), self._options.connect_timeout)
+        except BaseException as e:
+            self._join_waiters.pop(new, None)
+            if self._conn is new:
+                self._conn = old
+            await new.disconnect()
+            if isinstance(e, asyncio.TimeoutError):
+                raise ConnectError(f"{self._name!r}: the new connection did not become ready in "
+                                   f"{self._options.connect_timeout} s", DisconnectReason.CONNECTION_TIMEOUT) from None
+            if isinstance(e, aio.SoraConnectionError):
+                raise ConnectError(f"could not join {self._name!r}: {e}", DisconnectReason.JOIN_FAILURE) from e
+            raise
+
+    def _labels(self) -> list[str]:
+        if not self._options.data_channel_signaling:
+            return []
+        return [entry["label"] for entry in self._args.get("data_channels") or []]
+
+    def _adopt(self, conn: aio.AsyncConnection, skip_messages: int) -> None:
         """`conn` carries the room from now on."""
         self._conn = conn
         if self._local is not None:
             self._local._sid = conn.connection_id or ""
-        task = asyncio.get_running_loop().create_task(self._read(conn))
+        task = asyncio.get_running_loop().create_task(self._read(conn, skip_messages))
         self._readers.add(task)
         task.add_done_callback(self._readers.discard)
 
+    def _lock(self) -> asyncio.Lock:
+        if self._conn_lock is None:
+            self._conn_lock = asyncio.Lock()
+        return self._conn_lock
+
     async def _switch(self) -> None:
         """Make before break: a new connection with the current local tracks."""
-        new = await self._establish()
-        old = self._conn
-        self._adopt(new)
-        if old is not None:
-            await old.disconnect()
+        async with self._lock():
+            self._require_connected()
+            old = self._conn
+            await self._replace(drop_overlap=True)
+            if old is not None:
+                await old.disconnect()
 
-    async def _read(self, conn: aio.AsyncConnection) -> None:
+    async def _read(self, conn: aio.AsyncConnection, skip_messages: int) -> None:
         async for event in conn.events():
+            if skip_messages > 0:
+                skip_messages -= 1
+                if isinstance(event, aio.Message):
+                    continue  # the connection it replaces delivered it already
             try:
                 self._handle(conn, event)
             except Exception:
                 logger.exception("sora_ffi.rtc: handling %r failed", event)
-        if conn is self._conn and not self._closing:
-            code, message = await conn.disconnect()  # the result of the ended session
+        code, message = await conn.disconnect()  # the result of the ended session
+        waiter = self._join_waiters.pop(conn, None)
+        if waiter is not None and not waiter.done():  # it ended before it was ready
+            waiter.set_exception(aio.SoraConnectionError(code, message))
+            return
+        if conn is self._conn and not self._closing and self._state == ConnectionState.CONN_CONNECTED:
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect(code, message))
 
     async def _reconnect(self, code: Any, message: str) -> None:
@@ -376,20 +435,20 @@ class Room(EventEmitter):
         self._set_state(ConnectionState.CONN_RECONNECTING)
         self.emit("reconnecting")
         delay = policy.initial_delay
-        for attempt in range(policy.max_attempts):
-            if attempt:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, policy.max_delay)
-            try:
-                conn = await self._establish()
-            except ConnectError as e:
-                logger.info("sora_ffi.rtc: reconnect attempt %d failed: %s", attempt + 1, e)
-                message = str(e)
-                continue
-            self._adopt(conn)
-            self._set_state(ConnectionState.CONN_CONNECTED)
-            self.emit("reconnected")
-            return
+        async with self._lock():
+            for attempt in range(policy.max_attempts):
+                if attempt:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, policy.max_delay)
+                try:
+                    await self._replace(drop_overlap=False)  # the old one is gone: nothing overlaps
+                except ConnectError as e:
+                    logger.info("sora_ffi.rtc: reconnect attempt %d failed: %s", attempt + 1, e)
+                    message = str(e)
+                    continue
+                self._set_state(ConnectionState.CONN_CONNECTED)
+                self.emit("reconnected")
+                return
         self._finish(_reason_of(code), message)
 
     def _set_state(self, state: ConnectionState) -> None:
@@ -407,6 +466,7 @@ class Room(EventEmitter):
         self._participants.clear()
         self._by_connection.clear()
         self._pending_tracks.clear()
+        self._pending_messages.clear()
         self._set_state(ConnectionState.CONN_DISCONNECTED)
         for task in (self._monitor_task, self._housekeeping):
             if task is not None:
@@ -581,12 +641,12 @@ class Room(EventEmitter):
                 self._sendable[conn] = labels
         elif isinstance(event, aio.Disconnect):
             self._sendable.pop(conn, None)
-        elif isinstance(event, aio.Track):
-            self._on_track(event.track)
         elif isinstance(event, aio.TrackEnded):
             self._on_track_ended(event.track)
         elif conn is not self._conn:
             return  # a connection being replaced: the new one reports the same
+        elif isinstance(event, aio.Track):
+            self._on_track(event.track)
         elif isinstance(event, aio.Notify):
             self._on_notify(conn, event.message)
         elif isinstance(event, aio.Message):
@@ -604,15 +664,15 @@ class Room(EventEmitter):
             return
         if event_type == "connection.created":
             if cid == conn.connection_id:
-                self._on_joined(msg)
+                self._on_joined(conn, msg)
             else:
                 self._member_joined(msg, announce=True)
         elif event_type == "connection.destroyed":
             self._member_left(cid)
 
-    def _on_joined(self, msg: dict) -> None:
+    def _on_joined(self, conn: aio.AsyncConnection, msg: dict) -> None:
         """Our own connection.created: who is in the room (after a reconnect, who left
-        meanwhile is let go)."""
+        meanwhile is let go, who came is announced)."""
         local = self.local_participant
         client_id = msg.get("client_id")
         if isinstance(client_id, str) and client_id:
@@ -622,13 +682,13 @@ class Room(EventEmitter):
         for cid in list(self._by_connection):
             if cid not in present:
                 self._member_left(cid)
-        first = self._joined is not None and not self._joined.done()
         for member in members:
-            # LiveKit announces only those who come after the join
-            self._member_joined(member, announce=not first)
-        if first:
-            assert self._joined is not None
-            self._joined.set_result(None)
+            # LiveKit announces only those who come after the first join
+            self._member_joined(member, announce=self._joined_once)
+        self._joined_once = True
+        waiter = self._join_waiters.pop(conn, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _member_joined(self, info: dict, announce: bool) -> None:
         cid = info.get("connection_id")
@@ -641,7 +701,7 @@ class Room(EventEmitter):
             name, metadata = notify_profile(info.get("metadata"))
             participant = RemoteParticipant(cid, identity, name, metadata)
             self._participants[identity] = participant
-        participant._connections.add(cid)
+        kinds = participant._connections.setdefault(cid, set())
         participant._sid = cid
         self._by_connection[cid] = participant
         if new and announce:
@@ -649,28 +709,40 @@ class Room(EventEmitter):
         if info.get("role") in ("sendrecv", "sendonly"):
             for kind, flag in ((TrackKind.KIND_AUDIO, "audio"), (TrackKind.KIND_VIDEO, "video")):
                 if info.get(flag) is True:
+                    kinds.add(kind)
                     self._publication(participant, kind)
         for track in self._pending_tracks.pop(cid, []):
             self._on_track(track)
+        for _, label, message in self._pending_messages.pop(cid, []):
+            self._on_message(label, message)
 
     def _member_left(self, cid: str) -> None:
         self._pending_tracks.pop(cid, None)
+        self._pending_messages.pop(cid, None)
         participant = self._by_connection.pop(cid, None)
         if participant is None:
             return
-        participant._connections.discard(cid)
+        participant._connections.pop(cid, None)
         if participant._connections:
+            # the identity is still here (it reconnected): what it no longer sends is gone
             participant._sid = next(iter(participant._connections))
+            carried = set().union(*participant._connections.values())
+            for sid, pub in list(participant._publications.items()):
+                if pub.kind not in carried:
+                    self._remote_unpublished(participant, sid)
             return
-        for sid, pub in list(participant._publications.items()):
-            assert isinstance(pub, RemoteTrackPublication)
-            self._unsubscribe(participant, pub)
-            del participant._publications[sid]
-            self.emit("track_unpublished", pub, participant)
+        for sid in list(participant._publications):
+            self._remote_unpublished(participant, sid)
         self._participants.pop(participant.identity, None)
         self._streams.sender_left(participant.identity)
         self._rpc.participant_left(participant.identity)
         self.emit("participant_disconnected", participant)
+
+    def _remote_unpublished(self, participant: RemoteParticipant, sid: str) -> None:
+        pub = participant._publications.pop(sid)
+        assert isinstance(pub, RemoteTrackPublication)
+        self._unsubscribe(participant, pub)
+        self.emit("track_unpublished", pub, participant)
 
     def _publication(self, participant: RemoteParticipant, kind: TrackKind) -> RemoteTrackPublication:
         pub = participant._publication(kind)
@@ -688,6 +760,7 @@ class Room(EventEmitter):
             self._pending_tracks.setdefault(cid, []).append(sora_track)
             return
         kind = TrackKind.KIND_AUDIO if sora_track.kind == "audio" else TrackKind.KIND_VIDEO
+        participant._connections.setdefault(cid, set()).add(kind)
         pub = self._publication(participant, kind)
         track = pub.track
         if isinstance(track, _RemoteTrack):
@@ -725,9 +798,17 @@ class Room(EventEmitter):
             return
         sender, payload, destinations = decoded
         participant = self._by_connection.get(sender)
+        if participant is None:
+            # its connection.created has not come yet (notifies and messages travel on
+            # different channels): hold the message until it does
+            held = self._pending_messages.setdefault(sender, [])
+            if len(held) >= _HELD_MESSAGES:
+                held.pop(0)
+                logger.warning("sora_ffi.rtc: too many messages from unknown %s: the oldest dropped", sender)
+            held.append((time.monotonic(), label, message))
+            return
         if topic in (_data.STREAM_TOPIC, _data.RPC_TOPIC):
-            who = participant.identity if participant is not None else sender
-            (self._streams if topic == _data.STREAM_TOPIC else self._rpc).on_message(who, payload)
+            (self._streams if topic == _data.STREAM_TOPIC else self._rpc).on_message(participant.identity, payload)
             return
         if topic not in self._topics:
             return

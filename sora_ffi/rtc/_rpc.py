@@ -149,8 +149,12 @@ class Rpc:
                 call.acked.set_result(None)
             error = msg.get("error")
             if isinstance(error, dict):
-                call.result.set_exception(RpcError(int(error.get("code", RpcErrorCode.APPLICATION_ERROR)),
-                                                   str(error.get("message", "")), error.get("data")))
+                code = error.get("code")
+                if isinstance(code, bool) or not isinstance(code, int):
+                    code = int(RpcErrorCode.APPLICATION_ERROR)  # a malformed answer is still one
+                data = error.get("data")
+                call.result.set_exception(RpcError(code, str(error.get("message", "")),
+                                                   data if isinstance(data, str) or data is None else str(data)))
             else:
                 call.result.set_result(str(msg.get("payload", "")))
 
@@ -163,6 +167,10 @@ class Rpc:
         reply: dict[str, Any] = {"t": "res", "id": rid, "to": caller}
         try:
             await self._send({"t": "ack", "id": rid, "to": caller})
+        except (ConnectionError, PermissionError, asyncio.TimeoutError) as e:
+            logger.info("sora_ffi.rtc: RPC %s from %s cannot be answered: %s", rid, caller, e)
+            return
+        try:
             handler = self.methods.get(str(msg.get("method")))
             if handler is None:
                 raise RpcError.built_in(RpcErrorCode.UNSUPPORTED_METHOD)

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 48 * 1024
 #: an open incoming stream with no message for this long fails
 IDLE_TIMEOUT = 30.0
+#: a reader that lets more than this wait unread fails its stream (memory is bounded)
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 _HEADER, _CHUNK, _TRAILER = b"H", b"C", b"T"
 _CHUNK_HEAD = struct.Struct("!16sI")
 
@@ -68,6 +70,7 @@ class _Reader:
         self._received = 0
         self._pending_utf8 = b""
         self._last = time.monotonic()
+        self._buffered = 0  # bytes received and not read yet
 
     # -- fed by the Streams of the room
     def _chunk(self, index: int, data: bytes) -> Optional[str]:
@@ -75,6 +78,9 @@ class _Reader:
             return f"chunk {index} arrived where {self._next} was due"
         self._next += 1
         self._received += len(data)
+        self._buffered += len(data)
+        if self._buffered > MAX_BUFFERED_BYTES:
+            return f"the reader let more than {MAX_BUFFERED_BYTES} bytes wait unread"
         self._digest.update(data)
         self._last = time.monotonic()
         self._queue.put_nowait(data)
@@ -107,13 +113,19 @@ class _Reader:
             if isinstance(item, BaseException):
                 self._queue.put_nowait(item)  # stays failed
                 raise item
+            self._buffered -= len(item)
             if not self._text:
                 return item
             data = self._pending_utf8 + item
             cut = _utf8_boundary(data)
             self._pending_utf8 = data[cut:]
             if cut:
-                return data[:cut].decode()
+                try:
+                    return data[:cut].decode()
+                except UnicodeDecodeError as e:
+                    failed = StreamError(f"stream {self.info.id}: not UTF-8 text ({e.reason})")
+                    self._queue.put_nowait(failed)
+                    raise failed from None
 
     async def read_all(self) -> Any:
         parts = [part async for part in self]
