@@ -129,6 +129,8 @@ class Room(EventEmitter):
         self._pending_messages: dict[str, list[tuple[float, str, bytes]]] = {}
         #: per connection: the messaging labels the server lets it send on (from the offer)
         self._sendable: dict[aio.AsyncConnection, set[str]] = {}
+        #: a replaced connection: how many of its queued events it still delivers
+        self._finishing: dict[aio.AsyncConnection, int] = {}
         self._measure = False  # someone listens for what rtc._monitor derives
         self._monitor_task: Optional[asyncio.Task[None]] = None
         self._active_speakers: list[str] = []
@@ -387,7 +389,11 @@ class Room(EventEmitter):
         return [entry["label"] for entry in self._args.get("data_channels") or []]
 
     def _adopt(self, conn: aio.AsyncConnection, skip_messages: int) -> None:
-        """`conn` carries the room from now on."""
+        """`conn` carries the room from now on. (What the one it replaces has queued until
+        now is still its to deliver: `_finishing`.)"""
+        old = self._conn
+        if old is not None and old is not conn:
+            self._finishing[old] = old.pending_events
         self._conn = conn
         if self._local is not None:
             self._local._sid = conn.connection_id or ""
@@ -414,11 +420,18 @@ class Room(EventEmitter):
             if skip_messages > 0:
                 skip_messages -= 1
                 if isinstance(event, aio.Message):
-                    continue  # the connection it replaces delivered it already
+                    continue  # the connection it replaces delivers it
+            current = conn is self._conn
+            if not current and self._finishing.get(conn, 0) > 0:
+                self._finishing[conn] -= 1
+                # a message queued before it was replaced is still its to deliver (the new
+                # one skips those); its tracks and notifies are the new one's to report
+                current = isinstance(event, aio.Message)
             try:
-                self._handle(conn, event)
+                self._handle(conn, event, current)
             except Exception:
                 logger.exception("sora_ffi.rtc: handling %r failed", event)
+        self._finishing.pop(conn, None)
         code, message = await conn.disconnect()  # the result of the ended session
         waiter = self._join_waiters.pop(conn, None)
         if waiter is not None and not waiter.done():  # it ended before it was ready
@@ -634,7 +647,7 @@ class Room(EventEmitter):
             raise ConnectionError(f"the room is {self._state.name}")
 
     # -- events of a connection ------------------------------------------------------------------
-    def _handle(self, conn: aio.AsyncConnection, event: aio.SoraEvent) -> None:
+    def _handle(self, conn: aio.AsyncConnection, event: aio.SoraEvent, current: bool) -> None:
         if isinstance(event, aio.SetOffer):
             labels = _sendable_labels(event.offer)
             if labels is not None:
@@ -643,7 +656,7 @@ class Room(EventEmitter):
             self._sendable.pop(conn, None)
         elif isinstance(event, aio.TrackEnded):
             self._on_track_ended(event.track)
-        elif conn is not self._conn:
+        elif not current:
             return  # a connection being replaced: the new one reports the same
         elif isinstance(event, aio.Track):
             self._on_track(event.track)
