@@ -29,15 +29,9 @@ import sys
 import threading
 import time
 
+from scale import connect_receivers, raise_fd_limit, rss_mib  # this folder's helpers
+
 RATE = 48000
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cpu_s() -> float:
@@ -54,19 +48,7 @@ def report(**fields) -> None:
 def callback_child(args) -> None:
     sdk = importlib.import_module(args.sdk)
     sora = sdk.Sora()
-    t0 = time.monotonic()
-    conns = []
-    for _ in range(args.n):
-        conn = sora.create_connection(signaling_urls=[args.url], role="recvonly", channel_id=args.channel,
-                                      audio=True, video=False)
-        tracks: list = []
-        conn.on_track = tracks.append
-        conn.connect()
-        conns.append((conn, tracks))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(not t for _, t in conns):
-        time.sleep(0.01)
-    join_s = time.monotonic() - t0
+    conns, join_s = connect_receivers(sora, args.url, args.channel, args.n, args.n, video=False, timeout=60)
     counts = [0] * len(conns)
     sinks = []
     for i, (_, tracks) in enumerate(conns):
@@ -241,8 +223,7 @@ def main() -> None:
     ap.add_argument("--url")
     ap.add_argument("--channel", default="bench-rtc")
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     if args.child:
         if args.mode == "publish":
             publish_child(args)

@@ -45,27 +45,35 @@ def rss_mib() -> float:
     return 0.0
 
 
+def connect_receivers(sora, url: str, channel: str, n: int, batch: int, video: bool,
+                      timeout: float = 30) -> tuple:
+    """N recvonly connections started `batch` at a time: ([(connection, its tracks)],
+    seconds until every batch had its track or `timeout` passed)."""
+    conns: list = []
+    t0 = time.monotonic()
+    for start in range(0, n, batch):
+        started = []
+        for _ in range(min(batch, n - start)):
+            conn = sora.create_connection(signaling_urls=[url], role="recvonly",
+                                          channel_id=channel, audio=not video, video=video)
+            tracks: list = []
+            conn.on_track = tracks.append
+            conn.connect()
+            started.append((conn, tracks))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(not t for _, t in started):
+            time.sleep(0.01)
+        conns.extend(started)
+    return conns, time.monotonic() - t0
+
+
 def child(args) -> None:
     raise_fd_limit()
     sdk = importlib.import_module(args.sdk)
     sora = sdk.Sora()
     video = args.kind == "video"
-    conns, keep = [], []
-    t0 = time.monotonic()
-    for start in range(0, args.n, args.batch):
-        batch = []
-        for _ in range(min(args.batch, args.n - start)):
-            conn = sora.create_connection(signaling_urls=[args.url], role="recvonly",
-                                          channel_id=args.channel, audio=not video, video=video)
-            tracks: list = []
-            conn.on_track = tracks.append
-            conn.connect()
-            batch.append((conn, tracks))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(not t for _, t in batch):
-            time.sleep(0.02)
-        conns.extend(batch)
-    connect_s = time.monotonic() - t0
+    keep = []
+    conns, connect_s = connect_receivers(sora, args.url, args.channel, args.n, args.batch, video)
     keep.extend(conns)
     live = [tracks[0] for _, tracks in conns if tracks]
     received = [0] * len(live)

@@ -11,7 +11,7 @@ import numpy as np
 from .._frame import SoraAudioFrame
 from .._sink import SoraAudioStreamSink
 from .._source import SoraAudioSource
-from ._handoff import Handoff
+from ._handoff import TrackReader
 
 if TYPE_CHECKING:
     from ._participant import RemoteParticipant
@@ -239,7 +239,7 @@ class AudioFrameEvent:
         return f"AudioFrameEvent({self.frame!r})"
 
 
-class AudioStream:
+class AudioStream(TrackReader[AudioFrameEvent]):
     """The audio of a remote track as an async iterator of `AudioFrameEvent`, converted to
     `sample_rate` and `num_channels`, in frames of `frame_size_ms` (a multiple of 10; None:
     10 ms as they arrive). At most `capacity` frames wait (0: 5 s worth); when the reader
@@ -273,14 +273,7 @@ class AudioStream:
         self._rate = rate
         self._channels = channels
         self._frame_ms = frame_ms
-        self._queue: Handoff[AudioFrameEvent] = Handoff(loop or asyncio.get_running_loop(), self._capacity)
-        self._sink: Optional[Any] = None
-        self._track = track
-        track._streams.add(self)
-        if track._ended:
-            self._end()
-        elif track._sora_track is not None:
-            self._attach(track._sora_track)
+        super().__init__(track, loop, self._capacity)
 
     @classmethod
     def from_track(cls, *, track: "RemoteAudioTrack", **kwargs: Any) -> "AudioStream":
@@ -294,38 +287,10 @@ class AudioStream:
         track = participant._track_of(TrackKind.KIND_AUDIO, track_source)
         return cls(track, **kwargs)  # type: ignore[arg-type]
 
-    def _on_frame(self, frame: SoraAudioFrame) -> None:  # dispatcher thread
+    def _on_frame(self, frame: SoraAudioFrame) -> None:
         self._queue.put(AudioFrameEvent(AudioFrame._wrap(frame.data(), self._rate)))
 
-    @property
-    def dropped(self) -> int:
-        """Frames dropped because the reader lagged by more than `capacity`."""
-        return self._queue.dropped
-
-    def _end(self) -> None:
-        """The track ended: what is queued is still read, then iteration stops."""
-        self._queue.close()
-
-    def __aiter__(self) -> "AudioStream":
-        return self
-
-    async def __anext__(self) -> AudioFrameEvent:
-        return await self._queue.get()
-
-    def _attach(self, sora_track: Any) -> None:
-        self._detach()
-        self._sink = SoraAudioStreamSink(sora_track, self._rate, self._channels)
-        self._sink.frame_size_ms = self._frame_ms  # frames come whole from the engine
-        self._sink.on_frame = self._on_frame
-
-    def _detach(self) -> None:
-        sink, self._sink = self._sink, None
-        if sink is not None:
-            sink.on_frame = None
-            sink.close()
-
-    async def aclose(self) -> None:
-        """Detaches from the track; iteration ends."""
-        self._detach()
-        self._track._streams.discard(self)
-        self._end()
+    def _make_sink(self, sora_track: Any) -> SoraAudioStreamSink:
+        sink = SoraAudioStreamSink(sora_track, self._rate, self._channels)
+        sink.frame_size_ms = self._frame_ms  # frames come whole from the engine
+        return sink

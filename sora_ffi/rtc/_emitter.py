@@ -51,17 +51,23 @@ class EventEmitter:
 
     def emit(self, event: str, *args: Any) -> None:
         for handler in list(self._handlers.get(event, ())):
-            try:
-                result = handler(*args)
-            except Exception:
-                logger.exception("sora_ffi.rtc: %r handler %r raised", event, handler)
-                continue
-            if asyncio.iscoroutine(result):
-                task = asyncio.get_running_loop().create_task(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._task_done)
+            call_handler(handler, args, self._tasks, f"{event!r} handler")
 
-    def _task_done(self, task: "asyncio.Task[Any]") -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("sora_ffi.rtc: async handler raised", exc_info=task.exception())
+
+def call_handler(handler: Handler, args: tuple, tasks: "set[asyncio.Task[Any]]", what: str) -> None:
+    """Calls a user handler: one that raises is logged; one that returns a coroutine gets it
+    run as a task (kept in `tasks` until done; its exception logged too)."""
+    try:
+        result = handler(*args)
+    except Exception:
+        logger.exception("sora_ffi.rtc: %s %r raised", what, handler)
+        return
+    if asyncio.iscoroutine(result):
+        task = asyncio.get_running_loop().create_task(result)
+        tasks.add(task)
+
+        def done(t: "asyncio.Task[Any]") -> None:
+            tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                logger.error("sora_ffi.rtc: %s %r raised", what, handler, exc_info=t.exception())
+        task.add_done_callback(done)

@@ -4,11 +4,12 @@ streams with something new (the frames of all subscriptions of a packet arrive t
 100 streams then cost one wake-up, not 100)."""
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import threading
 import weakref
-from typing import Generic, Optional, TypeVar
+from typing import Any, Generic, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -125,3 +126,59 @@ class Handoff(Generic[T]):
                 await waiter
             finally:
                 self._waiter = None
+
+
+class TrackReader(Generic[T], abc.ABC):
+    """What AudioStream and VideoStream share: a Handoff of events, a sink on the track's
+    current media (moved when the media is replaced), the end when the track is
+    unpublished. Subclasses make the sink (`_make_sink`) and the events (`_on_frame`)."""
+
+    def __init__(self, track: Any, loop: Optional[asyncio.AbstractEventLoop], capacity: int) -> None:
+        self._queue: Handoff[T] = Handoff(loop or asyncio.get_running_loop(), capacity)
+        self._sink: Optional[Any] = None
+        self._track = track
+        track._streams.add(self)
+        if track._ended:
+            self._end()
+        elif track._sora_track is not None:
+            self._attach(track._sora_track)
+
+    @abc.abstractmethod
+    def _make_sink(self, sora_track: Any) -> Any:
+        """A sink on `sora_track` (its on_frame is set here)."""
+
+    @abc.abstractmethod
+    def _on_frame(self, frame: Any) -> None:
+        """A frame from the sink (on the thread that delivers the Sora's events)."""
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped because the reader lagged by more than `capacity`."""
+        return self._queue.dropped
+
+    def _end(self) -> None:
+        """The track ended: what is queued is still read, then iteration stops."""
+        self._queue.close()
+
+    def __aiter__(self) -> "TrackReader[T]":
+        return self
+
+    async def __anext__(self) -> T:
+        return await self._queue.get()
+
+    def _attach(self, sora_track: Any) -> None:
+        self._detach()
+        self._sink = self._make_sink(sora_track)
+        self._sink.on_frame = self._on_frame
+
+    def _detach(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.on_frame = None
+            sink.close()
+
+    async def aclose(self) -> None:
+        """Detaches from the track; iteration ends."""
+        self._detach()
+        self._track._streams.discard(self)
+        self._end()

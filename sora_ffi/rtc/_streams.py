@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence, Union
 
 from ._data import STREAM_TOPIC, check_topic
-from ._emitter import logger
+from ._emitter import call_handler, logger
 
 if TYPE_CHECKING:
     from ._room import Room
@@ -303,23 +303,7 @@ class Streams:
             return
         reader = (TextStreamReader if kind == "text" else ByteStreamReader)(info, kind == "text")
         self.incoming[key] = _Incoming(reader, sender)
-        self._run(handler, reader, sender)
-
-    def _run(self, handler: Handler, reader: _Reader, sender: str) -> None:
-        try:
-            result = handler(reader, sender)
-        except Exception:
-            logger.exception("sora_ffi.rtc: stream handler %r raised", handler)
-            return
-        if asyncio.iscoroutine(result):
-            task = asyncio.get_running_loop().create_task(result)
-            self.tasks.add(task)
-            task.add_done_callback(self._done)
-
-    def _done(self, task: "asyncio.Task[Any]") -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("sora_ffi.rtc: stream handler raised", exc_info=task.exception())
+        call_handler(handler, (reader, sender), self.tasks, "stream handler")
 
     def _fail(self, key: tuple[str, str], reason: str) -> None:
         entry = self.incoming.pop(key, None)

@@ -14,7 +14,7 @@ import numpy as np
 from .._frame import SoraVideoFrame
 from .._sink import SoraVideoSink
 from .._source import SoraVideoSource
-from ._handoff import Handoff
+from ._handoff import TrackReader
 
 if TYPE_CHECKING:
     from ._participant import RemoteParticipant
@@ -192,7 +192,7 @@ class VideoFrameEvent:
         return f"VideoFrameEvent({self.frame!r}, timestamp_us={self.timestamp_us})"
 
 
-class VideoStream:
+class VideoStream(TrackReader[VideoFrameEvent]):
     """The frames of a remote video track as an async iterator of `VideoFrameEvent`, in
     `format` (BGR24, the engine's, is a zero-copy view; others are converted). At most
     `capacity` frames wait (0: 2); the oldest are dropped and counted in `dropped`. Ends
@@ -208,14 +208,7 @@ class VideoStream:
             raise ValueError(f"VideoStream delivers packed formats, not {self._format.name}")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be a non-negative int, not {capacity!r}")
-        self._queue: Handoff[VideoFrameEvent] = Handoff(loop or asyncio.get_running_loop(), capacity or 2)
-        self._sink: Optional[Any] = None
-        self._track = track
-        track._streams.add(self)
-        if track._ended:
-            self._end()
-        elif track._sora_track is not None:
-            self._attach(track._sora_track)
+        super().__init__(track, loop, capacity or 2)
 
     @classmethod
     def from_participant(cls, *, participant: "RemoteParticipant",
@@ -223,7 +216,7 @@ class VideoStream:
         from ._track import TrackKind
         return cls(participant._track_of(TrackKind.KIND_VIDEO, track_source), **kwargs)  # type: ignore[arg-type]
 
-    def _on_frame(self, frame: SoraVideoFrame) -> None:  # dispatcher thread
+    def _on_frame(self, frame: SoraVideoFrame) -> None:
         bgr = frame.data()
         h, w = bgr.shape[:2]
         out = VideoFrame(w, h, VideoBufferType.BGR24, bgr)
@@ -231,31 +224,5 @@ class VideoStream:
             out = out.convert(self._format)
         self._queue.put(VideoFrameEvent(out, int(time.time() * 1e6)))
 
-    @property
-    def dropped(self) -> int:
-        return self._queue.dropped
-
-    def _end(self) -> None:
-        self._queue.close()
-
-    def __aiter__(self) -> "VideoStream":
-        return self
-
-    async def __anext__(self) -> VideoFrameEvent:
-        return await self._queue.get()
-
-    def _attach(self, sora_track: Any) -> None:
-        self._detach()
-        self._sink = SoraVideoSink(sora_track)
-        self._sink.on_frame = self._on_frame
-
-    def _detach(self) -> None:
-        sink, self._sink = self._sink, None
-        if sink is not None:
-            sink.on_frame = None
-            sink.close()
-
-    async def aclose(self) -> None:
-        self._detach()
-        self._track._streams.discard(self)
-        self._end()
+    def _make_sink(self, sora_track: Any) -> SoraVideoSink:
+        return SoraVideoSink(sora_track)
