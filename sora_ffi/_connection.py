@@ -100,6 +100,7 @@ class SoraConnection:
         self._connect_called = False
         self._connected = threading.Event()
         self._finished = False  # SORA_EVENT_DISCONNECT arrived
+        self._established_id: Optional[str] = None  # the id, once CONNECTED said it
         self._ended = threading.Event()  # ... and on_disconnect has returned
         self._tracks: dict[int, SoraMediaTrack] = {}
         # The audio/video source objects named in the config: the shim holds sources only
@@ -205,6 +206,8 @@ class SoraConnection:
     @property
     def connection_id(self) -> Optional[str]:
         """This connection's id assigned by Sora (None until the offer arrived). sora_ffi addition."""
+        if self._established_id is not None:  # final once established: no native round trip
+            return self._established_id
         return self._info().get("connection_id") or None
 
     @property
@@ -283,6 +286,7 @@ class SoraConnection:
             self._emit("track_ended", None, track)  # observers only: no official callback
 
     def _on_connected(self, ev: Event) -> None:
+        self._established_id = ev.text or None
         self._connected.set()
         self._emit("connected", None, ev.text or "")
 

@@ -354,8 +354,9 @@ class Room(EventEmitter):
         return conn
 
     async def _replace(self, drop_overlap: bool) -> None:
-        """A new connection carries the room: connected, its data channels open, adopted,
-        and its own connection.created handled (who is here). On any failure the new one
+        """A new connection carries the room: connected, adopted, and its own
+        connection.created handled (who is here); replacing a live one, its data channels
+        open first. On any failure the new one
         is closed and the room is as it was. `drop_overlap`: the current connection is alive
         and has had every message the new one queued before taking over (its channels were
         open before the new one's), so those are not delivered twice."""
@@ -364,8 +365,9 @@ class Room(EventEmitter):
         loop = asyncio.get_running_loop()
         joined: asyncio.Future[None] = loop.create_future()
         try:
-            for label in self._labels():
-                await new.wait_data_channel(label, timeout=self._options.connect_timeout)
+            if drop_overlap:  # only then must the new one hear every message from now on
+                for label in self._labels():
+                    await new.wait_data_channel(label, timeout=self._options.connect_timeout)
             if self._closing:
                 raise ConnectError("the room was left meanwhile", DisconnectReason.CLIENT_INITIATED)
             self._join_waiters[new] = joined
