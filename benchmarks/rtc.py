@@ -167,7 +167,7 @@ def publish_child(args) -> None:
         time.sleep(args.seconds)
         f1, c1, w1 = frames[0], cpu_s(), time.monotonic()
         stop.set()
-        report(variant="SoraAudioSource.on_data (thread)", n=args.n, cpu_per_s=round((c1 - c0) / (w1 - w0), 3),
+        report(variant="plain connections, SoraAudioSource.on_data (thread)", n=args.n, cpu_per_s=round((c1 - c0) / (w1 - w0), 3),
                frames_per_s=round((f1 - f0) / (w1 - w0)), rss_mib=round(rss_mib(), 1))
 
     from sora_ffi import rtc
@@ -175,11 +175,16 @@ def publish_child(args) -> None:
     async def main():
         frames = [0]
 
+        sources: list = []
+
         async def publisher(i):
             room = rtc.Room()
             await room.connect(args.url, f"{args.channel}-{i}", options=rtc.RoomOptions(video=False, data_topics=()))
             source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
             await room.local_participant.publish_track(rtc.LocalAudioTrack.create_audio_track("tone", source))
+            sources.append(source)
+            if args.variant == "rooms_on_data":
+                return room  # pushed from the thread below: the rooms without the asyncio API
             k = 0
             while True:
                 at = (k * block) % (RATE - block)
@@ -187,13 +192,39 @@ def publish_child(args) -> None:
                 frames[0] += 1
                 k += 1
 
+        from sora_ffi.rtc import _audio
+        sleeps = [0]
+        real_sleep = asyncio.sleep
+
+        async def counting_sleep(delay, *a):  # benchmark-only: how often capture_frame waits
+            sleeps[0] += 1
+            return await real_sleep(delay, *a)
+        _audio.asyncio.sleep = counting_sleep  # (the module's asyncio is the global one)
         tasks = [asyncio.ensure_future(publisher(i)) for i in range(args.n)]
-        await asyncio.sleep(3.0)
-        f0, c0, w0 = frames[0], cpu_s(), time.monotonic()
-        await asyncio.sleep(args.seconds)
-        f1, c1, w1 = frames[0], cpu_s(), time.monotonic()
-        report(variant="rtc AudioSource.capture_frame", n=args.n, cpu_per_s=round((c1 - c0) / (w1 - w0), 3),
-               frames_per_s=round((f1 - f0) / (w1 - w0)), rss_mib=round(rss_mib(), 1))
+        stop = threading.Event()
+        if args.variant == "rooms_on_data":
+            await asyncio.gather(*tasks)
+
+            def push():
+                start, k = time.monotonic(), 0
+                while not stop.is_set():
+                    at = (k * block) % (RATE - block)
+                    for src in sources:
+                        src.sora_source.on_data(tone[at:at + block].reshape(-1, 1))
+                    frames[0] += len(sources)
+                    k += 1
+                    time.sleep(max(0.0, start + k * 0.01 - time.monotonic()))
+            threading.Thread(target=push, daemon=True).start()
+        await real_sleep(3.0)
+        f0, c0, w0, s0 = frames[0], cpu_s(), time.monotonic(), sleeps[0]
+        await real_sleep(args.seconds)
+        f1, c1, w1, s1 = frames[0], cpu_s(), time.monotonic(), sleeps[0]
+        stop.set()
+        name = ("rtc rooms, SoraAudioSource.on_data (thread)" if args.variant == "rooms_on_data"
+                else "rtc rooms, await AudioSource.capture_frame")
+        report(variant=name, n=args.n, cpu_per_s=round((c1 - c0) / (w1 - w0), 3),
+               frames_per_s=round((f1 - f0) / (w1 - w0)), rss_mib=round(rss_mib(), 1),
+               waits_per_frame=round((s1 - s0) / max(f1 - f0, 1), 3))
         del tasks
     asyncio.run(main())
 
@@ -284,21 +315,28 @@ def main() -> None:
                       f"{med('median'):.1%} ({min(r['min'] for r in ok):.1%}) | {wake} | {extra_us} |")
         else:
             args.n = args.n or 20
-            for variant in ("on_data", "rtc"):
-                results.append(run_child(args, ["--variant", variant]))
-                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-                time.sleep(2)
-            print(f"| variant (N={args.n}) | CPU s/s | frames/s | RSS MiB |")
-            print("|---|---|---|---|")
+            for _ in range(args.rounds):  # interleaved rounds, as above
+                for variant in ("on_data", "rooms_on_data", "rtc"):
+                    results.append(run_child(args, ["--variant", variant]))
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+                    time.sleep(2)
+            by: dict = {}
             for r in results:
-                if "error" in r:
-                    print(f"| {r['variant']} | failed: {r['error'][-80:]!r} | | |")
-                    continue
-                print(f"| {r['variant']} | {r['cpu_per_s']} | {r['frames_per_s']} | {r['rss_mib']} |")
-            ok = [r for r in results if "error" not in r]
-            if len(ok) == 2:
-                a, b = ok
-                print(f"\ncapture_frame over on_data: {(b['cpu_per_s'] - a['cpu_per_s']) / max(b['frames_per_s'], 1) * 1e6:.1f} µs/frame")
+                if "error" not in r:
+                    by.setdefault(r["variant"], []).append(r)
+            print(f"| variant (N={args.n}, median of {args.rounds}) | CPU s/s | frames/s | RSS MiB |")
+            print("|---|---|---|---|")
+            med = {}
+            for name, rs in by.items():
+                cpu = sorted(r["cpu_per_s"] for r in rs)[len(rs) // 2]
+                fps = sorted(r["frames_per_s"] for r in rs)[len(rs) // 2]
+                med[name] = (cpu, fps)
+                print(f"| {name} | {cpu} | {fps} | {max(r['rss_mib'] for r in rs)} |")
+            rooms = [v for k, v in med.items() if k.startswith("rtc rooms, SoraAudioSource")]
+            capture = [v for k, v in med.items() if k.startswith("rtc rooms, await")]
+            if rooms and capture:
+                (a_cpu, _), (b_cpu, b_fps) = rooms[0], capture[0]
+                print(f"\ncapture_frame over on_data, the same rooms: {(b_cpu - a_cpu) / max(b_fps, 1) * 1e6:.1f} µs/frame")
 
 
 if __name__ == "__main__":

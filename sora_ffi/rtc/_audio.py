@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -26,6 +27,17 @@ _SINK_FRAME_MS = 10
 _CAPTURE_CHUNK_S = 0.1
 #: how much more room than needed capture_frame waits for once it has to wait
 _WAIT_SLACK_S = 0.05
+#: below the limit by more than this on the clock, the engine's queue is not asked
+_CLOCK_MARGIN_S = 0.02
+#: waits end on this grid of the loop's clock, so that many sources waking at about the
+#: same time wake the loop once between them
+_WAKE_GRID_S = 0.01
+
+
+async def _sleep_on_grid(seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = math.ceil((loop.time() + seconds) / _WAKE_GRID_S) * _WAKE_GRID_S
+    await asyncio.sleep(deadline - loop.time())
 #: AudioStream's capacity when none is given: 5 s of frames.
 _DEFAULT_CAPACITY_S = 5.0
 
@@ -136,6 +148,7 @@ class AudioSource:
         # the event loop) only guards against a frame that outruns a slow sender.
         self._source.max_queued = self._queue_size + 2 * _CAPTURE_CHUNK_S
         self._lock: Optional[asyncio.Lock] = None
+        self._step = max(int(self._sample_rate * _CAPTURE_CHUNK_S), 1)  # samples per push at most
         self._closed = False
         # real-time clock of what was pushed: paces the producer when nothing is sending
         # (the engine then queues nothing to wait on)
@@ -175,17 +188,27 @@ class AudioSource:
             raise RuntimeError("the AudioSource is closed")
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("capture_frame must be awaited on the loop given to AudioSource")
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         samples = frame.to_ndarray()
         if not samples.flags.c_contiguous:
             samples = np.ascontiguousarray(samples)
-        step = max(int(self._sample_rate * _CAPTURE_CHUNK_S), 1)
+        n = samples.shape[0]
+        if n <= self._step and (self._lock is None or not self._lock.locked()):
+            # The common case (a 10-20 ms frame, nobody else capturing): decide and push
+            # without suspending in between, so no lock is needed.
+            duration = n / self._sample_rate
+            if self._wait_needed(duration) <= 0:
+                self._source.on_data(samples)
+                self._pushed += duration
+                return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:  # concurrent callers queue their frames whole, in turn
-            for start in range(0, samples.shape[0], step):
-                chunk = samples[start:start + step]
+            for start in range(0, n, self._step):
+                chunk = samples[start:start + self._step]
                 duration = chunk.shape[0] / self._sample_rate
-                await self._wait_for_room(duration)
+                wait = self._wait_needed(duration)
+                if wait > 0:
+                    await _sleep_on_grid(wait)
                 self._source.on_data(chunk)
                 self._pushed += duration
 
@@ -200,16 +223,21 @@ class AudioSource:
             self._clock_start, self._pushed, ahead = now, 0.0, 0.0
         return ahead
 
-    async def _wait_for_room(self, duration: float) -> None:
+    def _wait_needed(self, duration: float) -> float:
+        """Seconds to wait before `duration` more fits in the queue (0: it fits now)."""
         room_needed = self._queue_size - duration
-        # what the engine holds while sending; the clock's view while nothing sends
-        queued = max(self._source.queued_duration, self._ahead())
-        if queued > room_needed and queued > 0:
-            # Once waiting, wait for a little more room than this frame needs (a quarter of
-            # the queue, at most 50 ms): the next frames then go in without a wait each, so a
-            # producer far ahead of real time wakes every few frames, not every frame.
-            slack = min(_WAIT_SLACK_S, self._queue_size / 4)
-            await asyncio.sleep(queued - max(room_needed - slack, 0.0))
+        ahead = self._ahead()
+        if ahead < room_needed - _CLOCK_MARGIN_S:
+            return 0.0  # clearly room by the clock, which tracks the engine's queue closely
+        # near the limit: what the engine holds while sending; the clock while nothing sends
+        queued = max(self._source.queued_duration, ahead)
+        if queued <= room_needed or queued <= 0:
+            return 0.0
+        # Once waiting, wait for more room than this frame needs (half the queue, at most
+        # 50 ms): the next frames then go in without a wait each, so a producer far ahead of
+        # real time wakes every few frames, not every frame.
+        slack = min(_WAIT_SLACK_S, self._queue_size / 2)
+        return queued - max(room_needed - slack, 0.0)
 
     def clear_queue(self) -> None:
         """Drops what is queued and not yet sent (barge-in)."""
