@@ -863,3 +863,23 @@ def test_messages_during_publish_arrive_once(server, channel_id):
         await sender.disconnect()
         await receiver.disconnect()
     run(main())
+
+
+def test_frames_check_their_data_and_share_memory():
+    frame = rtc.AudioFrame.create(48000, 2, 480)
+    view = np.frombuffer(frame.data, dtype=np.int16)  # LiveKit's way to fill a frame
+    view[:] = 7
+    assert frame.to_ndarray().shape == (480, 2) and int(frame.to_ndarray()[10, 1]) == 7
+    assert frame.duration == 0.01 and frame.data.format == "h" and len(frame.data) == 960
+    with pytest.raises(TypeError, match="bytes-like"):
+        rtc.VideoFrame(2, 2, rtc.VideoBufferType.RGBA, [0] * 16)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="16 bytes"):
+        rtc.VideoFrame(2, 2, rtc.VideoBufferType.RGBA, b"\x00" * 15)
+    with pytest.raises(ValueError, match="unknown"):
+        rtc.VideoFrame(2, 2, 77, b"\x00" * 16)  # type: ignore[arg-type]
+    rgba = rtc.VideoFrame(2, 2, rtc.VideoBufferType.RGBA, bytes([10, 20, 30, 255] * 4))
+    assert rgba.to_bgr()[0, 0].tolist() == [30, 20, 10]
+    argb = rgba.convert(rtc.VideoBufferType.ARGB)
+    assert bytes(argb.data[:4]) == bytes([255, 10, 20, 30])
+    nv12 = rtc.VideoFrame(2, 2, rtc.VideoBufferType.NV12, bytes([16] * 4 + [128, 128]))
+    assert nv12.to_bgr().max() == 0  # video black

@@ -99,7 +99,7 @@ class AudioFrame:
 
     @property
     def data(self) -> memoryview:
-        return memoryview(self._array).cast("B").cast("h")
+        return self._array.data.cast("B").cast("h")
 
     def to_ndarray(self) -> np.ndarray:
         return self._array

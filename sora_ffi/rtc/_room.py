@@ -24,7 +24,7 @@ from ._events import (EVENT_TYPES, ConnectionState, DisconnectReason, Disconnect
 from ._handoff import Handoff
 from ._monitor import (ConnectionQuality, Tracker, by_type, local_quality, loss_fraction,
                        media_source_level, quality_of)
-from ._participant import LocalParticipant, RemoteParticipant, notify_profile
+from ._participant import LocalParticipant, Participant, RemoteParticipant, notify_profile
 from ._rpc import Rpc
 from ._streams import Streams
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteAudioTrack,
@@ -523,7 +523,7 @@ class Room(EventEmitter):
         quality: dict[str, ConnectionQuality] = {}
         streams = ["local/audio"]
         for report in by_type(reports, "inbound-rtp"):
-            entry = tracks.get(report.get("trackIdentifier"))
+            entry = tracks.get(str(report.get("trackIdentifier")))
             if entry is None:
                 continue
             participant, pub, track = entry
@@ -550,14 +550,14 @@ class Room(EventEmitter):
         q_local = local_quality(reports)
         if q_local is not None:
             quality[local.identity] = q_local
-        everyone = [local, *self._participants.values()]
-        for participant in everyone:
-            participant._speaking = tracker.speaking(participant.identity, levels.get(participant.identity))
-            participant._audio_level = levels.get(participant.identity, 0.0)
-            q = quality.get(participant.identity)
-            if q is not None and q != participant._quality:
-                participant._quality = q
-                self.emit("connection_quality_changed", participant, q)
+        everyone: list[Participant] = [local, *self._participants.values()]
+        for who in everyone:
+            who._speaking = tracker.speaking(who.identity, levels.get(who.identity))
+            who._audio_level = levels.get(who.identity, 0.0)
+            measured = quality.get(who.identity)
+            if measured is not None and measured != who._quality:
+                who._quality = measured
+                self.emit("connection_quality_changed", who, measured)
         speakers = sorted((p for p in everyone if p._speaking), key=lambda p: -p._audio_level)
         ids = [p.identity for p in speakers]
         if sorted(ids) != sorted(self._active_speakers):
@@ -709,7 +709,8 @@ class Room(EventEmitter):
         cid = info.get("connection_id")
         if not isinstance(cid, str) or cid in self._by_connection:
             return
-        identity = info.get("client_id") if isinstance(info.get("client_id"), str) and info.get("client_id") else cid
+        client_id = info.get("client_id")
+        identity: str = client_id if isinstance(client_id, str) and client_id else cid
         participant = self._participants.get(identity)
         new = participant is None
         if participant is None:

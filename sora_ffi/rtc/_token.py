@@ -100,7 +100,8 @@ class TokenVerifier:
     """Checks tokens made by AccessToken (for an auth webhook of your own)."""
 
     def __init__(self, api_key_or_secret: str, api_secret: Optional[str] = None) -> None:
-        self._key, self._secret = (None, api_key_or_secret) if api_secret is None else (api_key_or_secret, api_secret)
+        self._key: Optional[str] = None if api_secret is None else api_key_or_secret
+        self._secret: str = api_key_or_secret if api_secret is None else api_secret
 
     def verify(self, token: str) -> dict:
         """The claims; raises jwt.InvalidTokenError (expired, bad signature, wrong issuer)."""

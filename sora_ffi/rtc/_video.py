@@ -77,7 +77,8 @@ class VideoFrame:
         elif isinstance(data, (bytes, bytearray, memoryview)):
             flat = np.frombuffer(memoryview(data).cast("B"), np.uint8)
         else:
-            raise TypeError(f"VideoFrame data must be bytes-like or a uint8 array, not {type(data).__name__}")
+            # (`type` is the buffer type here: the class name comes from __class__)
+            raise TypeError(f"VideoFrame data must be bytes-like or a uint8 array, not {data.__class__.__name__}")
         need = self._size(width, height, self._type)
         if flat.size != need:
             raise ValueError(f"a {width}x{height} {self._type.name} frame has {need} bytes, "
@@ -104,7 +105,7 @@ class VideoFrame:
 
     @property
     def data(self) -> memoryview:
-        return memoryview(self._data)
+        return self._data.data
 
     def to_ndarray(self) -> np.ndarray:
         """(height, width, channels) for packed formats; the flat bytes for planar ones."""
