@@ -793,8 +793,10 @@ def test_hostile_peers_on_the_rooms_own_labels(server, channel_id):
             for junk in (b"", b"X", b"Hnot json", b'H{"id": "nope"}', b"C" + b"\x00" * 5,
                          b"C" + uuid.uuid4().bytes + b"\x00\x00\x00\x00data", b"T{}", b"T[1]"):
                 await evil.send("#_rtc.stream", junk)
-            for junk in (b"", b"{", b"[]", b'{"id": 1}', b'{"t": "res", "id": "x", "to": "room"}'):
+            for junk in (b"", b"{", b"[]", b'{"id": 1}', b'{"t": "res", "id": "x", "to": "room"}',
+                         b"[" * 20000 + b"]" * 20000):  # nested past the parser's recursion limit
                 await evil.send("#_rtc.rpc", junk)
+            await evil.send("#_rtc.stream", b"H" + b'{"a":' * 10000 + b"1" + b"}" * 10000)
             sid = str(uuid.uuid4())
             bad = b"\xff\xfe not utf-8"
             await evil.send("#_rtc.stream", b"H" + _json.dumps({"id": sid, "topic": "t", "kind": "text"}).encode())

@@ -32,21 +32,22 @@ _CLOCK_MARGIN_S = 0.02
 #: waits end on this grid of the loop's clock, so that many sources waking at about the
 #: same time wake the loop once between them
 _WAKE_GRID_S = 0.01
+#: AudioStream's capacity when none is given: 5 s of frames.
+_DEFAULT_CAPACITY_S = 5.0
 
 
 async def _sleep_on_grid(seconds: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = math.ceil((loop.time() + seconds) / _WAKE_GRID_S) * _WAKE_GRID_S
     await asyncio.sleep(deadline - loop.time())
-#: AudioStream's capacity when none is given: 5 s of frames.
-_DEFAULT_CAPACITY_S = 5.0
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _int_at_least(name: str, value: Any, low: int = 1) -> int:
+    """An int (numpy's too; not bool) of at least `low`: TypeError, else ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {value}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, not {value}")
     return int(value)
 
 
@@ -60,12 +61,9 @@ class AudioFrame:
 
     def __init__(self, data: Union[bytes, bytearray, memoryview, np.ndarray], sample_rate: int,
                  num_channels: int, samples_per_channel: int) -> None:
-        self._sample_rate = _positive_int("sample_rate", sample_rate)
-        channels = _positive_int("num_channels", num_channels)
-        if isinstance(samples_per_channel, bool) or not isinstance(samples_per_channel, (int, np.integer)):
-            raise TypeError("samples_per_channel must be an int")
-        if samples_per_channel < 0:
-            raise ValueError("samples_per_channel must not be negative")
+        self._sample_rate = _int_at_least("sample_rate", sample_rate)
+        channels = _int_at_least("num_channels", num_channels)
+        samples_per_channel = _int_at_least("samples_per_channel", samples_per_channel, 0)
         if isinstance(data, np.ndarray):
             if data.dtype != np.int16:
                 raise TypeError(f"AudioFrame data must be int16 samples, not {data.dtype}")
@@ -81,14 +79,14 @@ class AudioFrame:
         if flat.size != samples_per_channel * channels:
             raise ValueError(f"AudioFrame data holds {flat.size} samples, not "
                              f"{samples_per_channel} x {channels} channel(s)")
-        self._array = flat.reshape(int(samples_per_channel), channels)
+        self._array = flat.reshape(samples_per_channel, channels)
 
     @classmethod
     def create(cls, sample_rate: int, num_channels: int, samples_per_channel: int) -> "AudioFrame":
         """A silent frame to fill in (through `data` or `to_ndarray()`)."""
-        channels = _positive_int("num_channels", num_channels)
-        return cls(np.zeros(max(int(samples_per_channel), 0) * channels, np.int16), sample_rate,
-                   channels, samples_per_channel)
+        channels = _int_at_least("num_channels", num_channels)
+        samples = _int_at_least("samples_per_channel", samples_per_channel, 0)
+        return cls(np.zeros(samples * channels, np.int16), sample_rate, channels, samples)
 
     @classmethod
     def _wrap(cls, array: np.ndarray, sample_rate: int) -> "AudioFrame":
@@ -136,12 +134,9 @@ class AudioSource:
 
     def __init__(self, sample_rate: int, num_channels: int, queue_size_ms: int = 1000,
                  loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
-        self._sample_rate = _positive_int("sample_rate", sample_rate)
-        self._num_channels = _positive_int("num_channels", num_channels)
-        queue_ms = _positive_int("queue_size_ms", queue_size_ms)
-        if queue_ms < 10:
-            raise ValueError(f"queue_size_ms must be at least 10, not {queue_ms}")
-        self._queue_size = queue_ms / 1000
+        self._sample_rate = _int_at_least("sample_rate", sample_rate)
+        self._num_channels = _int_at_least("num_channels", num_channels)
+        self._queue_size = _int_at_least("queue_size_ms", queue_size_ms, 10) / 1000
         self._loop = loop
         self._source = SoraAudioSource(self._num_channels, self._sample_rate)
         # We wait for room ourselves, before pushing; the native wait (which would block
@@ -285,23 +280,20 @@ class AudioStream(TrackReader[AudioFrameEvent]):
                             "equivalent here)")
         if not isinstance(track, RemoteAudioTrack):
             raise TypeError(f"AudioStream needs a RemoteAudioTrack, not {type(track).__name__}")
-        rate = _positive_int("sample_rate", sample_rate)
-        channels = _positive_int("num_channels", num_channels)
+        rate = _int_at_least("sample_rate", sample_rate)
+        channels = _int_at_least("num_channels", num_channels)
         if channels > 2:
             raise ValueError(f"num_channels must be 1 or 2, not {channels}")
         if frame_size_ms is None:
             frame_ms = _SINK_FRAME_MS
         else:
-            frame_ms = _positive_int("frame_size_ms", frame_size_ms)
+            frame_ms = _int_at_least("frame_size_ms", frame_size_ms)
             if frame_ms % _SINK_FRAME_MS or frame_ms > 1000:
                 raise ValueError(f"frame_size_ms must be a multiple of {_SINK_FRAME_MS} up to 1000, not {frame_ms}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-            raise ValueError(f"capacity must be a non-negative int, not {capacity!r}")
-        self._capacity = capacity or max(int(_DEFAULT_CAPACITY_S * 1000 / frame_ms), 1)
         self._rate = rate
         self._channels = channels
         self._frame_ms = frame_ms
-        super().__init__(track, loop, self._capacity)
+        super().__init__(track, loop, capacity, max(int(_DEFAULT_CAPACITY_S * 1000 / frame_ms), 1))
 
     @classmethod
     def from_track(cls, *, track: "RemoteAudioTrack", **kwargs: Any) -> "AudioStream":

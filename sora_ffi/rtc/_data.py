@@ -14,7 +14,7 @@ import enum
 import json
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 if TYPE_CHECKING:
     from ._participant import RemoteParticipant
@@ -46,6 +46,16 @@ class DataPacket:
     kind: DataPacketKind
     participant: Optional["RemoteParticipant"] = None
     topic: str = ""
+
+
+def json_object(text: Union[str, bytes]) -> Optional[dict]:
+    """`text` as a JSON object; None for anything else, malformed or nested too deep to
+    parse (a peer's message is input like any other)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def check_topic(topic: object) -> str:
@@ -120,7 +130,7 @@ def decode(message: bytes) -> Optional[tuple[str, bytes, Optional[list[str]]]]:
     (n,) = struct.unpack("!H", body[len(_ENVELOPE):head])
     try:
         names = json.loads(body[head:head + n])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
         return None

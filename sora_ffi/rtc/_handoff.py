@@ -133,8 +133,12 @@ class TrackReader(Generic[T], abc.ABC):
     current media (moved when the media is replaced), the end when the track is
     unpublished. Subclasses make the sink (`_make_sink`) and the events (`_on_frame`)."""
 
-    def __init__(self, track: Any, loop: Optional[asyncio.AbstractEventLoop], capacity: int) -> None:
-        self._queue: Handoff[T] = Handoff(loop or asyncio.get_running_loop(), capacity)
+    def __init__(self, track: Any, loop: Optional[asyncio.AbstractEventLoop], capacity: int,
+                 default_capacity: int) -> None:
+        """`capacity` 0: `default_capacity`."""
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"capacity must be a non-negative int, not {capacity!r}")
+        self._queue: Handoff[T] = Handoff(loop or asyncio.get_running_loop(), capacity or default_capacity)
         self._sink: Optional[Any] = None
         self._track = track
         track._streams.add(self)

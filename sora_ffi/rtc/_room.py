@@ -346,18 +346,21 @@ class Room(EventEmitter):
                            max_queued_events=self._options.max_queued_events, **self._connect_kwargs())
         try:
             await conn.open()
-        except aio.SoraConnectionError as e:
-            raise ConnectError(f"could not join {self._name!r}: {e}", DisconnectReason.JOIN_FAILURE) from e
-        except asyncio.TimeoutError:
-            raise ConnectError(f"could not join {self._name!r} in {self._options.connect_timeout} s",
-                               DisconnectReason.CONNECTION_TIMEOUT) from None
+        except (aio.SoraConnectionError, asyncio.TimeoutError) as e:
+            raise self._connect_error(e) from e
         return conn
+
+    def _connect_error(self, e: BaseException) -> ConnectError:
+        """A failed join or connection change, as the ConnectError the caller gets."""
+        if isinstance(e, asyncio.TimeoutError):
+            return ConnectError(f"could not join {self._name!r} in {self._options.connect_timeout} s",
+                                DisconnectReason.CONNECTION_TIMEOUT)
+        return ConnectError(f"could not join {self._name!r}: {e}", DisconnectReason.JOIN_FAILURE)
 
     async def _replace(self, drop_overlap: bool) -> None:
         """A new connection carries the room: connected, adopted, and its own
         connection.created handled (who is here); replacing a live one, its data channels
-        open first. On any failure the new one
-        is closed and the room is as it was. `drop_overlap`: the current connection is alive
+        open first. On any failure the new one is closed and the room is as it was. `drop_overlap`: the current connection is alive
         and has had every message the new one queued before taking over (its channels were
         open before the new one's), so those are not delivered twice."""
         new = await self._establish()
@@ -378,11 +381,8 @@ class Room(EventEmitter):
             if self._conn is new:
                 self._conn = old
             await new.disconnect()
-            if isinstance(e, asyncio.TimeoutError):
-                raise ConnectError(f"{self._name!r}: the new connection did not become ready in "
-                                   f"{self._options.connect_timeout} s", DisconnectReason.CONNECTION_TIMEOUT) from None
-            if isinstance(e, aio.SoraConnectionError):
-                raise ConnectError(f"could not join {self._name!r}: {e}", DisconnectReason.JOIN_FAILURE) from e
+            if isinstance(e, (aio.SoraConnectionError, asyncio.TimeoutError)):
+                raise self._connect_error(e) from e
             raise
 
     def _labels(self) -> list[str]:
@@ -668,11 +668,8 @@ class Room(EventEmitter):
             self._on_message(event.label, event.data)
 
     def _on_notify(self, conn: aio.AsyncConnection, text: str) -> None:
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            return
-        if not isinstance(msg, dict):
+        msg = _data.json_object(text)
+        if msg is None:
             return
         event_type, cid = msg.get("event_type"), msg.get("connection_id")
         if not isinstance(cid, str):
@@ -843,10 +840,7 @@ def _worst(a: Optional[ConnectionQuality], b: ConnectionQuality) -> ConnectionQu
 
 def _sendable_labels(offer: str) -> Optional[set[str]]:
     """The messaging labels an offer lets the connection send on (None: it does not say)."""
-    try:
-        entries = json.loads(offer).get("data_channels")
-    except (ValueError, AttributeError):
-        return None
+    entries = (_data.json_object(offer) or {}).get("data_channels")
     if not isinstance(entries, list):
         return None
     return {e["label"] for e in entries if isinstance(e, dict) and isinstance(e.get("label"), str)

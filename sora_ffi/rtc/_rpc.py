@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Union
 
-from ._data import RPC_TOPIC
+from ._data import RPC_TOPIC, json_object
 from ._emitter import logger
 
 if TYPE_CHECKING:
@@ -129,11 +129,8 @@ class Rpc:
 
     # -- receiving
     def on_message(self, sender: str, payload: bytes) -> None:
-        try:
-            msg = json.loads(payload)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict) or not isinstance(msg.get("id"), str):
+        msg = json_object(payload)
+        if msg is None or not isinstance(msg.get("id"), str):
             logger.warning("sora_ffi.rtc: a malformed RPC message from %s was dropped", sender)
             return
         if msg.get("to") != self.room.local_participant.identity:

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence, Union
 
-from ._data import STREAM_TOPIC, check_topic
+from ._data import STREAM_TOPIC, check_topic, json_object
 from ._emitter import call_handler, logger
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class Streams:
                 if problem is not None:
                     self._fail((sender, entry.reader.info.id), problem)
         elif kind == _TRAILER:
-            trailer = _json_object(body)
+            trailer = json_object(body)
             key = (sender, str(trailer.get("id"))) if trailer is not None else None
             entry = self.incoming.pop(key, None) if key is not None else None
             if entry is not None and trailer is not None:
@@ -284,7 +284,7 @@ class Streams:
 
     def _on_header(self, sender: str, body: bytes) -> None:
         try:
-            info, kind, dests = _parse_header(_json_object(body))
+            info, kind, dests = _parse_header(json_object(body))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             logger.warning("sora_ffi.rtc: a malformed stream header from %s was dropped (%s)", sender, e)
             return
@@ -342,13 +342,5 @@ def _parse_header(h: Optional[dict]) -> tuple[StreamInfo, str, list]:
                       {str(k): str(v) for k, v in (h.get("attributes") or {}).items()},
                       str(h.get("name", "")))
     return info, kind, dests
-
-
-def _json_object(body: bytes) -> Optional[dict]:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 

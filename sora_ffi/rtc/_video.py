@@ -45,6 +45,12 @@ _TO_BGR = {
 }
 
 
+def _check_size(width: Any, height: Any) -> None:
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, not {value!r}")
+
+
 def _yuv_to_bgr(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """BT.601 limited range; u and v at half resolution in both directions."""
     h, w = y.shape
@@ -62,10 +68,7 @@ class VideoFrame:
     """`width` x `height` pixels in `type` layout, in `data` (bytes-like or numpy uint8)."""
 
     def __init__(self, width: int, height: int, type: VideoBufferType, data: Any) -> None:
-        if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
-            raise ValueError(f"width must be a positive int, not {width!r}")
-        if isinstance(height, bool) or not isinstance(height, int) or height <= 0:
-            raise ValueError(f"height must be a positive int, not {height!r}")
+        _check_size(width, height)
         try:
             self._type = VideoBufferType(type)
         except ValueError:
@@ -154,9 +157,7 @@ class VideoSource:
     the source announces (LiveKit's signature)."""
 
     def __init__(self, width: int, height: int) -> None:
-        for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, not {value!r}")
+        _check_size(width, height)
         self._width, self._height = width, height
         self._source = SoraVideoSource()
 
@@ -207,9 +208,7 @@ class VideoStream(TrackReader[VideoFrameEvent]):
         self._format = VideoBufferType.BGR24 if format is None else VideoBufferType(format)
         if self._format not in _TO_BGR:
             raise ValueError(f"VideoStream delivers packed formats, not {self._format.name}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-            raise ValueError(f"capacity must be a non-negative int, not {capacity!r}")
-        super().__init__(track, loop, capacity or 2)
+        super().__init__(track, loop, capacity, 2)
 
     @classmethod
     def from_participant(cls, *, participant: "RemoteParticipant",
