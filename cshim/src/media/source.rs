@@ -86,6 +86,14 @@ struct AudioSourceState {
     feeds: Vec<Weak<AudioFeed>>,
 }
 
+impl AudioSourceState {
+    /// The feeds of senders still alive (the others are forgotten on the way).
+    fn live_feeds(&mut self) -> Vec<Arc<AudioFeed>> {
+        self.feeds.retain(|f| f.strong_count() > 0);
+        self.feeds.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
 impl AudioSource {
     pub fn new(channels: u32, sample_rate: u32) -> Result<Arc<AudioSource>> {
         if !(1..=8).contains(&channels) {
@@ -138,9 +146,7 @@ impl AudioSource {
     }
 
     fn live_feeds(&self) -> Vec<Arc<AudioFeed>> {
-        let mut st = self.inner.lock();
-        st.feeds.retain(|f| f.strong_count() > 0);
-        st.feeds.iter().filter_map(Weak::upgrade).collect()
+        self.inner.lock().live_feeds()
     }
 
     /// The most audio any sender that is draining has still to send (zero without one).
@@ -181,8 +187,7 @@ impl AudioSource {
             let mut st = self.inner.lock();
             let capture = timestamp.or(st.next_timestamp).unwrap_or_else(now_epoch);
             st.next_timestamp = Some(capture + frames as f64 / self.sample_rate as f64);
-            st.feeds.retain(|f| f.strong_count() > 0);
-            let feeds: Vec<Arc<AudioFeed>> = st.feeds.iter().filter_map(Weak::upgrade).collect();
+            let feeds = st.live_feeds();
             (st.resampler.process(pcm), capture, feeds)
         };
         let limit = self.max_queued();
