@@ -6,9 +6,10 @@
 //! really stopped (nothing reaches its sinks afterwards).
 use std::future::Future;
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::Notify;
 
 /// How long stopping a pipeline waits for its task's last step (a frame being coded).
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -57,14 +58,127 @@ pub enum Wake<T> {
     /// Every sender of its input channel is gone.
     Closed,
     Deadline,
+    /// Its [`Inbox`] has packets.
+    Batch,
 }
 
-/// The next input of `rx`, or `Deadline` at `deadline`, whichever comes first.
-pub async fn next_input<T>(rx: &mut UnboundedReceiver<T>, deadline: Instant) -> Wake<T> {
+/// A pipeline's deadline timer, re-armed only when the deadline moves: a new timer per
+/// input would insert into and remove from the timer wheel for every packet.
+pub struct Timer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    at: Instant,
+}
+
+impl Timer {
+    pub fn new() -> Timer {
+        let at = Instant::now() + Duration::from_secs(3600);
+        Timer { sleep: Box::pin(tokio::time::sleep_until(at.into())), at }
+    }
+
+    fn arm(&mut self, at: Instant) {
+        if at != self.at {
+            self.at = at;
+            self.sleep.as_mut().reset(at.into());
+        }
+    }
+}
+
+/// The next input of `rx`, a batch in `inbox`, or `Deadline` at `deadline`, whichever
+/// comes first.
+pub async fn next_input<T>(rx: &mut UnboundedReceiver<T>, inbox: Option<&Inbox>, timer: &mut Timer,
+                           deadline: Instant) -> Wake<T> {
+    timer.arm(deadline);
     tokio::select! {
         input = rx.recv() => input.map_or(Wake::Closed, Wake::Input),
-        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Deadline,
+        _ = async { inbox.unwrap().ready().await }, if inbox.is_some() => Wake::Batch,
+        _ = timer.sleep.as_mut() => Wake::Deadline,
     }
+}
+
+/// How long received audio packets may wait to be handled together (see [`Inbox`]).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(4);
+
+/// Packets for one pipeline, collected without waking it. Waking a pipeline from the
+/// thread that received a packet unparks a media worker for every packet (hundreds of
+/// receivers: tens of thousands of wake-ups a second, most of their non-decoding CPU).
+/// Instead the first packet of a batch registers the inbox with one shared ticker, which
+/// wakes every pipeline with packets at most [`BATCH_WINDOW`] later, from a media worker:
+/// one cross-thread wake-up per window for all of them.
+pub struct Inbox {
+    /// Each packet with the instant it arrived (jitter is measured from arrivals, not
+    /// from when the batch was handled).
+    packets: parking_lot::Mutex<Vec<(Instant, Vec<u8>)>>,
+    ready: Notify,
+}
+
+impl Inbox {
+    pub fn new() -> Arc<Inbox> {
+        Arc::new(Inbox { packets: parking_lot::Mutex::new(Vec::new()), ready: Notify::new() })
+    }
+
+    pub fn push(self: &Arc<Self>, packet: &[u8]) {
+        let first = {
+            let mut q = self.packets.lock();
+            q.push((Instant::now(), packet.to_vec()));
+            q.len() == 1
+        };
+        if first {
+            ticker().schedule(self.clone());
+        }
+    }
+
+    /// The packets collected so far, in arrival order.
+    pub fn take(&self) -> Vec<(Instant, Vec<u8>)> {
+        std::mem::take(&mut *self.packets.lock())
+    }
+
+    /// Resolves when the ticker says packets are waiting (a wake-up that came while nobody
+    /// waited is kept for the next call).
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+}
+
+struct Ticker {
+    due: parking_lot::Mutex<Vec<Arc<Inbox>>>,
+    wake: Notify,
+}
+
+impl Ticker {
+    fn schedule(&self, inbox: Arc<Inbox>) {
+        let first = {
+            let mut due = self.due.lock();
+            due.push(inbox);
+            due.len() == 1
+        };
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    async fn run(&'static self) {
+        loop {
+            self.wake.notified().await;
+            tokio::time::sleep(BATCH_WINDOW).await;
+            let due = std::mem::take(&mut *self.due.lock());
+            for inbox in due {
+                inbox.ready.notify_one();
+            }
+        }
+    }
+}
+
+fn ticker() -> &'static Ticker {
+    static TICKER: OnceLock<Ticker> = OnceLock::new();
+    let mut started = false;
+    let t = TICKER.get_or_init(|| {
+        started = true;
+        Ticker { due: parking_lot::Mutex::new(Vec::new()), wake: Notify::new() }
+    });
+    if started {
+        runtime().spawn(t.run());
+    }
+    t
 }
 
 /// Runs `task` on the media runtime.

@@ -4,7 +4,7 @@
 //! pipeline is a task on the shared media runtime (`exec`), not a thread.
 use super::codec::engine::CodecType;
 use super::codec::{DecoderEngine, OpusDecoder, VideoDecoder};
-use super::exec::{next_input, TaskEnd, Wake};
+use super::exec::{next_input, Inbox, TaskEnd, Timer, Wake};
 use super::rtp::rtcp::{build_pli, build_rr};
 use super::rtp::{is_rtcp, parse_compound, InboundRtpStats, RtcpEvent, RtpCodec, RtpReceiver};
 use super::sink::MediaSink;
@@ -58,10 +58,20 @@ impl TransformTarget for RecvReturn {
     }
 }
 
-struct PacketIn(UnboundedSender<Input>);
+/// Video packets wake the pipeline at once (a frame is decoded as soon as it is complete);
+/// audio packets are handled in batches (`exec::Inbox`: one wake-up for many receivers).
+enum PacketIn {
+    Now(UnboundedSender<Input>),
+    Batched(Arc<Inbox>),
+}
 impl PacketHandler for PacketIn {
     fn on_packet(&self, _track: i32, packet: &[u8]) {
-        let _ = self.0.send(Input::Packet(packet.to_vec()));
+        match self {
+            PacketIn::Now(tx) => {
+                let _ = tx.send(Input::Packet(packet.to_vec()));
+            }
+            PacketIn::Batched(inbox) => inbox.push(packet),
+        }
     }
 }
 
@@ -92,8 +102,13 @@ impl Receiver {
             levels: Mutex::new(None),
         });
         let (tx, rx) = unbounded_channel();
-        rtc::set_packet_handler(track, Arc::new(PacketIn(tx.clone())));
-        let end = super::exec::spawn(recv_loop(track, codec, shared.clone(), rx));
+        let inbox = (!codec.is_video()).then(Inbox::new);
+        let packet_in = match &inbox {
+            Some(inbox) => PacketIn::Batched(inbox.clone()),
+            None => PacketIn::Now(tx.clone()),
+        };
+        rtc::set_packet_handler(track, Arc::new(packet_in));
+        let end = super::exec::spawn(recv_loop(track, codec, shared.clone(), rx, inbox));
         let transform_return = Arc::new(RecvReturn(tx.clone()));
         Receiver { track, shared, tx, end: Mutex::new(Some(end)), transform_return }
     }
@@ -253,7 +268,8 @@ fn meter_level(shared: &RecvShared, packet: &[u8], id: u8) {
     shared.levels.lock().get_or_insert_with(Default::default).on_packet(level, ts, shared.info.clock_rate);
 }
 
-async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx: UnboundedReceiver<Input>) {
+async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx: UnboundedReceiver<Input>,
+                   inbox: Option<Arc<Inbox>>) {
     let mut rtp = RtpReceiver::new(codec, codec.default_clock_rate());
     let our_ssrc: u32 = rand::random();
     let mut dec = Decoding {
@@ -267,6 +283,7 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
     let mut pending: Pending<FrameMeta> = Pending::default();
     let mut next_rr = Instant::now() + RR_INTERVAL;
     let mut last_pli: Option<Instant> = None;
+    let mut timer = Timer::new();
     loop {
         let now = Instant::now();
         let mut wake = next_rr;
@@ -274,13 +291,20 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
             wake = wake.min(w);
         }
         let mut transformed = None;
-        match next_input(&mut rx, wake.max(now + Duration::from_millis(1))).await {
+        let mut packets = Vec::new();
+        match next_input(&mut rx, inbox.as_deref(), &mut timer, wake.max(now + Duration::from_millis(1))).await {
             Wake::Closed | Wake::Input(Input::Stop) => break,
             Wake::Input(Input::SinksChanged) => dec.want_keyframe = codec.is_video(),
-            Wake::Input(Input::Packet(p)) if is_rtcp(&p) => {
+            Wake::Input(Input::Packet(p)) => packets.push((Instant::now(), p)),
+            Wake::Batch => packets = inbox.as_ref().map(|i| i.take()).unwrap_or_default(),
+            Wake::Input(Input::Transformed(seq, data, _ts)) => transformed = Some((seq, data)),
+            Wake::Deadline => {}
+        }
+        for (arrival, p) in packets {
+            if is_rtcp(&p) {
                 for ev in parse_compound(&p) {
                     if let RtcpEvent::Sr { ntp, rtp_ts, packet_count, octet_count, .. } = ev {
-                        rtp.on_sender_report(ntp, rtp_ts, Instant::now());
+                        rtp.on_sender_report(ntp, rtp_ts, arrival);
                         let mut ds = shared.decode.lock();
                         let r = ds.remote.get_or_insert_with(Default::default);
                         r.packets_sent = u64::from(packet_count);
@@ -289,15 +313,12 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
                         r.reports_sent += 1;
                     }
                 }
-            }
-            Wake::Input(Input::Packet(p)) => {
+            } else {
                 if let Some(id) = shared.level_ext {
                     meter_level(&shared, &p, id);
                 }
-                rtp.push(&p, Instant::now());
+                rtp.push(&p, arrival);
             }
-            Wake::Input(Input::Transformed(seq, data, _ts)) => transformed = Some((seq, data)),
-            Wake::Deadline => {}
         }
         let now = Instant::now();
         let frames = rtp.pop_frames(now);
@@ -386,9 +407,11 @@ async fn recv_loop(track: i32, codec: RtpCodec, shared: Arc<RecvShared>, mut rx:
                 let _ = rtc::track_send(track, &build_rr(our_ssrc, &[block]));
             }
         }
-        let mut st = rtp.stats();
-        st.pli_count = shared.stats.lock().pli_count;
-        *shared.stats.lock() = st;
+        let st = rtp.stats();
+        let mut published = shared.stats.lock();
+        let pli_count = published.pli_count;
+        *published = st;
+        published.pli_count = pli_count;
     }
 }
 

@@ -251,13 +251,14 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
             shared.stats.lock().on_packet_sent(p.len(), payload, retransmission, delay);
         }
     };
+    let mut timer = exec::Timer::new();
     loop {
         let now = Instant::now();
         let mut wake = next_sr;
         if let Some(w) = pacer.as_ref().and_then(|p| p.next_wakeup()) {
             wake = wake.min(w);
         }
-        match next_input(&mut rx, wake).await {
+        match next_input(&mut rx, None, &mut timer, wake).await {
             Wake::Closed | Wake::Input(Input::Stop) => break,
             Wake::Input(Input::Packets(packets, queued_at)) => {
                 for p in &packets {
@@ -307,7 +308,7 @@ async fn send_loop(track: i32, shared: Arc<SendShared>, mut rx: UnboundedReceive
                     }
                 }
             }
-            Wake::Deadline => {}
+            Wake::Deadline | Wake::Batch => {}
         }
         let now = Instant::now();
         if let Some(pc) = pacer.as_mut() {
