@@ -88,6 +88,8 @@ impl PeerHandle {
             mtu: j.mtu,
             relay_only: j.relay_only.unwrap_or(false),
             disable_auto_negotiation: j.disable_auto_negotiation.unwrap_or(true),
+            // The dev server forwards inside its packet handlers: they stay off the ICE thread.
+            inline_media_receive: false,
         };
         let id = next_handle_id();
         let peer = Peer::new(&config, Arc::new(ToQueue { id, queue }))?;

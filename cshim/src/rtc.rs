@@ -258,6 +258,11 @@ pub struct PeerConfig {
     pub relay_only: bool,
     /// We always drive negotiation ourselves (Sora's offerer/answerer model).
     pub disable_auto_negotiation: bool,
+    /// Media packets are decrypted and handed to their track's handler on libdatachannel's
+    /// ICE thread instead of after a hop to its thread pool (cshim/patches,
+    /// libdatachannel-inline-media-receive.patch). Only for peers whose packet handlers are
+    /// short (a client's pipelines queue the packet); not for an SFU's fan-out.
+    pub inline_media_receive: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -303,6 +308,7 @@ impl Peer {
             cfg.portRangeEnd = b;
         }
         cfg.mtu = config.mtu.unwrap_or(0);
+        cfg.inlineMediaReceive = config.inline_media_receive;
         let pc = check(unsafe { sys::rtcCreatePeerConnection(&cfg) }, "rtcCreatePeerConnection")?;
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         REGISTRY.lock().get_or_insert_with(HashMap::new).insert(token, observer);

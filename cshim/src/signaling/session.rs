@@ -566,6 +566,8 @@ impl Session {
             relay_only: fields.relay_only,
             bind_address: self.cfg.bind_address.clone(),
             disable_auto_negotiation: true,
+            // The receive pipelines' packet handlers only queue the packet (media::recv).
+            inline_media_receive: true,
             ..Default::default()
         };
         let observer = Forward { tx: self.tx.clone(), tracks_by_mid: self.tracks_by_mid.clone() };
