@@ -99,8 +99,8 @@ pub async fn next_input<T>(rx: &mut UnboundedReceiver<T>, inbox: Option<&Inbox>,
 pub const BATCH_WINDOW: Duration = Duration::from_millis(4);
 
 /// Packets for one pipeline, collected without waking it. Waking a pipeline from the
-/// thread that received a packet unparks a media worker for every packet (hundreds of
-/// receivers: tens of thousands of wake-ups a second, most of their non-decoding CPU).
+/// thread that received a packet can unpark a media worker for every packet (hundreds of
+/// receivers: thousands of wake-ups a second).
 /// Instead the first packet of a batch registers the inbox with one shared ticker, which
 /// wakes every pipeline with packets at most [`BATCH_WINDOW`] later, from a media worker:
 /// one cross-thread wake-up per window for all of them.
