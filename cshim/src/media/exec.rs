@@ -90,7 +90,12 @@ pub async fn next_input<T>(rx: &mut UnboundedReceiver<T>, inbox: Option<&Inbox>,
     timer.arm(deadline);
     tokio::select! {
         input = rx.recv() => input.map_or(Wake::Closed, Wake::Input),
-        _ = async { inbox.unwrap().ready().await }, if inbox.is_some() => Wake::Batch,
+        _ = async {
+            match inbox {
+                Some(inbox) => inbox.ready().await,
+                None => std::future::pending().await,
+            }
+        } => Wake::Batch,
         _ = timer.sleep.as_mut() => Wake::Deadline,
     }
 }
@@ -117,9 +122,10 @@ impl Inbox {
     }
 
     pub fn push(self: &Arc<Self>, packet: &[u8]) {
+        let arrival = Instant::now();
         let first = {
             let mut q = self.packets.lock();
-            q.push((Instant::now(), packet.to_vec()));
+            q.push((arrival, packet.to_vec()));
             q.len() == 1
         };
         if first {
