@@ -5,6 +5,8 @@ broken frame (sora-protocol.md §6).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -392,3 +394,56 @@ def test_bad_rpc_layer_requests_get_json_rpc_errors(ffi, make_server, channel_id
     codes = {r["id"]: r["error"]["code"] for r in map(json.loads, c.rpcs)}
     assert codes == {1: -32602, 2: -32602, 3: -32602, 4: -32601}
     assert not c.disconnected.is_set()  # errors, not disconnects
+
+
+def test_simulcast_rpc_rids_limit_what_rpc_may_ask_for(ffi, official, make_server, channel_id, clients):
+    """``simulcast_rpc_rids`` (a private claim of the access token here, as in
+    Shiguredo's E2E suites) comes back in the offer, RPC requests for other layers get
+    JSON-RPC errors, and the ``simulcast.switched`` notify lists it as ``rpc_rids``."""
+    server = make_server(jwt_secret=SECRET)
+    receiver = clients(ffi, server, channel_id, "recvonly", video=True, simulcast_rid="r0",
+                       data_channel_signaling=True,
+                       metadata=token(channel_id, rpc_methods=[RPC], simulcast_rpc_rids=["none", "r2"]))
+    receiver.connect()
+    assert receiver.offer["simulcast_rpc_rids"] == ["none", "r2"]
+    sender, vsrc = simulcast_sender(official, server, channel_id, clients)
+    sender.connect()
+    frames = Frames(ffi, receiver)
+    receiver.wait_dc("rpc")
+    with Pusher(vsrc):
+        wait_frames(receiver, frames, 0, 10, SIZES["r0"], "r0 at first")
+        calls = [{"rid": "r1"}, {"rid": "r0", "sender_connection_id": sender.connection_id}, {"rid": "r2"}]
+        for n, params in enumerate(calls, 1):
+            assert receiver.conn.send_rpc(n, RPC, params)
+        receiver.wait_for(lambda: len(receiver.rpcs) >= len(calls), 5, "rpc replies")
+        replies = {r["id"]: r for r in map(json.loads, receiver.rpcs)}
+        assert replies[1]["error"]["code"] == -32602 and "simulcast_rpc_rids" in replies[1]["error"]["message"]
+        assert replies[2]["error"]["code"] == -32602
+        assert replies[3]["result"]["rid"] == "r2"
+        mark = frames.count()
+        wait_frames(receiver, frames, mark, 10, SIZES["r2"], "r2 after the allowed request")
+
+        def switched():
+            with receiver.cond:
+                return [n for n in receiver.notifies if n.get("event_type") == "simulcast.switched"]
+        receiver.wait_for(lambda: switched(), 2, "simulcast.switched")
+        assert switched()[0]["rpc_rids"] == ["none", "r2"]
+
+
+@pytest.mark.parametrize("bad", [["r3"], "r0", ["r0", "r0"], [1], {"r0": True}])
+def test_malformed_simulcast_rpc_rids_are_refused(make_server, bad):
+    """Closed with 4400 and a reason that names the field, as other bad parameters."""
+    from websockets.asyncio.client import connect as ws_connect
+
+    server = make_server()
+
+    async def run():
+        async with ws_connect(server.signaling_url) as ws:
+            await ws.send(json.dumps({"type": "connect", "role": "recvonly", "channel_id": "c",
+                                      "simulcast": True, "simulcast_rpc_rids": bad}))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.recv(), 5)
+            return ws.close_code, ws.close_reason
+
+    code, reason = asyncio.run(run())
+    assert code == 4400 and reason.startswith("INVALID-PARAMETER: simulcast_rpc_rids"), (code, reason)

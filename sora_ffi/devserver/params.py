@@ -108,6 +108,8 @@ class ConnectParams:
     #: the newer form (Sora 2025.2): also "none" (no video from simulcast senders)
     simulcast_request_rid: Optional[str] = None
     simulcast_encodings: Optional[list] = None
+    #: the layers an RPC ``RequestSimulcastRid`` may ask for (None: any); told in the offer
+    simulcast_rpc_rids: Optional[list] = None
     spotlight: bool = False
     spotlight_number: Optional[int] = None
     #: layers a spotlight receiver gets of focused / unfocused senders (None: the defaults)
@@ -368,6 +370,12 @@ def parse_connect(msg: object, *, default_data_channel_signaling: bool = False,
     if request_rid is not None and request_rid not in REQUESTABLE_RIDS:
         raise ProtocolError("INVALID-PARAMETER: simulcast_request_rid must be none, r0, r1 or r2")
     p.simulcast_request_rid = request_rid
+    rpc_rids = msg.get("simulcast_rpc_rids")
+    if rpc_rids is not None and not (isinstance(rpc_rids, list) and all(r in REQUESTABLE_RIDS for r in rpc_rids)
+                                     and len(set(rpc_rids)) == len(rpc_rids)):
+        raise ProtocolError("INVALID-PARAMETER: simulcast_rpc_rids must be an array of distinct rids "
+                            "(none, r0, r1, r2)")
+    p.simulcast_rpc_rids = rpc_rids
     try:
         p.simulcast_encodings = parse_simulcast_encodings(msg.get("simulcast_encodings"))
     except ValueError as e:

@@ -5,7 +5,8 @@ server implements, for the connections whose `rpc_methods` grant them.
   `signaling_notify_metadata`; result: the new metadata.
 * `2025.2.0/PutSignalingNotifyMetadataItem` `{key, value, push?}`: sets one key of it.
 * `2025.2.0/RequestSimulcastRid` `{rid, sender_connection_id?}`: the simulcast layer
-  (`none`, `r0`..`r2`) the caller gets of one sender, or of every sender; result:
+  (`none`, `r0`..`r2`; only those of `simulcast_rpc_rids` when the connect or its auth gave
+  that list) the caller gets of one sender, or of every sender; result:
   `{channel_id, receiver_connection_id, rid, sender_connection_id?}`.
 * `2025.2.0/RequestSpotlightRid` `{spotlight_focus_rid, spotlight_unfocus_rid,
   send_connection_id?}`: the layers a spotlight connection gets of focused / unfocused
@@ -83,6 +84,9 @@ def request_simulcast_rid(s: "Session", params: dict) -> Any:
     rid = params.get("rid")
     if rid not in REQUESTABLE_RIDS:
         raise RpcError(INVALID_PARAMS, "rid must be none, r0, r1 or r2")
+    allowed = s.params.simulcast_rpc_rids
+    if allowed is not None and rid not in allowed:
+        raise RpcError(INVALID_PARAMS, f"rid {rid} is not in simulcast_rpc_rids {allowed}")
     sender = _sender(s, params, "sender_connection_id")
     s.request_rid(rid, sender)
     result = {"channel_id": s.params.channel_id, "receiver_connection_id": s.connection_id,

@@ -499,6 +499,8 @@ class Session:
             msg["ignore_disconnect_websocket"] = False
         if p.rpc_methods:
             msg["rpc_methods"] = list(p.rpc_methods)
+        if p.simulcast_rpc_rids is not None:
+            msg["simulcast_rpc_rids"] = list(p.simulcast_rpc_rids)
         return msg
 
     def _sync_downstream(self) -> bool:
@@ -635,8 +637,8 @@ class Session:
         video is not either (``current_rid`` is a rid). ``trigger`` is ``receiver`` for
         the first switch after what we ask for changed (API, RPC, spotlight), else
         ``sender`` (its layer stopped or came back). Field meanings beyond the names are
-        [U] (sora-protocol.md §notify): ``rpc_rids`` every rid a request may name,
-        ``auto_rids`` empty (this server picks no layer by bandwidth)."""
+        [U] (sora-protocol.md §notify): ``rpc_rids`` the rids an RPC request may name
+        (``simulcast_rpc_rids``, else r0-r2), ``auto_rids`` empty (this server picks no layer by bandwidth)."""
         if not self.signaling_notify or self.peer is None or self.peer.closed or self.channel is None:
             return
         live = {cid for cid, kind in self.down_tracks if kind == "video"}
@@ -663,12 +665,17 @@ class Session:
                 "sender_connection_id": cid,
                 "priority": "higher" if current > previous else "lower",
                 "trigger": "receiver" if by_receiver else "sender",
-                "rpc_rids": list(sdp.SIMULCAST_RIDS),
+                "rpc_rids": self.rpc_rids(),
                 "auto_rids": [],
                 "request_rid": requested,
                 "current_rid": current,
                 "previous_rid": previous,
             }))
+
+    def rpc_rids(self) -> list:
+        """The layers an RPC ``RequestSimulcastRid`` of this connection may ask for."""
+        given = self.params.simulcast_rpc_rids
+        return list(sdp.SIMULCAST_RIDS if given is None else given)
 
     def forwarded_rid(self, sender_connection_id: str) -> Optional[str]:
         """The layer of that sender's simulcast this connection gets now (None: none)."""
