@@ -118,6 +118,7 @@ class Sora:
         proxy_agent: Optional[str] = None,
         degradation_preference: Optional[SoraDegradationPreference] = None,
         user_agent: Optional[str] = None,
+        ping_timeout: Optional[float] = None,
         **removed: Any,
     ) -> SoraConnection:
         """Validates every argument (TypeError / ValueError) and creates a connection; nothing
@@ -139,7 +140,15 @@ class Sora:
         load falls. None is MAINTAIN_FRAMERATE (what libwebrtc, and so the official SDK,
         does for a camera track). `get_stats()` shows it on the video outbound-rtp:
         `qualityLimitationReason` ("cpu" / "none"), `qualityLimitationResolutionChanges`,
-        `qualityLimitationDurations`, `frameWidth` / `frameHeight`, `framesPerSecond`."""
+        `qualityLimitationDurations`, `frameWidth` / `frameHeight`, `framesPerSecond`.
+
+        `ping_timeout` (sora_ffi addition, seconds): the session ends with WEBSOCKET_ONERROR
+        when the server's `ping`s stop (a dead server or a cut network) for this long, or
+        for three of the longest gaps seen between two pings if that is longer (the
+        server's interval is not known in advance; before the second ping, the time from
+        the offer to the first stands for it); watched from the first ping on, while the
+        WebSocket is open. None: only the peer connection failing ends it (ICE consent,
+        about 30 s), as in the official SDK."""
         options = dict(locals())  # exactly the parameters: this is the first statement
         for name in ("self", "signaling_urls", "role", "channel_id", "removed"):
             del options[name]

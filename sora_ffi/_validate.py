@@ -82,6 +82,13 @@ def _check_int_range(name: str, value: Any, low: int, high: Optional[int] = None
     return int(value)
 
 
+def _check_seconds(name: str, value: Any, low: float, high: float) -> float:
+    _require(name, value, (int, float), "a number of seconds")
+    if not (low <= value <= high):  # NaN fails too
+        raise ValueError(f"{name} must be between {low} and {high} seconds, not {value}")
+    return float(value)
+
+
 def _check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     _check_str(name, value)
     choices = tuple(choices)
@@ -275,6 +282,7 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
                                        cls=SoraVideoFrameTransformer),
     "audio_source": partial(_check_source, "audio_source", cls=SoraAudioSource),
     "video_source": partial(_check_source, "video_source", cls=(SoraVideoSource, SoraEncodedVideoSource)),
+    "ping_timeout": partial(_check_seconds, "ping_timeout", low=0.1, high=3600.0),
     **{name: partial(_check_bool, name) for name in BOOLS},
     **{name: partial(_check_dict, name) for name in PARAM_DICTS},
     **{name: partial(_check_str, name) for name in PLAIN_STRINGS},

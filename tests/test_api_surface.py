@@ -22,8 +22,10 @@ import sora_ffi
 DIFFERENCES = {
     "Sora.__init__(params)": "adds field_trials (sora_sdk 2026.x) and the keyword-only "
                              "use_hardware_encoder of the 2023-2024 API",
-    "Sora.create_connection(params)": "adds **removed, to answer the removed Lyra parameters "
-                                      "with an explanation instead of a bare TypeError",
+    "Sora.create_connection(params)": "adds ping_timeout (a dead server or network noticed "
+                                      "from the server's pings) and **removed, to answer the "
+                                      "removed Lyra parameters with an explanation instead of "
+                                      "a bare TypeError",
     "SoraVideoCodecPreference.Codec.__init__(params)": "one signature with defaults instead "
                                                        "of two overloads; Codec() is VP8 "
                                                        "(the official type 0 is unreadable)",

@@ -4,6 +4,8 @@ many intervals (the dev server ends a session with no pong within two intervals)
 on_signaling_message."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -65,3 +67,43 @@ def test_no_pong_ends_session_ffi(ffi, make_server, channel_id, clients, ws_mitm
     assert code == int(ffi.SoraSignalingErrorCode.WEBSOCKET_ONCLOSE)
     assert "wscode=4408" in message and "PONG-TIMEOUT" in message
     assert c.ws_closes == [(4408, "PONG-TIMEOUT")]
+
+
+def test_ping_timeout_ends_a_session_whose_server_went_silent(ffi, channel_id, clients):
+    """sora_ffi's `ping_timeout`: the server (a process of its own) is frozen with SIGSTOP,
+    so its pings stop without a close; the session ends with WEBSOCKET_ONERROR within
+    about ping_timeout. Without the option the session waits (the official behaviour), and
+    a server that never pings is never taken for dead."""
+    from sora_ffi.devserver.process import DevServerProcess
+
+    with DevServerProcess("--ping-interval", str(INTERVAL), "--no-api") as server:
+        watched = clients(ffi, server.signaling_url, channel_id, ping_timeout=0.5).connect()
+        plain = clients(ffi, server.signaling_url, channel_id).connect()
+        time.sleep(4 * INTERVAL)  # a few pings: the interval is known
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            code, message = watched.wait_disconnected(5)
+            elapsed = time.monotonic() - t0
+            time.sleep(0.5)
+            assert plain.disconnects == []  # no ping_timeout: still waiting
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+    assert code == int(ffi.SoraSignalingErrorCode.WEBSOCKET_ONERROR), message
+    assert "No ping from the server" in message and "ping_timeout" in message
+    assert 0.3 < elapsed < 1.5, elapsed
+    assert watched.ws_closes == [(0, "")]
+
+
+def test_ping_timeout_waits_for_a_server_that_never_pings(ffi, make_server, channel_id, clients):
+    server = make_server(ping_interval=None)
+    c = clients(ffi, server.signaling_url, channel_id, ping_timeout=0.2).connect()
+    time.sleep(1.0)
+    assert c.disconnects == [] and c.ws_closes == []
+    assert c.disconnect()[0] == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.05, 1e9, float("nan"), "5", True])
+def test_bad_ping_timeouts_are_refused(ffi, bad):
+    with pytest.raises((TypeError, ValueError), match="ping_timeout"):
+        ffi.Sora().create_connection(["ws://127.0.0.1:9/signaling"], "recvonly", "c", ping_timeout=bad)

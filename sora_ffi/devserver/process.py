@@ -7,17 +7,20 @@ import json
 import subprocess
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 
 class DevServerProcess:
     """Runs ``python -m sora_ffi.devserver --port 0 *args`` until :meth:`stop` (or the end
     of ``with``). :attr:`info` is what the server printed at start (``signaling_url``,
-    ``api_url``, ports); its log goes to ``log`` (a path) or nowhere."""
+    ``api_url``, ports); its log goes to ``log`` (a path) or nowhere. ``prefix``: a command
+    that runs it, e.g. ``("ip", "netns", "exec", "ns1")`` for a network namespace (it must
+    exec the server, so that stopping reaches it)."""
 
-    def __init__(self, *args: str, log: Optional[str] = None) -> None:
+    def __init__(self, *args: str, log: Optional[str] = None, prefix: Sequence[str] = ()) -> None:
         self.args = ["--port", "0", *args]
         self.log = log
+        self.prefix = list(prefix)
         self.info: dict = {}
         self._proc: Optional[subprocess.Popen] = None
 
@@ -29,10 +32,15 @@ class DevServerProcess:
     def api_url(self) -> Optional[str]:
         return self.info.get("api_url")
 
+    @property
+    def pid(self) -> Optional[int]:
+        """The server process's id while it runs (to signal it: a frozen server in tests)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 30.0) -> "DevServerProcess":
         log = open(self.log, "w") if self.log else subprocess.DEVNULL
         try:
-            self._proc = subprocess.Popen([sys.executable, "-m", "sora_ffi.devserver", *self.args],
+            self._proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "sora_ffi.devserver", *self.args],
                                           stdout=subprocess.PIPE, stderr=log, text=True)
         finally:
             if self.log:

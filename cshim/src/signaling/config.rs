@@ -60,6 +60,9 @@ pub struct ConnectionConfig {
     pub bind_address: Option<String>,
     pub disable_signaling_url_randomization: Option<bool>,
     pub connection_timeout: Option<f64>,
+    /// Seconds without a `ping` from the server, once one has come, after which the
+    /// session is taken as lost (a dead server or network); None: never.
+    pub ping_timeout: Option<f64>,
     /// `Sora(video_codec_preference=...)`: which engine encodes / decodes each codec (the
     /// official `to_json()["codecs"]` shape); None = every codec an engine here handles.
     pub video_codec_preference: Option<Vec<engine::PreferredCodec>>,
@@ -112,10 +115,11 @@ impl Tuning {
 
 fn secs(v: Option<f64>, default: f64, name: &str) -> Result<Duration> {
     let s = v.unwrap_or(default);
-    if !(s.is_finite() && s > 0.0) {
-        return Err(Error::invalid(format!("{name} must be a positive number of seconds")));
+    // try_: from_secs_f64 panics on values past Duration's range (1e300 from a C caller)
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) if s > 0.0 => Ok(d),
+        _ => Err(Error::invalid(format!("{name} must be a positive number of seconds"))),
     }
-    Ok(Duration::from_secs_f64(s))
 }
 
 impl ConnectionConfig {
@@ -206,6 +210,7 @@ impl ConnectionConfig {
             disconnect_wait: secs(self.disconnect_wait_timeout, 5.0, "disconnect_wait_timeout")?,
             data_channel_signaling: secs(self.data_channel_signaling_timeout, 180.0, "data_channel_signaling_timeout")?,
             connection: secs(self.connection_timeout, 30.0, "connection_timeout")?,
+            ping: self.ping_timeout.map(|v| secs(Some(v), 0.0, "ping_timeout")).transpose()?,
         })
     }
 
@@ -311,6 +316,7 @@ pub struct Timeouts {
     pub disconnect_wait: Duration,
     pub data_channel_signaling: Duration,
     pub connection: Duration,
+    pub ping: Option<Duration>,
 }
 
 #[cfg(test)]
@@ -337,6 +343,24 @@ mod tests {
     fn rejects_unknown_keys_and_bad_roles() {
         assert!(ConnectionConfig::from_json(r#"{"signaling_urls":["ws://h"],"role":"x","channel_id":"c"}"#).is_err());
         assert!(ConnectionConfig::from_json(r#"{"signaling_urls":["ws://h"],"role":"sendonly","channel_id":"c","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn timeouts_out_of_range_are_errors_not_panics() {
+        let with = |k: &str, v: &str| {
+            ConnectionConfig::from_json(&format!(
+                r#"{{"signaling_urls":["ws://h"],"role":"sendonly","channel_id":"c","{k}":{v}}}"#
+            ))
+            .and_then(|c| c.timeouts())
+        };
+        for k in ["ping_timeout", "websocket_connection_timeout", "disconnect_wait_timeout"] {
+            for bad in ["1e300", "0", "-1"] {
+                assert!(with(k, bad).is_err(), "{k}={bad}");
+            }
+            assert!(with(k, "0.5").is_ok(), "{k}");
+        }
+        assert_eq!(with("ping_timeout", "null").unwrap().ping, None);
+        assert_eq!(with("ping_timeout", "2.5").unwrap().ping, Some(Duration::from_millis(2500)));
     }
 
     #[test]

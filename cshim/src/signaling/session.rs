@@ -172,6 +172,14 @@ struct Session {
     connect_deadline: Instant,
     switch_deadline: Option<Instant>,
     disconnect_deadline: Option<Instant>,
+    /// With `ping_timeout`: when the session is taken as lost unless another `ping` comes
+    /// (armed by the first one; only while the WebSocket is up).
+    ping_deadline: Option<Instant>,
+    /// When the offer came (the server's ping timer starts about then), the last `ping`
+    /// came, and the longest gap seen between two (or from the offer to the first).
+    offer_at: Option<Instant>,
+    last_ping: Option<Instant>,
+    ping_gap: Duration,
     end: Option<End>,
     /// Which engine encodes / decodes each video codec (Sora(video_codec_preference)).
     codecs: engine::Preference,
@@ -226,6 +234,10 @@ impl Session {
             connect_deadline: Instant::now() + t.connection,
             switch_deadline: None,
             disconnect_deadline: None,
+            ping_deadline: None,
+            offer_at: None,
+            last_ping: None,
+            ping_gap: Duration::ZERO,
             end: None,
             codecs,
         }
@@ -292,6 +304,7 @@ impl Session {
             (!self.connected).then_some(self.connect_deadline),
             self.switch_deadline,
             self.disconnect_deadline,
+            self.ping_deadline.filter(|_| self.ws.is_some() && self.disconnecting.is_none()),
         ]
         .into_iter()
         .flatten()
@@ -307,6 +320,15 @@ impl Session {
             self.finish(code::INTERNAL_ERROR, "DataChannel signaling was not switched in time (data_channel_signaling_timeout)");
         } else if !self.connected && self.connect_deadline <= now {
             self.finish(code::INTERNAL_ERROR, "Connection timeout");
+        } else if self.ws.is_some() && self.disconnecting.is_none() && self.ping_deadline.is_some_and(|d| d <= now) {
+            // Nothing is coming through: no close handshake to wait for (teardown skips it).
+            self.ws = None;
+            self.shared.emit(self.shared.event(EventType::WsClose).a(0).text(""));
+            let waited = self.last_ping.map_or(0.0, |t| (now - t).as_secs_f64());
+            self.finish(
+                code::WEBSOCKET_ONERROR,
+                format!("No ping from the server for {waited:.1} s (ping_timeout): the server or the network is gone"),
+            );
         }
     }
 
@@ -543,6 +565,7 @@ impl Session {
             return;
         }
         self.offer_received = true;
+        self.offer_at = Some(Instant::now());
         self.shared.emit(self.shared.event(EventType::SetOffer).text(text));
         let (Some(sdp_text), Some(conn_id)) = (
             v.get("sdp").and_then(Value::as_str),
@@ -1074,6 +1097,17 @@ impl Session {
     }
 
     async fn on_ping(&mut self, v: &Value) {
+        if let Some(t) = self.t.ping {
+            // The server's interval is not known: give it three of its longest gaps, and
+            // at least ping_timeout, so a server that pings rarely is not taken for dead.
+            // Before the second ping, the time from the offer to the first stands for it.
+            let now = Instant::now();
+            if let Some(since) = self.last_ping.or(self.offer_at) {
+                self.ping_gap = self.ping_gap.max(now - since);
+            }
+            self.ping_deadline = Some(now + t.max(self.ping_gap * 3));
+            self.last_ping = Some(now);
+        }
         let reply = if v.get("stats").and_then(Value::as_bool) == Some(true) {
             json!({"type": "pong", "stats": stats(&self.shared)})
         } else {
