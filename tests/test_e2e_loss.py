@@ -81,6 +81,18 @@ class LossyLink:
         _run("ip", "netns", "exec", self.ns, "tc", "qdisc", "replace", "dev", self.ns_if, "root",
              "tbf", "rate", rate, "burst", "16kb", "latency", f"{queue_ms}ms")
 
+    #: every packet of any protocol, both ways: the namespace drops off the network
+    _CUT = (("INPUT", "-j", "DROP"), ("OUTPUT", "-j", "DROP"))
+
+    def cut(self) -> None:
+        """Everything in and out of the namespace is dropped (TCP too) until restore()."""
+        for rule in self._CUT:
+            _run("ip", "netns", "exec", self.ns, "iptables", "-I", *rule)
+
+    def restore(self) -> None:
+        for rule in self._CUT:
+            _run("ip", "netns", "exec", self.ns, "iptables", "-D", *rule)
+
     def close(self) -> None:
         # deleting the namespace deletes its end of the veth, and with it the host end
         subprocess.run(["ip", "netns", "delete", self.ns], capture_output=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sora_ffi import rtc
+from test_e2e_loss import lossy_link  # noqa: F401  (fixture)
 
 RATE = 48000
 
@@ -885,3 +886,74 @@ def test_frames_check_their_data_and_share_memory():
     assert bytes(argb.data[:4]) == bytes([255, 10, 20, 30])
     nv12 = rtc.VideoFrame(2, 2, rtc.VideoBufferType.NV12, bytes([16] * 4 + [128, 128]))
     assert nv12.to_bgr().max() == 0  # video black
+
+
+def test_reconnects_after_the_network_is_cut_and_comes_back(lossy_link, channel_id):  # noqa: F811
+    """The dev server runs in a network namespace and both rooms reach it over a veth pair.
+    For 2.5 s everything in and out of the namespace is dropped: the server's pings stop,
+    the rooms take their sessions as lost (ping_timeout), retry while the network is down,
+    and reconnect once it is back; the listener hears the speaker again. (Whether the
+    listener sees the speaker leave and come back depends on which of the two rejoined
+    first; either way its current audio track carries the tone.)"""
+    from sora_ffi.devserver.process import DevServerProcess
+
+    link = lossy_link
+    opts = dict(ping_timeout=0.75, connect_timeout=2.0,
+                reconnect=rtc.ReconnectPolicy(max_attempts=30, initial_delay=0.3, max_delay=0.5))
+    with DevServerProcess("--host", link.ns_ip, "--bind-address", link.ns_ip, "--ping-interval", "0.25",
+                          "--no-api", prefix=("ip", "netns", "exec", link.ns)) as server:
+        async def main():
+            listener = await join(server, channel_id, "listener", **opts)
+            rec = Recorder(listener)
+            speaker = await join(server, channel_id, "speaker", **opts)
+            srec = Recorder(speaker)
+            publisher = asyncio.ensure_future(publish_sine(speaker, 500.0, 30.0))
+
+            def speaker_audio():
+                p = listener.remote_participants.get("speaker")
+                tracks = [pub.track for pub in p.track_publications.values()
+                          if pub.kind == rtc.TrackKind.KIND_AUDIO and pub.track is not None] if p else []
+                return next((t for t in tracks if t.sora_track is not None
+                             and t.sora_track.stream_id == speaker.connection_id), None)
+
+            async def hears_the_tone():
+                await wait_for(lambda: speaker_audio() is not None, 10, "the speaker's audio track")
+                stream = rtc.AudioStream(speaker_audio(), sample_rate=16000)
+                tail = []
+                async for event in stream:
+                    tail.append(event.frame.to_ndarray().copy())
+                    if len(tail) == 100:
+                        break
+                await stream.aclose()
+                assert abs(dominant_frequency(np.concatenate(tail)[-8000:], 16000) - 500.0) < 5
+
+            await hears_the_tone()
+            await asyncio.sleep(1.0)  # a few of the server's pings: its interval is known
+            ids = listener.connection_id, speaker.connection_id
+            before = len(rec.log)
+            cut_at = time.monotonic()
+            await asyncio.to_thread(link.cut)
+            for room in (rec, srec):
+                await wait_for(lambda room=room: ("reconnecting", None) in room.names(), 5, "reconnecting")
+            detected = time.monotonic() - cut_at
+            await asyncio.sleep(max(0.0, 2.5 - (time.monotonic() - cut_at)))
+            assert listener.connection_state == rtc.ConnectionState.CONN_RECONNECTING
+            await asyncio.to_thread(link.restore)
+            restored_at = time.monotonic()
+            for room in (rec, srec):
+                await wait_for(lambda room=room: ("reconnected", None) in room.names(), 15, "reconnected")
+            back = time.monotonic() - restored_at
+            print(f"\nsessions lost {detected:.2f} s after the cut; reconnected {back:.2f} s after the network came back")
+            assert detected < 2.0  # ping_timeout, not the ~30 s of ICE consent
+            assert (listener.connection_id, speaker.connection_id) != ids and None not in ids
+            assert listener.connection_state == speaker.connection_state == rtc.ConnectionState.CONN_CONNECTED
+            await hears_the_tone()
+            for r in (rec, srec):
+                assert r.names("reconnecting", "reconnected") == [("reconnecting", None), ("reconnected", None)]
+            del rec.log[:before]
+            seen = rec.names("participant_disconnected", "participant_connected")
+            assert seen in ([], [("participant_disconnected", "speaker"), ("participant_connected", "speaker")]), seen
+            publisher.cancel()
+            await speaker.disconnect()
+            await listener.disconnect()
+        run(main(), timeout=60)

@@ -93,6 +93,10 @@ class RoomOptions:
     data_topics: Sequence[str] = ("",)
     data_channel_signaling: bool = True
     connect_timeout: float = 10.0
+    #: seconds without the server's pings (at least; three of their longest gaps if
+    #: longer) after which the session is taken as lost and the room reconnects; None:
+    #: only a failed peer connection (ICE consent, ~30 s) or the server's close tells
+    ping_timeout: Optional[float] = 5.0
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     sora: Optional[Sora] = None
     connection_options: dict = field(default_factory=dict)
@@ -216,6 +220,7 @@ class Room(EventEmitter):
                            if options.data_channel_signaling else None),
             audio_codec_type=options.audio_codec_type, video_codec_type=options.video_codec_type,
             audio_bit_rate=options.audio_bit_rate, video_bit_rate=options.video_bit_rate,
+            ping_timeout=options.ping_timeout,
             **options.connection_options,
         )
         try:
