@@ -61,7 +61,8 @@ pub struct ConnectionConfig {
     pub disable_signaling_url_randomization: Option<bool>,
     pub connection_timeout: Option<f64>,
     /// Seconds without a `ping` from the server, once one has come, after which the
-    /// session is taken as lost (a dead server or network); None: never.
+    /// session is taken as lost (a dead server or network); three of the longest gaps
+    /// seen between pings when that is longer (session.rs `on_ping`). None: never.
     pub ping_timeout: Option<f64>,
     /// `Sora(video_codec_preference=...)`: which engine encodes / decodes each codec (the
     /// official `to_json()["codecs"]` shape); None = every codec an engine here handles.
