@@ -3,7 +3,8 @@
 tone with an ``AudioStream`` (10 ms frames, or each of ``--frames-ms``). Per child: time
 until all N rooms are joined, CPU s/s of the subscribers' process and of the server, RSS,
 and the share of real-time audio each subscriber got (median, minimum, how many got at
-least half).
+least half). With ``--publishers N``: N publishers instead, each in a room of its own,
+pushing 10 ms frames with ``await AudioSource.capture_frame`` (CPU s/s, frames/s).
 
 sora_ffi.rtc runs against the dev server (a process of its own), LiveKit's SDK (`livekit`
 1.2 from PyPI, in a virtual environment of its own) against livekit-server (v1.13.3 built
@@ -13,7 +14,8 @@ send a 440 Hz tone from this process's children. Nothing here is installed by CI
     go mod download github.com/livekit/livekit-server@v1.13.3   # then, in a copy of it:
     go build -o ~/.cache/livekit/livekit-server ./cmd/server
     python3.13 -m venv ~/.cache/livekit/venv && ~/.cache/livekit/venv/bin/pip install 'livekit==1.2.*' numpy pyjwt
-    PYTHONPATH=. .ci/python benchmarks/rtc_livekit.py [--n 100] [--seconds 8] [--rounds 3]
+    PYTHONPATH=. .ci/python benchmarks/rtc_livekit.py [--n 100] [--seconds 8] [--rounds 3] [--frames-ms 10,20,50]
+    PYTHONPATH=. .ci/python benchmarks/rtc_livekit.py --publishers 20 [--rounds 3]
 """
 from __future__ import annotations
 
@@ -138,7 +140,52 @@ async def lk_subscribers(args) -> None:
     await measure(args, counts, join_s, len(ok), f"livekit AudioStream {args.frame_ms} ms (livekit-server)")
 
 
+async def lk_publishers(args) -> None:
+    """N publishers, each in a room of its own, pushing 10 ms frames with capture_frame."""
+    from livekit import rtc
+    frames = [0]
+    block = RATE * FRAME_MS // 1000
+
+    async def publish(i):
+        room = rtc.Room()
+        await room.connect(args.url, lk_token(f"pub-{i}", f"{args.channel}-{i}"))
+        source = rtc.AudioSource(RATE, 1)  # the default queue (1000 ms in both)
+        await room.local_participant.publish_track(rtc.LocalAudioTrack.create_audio_track("tone", source))
+        for samples in tone_frames():
+            await source.capture_frame(rtc.AudioFrame(samples.tobytes(), RATE, 1, block))
+            frames[0] += 1
+    await measure_publishers(args, frames, [asyncio.ensure_future(publish(i)) for i in range(args.n)],
+                             "livekit AudioSource.capture_frame (livekit-server)")
+
+
+async def measure_publishers(args, frames: list, tasks: list, name: str) -> None:
+    await asyncio.sleep(3.0)
+    failed = [t for t in tasks if t.done() and t.exception() is not None]
+    f0, c0, s0, w0 = frames[0], cpu_s(), process_cpu_s(args.server_pid), time.monotonic()
+    await asyncio.sleep(args.seconds)
+    f1, c1, s1, w1 = frames[0], cpu_s(), process_cpu_s(args.server_pid), time.monotonic()
+    report(variant=name, n=args.n, failed=len(failed), cpu_per_s=round((c1 - c0) / (w1 - w0), 3),
+           server_cpu_per_s=round((s1 - s0) / (w1 - w0), 3), frames_per_s=round((f1 - f0) / (w1 - w0)),
+           rss_mib=round(rss_mib(), 1))
+
+
 # ------------------------------------------------------------------ sora_ffi children
+async def sora_publishers(args) -> None:
+    from sora_ffi import rtc
+    frames = [0]
+    block = RATE * FRAME_MS // 1000
+
+    async def publish(i):
+        room = rtc.Room()
+        await room.connect(args.url, f"{args.channel}-{i}", options=rtc.RoomOptions(video=False, data_topics=()))
+        source = rtc.AudioSource(RATE, 1)  # the default queue (1000 ms in both)
+        await room.local_participant.publish_track(rtc.LocalAudioTrack.create_audio_track("tone", source))
+        for samples in tone_frames():
+            await source.capture_frame(rtc.AudioFrame(samples, RATE, 1, block))
+            frames[0] += 1
+    await measure_publishers(args, frames, [asyncio.ensure_future(publish(i)) for i in range(args.n)],
+                             "sora_ffi.rtc AudioSource.capture_frame (dev server)")
+
 async def sora_subscribers(args) -> None:
     from sora_ffi import rtc
     counts = [0] * args.n
@@ -226,6 +273,33 @@ def run_child(args, python: str, kind: str, url: str, server_pid: int, frame_ms:
     return json.loads(lines[-1])
 
 
+def publishers_main(args) -> None:
+    from sora_ffi.devserver.process import DevServerProcess
+
+    args.n = args.publishers
+    lk = LiveKitServer(args.livekit_server)
+    results = []
+    try:
+        with DevServerProcess() as server:
+            for _ in range(args.rounds):
+                for python, kind, url, pid in ((sys.executable, "sora-publishers", server.signaling_url, server.pid),
+                                               (args.livekit_python, "livekit-publishers", lk.url, lk.proc.pid)):
+                    results.append(run_child(args, python, kind, url, pid, FRAME_MS))
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+                    time.sleep(3)
+    finally:
+        lk.stop()
+    print(f"| SDK (N={args.n} publishers, 10 ms frames) | CPU s/s | server CPU s/s | frames/s | RSS MiB | µs/frame |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        if "error" in r:
+            print(f"| {r['variant']} | failed: {r['error'][-100:]!r} | | | | |")
+            continue
+        us = r["cpu_per_s"] / max(r["frames_per_s"], 1) * 1e6
+        print(f"| {r['variant']} | {r['cpu_per_s']} | {r['server_cpu_per_s']} | {r['frames_per_s']} | "
+              f"{r['rss_mib']} | {us:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100)
@@ -233,7 +307,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--livekit-server", default=os.path.join(HOME, "livekit-server"))
     ap.add_argument("--livekit-python", default=os.path.join(HOME, "venv", "bin", "python"))
-    ap.add_argument("--child", choices=("sora", "livekit", "livekit-publisher"))
+    ap.add_argument("--child", choices=("sora", "livekit", "livekit-publisher", "sora-publishers",
+                                        "livekit-publishers"))
+    ap.add_argument("--publishers", type=int, default=0,
+                    help="instead of subscribers: this many publishers pushing 10 ms frames with capture_frame")
     ap.add_argument("--url")
     ap.add_argument("--channel", default="bench-livekit")
     ap.add_argument("--ready")
@@ -248,6 +325,12 @@ def main() -> None:
         return asyncio.run(lk_subscribers(args))
     if args.child == "livekit-publisher":
         return asyncio.run(lk_publish(args.url, args.channel, args.ready))
+    if args.child == "sora-publishers":
+        return asyncio.run(sora_publishers(args))
+    if args.child == "livekit-publishers":
+        return asyncio.run(lk_publishers(args))
+    if args.publishers:
+        return publishers_main(args)
 
     import sora_ffi
     from sora_ffi import testpattern
