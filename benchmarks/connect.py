@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import resource
 import statistics
 import threading
 import time
@@ -68,8 +70,20 @@ def measure_once(sora, url: str, channel: str, dc_signaling: bool) -> float | No
     return (probe.connected_at - start) * 1000 if ok else None
 
 
-def measure_concurrent(sora, url: str, n: int, channels: int, tag: str, dc_signaling: bool) -> tuple[float, int]:
-    """(ms until the last of n connections started together is established, how many were)."""
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds of this process, or of process ``pid`` (the server)."""
+    if pid is None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_concurrent(sora, url: str, n: int, channels: int, tag: str, dc_signaling: bool,
+                       server_pid: int) -> tuple[float, int, float, float]:
+    """(ms until the last of n connections started together is established, how many were,
+    CPU seconds this process and the server spent until then)."""
     probes = [Probe(sora, url, f"{tag}-{i % channels}", dc_signaling) for i in range(n)]
     go = threading.Barrier(n + 1)
 
@@ -80,15 +94,17 @@ def measure_concurrent(sora, url: str, n: int, channels: int, tag: str, dc_signa
     threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in probes]
     for t in threads:
         t.start()
+    c0, s0 = cpu_s(), cpu_s(server_pid)
     go.wait()
     start = time.perf_counter()
     ok = [p.connected.wait(max(0.0, start + 20 - time.perf_counter())) for p in probes]
+    c1, s1 = cpu_s(), cpu_s(server_pid)
     last = max((p.connected_at for p in probes if p.connected.is_set()), default=start)
     for t in threads:
         t.join(10)
     for p in probes:
         p.close()
-    return (last - start) * 1000, sum(ok)
+    return (last - start) * 1000, sum(ok), c1 - c0, s1 - s0
 
 
 def summary(samples: list[float]) -> tuple[float, float, float]:
@@ -110,7 +126,7 @@ def main() -> None:
     names = [sdk.__name__ for sdk in sdks]
     seq: dict[str, list[float]] = {n: [] for n in names}
     failed = {n: 0 for n in names}
-    conc: dict[str, list[tuple[float, int]]] = {n: [] for n in names}
+    conc: dict[str, list[tuple[float, int, float, float]]] = {n: [] for n in names}
     with DevServerProcess("--ping-interval", "0") as server:  # its own interpreter, as Sora would be
         url = server.signaling_url
         soras = {sdk.__name__: sdk.Sora() for sdk in sdks}
@@ -126,7 +142,7 @@ def main() -> None:
         for r in range(args.rounds if args.concurrent else 0):
             for name in names:
                 conc[name].append(measure_concurrent(soras[name], url, args.concurrent, args.channels,
-                                                     f"conc-{r}", args.dc_signaling))
+                                                     f"conc-{r}", args.dc_signaling, server.pid))
     mode = "DataChannel signaling" if args.dc_signaling else "WebSocket signaling"
     print(f"connect() -> established, recvonly audio+video, {mode}, loopback")
     if args.runs:
@@ -137,11 +153,13 @@ def main() -> None:
             print(f"{name:<10} {med:>10.1f} {p95:>10.1f} {mx:>10.1f} {failed[name]:>7}")
     if conc[names[0]]:
         print(f"\n{args.concurrent} started at once over {args.channels} channels, {args.rounds} rounds")
-        print(f"{'sdk':<10} {'all established, ms (each round)':<40} {'established':>12}")
+        print(f"{'sdk':<10} {'all established, ms (each round)':<34} {'established':>12}  "
+              "CPU s until then: client / server (each round)")
         for name in names:
-            times = " / ".join(f"{ms:.0f}" for ms, _ in conc[name])
-            counts = " / ".join(str(k) for _, k in conc[name])
-            print(f"{name:<10} {times:<40} {counts:>12}")
+            times = " / ".join(f"{r[0]:.0f}" for r in conc[name])
+            counts = " / ".join(str(r[1]) for r in conc[name])
+            cpu = " / ".join(f"{r[2]:.2f}+{r[3]:.2f}" for r in conc[name])
+            print(f"{name:<10} {times:<34} {counts:>12}  {cpu}")
     if len(names) == 2 and all(seq[n] for n in names):
         (fm, fp, _), (om, op, _) = summary(seq["sora_ffi"]), summary(seq["sora_sdk"])
         print(f"\nratio sora_ffi/sora_sdk: median {fm / om:.2f}, p95 {fp / op:.2f}")

@@ -86,7 +86,10 @@ class _Loop:
     def __init__(self, name: str) -> None:
         self.queue = EventQueue(MEDIA_EVENTS_PER_SINK)
         self.name = name
-        self.lock = threading.Lock()
+        # Reentrant: a collection may run at any bytecode boundary inside a locked block,
+        # and the finalizers it runs (a dropped connection or sink) unregister here, on this
+        # same thread. A plain Lock deadlocked there (seen while a room reconnected).
+        self.lock = threading.RLock()
         self.targets: dict[int, weakref.ref] = {}
         self.thread: Optional[threading.Thread] = None
         self.stopped = False

@@ -191,6 +191,26 @@ def test_interpreter_exit_with_live_objects_is_quiet(server, channel_id):
     assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr
 
 
+def test_a_collection_while_the_dispatcher_registers_does_not_deadlock():
+    """Connections dropped in reference cycles are finalized by whichever collection comes
+    next; one that comes while the dispatcher holds its lock (registering the next
+    connection) unregisters them on that same thread. In a child process: a regression
+    hangs (it did, while an rtc room reconnected)."""
+    code = textwrap.dedent("""
+        import gc, random, sora_ffi
+        sora = sora_ffi.Sora()
+        gc.set_threshold(50)  # frequent collections, landing at varying points
+        for i in range(2000):
+            c = sora.create_connection(["ws://127.0.0.1:9/signaling"], "recvonly", "c")
+            c.cycle = c  # only the collector frees it
+            junk = [[] for _ in range(random.randrange(50))]
+            del c, junk
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
 def test_native_log_reaches_python_logging(caplog):
     with caplog.at_level(logging.DEBUG, logger="sora_ffi"):
         sora_ffi.enable_libwebrtc_log(sora_ffi.SoraLoggingSeverity.INFO)
