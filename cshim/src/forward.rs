@@ -271,8 +271,9 @@ fn forward_layer(r: &Routes, src: i32, layers: &Mutex<Layers>, dsts: &[i32], pac
     let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
     let mut l = layers.lock();
     let rid = extension(packet, l.rid_ext);
-    let Some(layer) = l.on_packet(ssrc, rid, now) else { return };
-    let keyframe_start = layers::payload(packet).is_some_and(|p| l.is_keyframe_start(p));
+    let payload = layers::payload(packet);
+    let Some(layer) = l.on_packet(ssrc, rid, payload.is_some_and(|p| !p.is_empty()), now) else { return };
+    let keyframe_start = payload.is_some_and(|p| l.is_keyframe_start(p));
     l.store(layer, seq, packet.to_vec(), now);
     let mut asked = [false; layers::LAYERS];
     for &d in dsts {

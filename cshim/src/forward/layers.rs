@@ -60,8 +60,11 @@ impl Layers {
     }
 
     /// The layer of a packet from `ssrc` carrying `rid` (its RID extension, when it has one),
-    /// learning the SSRC from the rid. None: a layer never named by a rid (dropped).
-    pub fn on_packet(&mut self, ssrc: u32, rid: Option<&[u8]>, now: Instant) -> Option<usize> {
+    /// learning the SSRC from the rid. None: a layer never named by a rid (dropped). Only a
+    /// packet with `media` keeps its layer flowing: libwebrtc pads a layer it has paused for
+    /// bandwidth (padding-only packets on its SSRC), and a receiver left on such a layer got
+    /// no frames at all.
+    pub fn on_packet(&mut self, ssrc: u32, rid: Option<&[u8]>, media: bool, now: Instant) -> Option<usize> {
         let layer = match rid.and_then(rid_index) {
             Some(i) => {
                 if self.ssrc[i] != ssrc {
@@ -74,8 +77,10 @@ impl Layers {
             }
             None => self.index_of(ssrc)?,
         };
-        self.last[layer] = Some(now);
-        self.first_packet.get_or_insert(now);
+        if media {
+            self.last[layer] = Some(now);
+            self.first_packet.get_or_insert(now);
+        }
         Some(layer)
     }
 
@@ -412,7 +417,7 @@ mod tests {
         fn packet(&mut self, layer: usize, key: bool, ms: u64) -> (Verdict, Option<usize>) {
             self.now += Duration::from_millis(ms);
             let rid = format!("r{layer}");
-            let l = self.layers.on_packet(1000 + layer as u32, Some(rid.as_bytes()), self.now).unwrap();
+            let l = self.layers.on_packet(1000 + layer as u32, Some(rid.as_bytes()), true, self.now).unwrap();
             self.seq[layer] = self.seq[layer].wrapping_add(1);
             self.ts[layer] = self.ts[layer].wrapping_add(3000);
             let start = self.layers.is_keyframe_start(&vp8(true, key));
@@ -421,14 +426,30 @@ mod tests {
     }
 
     #[test]
+    fn padding_alone_does_not_keep_a_layer_flowing() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut l = Layers::new(10, RtpCodec::Vp8);
+        l.on_packet(7, Some(b"r2"), true, at(0));
+        for ms in (100..=2000).step_by(100) {
+            assert_eq!(l.on_packet(7, Some(b"r2"), false, at(ms)), Some(2)); // still routed
+        }
+        assert!(l.flowing(2, at(900)));
+        assert!(!l.flowing(2, at(1500)));
+        let sel = Selection::new(Some(2), 7);
+        l.on_packet(8, Some(b"r1"), true, at(2000));
+        assert_eq!(sel.target(&l, at(2000)), Some(1)); // the receiver asking for r2 gets r1
+    }
+
+    #[test]
     fn rids_name_layers_and_unknown_ssrcs_are_dropped() {
         let now = Instant::now();
         let mut l = Layers::new(10, RtpCodec::Vp8);
-        assert_eq!(l.on_packet(5, Some(b"r1"), now), Some(1));
-        assert_eq!(l.on_packet(5, None, now), Some(1)); // later packets without the RID
-        assert_eq!(l.on_packet(6, None, now), None); // never named
-        assert_eq!(l.on_packet(6, Some(b"r3"), now), None); // not a Sora rid
-        assert_eq!(l.on_packet(6, Some(b"r1"), now), Some(1)); // a new SSRC for r1
+        assert_eq!(l.on_packet(5, Some(b"r1"), true, now), Some(1));
+        assert_eq!(l.on_packet(5, None, true, now), Some(1)); // later packets without the RID
+        assert_eq!(l.on_packet(6, None, true, now), None); // never named
+        assert_eq!(l.on_packet(6, Some(b"r3"), true, now), None); // not a Sora rid
+        assert_eq!(l.on_packet(6, Some(b"r1"), true, now), Some(1)); // a new SSRC for r1
         assert_eq!(l.index_of(5), None);
         assert_eq!(l.ssrcs(), vec![6]);
     }
