@@ -17,8 +17,25 @@ import pytest
 from browser import browser_peer, chromium  # noqa: F401  (fixtures)
 from conftest import _OFFICIAL_GRAVEYARD, attach_video_sink, new_sora
 from sora_ffi import testpattern
+from sora_ffi.devserver import DevServer
 
 SECRET = "simulcast-secret-long-enough-for-hs256"
+
+
+# Layer routing is under test here, not bandwidth estimation: the dev server offers senders
+# no transport-cc, so they follow its REMB (2.5 Mbps). With transport-cc, the official
+# sender's own estimate on this loaded 2-core host (a 3-layer 720p encoder, three decoders
+# and the server in one process) now and then stayed below what r2 needs, and it sent r2 as
+# padding only (tests/test_congestion.py covers the estimate).
+@pytest.fixture
+def server():
+    with DevServer(ping_interval=5.0, transport_cc=False) as s:
+        yield s
+
+
+@pytest.fixture
+def make_server(make_server):
+    return lambda **opts: make_server(**{"transport_cc": False, **opts})
 RPC = "2025.2.0/RequestSimulcastRid"
 
 WIDTH, HEIGHT = 1280, 720

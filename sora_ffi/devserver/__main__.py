@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ping-interval", type=float, default=5.0,
                    help="seconds between pings (0 = no pings); no pong within two "
                         "intervals closes the session (4408 PONG-TIMEOUT)")
+    p.add_argument("--no-transport-cc", action="store_true",
+                   help="offer senders no transport-wide congestion control (they follow the "
+                        "server's REMB only)")
     p.add_argument("--bind-address", default="127.0.0.1",
                    help="address the WebRTC peers bind to (default 127.0.0.1)")
     p.add_argument("--port-range", type=_port_range, metavar="LOW-HIGH",
@@ -99,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
         data_channel_signaling=args.data_channel_signaling,
         ignore_disconnect_websocket=args.ignore_disconnect_websocket,
         ping_interval=args.ping_interval or None,
+        transport_cc=not args.no_transport_cc,
         bind_address=args.bind_address,
         port_range=args.port_range,
         establish_timeout=args.establish_timeout,

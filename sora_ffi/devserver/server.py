@@ -53,6 +53,10 @@ class DevServerConfig:
     data_channel_signaling: bool = False
     ignore_disconnect_websocket: bool = False
     ping_interval: Optional[float] = 5.0
+    #: transport-wide congestion control toward senders (their arrivals reported back, as
+    #: Sora does); False: senders follow the server's REMB only (tests of forwarding that
+    #: a bandwidth estimate must not disturb; see docs/devserver.md)
+    transport_cc: bool = True
     bind_address: str = "127.0.0.1"
     port_range: Optional[tuple] = None
     connect_timeout: float = 10.0

@@ -410,14 +410,14 @@ class Session:
         if p.sends and p.audio:
             mid = self._new_mid()
             self.upstream_tracks["audio"] = self.peer.add_track(
-                sdp.audio_section(mid, "recvonly", p.opus, transport_cc=True))
+                sdp.audio_section(mid, "recvonly", p.opus, transport_cc=self.core.config.transport_cc))
             self.upstream["audio"] = mid
         if p.sends and p.video:
             mid = self._new_mid()
             self.upstream_tracks["video"] = self.peer.add_track(sdp.video_section(
                 mid, "recvonly", p.video_codec, simulcast=p.simulcast,
                 paused_rids=sdp.paused_rids(p.video_bit_rate, p.simulcast_encodings),
-                bit_rate_kbps=p.video_bit_rate, transport_cc=True))
+                bit_rate_kbps=p.video_bit_rate, transport_cc=self.core.config.transport_cc))
             self.upstream["video"] = mid
             # BWE feedback as a Sora server gives it: without it a libwebrtc sender stays
             # near its 300 kbps start value.
