@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from scale import connect_receivers, raise_fd_limit, rss_mib  # this folder's helpers
+from scale import by_variant, connect_receivers, median, raise_fd_limit, rss_mib  # this folder's helpers
 
 RATE = 48000
 
@@ -290,24 +290,21 @@ def main() -> None:
                         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
                         time.sleep(2)
             sender.disconnect()
-            rows: dict = {}
-            for r in results:
-                rows.setdefault(r.get("variant"), []).append(r)
+            rows = by_variant(results)
             print(f"| variant (N={args.n}, median of {args.rounds}) | joined in | CPU s/s | RSS MiB | "
                   "audio median (min) | wake-ups/frame | µs/frame over callbacks |")
             print("|---|---|---|---|---|---|---|")
-            for name, rs in rows.items():
-                ok = [r for r in rs if "error" not in r]
+            for name, (ok, error) in rows.items():
                 if not ok:
-                    print(f"| {name} | failed: {rs[0]['error'][-80:]!r} | | | | | |")
+                    print(f"| {name} | failed: {error[-80:]!r} | | | | | |")
                     continue
-                med = lambda key: sorted(r[key] for r in ok)[len(ok) // 2]  # noqa: E731
+                med = lambda key: median(ok, key)  # noqa: E731
                 extra_us = ""
                 if name.startswith("rtc AudioStream"):
                     ms = int(name.split()[2])
-                    base = [r for r in rows.get(f"sora_ffi callback {ms} ms", []) if "error" not in r]
+                    base = rows.get(f"sora_ffi callback {ms} ms", ([], None))[0]
                     if base:
-                        base_cpu = sorted(r["cpu_per_s"] for r in base)[len(base) // 2]
+                        base_cpu = median(base, "cpu_per_s")
                         frames = med("frames_per_s") * 10 / ms
                         extra_us = f"{(med('cpu_per_s') - base_cpu) / frames * 1e6:.1f}"
                 wake = med("wakeups") if ok[0]["wakeups"] is not None else "–"

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from scale import by_variant, median, raise_fd_limit, rss_mib  # this folder's helpers (stdlib only)
+
 RATE = 48000
 FRAME_MS = 10
 HOME = os.path.expanduser("~/.cache/livekit")
@@ -46,19 +48,6 @@ def process_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def report(**fields) -> None:
@@ -106,20 +95,10 @@ async def lk_publish(url: str, room_name: str, ready_path: str) -> None:
         await source.capture_frame(rtc.AudioFrame(samples.tobytes(), RATE, 1, block))
 
 
-async def lk_subscribers(args) -> None:
-    from livekit import rtc
+async def subscribe(args, join, stream_of, name: str) -> None:
+    """N rooms joined at once (``join(i)`` -> (room, future of its audio track)), each
+    track read through ``stream_of(track)``; then measured."""
     counts = [0] * args.n
-
-    async def join(i):
-        room = rtc.Room()
-        subscribed = asyncio.get_running_loop().create_future()
-
-        def on_track(track, *_):
-            if isinstance(track, rtc.RemoteAudioTrack) and not subscribed.done():
-                subscribed.set_result(track)
-        room.on("track_subscribed", on_track)
-        await room.connect(args.url, lk_token(f"sub-{i}", args.channel))
-        return room, subscribed
 
     async def read(i, stream):
         async for event in stream:
@@ -135,9 +114,27 @@ async def lk_subscribers(args) -> None:
             track = await asyncio.wait_for(subscribed, 30)
         except asyncio.TimeoutError:
             continue
-        stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms)
-        tasks.append(asyncio.ensure_future(read(i, stream)))
-    await measure(args, counts, join_s, len(ok), f"livekit AudioStream {args.frame_ms} ms (livekit-server)")
+        tasks.append(asyncio.ensure_future(read(i, stream_of(track))))
+    await measure(args, counts, join_s, len(ok), name)
+
+
+async def lk_subscribers(args) -> None:
+    from livekit import rtc
+
+    async def join(i):
+        room = rtc.Room()
+        subscribed = asyncio.get_running_loop().create_future()
+
+        def on_track(track, *_):
+            if isinstance(track, rtc.RemoteAudioTrack) and not subscribed.done():
+                subscribed.set_result(track)
+        room.on("track_subscribed", on_track)
+        await room.connect(args.url, lk_token(f"sub-{i}", args.channel))
+        return room, subscribed
+
+    await subscribe(args, join, lambda track: rtc.AudioStream(
+        track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms),
+        f"livekit AudioStream {args.frame_ms} ms (livekit-server)")
 
 
 async def lk_publishers(args) -> None:
@@ -188,7 +185,6 @@ async def sora_publishers(args) -> None:
 
 async def sora_subscribers(args) -> None:
     from sora_ffi import rtc
-    counts = [0] * args.n
 
     async def join(i):
         room = rtc.Room()
@@ -198,20 +194,9 @@ async def sora_subscribers(args) -> None:
         await room.connect(args.url, args.channel, options=rtc.RoomOptions(video=False, data_topics=()))
         return room, subscribed
 
-    async def read(i, stream):
-        async for event in stream:
-            counts[i] += event.frame.samples_per_channel
-
-    t0 = time.monotonic()
-    joined = await asyncio.gather(*(join(i) for i in range(args.n)), return_exceptions=True)
-    join_s = time.monotonic() - t0
-    ok = [j for j in joined if not isinstance(j, BaseException)]
-    tasks = []
-    for i, (room, subscribed) in enumerate(ok):
-        track = await asyncio.wait_for(subscribed, 30)
-        stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms)
-        tasks.append(asyncio.ensure_future(read(i, stream)))
-    await measure(args, counts, join_s, len(ok), f"sora_ffi.rtc AudioStream {args.frame_ms} ms (dev server)")
+    await subscribe(args, join, lambda track: rtc.AudioStream(
+        track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms),
+        f"sora_ffi.rtc AudioStream {args.frame_ms} ms (dev server)")
 
 
 async def measure(args, counts: list, join_s: float, joined: int, name: str) -> None:
@@ -368,18 +353,14 @@ def main() -> None:
     finally:
         lk_pub.kill()
         lk.stop()
-    rows: dict = {}
-    for r in results:
-        rows.setdefault(r.get("variant"), []).append(r)
     print(f"| SDK (N={args.n}, median of {args.rounds}) | joined | all joined in | CPU s/s | server CPU s/s | "
           "RSS MiB | audio median (min) | subscribers with ≥ 50 % |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, rs in rows.items():
-        ok = [r for r in rs if "error" not in r]
+    for name, (ok, error) in by_variant(results).items():
         if not ok:
-            print(f"| {name} | failed: {rs[0]['error'][-100:]!r} | | | | | | |")
+            print(f"| {name} | failed: {error[-100:]!r} | | | | | | |")
             continue
-        med = lambda key: sorted(r[key] for r in ok)[len(ok) // 2]  # noqa: E731
+        med = lambda key: median(ok, key)  # noqa: E731
         print(f"| {name} | {med('joined')} | {med('join_s')} s | {med('cpu_per_s')} | {med('server_cpu_per_s')} | "
               f"{med('rss_mib')} | "
               f"{med('median'):.1%} ({min(r['min'] for r in ok):.1%}) | {med('most')} |")

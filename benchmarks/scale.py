@@ -45,6 +45,25 @@ def rss_mib() -> float:
     return 0.0
 
 
+def by_variant(results: list) -> dict:
+    """Child results grouped by their ``variant``, in the order first seen: name -> (the
+    results without an error, the first error or None)."""
+    rows: dict = {}
+    for r in results:
+        rows.setdefault(r.get("variant"), []).append(r)
+    out = {}
+    for name, rs in rows.items():
+        ok = [r for r in rs if "error" not in r]
+        out[name] = (ok, None if ok else rs[0]["error"])
+    return out
+
+
+def median(rows: list, key: str):
+    """The median of ``key`` over ``rows`` (the upper one of an even count)."""
+    values = sorted(r[key] for r in rows)
+    return values[len(values) // 2]
+
+
 def connect_receivers(sora, url: str, channel: str, n: int, batch: int, video: bool,
                       timeout: float = 30) -> tuple:
     """N recvonly connections started `batch` at a time: ([(connection, its tracks)],
