@@ -45,6 +45,18 @@ def report(**fields) -> None:
 
 
 # ------------------------------------------------------------------ subscriber children
+async def join_listening_room(url: str, channel: str) -> tuple:
+    """A sora_ffi.rtc room joined to receive audio: (room, future of its first remote audio
+    track)."""
+    from sora_ffi import rtc
+    room = rtc.Room()
+    subscribed = asyncio.get_running_loop().create_future()
+    room.on("track_subscribed", lambda track, *a: isinstance(track, rtc.RemoteAudioTrack)
+            and not subscribed.done() and subscribed.set_result(track))
+    await room.connect(url, channel, options=rtc.RoomOptions(video=False, data_topics=()))
+    return room, subscribed
+
+
 def callback_child(args) -> None:
     sdk = importlib.import_module(args.sdk)
     sora = sdk.Sora()
@@ -96,12 +108,7 @@ def rtc_child(args) -> None:
                 counts[i] += event.frame.samples_per_channel
 
         async def join(i):
-            room = rtc.Room()
-            subscribed = asyncio.get_running_loop().create_future()
-            room.on("track_subscribed", lambda track, *a: isinstance(track, rtc.RemoteAudioTrack)
-                    and not subscribed.done() and subscribed.set_result(track))
-            await room.connect(args.url, args.channel, options=rtc.RoomOptions(video=False, data_topics=()))
-            return room, subscribed
+            return await join_listening_room(args.url, args.channel)
 
         t0 = time.monotonic()
         joined = await asyncio.gather(*(join(i) for i in range(args.n)))

@@ -29,7 +29,8 @@ import subprocess
 import sys
 import time
 
-from scale import by_variant, median, raise_fd_limit, rss_mib  # this folder's helpers (stdlib only)
+from rtc import join_listening_room  # this folder's helpers (stdlib only at import)
+from scale import by_variant, median, raise_fd_limit, rss_mib
 
 RATE = 48000
 FRAME_MS = 10
@@ -183,16 +184,12 @@ async def sora_publishers(args) -> None:
     await measure_publishers(args, frames, [asyncio.ensure_future(publish(i)) for i in range(args.n)],
                              "sora_ffi.rtc AudioSource.capture_frame (dev server)")
 
+
 async def sora_subscribers(args) -> None:
     from sora_ffi import rtc
 
     async def join(i):
-        room = rtc.Room()
-        subscribed = asyncio.get_running_loop().create_future()
-        room.on("track_subscribed", lambda track, *a: isinstance(track, rtc.RemoteAudioTrack)
-                and not subscribed.done() and subscribed.set_result(track))
-        await room.connect(args.url, args.channel, options=rtc.RoomOptions(video=False, data_topics=()))
-        return room, subscribed
+        return await join_listening_room(args.url, args.channel)
 
     await subscribe(args, join, lambda track: rtc.AudioStream(
         track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms),
