@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import threading
 import time
 
 import numpy as np
+
+from scale import cpu_s, raise_fd_limit  # this folder's helpers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -55,12 +56,6 @@ class OncePerSecond:
         return []
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def spawn(args: list) -> tuple:
     """A child printing one JSON line when ready: (process, that line)."""
     p = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, text=True,
@@ -70,9 +65,9 @@ def spawn(args: list) -> tuple:
 
 def measure(pid: int, seconds: float) -> float:
     """CPU seconds per second of `pid` over `seconds`."""
-    c0, t0 = cpu_seconds(pid), time.monotonic()
+    c0, t0 = cpu_s(pid), time.monotonic()
     time.sleep(seconds)
-    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+    return (cpu_s(pid) - c0) / (time.monotonic() - t0)
 
 
 def api(url: str, target: str, body: dict) -> tuple:
@@ -84,8 +79,7 @@ def api(url: str, target: str, body: dict) -> tuple:
 def bench_cpu(args) -> dict:
     import sora_ffi
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     gw, gw_info = spawn(["sora_ffi.gateway", "--port", "0", "--recognizer", "audio_streaming:OncePerSecond"])
     ds, ds_info = spawn(["sora_ffi.devserver", "--port", "0", "--ping-interval", "0",
                          "--no-default-audio-streaming-result-push",
@@ -133,9 +127,9 @@ def bench_cpu(args) -> dict:
         status, body = api(ds_info["api_url"], "Sora_20221221.StartAudioStreaming", {"channel_id": "bench"})
         assert status == 200, body
         time.sleep(2)
-        g0, r0 = cpu_seconds(gw.pid), len(results)
+        g0, r0 = cpu_s(gw.pid), len(results)
         on = measure(ds.pid, args.seconds)
-        gateway = (cpu_seconds(gw.pid) - g0) / args.seconds
+        gateway = (cpu_s(gw.pid) - g0) / args.seconds
         pushed = (len(results) - r0) / args.seconds
         stop.set()
         t.join()

@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import resource
 import statistics
 import threading
 import time
 
+from scale import cpu_s  # this folder's helpers
 from sora_ffi.devserver import DevServerProcess
 
 
@@ -68,16 +67,6 @@ def measure_once(sora, url: str, channel: str, dc_signaling: bool) -> float | No
     ok = probe.connected.wait(10)
     probe.close()
     return (probe.connected_at - start) * 1000 if ok else None
-
-
-def cpu_s(pid: int | None = None) -> float:
-    """CPU seconds of this process, or of process ``pid`` (the server)."""
-    if pid is None:
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        return ru.ru_utime + ru.ru_stime
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_concurrent(sora, url: str, n: int, channels: int, tag: str, dc_signaling: bool,

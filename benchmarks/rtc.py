@@ -23,25 +23,19 @@ import asyncio
 import importlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
 import time
 
-from scale import by_variant, connect_receivers, median, raise_fd_limit, rss_mib  # this folder's helpers
+from scale import by_variant, connect_receivers, cpu_s, median, raise_fd_limit, rss_mib  # this folder's helpers
 
 RATE = 48000
 
 
-def cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
 def report(**fields) -> None:
     print(json.dumps(fields), flush=True)
-    os._exit(0)  # sora_sdk cannot be torn down reliably (see tests/conftest.py)
+    os._exit(0)  # teardown is not measured, and sora_sdk's is not reliable (tests/conftest.py)
 
 
 # ------------------------------------------------------------------ subscriber children

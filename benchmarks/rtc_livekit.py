@@ -23,37 +23,19 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
 import time
 
-from rtc import join_listening_room  # this folder's helpers (stdlib only at import)
-from scale import by_variant, median, raise_fd_limit, rss_mib
+from rtc import join_listening_room, report  # this folder's helpers (stdlib only at import)
+from scale import by_variant, cpu_s, median, raise_fd_limit, rss_mib
 
 RATE = 48000
 FRAME_MS = 10
 HOME = os.path.expanduser("~/.cache/livekit")
 #: the server's key pair (livekit-server wants a secret of at least 32 characters)
 LK_KEY, LK_SECRET = "benchkey", "benchmark-secret-of-at-least-32-characters"
-
-
-def cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds of another process (the server), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def report(**fields) -> None:
-    print(json.dumps(fields), flush=True)
-    os._exit(0)  # neither SDK's teardown is what is measured
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -159,9 +141,9 @@ async def lk_publishers(args) -> None:
 async def measure_publishers(args, frames: list, tasks: list, name: str) -> None:
     await asyncio.sleep(3.0)
     failed = [t for t in tasks if t.done() and t.exception() is not None]
-    f0, c0, s0, w0 = frames[0], cpu_s(), process_cpu_s(args.server_pid), time.monotonic()
+    f0, c0, s0, w0 = frames[0], cpu_s(), cpu_s(args.server_pid), time.monotonic()
     await asyncio.sleep(args.seconds)
-    f1, c1, s1, w1 = frames[0], cpu_s(), process_cpu_s(args.server_pid), time.monotonic()
+    f1, c1, s1, w1 = frames[0], cpu_s(), cpu_s(args.server_pid), time.monotonic()
     report(variant=name, n=args.n, failed=len(failed), cpu_per_s=round((c1 - c0) / (w1 - w0), 3),
            server_cpu_per_s=round((s1 - s0) / (w1 - w0), 3), frames_per_s=round((f1 - f0) / (w1 - w0)),
            rss_mib=round(rss_mib(), 1))
@@ -199,9 +181,9 @@ async def sora_subscribers(args) -> None:
 async def measure(args, counts: list, join_s: float, joined: int, name: str) -> None:
     await asyncio.sleep(1.0)
     counts[:] = [0] * len(counts)
-    c0, s0, w0 = cpu_s(), process_cpu_s(args.server_pid), time.monotonic()
+    c0, s0, w0 = cpu_s(), cpu_s(args.server_pid), time.monotonic()
     await asyncio.sleep(args.seconds)
-    c1, s1, w1 = cpu_s(), process_cpu_s(args.server_pid), time.monotonic()
+    c1, s1, w1 = cpu_s(), cpu_s(args.server_pid), time.monotonic()
     shares = sorted(c / (RATE * (w1 - w0)) for c in counts)
     report(variant=name, n=args.n, joined=joined, join_s=round(join_s, 2),
            cpu_per_s=round((c1 - c0) / (w1 - w0), 3), server_cpu_per_s=round((s1 - s0) / (w1 - w0), 3),

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Optional
 
 RATE = 48000
 VIDEO_W, VIDEO_H, FPS = 640, 360, 30
@@ -43,6 +44,16 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_s(pid: Optional[int] = None) -> float:
+    """CPU seconds used so far by this process, or by process ``pid`` (from /proc)."""
+    if pid is None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def by_variant(results: list) -> dict:
