@@ -304,12 +304,17 @@ impl Session {
             (!self.connected).then_some(self.connect_deadline),
             self.switch_deadline,
             self.disconnect_deadline,
-            self.ping_deadline.filter(|_| self.ws.is_some() && self.disconnecting.is_none()),
+            self.watched_ping_deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
         .unwrap_or(far)
+    }
+
+    /// The ping deadline while it counts: the WebSocket is up and we are not disconnecting.
+    fn watched_ping_deadline(&self) -> Option<Instant> {
+        self.ping_deadline.filter(|_| self.ws.is_some() && self.disconnecting.is_none())
     }
 
     async fn on_deadline(&mut self) {
@@ -320,7 +325,7 @@ impl Session {
             self.finish(code::INTERNAL_ERROR, "DataChannel signaling was not switched in time (data_channel_signaling_timeout)");
         } else if !self.connected && self.connect_deadline <= now {
             self.finish(code::INTERNAL_ERROR, "Connection timeout");
-        } else if self.ws.is_some() && self.disconnecting.is_none() && self.ping_deadline.is_some_and(|d| d <= now) {
+        } else if self.watched_ping_deadline().is_some_and(|d| d <= now) {
             // Nothing is coming through: no close handshake to wait for (teardown skips it).
             self.ws = None;
             self.shared.emit(self.shared.event(EventType::WsClose).a(0).text(""));
