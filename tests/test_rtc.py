@@ -762,6 +762,76 @@ def test_unpublishing_is_seen_and_capture_frame_keeps_time_while_nothing_sends(s
     run(main())
 
 
+def inbound_audio(room: rtc.Room) -> dict:
+    """The room's inbound-rtp audio stats (W3C counters of its Sora connection)."""
+    import json
+    reports = json.loads(room._conn.get_stats())
+    return next((r for r in reports if r.get("type") == "inbound-rtp" and r.get("kind") == "audio"), {})
+
+
+def test_auto_subscribe_off_decodes_nothing_until_set_subscribed(server, channel_id):
+    async def main():
+        with pytest.raises(TypeError, match="auto_subscribe"):
+            await join(server, channel_id, "bad", auto_subscribe=1)
+        listener = await join(server, channel_id, "listener", auto_subscribe=False, video=False)
+        rec = Recorder(listener)
+        speakers = []
+        listener.on("active_speakers_changed", lambda who: speakers.append([p.identity for p in who]))
+        speaker = await join(server, channel_id, "speaker", video=False)
+        publisher = asyncio.ensure_future(publish_sine(speaker, 440.0, 8.0))
+        await wait_for(lambda: ("track_published", "speaker") in rec.names(), what="published")
+        pub = next(iter(listener.remote_participants["speaker"].track_publications.values()))
+        # the media arrives (Sora forwards it), but nothing subscribes to it or decodes it
+        await wait_for(lambda: inbound_audio(listener).get("packetsReceived", 0) > 25, what="packets")
+        assert inbound_audio(listener)["totalSamplesReceived"] == 0
+        assert (pub.subscribed, pub.track) == (False, None)
+        assert "track_subscribed" not in [n for n, _ in rec.names()]
+        # speaking is measured from the packets' audio level extension: no decoding needed
+        await wait_for(lambda: ["speaker"] in speakers, what="speaking while unsubscribed")
+        assert listener.remote_participants["speaker"].is_speaking and not pub.muted
+        assert inbound_audio(listener)["totalSamplesReceived"] == 0
+        with pytest.raises(TypeError, match="bool"):
+            pub.set_subscribed("yes")
+
+        async def listen() -> tuple[rtc.RemoteAudioTrack, np.ndarray, int]:
+            subscribed = asyncio.get_running_loop().create_future()
+            listener.on("track_subscribed", lambda track, *a: subscribed.done() or subscribed.set_result(track))
+            pub.set_subscribed(True)
+            track = await asyncio.wait_for(subscribed, 5)
+            assert pub.subscribed and pub.track is track
+            stream = rtc.AudioStream(track, sample_rate=16000, num_channels=1, frame_size_ms=20)
+            frames = []
+            async for event in stream:
+                frames.append(event.frame.to_ndarray().copy())
+                if len(frames) == 40:  # 0.8 s
+                    pub.set_subscribed(False)  # the stream ends after what it holds
+            return track, np.concatenate(frames), len(frames)
+
+        track1, audio, n = await listen()
+        assert n >= 40 and pub.track is None and not pub.subscribed
+        assert abs(dominant_frequency(audio[8000:], 16000) - 440.0) < 5
+        decoded = inbound_audio(listener)["totalSamplesReceived"]
+        assert decoded > 0
+        # unsubscribed again: decoding stops while the packets keep coming
+        packets = inbound_audio(listener)["packetsReceived"]
+        await asyncio.sleep(0.5)
+        assert inbound_audio(listener)["packetsReceived"] > packets + 10
+        assert inbound_audio(listener)["totalSamplesReceived"] - decoded < 48000 * 0.1
+        track2, audio, _ = await listen()  # and back: a new track object for the same publication
+        assert track2 is not track1 and track2.sid == track1.sid
+        assert abs(dominant_frequency(audio[8000:], 16000) - 440.0) < 5
+        assert rec.names("track_published", "track_subscribed", "track_unsubscribed") == [
+            ("track_published", "speaker"), ("track_subscribed", "speaker"), ("track_unsubscribed", "speaker"),
+            ("track_subscribed", "speaker"), ("track_unsubscribed", "speaker")]
+        publisher.cancel()
+        await speaker.disconnect()
+        await listener.disconnect()
+        pub.set_subscribed(True)  # after the room is gone: nothing happens, nothing raises
+        await asyncio.sleep(0.05)
+        assert pub.track is None
+    run(main())
+
+
 def test_hostile_peers_on_the_rooms_own_labels(server, channel_id):
     """A plain Sora connection speaking garbage on `#_rtc.stream` and `#_rtc.rpc`: malformed
     messages are dropped, a text stream that is not UTF-8 fails with StreamError, and an RPC

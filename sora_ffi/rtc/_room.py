@@ -13,7 +13,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Optional, Sequence, Union
 
 from .. import aio
 from .._sora import Sora
@@ -78,6 +78,8 @@ class RoomOptions:
     `signaling_notify_metadata`. `role` None: "sendrecv" while publishing, "recvonly"
     otherwise. `audio`/`video`: which kinds the room sends and receives. `data_topics`:
     the topics publish_data and data_received use (Sora fixes them at connect).
+    `auto_subscribe` False: remote tracks are subscribed only when
+    `RemoteTrackPublication.set_subscribed(True)` asks (nothing is decoded before).
     `connection_options`: further `Sora.create_connection` arguments (simulcast,
     spotlight, forwarding_filters...)."""
     identity: Optional[str] = None
@@ -92,6 +94,7 @@ class RoomOptions:
     video_bit_rate: Optional[int] = None
     data_topics: Sequence[str] = ("",)
     data_channel_signaling: bool = True
+    auto_subscribe: bool = True
     connect_timeout: float = 10.0
     #: seconds without the server's pings (at least; three of their longest gaps if
     #: longer) after which the session is taken as lost and the room reconnects; None:
@@ -192,6 +195,8 @@ class Room(EventEmitter):
         options = options or RoomOptions()
         if not isinstance(options, RoomOptions):
             raise TypeError(f"options must be RoomOptions, not {type(options).__name__}")
+        if not isinstance(options.auto_subscribe, bool):
+            raise TypeError(f"auto_subscribe must be a bool, not {type(options.auto_subscribe).__name__}")
         auth = dict(metadata or {})
         if token is not None:
             if not isinstance(token, str):
@@ -521,9 +526,8 @@ class Room(EventEmitter):
         tracks = {}
         for participant in self._participants.values():
             for pub in participant.track_publications.values():
-                track = pub.track
-                if isinstance(track, _RemoteTrack) and track.sora_track is not None:
-                    tracks[track.sora_track.id] = (participant, pub, track)
+                if pub._media is not None:  # subscribed or not: levels need no decoding
+                    tracks[pub._media.id] = (participant, pub)
         levels: dict[str, float] = {}
         quality: dict[str, ConnectionQuality] = {}
         streams = ["local/audio"]
@@ -531,7 +535,7 @@ class Room(EventEmitter):
             entry = tracks.get(str(report.get("trackIdentifier")))
             if entry is None:
                 continue
-            participant, pub, track = entry
+            participant, pub = entry
             key = f"{report.get('trackIdentifier')}/{report.get('ssrc')}"
             streams.append(key)
             interval = tracker.interval(key, report)
@@ -539,11 +543,13 @@ class Room(EventEmitter):
                 continue
             change = tracker.muted(key)
             if change is not None:
-                track._muted = change
+                pub._remote_muted = change
+                if pub.track is not None:
+                    pub.track._muted = change
                 self.emit("track_muted" if change else "track_unmuted", participant, pub)
             if interval.level is not None:
                 levels[participant.identity] = max(levels.get(participant.identity, 0.0), interval.level)
-            if track.muted:
+            if pub.muted:
                 continue
             q = (ConnectionQuality.QUALITY_LOST if interval.packets == 0 else
                  quality_of(loss_fraction(interval.lost, interval.packets), interval.jitter))
@@ -766,7 +772,9 @@ class Room(EventEmitter):
         pub = participant._publication(kind)
         if pub is None:
             sid = f"{participant.identity}/{kind_name(kind)}"
-            pub = RemoteTrackPublication(sid, kind, kind_name(kind), default_source(kind))
+            pub = RemoteTrackPublication(sid, kind, kind_name(kind), default_source(kind),
+                                         subscribe=self._options.auto_subscribe)
+            pub._changed = self._subscription_changer(participant, pub)
             participant._publications[sid] = pub
             self.emit("track_published", pub, participant)
         return pub
@@ -780,14 +788,12 @@ class Room(EventEmitter):
         kind = TrackKind.KIND_AUDIO if sora_track.kind == "audio" else TrackKind.KIND_VIDEO
         participant._connections.setdefault(cid, set()).add(kind)
         pub = self._publication(participant, kind)
+        pub._media = sora_track
         track = pub.track
         if isinstance(track, _RemoteTrack):
             track._bind(sora_track)  # the same publication's media, on a new connection
-            return
-        cls = RemoteAudioTrack if kind == TrackKind.KIND_AUDIO else RemoteVideoTrack
-        track = cls(pub.sid, sora_track)
-        pub._track = track
-        self.emit("track_subscribed", track, pub, participant)
+        elif pub._want:
+            self._subscribe(participant, pub)
 
     def _on_track_ended(self, sora_track: SoraMediaTrack) -> None:
         pending = self._pending_tracks.get(sora_track.stream_id)
@@ -795,8 +801,41 @@ class Room(EventEmitter):
             pending.remove(sora_track)
         for participant in self._participants.values():
             for pub in participant.track_publications.values():
-                if isinstance(pub.track, _RemoteTrack) and pub.track._unbind(sora_track):
+                if pub._media is sora_track:
+                    pub._media = None
+                    if isinstance(pub.track, _RemoteTrack):
+                        pub.track._unbind(sora_track)
                     return
+
+    def _subscribe(self, participant: RemoteParticipant, pub: RemoteTrackPublication) -> None:
+        assert pub._media is not None
+        cls = RemoteAudioTrack if pub.kind == TrackKind.KIND_AUDIO else RemoteVideoTrack
+        track = cls(pub.sid, pub._media)
+        track._muted = pub._remote_muted
+        pub._track = track
+        self.emit("track_subscribed", track, pub, participant)
+
+    def _subscription_changer(self, participant: RemoteParticipant,
+                              pub: RemoteTrackPublication) -> Callable[[], None]:
+        """What `pub.set_subscribed` calls: the change is made on the room's loop, later
+        (handlers see events after the call returns, and from any thread)."""
+        room = weakref.ref(self)
+
+        def reconcile() -> None:
+            self_ = room()
+            if (self_ is None or self_._participants.get(participant.identity) is not participant
+                    or participant._publications.get(pub.sid) is not pub):
+                return  # the room, the participant or the publication is gone
+            if pub._want and pub.track is None and pub._media is not None:
+                self_._subscribe(participant, pub)
+            elif not pub._want and pub.track is not None:
+                self_._unsubscribe(participant, pub)
+
+        def changed() -> None:
+            self_ = room()
+            if self_ is not None and self_._loop is not None and not self_._loop.is_closed():
+                self_._loop.call_soon_threadsafe(reconcile)
+        return changed
 
     def _unsubscribe(self, participant: RemoteParticipant, pub: RemoteTrackPublication) -> None:
         track = pub.track

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .._track import SoraMediaTrack
 
@@ -230,6 +230,35 @@ class LocalTrackPublication(TrackPublication):
 
 
 class RemoteTrackPublication(TrackPublication):
+    """A remote participant's audio or video. Subscribed (`track` set, `track_subscribed`
+    emitted) when its media arrives, if the room's `auto_subscribe` or `set_subscribed(True)`
+    asks for it. Sora sends every track of the channel to every receiving connection:
+    unsubscribing stops decoding and delivery here, not the packets (docs/rtc.md)."""
+
+    def __init__(self, sid: str, kind: TrackKind, name: str, source: TrackSource, *, subscribe: bool = True) -> None:
+        super().__init__(sid, kind, name, source)
+        self._want = subscribe
+        #: the media now behind the publication, subscribed or not (None until it arrives)
+        self._media: Optional[SoraMediaTrack] = None
+        self._remote_muted = False
+        #: set by the room: reconciles `_want` with the subscription, on the room's loop
+        self._changed: Optional[Callable[[], None]] = None
+
     @property
     def subscribed(self) -> bool:
         return self._track is not None
+
+    @property
+    def muted(self) -> bool:
+        """Measured from the media whether or not the track is subscribed."""
+        return self._remote_muted
+
+    def set_subscribed(self, subscribed: bool) -> None:
+        """Subscribes to (True) or unsubscribes from (False) the track. The change is made
+        on the room's event loop: `track_subscribed` (once the media is there) or
+        `track_unsubscribed` follows, and streams reading the track end on unsubscribing."""
+        if not isinstance(subscribed, bool):
+            raise TypeError(f"subscribed must be a bool, not {type(subscribed).__name__}")
+        self._want = subscribed
+        if self._changed is not None:
+            self._changed()
