@@ -160,8 +160,15 @@ impl Receiver {
 
 enum Decoder {
     Video(VideoDecoder),
-    Audio(OpusDecoder, Vec<i16>),
+    Audio(OpusDecoder),
 }
+
+thread_local! {
+    /// Decoded PCM on its way to the sinks: one buffer per media worker thread instead of
+    /// one per received audio track (23 KB each, which 1000 receivers notice).
+    static PCM: std::cell::RefCell<Vec<i16>> = std::cell::RefCell::new(vec![0; MAX_DECODED_SAMPLES]);
+}
+const MAX_DECODED_SAMPLES: usize = super::codec::opus::MAX_FRAME_SAMPLES * 2;
 
 /// What a frame handed to the transformer needs to be decoded when it comes back.
 struct FrameMeta {
@@ -240,7 +247,17 @@ impl Decoding {
                     self.want_keyframe = true;
                 }
             },
-            Decoder::Audio(d, buf) => {
+            Decoder::Audio(d) => PCM.with(|cell| {
+                // A sink never decodes, so the buffer is free here; were it not, a fresh one.
+                let mut spare = Vec::new();
+                let mut borrowed = cell.try_borrow_mut();
+                let buf: &mut [i16] = match borrowed.as_deref_mut() {
+                    Ok(b) => b,
+                    Err(_) => {
+                        spare.resize(MAX_DECODED_SAMPLES, 0);
+                        &mut spare
+                    }
+                };
                 let ch = d.channels() as usize;
                 for _ in 0..meta.lost_before.min(5) {
                     if let Ok(n) = d.decode(None, buf) {
@@ -252,7 +269,7 @@ impl Decoding {
                     account_audio(shared, &buf[..n * ch], n, false);
                     deliver_audio(sinks, &buf[..n * ch], d.channels(), meta.capture_ms);
                 }
-            }
+            }),
         }
     }
 }
@@ -432,7 +449,7 @@ fn new_decoder(codec: RtpCodec, stereo: bool, engine: &DecoderEngine) -> crate::
         Some(c) => Ok(Decoder::Video(VideoDecoder::with_engine(c, engine)?)),
         None => {
             let ch = if stereo { 2 } else { 1 };
-            Ok(Decoder::Audio(OpusDecoder::new(ch)?, vec![0; super::codec::opus::MAX_FRAME_SAMPLES * 2]))
+            Ok(Decoder::Audio(OpusDecoder::new(ch)?))
         }
     }
 }
