@@ -4,7 +4,7 @@ The dev server and one sora_ffi sender run in this process; each SDK's N receive
 a child process of their own (one Sora, N connections started in batches).
 
 * ``--kind audio`` (default): the sender sends a 440 Hz tone; each receiver has a
-  SoraAudioSink (48 kHz mono), every sink read every 100 ms. "media received" is the audio
+  SoraAudioSink (48 kHz mono, or ``--rate``), every sink read every 100 ms. "media received" is the audio
   each connection read, as a share of real time.
 * ``--kind video``: the sender sends VP8 640x360 at 30 fps (the stamped test pattern);
   each receiver has a SoraVideoSink whose on_frame counts decoded frames. "media
@@ -14,7 +14,7 @@ Reported per child: connections established, CPU seconds per second, RSS, thread
 media received per connection (median and minimum) during the measurement.
 
     .ci/python benchmarks/scale.py [--kind audio|video] [--n 10 100 300] [--seconds 10]
-                                   [--official-max 300]
+                                   [--official-max 300] [--rate 48000]
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def child(args) -> None:
 
             sink.on_frame = on_frame
         else:
-            sink = sdk.SoraAudioSink(track, RATE, 1)
+            sink = sdk.SoraAudioSink(track, args.rate, 1)
         sinks.append(sink)
     time.sleep(1.0)
     if not video:
@@ -140,7 +140,7 @@ def child(args) -> None:
         counted = list(received)
     wall = w1 - w0
     cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / wall
-    per_second = FPS if video else RATE
+    per_second = FPS if video else args.rate
     shares = sorted(r / (per_second * wall) for r in counted)
     out = {
         "sdk": args.sdk, "n": args.n, "connected": len(sinks), "connect_s": round(connect_s, 2),
@@ -160,6 +160,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[10, 100, 300])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--batch", type=int, default=50, help="connections started at once")
+    ap.add_argument("--rate", type=int, default=RATE, help="the audio sinks' rate (Hz)")
     ap.add_argument("--official-max", type=int, default=300, help="largest N tried with sora_sdk")
     ap.add_argument("--child-timeout", type=float, default=600, help="seconds one child may take")
     ap.add_argument("--child", action="store_true")
@@ -201,7 +202,7 @@ def main() -> None:
                     continue
                 cmd = [sys.executable, os.path.abspath(__file__), "--child", "--sdk", name, "--n", str(n),
                        "--url", server.signaling_url, "--channel", channel, "--seconds", str(args.seconds),
-                       "--batch", str(args.batch), "--kind", args.kind]
+                       "--batch", str(args.batch), "--kind", args.kind, "--rate", str(args.rate)]
                 try:
                     p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
                 except subprocess.TimeoutExpired:

@@ -254,6 +254,19 @@ def test_official_sender_bandwidth_estimate(ffi, official, server, channel_id, c
     assert fps >= 25
 
 
+def best_fractional_shift(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """`ref` delayed by the fraction of a sample (-1..1, 0.05 steps) that matches `seg` best."""
+    spectrum = np.fft.rfft(ref)
+    freqs = np.fft.rfftfreq(len(ref))
+    best, best_corr = ref, float(np.dot(seg, ref))
+    for d in np.arange(-1.0, 1.0001, 0.05):
+        shifted = np.fft.irfft(spectrum * np.exp(-2j * np.pi * freqs * d), len(ref))
+        corr = float(np.dot(seg, shifted))
+        if corr > best_corr:
+            best, best_corr = shifted, corr
+    return best
+
+
 def test_audio_chirp_roundtrip(ffi, server, channel_id, clients):
     receiver = clients(ffi, server, channel_id, "recvonly", audio=True)
     receiver.connect()
@@ -283,6 +296,7 @@ def test_audio_chirp_roundtrip(ffi, server, channel_id, clients):
     corr = np.correlate(received, ref, mode="valid")
     lag = int(np.argmax(corr))
     seg = received[lag:lag + len(ref)]
+    ref = best_fractional_shift(ref, seg)  # a decoder may put the signal between samples
     scale = float(np.dot(seg, ref) / np.dot(ref, ref))
     noise = seg - scale * ref
     snr = 10 * np.log10(np.sum((scale * ref) ** 2) / max(np.sum(noise ** 2), 1e-9))
@@ -292,6 +306,58 @@ def test_audio_chirp_roundtrip(ffi, server, channel_id, clients):
           f"delay in stream {delay_ms:.0f} ms, wall {time.time() - started:.1f} s")
     assert ncc > 0.9
     assert snr > 10
+
+
+def test_audio_is_decoded_at_the_rate_the_sinks_need(ffi, server, channel_id, clients):
+    """Opus is decoded straight to the highest rate the track's sinks convert to (16 kHz
+    alone; 48 kHz once a 48 kHz sink joins; 16 kHz again when it goes): every sink keeps
+    getting real-time audio of the tone, and the stats count 48 kHz samples throughout."""
+    receiver = clients(ffi, server, channel_id, "recvonly", audio=True)
+    receiver.connect()
+    sora = ffi.Sora()
+    source = sora.create_audio_source(1, 48000)
+    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, audio=True, audio_source=source)
+    sender.connect()
+    track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "audio"), None),
+                              what="audio track")
+
+    def samples_received() -> int:
+        reports = json.loads(receiver.conn.get_stats())
+        return next(r["totalSamplesReceived"] for r in reports if r.get("type") == "inbound-rtp" and r.get("kind") == "audio")
+
+    def listen(sinks: list, seconds: float = 1.0) -> list:
+        for sink, _ in sinks:
+            sink.read(0, 0.5)  # from now on
+        got = [[] for _ in sinks]
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            time.sleep(0.05)
+            for (sink, _), out in zip(sinks, got):
+                ok, pcm = sink.read(0, 0)
+                if ok:
+                    out.append(pcm[:, 0])
+        return [np.concatenate(g) for g in got]
+
+    def tone_of(pcm, rate: int) -> float:
+        x = pcm.astype(np.float64)
+        return float(np.argmax(np.abs(np.fft.rfft(x * np.hanning(len(x))))) * rate / len(x))
+
+    with testpattern.ToneFeeder(source, 48000, hz=440.0):
+        low = ffi.SoraAudioSink(track, 16000, 1)
+        counted = samples_received()
+        t0 = time.time()
+        (a,) = listen([(low, 16000)])
+        per_second = (samples_received() - counted) / (time.time() - t0)
+        assert 0.85 * 16000 < len(a) < 1.15 * 16000 and abs(tone_of(a, 16000) - 440) < 5
+        assert 0.8 * 48000 < per_second < 1.2 * 48000, per_second  # 48 kHz samples, as before
+        high = ffi.SoraAudioSink(track, 48000, 1)
+        a, b = listen([(low, 16000), (high, 48000)])
+        assert 0.85 * 16000 < len(a) < 1.15 * 16000 and abs(tone_of(a, 16000) - 440) < 5
+        assert 0.85 * 48000 < len(b) < 1.15 * 48000 and abs(tone_of(b, 48000) - 440) < 5
+        assert np.abs(b).max() > 4000  # the tone at full scale, not a resampled shadow
+        del high
+        (a,) = listen([(low, 16000)])
+        assert 0.85 * 16000 < len(a) < 1.15 * 16000 and abs(tone_of(a, 16000) - 440) < 5
 
 
 def test_set_enabled_on_sources_and_received_tracks(ffi, server, channel_id, clients):

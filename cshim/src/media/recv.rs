@@ -178,9 +178,12 @@ struct FrameMeta {
 }
 
 /// Audio decoder counters: samples (per channel), concealment, level and energy (W3C).
-fn account_audio(shared: &RecvShared, pcm: &[i16], samples: usize, concealed: bool) {
+/// `samples` decoded at `rate`; counted as 48 kHz samples whatever the rate the sinks made
+/// us decode at (what libwebrtc reports for Opus, and stats that do not move with sinks).
+fn account_audio(shared: &RecvShared, pcm: &[i16], samples: usize, rate: u32, concealed: bool) {
     let level = super::rtp::stats::audio_level(pcm);
-    let secs = samples as f64 / 48_000.0;
+    let secs = samples as f64 / f64::from(rate);
+    let samples = (samples as u64 * 48_000 / u64::from(rate.max(1))) as usize;
     let mut ds = shared.decode.lock();
     ds.total_samples_received += samples as u64;
     if concealed {
@@ -207,8 +210,12 @@ impl Decoding {
     /// Decodes one frame for `sinks` (audio: conceals `lost_before` packets first).
     fn frame(&mut self, data: &[u8], meta: &FrameMeta, sinks: &[Arc<dyn MediaSink>], shared: &RecvShared) {
         let started = Instant::now();
+        let opus_rate = opus_rate_for(sinks);
+        if matches!(&self.decoder, Some(Decoder::Audio(d)) if d.rate() != opus_rate) {
+            self.decoder = None; // the sinks changed: decode at the rate they need now
+        }
         if self.decoder.is_none() {
-            match new_decoder(self.codec, self.stereo, &shared.decoder) {
+            match new_decoder(self.codec, self.stereo, opus_rate, &shared.decoder) {
                 Ok(d) => self.decoder = Some(d),
                 Err(e) => {
                     if !std::mem::replace(&mut self.decoder_failed, true) {
@@ -261,13 +268,13 @@ impl Decoding {
                 let ch = d.channels() as usize;
                 for _ in 0..meta.lost_before.min(5) {
                     if let Ok(n) = d.decode(None, buf) {
-                        account_audio(shared, &buf[..n * ch], n, true);
-                        deliver_audio(sinks, &buf[..n * ch], d.channels(), None);
+                        account_audio(shared, &buf[..n * ch], n, d.rate(), true);
+                        deliver_audio(sinks, &buf[..n * ch], d.rate(), d.channels(), None);
                     }
                 }
                 if let Ok(n) = d.decode(Some(data), buf) {
-                    account_audio(shared, &buf[..n * ch], n, false);
-                    deliver_audio(sinks, &buf[..n * ch], d.channels(), meta.capture_ms);
+                    account_audio(shared, &buf[..n * ch], n, d.rate(), false);
+                    deliver_audio(sinks, &buf[..n * ch], d.rate(), d.channels(), meta.capture_ms);
                 }
             }),
         }
@@ -444,19 +451,27 @@ fn video_codec_type(codec: RtpCodec) -> Option<CodecType> {
     }
 }
 
-fn new_decoder(codec: RtpCodec, stereo: bool, engine: &DecoderEngine) -> crate::error::Result<Decoder> {
+/// The rate to decode Opus at for `sinks`: the lowest libopus offers that is at least the
+/// highest rate a sink converts to (48 kHz when one takes the audio as received). Decoding
+/// straight to 16 kHz costs less than decoding at 48 and resampling (a recognizer's case).
+fn opus_rate_for(sinks: &[Arc<dyn MediaSink>]) -> u32 {
+    let need = sinks.iter().map(|s| s.audio_rate().unwrap_or(48_000)).max().unwrap_or(48_000);
+    [8_000, 12_000, 16_000, 24_000, 48_000].into_iter().find(|&r| r >= need).unwrap_or(48_000)
+}
+
+fn new_decoder(codec: RtpCodec, stereo: bool, opus_rate: u32, engine: &DecoderEngine) -> crate::error::Result<Decoder> {
     match video_codec_type(codec) {
         Some(c) => Ok(Decoder::Video(VideoDecoder::with_engine(c, engine)?)),
         None => {
             let ch = if stereo { 2 } else { 1 };
-            Ok(Decoder::Audio(OpusDecoder::new(ch)?))
+            Ok(Decoder::Audio(OpusDecoder::with_rate(ch, opus_rate)?))
         }
     }
 }
 
-fn deliver_audio(sinks: &[Arc<dyn MediaSink>], pcm: &[i16], channels: u32, capture_ms: Option<i64>) {
+fn deliver_audio(sinks: &[Arc<dyn MediaSink>], pcm: &[i16], rate: u32, channels: u32, capture_ms: Option<i64>) {
     for s in sinks {
-        s.on_audio(pcm, 48_000, channels, capture_ms);
+        s.on_audio(pcm, rate, channels, capture_ms);
     }
 }
 

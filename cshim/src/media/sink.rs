@@ -19,6 +19,11 @@ pub trait MediaSink: Send + Sync {
     fn id(&self) -> u64;
     fn on_video(&self, _frame: &I420Frame) {}
     fn on_audio(&self, _pcm: &[i16], _rate: u32, _channels: u32, _capture_ms: Option<i64>) {}
+    /// The audio rate this sink converts to (None: as received). The receiver decodes
+    /// straight to the lowest rate that serves all its sinks.
+    fn audio_rate(&self) -> Option<u32> {
+        None
+    }
 }
 
 pub struct VideoSink {
@@ -77,6 +82,7 @@ impl Converter {
 /// `SoraAudioSink`: converted audio accumulates; `read` takes it with a timeout.
 pub struct AudioSink {
     pub id: u64,
+    rate: Option<u32>,
     state: Mutex<AudioSinkState>,
     ready: Condvar,
     /// With the deprecated callbacks set, data and format changes are also events.
@@ -98,6 +104,7 @@ impl AudioSink {
     pub fn new(output_rate: i32, output_channels: i32) -> Arc<AudioSink> {
         Arc::new(AudioSink {
             id: next_handle_id(),
+            rate: (output_rate > 0).then_some(output_rate as u32),
             state: Mutex::new(AudioSinkState {
                 converter: Converter::new(output_rate, output_channels),
                 buffer: VecDeque::new(),
@@ -155,6 +162,9 @@ impl MediaSink for AudioSink {
     fn id(&self) -> u64 {
         self.id
     }
+    fn audio_rate(&self) -> Option<u32> {
+        self.rate
+    }
     fn on_audio(&self, pcm: &[i16], rate: u32, channels: u32, _capture_ms: Option<i64>) {
         let mut st = self.state.lock();
         let Ok((out, r, c)) = st.converter.convert(pcm, rate, channels) else { return };
@@ -198,6 +208,7 @@ fn take_front(buffer: &mut VecDeque<i16>, n: usize) -> Vec<i16> {
 /// `SoraAudioStreamSink`: one event per 10 ms of converted audio.
 pub struct AudioStreamSink {
     pub id: u64,
+    rate: Option<u32>,
     queue: Arc<EventQueue>,
     state: Mutex<(Converter, Vec<i16>)>,
     /// 10 ms blocks per event (`set_frame_ms`): fewer, larger events for consumers that
@@ -217,6 +228,7 @@ impl AudioStreamSink {
     pub fn new(queue: Arc<EventQueue>, output_rate: i32, output_channels: i32) -> Arc<AudioStreamSink> {
         Arc::new(AudioStreamSink {
             id: next_handle_id(),
+            rate: (output_rate > 0).then_some(output_rate as u32),
             queue,
             state: Mutex::new((Converter::new(output_rate, output_channels), Vec::new())),
             blocks: std::sync::atomic::AtomicU32::new(1),
@@ -236,6 +248,9 @@ impl AudioStreamSink {
 impl MediaSink for AudioStreamSink {
     fn id(&self) -> u64 {
         self.id
+    }
+    fn audio_rate(&self) -> Option<u32> {
+        self.rate
     }
     fn on_audio(&self, pcm: &[i16], rate: u32, channels: u32, capture_ms: Option<i64>) {
         let mut st = self.state.lock();

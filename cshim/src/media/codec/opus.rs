@@ -212,6 +212,11 @@ impl OpusDecoder {
         self.channels
     }
 
+    /// The rate it decodes to.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
     /// Decodes a packet into interleaved `out`; `None` conceals one lost packet (PLC) of the
     /// previous packet's duration. Returns samples per channel written.
     pub fn decode(&mut self, packet: Option<&[u8]>, out: &mut [i16]) -> Result<usize> {
