@@ -762,11 +762,20 @@ def test_unpublishing_is_seen_and_capture_frame_keeps_time_while_nothing_sends(s
     run(main())
 
 
-def inbound_audio(room: rtc.Room) -> dict:
+async def inbound_audio(room: rtc.Room) -> dict:
     """The room's inbound-rtp audio stats (W3C counters of its Sora connection)."""
-    import json
-    reports = json.loads(room._conn.get_stats())
-    return next((r for r in reports if r.get("type") == "inbound-rtp" and r.get("kind") == "audio"), {})
+    stats = await room.get_rtc_stats()
+    assert not any(r["type"] == "inbound-rtp" for r in stats.publisher_stats)
+    return next((r for r in stats.subscriber_stats if r.get("type") == "inbound-rtp" and r.get("kind") == "audio"), {})
+
+
+async def wait_for_stats(room: rtc.Room, pred, what: str, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while not pred(stats := await inbound_audio(room)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {stats}")
+        await asyncio.sleep(0.05)
+    return stats
 
 
 def test_auto_subscribe_off_decodes_nothing_until_set_subscribed(server, channel_id):
@@ -782,14 +791,14 @@ def test_auto_subscribe_off_decodes_nothing_until_set_subscribed(server, channel
         await wait_for(lambda: ("track_published", "speaker") in rec.names(), what="published")
         pub = next(iter(listener.remote_participants["speaker"].track_publications.values()))
         # the media arrives (Sora forwards it), but nothing subscribes to it or decodes it
-        await wait_for(lambda: inbound_audio(listener).get("packetsReceived", 0) > 25, what="packets")
-        assert inbound_audio(listener)["totalSamplesReceived"] == 0
+        await wait_for_stats(listener, lambda st: st.get("packetsReceived", 0) > 25, what="packets")
+        assert (await inbound_audio(listener))["totalSamplesReceived"] == 0
         assert (pub.subscribed, pub.track) == (False, None)
         assert "track_subscribed" not in [n for n, _ in rec.names()]
         # speaking is measured from the packets' audio level extension: no decoding needed
         await wait_for(lambda: ["speaker"] in speakers, what="speaking while unsubscribed")
         assert listener.remote_participants["speaker"].is_speaking and not pub.muted
-        assert inbound_audio(listener)["totalSamplesReceived"] == 0
+        assert (await inbound_audio(listener))["totalSamplesReceived"] == 0
         with pytest.raises(TypeError, match="bool"):
             pub.set_subscribed("yes")
 
@@ -810,22 +819,27 @@ def test_auto_subscribe_off_decodes_nothing_until_set_subscribed(server, channel
         track1, audio, n = await listen()
         assert n >= 40 and pub.track is None and not pub.subscribed
         assert abs(dominant_frequency(audio[8000:], 16000) - 440.0) < 5
-        decoded = inbound_audio(listener)["totalSamplesReceived"]
+        decoded = (await inbound_audio(listener))["totalSamplesReceived"]
         assert decoded > 0
         # unsubscribed again: decoding stops while the packets keep coming
-        packets = inbound_audio(listener)["packetsReceived"]
+        packets = (await inbound_audio(listener))["packetsReceived"]
         await asyncio.sleep(0.5)
-        assert inbound_audio(listener)["packetsReceived"] > packets + 10
-        assert inbound_audio(listener)["totalSamplesReceived"] - decoded < 48000 * 0.1
+        now = await inbound_audio(listener)
+        assert now["packetsReceived"] > packets + 10
+        assert now["totalSamplesReceived"] - decoded < 48000 * 0.1
         track2, audio, _ = await listen()  # and back: a new track object for the same publication
         assert track2 is not track1 and track2.sid == track1.sid
         assert abs(dominant_frequency(audio[8000:], 16000) - 440.0) < 5
         assert rec.names("track_published", "track_subscribed", "track_unsubscribed") == [
             ("track_published", "speaker"), ("track_subscribed", "speaker"), ("track_unsubscribed", "speaker"),
             ("track_subscribed", "speaker"), ("track_unsubscribed", "speaker")]
+        sent = (await speaker.get_rtc_stats()).publisher_stats
+        assert any(r["type"] == "outbound-rtp" and r["kind"] == "audio" and r["packetsSent"] > 100 for r in sent)
         publisher.cancel()
         await speaker.disconnect()
         await listener.disconnect()
+        with pytest.raises(RuntimeError, match="isn't connected"):
+            await listener.get_rtc_stats()
         pub.set_subscribed(True)  # after the room is gone: nothing happens, nothing raises
         await asyncio.sleep(0.05)
         assert pub.track is None

@@ -25,7 +25,7 @@ from ._events import ConnectionState, DisconnectReason
 from ._monitor import ConnectionQuality
 from . import _events as events
 from ._participant import LocalParticipant, Participant, RemoteParticipant
-from ._room import ConnectError, ReconnectPolicy, Room, RoomOptions
+from ._room import ConnectError, ReconnectPolicy, Room, RoomOptions, RtcStats
 from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, RemoteAudioTrack,
                      RemoteTrackPublication, RemoteVideoTrack, StreamState, Track, TrackKind,
                      TrackPublication, TrackPublishOptions, TrackSource)
@@ -36,7 +36,7 @@ from ._token import AccessToken, TokenVerifier, VideoGrants
 from ._video import VideoBufferType, VideoFrame, VideoFrameEvent, VideoSource, VideoStream
 
 __all__ = [
-    "Room", "RoomOptions", "ReconnectPolicy", "ConnectError", "ConnectionState", "DisconnectReason",
+    "Room", "RoomOptions", "ReconnectPolicy", "ConnectError", "RtcStats", "ConnectionState", "DisconnectReason",
     "ConnectionQuality",
     "events", "Participant", "LocalParticipant", "RemoteParticipant",
     "Track", "LocalAudioTrack", "LocalVideoTrack", "RemoteAudioTrack", "RemoteVideoTrack",

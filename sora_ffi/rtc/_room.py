@@ -31,7 +31,7 @@ from ._track import (LocalAudioTrack, LocalTrackPublication, LocalVideoTrack, Re
                      RemoteTrackPublication, RemoteVideoTrack, TrackKind, TrackPublishOptions,
                      _RemoteTrack, default_source, kind_name)
 
-__all__ = ["Room", "RoomOptions", "ReconnectPolicy", "ConnectError"]
+__all__ = ["Room", "RoomOptions", "ReconnectPolicy", "ConnectError", "RtcStats"]
 
 #: messages held per unknown sender until its connection.created arrives, and how long
 _HELD_MESSAGES = 256
@@ -106,6 +106,17 @@ class RoomOptions:
     max_queued_events: int = 1000
     #: seconds between the stats polls behind speaking, muted and quality (docs/rtc.md)
     monitor_interval: float = 0.3
+
+
+_SENT_STATS = frozenset({"outbound-rtp", "remote-inbound-rtp", "media-source"})
+_RECEIVED_STATS = frozenset({"inbound-rtp", "remote-outbound-rtp"})
+
+
+@dataclass
+class RtcStats:
+    """`Room.get_rtc_stats()`: W3C stats entries (dicts), sent and received."""
+    publisher_stats: list = field(default_factory=list)
+    subscriber_stats: list = field(default_factory=list)
 
 
 class Room(EventEmitter):
@@ -250,6 +261,30 @@ class Room(EventEmitter):
         if conn is not None:
             await conn.disconnect()
         self._finish(DisconnectReason.CLIENT_INITIATED, "")
+
+    async def get_rtc_stats(self) -> "RtcStats":
+        """The W3C stats of the room's Sora connection (the dicts of the callback API's
+        `get_stats()`, not LiveKit's protobuf messages), split as LiveKit splits them:
+        what is sent (`outbound-rtp`, `remote-inbound-rtp`, `media-source`) in
+        `publisher_stats`, what is received (`inbound-rtp`, `remote-outbound-rtp`) in
+        `subscriber_stats`, and what both share (one connection carries both: transport,
+        candidates, codecs, data channels) in each."""
+        if self._state != ConnectionState.CONN_CONNECTED or self._conn is None:
+            raise RuntimeError("the room isn't connected")
+        reports = json.loads(self._conn.get_stats())
+        if not isinstance(reports, list):
+            reports = []
+        publisher, subscriber = [], []
+        for r in reports:
+            kind = r.get("type") if isinstance(r, dict) else None
+            if kind in _SENT_STATS:
+                publisher.append(r)
+            elif kind in _RECEIVED_STATS:
+                subscriber.append(r)
+            elif kind is not None:
+                publisher.append(r)
+                subscriber.append(r)
+        return RtcStats(publisher, subscriber)
 
     async def __aenter__(self) -> "Room":
         return self
