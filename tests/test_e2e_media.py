@@ -267,15 +267,22 @@ def best_fractional_shift(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return best
 
 
-def test_audio_chirp_roundtrip(ffi, server, channel_id, clients):
+def audio_pair(ffi, server, channel_id, clients, rate: int) -> tuple:
+    """A recvonly receiver and a sender of a `rate` Hz mono source: (receiver, source, the
+    received audio track)."""
     receiver = clients(ffi, server, channel_id, "recvonly", audio=True)
     receiver.connect()
     sora = ffi.Sora()
-    source = sora.create_audio_source(1, 16000)
+    source = sora.create_audio_source(1, rate)
     sender = clients(ffi, server, channel_id, "sendonly", sora=sora, audio=True, audio_source=source)
     sender.connect()
     track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "audio"), None),
                               what="audio track")
+    return receiver, source, track
+
+
+def test_audio_chirp_roundtrip(ffi, server, channel_id, clients):
+    _, source, track = audio_pair(ffi, server, channel_id, clients, 16000)
     sink = ffi.SoraAudioSink(track, 16000, 1)
     rate = 16000
     t = np.arange(2 * rate) / rate
@@ -312,14 +319,7 @@ def test_audio_is_decoded_at_the_rate_the_sinks_need(ffi, server, channel_id, cl
     """Opus is decoded straight to the highest rate the track's sinks convert to (16 kHz
     alone; 48 kHz once a 48 kHz sink joins; 16 kHz again when it goes): every sink keeps
     getting real-time audio of the tone, and the stats count 48 kHz samples throughout."""
-    receiver = clients(ffi, server, channel_id, "recvonly", audio=True)
-    receiver.connect()
-    sora = ffi.Sora()
-    source = sora.create_audio_source(1, 48000)
-    sender = clients(ffi, server, channel_id, "sendonly", sora=sora, audio=True, audio_source=source)
-    sender.connect()
-    track = receiver.wait_for(lambda: next((t for t in receiver.tracks if t.kind == "audio"), None),
-                              what="audio track")
+    receiver, source, track = audio_pair(ffi, server, channel_id, clients, 48000)
 
     def samples_received() -> int:
         reports = json.loads(receiver.conn.get_stats())
