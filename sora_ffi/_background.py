@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import signal
+import sys
 import threading
 from typing import Any, Awaitable, Callable, Optional
 
@@ -73,9 +74,10 @@ class LoopThread:
 
 
 async def serve_until_signalled(start: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Any]],
-                                announce: Callable[[], None]) -> None:
+                                announce: Callable[[], None], until_stdin_closes: bool = False) -> None:
     """Starts a server, calls `announce()` (a tool prints its address), and stops the server
-    at SIGINT or SIGTERM."""
+    at SIGINT or SIGTERM, or (`until_stdin_closes`) once standard input reaches its end: a
+    parent holding the other end of a pipe has gone, even if killed without a word."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,6 +85,12 @@ async def serve_until_signalled(start: Callable[[], Awaitable[Any]], stop: Calla
             loop.add_signal_handler(sig, stopping.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stopping.set))
+    if until_stdin_closes:
+        def watch_stdin() -> None:
+            while sys.stdin.buffer.read1(4096):
+                pass
+            loop.call_soon_threadsafe(stopping.set)
+        threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
     await start()
     try:
         announce()

@@ -535,6 +535,27 @@ def test_devserver_process_serves_a_client_and_stops(tmp_path):
     assert "process" in log.read_text()  # -v logs the session's channel
 
 
+def test_devserver_process_ends_with_the_process_that_started_it():
+    """A parent killed without cleanup (os._exit, SIGKILL) closes the server's stdin pipe,
+    and the server stops by itself instead of running on as an orphan."""
+    parent = ("import os\nfrom sora_ffi.devserver import DevServerProcess\n"
+              "s = DevServerProcess().start()\nprint(s.pid, flush=True)\nos._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=60)
+    pid = int(out.stdout.split()[0])
+
+    def running() -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    try:
+        assert wait_until(lambda: not running(), 10), "the orphaned dev server is still running"
+    finally:
+        if running():
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_devserver_process_that_cannot_start_raises():
     from sora_ffi.devserver import DevServerProcess
 

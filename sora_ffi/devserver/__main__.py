@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="connections start unsubscribed from audio streaming results")
     a.add_argument("--audio-streaming-webhooks", action="store_true",
                    help="send audio-streaming.started/.stopped to --session-webhook")
+    p.add_argument("--exit-with-stdin", action="store_true",
+                   help="stop when standard input closes (the process holding the other end "
+                        "of the pipe is gone)")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     p.add_argument("-v", "--verbose", action="store_true", help="same as --log-level INFO")
@@ -118,10 +121,11 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
     )
 
 
-async def _serve(config: DevServerConfig) -> None:
+async def _serve(config: DevServerConfig, exit_with_stdin: bool) -> None:
     server = AsyncDevServer(config)
     await serve_until_signalled(server.start, server.stop,
-                                lambda: print(json.dumps(server.info()), flush=True))
+                                lambda: print(json.dumps(server.info()), flush=True),
+                                until_stdin_closes=exit_with_stdin)
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -135,7 +139,7 @@ def main(argv: Optional[list] = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, args.exit_with_stdin))
     except OSError as e:
         print(f"devserver: {e}", file=sys.stderr)
         return 1

@@ -12,13 +12,14 @@ from typing import Any, Optional, Sequence
 
 class DevServerProcess:
     """Runs ``python -m sora_ffi.devserver --port 0 *args`` until :meth:`stop` (or the end
-    of ``with``). :attr:`info` is what the server printed at start (``signaling_url``,
+    of ``with``, or this process's end: the server watches a pipe from it, so not even a
+    killed parent leaves it running). :attr:`info` is what the server printed at start (``signaling_url``,
     ``api_url``, ports); its log goes to ``log`` (a path) or nowhere. ``prefix``: a command
     that runs it, e.g. ``("ip", "netns", "exec", "ns1")`` for a network namespace (it must
     exec the server, so that stopping reaches it)."""
 
     def __init__(self, *args: str, log: Optional[str] = None, prefix: Sequence[str] = ()) -> None:
-        self.args = ["--port", "0", *args]
+        self.args = ["--port", "0", "--exit-with-stdin", *args]
         self.log = log
         self.prefix = list(prefix)
         self.info: dict = {}
@@ -41,7 +42,7 @@ class DevServerProcess:
         log = open(self.log, "w") if self.log else subprocess.DEVNULL
         try:
             self._proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "sora_ffi.devserver", *self.args],
-                                          stdout=subprocess.PIPE, stderr=log, text=True)
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         finally:
             if self.log:
                 log.close()
@@ -74,6 +75,8 @@ class DevServerProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
     def __enter__(self) -> "DevServerProcess":
         return self.start()
