@@ -166,7 +166,7 @@ enum Decoder {
 thread_local! {
     /// Decoded PCM on its way to the sinks: one buffer per media worker thread instead of
     /// one per received audio track (23 KB each, which 1000 receivers notice).
-    static PCM: std::cell::RefCell<Vec<i16>> = std::cell::RefCell::new(vec![0; MAX_DECODED_SAMPLES]);
+    static PCM: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 const MAX_DECODED_SAMPLES: usize = super::codec::opus::MAX_FRAME_SAMPLES * 2;
 
@@ -254,29 +254,23 @@ impl Decoding {
                     self.want_keyframe = true;
                 }
             },
-            Decoder::Audio(d) => PCM.with(|cell| {
-                // A sink never decodes, so the buffer is free here; were it not, a fresh one.
-                let mut spare = Vec::new();
-                let mut borrowed = cell.try_borrow_mut();
-                let buf: &mut [i16] = match borrowed.as_deref_mut() {
-                    Ok(b) => b,
-                    Err(_) => {
-                        spare.resize(MAX_DECODED_SAMPLES, 0);
-                        &mut spare
-                    }
-                };
+            Decoder::Audio(d) => {
+                // Taken out while in use (a nested use would find it empty and grow its own).
+                let mut buf = PCM.take();
+                buf.resize(MAX_DECODED_SAMPLES, 0);
                 let ch = d.channels() as usize;
                 for _ in 0..meta.lost_before.min(5) {
-                    if let Ok(n) = d.decode(None, buf) {
+                    if let Ok(n) = d.decode(None, &mut buf) {
                         account_audio(shared, &buf[..n * ch], n, d.rate(), true);
                         deliver_audio(sinks, &buf[..n * ch], d.rate(), d.channels(), None);
                     }
                 }
-                if let Ok(n) = d.decode(Some(data), buf) {
+                if let Ok(n) = d.decode(Some(data), &mut buf) {
                     account_audio(shared, &buf[..n * ch], n, d.rate(), false);
                     deliver_audio(sinks, &buf[..n * ch], d.rate(), d.channels(), meta.capture_ms);
                 }
-            }),
+                PCM.set(buf);
+            }
         }
     }
 }

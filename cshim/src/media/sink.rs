@@ -53,6 +53,11 @@ impl MediaSink for VideoSink {
 }
 
 /// Lazily built converter to the requested rate/channels (-1/0 = as received).
+/// A requested output rate or channel count: None for -1/0 ("as received").
+fn requested(value: i32) -> Option<u32> {
+    (value > 0).then_some(value as u32)
+}
+
 struct Converter {
     want_rate: Option<u32>,
     want_channels: Option<u32>,
@@ -62,8 +67,8 @@ struct Converter {
 impl Converter {
     fn new(rate: i32, channels: i32) -> Converter {
         Converter {
-            want_rate: (rate > 0).then_some(rate as u32),
-            want_channels: (channels > 0).then_some(channels as u32),
+            want_rate: requested(rate),
+            want_channels: requested(channels),
             current: None,
         }
     }
@@ -104,7 +109,7 @@ impl AudioSink {
     pub fn new(output_rate: i32, output_channels: i32) -> Arc<AudioSink> {
         Arc::new(AudioSink {
             id: next_handle_id(),
-            rate: (output_rate > 0).then_some(output_rate as u32),
+            rate: requested(output_rate),
             state: Mutex::new(AudioSinkState {
                 converter: Converter::new(output_rate, output_channels),
                 buffer: VecDeque::new(),
@@ -228,7 +233,7 @@ impl AudioStreamSink {
     pub fn new(queue: Arc<EventQueue>, output_rate: i32, output_channels: i32) -> Arc<AudioStreamSink> {
         Arc::new(AudioStreamSink {
             id: next_handle_id(),
-            rate: (output_rate > 0).then_some(output_rate as u32),
+            rate: requested(output_rate),
             queue,
             state: Mutex::new((Converter::new(output_rate, output_channels), Vec::new())),
             blocks: std::sync::atomic::AtomicU32::new(1),
