@@ -101,11 +101,8 @@ def rtc_child(args) -> None:
             async for event in stream:
                 counts[i] += event.frame.samples_per_channel
 
-        async def join(i):
-            return await join_listening_room(args.url, args.channel)
-
         t0 = time.monotonic()
-        joined = await asyncio.gather(*(join(i) for i in range(args.n)))
+        joined = await asyncio.gather(*(join_listening_room(args.url, args.channel) for _ in range(args.n)))
         join_s = time.monotonic() - t0
         tasks = []
         for i, (room, subscribed) in enumerate(joined):

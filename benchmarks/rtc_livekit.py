@@ -78,9 +78,10 @@ async def lk_publish(url: str, room_name: str, ready_path: str) -> None:
         await source.capture_frame(rtc.AudioFrame(samples.tobytes(), RATE, 1, block))
 
 
-async def subscribe(args, join, stream_of, name: str) -> None:
+async def subscribe(args, join, audio_stream, name: str) -> None:
     """N rooms joined at once (``join(i)`` -> (room, future of its audio track)), each
-    track read through ``stream_of(track)``; then measured."""
+    track read through the SDK's ``audio_stream`` class (the same arguments in both); then
+    measured."""
     counts = [0] * args.n
 
     async def read(i, stream):
@@ -97,7 +98,8 @@ async def subscribe(args, join, stream_of, name: str) -> None:
             track = await asyncio.wait_for(subscribed, 30)
         except asyncio.TimeoutError:
             continue
-        tasks.append(asyncio.ensure_future(read(i, stream_of(track))))
+        stream = audio_stream(track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms)
+        tasks.append(asyncio.ensure_future(read(i, stream)))
     await measure(args, counts, join_s, len(ok), name)
 
 
@@ -115,9 +117,7 @@ async def lk_subscribers(args) -> None:
         await room.connect(args.url, lk_token(f"sub-{i}", args.channel))
         return room, subscribed
 
-    await subscribe(args, join, lambda track: rtc.AudioStream(
-        track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms),
-        f"livekit AudioStream {args.frame_ms} ms (livekit-server)")
+    await subscribe(args, join, rtc.AudioStream, f"livekit AudioStream {args.frame_ms} ms (livekit-server)")
 
 
 async def lk_publishers(args) -> None:
@@ -170,12 +170,8 @@ async def sora_publishers(args) -> None:
 async def sora_subscribers(args) -> None:
     from sora_ffi import rtc
 
-    async def join(i):
-        return await join_listening_room(args.url, args.channel)
-
-    await subscribe(args, join, lambda track: rtc.AudioStream(
-        track, sample_rate=RATE, num_channels=1, frame_size_ms=args.frame_ms),
-        f"sora_ffi.rtc AudioStream {args.frame_ms} ms (dev server)")
+    await subscribe(args, lambda i: join_listening_room(args.url, args.channel), rtc.AudioStream,
+                    f"sora_ffi.rtc AudioStream {args.frame_ms} ms (dev server)")
 
 
 async def measure(args, counts: list, join_s: float, joined: int, name: str) -> None:

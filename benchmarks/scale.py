@@ -4,8 +4,8 @@ The dev server and one sora_ffi sender run in this process; each SDK's N receive
 a child process of their own (one Sora, N connections started in batches).
 
 * ``--kind audio`` (default): the sender sends a 440 Hz tone; each receiver has a
-  SoraAudioSink (48 kHz mono, or ``--rate``), every sink read every 100 ms. "media received" is the audio
-  each connection read, as a share of real time.
+  SoraAudioSink (48 kHz mono, or ``--rate``), every sink read every 100 ms. "media
+  received" is the audio each connection read, as a share of real time.
 * ``--kind video``: the sender sends VP8 640x360 at 30 fps (the stamped test pattern);
   each receiver has a SoraVideoSink whose on_frame counts decoded frames. "media
   received" is each connection's decoded frames as a share of the frames sent.
