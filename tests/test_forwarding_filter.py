@@ -94,3 +94,137 @@ def test_a_bad_filter_is_refused(ffi, server, channel_id, clients, bad):
     c.connect(wait=False)
     c.wait_disconnected()
     assert c.ws_closes and c.ws_closes[0][0] == 4400 and "INVALID-PARAMETER" in c.ws_closes[0][1]
+
+
+def _frames_from(sdk, track) -> list:
+    """Indices of the test-pattern frames decoded from ``track``."""
+    got: list = []
+
+    def on_frame(frame):
+        code = testpattern.read_code(frame.data(), 640)
+        if code is not None:
+            got.append(code[0])
+
+    sink = sdk.SoraVideoSink(track)
+    sink.on_frame = on_frame
+    got.append(sink)  # kept alive with the list; never a frame index
+    if sdk.__name__ == "sora_sdk":
+        _OFFICIAL_GRAVEYARD.append(sink)
+    return got
+
+
+def _count(frames: list) -> int:
+    return sum(1 for x in frames if isinstance(x, int))
+
+
+def _reoffers(client) -> int:
+    return sum(1 for _, _, m in client.signaling if isinstance(m, dict) and m.get("type") == "re-offer")
+
+
+def test_the_channel_filter_api_changes_what_receivers_get_at_once(sdk, ffi, server, channel_id, clients):
+    """CreateChannelForwardingFilter blocks alice's video for every receiver without a filter
+    of its own (re-offered without it: its frames stop), ListForwardingFilters says so, and
+    DeleteChannelForwardingFilter brings it back as a new track that decodes. A receiver
+    with its own filter goes by that one."""
+    alice, alice_video, _ = sender(ffi, server, channel_id, clients, "alice")
+    plain = clients(sdk, server, channel_id, "recvonly", audio=False, video=True).connect()
+    own = clients(ffi, server, channel_id, "recvonly", audio=False, video=True, forwarding_filters=[
+        {"rules": [[{"field": "client_id", "operator": "is_in", "values": ["nobody"]}]]}]).connect()
+    ch = {"channel_id": channel_id}
+    block_alice = {"action": "block", "name": "no-alice-video", "metadata": {"why": "test"},
+                   "rules": [[{"field": "client_id", "operator": "is_in", "values": ["alice"]},
+                              {"field": "kind", "operator": "is_in", "values": ["video"]}]]}
+    with testpattern.PatternFeeder(alice_video):
+        for c in (plain, own):
+            c.wait_for(lambda c=c: c.tracks, 5, "alice's video")
+        frames = _frames_from(sdk, plain.tracks[0])
+        plain.wait_for(lambda: _count(frames) >= 10, 5, "frames before the filter")
+        offers = _reoffers(plain), _reoffers(own)
+        status, body = server.api("Sora_20230628.CreateChannelForwardingFilter", {**ch, **block_alice})
+        assert status == 200 and body["forwarding_filter"] == block_alice
+        plain.wait_for(lambda: _reoffers(plain) > offers[0], 5, "a re-offer without alice's video")
+        time.sleep(0.3)  # what was in flight
+        stopped = _count(frames)
+        time.sleep(0.5)
+        assert _count(frames) == stopped  # nothing more of alice's video
+        assert _reoffers(own) == offers[1]  # its own filter lets alice through: unchanged
+        status, body = server.api("Sora_20230628.ListForwardingFilters", {**ch, "blocked": True})
+        assert status == 200 and body["channel_forwarding_filter"] == block_alice
+        assert body["blocked"] == [{"destination_connection_id": plain.connection_id,
+                                    "source_connection_id": alice.connection_id, "kind": "video"}]
+        assert [e["connection_id"] for e in body["connection_forwarding_filters"]] == [own.connection_id]
+        # a second create is refused; delete brings the video back, on a new track
+        assert server.api("Sora_20230628.CreateChannelForwardingFilter", {**ch, **block_alice})[0] == 400
+        assert server.api("Sora_20230628.DeleteChannelForwardingFilter", ch) == (200, ch)
+        plain.wait_for(lambda: len(plain.tracks) == 2, 5, "alice's video again")
+        again = _frames_from(sdk, plain.tracks[1])
+        plain.wait_for(lambda: _count(again) >= 10, 5, "frames after the filter went")
+    assert server.api("Sora_20230628.UpdateChannelForwardingFilter", {**ch, **block_alice})[0] == 400
+    assert server.api("Sora_20230628.DeleteChannelForwardingFilter", ch)[0] == 400
+
+
+def test_the_connection_filter_api_replaces_the_connects(ffi, server, channel_id, clients):
+    """UpdateConnectionForwardingFilter replaces the filter a receiver connected with (bob
+    blocked → alice blocked), DeleteConnectionForwardingFilter lifts it; each change is a
+    re-offer with the tracks the filter now allows."""
+    alice, _, _ = sender(ffi, server, channel_id, clients, "alice")
+    bob, _, _ = sender(ffi, server, channel_id, clients, "bob")
+    blocks = lambda who: {"rules": [[{"field": "client_id", "operator": "is_in", "values": [who]}]]}  # noqa: E731
+    rx = clients(ffi, server, channel_id, "recvonly", audio=True, video=True,
+                 forwarding_filter=blocks("bob")).connect()
+    rx.wait_for(lambda: len(rx.tracks) >= 2, 5, "alice's tracks")
+    assert received(rx) == {("alice", "audio"), ("alice", "video")}
+    target = {"channel_id": channel_id, "connection_id": rx.connection_id}
+    assert server.api("Sora_20230628.CreateConnectionForwardingFilter", {**target, **blocks("x")})[0] == 400
+    status, body = server.api("Sora_20230628.UpdateConnectionForwardingFilter", {**target, **blocks("alice")})
+    assert status == 200 and body == {**target, "forwarding_filter": blocks("alice")}
+    rx.wait_for(lambda: len(rx.tracks) >= 4, 5, "bob's tracks")
+    time.sleep(0.3)
+    listed = server.api("Sora_20230628.ListForwardingFilters", {"channel_id": channel_id, "blocked": True})[1]
+    assert {(b["source_connection_id"], b["kind"]) for b in listed["blocked"]} == {
+        (alice.connection_id, "audio"), (alice.connection_id, "video")}
+    assert server.api("Sora_20230628.DeleteConnectionForwardingFilter", target) == (200, target)
+    rx.wait_for(lambda: len(rx.tracks) >= 6, 5, "alice's tracks again")
+    assert server.api("Sora_20230628.ListForwardingFilters", {"channel_id": channel_id, "blocked": True})[1][
+        "blocked"] == []
+
+
+@pytest.mark.parametrize("target,params,status,words", [
+    ("CreateChannelForwardingFilter", {"rules": [[{"field": "ip", "operator": "is_in", "values": ["x"]}]]}, 400,
+     "rule field"),
+    ("CreateChannelForwardingFilter", {"rules": [[{"field": "kind", "operator": "is_in", "values": ["audio"]}]],
+                                       "colour": "red"}, 400, "unknown forwarding filter fields"),
+    ("CreateChannelForwardingFilter", {"rules": [[{"field": "kind", "operator": "is_in", "values": ["audio"],
+                                                   "extra": 1}]]}, 400, "unknown rule fields"),
+    ("CreateChannelForwardingFilter", {"action": "drop", "rules": [[]]}, 400, "action"),
+    ("CreateChannelForwardingFilter", {"channel_id": "no-such-channel", "rules": [[]]}, 404, "not found"),
+    ("UpdateConnectionForwardingFilter", {"connection_id": "NOSUCHCONNECTION", "rules": [[]]}, 404, "not found"),
+    ("ListForwardingFilters", {"blocked": "yes"}, 400, "blocked"),
+])
+def test_bad_filter_api_requests_are_clear_errors(ffi, server, channel_id, clients, target, params, status, words):
+    member = clients(ffi, server, channel_id, "recvonly", audio=True).connect()
+    got = server.api(f"Sora_20230628.{target}", {"channel_id": channel_id, **params})
+    assert got[0] == status and words in got[1]["message"], got
+    assert member.conn is not None and not member.disconnected.is_set()  # nothing else happened
+
+
+def test_a_connection_whose_grants_deny_subscribing_keeps_its_block(ffi, make_server, channel_id, clients):
+    """can_subscribe=false is a filter the API cannot lift: Update/Delete are refused and the
+    receiver still gets no track."""
+    server = make_server(jwt_secret=SECRET)
+    claims = {"channel_id": channel_id, "exp": int(time.time() + 60), "grants": {"can_subscribe": False}}
+    rx = clients(ffi, server, channel_id, "recvonly", audio=True, video=True,
+                 metadata={"access_token": jwt.encode(claims, SECRET, algorithm="HS256")}).connect()
+    token = {"access_token": jwt.encode({"channel_id": channel_id, "exp": int(time.time() + 60)},
+                                        SECRET, algorithm="HS256")}
+    alice, _, _ = sender(ffi, server, channel_id, clients, "alice", metadata=token)
+    target = {"channel_id": channel_id, "connection_id": rx.connection_id}
+    for api in ("UpdateConnectionForwardingFilter", "DeleteConnectionForwardingFilter"):
+        allow_all = {"action": "allow", "rules": [[{"field": "kind", "operator": "is_in", "values": ["audio", "video"]}]]}
+        status, body = server.api(f"Sora_20230628.{api}", {**target, **allow_all} if "Update" in api else target)
+        assert status == 400 and "grants" in body["message"]
+    time.sleep(0.5)
+    assert rx.tracks == []
+    blocked = server.api("Sora_20230628.ListForwardingFilters", {"channel_id": channel_id, "blocked": True})[1]["blocked"]
+    assert {(b["source_connection_id"], b["kind"]) for b in blocked} == {
+        (alice.connection_id, "audio"), (alice.connection_id, "video")}

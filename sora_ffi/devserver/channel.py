@@ -55,6 +55,8 @@ class Channel:
         self.spotlight: Optional[spotlight.Spotlight] = None
         self._spotlight_task: Optional[asyncio.Task] = None
         self._layers_task: Optional[asyncio.Task] = None
+        #: the channel's own forwarding filter (HTTP API), for receivers without one
+        self.forwarding_filter: Optional[filters.ForwardingFilter] = None
 
     # ----------------------------------------------------------------- membership
     def add(self, s: "Session") -> None:
@@ -87,6 +89,7 @@ class Channel:
         """[(sender, kind)] whose media ``receiver`` should get, in join order."""
         if not receiver.params.receives:
             return []
+        rules = self.filters_for(receiver)
         out = []
         for s in self.sessions.values():
             if s is receiver or not s.is_established or same_bundle(s, receiver):
@@ -95,10 +98,19 @@ class Channel:
                 continue
             for kind in ("audio", "video"):
                 if (getattr(s.params, kind) and getattr(receiver.params, kind)
-                        and filters.forwards(receiver.params.forwarding_filters, s.connection_id,
-                                             s.client_id, kind)):
+                        and filters.forwards(rules, s.connection_id, s.client_id, kind)):
                     out.append((s, kind))
         return out
+
+    def filters_for(self, receiver: "Session") -> list:
+        """The forwarding filters ``receiver`` goes by (its own, else the channel's)."""
+        return filters.effective(receiver.params.forwarding_filters, self.forwarding_filter)
+
+    def refilter(self, receivers: Iterable) -> None:
+        """Forwarding filters changed: ``receivers`` get what the filters now allow (a
+        re-offer where that differs from what they have)."""
+        for s in list(receivers):
+            s.request_renegotiation()
 
     # ------------------------------------------------------------------ notifies
     def _event(self, event_type: str, subject: "Session", counts: dict) -> dict:

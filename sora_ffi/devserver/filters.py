@@ -13,10 +13,15 @@ given), then in the order given; the first whose rules match decides: ``block`` 
 default action) withholds the track, ``allow`` forwards it. A track no filter matches is
 forwarded, unless one of the filters is an ``allow`` filter: then only what some filter
 allows gets through.
+
+A channel may also have one filter of its own, set through the HTTP API
+(``CreateChannelForwardingFilter``…, see ``filter_api.py``); it applies to every receiver
+of the channel that has no filter of its own [U: that a connection's filters take
+precedence over the channel's is how Sora's documentation reads, not verified].
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 FIELDS = ("connection_id", "client_id", "kind")
@@ -26,6 +31,8 @@ DEFAULT_PRIORITY = 32767
 MAX_FILTERS = 10
 MAX_RULES = 10  # per filter, and per inner list
 MAX_VALUES = 100
+FILTER_KEYS = ("action", "rules", "priority", "name", "version", "metadata")
+RULE_KEYS = ("field", "operator", "values")
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class ForwardingFilter:
     rules: tuple  # of tuples of Rule
     priority: int = DEFAULT_PRIORITY
     name: Optional[str] = None
+    #: the filter as given (with ``version`` and ``metadata``), for the API to show
+    source: dict = field(default_factory=dict, compare=False)
 
     def matches(self, subject: dict) -> bool:
         return any(all(rule.matches(subject) for rule in group) for group in self.rules)
@@ -53,6 +62,9 @@ class ForwardingFilter:
 def _rule(value: Any) -> Rule:
     if not isinstance(value, dict):
         raise ValueError("a rule must be an object")
+    unknown = sorted(set(value) - set(RULE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown rule fields {unknown} (known: {', '.join(RULE_KEYS)})")
     field, operator, values = value.get("field"), value.get("operator"), value.get("values")
     if field not in FIELDS:
         raise ValueError(f"rule field must be one of {', '.join(FIELDS)}")
@@ -71,6 +83,9 @@ def parse_filter(value: Any) -> ForwardingFilter:
     """One filter object; ValueError says what is wrong."""
     if not isinstance(value, dict):
         raise ValueError("a forwarding filter must be an object")
+    unknown = sorted(set(value) - set(FILTER_KEYS))
+    if unknown:
+        raise ValueError(f"unknown forwarding filter fields {unknown} (known: {', '.join(FILTER_KEYS)})")
     action = value.get("action", "block")
     if action not in ACTIONS:
         raise ValueError("action must be block or allow")
@@ -88,7 +103,10 @@ def parse_filter(value: Any) -> ForwardingFilter:
     name = value.get("name")
     if name is not None and not isinstance(name, str):
         raise ValueError("name must be a string")
-    return ForwardingFilter(action, tuple(groups), priority, name)
+    version = value.get("version")
+    if version is not None and not isinstance(version, str):
+        raise ValueError("version must be a string")
+    return ForwardingFilter(action, tuple(groups), priority, name, dict(value))
 
 
 def parse_filters(single: Any, multiple: Any) -> list:
@@ -105,6 +123,13 @@ def parse_filters(single: Any, multiple: Any) -> list:
     else:
         return []
     return sorted(filters, key=lambda f: f.priority)  # stable: ties keep their order
+
+
+def effective(own: list, channel: Optional[ForwardingFilter]) -> list:
+    """The filters a receiver goes by: its own, else the channel's."""
+    if own:
+        return own
+    return [channel] if channel is not None else []
 
 
 def forwards(filters: list, connection_id: str, client_id: str, kind: str) -> bool:
