@@ -261,8 +261,10 @@ def test_library_needs_only_base_system_libraries():
 # and bounded connect: 18,422,720. For sora_ffi.rtc: an audio source's queue controls, the
 # received audio level from the header extension, the stream sink's frame size: 18,430,592;
 # an event queue's descriptor for event loops (a Unix socket pair): 18,438,528. Batched
-# audio receive and libdatachannel's inline media receive (issue 9): 18,454,272.
-LIBRARY_MAX_BYTES = 18_460_000
+# audio receive and libdatachannel's inline media receive (issue 9): 18,454,272. A video
+# source converting into frames its senders are done with, VP8's speed by the sender's
+# whole load (issue 11): 18,461,120.
+LIBRARY_MAX_BYTES = 18_465_000
 
 
 def test_library_size_is_bounded():

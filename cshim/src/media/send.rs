@@ -586,6 +586,7 @@ fn encode_loop(
                 bitrate_kbps: target_kbps,
                 framerate: 30,
                 vp9_profile: cfg.vp9_profile,
+                sender_pixels: 0,
             }) {
                 Ok(e) => encoder.insert(e),
                 Err(e) => {

@@ -144,6 +144,8 @@ pub(super) struct Layer {
     limiter: FrameRateLimiter,
     failures: EncoderFailures,
     black: Option<I420Frame>,
+    /// Pixels per frame of every layer sent now (the encoder's speed is chosen for them).
+    sender_pixels: u64,
 }
 
 impl Layer {
@@ -162,6 +164,7 @@ impl Layer {
             limiter: FrameRateLimiter::default(),
             failures: EncoderFailures::default(),
             black: None,
+            sender_pixels: 0,
         }
     }
 
@@ -209,6 +212,7 @@ impl Layer {
                 bitrate_kbps: self.alloc_kbps,
                 framerate: self.spec.max_framerate.map_or(30, |f| f.round().clamp(1.0, 60.0) as u32),
                 vp9_profile: cfg.vp9_profile,
+                sender_pixels: self.sender_pixels,
             }) {
                 Ok(e) => self.encoder.insert(e),
                 Err(e) => {
@@ -388,6 +392,11 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         }
         let budget = cfg.cc.as_ref().map_or(u32::MAX, |cc| (cc.video_budget_bps() / 1000) as u32);
         allocate(&mut layers, budget, (source.width, source.height));
+        let sending = |l: &Layer| l.spec.active && l.size_on && l.bw_on;
+        let sender_pixels: u64 = layers.iter().filter(|l| sending(l)).map(|l| {
+            let (w, h) = l.spec.size(source.width, source.height);
+            u64::from(w) * u64::from(h)
+        }).sum();
         // Largest layer first, each smaller one scaled from the last picture scaled.
         let mut larger: Option<usize> = None;
         for &i in &order {
@@ -396,6 +405,7 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
             }
             let (before, rest) = layers.split_at_mut(i);
             let (layer, after) = rest.split_first_mut().expect("layer");
+            layer.sender_pixels = sender_pixels;
             let from = larger.map(|j| if j < i { before[j].scaled() } else { after[j - i - 1].scaled() });
             let (alive, scaled) = layer.send(source, from, capture_us, ts, enabled, &cfg, taken);
             if !alive {

@@ -262,7 +262,7 @@ pub(crate) mod tests {
     }
 
     fn config(w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec: VideoCodec::Av1, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0 }
+        VideoEncoderConfig { codec: VideoCodec::Av1, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0 }
     }
 
     #[test]

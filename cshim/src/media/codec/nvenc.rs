@@ -213,7 +213,7 @@ mod tests {
     use crate::media::codec::video::VideoCodec;
 
     fn config(codec: VideoCodec, w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 2500, framerate: 30, vp9_profile: 0 }
+        VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 2500, framerate: 30, vp9_profile: 0, sender_pixels: 0 }
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct VideoEncoderConfig {
     pub framerate: u32,
     /// VP9 only: 0 (8-bit 4:2:0) or 2 (10-bit 4:2:0; our 8-bit input is shifted up).
     pub vp9_profile: u8,
+    /// Pixels per frame of all the sender encodes (every simulcast layer; 0: this stream
+    /// alone). libvpx picks its speed for that load: a 640x360 layer under a 720p one is
+    /// encoded as fast as the 720p one on a weak CPU.
+    pub sender_pixels: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

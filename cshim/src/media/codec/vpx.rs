@@ -41,6 +41,20 @@ const TIMEBASE: i32 = 90_000;
 /// Keyframes come on request (PLI/FIR); this is only a safety net (libwebrtc's 3000).
 const KF_MAX_DIST: c_uint = 3000;
 
+/// libvpx's VP8 speed (negative: fixed realtime speed) for a `pixels` stream of a sender
+/// encoding `load` pixels per frame in all (its simulcast layers) on `cores` cores. Over
+/// 640x480 on <= 2 cores: -12 (libwebrtc's choice for weak CPUs): at 720p 10 % less send CPU
+/// than -8 with the same PSNR (41.9 dB), and a 640x360 layer under a 720p one takes 20 % less
+/// time than at -6 (-1.9 dB). Below CIF -6 always: -12 saves little there and costs 3.7 dB
+/// (docs/codecs.md, "VP8 speed").
+fn vp8_speed(pixels: u64, load: u64, cores: usize) -> c_int {
+    if pixels >= 352 * 288 && load.max(pixels) > 640 * 480 && cores <= 2 {
+        -12
+    } else {
+        -6
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
@@ -222,9 +236,7 @@ impl VpxEncoder {
         use ffi::vp8e_enc_control_id as id;
         match codec {
             VpxCodec::Vp8 => {
-                // Negative = fixed realtime speed. Above 640x480 on <= 2 cores: -12 (libwebrtc's
-                // choice for weak CPUs): 10 % less send CPU than -8 at 720p, same PSNR (41.9 dB).
-                let speed = if pixels > 640 * 480 && cores() <= 2 { -12 } else { -6 };
+                let speed = vp8_speed(pixels, c.sender_pixels, cores());
                 control(ctx, id::VP8E_SET_CPUUSED as u32, speed, "VP8E_SET_CPUUSED")?;
                 control(ctx, id::VP8E_SET_NOISE_SENSITIVITY as u32, 0, "VP8E_SET_NOISE_SENSITIVITY")?;
                 control(ctx, id::VP8E_SET_STATIC_THRESHOLD as u32, 1, "VP8E_SET_STATIC_THRESHOLD")?;
@@ -548,7 +560,7 @@ mod tests {
     }
 
     fn config(codec: VpxCodec, w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0 }
+        VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0 }
     }
 
     /// Encodes `n` frames, decodes them, returns (mean PSNR, keyframe count, bytes).
@@ -868,7 +880,7 @@ mod tests {
         use crate::media::codec::convert::{bgr_to_i420, i420_to_bgr};
         use crate::media::rtp::{jitter::RtpReceiver, packetize::RtpPacketizer, RtpCodec};
         let (wu, hu) = (w as usize, h as usize);
-        let cfg = VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: kbps, framerate: 30, vp9_profile: 0 };
+        let cfg = VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: kbps, framerate: 30, vp9_profile: 0, sender_pixels: 0 };
         let mut enc = VpxEncoder::new(cfg).unwrap();
         let mut dec = VpxDecoder::new(codec).unwrap();
         let rtp_codec = if codec == VpxCodec::Vp8 { RtpCodec::Vp8 } else { RtpCodec::Vp9 };
@@ -945,6 +957,16 @@ mod tests {
         for codec in codecs {
             println!("{codec:?} 1280x720 @{kbps} kbps: {}", pattern_run(codec, 1280, 720, kbps, n).summary());
         }
+    }
+
+    #[test]
+    fn vp8_speed_follows_the_senders_whole_load() {
+        let (p720, p360, p180) = (1280 * 720, 640 * 360, 320 * 180);
+        assert_eq!(vp8_speed(p720, 0, 2), -12); // one 720p stream on a weak CPU
+        assert_eq!(vp8_speed(p360, 0, 2), -6); // one 360p stream: cheap enough
+        assert_eq!(vp8_speed(p360, p720 + p360 + p180, 2), -12); // a layer under a 720p one
+        assert_eq!(vp8_speed(p180, p720 + p360 + p180, 2), -6); // below CIF: quality first
+        assert_eq!(vp8_speed(p720, p720 + p360, 8), -6); // cores to spare
     }
 
     #[test]
