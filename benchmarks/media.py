@@ -13,6 +13,11 @@ server in another process:
     python benchmarks/media.py [--seconds 10] [--codec VP8] [--bitrate 2500]
     python benchmarks/media.py --codec H264 --openh264 ~/.cache/sora_ffi/openh264/libopenh264.so.2.6.0
     python benchmarks/media.py --simulcast      # three layers (320x180, 640x360, 1280x720)
+    python benchmarks/media.py --simulcast --rounds 5   # the send pair 5 times, alternating
+
+--rounds N measures the two senders N times, one after the other, and prints each round's
+ratio and their median: a 2-core host's speed drifts from minute to minute, so one round
+can be 10 % off either way.
 
 With --simulcast the senders send r0, r1 and r2 (offer.encodings of a 2.5 Mbps
 connection: 250, 750 and 2500 kbps) and the receivers ask for r2.
@@ -216,6 +221,7 @@ def main():
     ap.add_argument("--bitrate", type=int, default=2500)
     ap.add_argument("--openh264", default=None, help="OpenH264 library path (needed for --codec H264)")
     ap.add_argument("--simulcast", action="store_true", help="send three simulcast layers")
+    ap.add_argument("--rounds", type=int, default=1, help="measure the senders this many times, alternating")
     ap.add_argument("--child", choices=["send", "recv"])
     ap.add_argument("--sdk", default="sora_ffi")
     ap.add_argument("--url")
@@ -229,14 +235,22 @@ def main():
     with DevServerProcess("--ping-interval", "0", "-v", log=os.environ.get("SORA_BENCH_SERVER_LOG")) as server:
         url = server.signaling_url
         rows = {}
+        send_ratios = []
+        for round_ in range(max(1, args.rounds)):
+            for n, sdk in enumerate(("sora_ffi", "sora_sdk")):
+                # sending cost of `sdk`, received by sora_ffi
+                ch = f"send-{n}-{round_}"
+                r = spawn("recv", "sora_ffi", url, ch, args)
+                s = spawn("send", sdk, url, ch, args)
+                rows[("send", sdk)] = result(s)
+                rx = result(r)
+                rows[("send", sdk)].update(rx_sizes=rx["sizes"], rx_fps=rx["fps"], rx_in_order=rx["in_order"])
+            f, o = rows[("send", "sora_ffi")]["cpu_per_media_s"], rows[("send", "sora_sdk")]["cpu_per_media_s"]
+            send_ratios.append(f / o)
+            if args.rounds > 1:
+                print(f"round {round_ + 1}: send CPU s/media s sora_ffi {f:.3f} sora_sdk {o:.3f} ratio {f / o:.2f}",
+                      flush=True)
         for n, sdk in enumerate(("sora_ffi", "sora_sdk")):
-            # sending cost of `sdk`, received by sora_ffi
-            ch = f"send-{n}"
-            r = spawn("recv", "sora_ffi", url, ch, args)
-            s = spawn("send", sdk, url, ch, args)
-            rows[("send", sdk)] = result(s)
-            rx = result(r)
-            rows[("send", sdk)].update(rx_sizes=rx["sizes"], rx_fps=rx["fps"], rx_in_order=rx["in_order"])
             # receiving cost of `sdk`, sent by sora_ffi
             ch = f"recv-{n}"
             r = spawn("recv", sdk, url, ch, args)
@@ -250,6 +264,9 @@ def main():
     rf, ro = rows[("recv", "sora_ffi")], rows[("recv", "sora_sdk")]
     print(f"send CPU s/media s: sora_ffi {sf['cpu_per_media_s']:.3f}  sora_sdk {so['cpu_per_media_s']:.3f}  "
           f"ratio {sf['cpu_per_media_s'] / so['cpu_per_media_s']:.2f}")
+    if len(send_ratios) > 1:
+        print(f"send CPU ratio over {len(send_ratios)} rounds: median {statistics.median(send_ratios):.2f} "
+              f"(min {min(send_ratios):.2f}, max {max(send_ratios):.2f}; the line above is the last round)")
     print(f"recv CPU s/media s: sora_ffi {rf['cpu_per_media_s']:.3f}  sora_sdk {ro['cpu_per_media_s']:.3f}  "
           f"ratio {rf['cpu_per_media_s'] / ro['cpu_per_media_s']:.2f}")
     print(f"glass-to-glass ms (median/p95): sora_ffi {rf['latency_ms_median']}/{rf['latency_ms_p95']}  "
