@@ -326,6 +326,7 @@ impl VideoSource {
             s.iter().filter_map(Weak::upgrade).collect()
         };
         if slots.is_empty() {
+            self.recent.lock().clear(); // no sender: nothing to keep frames for
             return Ok(());
         }
         let frame = self.convert(bgr, width, height, stride)?;
@@ -422,5 +423,9 @@ mod tests {
         let (fourth, _) = slot.take(Duration::ZERO).unwrap();
         assert_eq!((fourth.width, fourth.height, fourth.y.len(), fourth.u.len()), (32, 16, 512, 128));
         assert!(src.recent.lock().len() <= RECENT_FRAMES);
+        // no sender left: nothing is converted, and no frame kept
+        drop((fourth, slot));
+        src.push_bgr(&solid([0, 0, 0], 32, 16), 32, 16, 32 * 3, Some(5)).unwrap();
+        assert!(src.recent.lock().is_empty());
     }
 }
