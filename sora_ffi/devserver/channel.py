@@ -87,20 +87,29 @@ class Channel:
 
     def downstream_for(self, receiver: "Session") -> list:
         """[(sender, kind)] whose media ``receiver`` should get, in join order."""
-        if not receiver.params.receives:
-            return []
         rules = self.filters_for(receiver)
-        out = []
+        return [(s, kind) for s, kind in self._offered_to(receiver)
+                if filters.forwards(rules, s.connection_id, s.client_id, kind)]
+
+    def withheld_from(self, receiver: "Session") -> list:
+        """[(sender, kind)] that ``receiver`` would get but for its forwarding filters."""
+        rules = self.filters_for(receiver)
+        return [(s, kind) for s, kind in self._offered_to(receiver)
+                if not filters.forwards(rules, s.connection_id, s.client_id, kind)]
+
+    def _offered_to(self, receiver: "Session"):
+        """(sender, kind) of every track the members send that ``receiver`` takes, before
+        forwarding filters."""
+        if not receiver.params.receives:
+            return
         for s in self.sessions.values():
             if s is receiver or not s.is_established or same_bundle(s, receiver):
                 continue
             if not s.params.sends:
                 continue
             for kind in ("audio", "video"):
-                if (getattr(s.params, kind) and getattr(receiver.params, kind)
-                        and filters.forwards(rules, s.connection_id, s.client_id, kind)):
-                    out.append((s, kind))
-        return out
+                if getattr(s.params, kind) and getattr(receiver.params, kind):
+                    yield s, kind
 
     def filters_for(self, receiver: "Session") -> list:
         """The forwarding filters ``receiver`` goes by (its own, else the channel's)."""

@@ -140,21 +140,9 @@ async def list_forwarding_filters(core, params):
 
 def _withheld(ch) -> list:
     """Every (receiver, sender, kind) the filters keep apart among established members."""
-    members = ch.established()
-    out = []
-    for receiver in members:
-        if not receiver.params.receives:
-            continue
-        rules = ch.filters_for(receiver)
-        for sender in members:
-            if sender is receiver or not sender.params.sends:
-                continue
-            for kind in ("audio", "video"):
-                if (getattr(sender.params, kind) and getattr(receiver.params, kind)
-                        and not filters.forwards(rules, sender.connection_id, sender.client_id, kind)):
-                    out.append({"destination_connection_id": receiver.connection_id,
-                                "source_connection_id": sender.connection_id, "kind": kind})
-    return out
+    return [{"destination_connection_id": receiver.connection_id, "source_connection_id": sender.connection_id,
+             "kind": kind}
+            for receiver in ch.established() for sender, kind in ch.withheld_from(receiver)]
 
 
 TARGETS = {
