@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from aiohttp import web
 
 from . import strictjson
-from .api_base import (MAX_BODY, ROLES, ApiError, _channel, _connection, bad_request, not_found,
+from .api_base import (MAX_BODY, ROLES, ApiError, bad_request, find_channel, find_connection, not_found,
                        parse_body, require_present, require_str)
 from .audio_streaming import StreamingError
 from .filter_api import TARGETS as FILTER_TARGETS
@@ -39,19 +39,19 @@ def _live(sessions) -> list:
 
 
 async def disconnect_connection(core, params):
-    s = _connection(core, params)
+    s = find_connection(core, params)
     core.spawn(s.end(1000, "DISCONNECTED-API"))
     return {}
 
 
 async def disconnect_channel(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     core.end_sessions(ch.sessions.values(), 1000, "DISCONNECTED-API")
     return {}
 
 
 async def disconnect_client(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     client_id = require_str(params, "client_id")
     targets = [s for s in ch.sessions.values() if s.client_id == client_id]
     if not targets:
@@ -61,7 +61,7 @@ async def disconnect_client(core, params):
 
 
 async def push_channel(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     data = require_present(params, "data")
     for s in _live(ch.sessions.values()):
         s.send_push(data)
@@ -69,14 +69,14 @@ async def push_channel(core, params):
 
 
 async def push_connection(core, params):
-    s = _connection(core, params)
+    s = find_connection(core, params)
     data = require_present(params, "data")
     s.send_push(data)
     return {}
 
 
 async def push_client(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     client_id = require_str(params, "client_id")
     data = require_present(params, "data")
     targets = [s for s in _live(ch.sessions.values()) if s.client_id == client_id]
@@ -88,7 +88,7 @@ async def push_client(core, params):
 
 
 async def push_channel_by_role(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     role = require_str(params, "role")
     if role not in ROLES:
         raise bad_request(f"invalid role {role!r}")
@@ -100,7 +100,7 @@ async def push_channel_by_role(core, params):
 
 
 async def list_channel_connections(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     return [s.api_info() for s in ch.sessions.values() if s.is_established]
 
 
@@ -109,12 +109,12 @@ async def list_connections(core, params):
 
 
 async def get_stats_connection(core, params):
-    s = _connection(core, params)
+    s = find_connection(core, params)
     return s.stats()
 
 
 async def request_key_frame(core, params):
-    s = _connection(core, params)
+    s = find_connection(core, params)
     s.keyframe_requested = True
     track = s.upstream_tracks.get("video")
     if track is not None and s.peer is not None and not s.peer.closed:
@@ -125,7 +125,7 @@ async def request_key_frame(core, params):
 def _receiver_and_sender(core, params: dict, receiver_key: str, sender_key: str) -> tuple:
     """(channel, the receiving session, the sender's connection_id or None) of a layer
     request; 404 for a connection the channel does not have."""
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     receiver_id = require_str(params, receiver_key)
     receiver = ch.sessions.get(receiver_id)
     if receiver is None:
@@ -173,7 +173,7 @@ async def reset_rtp_stream(core, params):
 # ------------------------------------------------------------------ spotlight
 def _spotlight(core, params: dict):
     """(channel, its Spotlight) — 400 when no spotlight connection started one."""
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     if ch.spotlight is None:
         raise bad_request(f"channel {ch.channel_id!r} has no spotlight connection")
     return ch, ch.spotlight
@@ -247,7 +247,7 @@ async def reset_spotlight_rid(core, params):
 
 # ---------------------------------------------------------------- audio streaming
 def _streaming(core, params: dict):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     if ch.audio_streaming is None:  # pragma: no cover - every served channel has one
         raise bad_request("audio streaming is not available")
     return ch, ch.audio_streaming
@@ -273,7 +273,7 @@ async def stop_audio_streaming(core, params):
 
 
 async def _set_subscription(core, params, on: bool):
-    s = _connection(core, params)
+    s = find_connection(core, params)
     s.channel.audio_streaming.api_subscribe(s.connection_id, on)
     return {}
 
@@ -293,7 +293,7 @@ async def list_audio_streaming_result_push_state(core, params):
 
 async def terminate_session(core, params):
     """Ends every connection of the session (the way out of an auto-streaming session)."""
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     session_id = require_str(params, "session_id")
     if session_id != ch.session_id:
         raise not_found(f"session {session_id!r} not found in channel {ch.channel_id!r}")

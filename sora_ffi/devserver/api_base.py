@@ -62,7 +62,7 @@ def require_present(params: dict, key: str) -> Any:
 
 
 # ------------------------------------------------------------------ target handlers
-def _channel(core: "AsyncDevServer", params: dict):
+def find_channel(core: "AsyncDevServer", params: dict):
     channel_id = require_str(params, "channel_id")
     ch = core.channels.get(channel_id)
     if ch is None or not ch.sessions:
@@ -70,8 +70,8 @@ def _channel(core: "AsyncDevServer", params: dict):
     return ch
 
 
-def _connection(core: "AsyncDevServer", params: dict):
-    ch = _channel(core, params)
+def find_connection(core: "AsyncDevServer", params: dict):
+    ch = find_channel(core, params)
     connection_id = require_str(params, "connection_id")
     s = ch.sessions.get(connection_id)
     if s is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import filters
-from .api_base import ApiError, _channel, _connection, bad_request
+from .api_base import bad_request, find_channel, find_connection
 from .grants import BLOCK_ALL
 
 #: request fields that say where the filter goes rather than what it is
@@ -37,36 +37,32 @@ def _filter(params: dict) -> filters.ForwardingFilter:
         raise bad_request(f"invalid forwarding filter: {e}") from None
 
 
-def _conflict(message: str) -> ApiError:
-    return ApiError(400, "BAD-REQUEST", message)
-
-
 def _shown(f: Optional[filters.ForwardingFilter]):
     return None if f is None else f.source
 
 
 # ------------------------------------------------------------------ channel
 async def create_channel_forwarding_filter(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     f = _filter(params)
     if ch.forwarding_filter is not None:
-        raise _conflict(f"channel {ch.channel_id!r} already has a forwarding filter "
+        raise bad_request(f"channel {ch.channel_id!r} already has a forwarding filter "
                         "(UpdateChannelForwardingFilter changes it)")
     return _set_channel(ch, f)
 
 
 async def update_channel_forwarding_filter(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     f = _filter(params)
     if ch.forwarding_filter is None:
-        raise _conflict(f"channel {ch.channel_id!r} has no forwarding filter (create one first)")
+        raise bad_request(f"channel {ch.channel_id!r} has no forwarding filter (create one first)")
     return _set_channel(ch, f)
 
 
 async def delete_channel_forwarding_filter(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     if ch.forwarding_filter is None:
-        raise _conflict(f"channel {ch.channel_id!r} has no forwarding filter")
+        raise bad_request(f"channel {ch.channel_id!r} has no forwarding filter")
     _set_channel(ch, None)
     return {"channel_id": ch.channel_id}
 
@@ -79,9 +75,9 @@ def _set_channel(ch, f: Optional[filters.ForwardingFilter]) -> dict:
 
 # ------------------------------------------------------------------ connection
 def _own_filters(core, params: dict):
-    s = _connection(core, params)
+    s = find_connection(core, params)
     if any(f.name == BLOCK_ALL["name"] for f in s.params.forwarding_filters):
-        raise _conflict(f"connection {s.connection_id!r} may not subscribe (its grants): "
+        raise bad_request(f"connection {s.connection_id!r} may not subscribe (its grants): "
                         "its forwarding filter cannot be changed")
     return s
 
@@ -90,7 +86,7 @@ async def create_connection_forwarding_filter(core, params):
     s = _own_filters(core, params)
     f = _filter(params)
     if s.params.forwarding_filters:
-        raise _conflict(f"connection {s.connection_id!r} already has a forwarding filter "
+        raise bad_request(f"connection {s.connection_id!r} already has a forwarding filter "
                         "(UpdateConnectionForwardingFilter changes it)")
     return _set_connection(s, [f])
 
@@ -99,14 +95,14 @@ async def update_connection_forwarding_filter(core, params):
     s = _own_filters(core, params)
     f = _filter(params)
     if not s.params.forwarding_filters:
-        raise _conflict(f"connection {s.connection_id!r} has no forwarding filter (create one first)")
+        raise bad_request(f"connection {s.connection_id!r} has no forwarding filter (create one first)")
     return _set_connection(s, [f])
 
 
 async def delete_connection_forwarding_filter(core, params):
     s = _own_filters(core, params)
     if not s.params.forwarding_filters:
-        raise _conflict(f"connection {s.connection_id!r} has no forwarding filter")
+        raise bad_request(f"connection {s.connection_id!r} has no forwarding filter")
     _set_connection(s, [])
     return {"channel_id": s.channel.channel_id, "connection_id": s.connection_id}
 
@@ -122,7 +118,7 @@ def _set_connection(s, fs: list) -> dict:
 
 # ------------------------------------------------------------------ list
 async def list_forwarding_filters(core, params):
-    ch = _channel(core, params)
+    ch = find_channel(core, params)
     blocked = params.get("blocked", False)
     if not isinstance(blocked, bool):
         raise bad_request("blocked must be a boolean")
