@@ -23,7 +23,7 @@ from typing import Optional
 
 from . import filters
 from .api_base import bad_request, find_channel, find_connection
-from .grants import BLOCK_ALL
+from .grants import denies_subscribing
 
 #: request fields that say where the filter goes rather than what it is
 _ADDRESS = ("channel_id", "connection_id")
@@ -47,7 +47,7 @@ async def create_channel_forwarding_filter(core, params):
     f = _filter(params)
     if ch.forwarding_filter is not None:
         raise bad_request(f"channel {ch.channel_id!r} already has a forwarding filter "
-                        "(UpdateChannelForwardingFilter changes it)")
+                          "(UpdateChannelForwardingFilter changes it)")
     return _set_channel(ch, f)
 
 
@@ -76,9 +76,9 @@ def _set_channel(ch, f: Optional[filters.ForwardingFilter]) -> dict:
 # ------------------------------------------------------------------ connection
 def _own_filters(core, params: dict):
     s = find_connection(core, params)
-    if any(f.name == BLOCK_ALL["name"] for f in s.params.forwarding_filters):
+    if denies_subscribing(s.params.forwarding_filters):
         raise bad_request(f"connection {s.connection_id!r} may not subscribe (its grants): "
-                        "its forwarding filter cannot be changed")
+                          "its forwarding filter cannot be changed")
     return s
 
 
@@ -87,7 +87,7 @@ async def create_connection_forwarding_filter(core, params):
     f = _filter(params)
     if s.params.forwarding_filters:
         raise bad_request(f"connection {s.connection_id!r} already has a forwarding filter "
-                        "(UpdateConnectionForwardingFilter changes it)")
+                          "(UpdateConnectionForwardingFilter changes it)")
     return _set_connection(s, [f])
 
 

@@ -21,6 +21,11 @@ BLOCK_ALL = {"name": "grants: can_subscribe=false", "priority": 0, "action": "bl
              "rules": [[{"field": "kind", "operator": "is_in", "values": ["audio", "video"]}]]}
 
 
+def denies_subscribing(forwarding_filters: list) -> bool:
+    """Whether parsed filters include the one ``can_subscribe`` false put there."""
+    return any(f.name == BLOCK_ALL["name"] for f in forwarding_filters)
+
+
 class GrantError(Exception):
     """The connect asks for what the grants refuse (or the grants are malformed)."""
 

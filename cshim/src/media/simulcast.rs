@@ -392,8 +392,7 @@ pub(super) fn encode_loop(slot: Arc<FrameSlot>, mut layers: Vec<Layer>, clock: R
         }
         let budget = cfg.cc.as_ref().map_or(u32::MAX, |cc| (cc.video_budget_bps() / 1000) as u32);
         allocate(&mut layers, budget, (source.width, source.height));
-        let sending = |l: &Layer| l.spec.active && l.size_on && l.bw_on;
-        let sender_pixels: u64 = layers.iter().filter(|l| sending(l)).map(|l| {
+        let sender_pixels: u64 = layers.iter().filter(|l| l.spec.active && l.size_on && l.bw_on).map(|l| {
             let (w, h) = l.spec.size(source.width, source.height);
             u64::from(w) * u64::from(h)
         }).sum();

@@ -52,12 +52,12 @@ impl MediaSink for VideoSink {
     }
 }
 
-/// Lazily built converter to the requested rate/channels (-1/0 = as received).
 /// A requested output rate or channel count: None for -1/0 ("as received").
 fn requested(value: i32) -> Option<u32> {
     (value > 0).then_some(value as u32)
 }
 
+/// Lazily built converter to the requested rate/channels (-1/0 = as received).
 struct Converter {
     want_rate: Option<u32>,
     want_channels: Option<u32>,

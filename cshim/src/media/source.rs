@@ -336,9 +336,7 @@ impl VideoSource {
         }
         Ok(())
     }
-}
 
-impl VideoSource {
     /// `bgr` as I420, in a recent frame no sender holds any more when there is one.
     fn convert(&self, bgr: &[u8], width: u32, height: u32, stride: usize) -> Result<Arc<I420Frame>> {
         let mut recent = self.recent.lock();
