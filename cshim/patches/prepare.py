@@ -1,7 +1,7 @@
 """Makes cshim/third_party/<crate> for each crate below: the published crate with the
 patches of this folder applied (datachannel-sys vendors libdatachannel; openssl-src is the
 OpenSSL both it and the `openssl` crate link; libaom-sys and libdav1d-sys vendor the AV1
-encoder and decoder; shiguredo_nvcodec binds NVDEC/NVENC). A patch goes to the crate its name starts with; all others
+encoder and decoder; shiguredo_nvcodec binds NVDEC/NVENC; opusic-sys vendors libopus). A patch goes to the crate its name starts with; all others
 (`libdatachannel-*`, `libjuice-*`) to datachannel-sys. cshim/Cargo.toml and cshim/fuzz/Cargo.toml use
 the copies through [patch.crates-io], so they must exist before any cargo command:
 setup.py, .ci/setup, wheels/build.sh and cshim/fuzz/run.sh run this first.
@@ -33,6 +33,7 @@ CRATES = {
     "libaom-sys": ("0.17.2+libaom.3.11.0", "7c4fce8aaf0c2d8534529b0698ed98ec1da8d35319588d20b0d79ce6446e4194"),
     "libdav1d-sys": ("0.7.1+libdav1d.1.4.3", "3d875e9669d116a603412a126de599b7bf47789a365b79fcf461fbf9c18d141f"),
     "shiguredo_nvcodec": ("2026.2.0", "ab3b51ad8dee83d36d84d7f4c8bddb529523143b3303ff8d861829360cd1462a"),
+    "opusic-sys": ("0.7.7", "986d749e9dc12035f11bf3ecc83a2a696ff7534d4143be9469a4a0faa25b9fd1"),
 }
 
 HERE = Path(__file__).resolve().parent
