@@ -228,6 +228,10 @@ class AsyncConnection:
         """Events queued for `events()` and not read yet."""
         return len(self._events)
 
+    def queued_messages(self) -> list[tuple[str, bytes]]:
+        """(label, data) of the `Message` events queued for `events()` and not read yet."""
+        return [(e.label, e.data) for e in self._events if isinstance(e, Message)]
+
     async def __aenter__(self) -> "AsyncConnection":
         await self.open()
         return self

@@ -24,6 +24,7 @@ from ._events import (EVENT_TYPES, ConnectionState, DisconnectReason, Disconnect
 from ._handoff import Handoff
 from ._monitor import (ConnectionQuality, Tracker, by_type, local_quality, loss_fraction,
                        media_source_level, quality_of)
+from ._overlap import Delivered, Overlap
 from ._participant import LocalParticipant, Participant, RemoteParticipant, notify_profile
 from ._rpc import Rpc
 from ._streams import Streams
@@ -149,6 +150,8 @@ class Room(EventEmitter):
         self._sendable: dict[aio.AsyncConnection, set[str]] = {}
         #: a replaced connection: how many of its queued events it still delivers
         self._finishing: dict[aio.AsyncConnection, int] = {}
+        #: the last messages delivered, to line the next connection's up with (_overlap)
+        self._delivered = Delivered()
         self._measure = False  # someone listens for what rtc._monitor derives
         self._monitor_task: Optional[asyncio.Task[None]] = None
         self._active_speakers: list[str] = []
@@ -405,9 +408,10 @@ class Room(EventEmitter):
     async def _replace(self, drop_overlap: bool) -> None:
         """A new connection carries the room: connected, adopted, and its own
         connection.created handled (who is here); replacing a live one, its data channels
-        open first. On any failure the new one is closed and the room is as it was. `drop_overlap`: the current connection is alive
-        and has had every message the new one queued before taking over (its channels were
-        open before the new one's), so those are not delivered twice."""
+        open first. On any failure the new one is closed and the room is as it was.
+        `drop_overlap`: the current connection is alive, so while both are up they get the
+        same messages; the new one's are lined up with what the room delivered (_overlap)
+        and none is delivered twice."""
         new = await self._establish()
         old = self._conn
         loop = asyncio.get_running_loop()
@@ -419,7 +423,10 @@ class Room(EventEmitter):
             if self._closing:
                 raise ConnectError("the room was left meanwhile", DisconnectReason.CLIENT_INITIATED)
             self._join_waiters[new] = joined
-            self._adopt(new, new.pending_events if drop_overlap else 0)
+            overlap = None
+            if drop_overlap and old is not None:
+                overlap = self._delivered.overlap(old.queued_messages(), new.queued_messages())
+            self._adopt(new, overlap)
             await asyncio.wait_for(asyncio.shield(joined), self._options.connect_timeout)
         except BaseException as e:
             self._join_waiters.pop(new, None)
@@ -435,7 +442,7 @@ class Room(EventEmitter):
             return []
         return [entry["label"] for entry in self._args.get("data_channels") or []]
 
-    def _adopt(self, conn: aio.AsyncConnection, skip_messages: int) -> None:
+    def _adopt(self, conn: aio.AsyncConnection, overlap: Optional[Overlap]) -> None:
         """`conn` carries the room from now on. (What the one it replaces has queued until
         now is still its to deliver: `_finishing`.)"""
         old = self._conn
@@ -444,7 +451,7 @@ class Room(EventEmitter):
         self._conn = conn
         if self._local is not None:
             self._local._sid = conn.connection_id or ""
-        task = asyncio.get_running_loop().create_task(self._read(conn, skip_messages))
+        task = asyncio.get_running_loop().create_task(self._read(conn, overlap))
         self._readers.add(task)
         task.add_done_callback(self._readers.discard)
 
@@ -462,18 +469,19 @@ class Room(EventEmitter):
             if old is not None:
                 await old.disconnect()
 
-    async def _read(self, conn: aio.AsyncConnection, skip_messages: int) -> None:
+    async def _read(self, conn: aio.AsyncConnection, overlap: Optional[Overlap]) -> None:
+        """`overlap`: what of this connection's messages the one it replaces delivers."""
         async for event in conn.events():
-            if skip_messages > 0:
-                skip_messages -= 1
-                if isinstance(event, aio.Message):
-                    continue  # the connection it replaces delivers it
             current = conn is self._conn
             if not current and self._finishing.get(conn, 0) > 0:
                 self._finishing[conn] -= 1
                 # a message queued before it was replaced is still its to deliver (the new
-                # one skips those); its tracks and notifies are the new one's to report
+                # one drops those); its tracks and notifies are the new one's to report
                 current = isinstance(event, aio.Message)
+            if current and isinstance(event, aio.Message):
+                if overlap is not None and overlap.is_duplicate(event.label, event.data):
+                    continue
+                self._delivered.add(event.label, event.data)
             try:
                 self._handle(conn, event, current)
             except Exception:
