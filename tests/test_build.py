@@ -264,8 +264,9 @@ def test_library_needs_only_base_system_libraries():
 # audio receive and libdatachannel's inline media receive (issue 9): 18,454,272. A video
 # source converting into frames its senders are done with, VP8's speed by the sender's
 # whole load (issue 11): 18,461,120. libopus's de-emphasis in blocks and its int16 output
-# with SSE2 (issue 9): 18,458,304.
-LIBRARY_MAX_BYTES = 18_462_000
+# with SSE2 (issue 9): 18,458,304 here, 18,462,400 built in a clean clone under /tmp (the
+# build's paths are in the library: the bound leaves room for a longer one).
+LIBRARY_MAX_BYTES = 18_465_000
 
 
 def test_library_size_is_bounded():

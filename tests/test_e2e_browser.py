@@ -155,6 +155,10 @@ def test_receiver_outlives_the_sender_it_joined_for(request, server, channel_id,
     url = server.signaling_url
     first = browser_peer()
     first_id = first.connect(url, channel_id, "sendonly", videoCodecType="VP8")
+    # the page's connect can resolve before the server has the sender established; a
+    # receiver joining before that gets its tracks by re-offer, not in its first offer
+    assert wait_until(lambda: server.call(lambda core: any(
+        x.connection_id == first_id and x.is_established for x in core.sessions)), 10)
     if receiver_kind == "browser":
         rx_page = browser_peer()
         rx_id = rx_page.connect(url, channel_id, "recvonly")
