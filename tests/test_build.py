@@ -265,8 +265,9 @@ def test_library_needs_only_base_system_libraries():
 # source converting into frames its senders are done with, VP8's speed by the sender's
 # whole load (issue 11): 18,461,120. libopus's de-emphasis in blocks and its int16 output
 # with SSE2 (issue 9): 18,458,304 here, 18,462,400 built in a clean clone under /tmp (the
-# build's paths are in the library: the bound leaves room for a longer one).
-LIBRARY_MAX_BYTES = 18_465_000
+# build's paths are in the library: the bound leaves room for a longer one). VP8 temporal
+# layers in simulcast (issue 11): 18,464,800 here.
+LIBRARY_MAX_BYTES = 18_470_000
 
 
 def test_library_size_is_bounded():

@@ -49,12 +49,19 @@ pub struct SendShared {
     pub rid: Option<String>,
     /// False for a simulcast layer the offer switched off.
     pub active: bool,
+    /// Temporal layers its encoder makes (stats' `scalabilityMode` L1T<n>).
+    pub temporal_layers: u8,
 }
 
 impl SendShared {
     /// The shared state of a video stream (`encoded`: an encoded source's feed; the
     /// implementation None then). A keyframe is asked for at once when something encodes.
     pub(super) fn video(ssrc: u32, info: &super::rtp::StreamInfo, implementation: Option<String>, rid: Option<String>, active: bool, encoded: Option<Arc<EncodedFeed>>) -> Arc<Self> {
+        Self::video_layer(ssrc, info, implementation, rid, active, encoded, 1)
+    }
+
+    /// [`SendShared::video`] for a stream whose encoder makes `temporal_layers` layers.
+    pub(super) fn video_layer(ssrc: u32, info: &super::rtp::StreamInfo, implementation: Option<String>, rid: Option<String>, active: bool, encoded: Option<Arc<EncodedFeed>>, temporal_layers: u8) -> Arc<Self> {
         Arc::new(SendShared {
             ssrc,
             kind: "video",
@@ -66,6 +73,7 @@ impl SendShared {
             encoder_implementation: implementation,
             rid,
             active,
+            temporal_layers,
         })
     }
 }
@@ -168,7 +176,7 @@ impl TransformTarget for SendReturn {
         }
         let FrameMeta { keyframe, size, taken: at } = taken.meta;
         let info = if self.shared.kind == "video" {
-            FrameInfo { keyframe: Some(keyframe), resolution: Some(size) }
+            FrameInfo { keyframe: Some(keyframe), resolution: Some(size), temporal: None }
         } else {
             FrameInfo::default()
         };
@@ -410,7 +418,8 @@ pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendCon
     let mut tasks = Vec::new();
     let mut streams = Vec::new();
     for (spec, kbps) in layers.into_iter().zip(bitrates) {
-        let shared = SendShared::video(spec.ssrc, &cfg.info, Some(implementation.clone()), Some(spec.rid.clone()), spec.active, None);
+        let temporal_layers = VideoEncoderConfig::temporal_layers_for(cfg.codec, spec.temporal_layers);
+        let shared = SendShared::video_layer(spec.ssrc, &cfg.info, Some(implementation.clone()), Some(spec.rid.clone()), spec.active, None, temporal_layers);
         let pacer = video_pacer(kbps, cfg.pacing_factor, cfg.pacing_max_delay);
         let (tx, task) = spawn_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());
         let mut packetizer = RtpPacketizer::new(rtp_codec(cfg.codec), spec.ssrc, cfg.payload_type, 90_000, MTU);
@@ -587,6 +596,7 @@ fn encode_loop(
                 framerate: 30,
                 vp9_profile: cfg.vp9_profile,
                 sender_pixels: 0,
+                temporal_layers: 1,
             }) {
                 Ok(e) => encoder.insert(e),
                 Err(e) => {
@@ -711,7 +721,7 @@ async fn encoded_loop(
             r.hand_out(frame.data, ts, FrameMeta { keyframe: frame.keyframe, size: (0, 0), taken });
             continue;
         }
-        let info = FrameInfo { keyframe: Some(frame.keyframe), resolution: None };
+        let info = FrameInfo { keyframe: Some(frame.keyframe), resolution: None, temporal: None };
         let packets = packetizer.lock().packetize_frame(&frame.data, ts, info);
         if tx.send(Input::Packets(packets, taken)).is_err() {
             return;
@@ -750,6 +760,7 @@ pub fn start_audio(track: i32, feed: Arc<AudioFeed>, cfg: AudioSendConfig) -> cr
         encoder_implementation: None,
         rid: None,
         active: true,
+        temporal_layers: 1,
     });
     let encoder = OpusEncoder::new(feed.channels, cfg.bitrate_bps, cfg.params.clone())?;
     let clock = RtpClock::new(SEND_RATE);

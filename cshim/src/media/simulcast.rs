@@ -9,7 +9,7 @@
 use super::codec::{I420Frame, Scaler, VideoEncoder, VideoEncoderConfig};
 use super::send::{CaptureClock, EncoderFailures, Input, SendShared, VideoSendConfig};
 use super::adapt::{CpuAdaptation, FrameRateLimiter, Step};
-use super::rtp::{RtpClock, RtpPacketizer};
+use super::rtp::{FrameInfo, RtpClock, RtpPacketizer};
 use super::source::FrameSlot;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
@@ -29,6 +29,9 @@ pub struct LayerSpec {
     pub scale_down_to: Option<(u32, u32)>,
     pub max_bitrate_bps: Option<u64>,
     pub max_framerate: Option<f64>,
+    /// Temporal layers asked for (`scalabilityMode` L1T1-L1T3; VP8 makes them, other codecs
+    /// send L1T1: `VideoEncoderConfig::temporal_layers_for`).
+    pub temporal_layers: u8,
 }
 
 impl LayerSpec {
@@ -72,10 +75,14 @@ pub fn layers_from_offer(recv: &[(String, bool)], encodings: Option<&Value>) -> 
                 .and_then(Value::as_array)
                 .and_then(|list| list.iter().find(|e| e.get("rid").and_then(Value::as_str) == Some(rid)));
             let num = |key: &str| e.and_then(|e| e.get(key)).and_then(Value::as_f64).filter(|v| v.is_finite() && *v > 0.0);
-            if let Some(mode) = e.and_then(|e| e.get("scalabilityMode")).and_then(Value::as_str).filter(|m| *m != "L1T1") {
-                // one spatial and one temporal layer per encoding is all our encoders make
-                log::warn!("simulcast: scalabilityMode {mode:?} for {rid} is not supported; it is sent as L1T1 (stats say so)");
-            }
+            let mode = e.and_then(|e| e.get("scalabilityMode")).and_then(Value::as_str);
+            let temporal_layers = mode.map_or(1, |mode| {
+                temporal_layers_of(mode).unwrap_or_else(|| {
+                    // one spatial layer per encoding, temporal ones up to three, is what we make
+                    log::warn!("simulcast: scalabilityMode {mode:?} for {rid} is not supported; it is sent as L1T1 (stats say so)");
+                    1
+                })
+            });
             let to = e.and_then(|e| e.get("scaleResolutionDownTo")).and_then(|t| {
                 let dim = |k: &str| t.get(k).and_then(Value::as_u64).filter(|v| *v > 0).map(|v| v.min(16384) as u32);
                 Some((dim("maxWidth")?, dim("maxHeight")?))
@@ -88,9 +95,20 @@ pub fn layers_from_offer(recv: &[(String, bool)], encodings: Option<&Value>) -> 
                 scale_down_to: to,
                 max_bitrate_bps: num("maxBitrate").map(|b| b as u64),
                 max_framerate: num("maxFramerate"),
+                temporal_layers,
             }
         })
         .collect()
+}
+
+/// The temporal layers of a single-spatial-layer scalabilityMode ("L1T1" to "L1T3").
+pub fn temporal_layers_of(mode: &str) -> Option<u8> {
+    match mode {
+        "L1T1" => Some(1),
+        "L1T2" => Some(2),
+        "L1T3" => Some(3),
+        _ => None,
+    }
 }
 
 /// Each layer's bitrate (kbps): its `maxBitrate` where given; the layers without one share
@@ -213,6 +231,7 @@ impl Layer {
                 framerate: self.spec.max_framerate.map_or(30, |f| f.round().clamp(1.0, 60.0) as u32),
                 vp9_profile: cfg.vp9_profile,
                 sender_pixels: self.sender_pixels,
+                temporal_layers: VideoEncoderConfig::temporal_layers_for(cfg.codec, self.spec.temporal_layers),
             }) {
                 Ok(e) => self.encoder.insert(e),
                 Err(e) => {
@@ -237,7 +256,8 @@ impl Layer {
                         st.total_encode_time += elapsed;
                         st.target_bitrate = self.alloc_kbps as f64 * 1000.0;
                     }
-                    let packets = self.packetizer.packetize(&f.data, ts);
+                    let info = FrameInfo { temporal: f.temporal, ..Default::default() };
+                    let packets = self.packetizer.packetize_frame(&f.data, ts, info);
                     if self.tx.send(Input::Packets(packets, taken)).is_err() {
                         return (false, scaled);
                     }
@@ -484,6 +504,13 @@ mod tests {
         let m = layers_from_offer(&many, Some(&json!([{"rid": "zz", "scaleResolutionDownBy": 0}])));
         assert_eq!(m.iter().map(|l| l.rid.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(m.iter().map(|l| l.scale_down_by).collect::<Vec<_>>(), [4.0, 2.0, 1.0]);
+        // scalabilityMode: L1T1-L1T3 are taken; spatial modes and junk are sent as L1T1
+        let modes = json!([{"rid": "r0", "scalabilityMode": "L1T3"}, {"rid": "r1", "scalabilityMode": "L3T3"},
+                           {"rid": "r2", "scalabilityMode": 7}]);
+        let t = layers_from_offer(&recv(&[("r0", false), ("r1", false), ("r2", false)]), Some(&modes));
+        assert_eq!(t.iter().map(|l| l.temporal_layers).collect::<Vec<_>>(), [3, 1, 1]);
+        assert_eq!(d.iter().map(|l| l.temporal_layers).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!([temporal_layers_of("L1T2"), temporal_layers_of("L1T4"), temporal_layers_of("l1t2")], [Some(2), None, None]);
     }
 
     #[test]

@@ -136,8 +136,9 @@ pub fn report(shared: &Shared) -> Value {
                 m.insert("rid".into(), json!(rid));
             }
             if s.encoder_implementation.is_some() {
-                // what our encoders make: one spatial, one temporal layer (libwebrtc says L1T1 too)
-                m.insert("scalabilityMode".into(), json!("L1T1"));
+                // what our encoders make: one spatial layer, and one temporal layer unless a
+                // simulcast VP8 layer was asked for more
+                m.insert("scalabilityMode".into(), json!(format!("L1T{}", s.temporal_layers)));
             }
             for (k, v) in [
                 ("pliCount", json!(o.pli_count)), ("firCount", json!(o.fir_count)),

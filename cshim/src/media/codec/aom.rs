@@ -238,7 +238,7 @@ impl Av1Encoder {
                 continue;
             }
             let data = unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) }.to_vec();
-            out.push(EncodedFrame { data, keyframe: f.flags & ffi::AOM_FRAME_IS_KEY != 0, width: w, height: h });
+            out.push(EncodedFrame { data, keyframe: f.flags & ffi::AOM_FRAME_IS_KEY != 0, width: w, height: h, temporal: None });
         }
         Ok(out)
     }
@@ -262,7 +262,7 @@ pub(crate) mod tests {
     }
 
     fn config(w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec: VideoCodec::Av1, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0 }
+        VideoEncoderConfig { codec: VideoCodec::Av1, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 }
     }
 
     #[test]

@@ -166,7 +166,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn decoders_start_no_threads_of_their_own() {
-        let config = VideoEncoderConfig { codec: VideoCodec::Av1, width: 320, height: 240, bitrate_kbps: 500, framerate: 30, vp9_profile: 0, sender_pixels: 0 };
+        let config = VideoEncoderConfig { codec: VideoCodec::Av1, width: 320, height: 240, bitrate_kbps: 500, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 };
         let mut enc = Av1Encoder::new(config).unwrap();
         let frame = I420Frame::new(320, 240).unwrap();
         let key = enc.encode(&frame, 0, true).unwrap().remove(0).data;
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn pictures_over_the_size_limit_are_an_error_not_an_allocation() {
-        let config = VideoEncoderConfig { codec: VideoCodec::Av1, width: 640, height: 480, bitrate_kbps: 500, framerate: 30, vp9_profile: 0, sender_pixels: 0 };
+        let config = VideoEncoderConfig { codec: VideoCodec::Av1, width: 640, height: 480, bitrate_kbps: 500, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 };
         let mut enc = Av1Encoder::new(config).unwrap();
         let key = enc.encode(&I420Frame::new(640, 480).unwrap(), 0, true).unwrap().remove(0).data;
         let mut out = I420Frame::new(2, 2).unwrap();

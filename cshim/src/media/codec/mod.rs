@@ -45,4 +45,4 @@ pub(crate) fn process_cpu_seconds() -> f64 {
     let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
     (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
-pub use video::{DecoderEngine, EncodedFrame, EncoderEngine, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};
+pub use video::{DecoderEngine, EncodedFrame, EncoderEngine, TemporalLayer, VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};

@@ -181,7 +181,7 @@ impl NvencEncoder {
             match outputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(Ok((tag, data, key))) => {
                     if !data.is_empty() {
-                        out.push(EncodedFrame { data, keyframe: key, width: frame.width, height: frame.height });
+                        out.push(EncodedFrame { data, keyframe: key, width: frame.width, height: frame.height, temporal: None });
                     }
                     if tag >= self.sent {
                         break;
@@ -213,7 +213,7 @@ mod tests {
     use crate::media::codec::video::VideoCodec;
 
     fn config(codec: VideoCodec, w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 2500, framerate: 30, vp9_profile: 0, sender_pixels: 0 }
+        VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 2500, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 }
     }
 
     #[test]

@@ -228,7 +228,7 @@ mod tests {
             CodecType::Av1 => (EncoderEngine::Internal, VideoCodec::Av1),
             CodecType::H264 => (EncoderEngine::OpenH264 { path: openh264()?, params: H264Params::default() }, VideoCodec::H264),
         };
-        let config = VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 2500, framerate: 30, vp9_profile: 0, sender_pixels: 0 };
+        let config = VideoEncoderConfig { codec, width: w, height: h, bitrate_kbps: 2500, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 };
         let mut enc = VideoEncoder::new(&engine, config).unwrap();
         let mut out = Vec::new();
         for (t, src) in sources.into_iter().enumerate() {

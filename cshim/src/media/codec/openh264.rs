@@ -110,7 +110,7 @@ pub fn probe(path: &str) -> Result<Arc<Library>> {
     let result = probed.entry(path.to_owned()).or_insert_with(|| {
         let enc = H264Encoder::with_library(
             lib.clone(),
-            VideoEncoderConfig { codec: super::video::VideoCodec::H264, width: 64, height: 64, bitrate_kbps: 100, framerate: 30, vp9_profile: 0, sender_pixels: 0 },
+            VideoEncoderConfig { codec: super::video::VideoCodec::H264, width: 64, height: 64, bitrate_kbps: 100, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 },
             H264Params::default(),
         );
         let dec = H264Decoder::with_library(lib.clone());
@@ -449,6 +449,7 @@ impl H264Encoder {
             keyframe: frame_type == sys::videoFrameTypeIDR as c_int,
             width: frame.width,
             height: frame.height,
+            temporal: None,
         }])
     }
 
@@ -580,7 +581,7 @@ pub(crate) mod tests {
     }
 
     fn config(w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec: VideoCodec::H264, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0 }
+        VideoEncoderConfig { codec: VideoCodec::H264, width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 }
     }
 
     #[test]

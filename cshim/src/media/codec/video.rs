@@ -47,6 +47,28 @@ pub struct VideoEncoderConfig {
     /// alone). libvpx picks its speed for that load: a 640x360 layer under a 720p one is
     /// encoded as fast as the 720p one on a weak CPU.
     pub sender_pixels: u64,
+    /// Temporal layers (1-3: scalabilityMode L1T1-L1T3). Only the VP8 encoder makes more
+    /// than one; [`VideoEncoderConfig::temporal_layers_for`] says what a codec gets.
+    pub temporal_layers: u8,
+}
+
+impl VideoEncoderConfig {
+    /// The temporal layers `codec` is encoded with when `wanted` are asked for.
+    pub fn temporal_layers_for(codec: VideoCodec, wanted: u8) -> u8 {
+        if codec == VideoCodec::Vp8 {
+            wanted.clamp(1, 3)
+        } else {
+            1
+        }
+    }
+}
+
+/// Where an encoded frame sits in its temporal layering (RFC 7741's TID and Y bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemporalLayer {
+    pub id: u8,
+    /// It refers only to base layer (TL0) frames: a receiver may start taking this layer here.
+    pub sync: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +77,8 @@ pub struct EncodedFrame {
     pub keyframe: bool,
     pub width: u32,
     pub height: u32,
+    /// Set when the encoder makes temporal layers.
+    pub temporal: Option<TemporalLayer>,
 }
 
 /// Encoder timestamps from RTP time (libvpx and libaom take a 90 kHz timebase): strictly

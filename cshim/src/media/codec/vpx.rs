@@ -1,7 +1,7 @@
 //! VP8/VP9 encoder and decoder over the system libvpx (Debian libvpx-dev), tuned like
 //! libwebrtc's realtime configuration: one-pass CBR, no lookahead, keyframes on demand.
 use super::frame::I420Frame;
-use super::video::{EncodedFrame, EncoderClock, VideoCodec, VideoEncoderConfig};
+use super::video::{EncodedFrame, EncoderClock, TemporalLayer, VideoCodec, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -52,6 +52,42 @@ fn vp8_speed(pixels: u64, load: u64, cores: usize) -> c_int {
         -12
     } else {
         -6
+    }
+}
+
+/// VP8 temporal layering (scalabilityMode L1T2 and L1T3), the patterns libwebrtc uses: the
+/// layer of each frame of a period, and the share of the bitrate up to each layer.
+fn temporal_pattern(layers: u8) -> (&'static [u8], &'static [f32]) {
+    match layers {
+        2 => (&[0, 1], &[0.6, 1.0]),
+        3 => (&[0, 2, 1, 2], &[0.4, 0.6, 1.0]),
+        _ => (&[0], &[1.0]),
+    }
+}
+
+/// libvpx flags and the Y bit of the frame at `at` in the period of `layers` layers. TL0
+/// frames refer to and update LAST only, so LAST always holds a TL0 frame; L1T3's TL1 frame
+/// updates GOLDEN, which the TL2 frame after it also refers to (not a switching point, then).
+/// Frames above TL0 leave the entropy context alone: a receiver without them decodes the rest.
+fn temporal_flags(layers: u8, at: usize) -> (ffi::vpx_enc_frame_flags_t, bool) {
+    let (ref_only_last, upd_none) = (
+        ffi::VP8_EFLAG_NO_REF_GF | ffi::VP8_EFLAG_NO_REF_ARF,
+        ffi::VP8_EFLAG_NO_UPD_LAST | ffi::VP8_EFLAG_NO_UPD_GF | ffi::VP8_EFLAG_NO_UPD_ARF | ffi::VP8_EFLAG_NO_UPD_ENTROPY,
+    );
+    let (flags, sync) = match (layers, at) {
+        (_, 0) => (ref_only_last | ffi::VP8_EFLAG_NO_UPD_GF | ffi::VP8_EFLAG_NO_UPD_ARF, false),
+        (3, 2) => (ref_only_last | (upd_none & !ffi::VP8_EFLAG_NO_UPD_GF), true),
+        (3, 3) => (ffi::VP8_EFLAG_NO_REF_ARF | upd_none, false),
+        _ => (ref_only_last | upd_none, true),
+    };
+    (flags as ffi::vpx_enc_frame_flags_t, sync)
+}
+
+/// Each temporal layer's cumulative target (libvpx's `ts_target_bitrate`) for `kbps` in all.
+fn set_temporal_bitrates(cfg: &mut ffi::vpx_codec_enc_cfg_t, kbps: u32) {
+    let (_, shares) = temporal_pattern(cfg.ts_number_layers as u8);
+    for (target, share) in cfg.ts_target_bitrate.iter_mut().zip(shares) {
+        *target = ((kbps as f32 * share) as c_uint).max(1);
     }
 }
 
@@ -126,6 +162,8 @@ pub struct VpxEncoder {
     clock: EncoderClock,
     /// Profile 2 only: reusable 16-bit planes (Y, U, V back to back).
     hbd: Vec<u16>,
+    /// Position of the next frame in the temporal layering's period.
+    temporal_at: usize,
 }
 
 // SAFETY: the libvpx context is used from one thread at a time (&mut self); it holds no
@@ -135,7 +173,7 @@ unsafe impl Send for VpxEncoder {}
 impl VpxEncoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self> {
         let enc = Self::open(&config)?;
-        Ok(VpxEncoder { config, enc, clock: EncoderClock::default(), hbd: Vec::new() })
+        Ok(VpxEncoder { config, enc, clock: EncoderClock::default(), hbd: Vec::new(), temporal_at: 0 })
     }
 
     pub fn config(&self) -> &VideoEncoderConfig {
@@ -162,6 +200,9 @@ impl VpxEncoder {
         match (codec, c.vp9_profile) {
             (VpxCodec::Vp8, _) | (VpxCodec::Vp9, 0) | (VpxCodec::Vp9, 2) => {}
             (_, p) => return Err(Error::invalid(format!("unsupported VP9 profile {p} (0 or 2)"))),
+        }
+        if c.temporal_layers != VideoEncoderConfig::temporal_layers_for(c.codec, c.temporal_layers) || c.temporal_layers == 0 {
+            return Err(Error::invalid(format!("{:?} with {} temporal layers is not supported", c.codec, c.temporal_layers)));
         }
         let iface = iface(codec, true);
         // SAFETY: iface is a valid static table.
@@ -211,6 +252,19 @@ impl VpxEncoder {
                 cfg.rc_max_quantizer = 56;
                 cfg.rc_undershoot_pct = 100;
                 cfg.rc_overshoot_pct = 15;
+                if c.temporal_layers > 1 {
+                    let (pattern, _) = temporal_pattern(c.temporal_layers);
+                    cfg.ts_number_layers = c.temporal_layers as c_uint;
+                    cfg.ts_periodicity = pattern.len() as c_uint;
+                    for (slot, &id) in cfg.ts_layer_id.iter_mut().zip(pattern) {
+                        *slot = id as c_uint;
+                    }
+                    // TL0 at a quarter (L1T3) or half (L1T2) of the frame rate, up to all of it
+                    for (i, decimator) in cfg.ts_rate_decimator.iter_mut().take(c.temporal_layers as usize).enumerate() {
+                        *decimator = 1 << (c.temporal_layers as usize - 1 - i);
+                    }
+                    set_temporal_bitrates(cfg, c.bitrate_kbps);
+                }
             }
             VpxCodec::Vp9 => {
                 cfg.g_profile = c.vp9_profile as c_uint;
@@ -320,6 +374,9 @@ impl VpxEncoder {
         }
         let EncCtx { ctx, cfg, .. } = &mut *self.enc;
         cfg.rc_target_bitrate = kbps;
+        if cfg.ts_number_layers > 1 {
+            set_temporal_bitrates(cfg, kbps);
+        }
         // SAFETY: cfg stays in the box, which libvpx may keep pointing at.
         let err = unsafe { ffi::vpx_codec_enc_config_set(ctx, cfg) };
         check(err, "vpx_codec_enc_config_set", ctx)?;
@@ -338,12 +395,24 @@ impl VpxEncoder {
             c.height = frame.height;
             self.enc = Self::open(&c)?;
             self.config = c;
+            self.temporal_at = 0;
         }
         let (pts, duration) = self.clock.next(pts_90k, self.config.framerate);
 
         let img = self.wrap(frame);
-        let flags = if force_keyframe { ffi::VPX_EFLAG_FORCE_KF as ffi::vpx_enc_frame_flags_t } else { 0 };
+        let layers = self.config.temporal_layers;
+        let (pattern, _) = temporal_pattern(layers);
+        let at = if force_keyframe { 0 } else { self.temporal_at };
+        self.temporal_at = (at + 1) % pattern.len();
+        let (mut flags, sync) = if layers > 1 { temporal_flags(layers, at) } else { (0, false) };
+        if force_keyframe {
+            flags = ffi::VPX_EFLAG_FORCE_KF as ffi::vpx_enc_frame_flags_t; // a keyframe refreshes every buffer
+        }
         let ctx = &mut self.enc.ctx;
+        if layers > 1 {
+            let id = ffi::vp8e_enc_control_id::VP8E_SET_TEMPORAL_LAYER_ID as u32;
+            control(ctx, id, pattern[at] as c_int, "VP8E_SET_TEMPORAL_LAYER_ID")?;
+        }
         // SAFETY: img points into `frame` (or self.hbd), both alive for the call; libvpx
         // copies what it needs before returning (lag 0) and never writes the input.
         let err = unsafe {
@@ -368,12 +437,17 @@ impl VpxEncoder {
                 continue;
             }
             let data = unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) }.to_vec();
-            out.push(EncodedFrame {
-                data,
-                keyframe: f.flags & ffi::VPX_FRAME_IS_KEY != 0,
-                width: frame.width,
-                height: frame.height,
+            let keyframe = f.flags & ffi::VPX_FRAME_IS_KEY != 0;
+            let temporal = (layers > 1).then(|| {
+                if keyframe {
+                    // the base of what follows, wherever it fell in the period
+                    self.temporal_at = 1 % pattern.len();
+                    TemporalLayer { id: 0, sync: false }
+                } else {
+                    TemporalLayer { id: pattern[at], sync }
+                }
             });
+            out.push(EncodedFrame { data, keyframe, width: frame.width, height: frame.height, temporal });
         }
         Ok(out)
     }
@@ -560,7 +634,7 @@ mod tests {
     }
 
     fn config(codec: VpxCodec, w: u32, h: u32) -> VideoEncoderConfig {
-        VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0 }
+        VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: 1500, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 }
     }
 
     /// Encodes `n` frames, decodes them, returns (mean PSNR, keyframe count, bytes).
@@ -880,7 +954,7 @@ mod tests {
         use crate::media::codec::convert::{bgr_to_i420, i420_to_bgr};
         use crate::media::rtp::{jitter::RtpReceiver, packetize::RtpPacketizer, RtpCodec};
         let (wu, hu) = (w as usize, h as usize);
-        let cfg = VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: kbps, framerate: 30, vp9_profile: 0, sender_pixels: 0 };
+        let cfg = VideoEncoderConfig { codec: codec.into(), width: w, height: h, bitrate_kbps: kbps, framerate: 30, vp9_profile: 0, sender_pixels: 0, temporal_layers: 1 };
         let mut enc = VpxEncoder::new(cfg).unwrap();
         let mut dec = VpxDecoder::new(codec).unwrap();
         let rtp_codec = if codec == VpxCodec::Vp8 { RtpCodec::Vp8 } else { RtpCodec::Vp9 };
@@ -967,6 +1041,57 @@ mod tests {
         assert_eq!(vp8_speed(p360, p720 + p360 + p180, 2), -12); // a layer under a 720p one
         assert_eq!(vp8_speed(p180, p720 + p360 + p180, 2), -6); // below CIF: quality first
         assert_eq!(vp8_speed(p720, p720 + p360, 8), -6); // cores to spare
+    }
+
+    /// L1T2 and L1T3: the frames carry the pattern's layer ids and Y bits, and a receiver
+    /// that takes only the layers up to any one of them decodes each frame it gets faithfully
+    /// (a frame referring to one it lacks would decode, but wrongly).
+    #[test]
+    fn vp8_temporal_layers_decode_without_the_layers_above() {
+        for layers in [2u8, 3] {
+            let (w, h, n) = (320, 240, 40);
+            let cfg = VideoEncoderConfig { temporal_layers: layers, ..config(VpxCodec::Vp8, w, h) };
+            let mut enc = VpxEncoder::new(cfg).unwrap();
+            let mut frames = Vec::new();
+            for t in 0..n {
+                let src = pattern(w, h, t);
+                // a keyframe mid-period: the period starts again from it
+                for f in enc.encode(&src, t * 3000, t == 21).unwrap() {
+                    frames.push((src.clone(), f));
+                }
+            }
+            assert!(frames.len() as u32 >= n * 9 / 10, "{} of {n} frames", frames.len());
+            let ids: Vec<u8> = frames.iter().map(|(_, f)| f.temporal.unwrap().id).collect();
+            let period: &[u8] = if layers == 3 { &[0, 2, 1, 2] } else { &[0, 1] };
+            for (i, (_, f)) in frames.iter().enumerate().take(20) {
+                assert_eq!(f.temporal.unwrap().id, period[i % period.len()], "{layers} layers, frame {i}: {ids:?}");
+            }
+            assert!(frames[0].1.keyframe && frames[21].1.keyframe, "the first and the forced keyframe");
+            assert_eq!(frames[21].1.temporal.unwrap().id, 0);
+            assert_eq!(frames[22].1.temporal.unwrap().id, period[1], "the period starts again after a keyframe");
+            // Y: TL1/TL2 frames that refer to TL0 alone
+            if layers == 3 {
+                assert_eq!(frames[1..4].iter().map(|(_, f)| f.temporal.unwrap().sync).collect::<Vec<_>>(), [true, true, false]);
+            } else {
+                assert!(frames[1].1.temporal.unwrap().sync);
+            }
+            for top in 0..layers {
+                let mut dec = VpxDecoder::new(VpxCodec::Vp8).unwrap();
+                let mut worst = f64::MAX;
+                let mut decoded = 0;
+                for (src, f) in frames.iter().filter(|(_, f)| f.temporal.unwrap().id <= top) {
+                    let out = dec.decode(&f.data).unwrap().expect("a picture");
+                    worst = worst.min(psnr_y(src, &out).unwrap());
+                    decoded += 1;
+                }
+                println!("VP8 L1T{layers}, layers up to TL{top}: {decoded} frames, worst PSNR {worst:.1} dB");
+                assert!(worst > 30.0, "L1T{layers} up to TL{top}: a frame at {worst:.1} dB");
+            }
+        }
+        // only VP8 makes them; more than three is refused
+        assert_eq!(VideoEncoderConfig::temporal_layers_for(VideoCodec::Vp9, 3), 1);
+        assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 3, ..config(VpxCodec::Vp9, 64, 64) }).is_err());
+        assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 4, ..config(VpxCodec::Vp8, 64, 64) }).is_err());
     }
 
     #[test]

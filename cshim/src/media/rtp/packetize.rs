@@ -19,6 +19,7 @@ use bytes::Bytes;
 use rtc_shared::marshal::Marshal;
 
 use super::RtpCodec;
+use crate::media::codec::TemporalLayer;
 
 /// One-byte header extension profile (RFC 8285 §4.2).
 const ONE_BYTE_PROFILE: u16 = 0xBEDE;
@@ -30,6 +31,8 @@ pub struct FrameInfo {
     pub keyframe: Option<bool>,
     /// Frame size for the VP9 scalability structure. `None`: read from the bitstream.
     pub resolution: Option<(u16, u16)>,
+    /// VP8 temporal layering: written as TID, Y and TL0PICIDX (RFC 7741 §4.2).
+    pub temporal: Option<TemporalLayer>,
 }
 
 /// Whether an encoded frame starts a new decodable sequence, read from its bitstream: a VP8
@@ -55,6 +58,8 @@ pub struct RtpPacketizer {
     mtu: usize,
     sequence_number: u16,
     picture_id: u16,
+    /// VP8 TL0PICIDX: counts base layer frames (of streams with temporal layers).
+    tl0_pic_idx: u8,
     extensions: Vec<(u8, Vec<u8>)>,
     abs_send_time_id: Option<u8>,
     last_rtp_timestamp: Option<u32>,
@@ -77,6 +82,7 @@ impl RtpPacketizer {
             // RFC 3550 §5.1: the initial sequence number SHOULD be random.
             sequence_number: rand::random(),
             picture_id: rand::random::<u16>() & 0x7fff,
+            tl0_pic_idx: rand::random(),
             extensions: Vec::new(),
             abs_send_time_id: None,
             last_rtp_timestamp: None,
@@ -208,11 +214,22 @@ impl RtpPacketizer {
     fn packetize_vp8(&mut self, frame: &[u8], ts: u32, info: FrameInfo) -> Vec<Vec<u8>> {
         let keyframe = info.keyframe.unwrap_or_else(|| frame_is_keyframe(RtpCodec::Vp8, frame));
         let pid = self.picture_id;
-        let desc = |first: bool| -> [u8; 4] {
-            [0x80 | if first { 0x10 } else { 0 }, 0x80, 0x80 | (pid >> 8) as u8, pid as u8]
+        // X, then I (a 15-bit picture ID); with temporal layers also L and T: TL0PICIDX, and
+        // TID with the Y bit (KEYIDX unused: K clear)
+        let tl0 = match info.temporal {
+            Some(t) if t.id == 0 => self.tl0_pic_idx.wrapping_add(1),
+            _ => self.tl0_pic_idx,
+        };
+        let desc = |first: bool| -> Vec<u8> {
+            let s = if first { 0x10 } else { 0 };
+            match info.temporal {
+                None => vec![0x80 | s, 0x80, 0x80 | (pid >> 8) as u8, pid as u8],
+                Some(t) => vec![0x80 | s, 0xe0, 0x80 | (pid >> 8) as u8, pid as u8, tl0, (t.id.min(3) << 6) | (u8::from(t.sync) << 5)],
+            }
         };
         let out = self.fragment(frame, ts, &desc(true), &desc(false));
         if !out.is_empty() {
+            self.tl0_pic_idx = tl0;
             self.picture_id = (self.picture_id + 1) & 0x7fff;
             if keyframe {
                 self.keyframes += 1;
@@ -531,6 +548,35 @@ pub(crate) mod tests {
         assert_eq!(vp9_frame_header(&[0x00]), None);
     }
 
+    /// With temporal layers the descriptor carries TL0PICIDX (one more per TL0 frame, the
+    /// same on the frames above it) and TID with the Y bit on every packet of the frame.
+    #[test]
+    fn vp8_temporal_layers_in_the_descriptor() {
+        let mut p = RtpPacketizer::new(RtpCodec::Vp8, 1, 96, 90_000, 600);
+        let frame = vec![0x01u8; 1500]; // a delta frame, three packets
+        let mut seen = Vec::new();
+        for (i, (id, sync)) in [(0, false), (2, true), (1, true), (2, false), (0, false)].into_iter().enumerate() {
+            let info = FrameInfo { temporal: Some(TemporalLayer { id, sync }), ..Default::default() };
+            let pkts = p.packetize_frame(&frame, i as u32 * 3000, info);
+            assert_eq!(pkts.len(), 3);
+            for raw in &pkts {
+                let r = parse_rtp(raw).unwrap();
+                let (d, n) = Vp8Descriptor::parse(&r.payload).unwrap();
+                assert_eq!(n, 6);
+                assert_eq!((d.temporal_id, d.layer_sync, d.key_idx), (Some(id), sync, None));
+                seen.push((id, d.tl0_pic_idx.unwrap(), d.picture_id.unwrap()));
+            }
+        }
+        let tl0: Vec<u8> = seen.iter().step_by(3).map(|s| s.1).collect();
+        let first = tl0[0];
+        assert_eq!(tl0, [first, first, first, first, first.wrapping_add(1)]);
+        let pids: Vec<u16> = seen.iter().step_by(3).map(|s| s.2).collect();
+        assert!(pids.windows(2).all(|w| w[1] == (w[0] + 1) & 0x7fff), "{pids:?}");
+        // without temporal layers: the 4-byte descriptor, as before
+        let r = parse_rtp(&p.packetize(&frame, 99_000)[0]).unwrap();
+        assert_eq!(Vp8Descriptor::parse(&r.payload).unwrap().0.temporal_id, None);
+    }
+
     #[test]
     fn vp8_packets_carry_descriptor_and_marker() {
         let mut p = RtpPacketizer::new(RtpCodec::Vp8, 0x1234, 96, 90_000, 1200);
@@ -595,7 +641,7 @@ pub(crate) mod tests {
         assert!(d.inter_picture_predicted && d.begin && d.end && d.ss.is_none());
         assert_eq!(d.picture_id, Some((pid + 1) & 0x7fff));
         // Caller override wins over the bitstream.
-        let pkts = p.packetize_frame(&vp9_delta(10, 1), 6000, FrameInfo { keyframe: Some(true), resolution: Some((64, 48)) });
+        let pkts = p.packetize_frame(&vp9_delta(10, 1), 6000, FrameInfo { keyframe: Some(true), resolution: Some((64, 48)), temporal: None });
         let r = parse_rtp(&pkts[0]).unwrap();
         let (d, _) = Vp9Descriptor::parse(&r.payload).unwrap();
         assert!(!d.inter_picture_predicted);
