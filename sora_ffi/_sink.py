@@ -203,11 +203,12 @@ class SoraAudioSink(_Sink):
         waiting up to `timeout` seconds for them to arrive. Returns `(True, samples)` with an
         int16 array shaped (frames, channels), or `(False, empty array)` when not enough
         audio arrived in time. The wait releases the GIL; any thread may read."""
-        if isinstance(frames, bool) or not isinstance(frames, numbers.Integral):
+        # (exact int / float first: the ABC checks cost more than the rest of a polled read)
+        if type(frames) is not int and (isinstance(frames, bool) or not isinstance(frames, numbers.Integral)):
             raise TypeError(f"frames must be an int, not {type(frames).__name__}")
         if frames < 0:
             raise ValueError(f"frames must not be negative, not {frames}")
-        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        if type(timeout) not in (int, float) and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)):
             raise TypeError(f"timeout must be a float (seconds), not {type(timeout).__name__}")
         seconds = float(timeout)
         if math.isnan(seconds):
@@ -219,17 +220,16 @@ class SoraAudioSink(_Sink):
             time.sleep(min(seconds, INT32_MAX / 1000))  # nothing can arrive: wait as if empty
             return False, self._empty()
         out = ffi.new("SoraBuffer **")
-        rate = ffi.new("int32_t *")
-        channels = ffi.new("int32_t *")
+        format_ = ffi.new("int32_t[2]")  # rate, channels
         try:
-            status = lib.sora_audio_sink_read(ptr, int(frames), ms, out, rate, channels)
+            status = lib.sora_audio_sink_read(ptr, int(frames), ms, out, format_, format_ + 1)
         finally:
             self._leave()
         if status == 0:
             return False, self._empty()
         check(status)
         buffer = Buffer.adopt(out[0])
-        ch = int(channels[0])
+        ch = int(format_[1])
         if ch <= 0 or buffer.size % (2 * ch):  # pragma: no cover - the shim's contract
             raise RuntimeError(f"sora_audio_sink_read returned {buffer.size} bytes for {ch} channel(s)")
         self._channels = ch
