@@ -417,11 +417,13 @@ pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendCon
     let mut encoding = Vec::new();
     let mut tasks = Vec::new();
     let mut streams = Vec::new();
-    for (spec, kbps) in layers.into_iter().zip(bitrates) {
+    for (mut spec, kbps) in layers.into_iter().zip(bitrates) {
+        // from here on the spec says what the encoder makes, not what the offer asked
         let temporal_layers = VideoEncoderConfig::temporal_layers_for(cfg.codec, spec.temporal_layers);
         if temporal_layers < spec.temporal_layers {
             log::warn!("simulcast: {:?} makes no temporal layers; {} is sent as L1T1 (stats say so)", cfg.codec, spec.rid);
         }
+        spec.temporal_layers = temporal_layers;
         let shared = SendShared::video_layer(spec.ssrc, &cfg.info, Some(implementation.clone()), Some(spec.rid.clone()), spec.active, None, temporal_layers);
         let pacer = video_pacer(kbps, cfg.pacing_factor, cfg.pacing_max_delay);
         let (tx, task) = spawn_send_loop(track, shared.clone(), clock, cfg.cname.clone(), Some(pacer), cfg.cc.clone());

@@ -29,8 +29,9 @@ pub struct LayerSpec {
     pub scale_down_to: Option<(u32, u32)>,
     pub max_bitrate_bps: Option<u64>,
     pub max_framerate: Option<f64>,
-    /// Temporal layers asked for (`scalabilityMode` L1T1-L1T3; VP8 makes them, other codecs
-    /// send L1T1: `VideoEncoderConfig::temporal_layers_for`).
+    /// Temporal layers (`scalabilityMode` L1T1-L1T3) the offer asks for; the sender lowers it
+    /// to what its codec makes (VP8 makes them, others send L1T1:
+    /// `VideoEncoderConfig::temporal_layers_for`).
     pub temporal_layers: u8,
 }
 
@@ -231,7 +232,7 @@ impl Layer {
                 framerate: self.spec.max_framerate.map_or(30, |f| f.round().clamp(1.0, 60.0) as u32),
                 vp9_profile: cfg.vp9_profile,
                 sender_pixels: self.sender_pixels,
-                temporal_layers: VideoEncoderConfig::temporal_layers_for(cfg.codec, self.spec.temporal_layers),
+                temporal_layers: self.spec.temporal_layers,
             }) {
                 Ok(e) => self.encoder.insert(e),
                 Err(e) => {

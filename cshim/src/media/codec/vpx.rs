@@ -201,7 +201,7 @@ impl VpxEncoder {
             (VpxCodec::Vp8, _) | (VpxCodec::Vp9, 0) | (VpxCodec::Vp9, 2) => {}
             (_, p) => return Err(Error::invalid(format!("unsupported VP9 profile {p} (0 or 2)"))),
         }
-        if c.temporal_layers != VideoEncoderConfig::temporal_layers_for(c.codec, c.temporal_layers) || c.temporal_layers == 0 {
+        if c.temporal_layers != VideoEncoderConfig::temporal_layers_for(c.codec, c.temporal_layers) {
             return Err(Error::invalid(format!("{:?} with {} temporal layers is not supported", c.codec, c.temporal_layers)));
         }
         let iface = iface(codec, true);
@@ -1093,6 +1093,7 @@ mod tests {
         assert_eq!(VideoEncoderConfig::temporal_layers_for(VideoCodec::Vp9, 3), 1);
         assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 3, ..config(VpxCodec::Vp9, 64, 64) }).is_err());
         assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 4, ..config(VpxCodec::Vp8, 64, 64) }).is_err());
+        assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 0, ..config(VpxCodec::Vp8, 64, 64) }).is_err());
     }
 
     #[test]
