@@ -69,8 +69,11 @@ pub fn audio_level(pcm: &[i16]) -> f64 {
     if pcm.is_empty() {
         return 0.0;
     }
-    let sum: f64 = pcm.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-    (sum / pcm.len() as f64).sqrt() / 32767.0
+    // Summed as integers: exact (the same value as a sum of f64 squares, which stays below
+    // 2^53) and vectorised, where the f64 sum was one serial add per sample (~3 % of a
+    // process of 300 audio receivers).
+    let sum: u64 = pcm.iter().map(|&x| u64::from(u32::from(x.unsigned_abs()).pow(2))).sum();
+    (sum as f64 / pcm.len() as f64).sqrt() / 32767.0
 }
 
 /// Receive side of one SSRC (`RTCInboundRtpStreamStats`); what the decoder counts is in
@@ -237,6 +240,22 @@ impl OutboundRtpStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_level_is_the_rms_on_a_0_to_1_scale() {
+        assert_eq!(audio_level(&[]), 0.0);
+        assert_eq!(audio_level(&[32767; 960]), 1.0);
+        assert!((audio_level(&[-32768; 5760]) - 32768.0 / 32767.0).abs() < 1e-12, "no overflow at the largest frame");
+        let mut x = 1u32;
+        let pcm: Vec<i16> = (0..960)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (x >> 16) as i16
+            })
+            .collect();
+        let sum: f64 = pcm.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        assert_eq!(audio_level(&pcm), (sum / 960.0).sqrt() / 32767.0, "the same value as the float sum");
+    }
 
     #[test]
     fn outbound_counts_and_rtcp() {
