@@ -214,14 +214,26 @@ class SoraAudioSink(_Sink):
         if math.isnan(seconds):
             raise ValueError("timeout must not be NaN")
         seconds = max(seconds, 0.0)
-        ms = INT32_MAX if seconds * 1000 >= INT32_MAX else int(math.ceil(seconds * 1000))
         ptr = self._enter()
         if ptr == ffi.NULL:
             time.sleep(min(seconds, INT32_MAX / 1000))  # nothing can arrive: wait as if empty
             return False, self._empty()
-        out = ffi.new("SoraBuffer **")
         format_ = ffi.new("int32_t[2]")  # rate, channels
         try:
+            # What is buffered already goes straight into the array returned (a polled read
+            # spent more in handing a native buffer over than in the copy); a read that has
+            # to wait, or that another reader raced, takes the general path below.
+            count = ffi.new("size_t *")
+            check(lib.sora_audio_sink_buffered(ptr, count, format_, format_ + 1))
+            ch, have = format_[1], count[0]
+            want = have if frames == 0 else frames
+            if ch > 0 and 0 < want <= have:
+                pcm = np.empty((want, ch), np.int16)
+                if check(lib.sora_audio_sink_read_into(ptr, ch, want, ffi.from_buffer("int16_t[]", pcm, True))):
+                    self._channels = ch
+                    return True, pcm
+            ms = INT32_MAX if seconds * 1000 >= INT32_MAX else int(math.ceil(seconds * 1000))
+            out = ffi.new("SoraBuffer **")
             status = lib.sora_audio_sink_read(ptr, int(frames), ms, out, format_, format_ + 1)
         finally:
             self._leave()

@@ -315,6 +315,46 @@ def test_audio_chirp_roundtrip(ffi, server, channel_id, clients):
     assert snr > 10
 
 
+def test_audio_sink_takes_buffered_audio_exactly_or_not_at_all(ffi, server, channel_id, clients):
+    """SoraAudioSink.read's fast path: the C ABI's sora_audio_sink_buffered and _read_into on a
+    sink receiving a tone. Refused takes (other channels, more than is buffered, bad
+    arguments) leave the audio where it was; an exact take gets the tone. Then read() on
+    both paths (what is buffered, and a wait for more) still returns real time's worth."""
+    from sora_ffi._native import ffi as cffi, lib
+    _, source, track = audio_pair(ffi, server, channel_id, clients, 48000)
+    sink = ffi.SoraAudioSink(track, 48000, 1)
+    with testpattern.ToneFeeder(source, 48000, hz=440.0):
+        assert sink.read(4800, 5.0)[0], "no audio arrived"
+        time.sleep(0.1)
+        ptr = sink._enter()
+        try:
+            count, fmt = cffi.new("size_t *"), cffi.new("int32_t[2]")
+            assert lib.sora_audio_sink_buffered(ptr, count, fmt, fmt + 1) == 0
+            n = int(count[0])
+            assert n >= 960 and (fmt[0], fmt[1]) == (48000, 1)
+            dst = np.zeros(2 * (n + 48000), np.int16)
+            buf = cffi.from_buffer("int16_t[]", dst, True)
+            assert lib.sora_audio_sink_read_into(ptr, 2, n // 2, buf) == 0  # other channels
+            assert lib.sora_audio_sink_read_into(ptr, 1, n + 48000, buf) == 0  # more than buffered
+            for channels, frames, out in ((0, 1, buf), (9, 1, buf), (1, 0, buf), (1, 1, cffi.NULL)):
+                assert lib.sora_audio_sink_read_into(ptr, channels, frames, out) < 0
+            assert not dst.any()
+            assert lib.sora_audio_sink_buffered(ptr, count, fmt, fmt + 1) == 0 and count[0] >= n, "nothing taken"
+            assert lib.sora_audio_sink_read_into(ptr, 1, n, buf) == 1
+            assert np.abs(dst[:n]).max() > 4000, "the tone"
+        finally:
+            sink._leave()
+        got, start = 0, time.monotonic()
+        while time.monotonic() - start < 1.0:
+            time.sleep(0.05)
+            for frames in (0, 960):  # what is there; then a wait for the next 20 ms
+                ok, pcm = sink.read(frames, 0.5)
+                assert ok and pcm.shape[1] == 1 and (frames == 0 or len(pcm) == frames)
+                got += len(pcm)
+        elapsed = time.monotonic() - start
+        assert 0.85 * 48000 * elapsed < got < 1.15 * 48000 * elapsed + 4800, (got, elapsed)
+
+
 def test_audio_is_decoded_at_the_rate_the_sinks_need(ffi, server, channel_id, clients):
     """Opus is decoded straight to the highest rate the track's sinks convert to (16 kHz
     alone; 48 kHz once a 48 kHz sink joins; 16 kHz again when it goes): every sink keeps

@@ -639,6 +639,15 @@ def test_audio_sink_read_argument_errors():
     assert sink.read(0, -1)[0] is False  # negative timeouts do not wait
 
 
+def test_audio_sink_read_into_without_a_sink_is_an_error():
+    """The C ABI behind SoraAudioSink.read's fast path refuses NULL (the rest, on a sink
+    receiving audio: test_e2e_media's test_audio_sink_takes_buffered_audio_exactly_or_not_at_all)."""
+    from sora_ffi._native import lib
+    count = ffi.new("size_t *")
+    assert lib.sora_audio_sink_buffered(ffi.NULL, count, ffi.NULL, ffi.NULL) < 0
+    assert lib.sora_audio_sink_read_into(ffi.NULL, 1, 4, ffi.new("int16_t[8]")) < 0
+
+
 def test_video_sink_dispatch_of_a_frame_event():
     sink = sora_ffi.SoraVideoSink(_orphan_track("video"))
     got = []

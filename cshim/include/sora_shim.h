@@ -593,6 +593,23 @@ int32_t sora_audio_sink_read(const SoraSink *s,
                              int32_t *out_channels);
 
 /*
+ How many frames an audio sink holds now, and their format (0 before any audio
+ arrived). With sora_audio_sink_read_into, a reader can take them into memory of its own.
+ */
+int32_t sora_audio_sink_buffered(const SoraSink *s,
+                                 size_t *out_frames,
+                                 int32_t *out_rate,
+                                 int32_t *out_channels);
+
+/*
+ Without waiting, moves exactly `frames` frames of `channels` interleaved int16 into
+ `dst` (room for frames * channels samples). Returns 1 when it did, 0 when fewer are
+ buffered or they have other channels (then nothing is taken: another reader, or a
+ format change, since sora_audio_sink_buffered).
+ */
+int32_t sora_audio_sink_read_into(const SoraSink *s, int32_t channels, size_t frames, int16_t *dst);
+
+/*
  Attaches an audio stream sink: every 10 ms of converted audio (or the frame size set
  with sora_audio_stream_sink_set_frame_ms) arrives on `queue` as
  SORA_EVENT_AUDIO_FRAME (a = rate | channels << 32, b = absolute capture time in epoch ms

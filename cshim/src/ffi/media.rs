@@ -361,6 +361,52 @@ pub unsafe extern "C" fn sora_audio_sink_read(
     })
 }
 
+/// How many frames an audio sink holds now, and their format (0 before any audio
+/// arrived). With sora_audio_sink_read_into, a reader can take them into memory of its own.
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_sink_buffered(
+    s: *const SoraSink,
+    out_frames: *mut usize,
+    out_rate: *mut i32,
+    out_channels: *mut i32,
+) -> i32 {
+    guard(|| {
+        let s = arg_ref(s, "sink")?;
+        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        let frames = out_frames.as_mut().ok_or_else(|| Error::invalid("out_frames must not be NULL"))?;
+        let (n, rate, channels) = a.buffered();
+        *frames = n;
+        if let Some(r) = out_rate.as_mut() {
+            *r = rate as i32;
+        }
+        if let Some(c) = out_channels.as_mut() {
+            *c = channels as i32;
+        }
+        Ok(0)
+    })
+}
+
+/// Without waiting, moves exactly `frames` frames of `channels` interleaved int16 into
+/// `dst` (room for frames * channels samples). Returns 1 when it did, 0 when fewer are
+/// buffered or they have other channels (then nothing is taken: another reader, or a
+/// format change, since sora_audio_sink_buffered).
+#[no_mangle]
+pub unsafe extern "C" fn sora_audio_sink_read_into(s: *const SoraSink, channels: i32, frames: usize, dst: *mut i16) -> i32 {
+    guard(|| {
+        let s = arg_ref(s, "sink")?;
+        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        if !(1..=8).contains(&channels) {
+            return Err(Error::invalid(format!("channels must be 1 to 8, not {channels}")));
+        }
+        if dst.is_null() || frames == 0 {
+            return Err(Error::invalid("dst must hold at least one frame"));
+        }
+        let samples = frames.checked_mul(channels as usize).filter(|n| *n <= isize::MAX as usize / 2);
+        let pcm = std::slice::from_raw_parts_mut(dst, samples.ok_or_else(|| Error::invalid("frames is too large"))?);
+        Ok(i32::from(a.read_into(channels as u32, pcm)))
+    })
+}
+
 /// Attaches an audio stream sink: every 10 ms of converted audio (or the frame size set
 /// with sora_audio_stream_sink_set_frame_ms) arrives on `queue` as
 /// SORA_EVENT_AUDIO_FRAME (a = rate | channels << 32, b = absolute capture time in epoch ms

@@ -141,14 +141,8 @@ impl AudioSink {
             let ch = st.channels.max(1) as usize;
             let have = st.buffer.len() / ch;
             if (frames == 0 && have > 0) || (frames > 0 && have >= frames) {
-                let n = if frames == 0 { have } else { frames } * ch;
-                let out = take_front(&mut st.buffer, n);
-                // Give back what a burst (or a reader that started late) grew: a sink read
-                // every 100 ms keeps ~100 ms, not the largest backlog it ever had.
-                let keep = (st.buffer.len() * 2).max(st.rate as usize * ch / 5);
-                if st.buffer.capacity() > 2 * keep {
-                    st.buffer.shrink_to(keep);
-                }
+                let mut out = vec![0; if frames == 0 { have } else { frames } * ch];
+                st.take_into(&mut out);
                 return Some((out, st.rate, st.channels));
             }
             if st.closed || self.ready.wait_until(&mut st, deadline).timed_out() {
@@ -157,9 +151,47 @@ impl AudioSink {
         }
     }
 
+    /// Frames buffered now, with their rate and channels (0 before any audio arrived).
+    pub fn buffered(&self) -> (usize, u32, u32) {
+        let st = self.state.lock();
+        (st.buffer.len() / st.channels.max(1) as usize, st.rate, st.channels)
+    }
+
+    /// Without waiting, takes exactly `dst.len() / channels` frames into `dst` when that
+    /// many are buffered in `channels` channels; otherwise takes nothing and says false.
+    /// A caller that sized `dst` from [`AudioSink::buffered`] fills it without a copy of
+    /// its own (a read by another thread, or a format change, in between gives false).
+    pub fn read_into(&self, channels: u32, dst: &mut [i16]) -> bool {
+        let mut st = self.state.lock();
+        let ch = channels as usize;
+        if channels == 0 || st.channels != channels || dst.is_empty() || dst.len() % ch != 0 || st.buffer.len() < dst.len() {
+            return false;
+        }
+        st.take_into(dst);
+        true
+    }
+
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.ready.notify_all();
+    }
+}
+
+impl AudioSinkState {
+    /// Moves the first `dst.len()` samples out (there are that many).
+    fn take_into(&mut self, dst: &mut [i16]) {
+        let n = dst.len();
+        let (a, b) = self.buffer.as_slices();
+        let from_a = n.min(a.len());
+        dst[..from_a].copy_from_slice(&a[..from_a]);
+        dst[from_a..].copy_from_slice(&b[..n - from_a]);
+        self.buffer.drain(..n);
+        // Give back what a burst (or a reader that started late) grew: a sink read every
+        // 100 ms keeps ~100 ms, not the largest backlog it ever had.
+        let keep = (self.buffer.len() * 2).max(self.rate as usize * self.channels.max(1) as usize / 5);
+        if self.buffer.capacity() > 2 * keep {
+            self.buffer.shrink_to(keep);
+        }
     }
 }
 
@@ -200,16 +232,6 @@ impl MediaSink for AudioSink {
 }
 
 /// Removes and returns the first `n` samples of `buffer` (two slice copies).
-fn take_front(buffer: &mut VecDeque<i16>, n: usize) -> Vec<i16> {
-    let (a, b) = buffer.as_slices();
-    let from_a = n.min(a.len());
-    let mut out = Vec::with_capacity(n);
-    out.extend_from_slice(&a[..from_a]);
-    out.extend_from_slice(&b[..n - from_a]);
-    buffer.drain(..n);
-    out
-}
-
 /// `SoraAudioStreamSink`: one event per 10 ms of converted audio.
 pub struct AudioStreamSink {
     pub id: u64,
@@ -282,13 +304,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn take_front_spans_the_ring_wrap() {
-        let mut q: VecDeque<i16> = VecDeque::with_capacity(8);
-        q.extend([0, 1, 2, 3, 4, 5]);
-        q.drain(..4); // head moves near the end of the ring
-        q.extend([6, 7, 8, 9]); // wraps
-        assert_eq!(take_front(&mut q, 5), vec![4, 5, 6, 7, 8]);
-        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![9]);
+    fn taking_spans_the_ring_wrap() {
+        let sink = AudioSink::new(-1, -1);
+        let mut st = sink.state.lock();
+        st.channels = 1;
+        st.buffer = VecDeque::with_capacity(8);
+        st.buffer.extend([0, 1, 2, 3, 4, 5]);
+        st.buffer.drain(..4); // head moves near the end of the ring
+        st.buffer.extend([6, 7, 8, 9]); // wraps
+        assert!(st.buffer.as_slices().1.len() > 0, "the test needs a wrapped ring");
+        let mut out = [0i16; 5];
+        st.take_into(&mut out);
+        assert_eq!(out, [4, 5, 6, 7, 8]);
+        assert_eq!(st.buffer.iter().copied().collect::<Vec<_>>(), vec![9]);
+    }
+
+    #[test]
+    fn read_into_takes_exactly_what_was_asked_or_nothing() {
+        let sink = AudioSink::new(-1, -1);
+        assert_eq!(sink.buffered(), (0, 0, 0));
+        assert!(!sink.read_into(1, &mut [0; 2]), "nothing buffered, no format yet");
+        let pcm: Vec<i16> = (0..1920).map(|i| i as i16).collect(); // 20 ms, 48 kHz stereo
+        sink.on_audio(&pcm, 48_000, 2, None);
+        assert_eq!(sink.buffered(), (960, 48_000, 2));
+        let mut dst = vec![0i16; 2 * 960];
+        assert!(!sink.read_into(1, &mut dst[..960]), "other channels: nothing taken");
+        assert!(!sink.read_into(2, &mut vec![0; 2 * 961]), "more than is buffered: nothing taken");
+        assert!(!sink.read_into(2, &mut dst[..3]), "not whole frames");
+        assert_eq!(sink.buffered().0, 960);
+        assert!(sink.read_into(2, &mut dst[..2 * 100]));
+        assert_eq!(&dst[..200], &pcm[..200]);
+        assert!(sink.read_into(2, &mut dst[..2 * 860]));
+        assert_eq!(&dst[..1720], &pcm[200..]);
+        assert_eq!(sink.buffered(), (0, 48_000, 2));
     }
 
     #[test]
