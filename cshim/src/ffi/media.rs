@@ -323,11 +323,24 @@ pub unsafe extern "C" fn sora_audio_sink_new(c: *const SoraConnection, track_id:
 #[no_mangle]
 pub unsafe extern "C" fn sora_audio_sink_set_events(s: *const SoraSink, queue: *const SoraEventQueue) -> i32 {
     guard(|| {
-        let s = arg_ref(s, "sink")?;
-        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        let a = audio_sink(s)?;
         a.set_event_queue(queue.as_ref().map(|q| q.inner.clone()));
         Ok(0)
     })
+}
+
+unsafe fn audio_sink<'a>(s: *const SoraSink) -> Result<&'a AudioSink> {
+    arg_ref(s, "sink")?.audio.as_deref().ok_or_else(|| Error::invalid("not an audio sink"))
+}
+
+/// Fills the optional rate and channel out-parameters.
+unsafe fn write_format(out_rate: *mut i32, out_channels: *mut i32, rate: u32, channels: u32) {
+    if let Some(r) = out_rate.as_mut() {
+        *r = rate as i32;
+    }
+    if let Some(c) = out_channels.as_mut() {
+        *c = channels as i32;
+    }
 }
 
 /// Waits up to `timeout_ms` for `frames` frames (0: whatever is buffered, at least one)
@@ -342,19 +355,12 @@ pub unsafe extern "C" fn sora_audio_sink_read(
     out_channels: *mut i32,
 ) -> i32 {
     guard(|| {
-        let s = arg_ref(s, "sink")?;
-        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        let a = audio_sink(s)?;
         match a.read(frames, Duration::from_millis(timeout_ms.max(0) as u64)) {
             None => Ok(0),
             Some((pcm, rate, ch)) => {
-                let bytes = crate::media::sink::pcm_bytes(&pcm);
-                if let Some(r) = out_rate.as_mut() {
-                    *r = rate as i32;
-                }
-                if let Some(c) = out_channels.as_mut() {
-                    *c = ch as i32;
-                }
-                out_ptr(SoraBuffer { data: bytes }, out)?;
+                write_format(out_rate, out_channels, rate, ch);
+                out_ptr(SoraBuffer { data: crate::media::sink::pcm_bytes(&pcm) }, out)?;
                 Ok(1)
             }
         }
@@ -371,17 +377,11 @@ pub unsafe extern "C" fn sora_audio_sink_buffered(
     out_channels: *mut i32,
 ) -> i32 {
     guard(|| {
-        let s = arg_ref(s, "sink")?;
-        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        let a = audio_sink(s)?;
         let frames = out_frames.as_mut().ok_or_else(|| Error::invalid("out_frames must not be NULL"))?;
         let (n, rate, channels) = a.buffered();
         *frames = n;
-        if let Some(r) = out_rate.as_mut() {
-            *r = rate as i32;
-        }
-        if let Some(c) = out_channels.as_mut() {
-            *c = channels as i32;
-        }
+        write_format(out_rate, out_channels, rate, channels);
         Ok(0)
     })
 }
@@ -393,8 +393,7 @@ pub unsafe extern "C" fn sora_audio_sink_buffered(
 #[no_mangle]
 pub unsafe extern "C" fn sora_audio_sink_read_into(s: *const SoraSink, channels: i32, frames: usize, dst: *mut i16) -> i32 {
     guard(|| {
-        let s = arg_ref(s, "sink")?;
-        let a = s.audio.as_ref().ok_or_else(|| Error::invalid("not an audio sink"))?;
+        let a = audio_sink(s)?;
         if !(1..=8).contains(&channels) {
             return Err(Error::invalid(format!("channels must be 1 to 8, not {channels}")));
         }
