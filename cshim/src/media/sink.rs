@@ -231,7 +231,6 @@ impl MediaSink for AudioSink {
     }
 }
 
-/// Removes and returns the first `n` samples of `buffer` (two slice copies).
 /// `SoraAudioStreamSink`: one event per 10 ms of converted audio.
 pub struct AudioStreamSink {
     pub id: u64,
