@@ -2,7 +2,7 @@
 //! buffers that carry frames out zero-copy, and the VAD.
 use super::connection::SoraConnection;
 use super::events::{SoraEvent, SoraEventQueue};
-use super::{arg_ref, guard, out_ptr, out_value};
+use super::{arg_pcm_out, arg_ref, guard, out_ptr, out_value};
 use crate::error::{Error, Kind, Result};
 use crate::media::codec::Vad;
 use crate::media::recv::Receiver;
@@ -397,11 +397,7 @@ pub unsafe extern "C" fn sora_audio_sink_read_into(s: *const SoraSink, channels:
         if !(1..=8).contains(&channels) {
             return Err(Error::invalid(format!("channels must be 1 to 8, not {channels}")));
         }
-        if dst.is_null() || frames == 0 {
-            return Err(Error::invalid("dst must hold at least one frame"));
-        }
-        let samples = frames.checked_mul(channels as usize).filter(|n| *n <= isize::MAX as usize / 2);
-        let pcm = std::slice::from_raw_parts_mut(dst, samples.ok_or_else(|| Error::invalid("frames is too large"))?);
+        let pcm = arg_pcm_out(dst, frames, channels as usize, "dst must hold at least one frame", "frames is too large")?;
         Ok(i32::from(a.read_into(channels as u32, pcm)))
     })
 }
@@ -519,12 +515,8 @@ pub unsafe extern "C" fn sora_opus_decoder_decode(
     guard(|| {
         let d = d.as_mut().ok_or_else(|| Error::invalid("decoder must not be NULL"))?;
         let written = out_samples.as_mut().ok_or_else(|| Error::invalid("out_samples must not be NULL"))?;
-        if out.is_null() || capacity == 0 {
-            return Err(Error::invalid("out must hold at least one sample"));
-        }
         let channels = d.inner.channels() as usize;
-        let samples = capacity.checked_mul(channels).filter(|n| *n <= isize::MAX as usize / 2);
-        let pcm = std::slice::from_raw_parts_mut(out, samples.ok_or_else(|| Error::invalid("capacity is too large"))?);
+        let pcm = arg_pcm_out(out, capacity, channels, "out must hold at least one sample", "capacity is too large")?;
         let data = if packet.is_null() {
             None
         } else {

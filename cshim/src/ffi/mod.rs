@@ -57,6 +57,17 @@ pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8]>
     Ok(std::slice::from_raw_parts(p, len))
 }
 
+/// The caller's room for `frames` frames of `channels` interleaved int16 samples: not NULL,
+/// at least one frame (else the error `empty`), and a size that fits the address space
+/// (else `too_large`).
+pub(crate) unsafe fn arg_pcm_out<'a>(p: *mut i16, frames: usize, channels: usize, empty: &str, too_large: &str) -> Result<&'a mut [i16]> {
+    if p.is_null() || frames == 0 {
+        return Err(Error::invalid(empty));
+    }
+    let samples = frames.checked_mul(channels).filter(|n| *n <= isize::MAX as usize / 2);
+    Ok(std::slice::from_raw_parts_mut(p, samples.ok_or_else(|| Error::invalid(too_large))?))
+}
+
 /// Hands a string to C; freed with `sora_string_free`.
 pub(crate) fn out_string(s: String, out: *mut *mut c_char) -> Result<i32> {
     if out.is_null() {
