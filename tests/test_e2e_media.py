@@ -336,7 +336,7 @@ def test_audio_sink_takes_buffered_audio_exactly_or_not_at_all(ffi, server, chan
             buf = cffi.from_buffer("int16_t[]", dst, True)
             assert lib.sora_audio_sink_read_into(ptr, 2, n // 2, buf) == 0  # other channels
             assert lib.sora_audio_sink_read_into(ptr, 1, n + 48000, buf) == 0  # more than buffered
-            for channels, frames, out in ((0, 1, buf), (9, 1, buf), (1, 0, buf), (1, 1, cffi.NULL)):
+            for channels, frames, out in ((0, 1, buf), (9, 1, buf), (1, 0, buf), (1, 1, cffi.NULL), (2, 2**63, buf)):
                 assert lib.sora_audio_sink_read_into(ptr, channels, frames, out) < 0
             assert not dst.any()
             assert lib.sora_audio_sink_buffered(ptr, count, fmt, fmt + 1) == 0 and count[0] >= n, "nothing taken"
