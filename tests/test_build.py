@@ -267,8 +267,9 @@ def test_library_needs_only_base_system_libraries():
 # with SSE2 (issue 9): 18,458,304 here, 18,462,400 built in a clean clone under /tmp (the
 # build's paths are in the library: the bound leaves room for a longer one). VP8 temporal
 # layers in simulcast (issue 11): 18,464,800 here. libopus's FFT butterflies and spreading
-# rotation with SSE (issue 9): 18,465,728 here.
-LIBRARY_MAX_BYTES = 18_475_000
+# rotation with SSE (issue 9): 18,465,728 here. The audio sink's read into the caller's
+# array: 18,469,824. AV1 and H.264 temporal layers (issue 11): 18,471,744.
+LIBRARY_MAX_BYTES = 18_480_000
 
 
 def test_library_size_is_bounded():

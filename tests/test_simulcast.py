@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import time
 
@@ -368,21 +369,26 @@ def test_sora_ffi_sends_simulcast(ffi, official, server, channel_id, clients, co
     assert len({s["ssrc"] for s in layers.values()}) == 3
 
 
-def test_sora_ffi_sends_the_temporal_layers_an_encoding_asks_for(ffi, official, make_server, channel_id, clients):
+@pytest.mark.parametrize("codec", ["VP8", "AV1", "H264", "VP9"])
+def test_sora_ffi_sends_the_temporal_layers_an_encoding_asks_for(ffi, official, make_server, channel_id, clients,
+                                                                 codec, caplog):
     """offer.encodings' scalabilityMode L1T3 / L1T2 (here from a JWT's simulcast_encodings):
-    a VP8 sender makes those temporal layers, says so in its stats, and receivers of both
-    SDKs decode every frame of their layer clean (the frames above TL0 are in the stream).
-    The layering itself is checked on the decoder side by the shim's
-    `vp8_temporal_layers_decode_without_the_layers_above`."""
+    a sender (libvpx's VP8, libaom's AV1, OpenH264's H.264) makes those temporal layers,
+    says so in its stats, and receivers of both SDKs decode every frame of their layer clean
+    (the frames above TL0 are in the stream). The layering itself is checked on the decoder
+    side by the shim's `temporal_layers_decode_without_the_layers_above` tests. VP9 makes
+    none: each layer warns once and is sent, and reported, as L1T1."""
+    caplog.set_level(logging.WARNING, logger="sora_ffi")
     server = make_server(jwt_secret=SECRET)
     modes = {"r0": "L1T3", "r1": "L1T2", "r2": "L1T3"}
-    receivers = {rid: clients(sdk, server, channel_id, "recvonly", video=True, simulcast_rid=rid,
-                              metadata=token(channel_id)).connect()
+    h264 = codec == "H264"  # every side with the same OpenH264 library
+    receivers = {rid: clients(sdk, server, channel_id, "recvonly", sora=new_sora(sdk, h264), video=True,
+                              simulcast_rid=rid, metadata=token(channel_id)).connect()
                  for rid, sdk in (("r0", ffi), ("r1", official), ("r2", ffi))}
-    sora = new_sora(ffi)
+    sora = new_sora(ffi, h264)
     vsrc = sora.create_video_source()
     sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, simulcast=True,
-                     video_codec_type="VP8", video_bit_rate=2500, video_source=vsrc,
+                     video_codec_type=codec, video_bit_rate=2500, video_source=vsrc,
                      degradation_preference=ffi.SoraDegradationPreference.DISABLED,
                      metadata=token(channel_id, simulcast_encodings=[
                          {"rid": rid, "scalabilityMode": mode} for rid, mode in modes.items()]))
@@ -397,14 +403,19 @@ def test_sora_ffi_sends_the_temporal_layers_an_encoding_asks_for(ffi, official, 
     for rid, f in frames.items():
         got = f.since(0)
         assert {w for w, _ in got} == {SIZES[rid]}, describe(got)
-        assert_clean(got)
+        assert_clean(got, 0.15 if codec == "AV1" else 0.0)
         # the frames above TL0 reach the receiver too: mostly consecutive captures (TL0
         # alone would be every 4th of L1T3, every 2nd of L1T2; a loaded host drops a few)
         indices = [i for _, i in got if i is not None]
         steps = [b - a for a, b in zip(indices, indices[1:])]
         assert steps.count(1) > 0.6 * len(steps), f"{rid}: {steps}"
     layers = {s["rid"]: s for s in stats if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
-    assert {rid: s["scalabilityMode"] for rid, s in layers.items()} == modes
+    made = {rid: "L1T1" for rid in modes} if codec == "VP9" else modes
+    assert {rid: s["scalabilityMode"] for rid, s in layers.items()} == made
+    assert {s["encoderImplementation"] for s in layers.values()} == {
+        f"SimulcastEncoderAdapter ({', '.join([ENGINES[codec]] * 3)})"}
+    warned = [r.getMessage() for r in caplog.records if "is sent as L1T1" in r.getMessage()]
+    assert len(warned) == (3 if codec == "VP9" else 0), warned
 
 
 def test_browsers_receive_sora_ffi_simulcast(ffi, server, channel_id, clients, browser_peer):

@@ -419,9 +419,9 @@ pub fn start_simulcast_video(track: i32, slot: Arc<FrameSlot>, cfg: VideoSendCon
     let mut streams = Vec::new();
     for (mut spec, kbps) in layers.into_iter().zip(bitrates) {
         // from here on the spec says what the encoder makes, not what the offer asked
-        let temporal_layers = VideoEncoderConfig::temporal_layers_for(cfg.codec, spec.temporal_layers);
+        let temporal_layers = cfg.engine.temporal_layers(cfg.codec, spec.temporal_layers);
         if temporal_layers < spec.temporal_layers {
-            log::warn!("simulcast: {:?} makes no temporal layers; {} is sent as L1T1 (stats say so)", cfg.codec, spec.rid);
+            log::warn!("simulcast: {} makes no temporal layers of {:?}; {} is sent as L1T1 (stats say so)", cfg.engine.implementation_name(cfg.codec), cfg.codec, spec.rid);
         }
         spec.temporal_layers = temporal_layers;
         let shared = SendShared::video_layer(spec.ssrc, &cfg.info, Some(implementation.clone()), Some(spec.rid.clone()), spec.active, None, temporal_layers);

@@ -30,8 +30,7 @@ pub struct LayerSpec {
     pub max_bitrate_bps: Option<u64>,
     pub max_framerate: Option<f64>,
     /// Temporal layers (`scalabilityMode` L1T1-L1T3) the offer asks for; the sender lowers it
-    /// to what its codec makes (VP8 makes them, others send L1T1:
-    /// `VideoEncoderConfig::temporal_layers_for`).
+    /// to what its engine makes for its codec (`EncoderEngine::temporal_layers`).
     pub temporal_layers: u8,
 }
 

@@ -13,7 +13,7 @@
 //! through [`LayerV23`] or [`LayerV26`] by the loaded version. Everything else is
 //! unchanged since 2.3.0 (compared header by header).
 use super::frame::I420Frame;
-use super::video::{EncodedFrame, VideoEncoderConfig};
+use super::video::{EncodedFrame, TemporalSync, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use openh264_sys2 as sys;
 use parking_lot::Mutex;
@@ -196,8 +196,10 @@ struct FrameBs<L> {
 }
 
 /// Concatenates the NAL units (with their start codes) of every layer of `info`.
-fn collect<L: Copy>(info: &FrameBs<L>, base: impl Fn(&L) -> LayerV23, out: &mut Vec<u8>) -> Result<()> {
+/// Appends the NAL units of every layer to `out`; returns the temporal id they carry.
+fn collect<L: Copy>(info: &FrameBs<L>, base: impl Fn(&L) -> LayerV23, out: &mut Vec<u8>) -> Result<u8> {
     let n = usize::try_from(info.layer_num).unwrap_or(0).min(MAX_LAYERS);
+    let mut temporal_id = 0;
     for l in info.layers[..n].iter().map(base) {
         let count = usize::try_from(l.nal_count).unwrap_or(0);
         if count == 0 || l.nal_lengths.is_null() || l.bs_buf.is_null() {
@@ -211,8 +213,9 @@ fn collect<L: Copy>(info: &FrameBs<L>, base: impl Fn(&L) -> LayerV23, out: &mut 
             return Err(Error::internal("OpenH264 reported an implausible layer size"));
         }
         out.extend_from_slice(unsafe { std::slice::from_raw_parts(l.bs_buf, total) });
+        temporal_id = l.temporal_id;
     }
-    Ok(())
+    Ok(temporal_id)
 }
 
 fn cores() -> usize {
@@ -277,6 +280,8 @@ pub struct H264Encoder {
     config: VideoEncoderConfig,
     params: H264Params,
     start: std::time::Instant,
+    /// The Y bits of OpenH264's temporal layering.
+    temporal: TemporalSync,
     #[cfg(test)]
     threads_override: Option<u16>,
     #[cfg(test)]
@@ -303,6 +308,9 @@ impl H264Encoder {
         if config.width == 0 || config.height == 0 || config.width > super::frame::MAX_DIMENSION || config.height > super::frame::MAX_DIMENSION {
             return Err(Error::invalid(format!("invalid encoder size {}x{}", config.width, config.height)));
         }
+        if !(1..=3).contains(&config.temporal_layers) {
+            return Err(Error::invalid(format!("H.264 with {} temporal layers is not supported (1 to 3)", config.temporal_layers)));
+        }
         (config.width, config.height) = encodable_dims(config.width, config.height);
         let mut enc: *mut sys::ISVCEncoder = ptr::null_mut();
         // SAFETY: writes the new encoder's pointer.
@@ -316,6 +324,7 @@ impl H264Encoder {
             config,
             params,
             start: std::time::Instant::now(),
+            temporal: TemporalSync::default(),
             #[cfg(test)]
             threads_override: None,
             #[cfg(test)]
@@ -359,7 +368,8 @@ impl H264Encoder {
         p.eSpsPpsIdStrategy = sys::CONSTANT_ID;
         p.iEntropyCodingModeFlag = 0; // CAVLC: Constrained Baseline
         p.iSpatialLayerNum = 1;
-        p.iTemporalLayerNum = 1;
+        // OpenH264's own dyadic layering: 0, 1 (L1T2) or 0, 2, 1, 2 (L1T3), as libwebrtc asks it
+        p.iTemporalLayerNum = c.temporal_layers as c_int;
         let layer = &mut p.sSpatialLayers[0];
         layer.iVideoWidth = c.width as c_int;
         layer.iVideoHeight = c.height as c_int;
@@ -436,7 +446,7 @@ impl H264Encoder {
         pic.pData = [frame.y.as_ptr() as *mut u8, frame.u.as_ptr() as *mut u8, frame.v.as_ptr() as *mut u8, ptr::null_mut()];
         pic.uiTimeStamp = self.start.elapsed().as_millis() as i64;
         let mut data = Vec::new();
-        let frame_type = if self.lib.has_psnr_fields() {
+        let (frame_type, temporal_id) = if self.lib.has_psnr_fields() {
             self.encode_into::<LayerV26>(&pic, |l| l.base, &mut data)?
         } else {
             self.encode_into::<LayerV23>(&pic, |l| *l, &mut data)?
@@ -444,24 +454,20 @@ impl H264Encoder {
         if frame_type == sys::videoFrameTypeSkip as c_int || data.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(vec![EncodedFrame {
-            data,
-            keyframe: frame_type == sys::videoFrameTypeIDR as c_int,
-            width: frame.width,
-            height: frame.height,
-            temporal: None,
-        }])
+        let keyframe = frame_type == sys::videoFrameTypeIDR as c_int;
+        let temporal = (self.config.temporal_layers > 1).then(|| self.temporal.next(temporal_id, keyframe));
+        Ok(vec![EncodedFrame { data, keyframe, width: frame.width, height: frame.height, temporal }])
     }
 
-    fn encode_into<L: Copy>(&mut self, pic: &sys::SSourcePicture, base: impl Fn(&L) -> LayerV23, out: &mut Vec<u8>) -> Result<c_int> {
+    fn encode_into<L: Copy>(&mut self, pic: &sys::SSourcePicture, base: impl Fn(&L) -> LayerV23, out: &mut Vec<u8>) -> Result<(c_int, u8)> {
         // Boxed: 128 layers are ~7 KB; zeroed is a valid empty SFrameBSInfo.
         let mut info: Box<FrameBs<L>> = Box::new(unsafe { std::mem::zeroed() });
         let rc = call!(self.enc, EncodeFrame, pic, &mut *info as *mut FrameBs<L> as *mut sys::SFrameBSInfo);
         if rc != 0 {
             return Err(Error::internal(format!("OpenH264 EncodeFrame failed ({rc})")));
         }
-        collect(&info, base, out)?;
-        Ok(info.frame_type)
+        let temporal_id = collect(&info, base, out)?;
+        Ok((info.frame_type, temporal_id))
     }
 }
 
@@ -620,6 +626,51 @@ pub(crate) mod tests {
         assert!(f[0].keyframe);
         assert!(dec.decode_into(&f[0].data, &mut out).unwrap());
         assert_eq!((out.width, out.height), (160, 120));
+    }
+
+    /// L1T2 and L1T3 with either library: OpenH264's layering gives each frame its layer
+    /// (0, 1 / 0, 2, 1, 2 from each IDR), and a decoder given only the layers up to any one of
+    /// them decodes every frame it gets faithfully.
+    #[test]
+    fn temporal_layers_decode_without_the_layers_above() {
+        for path in library_paths() {
+            for layers in [2u8, 3] {
+                let (w, h, n) = (320, 240, 40);
+                let mut enc = H264Encoder::new(&path, VideoEncoderConfig { temporal_layers: layers, ..config(w, h) }, H264Params::default()).unwrap();
+                let mut frames = Vec::new();
+                for t in 0..n {
+                    let src = pattern(w, h, t);
+                    for f in enc.encode(&src, t == 21).unwrap() {
+                        frames.push((src.clone(), f));
+                    }
+                }
+                assert_eq!(frames.len() as u32, n, "no frame skipped");
+                let period: &[u8] = if layers == 3 { &[0, 2, 1, 2] } else { &[0, 1] };
+                assert!(frames[0].1.keyframe && frames[21].1.keyframe, "the first and the asked-for IDR");
+                // (OpenH264 adds an IDR of its own now and then: each starts the period again)
+                let mut since_idr = 0;
+                for (i, (_, f)) in frames.iter().enumerate() {
+                    since_idr = if f.keyframe { 0 } else { since_idr + 1 };
+                    assert_eq!(f.temporal.unwrap().id, period[since_idr % period.len()], "{path}: L1T{layers}, frame {i}");
+                }
+                if layers == 3 {
+                    assert_eq!(frames[1..4].iter().map(|(_, f)| f.temporal.unwrap().sync).collect::<Vec<_>>(), [true, true, false]);
+                }
+                for top in 0..layers {
+                    let mut dec = H264Decoder::new(&path).unwrap();
+                    let mut out = I420Frame::new(2, 2).unwrap();
+                    let (mut worst, mut decoded) = (f64::MAX, 0);
+                    for (src, f) in frames.iter().filter(|(_, f)| f.temporal.unwrap().id <= top) {
+                        assert!(dec.decode_into(&f.data, &mut out).unwrap(), "{path}: L1T{layers} up to TL{top}: a picture");
+                        worst = worst.min(psnr_y(src, &out).unwrap());
+                        decoded += 1;
+                    }
+                    println!("H.264 L1T{layers}, layers up to TL{top}: {decoded} frames, worst PSNR {worst:.1} dB");
+                    assert!(worst > 30.0, "L1T{layers} up to TL{top}: a frame at {worst:.1} dB");
+                }
+            }
+            assert!(H264Encoder::new(&path, VideoEncoderConfig { temporal_layers: 4, ..config(64, 64) }, H264Params::default()).is_err());
+        }
     }
 
     #[test]

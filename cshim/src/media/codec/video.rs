@@ -47,20 +47,24 @@ pub struct VideoEncoderConfig {
     /// alone). libvpx picks its speed for that load: a 640x360 layer under a 720p one is
     /// encoded as fast as the 720p one on a weak CPU.
     pub sender_pixels: u64,
-    /// Temporal layers (1-3: scalabilityMode L1T1-L1T3). Only the VP8 encoder makes more
-    /// than one; [`VideoEncoderConfig::temporal_layers_for`] says what a codec gets.
+    /// Temporal layers (1-3: scalabilityMode L1T1-L1T3); [`EncoderEngine::temporal_layers`]
+    /// says which encoders make more than one.
     pub temporal_layers: u8,
 }
 
-impl VideoEncoderConfig {
-    /// The temporal layers `codec` is encoded with when `wanted` are asked for.
-    pub fn temporal_layers_for(codec: VideoCodec, wanted: u8) -> u8 {
-        if codec == VideoCodec::Vp8 {
-            wanted.clamp(1, 3)
-        } else {
-            1
-        }
+/// Temporal layering (scalabilityMode L1T2 and L1T3) in the patterns libwebrtc uses: the
+/// layer of each frame of a period, and the share of the bitrate up to each layer.
+pub fn temporal_pattern(layers: u8) -> (&'static [u8], &'static [f32]) {
+    match layers {
+        2 => (&[0, 1], &[0.6, 1.0]),
+        3 => (&[0, 2, 1, 2], &[0.4, 0.6, 1.0]),
+        _ => (&[0], &[1.0]),
     }
+}
+
+/// Each temporal layer's cumulative target in kbps (at least 1) for `kbps` in all.
+pub fn temporal_bitrates(layers: u8, kbps: u32) -> impl Iterator<Item = u32> {
+    temporal_pattern(layers).1.iter().map(move |share| ((kbps as f32 * share) as u32).max(1))
 }
 
 /// Where an encoded frame sits in its temporal layering (RFC 7741's TID and Y bit).
@@ -69,6 +73,30 @@ pub struct TemporalLayer {
     pub id: u8,
     /// It refers only to base layer (TL0) frames: a receiver may start taking this layer here.
     pub sync: bool,
+}
+
+/// Y bits for an encoder that picks each frame's temporal layer itself (OpenH264's dyadic
+/// layering): a frame refers to TL0 frames only when the latest frame of a layer below its
+/// own was a TL0 frame.
+#[derive(Debug, Default)]
+pub struct TemporalSync {
+    frames: u64,
+    /// The number of the latest frame of each layer.
+    latest: [u64; 3],
+}
+
+impl TemporalSync {
+    pub fn next(&mut self, id: u8, keyframe: bool) -> TemporalLayer {
+        self.frames += 1;
+        if keyframe {
+            self.latest = [self.frames, 0, 0];
+            return TemporalLayer { id: 0, sync: false };
+        }
+        let id = id.min(2) as usize;
+        let sync = id > 0 && self.latest[1..id].iter().all(|&l| l < self.latest[0]);
+        self.latest[id] = self.frames;
+        TemporalLayer { id: id as u8, sync }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +146,15 @@ pub enum EncoderEngine {
 }
 
 impl EncoderEngine {
+    /// The temporal layers this engine encodes `codec` with when `wanted` are asked for:
+    /// libvpx's VP8, libaom and OpenH264 make up to three, the others one.
+    pub fn temporal_layers(&self, codec: VideoCodec, wanted: u8) -> u8 {
+        match (self, codec) {
+            (EncoderEngine::Internal, VideoCodec::Vp8 | VideoCodec::Av1) | (EncoderEngine::OpenH264 { .. }, VideoCodec::H264) => wanted.clamp(1, 3),
+            _ => 1,
+        }
+    }
+
     /// `encoderImplementation` in stats.
     pub fn implementation_name(&self, codec: VideoCodec) -> &'static str {
         match (self, codec) {

@@ -1,7 +1,7 @@
 //! VP8/VP9 encoder and decoder over the system libvpx (Debian libvpx-dev), tuned like
 //! libwebrtc's realtime configuration: one-pass CBR, no lookahead, keyframes on demand.
 use super::frame::I420Frame;
-use super::video::{EncodedFrame, EncoderClock, TemporalLayer, VideoCodec, VideoEncoderConfig};
+use super::video::{temporal_bitrates, temporal_pattern, EncodedFrame, EncoderClock, TemporalLayer, VideoCodec, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -55,16 +55,6 @@ fn vp8_speed(pixels: u64, load: u64, cores: usize) -> c_int {
     }
 }
 
-/// VP8 temporal layering (scalabilityMode L1T2 and L1T3), the patterns libwebrtc uses: the
-/// layer of each frame of a period, and the share of the bitrate up to each layer.
-fn temporal_pattern(layers: u8) -> (&'static [u8], &'static [f32]) {
-    match layers {
-        2 => (&[0, 1], &[0.6, 1.0]),
-        3 => (&[0, 2, 1, 2], &[0.4, 0.6, 1.0]),
-        _ => (&[0], &[1.0]),
-    }
-}
-
 /// libvpx flags and the Y bit of the frame at `at` in the period of `layers` layers. TL0
 /// frames refer to and update LAST only, so LAST always holds a TL0 frame; L1T3's TL1 frame
 /// updates GOLDEN, which the TL2 frame after it also refers to (not a switching point, then).
@@ -85,9 +75,8 @@ fn temporal_flags(layers: u8, at: usize) -> (ffi::vpx_enc_frame_flags_t, bool) {
 
 /// Each temporal layer's cumulative target (libvpx's `ts_target_bitrate`) for `kbps` in all.
 fn set_temporal_bitrates(cfg: &mut ffi::vpx_codec_enc_cfg_t, kbps: u32) {
-    let (_, shares) = temporal_pattern(cfg.ts_number_layers as u8);
-    for (target, share) in cfg.ts_target_bitrate.iter_mut().zip(shares) {
-        *target = ((kbps as f32 * share) as c_uint).max(1);
+    for (target, layer_kbps) in cfg.ts_target_bitrate.iter_mut().zip(temporal_bitrates(cfg.ts_number_layers as u8, kbps)) {
+        *target = layer_kbps as c_uint;
     }
 }
 
@@ -201,7 +190,7 @@ impl VpxEncoder {
             (VpxCodec::Vp8, _) | (VpxCodec::Vp9, 0) | (VpxCodec::Vp9, 2) => {}
             (_, p) => return Err(Error::invalid(format!("unsupported VP9 profile {p} (0 or 2)"))),
         }
-        if c.temporal_layers != VideoEncoderConfig::temporal_layers_for(c.codec, c.temporal_layers) {
+        if c.temporal_layers == 0 || c.temporal_layers > if codec == VpxCodec::Vp8 { 3 } else { 1 } {
             return Err(Error::invalid(format!("{:?} with {} temporal layers is not supported", c.codec, c.temporal_layers)));
         }
         let iface = iface(codec, true);
@@ -607,6 +596,7 @@ fn copy_image(img: &ffi::vpx_image_t, out: &mut I420Frame) -> Result<()> {
 mod tests {
     use super::*;
     use crate::media::codec::frame::psnr_y;
+    use crate::media::codec::EncoderEngine;
 
     /// Moving diagonal gradient with fixed fine texture plus a bright box: motion that
     /// exercises inter prediction and detail that costs bits.
@@ -1089,8 +1079,8 @@ mod tests {
                 assert!(worst > 30.0, "L1T{layers} up to TL{top}: a frame at {worst:.1} dB");
             }
         }
-        // only VP8 makes them; more than three is refused
-        assert_eq!(VideoEncoderConfig::temporal_layers_for(VideoCodec::Vp9, 3), 1);
+        // libvpx makes them for VP8 only; more than three is refused
+        assert_eq!(EncoderEngine::Internal.temporal_layers(VideoCodec::Vp9, 3), 1);
         assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 3, ..config(VpxCodec::Vp9, 64, 64) }).is_err());
         assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 4, ..config(VpxCodec::Vp8, 64, 64) }).is_err());
         assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 0, ..config(VpxCodec::Vp8, 64, 64) }).is_err());

@@ -99,6 +99,15 @@ pub fn has_sequence_header(tu: &[u8]) -> bool {
     split_obus(tu).is_some_and(|obus| obus.iter().any(|o| obu_type(o.header[0]) == OBU_SEQUENCE_HEADER))
 }
 
+/// The temporal id in the extension header of each frame and frame header OBU of a
+/// temporal unit (0 for one without an extension); `None` when the unit is malformed.
+#[cfg(test)]
+pub(crate) fn temporal_ids(tu: &[u8]) -> Option<Vec<u8>> {
+    let obus = split_obus(tu)?;
+    let frames = obus.iter().filter(|o| matches!(obu_type(o.header[0]), OBU_FRAME | OBU_FRAME_HEADER));
+    Some(frames.map(|o| o.header.get(1).map_or(0, |ext| ext >> 5)).collect())
+}
+
 /// Splits a temporal unit into RTP payloads of at most `max_payload` bytes. Empty when
 /// the unit is malformed or holds nothing to send.
 pub fn payloads(tu: &[u8], max_payload: usize) -> Vec<Vec<u8>> {
