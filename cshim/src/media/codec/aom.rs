@@ -323,9 +323,9 @@ impl Av1Encoder {
                 if keyframe {
                     // the base of what follows, wherever it fell in the period
                     self.temporal_at = 1 % pattern.len();
-                    TemporalLayer { id: 0, sync: false }
+                    TemporalLayer { layers, id: 0, sync: false }
                 } else {
-                    TemporalLayer { id: pattern[at], sync }
+                    TemporalLayer { layers, id: pattern[at], sync }
                 }
             });
             out.push(EncodedFrame { data, keyframe, width: w, height: h, temporal });

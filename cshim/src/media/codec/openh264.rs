@@ -321,10 +321,10 @@ impl H264Encoder {
         let mut this = H264Encoder {
             lib,
             enc,
+            temporal: TemporalSync::new(config.temporal_layers),
             config,
             params,
             start: std::time::Instant::now(),
-            temporal: TemporalSync::default(),
             #[cfg(test)]
             threads_override: None,
             #[cfg(test)]

@@ -70,6 +70,9 @@ pub fn temporal_bitrates(layers: u8, kbps: u32) -> impl Iterator<Item = u32> {
 /// Where an encoded frame sits in its temporal layering (RFC 7741's TID and Y bit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TemporalLayer {
+    /// The stream's number of temporal layers (2 or 3: the structure VP9's RTP descriptor
+    /// describes).
+    pub layers: u8,
     pub id: u8,
     /// It refers only to base layer (TL0) frames: a receiver may start taking this layer here.
     pub sync: bool,
@@ -78,24 +81,29 @@ pub struct TemporalLayer {
 /// Y bits for an encoder that picks each frame's temporal layer itself (OpenH264's dyadic
 /// layering): a frame refers to TL0 frames only when the latest frame of a layer below its
 /// own was a TL0 frame.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TemporalSync {
+    layers: u8,
     frames: u64,
     /// The number of the latest frame of each layer.
     latest: [u64; 3],
 }
 
 impl TemporalSync {
+    pub fn new(layers: u8) -> Self {
+        TemporalSync { layers, frames: 0, latest: [0; 3] }
+    }
+
     pub fn next(&mut self, id: u8, keyframe: bool) -> TemporalLayer {
         self.frames += 1;
         if keyframe {
             self.latest = [self.frames, 0, 0];
-            return TemporalLayer { id: 0, sync: false };
+            return TemporalLayer { layers: self.layers, id: 0, sync: false };
         }
         let id = id.min(2) as usize;
         let sync = id > 0 && self.latest[1..id].iter().all(|&l| l < self.latest[0]);
         self.latest[id] = self.frames;
-        TemporalLayer { id: id as u8, sync }
+        TemporalLayer { layers: self.layers, id: id as u8, sync }
     }
 }
 
@@ -147,10 +155,10 @@ pub enum EncoderEngine {
 
 impl EncoderEngine {
     /// The temporal layers this engine encodes `codec` with when `wanted` are asked for:
-    /// libvpx's VP8, libaom and OpenH264 make up to three, the others one.
+    /// libvpx, libaom and OpenH264 make up to three, NVENC one.
     pub fn temporal_layers(&self, codec: VideoCodec, wanted: u8) -> u8 {
         match (self, codec) {
-            (EncoderEngine::Internal, VideoCodec::Vp8 | VideoCodec::Av1) | (EncoderEngine::OpenH264 { .. }, VideoCodec::H264) => wanted.clamp(1, 3),
+            (EncoderEngine::Internal, VideoCodec::Vp8 | VideoCodec::Vp9 | VideoCodec::Av1) | (EncoderEngine::OpenH264 { .. }, VideoCodec::H264) => wanted.clamp(1, 3),
             _ => 1,
         }
     }

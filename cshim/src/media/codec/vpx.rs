@@ -1,7 +1,7 @@
 //! VP8/VP9 encoder and decoder over the system libvpx (Debian libvpx-dev), tuned like
 //! libwebrtc's realtime configuration: one-pass CBR, no lookahead, keyframes on demand.
 use super::frame::I420Frame;
-use super::video::{temporal_bitrates, temporal_pattern, EncodedFrame, EncoderClock, TemporalLayer, VideoCodec, VideoEncoderConfig};
+use super::video::{temporal_bitrates, temporal_pattern, EncodedFrame, EncoderClock, TemporalLayer, TemporalSync, VideoCodec, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -73,10 +73,27 @@ fn temporal_flags(layers: u8, at: usize) -> (ffi::vpx_enc_frame_flags_t, bool) {
     (flags as ffi::vpx_enc_frame_flags_t, sync)
 }
 
-/// Each temporal layer's cumulative target (libvpx's `ts_target_bitrate`) for `kbps` in all.
+/// Temporal layering in libvpx's configuration: the period's layer ids, TL0 at a quarter
+/// (L1T3) or half (L1T2) of the frame rate up to all of it, and the layers' bitrates.
+fn set_temporal_layers(cfg: &mut ffi::vpx_codec_enc_cfg_t, layers: u8, kbps: u32) {
+    let (pattern, _) = temporal_pattern(layers);
+    cfg.ts_number_layers = layers as c_uint;
+    cfg.ts_periodicity = pattern.len() as c_uint;
+    for (slot, &id) in cfg.ts_layer_id.iter_mut().zip(pattern) {
+        *slot = id as c_uint;
+    }
+    for (i, decimator) in cfg.ts_rate_decimator.iter_mut().take(layers as usize).enumerate() {
+        *decimator = 1 << (layers as usize - 1 - i);
+    }
+    set_temporal_bitrates(cfg, kbps);
+}
+
+/// Each temporal layer's cumulative target for `kbps` in all: `ts_target_bitrate` (VP8)
+/// and `layer_target_bitrate` (VP9's SVC, one spatial layer).
 fn set_temporal_bitrates(cfg: &mut ffi::vpx_codec_enc_cfg_t, kbps: u32) {
-    for (target, layer_kbps) in cfg.ts_target_bitrate.iter_mut().zip(temporal_bitrates(cfg.ts_number_layers as u8, kbps)) {
-        *target = layer_kbps as c_uint;
+    for (i, layer_kbps) in temporal_bitrates(cfg.ts_number_layers as u8, kbps).enumerate() {
+        cfg.ts_target_bitrate[i] = layer_kbps as c_uint;
+        cfg.layer_target_bitrate[i] = layer_kbps as c_uint;
     }
 }
 
@@ -153,6 +170,8 @@ pub struct VpxEncoder {
     hbd: Vec<u16>,
     /// Position of the next frame in the temporal layering's period.
     temporal_at: usize,
+    /// VP9: the Y bits of the layers libvpx's own layering gives its frames.
+    vp9_temporal: TemporalSync,
 }
 
 // SAFETY: the libvpx context is used from one thread at a time (&mut self); it holds no
@@ -162,7 +181,8 @@ unsafe impl Send for VpxEncoder {}
 impl VpxEncoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self> {
         let enc = Self::open(&config)?;
-        Ok(VpxEncoder { config, enc, clock: EncoderClock::default(), hbd: Vec::new(), temporal_at: 0 })
+        let vp9_temporal = TemporalSync::new(config.temporal_layers);
+        Ok(VpxEncoder { config, enc, clock: EncoderClock::default(), hbd: Vec::new(), temporal_at: 0, vp9_temporal })
     }
 
     pub fn config(&self) -> &VideoEncoderConfig {
@@ -190,7 +210,7 @@ impl VpxEncoder {
             (VpxCodec::Vp8, _) | (VpxCodec::Vp9, 0) | (VpxCodec::Vp9, 2) => {}
             (_, p) => return Err(Error::invalid(format!("unsupported VP9 profile {p} (0 or 2)"))),
         }
-        if c.temporal_layers == 0 || c.temporal_layers > if codec == VpxCodec::Vp8 { 3 } else { 1 } {
+        if !(1..=3).contains(&c.temporal_layers) {
             return Err(Error::invalid(format!("{:?} with {} temporal layers is not supported", c.codec, c.temporal_layers)));
         }
         let iface = iface(codec, true);
@@ -242,17 +262,7 @@ impl VpxEncoder {
                 cfg.rc_undershoot_pct = 100;
                 cfg.rc_overshoot_pct = 15;
                 if c.temporal_layers > 1 {
-                    let (pattern, _) = temporal_pattern(c.temporal_layers);
-                    cfg.ts_number_layers = c.temporal_layers as c_uint;
-                    cfg.ts_periodicity = pattern.len() as c_uint;
-                    for (slot, &id) in cfg.ts_layer_id.iter_mut().zip(pattern) {
-                        *slot = id as c_uint;
-                    }
-                    // TL0 at a quarter (L1T3) or half (L1T2) of the frame rate, up to all of it
-                    for (i, decimator) in cfg.ts_rate_decimator.iter_mut().take(c.temporal_layers as usize).enumerate() {
-                        *decimator = 1 << (c.temporal_layers as usize - 1 - i);
-                    }
-                    set_temporal_bitrates(cfg, c.bitrate_kbps);
+                    set_temporal_layers(cfg, c.temporal_layers, c.bitrate_kbps);
                 }
             }
             VpxCodec::Vp9 => {
@@ -266,6 +276,21 @@ impl VpxEncoder {
                     cfg.g_bit_depth = ffi::vpx_bit_depth::VPX_BITS_10;
                     cfg.g_input_bit_depth = 10;
                     flags |= ffi::VPX_CODEC_USE_HIGHBITDEPTH as c_long;
+                }
+                if c.temporal_layers > 1 {
+                    // libvpx's own layering in non-flexible mode, as libwebrtc uses it: 0, 1
+                    // or 0, 2, 1, 2 (the picture group VP9's RTP descriptor describes).
+                    // Error resilient, as libwebrtc's SVC: otherwise a frame above TL0 updates
+                    // the probability contexts the next TL0 frame decodes with, and a receiver
+                    // without it fails ("corrupt frame", caught by the unit test).
+                    cfg.g_error_resilient = ffi::VPX_ERROR_RESILIENT_DEFAULT;
+                    cfg.ss_number_layers = 1;
+                    set_temporal_layers(cfg, c.temporal_layers, c.bitrate_kbps);
+                    cfg.temporal_layering_mode = if c.temporal_layers == 3 {
+                        ffi::VP9E_TEMPORAL_LAYERING_MODE::VP9E_TEMPORAL_LAYERING_MODE_0212
+                    } else {
+                        ffi::VP9E_TEMPORAL_LAYERING_MODE::VP9E_TEMPORAL_LAYERING_MODE_0101
+                    } as c_int;
                 }
             }
         }
@@ -296,6 +321,9 @@ impl VpxEncoder {
                     (false, _) => 7,
                 };
                 control(ctx, id::VP8E_SET_CPUUSED as u32, speed, "VP9 speed")?;
+                if c.temporal_layers > 1 {
+                    Self::start_vp9_svc(ctx, c.temporal_layers, speed)?;
+                }
                 control(ctx, id::VP9E_SET_ROW_MT as u32, 1, "VP9E_SET_ROW_MT")?;
                 // log2(tiles); libvpx clamps to what the width allows (>= 256 px per tile).
                 let tiles_log2 = (usize::BITS - 1 - threads.leading_zeros()) as c_int;
@@ -311,6 +339,36 @@ impl VpxEncoder {
             }
         }
         Ok(enc)
+    }
+
+    /// VP9's temporal layers run through libvpx's SVC encoder: one spatial layer at full
+    /// size, each temporal layer with the quantizer range and speed of the stream.
+    fn start_vp9_svc(ctx: &mut ffi::vpx_codec_ctx_t, layers: u8, speed: c_int) -> Result<()> {
+        use ffi::vp8e_enc_control_id as id;
+        control(ctx, id::VP9E_SET_SVC as u32, 1, "VP9E_SET_SVC")?;
+        // SAFETY: plain integer arrays; all-zero is a valid start.
+        let mut params: ffi::vpx_svc_extra_cfg_t = unsafe { std::mem::zeroed() };
+        params.scaling_factor_num[0] = 1;
+        params.scaling_factor_den[0] = 1;
+        params.speed_per_layer[0] = speed;
+        for layer in 0..layers as usize {
+            params.min_quantizers[layer] = 2;
+            params.max_quantizers[layer] = 52;
+        }
+        // SAFETY: VP9E_SET_SVC_PARAMETERS takes a vpx_svc_extra_cfg_t*, copied during the call.
+        let err = unsafe { ffi::vpx_codec_control_(ctx, id::VP9E_SET_SVC_PARAMETERS as c_int, &mut params as *mut ffi::vpx_svc_extra_cfg_t) };
+        check(err, "VP9E_SET_SVC_PARAMETERS", ctx)
+    }
+
+    /// The temporal layer of the frame libvpx's VP9 SVC encoder made last.
+    fn vp9_temporal_layer_id(ctx: &mut ffi::vpx_codec_ctx_t) -> Result<u8> {
+        // SAFETY: all-zero is a valid vpx_svc_layer_id_t; VP9E_GET_SVC_LAYER_ID fills it.
+        let mut layer: ffi::vpx_svc_layer_id_t = unsafe { std::mem::zeroed() };
+        let err = unsafe {
+            ffi::vpx_codec_control_(ctx, ffi::vp8e_enc_control_id::VP9E_GET_SVC_LAYER_ID as c_int, &mut layer as *mut ffi::vpx_svc_layer_id_t)
+        };
+        check(err, "VP9E_GET_SVC_LAYER_ID", ctx)?;
+        Ok(layer.temporal_layer_id.clamp(0, 2) as u8)
     }
 
     /// Works around a libvpx VP9 realtime encoder bug (in 1.12, and unchanged in current
@@ -383,6 +441,7 @@ impl VpxEncoder {
             c.width = frame.width;
             c.height = frame.height;
             self.enc = Self::open(&c)?;
+            self.vp9_temporal = TemporalSync::new(c.temporal_layers);
             self.config = c;
             self.temporal_at = 0;
         }
@@ -390,15 +449,17 @@ impl VpxEncoder {
 
         let img = self.wrap(frame);
         let layers = self.config.temporal_layers;
+        // VP8's layering is ours (flags per frame); VP9's is libvpx's, read back after encoding
+        let vp8_layers = layers > 1 && self.config.codec == VideoCodec::Vp8;
         let (pattern, _) = temporal_pattern(layers);
         let at = if force_keyframe { 0 } else { self.temporal_at };
         self.temporal_at = (at + 1) % pattern.len();
-        let (mut flags, sync) = if layers > 1 { temporal_flags(layers, at) } else { (0, false) };
+        let (mut flags, sync) = if vp8_layers { temporal_flags(layers, at) } else { (0, false) };
         if force_keyframe {
             flags = ffi::VPX_EFLAG_FORCE_KF as ffi::vpx_enc_frame_flags_t; // a keyframe refreshes every buffer
         }
         let ctx = &mut self.enc.ctx;
-        if layers > 1 {
+        if vp8_layers {
             let id = ffi::vp8e_enc_control_id::VP8E_SET_TEMPORAL_LAYER_ID as u32;
             control(ctx, id, pattern[at] as c_int, "VP8E_SET_TEMPORAL_LAYER_ID")?;
         }
@@ -408,6 +469,7 @@ impl VpxEncoder {
             ffi::vpx_codec_encode(ctx, &img, pts, duration as c_ulong, flags, ffi::VPX_DL_REALTIME as c_ulong)
         };
         check(err, "vpx_codec_encode", ctx)?;
+        let vp9_layer = if layers > 1 && !vp8_layers { Some(Self::vp9_temporal_layer_id(ctx)?) } else { None };
         let mut out = Vec::with_capacity(1);
         let mut iter: ffi::vpx_codec_iter_t = ptr::null();
         loop {
@@ -427,15 +489,19 @@ impl VpxEncoder {
             }
             let data = unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) }.to_vec();
             let keyframe = f.flags & ffi::VPX_FRAME_IS_KEY != 0;
-            let temporal = (layers > 1).then(|| {
-                if keyframe {
-                    // the base of what follows, wherever it fell in the period
-                    self.temporal_at = 1 % pattern.len();
-                    TemporalLayer { id: 0, sync: false }
-                } else {
-                    TemporalLayer { id: pattern[at], sync }
-                }
-            });
+            let temporal = if let Some(id) = vp9_layer {
+                Some(self.vp9_temporal.next(id, keyframe))
+            } else {
+                vp8_layers.then(|| {
+                    if keyframe {
+                        // the base of what follows, wherever it fell in the period
+                        self.temporal_at = 1 % pattern.len();
+                        TemporalLayer { layers, id: 0, sync: false }
+                    } else {
+                        TemporalLayer { layers, id: pattern[at], sync }
+                    }
+                })
+            };
             out.push(EncodedFrame { data, keyframe, width: frame.width, height: frame.height, temporal });
         }
         Ok(out)
@@ -1037,10 +1103,11 @@ mod tests {
     /// that takes only the layers up to any one of them decodes each frame it gets faithfully
     /// (a frame referring to one it lacks would decode, but wrongly).
     #[test]
-    fn vp8_temporal_layers_decode_without_the_layers_above() {
-        for layers in [2u8, 3] {
+    fn temporal_layers_decode_without_the_layers_above() {
+        let cases = [(VpxCodec::Vp8, 0, 2u8), (VpxCodec::Vp8, 0, 3), (VpxCodec::Vp9, 0, 2), (VpxCodec::Vp9, 0, 3), (VpxCodec::Vp9, 2, 3)];
+        for (codec, profile, layers) in cases {
             let (w, h, n) = (320, 240, 40);
-            let cfg = VideoEncoderConfig { temporal_layers: layers, ..config(VpxCodec::Vp8, w, h) };
+            let cfg = VideoEncoderConfig { temporal_layers: layers, vp9_profile: profile, ..config(codec, w, h) };
             let mut enc = VpxEncoder::new(cfg).unwrap();
             let mut frames = Vec::new();
             for t in 0..n {
@@ -1055,11 +1122,12 @@ mod tests {
             let ids: Vec<u8> = frames.iter().map(|(_, f)| f.temporal.unwrap().id).collect();
             let period: &[u8] = if layers == 3 { &[0, 2, 1, 2] } else { &[0, 1] };
             for (i, (_, f)) in frames.iter().enumerate().take(20) {
-                assert_eq!(f.temporal.unwrap().id, period[i % period.len()], "{layers} layers, frame {i}: {ids:?}");
+                assert_eq!(f.temporal.unwrap().id, period[i % period.len()], "{codec:?} {layers} layers, frame {i}: {ids:?}");
+                assert_eq!(f.temporal.unwrap().layers, layers);
             }
             assert!(frames[0].1.keyframe && frames[21].1.keyframe, "the first and the forced keyframe");
             assert_eq!(frames[21].1.temporal.unwrap().id, 0);
-            assert_eq!(frames[22].1.temporal.unwrap().id, period[1], "the period starts again after a keyframe");
+            assert_eq!(frames[22].1.temporal.unwrap().id, period[1], "{codec:?}: the period starts again after a keyframe: {ids:?}");
             // Y: TL1/TL2 frames that refer to TL0 alone
             if layers == 3 {
                 assert_eq!(frames[1..4].iter().map(|(_, f)| f.temporal.unwrap().sync).collect::<Vec<_>>(), [true, true, false]);
@@ -1067,7 +1135,7 @@ mod tests {
                 assert!(frames[1].1.temporal.unwrap().sync);
             }
             for top in 0..layers {
-                let mut dec = VpxDecoder::new(VpxCodec::Vp8).unwrap();
+                let mut dec = VpxDecoder::new(codec).unwrap();
                 let mut worst = f64::MAX;
                 let mut decoded = 0;
                 for (src, f) in frames.iter().filter(|(_, f)| f.temporal.unwrap().id <= top) {
@@ -1075,13 +1143,13 @@ mod tests {
                     worst = worst.min(psnr_y(src, &out).unwrap());
                     decoded += 1;
                 }
-                println!("VP8 L1T{layers}, layers up to TL{top}: {decoded} frames, worst PSNR {worst:.1} dB");
-                assert!(worst > 30.0, "L1T{layers} up to TL{top}: a frame at {worst:.1} dB");
+                println!("{codec:?} profile {profile} L1T{layers}, layers up to TL{top}: {decoded} frames, worst PSNR {worst:.1} dB");
+                assert!(worst > 30.0, "{codec:?} L1T{layers} up to TL{top}: a frame at {worst:.1} dB");
             }
         }
-        // libvpx makes them for VP8 only; more than three is refused
-        assert_eq!(EncoderEngine::Internal.temporal_layers(VideoCodec::Vp9, 3), 1);
-        assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 3, ..config(VpxCodec::Vp9, 64, 64) }).is_err());
+        // up to three
+        assert_eq!(EncoderEngine::Internal.temporal_layers(VideoCodec::Vp9, 5), 3);
+        assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 4, ..config(VpxCodec::Vp9, 64, 64) }).is_err());
         assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 4, ..config(VpxCodec::Vp8, 64, 64) }).is_err());
         assert!(VpxEncoder::new(VideoEncoderConfig { temporal_layers: 0, ..config(VpxCodec::Vp8, 64, 64) }).is_err());
     }

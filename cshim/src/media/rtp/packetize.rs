@@ -272,26 +272,42 @@ impl RtpPacketizer {
         let keyframe = info.keyframe.or(parsed.map(|h| h.keyframe)).unwrap_or(false);
         let resolution = info.resolution.or(parsed.and_then(|h| h.resolution));
         let pid = self.picture_id;
-        // I=1, P=!keyframe, L=0, F=0; B/E patched per packet; V on the first keyframe packet.
-        let b0 = 0x80 | if keyframe { 0 } else { 0x40 };
-        let mut first = vec![b0 | 0x08, 0x80 | (pid >> 8) as u8, pid as u8];
+        // I=1, P=!keyframe, F=0 (non-flexible); L with temporal layers; B/E patched per
+        // packet; V on the first keyframe packet.
+        let b0 = 0x80 | if keyframe { 0 } else { 0x40 } | if info.temporal.is_some() { 0x20 } else { 0 };
+        let mut rest = vec![b0, 0x80 | (pid >> 8) as u8, pid as u8];
+        let tl0 = match info.temporal {
+            Some(t) if t.id == 0 => self.tl0_pic_idx.wrapping_add(1),
+            _ => self.tl0_pic_idx,
+        };
+        if let Some(t) = info.temporal {
+            // layer indices (TID, U; SID 0, D 0), then TL0PICIDX
+            rest.extend_from_slice(&[(t.id.min(7) << 5) | (u8::from(t.sync) << 4), tl0]);
+        }
+        let mut first = rest.clone();
+        first[0] |= 0x08;
         if keyframe {
             if let Some((w, h)) = resolution {
                 first[0] |= 0x02;
-                // N_S=0 (one spatial layer), Y=1, G=1; one picture group entry (T=0, U=0,
-                // R=1, P_DIFF=1): the structure libwebrtc sends for a single layer.
+                // N_S=0 (one spatial layer), Y=1, G=1, then the picture group: each frame of
+                // the period with its TID, U and references (P_DIFFs)
                 first.push(0x18);
                 first.extend_from_slice(&w.to_be_bytes());
                 first.extend_from_slice(&h.to_be_bytes());
-                first.extend_from_slice(&[0x01, 0x04, 0x01]);
+                let group = vp9_picture_group(info.temporal.map_or(1, |t| t.layers));
+                first.push(group.len() as u8);
+                for (tid, up, diffs) in group {
+                    first.push((tid << 5) | (u8::from(*up) << 4) | ((diffs.len() as u8) << 2));
+                    first.extend_from_slice(diffs);
+                }
             }
         }
-        let rest = [b0, 0x80 | (pid >> 8) as u8, pid as u8];
         let mut out = self.fragment(frame, ts, &first, &rest);
         if let Some(last) = out.last_mut() {
             // E bit on the last packet: the descriptor starts right after the RTP header.
             let off = self.header_overhead();
             last[off] |= 0x04;
+            self.tl0_pic_idx = tl0;
             self.picture_id = (self.picture_id + 1) & 0x7fff;
             if keyframe {
                 self.keyframes += 1;
@@ -419,6 +435,18 @@ pub fn find_one_byte_extension(packet: &[u8], id: u8) -> Option<(usize, usize)> 
         i += 1 + len;
     }
     None
+}
+
+/// VP9's picture group in non-flexible mode for `layers` temporal layers (RFC 9628's
+/// scalability structure): each frame of the period as (TID, U, P_DIFFs). One layer: every
+/// frame refers to the one before, as libwebrtc sends a single layer; two and three: libvpx's
+/// 0101 and 0212 layering (`media::codec::vpx`), described as libwebrtc describes them.
+fn vp9_picture_group(layers: u8) -> &'static [(u8, bool, &'static [u8])] {
+    match layers {
+        2 => &[(0, false, &[2]), (1, true, &[1])],
+        3 => &[(0, false, &[4]), (2, true, &[1]), (1, true, &[2]), (2, false, &[1, 2])],
+        _ => &[(0, false, &[1])],
+    }
 }
 
 /// Facts from the start of a VP9 frame's uncompressed header (VP9 bitstream spec §6.2).
@@ -556,7 +584,7 @@ pub(crate) mod tests {
         let frame = vec![0x01u8; 1500]; // a delta frame, three packets
         let mut seen = Vec::new();
         for (i, (id, sync)) in [(0, false), (2, true), (1, true), (2, false), (0, false)].into_iter().enumerate() {
-            let info = FrameInfo { temporal: Some(TemporalLayer { id, sync }), ..Default::default() };
+            let info = FrameInfo { temporal: Some(TemporalLayer { layers: 3, id, sync }), ..Default::default() };
             let pkts = p.packetize_frame(&frame, i as u32 * 3000, info);
             assert_eq!(pkts.len(), 3);
             for raw in &pkts {
@@ -575,6 +603,41 @@ pub(crate) mod tests {
         // without temporal layers: the 4-byte descriptor, as before
         let r = parse_rtp(&p.packetize(&frame, 99_000)[0]).unwrap();
         assert_eq!(Vp8Descriptor::parse(&r.payload).unwrap().0.temporal_id, None);
+    }
+
+    /// VP9 with temporal layers (non-flexible mode): every packet carries the layer indices
+    /// (TID, U) and TL0PICIDX, and a keyframe's scalability structure describes the period
+    /// (libwebrtc's receivers find each frame's references from it).
+    #[test]
+    fn vp9_temporal_layers_in_the_descriptor() {
+        let mut p = RtpPacketizer::new(RtpCodec::Vp9, 1, 98, 90_000, 1200);
+        let mut seen = Vec::new();
+        for (i, (id, sync)) in [(0, false), (2, true), (1, true), (2, false), (0, false)].into_iter().enumerate() {
+            let (frame, keyframe) = if i == 0 { (vp9_keyframe(640, 360, 2000), true) } else { (vp9_delta(2000, i as u8), false) };
+            let info = FrameInfo { keyframe: Some(keyframe), resolution: None, temporal: Some(TemporalLayer { layers: 3, id, sync }) };
+            let pkts = p.packetize_frame(&frame, i as u32 * 3000, info);
+            assert_eq!(pkts.len(), 2);
+            for (k, raw) in pkts.iter().enumerate() {
+                let r = parse_rtp(raw).unwrap();
+                let (d, _) = Vp9Descriptor::parse(&r.payload).unwrap();
+                assert!(!d.flexible);
+                assert_eq!((d.temporal_id, d.switching_up, d.spatial_id, d.inter_layer_dependency), (Some(id), sync, Some(0), false));
+                assert_eq!(d.ss.is_some(), keyframe && k == 0);
+                if let Some(ss) = d.ss {
+                    assert_eq!(ss.resolutions, vec![(640, 360)]);
+                    assert_eq!(ss.picture_group, vec![(0, false, vec![4]), (2, true, vec![1]), (1, true, vec![2]), (2, false, vec![1, 2])]);
+                }
+                seen.push((d.tl0_pic_idx.unwrap(), d.picture_id.unwrap()));
+            }
+        }
+        let tl0: Vec<u8> = seen.iter().step_by(2).map(|s| s.0).collect();
+        assert_eq!(tl0, [tl0[0], tl0[0], tl0[0], tl0[0], tl0[0].wrapping_add(1)]);
+        let pids: Vec<u16> = seen.iter().step_by(2).map(|s| s.1).collect();
+        assert!(pids.windows(2).all(|w| w[1] == (w[0] + 1) & 0x7fff), "{pids:?}");
+        // L1T2's group
+        let info = FrameInfo { keyframe: Some(true), resolution: None, temporal: Some(TemporalLayer { layers: 2, id: 0, sync: false }) };
+        let r = parse_rtp(&p.packetize_frame(&vp9_keyframe(64, 48, 10), 99_000, info)[0]).unwrap();
+        assert_eq!(Vp9Descriptor::parse(&r.payload).unwrap().0.ss.unwrap().picture_group, vec![(0, false, vec![2]), (1, true, vec![1])]);
     }
 
     #[test]
