@@ -20,7 +20,10 @@ ratio and their median: a 2-core host's speed drifts from minute to minute, so o
 can be 10 % off either way.
 
 With --simulcast the senders send r0, r1 and r2 (offer.encodings of a 2.5 Mbps
-connection: 250, 750 and 2500 kbps) and the receivers ask for r2.
+connection: 250, 750 and 2500 kbps) and the receivers ask for r2. --scalability-mode L1T3
+(or L1T2, L1T1) puts that mode in each layer's offer.encodings entry (through a JWT's
+simulcast_encodings: the dev server then runs with a JWT secret); without it the entries
+say L1T1, as Sora's do.
 
 H.264 runs both SDKs on the same OpenH264 library (the official one through a preference
 naming CISCO_OPENH264, which it needs to use the library at all).
@@ -37,13 +40,26 @@ import sys
 import threading
 import time
 
+import jwt
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 W, H, FPS = 1280, 720, 30
+JWT_SECRET = "media-benchmark-secret-long-enough-for-hs256"
 # Objects kept until the child exits with os._exit: sora_sdk 2025.4.0 segfaults destroying
 # sinks/tracks of a live connection (see tests/conftest.py), so nothing is destroyed.
 _KEEP: list = []
+
+
+def access(channel: str, mode, sender: bool) -> dict:
+    """create_connection's metadata for a dev server run with --jwt-secret (``mode`` given):
+    a sender's token asks each layer for ``mode``."""
+    if not mode:
+        return {}
+    claims = {"channel_id": channel, "exp": int(time.time() + 600)}
+    if sender:
+        claims["simulcast_encodings"] = [{"rid": rid, "scalabilityMode": mode} for rid in ("r0", "r1", "r2")]
+    return {"metadata": {"access_token": jwt.encode(claims, JWT_SECRET, algorithm="HS256")}}
 
 
 def connect(sdk, sora, url, channel, role, **kw):
@@ -81,7 +97,7 @@ def _layers(conn) -> dict:
             if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
 
 
-def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None, simulcast=False):
+def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None, simulcast=False, mode=None):
     from sora_ffi import testpattern
 
     sora = new_sora(sdk, openh264)
@@ -90,7 +106,8 @@ def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None, simulc
     # scale 720p down at its 300 kbps start rate before any bandwidth estimate arrives.
     conn = connect(sdk, sora, url, channel, "sendonly", audio=False, video_codec_type=codec,
                    video_bit_rate=bitrate, video_source=source,
-                   degradation_preference=sdk.SoraDegradationPreference.DISABLED, simulcast=simulcast)
+                   degradation_preference=sdk.SoraDegradationPreference.DISABLED, simulcast=simulcast,
+                   **access(channel, mode, True))
     scenes = [testpattern.scene(i, W, H) for i in range(testpattern.PERIOD)]  # drawing is not measured
     time.sleep(1.0)  # let the receiver attach
     before = _layers(conn)
@@ -109,14 +126,14 @@ def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None, simulc
     layers = {rid: {"width": s.get("frameWidth"), "height": s.get("frameHeight"),
                     "fps": (s.get("framesEncoded", 0) - before.get(rid, {}).get("framesEncoded", 0)) / media,
                     "kbps": (s.get("bytesSent", 0) - before.get(rid, {}).get("bytesSent", 0)) * 8 / media / 1000,
-                    "encoder": s.get("encoderImplementation")}
+                    "encoder": s.get("encoderImplementation"), "mode": s.get("scalabilityMode")}
               for rid, s in sorted(after.items())}
     time.sleep(1.0)
     conn.disconnect()
     return {"cpu_per_media_s": cpu / media, "frames_sent": frames, "layers": layers}
 
 
-def run_receiver(sdk, url, channel, seconds, openh264=None, simulcast=False):
+def run_receiver(sdk, url, channel, seconds, openh264=None, simulcast=False, mode=None):
     from sora_ffi import testpattern
 
     sora = new_sora(sdk, openh264)
@@ -147,7 +164,7 @@ def run_receiver(sdk, url, channel, seconds, openh264=None, simulcast=False):
             tracks.append(track)
             track_seen.set()
 
-    extra = {"simulcast_rid": "r2"} if simulcast else {}
+    extra = {"simulcast_rid": "r2", **access(channel, mode, False)} if simulcast else {}
     conn = sora.create_connection(signaling_urls=[url], role="recvonly", channel_id=channel, audio=True, video=True,
                                   **extra)
     conn.on_track = on_track
@@ -187,9 +204,10 @@ def child(args):
     sdk = importlib.import_module(args.sdk)
     if args.role == "send":
         r = run_sender(sdk, args.url, args.channel, args.seconds, args.codec, args.bitrate, args.openh264,
-                       args.simulcast)
+                       args.simulcast, args.scalability_mode)
     else:
-        r = run_receiver(sdk, args.url, args.channel, args.seconds, args.openh264, args.simulcast)
+        r = run_receiver(sdk, args.url, args.channel, args.seconds, args.openh264, args.simulcast,
+                         args.scalability_mode)
     print(json.dumps(r), flush=True)
     # sora_sdk 2025.4.0 may crash tearing down live objects at interpreter exit
     # (see tests/conftest.py); the result is out, so leave without teardown.
@@ -203,6 +221,8 @@ def spawn(role, sdk, url, channel, args):
         cmd += ["--openh264", args.openh264]
     if args.simulcast:
         cmd.append("--simulcast")
+    if args.scalability_mode:
+        cmd += ["--scalability-mode", args.scalability_mode]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
@@ -221,18 +241,23 @@ def main():
     ap.add_argument("--bitrate", type=int, default=2500)
     ap.add_argument("--openh264", default=None, help="OpenH264 library path (needed for --codec H264)")
     ap.add_argument("--simulcast", action="store_true", help="send three simulcast layers")
+    ap.add_argument("--scalability-mode", choices=["L1T1", "L1T2", "L1T3"],
+                    help="with --simulcast: the scalabilityMode of every layer's offer.encodings entry")
     ap.add_argument("--rounds", type=int, default=1, help="measure the senders this many times, alternating")
     ap.add_argument("--child", choices=["send", "recv"])
     ap.add_argument("--sdk", default="sora_ffi")
     ap.add_argument("--url")
     ap.add_argument("--channel")
     args = ap.parse_args()
+    if args.scalability_mode and not args.simulcast:
+        ap.error("--scalability-mode needs --simulcast")
     if args.child:
         args.role = args.child
         return child(args)
     from sora_ffi.devserver import DevServerProcess
 
-    with DevServerProcess("--ping-interval", "0", "-v", log=os.environ.get("SORA_BENCH_SERVER_LOG")) as server:
+    auth = ("--jwt-secret", JWT_SECRET) if args.scalability_mode else ()
+    with DevServerProcess("--ping-interval", "0", "-v", *auth, log=os.environ.get("SORA_BENCH_SERVER_LOG")) as server:
         url = server.signaling_url
         rows = {}
         send_ratios = []
@@ -258,7 +283,8 @@ def main():
             rows[("recv", sdk)] = result(r)
             result(s)
     print(f"{W}x{H} {FPS} fps {args.codec} {args.bitrate} kbps, {args.seconds:.0f} s per run, loopback"
-          + (f", OpenH264 {args.openh264}" if args.openh264 else "") + (", simulcast" if args.simulcast else ""))
+          + (f", OpenH264 {args.openh264}" if args.openh264 else "") + (", simulcast" if args.simulcast else "")
+          + (f" {args.scalability_mode}" if args.scalability_mode else ""))
     print(json.dumps({f"{k[0]}/{k[1]}": v for k, v in rows.items()}, indent=1))
     sf, so = rows[("send", "sora_ffi")], rows[("send", "sora_sdk")]
     rf, ro = rows[("recv", "sora_ffi")], rows[("recv", "sora_sdk")]
@@ -279,7 +305,7 @@ def main():
     for sdk in ("sora_ffi", "sora_sdk"):
         for rid, layer in rows[("send", sdk)]["layers"].items():
             print(f"  {sdk} layer {rid}: {layer['width']}x{layer['height']} {layer['fps']:.1f} fps "
-                  f"{layer['kbps']:.0f} kbps ({layer['encoder']})")
+                  f"{layer['kbps']:.0f} kbps {layer['mode']} ({layer['encoder']})")
 
 
 if __name__ == "__main__":

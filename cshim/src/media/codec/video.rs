@@ -78,9 +78,9 @@ pub struct TemporalLayer {
     pub sync: bool,
 }
 
-/// Y bits for an encoder that picks each frame's temporal layer itself (OpenH264's dyadic
-/// layering): a frame refers to TL0 frames only when the latest frame of a layer below its
-/// own was a TL0 frame.
+/// Y bits for an encoder that picks each frame's temporal layer itself (libvpx's VP9 and
+/// OpenH264's dyadic layering): a frame refers to TL0 frames only when the latest frame of a
+/// layer below its own was a TL0 frame.
 #[derive(Debug)]
 pub struct TemporalSync {
     layers: u8,
