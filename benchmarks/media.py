@@ -41,7 +41,6 @@ import threading
 import time
 
 import jwt
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 W, H, FPS = 1280, 720, 30

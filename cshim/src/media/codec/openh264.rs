@@ -557,7 +557,7 @@ impl Drop for H264Decoder {
 pub(crate) mod tests {
     use super::*;
     use crate::media::codec::frame::psnr_y;
-    use crate::media::codec::video::VideoCodec;
+    use crate::media::codec::video::{assert_layers_decode_alone, VideoCodec, VideoDecoder};
 
     /// OpenH264 2.6.0: SORA_FFI_OPENH264, else where .ci/setup puts it.
     pub fn library_path_2_6() -> String {
@@ -656,18 +656,8 @@ pub(crate) mod tests {
                 if layers == 3 {
                     assert_eq!(frames[1..4].iter().map(|(_, f)| f.temporal.unwrap().sync).collect::<Vec<_>>(), [true, true, false]);
                 }
-                for top in 0..layers {
-                    let mut dec = H264Decoder::new(&path).unwrap();
-                    let mut out = I420Frame::new(2, 2).unwrap();
-                    let (mut worst, mut decoded) = (f64::MAX, 0);
-                    for (src, f) in frames.iter().filter(|(_, f)| f.temporal.unwrap().id <= top) {
-                        assert!(dec.decode_into(&f.data, &mut out).unwrap(), "{path}: L1T{layers} up to TL{top}: a picture");
-                        worst = worst.min(psnr_y(src, &out).unwrap());
-                        decoded += 1;
-                    }
-                    println!("H.264 L1T{layers}, layers up to TL{top}: {decoded} frames, worst PSNR {worst:.1} dB");
-                    assert!(worst > 30.0, "L1T{layers} up to TL{top}: a frame at {worst:.1} dB");
-                }
+                let decoder = || VideoDecoder::new(VideoCodec::H264, Some(&path)).unwrap();
+                assert_layers_decode_alone(&frames, &format!("H.264 ({path}) L1T{layers}"), 30.0, decoder);
             }
             assert!(H264Encoder::new(&path, VideoEncoderConfig { temporal_layers: 4, ..config(64, 64) }, H264Params::default()).is_err());
         }

@@ -308,3 +308,23 @@ impl VideoDecoder {
         }
     }
 }
+
+/// Decodes only the frames of the temporal layers up to each one in turn, with a new
+/// decoder each time, and checks every picture against its source: at least `floor` dB
+/// (PSNR of Y). A frame that referred to one of a higher layer would fail to decode or come
+/// out wrong. Prints what each pass decoded.
+#[cfg(test)]
+pub(crate) fn assert_layers_decode_alone(frames: &[(I420Frame, EncodedFrame)], what: &str, floor: f64, mut decoder: impl FnMut() -> VideoDecoder) {
+    let layers = frames.iter().filter_map(|(_, f)| f.temporal).map(|t| t.layers).max().expect("temporal layers");
+    for top in 0..layers {
+        let mut dec = decoder();
+        let (mut worst, mut decoded) = (f64::MAX, 0);
+        for (src, f) in frames.iter().filter(|(_, f)| f.temporal.unwrap().id <= top) {
+            let out = dec.decode(&f.data).unwrap().unwrap_or_else(|| panic!("{what} up to TL{top}: no picture"));
+            worst = worst.min(super::frame::psnr_y(src, &out).unwrap());
+            decoded += 1;
+        }
+        println!("{what}, layers up to TL{top}: {decoded} frames, worst PSNR {worst:.1} dB");
+        assert!(worst > floor, "{what} up to TL{top}: a frame at {worst:.1} dB");
+    }
+}
