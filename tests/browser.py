@@ -168,8 +168,9 @@ class BrowserPeer:
         return self._chromium.call(lambda: self.page.evaluate(expression, arg))
 
     def connect(self, url: str, channel_id: str, role: str, **options: Any) -> str:
-        """Connects with sora-js-sdk options (camelCase, e.g. videoCodecType="VP9"); a
-        sending page sends the test pattern at 640x360 30 fps and a 440 Hz tone."""
+        """Connects with sora-js-sdk options (camelCase, e.g. videoCodecType="VP9";
+        ``metadata`` is the connection's metadata); a sending page sends the test pattern at
+        640x360 30 fps and a 440 Hz tone."""
         self.connection_id = self._eval("([u, c, r, o]) => window.peer.connect(u, c, r, o)",
                                         [url, channel_id, role, options])
         return self.connection_id

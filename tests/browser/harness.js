@@ -106,11 +106,13 @@ class Peer {
     audio.play().catch(() => {});
   }
 
-  async connect(url, channelId, role, options) {
+  // `options.metadata`, when given, is the connection's metadata (e.g. an access token);
+  // the other options are sora-js-sdk's.
+  async connect(url, channelId, role, { metadata = null, ...options } = {}) {
     const sora = Sora.connection([url], false);
-    const client = role === "sendonly" ? sora.sendonly(channelId, null, options)
-                 : role === "recvonly" ? sora.recvonly(channelId, null, options)
-                 : sora.sendrecv(channelId, null, options);
+    const client = role === "sendonly" ? sora.sendonly(channelId, metadata, options)
+                 : role === "recvonly" ? sora.recvonly(channelId, metadata, options)
+                 : sora.sendrecv(channelId, metadata, options);
     this.client = client;
     client.on("track", (event) => {
       if (event.track.kind === "video") this.watchVideo(event.track);
