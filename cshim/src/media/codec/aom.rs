@@ -351,6 +351,8 @@ impl Av1Encoder {
     }
 }
 
+/// Gives libaom the SVC parameters of `c`'s temporal layers at `kbps` (at open and at each
+/// bitrate change: the layers' targets follow).
 fn set_svc_params(ctx: &mut ffi::aom_codec_ctx_t, c: &VideoEncoderConfig, kbps: u32) -> Result<()> {
     let mut params = svc_params(c, kbps);
     // SAFETY: AV1E_SET_SVC_PARAMS takes an aom_svc_params_t*, copied during the call.
