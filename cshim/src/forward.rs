@@ -201,7 +201,7 @@ impl PacketHandler for Forwarder {
                 if let Some(seq) = extension(packet, *id).filter(|v| v.len() == 2) {
                     let now = *now.get_or_insert_with(Instant::now);
                     let mut rec = recorder.lock();
-                    rec.on_packet(u16::from_be_bytes([seq[0], seq[1]]), now);
+                    rec.on_packet(u16::from_be_bytes([seq[0], seq[1]]), rtc::media_arrival(now));
                     if let Some(fb) = rec.poll(now, SERVER_SSRC, ssrc) {
                         drop(rec);
                         let _ = rtc::track_send(track, &fb);

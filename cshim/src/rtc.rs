@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub enum RtcEvent {
@@ -534,6 +535,21 @@ pub fn clear_packet_handler(track: i32) {
     }
 }
 
+extern "C" {
+    /// libdatachannel, patched (cshim/patches/libdatachannel-media-receive-time.patch).
+    fn sora_rtc_media_receive_age_ns() -> i64;
+}
+
+/// When the media packet being handled in this receive callback reached libdatachannel's
+/// DTLS-SRTP transport, on the thread that read it from the socket; `now` outside a media
+/// receive callback. Without it an arrival time would include the thread pool's hop, which
+/// varies by milliseconds on a busy host (docs/design.md, "Arrival times for transport-cc").
+pub fn media_arrival(now: Instant) -> Instant {
+    // SAFETY: reads a thread-local of this thread; no arguments.
+    let age = unsafe { sora_rtc_media_receive_age_ns() };
+    u64::try_from(age).ok().and_then(|ns| now.checked_sub(std::time::Duration::from_nanos(ns))).unwrap_or(now)
+}
+
 /// Sends one complete RTP or RTCP packet on a track.
 pub fn track_send(track: i32, packet: &[u8]) -> Result<()> {
     let _in = gate()?;
@@ -562,6 +578,17 @@ mod tests {
         // any id-taking call fails once the C API has forgotten the id
         let mut buf = [0 as c_char; 64];
         unsafe { sys::rtcGetTrackMid(id, buf.as_mut_ptr(), 64) >= 0 || sys::rtcGetDataChannelLabel(id, buf.as_mut_ptr(), 64) >= 0 }
+    }
+
+    /// Outside a media receive callback there is no packet to date: the time given is kept.
+    /// (Inside one, the forwarder's transport-cc feedback uses it: docs/design.md, "Arrival
+    /// times for transport-cc", and the congestion tests through the dev server.)
+    #[test]
+    fn media_arrival_outside_a_receive_callback_is_now() {
+        let now = Instant::now();
+        assert_eq!(media_arrival(now), now);
+        // SAFETY: no arguments; reads this thread's (unset) stamp.
+        assert_eq!(unsafe { sora_rtc_media_receive_age_ns() }, -1);
     }
 
     #[test]
