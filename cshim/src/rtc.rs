@@ -542,8 +542,9 @@ extern "C" {
 
 /// When the media packet being handled in this receive callback reached libdatachannel's
 /// DTLS-SRTP transport, on the thread that read it from the socket; `now` outside a media
-/// receive callback. Without it an arrival time would include the thread pool's hop, which
-/// varies by milliseconds on a busy host (docs/design.md, "Arrival times for transport-cc").
+/// receive callback. Without it an arrival time would include the thread pool's hop: tens
+/// to hundreds of microseconds, more on a busy host (docs/design.md, "Arrival times for
+/// transport-cc").
 pub fn media_arrival(now: Instant) -> Instant {
     // SAFETY: reads a thread-local of this thread; no arguments.
     let age = unsafe { sora_rtc_media_receive_age_ns() };
