@@ -7,7 +7,7 @@
 //! (OBUs with size fields, a temporal delimiter first), as the AV1 RTP packetizer
 //! (`media::rtp::av1`) takes it and the depacketizer gives it back.
 use super::frame::I420Frame;
-use super::video::{temporal_bitrates, temporal_pattern, EncodedFrame, EncoderClock, TemporalLayer, VideoEncoderConfig};
+use super::video::{temporal_bitrates, EncodedFrame, EncoderClock, TemporalPosition, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use libaom_sys as ffi;
 use std::ffi::CStr;
@@ -83,7 +83,7 @@ const LAST: usize = 0;
 const UNREFERENCED: usize = 7;
 
 /// The references and refreshes of the frame at `at` in the period of `layers` temporal
-/// layers (`temporal_pattern`), and whether it refers to TL0 frames only. Slot 0 holds the
+/// layers (`temporal_pattern`). Slot 0 holds the
 /// last TL0 frame, slot 1 L1T3's last TL1 frame; only TL0 frames write slot 0, so a receiver
 /// without the layers above decodes the rest.
 ///
@@ -91,29 +91,19 @@ const UNREFERENCED: usize = 7;
 /// that refreshes nothing is a "non-reference frame" to libaom, which at speed 8 and above
 /// then skips blocks aggressively: 7 of 48 such 720p frames of the test pattern showed
 /// stale blocks (1 with slot 7; 3 of 48 frames in L1T1), for ~25 % less encode time.
-fn temporal_refs(layers: u8, at: usize) -> (ffi::aom_svc_ref_frame_config_t, bool) {
+fn temporal_refs(layers: u8, at: usize) -> ffi::aom_svc_ref_frame_config_t {
     let mut refs = ffi::aom_svc_ref_frame_config_t { reference: [0; 7], ref_idx: [0, 1, 2, 3, 4, 5, 6], refresh: [0; 8] };
     refs.reference[LAST] = 1;
-    let sync = match (layers, at) {
-        (_, 0) => {
-            refs.refresh[0] = 1;
-            false
-        }
-        (3, 2) => {
-            refs.refresh[1] = 1; // TL1: kept for the TL2 frame after it
-            true
-        }
+    match (layers, at) {
+        (_, 0) => refs.refresh[0] = 1,
+        (3, 2) => refs.refresh[1] = 1, // TL1: kept for the TL2 frame after it
         (3, 3) => {
             refs.ref_idx.swap(LAST, 1); // LAST is the TL1 frame
             refs.refresh[UNREFERENCED] = 1;
-            false
         }
-        _ => {
-            refs.refresh[UNREFERENCED] = 1;
-            true
-        }
-    };
-    (refs, sync)
+        _ => refs.refresh[UNREFERENCED] = 1,
+    }
+    refs
 }
 
 const MIN_QUANTIZER: c_uint = 10;
@@ -139,8 +129,8 @@ pub struct Av1Encoder {
     config: VideoEncoderConfig,
     enc: Box<EncCtx>,
     clock: EncoderClock,
-    /// Position of the next frame in the temporal layering's period.
-    temporal_at: usize,
+    /// Where the next frame goes in the temporal layering's period.
+    temporal: TemporalPosition,
 }
 
 // SAFETY: the context is used from one thread at a time (&mut self).
@@ -149,7 +139,8 @@ unsafe impl Send for Av1Encoder {}
 impl Av1Encoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self> {
         let enc = Self::open(&config)?;
-        Ok(Av1Encoder { config, enc, clock: EncoderClock::default(), temporal_at: 0 })
+        let temporal = TemporalPosition::new(config.temporal_layers);
+        Ok(Av1Encoder { config, enc, clock: EncoderClock::default(), temporal })
     }
 
     pub fn config(&self) -> &VideoEncoderConfig {
@@ -265,15 +256,15 @@ impl Av1Encoder {
             c.width = frame.width;
             c.height = frame.height;
             self.enc = Self::open(&c)?;
+            self.temporal = TemporalPosition::new(c.temporal_layers);
             self.config = c;
-            self.temporal_at = 0;
         }
         let (pts, duration) = self.clock.next(pts_90k, self.config.framerate);
         let layers = self.config.temporal_layers;
-        let (pattern, _) = temporal_pattern(layers);
-        let at = if force_keyframe { 0 } else { self.temporal_at };
-        self.temporal_at = (at + 1) % pattern.len();
-        let sync = if layers > 1 { self.set_temporal_layer(pattern[at], at)? } else { false };
+        let (at, id) = self.temporal.next(force_keyframe);
+        if layers > 1 {
+            self.set_temporal_layer(id, at)?;
+        }
         // SAFETY: all-zero is a valid aom_image_t; the fields libaom reads are set below.
         let mut img: ffi::aom_image_t = unsafe { std::mem::zeroed() };
         let (w, h, cw) = (frame.width, frame.height, frame.chroma_width());
@@ -319,25 +310,17 @@ impl Av1Encoder {
             }
             let data = unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) }.to_vec();
             let keyframe = f.flags & ffi::AOM_FRAME_IS_KEY != 0;
-            let temporal = (layers > 1).then(|| {
-                if keyframe {
-                    // the base of what follows, wherever it fell in the period
-                    self.temporal_at = 1 % pattern.len();
-                    TemporalLayer { layers, id: 0, sync: false }
-                } else {
-                    TemporalLayer { layers, id: pattern[at], sync }
-                }
-            });
+            let temporal = (layers > 1).then(|| self.temporal.encoded(at, keyframe));
             out.push(EncodedFrame { data, keyframe, width: w, height: h, temporal });
         }
         Ok(out)
     }
 
     /// Tells libaom the layer, references and refreshes of the next frame (at `at` in the
-    /// period); returns its Y bit. Frames above TL0 are error resilient (their entropy
-    /// coding starts from the defaults, not from an earlier frame's), as libwebrtc sends them.
-    fn set_temporal_layer(&mut self, id: u8, at: usize) -> Result<bool> {
-        let (mut refs, sync) = temporal_refs(self.config.temporal_layers, at);
+    /// period). Frames above TL0 are error resilient (their entropy coding starts from the
+    /// defaults, not from an earlier frame's), as libwebrtc sends them.
+    fn set_temporal_layer(&mut self, id: u8, at: usize) -> Result<()> {
+        let mut refs = temporal_refs(self.config.temporal_layers, at);
         let mut layer = ffi::aom_svc_layer_id_t { spatial_layer_id: 0, temporal_layer_id: id as c_int };
         let ctx = &mut self.enc.ctx;
         // SAFETY: these controls take an aom_svc_layer_id_t*, an aom_svc_ref_frame_config_t*
@@ -347,7 +330,7 @@ impl Av1Encoder {
             check(ffi::aom_codec_control(ctx, ffi::AV1E_SET_SVC_REF_FRAME_CONFIG as c_int, &mut refs as *mut _), "AV1E_SET_SVC_REF_FRAME_CONFIG", ctx)?;
             check(ffi::aom_codec_control(ctx, ffi::AV1E_SET_ERROR_RESILIENT_MODE as c_int, (id > 0) as c_int), "AV1E_SET_ERROR_RESILIENT_MODE", ctx)?;
         }
-        Ok(sync)
+        Ok(())
     }
 }
 

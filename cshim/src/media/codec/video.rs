@@ -107,6 +107,44 @@ impl TemporalSync {
     }
 }
 
+/// Where the next frame goes in `temporal_pattern`, for an encoder that is told each frame's
+/// layer (libvpx's VP8, libaom): a forced keyframe starts the period, and so does a keyframe
+/// the encoder makes of its own accord, wherever it fell. The Y bits come from
+/// [`TemporalSync`]; an encoder whose layering is its own (libvpx's VP9) reports each
+/// frame's layer instead ([`TemporalPosition::reported`]).
+#[derive(Debug)]
+pub struct TemporalPosition {
+    pattern: &'static [u8],
+    at: usize,
+    sync: TemporalSync,
+}
+
+impl TemporalPosition {
+    pub fn new(layers: u8) -> Self {
+        TemporalPosition { pattern: temporal_pattern(layers).0, at: 0, sync: TemporalSync::new(layers) }
+    }
+
+    /// The position of the next frame in the period, and its layer.
+    pub fn next(&mut self, force_keyframe: bool) -> (usize, u8) {
+        let at = if force_keyframe { 0 } else { self.at };
+        self.at = (at + 1) % self.pattern.len();
+        (at, self.pattern[at])
+    }
+
+    /// The layer of the frame encoded at `at` (a keyframe: TL0, and the period starts again).
+    pub fn encoded(&mut self, at: usize, keyframe: bool) -> TemporalLayer {
+        if keyframe {
+            self.at = 1 % self.pattern.len();
+        }
+        self.sync.next(self.pattern[at], keyframe)
+    }
+
+    /// The layer of a frame whose layer the encoder chose (`id`).
+    pub fn reported(&mut self, id: u8, keyframe: bool) -> TemporalLayer {
+        self.sync.next(id, keyframe)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
     pub data: Vec<u8>,

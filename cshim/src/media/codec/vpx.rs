@@ -1,7 +1,7 @@
 //! VP8/VP9 encoder and decoder over the system libvpx (Debian libvpx-dev), tuned like
 //! libwebrtc's realtime configuration: one-pass CBR, no lookahead, keyframes on demand.
 use super::frame::I420Frame;
-use super::video::{temporal_bitrates, temporal_pattern, EncodedFrame, EncoderClock, TemporalLayer, TemporalSync, VideoCodec, VideoEncoderConfig};
+use super::video::{temporal_bitrates, temporal_pattern, EncodedFrame, EncoderClock, TemporalPosition, VideoCodec, VideoEncoderConfig};
 use crate::error::{Error, Result};
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -55,22 +55,22 @@ fn vp8_speed(pixels: u64, load: u64, cores: usize) -> c_int {
     }
 }
 
-/// libvpx flags and the Y bit of the frame at `at` in the period of `layers` layers. TL0
-/// frames refer to and update LAST only, so LAST always holds a TL0 frame; L1T3's TL1 frame
-/// updates GOLDEN, which the TL2 frame after it also refers to (not a switching point, then).
-/// Frames above TL0 leave the entropy context alone: a receiver without them decodes the rest.
-fn temporal_flags(layers: u8, at: usize) -> (ffi::vpx_enc_frame_flags_t, bool) {
+/// libvpx flags of the frame at `at` in the period of `layers` layers. TL0 frames refer to
+/// and update LAST only, so LAST always holds a TL0 frame; L1T3's TL1 frame updates GOLDEN,
+/// which the TL2 frame after it also refers to (not a switching point, then). Frames above
+/// TL0 leave the entropy context alone: a receiver without them decodes the rest.
+fn temporal_flags(layers: u8, at: usize) -> ffi::vpx_enc_frame_flags_t {
     let (ref_only_last, upd_none) = (
         ffi::VP8_EFLAG_NO_REF_GF | ffi::VP8_EFLAG_NO_REF_ARF,
         ffi::VP8_EFLAG_NO_UPD_LAST | ffi::VP8_EFLAG_NO_UPD_GF | ffi::VP8_EFLAG_NO_UPD_ARF | ffi::VP8_EFLAG_NO_UPD_ENTROPY,
     );
-    let (flags, sync) = match (layers, at) {
-        (_, 0) => (ref_only_last | ffi::VP8_EFLAG_NO_UPD_GF | ffi::VP8_EFLAG_NO_UPD_ARF, false),
-        (3, 2) => (ref_only_last | (upd_none & !ffi::VP8_EFLAG_NO_UPD_GF), true),
-        (3, 3) => (ffi::VP8_EFLAG_NO_REF_ARF | upd_none, false),
-        _ => (ref_only_last | upd_none, true),
+    let flags = match (layers, at) {
+        (_, 0) => ref_only_last | ffi::VP8_EFLAG_NO_UPD_GF | ffi::VP8_EFLAG_NO_UPD_ARF,
+        (3, 2) => ref_only_last | (upd_none & !ffi::VP8_EFLAG_NO_UPD_GF),
+        (3, 3) => ffi::VP8_EFLAG_NO_REF_ARF | upd_none,
+        _ => ref_only_last | upd_none,
     };
-    (flags as ffi::vpx_enc_frame_flags_t, sync)
+    flags as ffi::vpx_enc_frame_flags_t
 }
 
 /// Temporal layering in libvpx's configuration: the period's layer ids, TL0 at a quarter
@@ -168,10 +168,9 @@ pub struct VpxEncoder {
     clock: EncoderClock,
     /// Profile 2 only: reusable 16-bit planes (Y, U, V back to back).
     hbd: Vec<u16>,
-    /// Position of the next frame in the temporal layering's period.
-    temporal_at: usize,
-    /// VP9: the Y bits of the layers libvpx's own layering gives its frames.
-    vp9_temporal: TemporalSync,
+    /// Where the next frame goes in the temporal layering's period (VP8), or the Y bits of
+    /// the layers libvpx's own layering gives its frames (VP9).
+    temporal: TemporalPosition,
 }
 
 // SAFETY: the libvpx context is used from one thread at a time (&mut self); it holds no
@@ -181,8 +180,8 @@ unsafe impl Send for VpxEncoder {}
 impl VpxEncoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self> {
         let enc = Self::open(&config)?;
-        let vp9_temporal = TemporalSync::new(config.temporal_layers);
-        Ok(VpxEncoder { config, enc, clock: EncoderClock::default(), hbd: Vec::new(), temporal_at: 0, vp9_temporal })
+        let temporal = TemporalPosition::new(config.temporal_layers);
+        Ok(VpxEncoder { config, enc, clock: EncoderClock::default(), hbd: Vec::new(), temporal })
     }
 
     pub fn config(&self) -> &VideoEncoderConfig {
@@ -322,7 +321,7 @@ impl VpxEncoder {
                 };
                 control(ctx, id::VP8E_SET_CPUUSED as u32, speed, "VP9 speed")?;
                 if c.temporal_layers > 1 {
-                    Self::start_vp9_svc(ctx, c.temporal_layers, speed)?;
+                    Self::start_vp9_svc(ctx, cfg, speed)?;
                 }
                 control(ctx, id::VP9E_SET_ROW_MT as u32, 1, "VP9E_SET_ROW_MT")?;
                 // log2(tiles); libvpx clamps to what the width allows (>= 256 px per tile).
@@ -341,9 +340,10 @@ impl VpxEncoder {
         Ok(enc)
     }
 
-    /// VP9's temporal layers run through libvpx's SVC encoder: one spatial layer at full
-    /// size, each temporal layer with the quantizer range and speed of the stream.
-    fn start_vp9_svc(ctx: &mut ffi::vpx_codec_ctx_t, layers: u8, speed: c_int) -> Result<()> {
+    /// VP9's temporal layers (`cfg.ts_number_layers`) run through libvpx's SVC encoder: one
+    /// spatial layer at full size, each temporal layer with the quantizer range of `cfg` and
+    /// the stream's speed.
+    fn start_vp9_svc(ctx: &mut ffi::vpx_codec_ctx_t, cfg: &ffi::vpx_codec_enc_cfg_t, speed: c_int) -> Result<()> {
         use ffi::vp8e_enc_control_id as id;
         control(ctx, id::VP9E_SET_SVC as u32, 1, "VP9E_SET_SVC")?;
         // SAFETY: plain integer arrays; all-zero is a valid start.
@@ -351,9 +351,9 @@ impl VpxEncoder {
         params.scaling_factor_num[0] = 1;
         params.scaling_factor_den[0] = 1;
         params.speed_per_layer[0] = speed;
-        for layer in 0..layers as usize {
-            params.min_quantizers[layer] = 2;
-            params.max_quantizers[layer] = 52;
+        for layer in 0..cfg.ts_number_layers as usize {
+            params.min_quantizers[layer] = cfg.rc_min_quantizer as c_int;
+            params.max_quantizers[layer] = cfg.rc_max_quantizer as c_int;
         }
         // SAFETY: VP9E_SET_SVC_PARAMETERS takes a vpx_svc_extra_cfg_t*, copied during the call.
         let err = unsafe { ffi::vpx_codec_control_(ctx, id::VP9E_SET_SVC_PARAMETERS as c_int, &mut params as *mut ffi::vpx_svc_extra_cfg_t) };
@@ -441,9 +441,8 @@ impl VpxEncoder {
             c.width = frame.width;
             c.height = frame.height;
             self.enc = Self::open(&c)?;
-            self.vp9_temporal = TemporalSync::new(c.temporal_layers);
+            self.temporal = TemporalPosition::new(c.temporal_layers);
             self.config = c;
-            self.temporal_at = 0;
         }
         let (pts, duration) = self.clock.next(pts_90k, self.config.framerate);
 
@@ -451,17 +450,14 @@ impl VpxEncoder {
         let layers = self.config.temporal_layers;
         // VP8's layering is ours (flags per frame); VP9's is libvpx's, read back after encoding
         let vp8_layers = layers > 1 && self.config.codec == VideoCodec::Vp8;
-        let (pattern, _) = temporal_pattern(layers);
-        let at = if force_keyframe { 0 } else { self.temporal_at };
-        self.temporal_at = (at + 1) % pattern.len();
-        let (mut flags, sync) = if vp8_layers { temporal_flags(layers, at) } else { (0, false) };
+        let (at, id) = self.temporal.next(force_keyframe);
+        let mut flags = if vp8_layers { temporal_flags(layers, at) } else { 0 };
         if force_keyframe {
             flags = ffi::VPX_EFLAG_FORCE_KF as ffi::vpx_enc_frame_flags_t; // a keyframe refreshes every buffer
         }
         let ctx = &mut self.enc.ctx;
         if vp8_layers {
-            let id = ffi::vp8e_enc_control_id::VP8E_SET_TEMPORAL_LAYER_ID as u32;
-            control(ctx, id, pattern[at] as c_int, "VP8E_SET_TEMPORAL_LAYER_ID")?;
+            control(ctx, ffi::vp8e_enc_control_id::VP8E_SET_TEMPORAL_LAYER_ID as u32, id as c_int, "VP8E_SET_TEMPORAL_LAYER_ID")?;
         }
         // SAFETY: img points into `frame` (or self.hbd), both alive for the call; libvpx
         // copies what it needs before returning (lag 0) and never writes the input.
@@ -489,18 +485,9 @@ impl VpxEncoder {
             }
             let data = unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) }.to_vec();
             let keyframe = f.flags & ffi::VPX_FRAME_IS_KEY != 0;
-            let temporal = if let Some(id) = vp9_layer {
-                Some(self.vp9_temporal.next(id, keyframe))
-            } else {
-                vp8_layers.then(|| {
-                    if keyframe {
-                        // the base of what follows, wherever it fell in the period
-                        self.temporal_at = 1 % pattern.len();
-                        TemporalLayer { layers, id: 0, sync: false }
-                    } else {
-                        TemporalLayer { layers, id: pattern[at], sync }
-                    }
-                })
+            let temporal = match vp9_layer {
+                Some(id) => Some(self.temporal.reported(id, keyframe)),
+                None => vp8_layers.then(|| self.temporal.encoded(at, keyframe)),
             };
             out.push(EncodedFrame { data, keyframe, width: frame.width, height: frame.height, temporal });
         }
