@@ -91,9 +91,14 @@ def new_sora(sdk, openh264):
     return sdk.Sora(openh264=openh264)
 
 
-def _layers(conn) -> dict:
-    return {s.get("rid", "-"): s for s in json.loads(conn.get_stats())
-            if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
+def _layers(stats: list) -> dict:
+    return {s.get("rid", "-"): s for s in stats if s.get("type") == "outbound-rtp" and s.get("kind") == "video"}
+
+
+def _available_kbps(stats: list):
+    """The sender's own estimate: its nominated candidate pair's availableOutgoingBitrate."""
+    pair = [s for s in stats if s.get("type") == "candidate-pair" and s.get("nominated")]
+    return round(pair[0].get("availableOutgoingBitrate", 0) / 1000) if pair else None
 
 
 def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None, simulcast=False, mode=None):
@@ -109,7 +114,7 @@ def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None, simulc
                    **access(channel, mode, True))
     scenes = [testpattern.scene(i, W, H) for i in range(testpattern.PERIOD)]  # drawing is not measured
     time.sleep(1.0)  # let the receiver attach
-    before = _layers(conn)
+    before = _layers(json.loads(conn.get_stats()))
     cpu0, t0 = time.process_time(), time.perf_counter()
     frames = int(seconds * FPS)
     for i in range(frames):
@@ -121,15 +126,18 @@ def run_sender(sdk, url, channel, seconds, codec, bitrate, openh264=None, simulc
         source.on_captured(img)
     cpu = time.process_time() - cpu0
     media = frames / FPS
-    after = _layers(conn)
+    stats = json.loads(conn.get_stats())
+    after = _layers(stats)
     layers = {rid: {"width": s.get("frameWidth"), "height": s.get("frameHeight"),
                     "fps": (s.get("framesEncoded", 0) - before.get(rid, {}).get("framesEncoded", 0)) / media,
                     "kbps": (s.get("bytesSent", 0) - before.get(rid, {}).get("bytesSent", 0)) * 8 / media / 1000,
-                    "encoder": s.get("encoderImplementation"), "mode": s.get("scalabilityMode")}
+                    "encoder": s.get("encoderImplementation"), "mode": s.get("scalabilityMode"),
+                    "target_kbps": round(s.get("targetBitrate", 0) / 1000)}
               for rid, s in sorted(after.items())}
     time.sleep(1.0)
     conn.disconnect()
-    return {"cpu_per_media_s": cpu / media, "frames_sent": frames, "layers": layers}
+    return {"cpu_per_media_s": cpu / media, "frames_sent": frames, "layers": layers,
+            "available_kbps": _available_kbps(stats)}
 
 
 def run_receiver(sdk, url, channel, seconds, openh264=None, simulcast=False, mode=None):

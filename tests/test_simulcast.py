@@ -105,6 +105,15 @@ def token(channel_id: str, **claims) -> dict:
     return {"access_token": jwt.encode(claims, SECRET, algorithm="HS256")}
 
 
+def modes_token(channel_id: str, modes: dict) -> dict:
+    """Metadata whose JWT gives each rid of ``modes`` its scalabilityMode (Sora's
+    simulcast_encodings)."""
+    return token(channel_id, simulcast_encodings=[{"rid": rid, "scalabilityMode": m} for rid, m in modes.items()])
+
+
+L1T3 = {"r0": "L1T3", "r1": "L1T3", "r2": "L1T3"}
+
+
 def simulcast_sender(official, server, channel_id, clients, codec="VP8", **claims):
     sora = new_sora(official)
     vsrc = sora.create_video_source()
@@ -335,8 +344,7 @@ def test_browser_simulcast_sender_with_temporal_layers(ffi, make_server, channel
                    metadata=token(channel_id)).connect()
     peer = browser_peer()
     peer.connect(server.signaling_url, channel_id, "sendonly", simulcast=True, videoCodecType=codec,
-                 metadata=token(channel_id, simulcast_encodings=[
-                     {"rid": rid, "scalabilityMode": "L1T3"} for rid in ("r0", "r1", "r2")]))
+                 metadata=modes_token(channel_id, L1T3))
     frames = Frames(ffi, high, 640)
     wait_frames(high, frames, 0, 60, 320, "r2 asked, r1 given")
     modes = {s.get("rid"): s.get("scalabilityMode") for s in peer.stats("outbound-rtp", "video")}
@@ -419,8 +427,7 @@ def test_sora_ffi_sends_the_temporal_layers_an_encoding_asks_for(ffi, official, 
     sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, simulcast=True,
                      video_codec_type=codec, video_bit_rate=2500, video_source=vsrc,
                      degradation_preference=ffi.SoraDegradationPreference.DISABLED,
-                     metadata=token(channel_id, simulcast_encodings=[
-                         {"rid": rid, "scalabilityMode": mode} for rid, mode in modes.items()]))
+                     metadata=modes_token(channel_id, modes))
     sender.connect()
     assert {e["rid"]: e["scalabilityMode"] for e in sender.offer["encodings"]} == modes
     frames = {rid: Frames(c.sdk, c) for rid, c in receivers.items()}
@@ -490,8 +497,7 @@ def test_browsers_receive_sora_ffi_temporal_layers(ffi, make_server, channel_id,
     sender = clients(ffi, server, channel_id, "sendonly", sora=sora, video=True, simulcast=True,
                      video_codec_type=codec, video_bit_rate=2500, video_source=vsrc,
                      degradation_preference=ffi.SoraDegradationPreference.DISABLED,
-                     metadata=token(channel_id, simulcast_encodings=[
-                         {"rid": rid, "scalabilityMode": "L1T3"} for rid in ("r0", "r1", "r2")]))
+                     metadata=modes_token(channel_id, L1T3))
     sender.connect()
 
     def decoded() -> int:
