@@ -166,3 +166,32 @@ def test_max_message_size(sdk, server, channel_id, clients):
     big = os.urandom(262144)
     assert a.conn.send_data_channel("#chat", big) is True
     assert b.wait_messages(1) == [("#chat", big)]
+
+
+def test_as_many_labels_as_the_sctp_streams_allow(sdk, sdk2, server, channel_id, clients):
+    """The dev server opens every DataChannel on the 256 SCTP streams libdatachannel
+    negotiates (each side's ids of one parity: 128 channels). With the most messaging labels
+    that leaves room for (rpc included), every label opens on both SDKs, also against
+    libwebrtc's 1024 streams, and the highest stream carries messages both ways."""
+    from sora_ffi.devserver.params import MAX_MESSAGING_LABELS
+    dcs = [{"label": f"#l{n}", "direction": "sendrecv"} for n in range(MAX_MESSAGING_LABELS)]
+    a = clients(sdk, server, channel_id, "sendrecv", data_channel_signaling=True, data_channels=dcs).connect()
+    b = clients(sdk2, server, channel_id, "sendrecv", data_channel_signaling=True, data_channels=dcs).connect()
+    last = dcs[-1]["label"]
+    for c in (a, b):
+        c.wait_for(lambda c=c: all(d["label"] in c.data_channels for d in dcs), 10, "every label open")
+    assert a.conn.send_data_channel(last, b"from a") is True
+    assert b.conn.send_data_channel(last, b"from b") is True
+    assert b.wait_messages(1) == [(last, b"from a")]
+    assert a.wait_messages(1) == [(last, b"from b")]
+
+
+def test_more_labels_than_streams_are_refused(sdk, server, channel_id, clients):
+    """One messaging label more than the streams leave room for: a clear 4400 at connect
+    (it once left the client waiting for DataChannels that could never open)."""
+    from sora_ffi.devserver.params import MAX_MESSAGING_LABELS
+    dcs = [{"label": f"#l{n}", "direction": "sendrecv"} for n in range(MAX_MESSAGING_LABELS + 1)]
+    c = clients(sdk, server, channel_id, "sendrecv", data_channel_signaling=True, data_channels=dcs)
+    c.connect(wait=False)
+    code, message = c.wait_disconnected()
+    assert "4400" in message and f"at most {MAX_MESSAGING_LABELS}" in message, message

@@ -17,6 +17,11 @@ DIRECTIONS = ("sendrecv", "sendonly", "recvonly")
 SYSTEM_LABELS = ("signaling", "notify", "push", "stats")
 RPC_LABEL = "rpc"
 MAX_ID_BYTES = 255
+#: DataChannels the server can open on one connection: the ids of its parity below the 256
+#: SCTP streams libdatachannel negotiates (cshim/patches/libdatachannel-sctp-256-streams.patch)
+MAX_SERVER_DATA_CHANNELS = 128
+#: messaging labels one connection may ask for: what is left beside the system labels and rpc
+MAX_MESSAGING_LABELS = MAX_SERVER_DATA_CHANNELS - len(SYSTEM_LABELS) - 1
 
 CLOSE_BAD_REQUEST = 4400
 
@@ -276,6 +281,10 @@ def parse_data_channels(value: object) -> list:
             label=label, direction=direction, compress=compress, header=header,
             ordered=ordered, max_packet_life_time=mplt, max_retransmits=mr, protocol=protocol,
         ))
+    messaging = sum(1 for d in out if d.is_messaging)
+    if messaging > MAX_MESSAGING_LABELS:
+        raise ProtocolError(f"INVALID-PARAMETER: {messaging} messaging labels in data_channels "
+                            f"(at most {MAX_MESSAGING_LABELS})")
     return out
 
 
