@@ -270,7 +270,9 @@ def test_library_needs_only_base_system_libraries():
 # rotation with SSE (issue 9): 18,465,728 here. The audio sink's read into the caller's
 # array: 18,469,824. VP9, AV1 and H.264 temporal layers (issue 11): 18,474,112; arrival
 # times for the dev server's transport-cc from libdatachannel's receive thread: 18,474,592.
-LIBRARY_MAX_BYTES = 18_480_000
+# Freed heap given back to the OS after audio sinks shrink (heap.rs, issue 9: ~30 MiB of RSS
+# at 300 receivers): 18,488,096 (the trim's task ~9 KB of it).
+LIBRARY_MAX_BYTES = 18_495_000
 
 
 def test_library_size_is_bounded():

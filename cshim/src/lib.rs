@@ -8,6 +8,7 @@ pub mod ffi;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod heap;
 pub mod ice_scope;
 pub mod log;
 pub mod media;

@@ -189,8 +189,10 @@ impl AudioSinkState {
         // Give back what a burst (or a reader that started late) grew: a sink read every
         // 100 ms keeps ~100 ms, not the largest backlog it ever had.
         let keep = (self.buffer.len() * 2).max(self.rate as usize * self.channels.max(1) as usize / 5);
-        if self.buffer.capacity() > 2 * keep {
+        let capacity = self.buffer.capacity();
+        if capacity > 2 * keep {
             self.buffer.shrink_to(keep);
+            crate::heap::released((capacity - self.buffer.capacity()) * std::mem::size_of::<i16>());
         }
     }
 }
