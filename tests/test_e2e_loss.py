@@ -266,3 +266,42 @@ def test_h265_access_units_survive_5_percent_loss(lossy_link, channel_id, lossy,
     assert indices == sorted(set(indices)), "out of order or twice"
     assert len(indices) >= 0.9 * FRAMES
     assert iv["nackCount"] > 0 and iv["packetsLost"] <= 0.01 * iv["packetsReceived"]
+
+
+def test_a_lost_last_dtls_flight_is_sent_again(lossy_link, channel_id):
+    """A sora_ffi client is the DTLS server (it answers a=setup:passive), so its handshake
+    is over once it has sent its last flight (ChangeCipherSpec + Finished). That datagram
+    is dropped once: the dev server repeats its own flight after its retransmission timer,
+    and the client, whose handshake buffers are gone by then (OpenSSL here frees them when a
+    handshake ends: openssl-src-dtls-buffers-on-demand.patch), answers from its stored
+    flight with a buffer made for it. The connection comes up and the video flows."""
+    link = lossy_link
+    # The client's handshake datagrams (first byte 0x16: a handshake record): its first
+    # flight (ServerHello ... ServerHelloDone), then its last (NewSessionTicket,
+    # ChangeCipherSpec, Finished). The second one is dropped.
+    last_flight = ("-p", "udp", "-m", "u32", "--u32", "0>>22&0x3C@8>>24=0x16",
+                   "-m", "statistic", "--mode", "nth", "--every", "1000000", "--packet", "1", "-j", "DROP")
+    _run("ip", "netns", "exec", link.ns, "iptables", "-A", "OUTPUT", *last_flight)
+    with DevServer(host=link.host_ip, bind_address=link.host_ip, ping_interval=5.0) as server:
+        procs = []
+        try:
+            t0 = time.monotonic()
+            recv = _peer("recv", server.signaling_url, channel_id, link.ns, "VP8")
+            procs.append(recv)
+            connect_s = time.monotonic() - t0
+            send = _peer("send", server.signaling_url, channel_id, None, "VP8")
+            procs.append(send)
+            send.stdin.write("go\n")
+            send.stdin.flush()
+            got, _ = _report(recv, FRAMES / 30 + 30), _report(send, 30)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+    counters = subprocess.run(["ip", "netns", "exec", link.ns, "iptables", "-L", "OUTPUT", "-v", "-n", "-x"],
+                              check=True, capture_output=True, text=True).stdout
+    dropped = int(next(line for line in counters.splitlines() if "u32" in line).split()[0])
+    print(f"\nconnected in {connect_s:.1f} s with {dropped} last flight dropped; "
+          f"{got['distinct']}/{FRAMES} frames decoded")
+    assert dropped == 1  # the flight was lost, so it was sent again
+    assert got["distinct"] >= 0.9 * FRAMES
