@@ -13,15 +13,17 @@ of growing memory. Control events are never dropped.
 """
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import os
 import threading
 import weakref
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from ._native import Event, EventQueue
+
+if TYPE_CHECKING:  # asyncio costs ~20 ms to import; only event-loop users pay for it
+    import asyncio
 
 __all__ = ["EventType", "Dispatcher", "MEDIA_EVENTS_PER_SINK"]
 

@@ -283,3 +283,15 @@ def test_library_size_is_bounded():
         pytest.skip("no libsora_shim.so next to the package (not a Linux build)")
     size = lib.stat().st_size
     assert size <= LIBRARY_MAX_BYTES, f"libsora_shim.so is {size / 1e6:.1f} MB (bound {LIBRARY_MAX_BYTES / 1e6:.1f} MB)"
+
+
+def test_import_leaves_the_heavy_modules_for_first_use():
+    """`import sora_ffi` stays fast (issue 9: <= 30 ms) by not importing asyncio (~20 ms,
+    with ssl) or numpy (~100 ms): they come with the first call that needs them. An
+    annotation's import once pulled asyncio in for every user."""
+    import subprocess
+
+    code = ("import sys, sora_ffi; "
+            "print(sorted(m for m in ('asyncio', 'numpy', 'ssl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]", out
