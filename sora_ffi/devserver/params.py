@@ -17,9 +17,10 @@ DIRECTIONS = ("sendrecv", "sendonly", "recvonly")
 SYSTEM_LABELS = ("signaling", "notify", "push", "stats")
 RPC_LABEL = "rpc"
 MAX_ID_BYTES = 255
-#: DataChannels the server can open on one connection: the ids of its parity below the 256
-#: SCTP streams libdatachannel negotiates (cshim/patches/libdatachannel-sctp-256-streams.patch)
-MAX_SERVER_DATA_CHANNELS = 128
+#: SCTP streams libdatachannel negotiates each way (cshim/patches/libdatachannel-sctp-256-streams.patch)
+SCTP_STREAMS = 256
+#: DataChannels the server can open on one connection: the ids of its parity below SCTP_STREAMS
+MAX_SERVER_DATA_CHANNELS = SCTP_STREAMS // 2
 #: messaging labels one connection may ask for: what is left beside the system labels and rpc
 MAX_MESSAGING_LABELS = MAX_SERVER_DATA_CHANNELS - len(SYSTEM_LABELS) - 1
 

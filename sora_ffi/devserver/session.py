@@ -39,6 +39,7 @@ from .params import (
     CLOSE_BAD_REQUEST,
     ConnectParams,
     DataChannelSpec,
+    SCTP_STREAMS,
     ProtocolError,
     parse_connect,
 )
@@ -60,9 +61,8 @@ NEW, OFFERING, CONNECTING, ESTABLISHED, ENDING, CLOSED = (
     "new", "offering", "connecting", "established", "ending", "closed")
 
 WS_QUEUE_LIMIT = 10000
-#: the id of the pre-negotiated channel that gives an offer its m=application: the last of the
-#: 256 SCTP streams libdatachannel negotiates (cshim/patches/libdatachannel-sctp-256-streams.patch)
-NEGOTIATED_DC_STREAM = 255
+#: the id of the pre-negotiated channel that gives an offer its m=application: the last stream
+NEGOTIATED_DC_STREAM = SCTP_STREAMS - 1
 MAX_PENDING_CANDIDATES = 256
 DC_CLOSE_GRACE = 2.0  # seconds the client gets to finish closing its DataChannels
 #: The layer a receiver gets of a simulcast sender when it asked for none (Sora's own
